@@ -1,0 +1,28 @@
+//! `moat config`: check a configuration file without starting anything.
+
+use std::path::PathBuf;
+
+use moat_config::Config;
+
+/// The `moat config` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum ConfigCommand {
+    /// Validate a moat.toml file: prints "ok: N endpoints", or every error with its field.
+    Check {
+        /// The configuration file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+}
+
+/// Runs one `moat config` subcommand.
+pub fn run(command: ConfigCommand) -> anyhow::Result<()> {
+    match command {
+        ConfigCommand::Check { file } => {
+            let config = Config::from_toml_file(&file)?;
+            let count = config.endpoints.len();
+            println!("ok: {count} endpoint{}", if count == 1 { "" } else { "s" });
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,51 @@
+//! The `moat` command line: parses flags into library calls and reports errors with context.
+
+mod commands;
+
+use clap::{Parser, Subcommand};
+
+/// Mutual-TLS authentication in front of any service, and the PKI to go with it.
+#[derive(Debug, Parser)]
+#[command(name = "moat", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The jobs moat does; each lives in its own module under `commands/`.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Make and inspect certificates: CAs, client and server certificates, CSRs, CRLs, PKCS#12.
+    #[command(subcommand)]
+    Pki(commands::pki::PkiCommand),
+    /// Serve HTTPS that only lets in clients with a certificate from your CAs, proxying to UPSTREAM.
+    Http(commands::serve::HttpArgs),
+    /// Terminate TLS, demand a client certificate, and forward the byte stream to a TCP UPSTREAM.
+    Tls(commands::serve::TlsArgs),
+    /// Run the endpoints of a moat.toml configuration file.
+    Start(commands::serve::StartArgs),
+    /// Validate a moat.toml configuration file.
+    #[command(subcommand)]
+    Config(commands::config::ConfigCommand),
+    /// Show mTLS end to end in a temporary directory: a refused and an accepted request.
+    Demo(commands::demo::DemoArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Pki(command) => commands::pki::run(command),
+        Command::Http(args) => commands::serve::run_http(args),
+        Command::Tls(args) => commands::serve::run_tls(args),
+        Command::Start(args) => commands::serve::run_start(args),
+        Command::Config(command) => commands::config::run(command),
+        Command::Demo(args) => commands::demo::run(args),
+    };
+    match outcome {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("moat: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! `moat config check FILE`: "ok: N endpoints", or every error with its field and exit 1.
+
+use std::process::Command;
+
+fn check(dir: &std::path::Path, file: &str) -> (Option<i32>, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_moat"))
+        .args(["config", "check", file])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_valid_file_reports_its_endpoint_count() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path();
+    std::fs::create_dir(dir.join("conf")).unwrap();
+    std::fs::write(dir.join("conf/ca.pem"), "not checked here").unwrap();
+    std::fs::write(
+        dir.join("conf/moat.toml"),
+        r#"
+[[endpoints]]
+name = "app"
+kind = "http"
+upstream = "http://127.0.0.1:8080"
+mutual_tls_cas = ["ca.pem"]   # relative to the file, not to the working directory
+
+[[endpoints]]
+name = "db"
+kind = "tls"
+listen = "0.0.0.0:5433"
+upstream = "localhost:5432"
+mutual_tls_cas = ["ca.pem"]
+[endpoints.timeouts]
+idle = "5m"
+"#,
+    )
+    .unwrap();
+    let (code, stdout, stderr) = check(dir, "conf/moat.toml");
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(stdout, "ok: 2 endpoints\n");
+}
+
+#[test]
+fn an_invalid_file_lists_every_error_with_its_field_and_exits_1() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path();
+    std::fs::write(
+        dir.join("moat.toml"),
+        r#"
+[[endpoints]]
+name = "app"
+kind = "http"
+upstream = "8080"
+
+[[endpoints]]
+name = "api"
+kind = "http"
+upstream = "localhost:x"
+tls_min_version = "1.0"
+"#,
+    )
+    .unwrap();
+    let (code, stdout, stderr) = check(dir, "moat.toml");
+    assert_eq!(code, Some(1));
+    assert_eq!(stdout, "");
+    assert_eq!(
+        stderr,
+        "moat: moat.toml: endpoints[1].upstream: \"localhost:x\" is not a port, host:port or URL\n\
+         moat.toml: endpoints[1].tls_min_version: \"1.0\" is not a supported TLS version; use \"1.2\" or \"1.3\"\n"
+    );
+}
+
+#[test]
+fn a_missing_file_is_named() {
+    let scratch = tempfile::tempdir().unwrap();
+    let (code, _, stderr) = check(scratch.path(), "nope.toml");
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.starts_with("moat: nope.toml: cannot read the configuration file:"),
+        "{stderr}"
+    );
+}

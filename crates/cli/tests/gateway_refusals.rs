@@ -1,0 +1,318 @@
+//! Who `moat http` lets in: clients of every CA in a bundle pass (also via an intermediate they
+//! send); no certificate, a foreign CA, a not-yet-valid or wrong-usage certificate,
+//! an expired certificate and a revoked one (CRL as PEM and as DER) are each refused with their
+//! own TLS alert, as both a rustls client and `openssl s_client` see it.
+
+mod gateway_support;
+
+use std::path::Path;
+
+use gateway_support::{
+    ClientOptions, GET_ROOT, Moat, TestCa, Usage, moat_output, rustls_request, s_client,
+    start_http_upstream, write_pair,
+};
+use rustls::AlertDescription;
+
+/// Two trusted CAs in one bundle, a foreign CA, and clients of each kind.
+struct Fixture {
+    dir: tempfile::TempDir,
+    trusted_a: TestCa,
+}
+
+const REVOKED_SERIAL: u64 = 0x666;
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path();
+    let server_ca = TestCa::new("Server CA");
+    std::fs::write(path.join("server-ca.crt"), &server_ca.pem).unwrap();
+    write_pair(
+        path,
+        "server",
+        &server_ca.leaf("localhost", Usage::Server, 1),
+    );
+
+    let trusted_a = TestCa::new("Team A CA");
+    let trusted_b = TestCa::new("Team B CA");
+    let foreign = TestCa::new("Foreign CA");
+    std::fs::write(
+        path.join("cas.pem"),
+        format!("{}{}", trusted_a.pem, trusted_b.pem),
+    )
+    .unwrap();
+    write_pair(path, "alice", &trusted_a.leaf("alice", Usage::Client, 10));
+    write_pair(path, "bob", &trusted_b.leaf("bob", Usage::Client, 11));
+    write_pair(path, "mallory", &foreign.leaf("mallory", Usage::Client, 12));
+    let now = time::OffsetDateTime::now_utc();
+    write_pair(
+        path,
+        "expired",
+        &trusted_a.leaf_valid(
+            "expired",
+            Usage::Client,
+            13,
+            now - time::Duration::days(30),
+            now - time::Duration::days(1),
+        ),
+    );
+    write_pair(
+        path,
+        "revoked",
+        &trusted_a.leaf("revoked", Usage::Client, REVOKED_SERIAL),
+    );
+    write_pair(
+        path,
+        "future",
+        &trusted_a.leaf_valid(
+            "future",
+            Usage::Client,
+            14,
+            now + time::Duration::days(1),
+            now + time::Duration::days(30),
+        ),
+    );
+    // A server certificate presented as a client certificate: its EKU lacks clientAuth.
+    write_pair(
+        path,
+        "wrong-usage",
+        &trusted_a.leaf("wrong-usage", Usage::Server, 15),
+    );
+    // A client of an intermediate under CA B, sending the intermediate after its leaf.
+    let intermediate = trusted_b.intermediate("Team B Issuing CA");
+    let (leaf, key) = intermediate.leaf("carol", Usage::Client, 16);
+    write_pair(path, "carol", &(format!("{leaf}{}", intermediate.pem), key));
+    let (crl_pem, crl_der) = trusted_a.crl(&[REVOKED_SERIAL]);
+    std::fs::write(path.join("a.crl.pem"), crl_pem).unwrap();
+    std::fs::write(path.join("a.crl.der"), crl_der).unwrap();
+    Fixture { dir, trusted_a }
+}
+
+fn start(dir: &Path, crl: &str) -> Moat {
+    let upstream = start_http_upstream();
+    Moat::start(
+        dir,
+        &[
+            "http",
+            &upstream.to_string(),
+            "--listen",
+            "127.0.0.1:0",
+            "--crt",
+            "server.crt",
+            "--key",
+            "server.key",
+            "--mutual-tls-cas",
+            "cas.pem",
+            "--crl",
+            crl,
+        ],
+        1,
+    )
+}
+
+fn rustls_as(dir: &Path, port: u16, client: Option<&str>) -> Result<String, rustls::Error> {
+    let cert = client.map(|name| dir.join(format!("{name}.crt")));
+    let key = client.map(|name| dir.join(format!("{name}.key")));
+    rustls_request(
+        port,
+        &ClientOptions {
+            server_ca: &dir.join("server-ca.crt"),
+            identity: cert.as_deref().zip(key.as_deref()),
+            tls12_only: false,
+            send: GET_ROOT,
+            half_close: false,
+        },
+    )
+}
+
+fn s_client_as(dir: &Path, port: u16, client: Option<&str>) -> String {
+    let mut args = vec!["-CAfile", "server-ca.crt"];
+    let cert = client.map(|name| format!("{name}.crt"));
+    let key = client.map(|name| format!("{name}.key"));
+    if let (Some(cert), Some(key)) = (&cert, &key) {
+        args.extend_from_slice(&["-cert", cert, "-key", key]);
+        // s_client sends only the first certificate of -cert; the rest goes in -cert_chain.
+        if client == Some("carol") {
+            args.extend_from_slice(&["-cert_chain", cert]);
+        }
+    }
+    s_client(dir, port, &args)
+}
+
+#[test]
+fn clients_of_each_bundled_ca_are_let_in() {
+    let fixture = fixture();
+    let dir = fixture.dir.path();
+    let moat = start(dir, "a.crl.pem");
+    for client in ["alice", "bob", "carol"] {
+        let response = rustls_as(dir, moat.port(), Some(client))
+            .unwrap_or_else(|error| panic!("{client} refused: {error}; log:\n{}", moat.log()));
+        assert!(
+            response.starts_with("HTTP/1.1 200 OK"),
+            "{client}: {response}"
+        );
+        assert!(
+            response.ends_with("hello from upstream /"),
+            "{client}: {response}"
+        );
+        let output = s_client_as(dir, moat.port(), Some(client));
+        assert!(
+            output.contains("hello from upstream /"),
+            "{client}: {output}"
+        );
+    }
+}
+
+#[test]
+fn refused_clients_receive_the_alert_matching_the_cause() {
+    let fixture = fixture();
+    let dir = fixture.dir.path();
+    let moat = start(dir, "a.crl.pem");
+    let cases = [
+        (
+            None,
+            AlertDescription::CertificateRequired,
+            "alert certificate required",
+            "no_certificate",
+        ),
+        (
+            Some("mallory"),
+            AlertDescription::UnknownCA,
+            "alert unknown ca",
+            "unknown_ca",
+        ),
+        (
+            Some("expired"),
+            AlertDescription::CertificateExpired,
+            "alert certificate expired",
+            "expired",
+        ),
+        (
+            Some("revoked"),
+            AlertDescription::CertificateRevoked,
+            "alert certificate revoked",
+            "revoked",
+        ),
+        (
+            Some("future"),
+            AlertDescription::CertificateExpired,
+            "alert certificate expired",
+            "not_yet_valid",
+        ),
+        (
+            Some("wrong-usage"),
+            AlertDescription::UnsupportedCertificate,
+            "alert unsupported certificate",
+            "wrong_usage",
+        ),
+    ];
+    for (client, alert, openssl_text, reason) in cases {
+        let outcome = rustls_as(dir, moat.port(), client);
+        assert_eq!(
+            outcome,
+            Err(rustls::Error::AlertReceived(alert)),
+            "rustls client {client:?}"
+        );
+        let output = s_client_as(dir, moat.port(), client);
+        assert!(
+            output.contains(openssl_text),
+            "s_client {client:?}: {output}"
+        );
+        assert!(
+            !output.contains("hello from upstream"),
+            "s_client {client:?}: {output}"
+        );
+        moat.wait_for_log(&format!("reason=\"{reason}\""));
+    }
+}
+
+#[test]
+fn a_der_crl_revokes_too() {
+    let fixture = fixture();
+    let dir = fixture.dir.path();
+    let moat = start(dir, "a.crl.der");
+    assert_eq!(
+        rustls_as(dir, moat.port(), Some("revoked")),
+        Err(rustls::Error::AlertReceived(
+            AlertDescription::CertificateRevoked
+        ))
+    );
+    let output = s_client_as(dir, moat.port(), Some("revoked"));
+    assert!(output.contains("alert certificate revoked"), "{output}");
+    assert!(rustls_as(dir, moat.port(), Some("alice")).is_ok());
+}
+
+#[test]
+fn a_leaf_in_the_ca_bundle_stops_startup_naming_it() {
+    let fixture = fixture();
+    let dir = fixture.dir.path();
+    let leaf = std::fs::read_to_string(dir.join("alice.crt")).unwrap();
+    std::fs::write(
+        dir.join("mixed.pem"),
+        format!("{}{leaf}", fixture.trusted_a.pem),
+    )
+    .unwrap();
+    let output = moat_output(
+        dir,
+        &[
+            "http",
+            "8080",
+            "--listen",
+            "127.0.0.1:0",
+            "--crt",
+            "server.crt",
+            "--key",
+            "server.key",
+            "--mutual-tls-cas",
+            "mixed.pem",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("mixed.pem: certificate #2 (CN=alice) is not a CA (basicConstraints"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("remove it from the bundle"), "{stderr}");
+    assert!(
+        output.stdout.is_empty(),
+        "nothing listens: {:?}",
+        output.stdout
+    );
+}
+
+#[test]
+fn request_mode_lets_a_client_without_certificate_finish_the_handshake_and_answers_403() {
+    let fixture = fixture();
+    let dir = fixture.dir.path();
+    let upstream = start_http_upstream();
+    let moat = Moat::start(
+        dir,
+        &[
+            "http",
+            &upstream.to_string(),
+            "--listen",
+            "127.0.0.1:0",
+            "--crt",
+            "server.crt",
+            "--key",
+            "server.key",
+            "--mutual-tls-cas",
+            "cas.pem",
+            "--client-auth",
+            "request",
+        ],
+        1,
+    );
+    let response = rustls_as(dir, moat.port(), None).unwrap();
+    assert!(response.starts_with("HTTP/1.1 403 Forbidden"), "{response}");
+    assert!(response.contains("client certificate"), "{response}");
+    assert!(!response.contains("hello from upstream"), "{response}");
+
+    let response = rustls_as(dir, moat.port(), Some("alice")).unwrap();
+    assert!(response.ends_with("hello from upstream /"), "{response}");
+    // A certificate that is presented but invalid is still refused at the handshake.
+    assert_eq!(
+        rustls_as(dir, moat.port(), Some("mallory")),
+        Err(rustls::Error::AlertReceived(AlertDescription::UnknownCA))
+    );
+}

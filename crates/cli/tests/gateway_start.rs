@@ -1,0 +1,116 @@
+//! `moat start --config moat.toml [NAME...|--all]`: the endpoints of a file, chosen by name.
+
+mod gateway_support;
+
+use std::path::Path;
+
+use gateway_support::{
+    ClientOptions, GET_ROOT, Moat, TestCa, Usage, moat_output, rustls_request, start_echo_upstream,
+    start_http_upstream, write_pair,
+};
+
+fn write_config(dir: &Path) {
+    let server_ca = TestCa::new("Server CA");
+    std::fs::write(dir.join("server-ca.crt"), &server_ca.pem).unwrap();
+    std::fs::create_dir(dir.join("etc")).unwrap();
+    write_pair(
+        &dir.join("etc"),
+        "server",
+        &server_ca.leaf("localhost", Usage::Server, 1),
+    );
+    let client_ca = TestCa::new("Client CA");
+    std::fs::write(dir.join("etc/cas.pem"), &client_ca.pem).unwrap();
+    write_pair(
+        dir,
+        "client",
+        &client_ca.leaf("start-client", Usage::Client, 2),
+    );
+    let web = start_http_upstream();
+    let echo = start_echo_upstream();
+    let config = format!(
+        r#"
+[[endpoints]]
+name = "web"
+kind = "http"
+listen = "127.0.0.1:0"
+upstream = "http://{web}"
+crt = "server.crt"
+key = "server.key"
+mutual_tls_cas = ["cas.pem"]
+
+[[endpoints]]
+name = "echo"
+kind = "tls"
+listen = "127.0.0.1:0"
+upstream = "{echo}"
+crt = "server.crt"
+key = "server.key"
+mutual_tls_cas = ["cas.pem"]
+terminate_at = "agent"
+"#
+    );
+    std::fs::write(dir.join("etc/moat.toml"), config).unwrap();
+}
+
+fn request(dir: &Path, port: u16, send: &[u8], half_close: bool) -> String {
+    let (ca, cert, key) = (
+        dir.join("server-ca.crt"),
+        dir.join("client.crt"),
+        dir.join("client.key"),
+    );
+    rustls_request(
+        port,
+        &ClientOptions {
+            server_ca: &ca,
+            identity: Some((&cert, &key)),
+            tls12_only: false,
+            send,
+            half_close,
+        },
+    )
+    .unwrap()
+}
+
+#[test]
+fn start_all_runs_every_endpoint_of_the_file() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path();
+    write_config(dir);
+    let moat = Moat::start(dir, &["start", "--config", "etc/moat.toml", "--all"], 2);
+    let names: Vec<&str> = moat
+        .endpoints
+        .iter()
+        .map(|(name, _)| name.as_str())
+        .collect();
+    assert_eq!(names, ["web", "echo"]);
+    assert!(moat.stdout[1].starts_with("moat: endpoint echo listening on tls://127.0.0.1:"));
+    let web = request(dir, moat.endpoints[0].1.port(), GET_ROOT, false);
+    assert!(web.ends_with("hello from upstream /"), "{web}");
+    assert_eq!(
+        request(dir, moat.endpoints[1].1.port(), b"hi\n", true),
+        "hi\n"
+    );
+}
+
+#[test]
+fn start_by_name_runs_only_that_endpoint() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path();
+    write_config(dir);
+    let moat = Moat::start(dir, &["start", "--config", "etc/moat.toml", "echo"], 1);
+    assert_eq!(moat.endpoints.len(), 1);
+    assert_eq!(moat.endpoints[0].0, "echo");
+    assert_eq!(
+        request(dir, moat.port(), b"only echo\n", true),
+        "only echo\n"
+    );
+
+    let output = moat_output(dir, &["start", "--config", "etc/moat.toml", "mail"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr),
+        "moat: etc/moat.toml: no endpoint named \"mail\"; the file has \"web\", \"echo\"\n"
+    );
+    let output = moat_output(dir, &["start", "--config", "etc/moat.toml"]);
+    assert_eq!(output.status.code(), Some(2), "names or --all are required");
+}

@@ -1,0 +1,543 @@
+//! Helpers for the gateway tests: run `moat http|tls|start` on 127.0.0.1:0, a tiny upstream,
+//! certificates made with rcgen or openssl, and clients (rustls in-process, curl, openssl s_client).
+#![allow(dead_code)] // Each test binary uses a different subset.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
+    RevokedCertParams, SerialNumber,
+};
+use rustls_pki_types::pem::PemObject as _;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+
+/// A running moat process; killed when dropped.
+pub struct Moat {
+    child: Child,
+    /// `(endpoint name, address)` from each ready line, in order.
+    pub endpoints: Vec<(String, SocketAddr)>,
+    /// Every stdout line read up to the last ready line.
+    pub stdout: Vec<String>,
+    log: PathBuf,
+}
+
+impl Moat {
+    /// Starts `moat ARGS` in `dir` (MOAT_HOME = dir/home, log in dir/moat.log) and waits for one
+    /// ready line per expected endpoint.
+    pub fn start(dir: &Path, args: &[&str], endpoints: usize) -> Moat {
+        let log = dir.join("moat.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_moat"))
+            .args(args)
+            .current_dir(dir)
+            .env("MOAT_HOME", dir.join("home"))
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("moat starts");
+        let mut moat = Moat {
+            child,
+            endpoints: Vec::new(),
+            stdout: Vec::new(),
+            log,
+        };
+        let stdout = moat.child.stdout.take().unwrap();
+        let (lines, received) = mpsc::channel();
+        thread::spawn(move || {
+            // Keeps reading to the end so moat never blocks on a full pipe.
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if lines.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while moat.endpoints.len() < endpoints {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match received.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some((name, address)) = parse_ready_line(&line) {
+                        moat.endpoints.push((name, address));
+                    }
+                    moat.stdout.push(line);
+                }
+                Err(_) => {
+                    let status = moat.child.try_wait().unwrap();
+                    panic!(
+                        "moat {args:?} did not report {endpoints} listening endpoint(s) (exit {status:?}); stdout: {:?}; log:\n{}",
+                        moat.stdout,
+                        moat.log()
+                    );
+                }
+            }
+        }
+        moat
+    }
+
+    /// The port of the first endpoint.
+    pub fn port(&self) -> u16 {
+        self.endpoints[0].1.port()
+    }
+
+    /// What moat logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits up to 5 seconds for `needle` to appear in the log (lines are written as events
+    /// happen, a moment after the client sees their effect); returns the log.
+    pub fn wait_for_log(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let log = self.log();
+            if log.contains(needle) {
+                return log;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{needle:?} not in the log:\n{log}"
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The process id, for signals.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        self.signal("TERM");
+    }
+
+    /// Sends the named signal (`TERM`, `INT`).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit, failing the test after `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "moat did not exit within {limit:?}; log:\n{}",
+                self.log()
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Moat {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `moat: endpoint NAME listening on SCHEME://ADDR` → (NAME, ADDR).
+fn parse_ready_line(line: &str) -> Option<(String, SocketAddr)> {
+    let rest = line.strip_prefix("moat: endpoint ")?;
+    let (name, url) = rest.split_once(" listening on ")?;
+    let address = url.split_once("://")?.1.trim().parse().ok()?;
+    Some((name.to_string(), address))
+}
+
+/// Runs moat to completion (for startup errors) with MOAT_HOME in `dir`.
+pub fn moat_output(dir: &Path, args: &[&str]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_moat"))
+        .args(args)
+        .current_dir(dir)
+        .env("MOAT_HOME", dir.join("home"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("moat {args:?} kept running; it should have failed at startup");
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// A minimal HTTP/1.1 upstream: answers every request with `200` and body
+/// `hello from upstream <path>`; `/slow` waits 2 seconds first.
+pub fn start_http_upstream() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            thread::spawn(move || {
+                let _ = serve_http(stream);
+            });
+        }
+    });
+    address
+}
+
+fn serve_http(stream: TcpStream) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut writer = stream;
+    loop {
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line)? == 0 {
+            return Ok(());
+        }
+        let path = request_line
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or("/")
+            .to_string();
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line)? == 0 || line.trim_end().is_empty() {
+                break;
+            }
+        }
+        if path == "/slow" {
+            thread::sleep(Duration::from_secs(2));
+        }
+        let body = format!("hello from upstream {path}");
+        write!(
+            writer,
+            "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )?;
+        writer.flush()?;
+    }
+}
+
+/// A TCP echo server: every connection gets back what it sends, and a half-close once the
+/// client half-closes.
+pub fn start_echo_upstream() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            thread::spawn(move || {
+                let mut buffer = [0u8; 16 * 1024];
+                loop {
+                    match stream.read(&mut buffer) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            if stream.write_all(&buffer[..n]).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+                let _ = stream.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    address
+}
+
+/// A CA made with rcgen, able to sign leaves and CRLs.
+pub struct TestCa {
+    /// The CA certificate, PEM.
+    pub pem: String,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+/// Whether a leaf is for a client or a server.
+#[derive(Clone, Copy)]
+pub enum Usage {
+    Client,
+    Server,
+}
+
+impl TestCa {
+    /// A self-signed ECDSA P-256 CA.
+    pub fn new(common_name: &str) -> TestCa {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        params.key_identifier_method = KeyIdMethod::Sha256;
+        let key = KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        TestCa {
+            pem: cert.pem(),
+            issuer: Issuer::new(params, key),
+        }
+    }
+
+    /// An intermediate CA signed by this one; it signs leaves and CRLs like a root.
+    pub fn intermediate(&self, common_name: &str) -> TestCa {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        params.key_identifier_method = KeyIdMethod::Sha256;
+        params.use_authority_key_identifier_extension = true;
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        TestCa {
+            pem: cert.pem(),
+            issuer: Issuer::new(params, key),
+        }
+    }
+
+    /// A leaf valid from a day ago for a year, with the given serial.
+    pub fn leaf(&self, common_name: &str, usage: Usage, serial: u64) -> (String, String) {
+        let now = time::OffsetDateTime::now_utc();
+        self.leaf_valid(
+            common_name,
+            usage,
+            serial,
+            now - time::Duration::days(1),
+            now + time::Duration::days(365),
+        )
+    }
+
+    /// A leaf with an explicit validity period; returns (certificate PEM, key PEM).
+    pub fn leaf_valid(
+        &self,
+        common_name: &str,
+        usage: Usage,
+        serial: u64,
+        not_before: time::OffsetDateTime,
+        not_after: time::OffsetDateTime,
+    ) -> (String, String) {
+        let names = match usage {
+            Usage::Server => vec!["localhost".to_string(), "127.0.0.1".to_string()],
+            Usage::Client => Vec::new(),
+        };
+        let mut params = CertificateParams::new(names).unwrap();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.serial_number = Some(SerialNumber::from(serial.to_be_bytes().to_vec()));
+        params.not_before = not_before;
+        params.not_after = not_after;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![match usage {
+            Usage::Client => ExtendedKeyUsagePurpose::ClientAuth,
+            Usage::Server => ExtendedKeyUsagePurpose::ServerAuth,
+        }];
+        params.use_authority_key_identifier_extension = true;
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    /// A CRL revoking `serials`; returns (PEM, DER).
+    pub fn crl(&self, serials: &[u64]) -> (String, Vec<u8>) {
+        let now = time::OffsetDateTime::now_utc();
+        let params = CertificateRevocationListParams {
+            this_update: now - time::Duration::hours(1),
+            next_update: now + time::Duration::days(7),
+            crl_number: SerialNumber::from(1u64.to_be_bytes().to_vec()),
+            issuing_distribution_point: None,
+            revoked_certs: serials
+                .iter()
+                .map(|serial| RevokedCertParams {
+                    serial_number: SerialNumber::from(serial.to_be_bytes().to_vec()),
+                    revocation_time: now - time::Duration::minutes(30),
+                    reason_code: None,
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: KeyIdMethod::Sha256,
+        };
+        let crl = params.signed_by(&self.issuer).unwrap();
+        (crl.pem().unwrap(), crl.der().to_vec())
+    }
+}
+
+/// Writes a certificate and key pair as NAME.crt / NAME.key in `dir`.
+pub fn write_pair(dir: &Path, name: &str, pair: &(String, String)) {
+    std::fs::write(dir.join(format!("{name}.crt")), &pair.0).unwrap();
+    std::fs::write(dir.join(format!("{name}.key")), &pair.1).unwrap();
+}
+
+/// What a TLS client saw: the response text, or the rustls error (e.g. the alert received).
+pub type ClientOutcome = Result<String, rustls::Error>;
+
+/// Options of [`rustls_request`].
+pub struct ClientOptions<'a> {
+    /// CA file that verifies moat's server certificate.
+    pub server_ca: &'a Path,
+    /// Client certificate and key files.
+    pub identity: Option<(&'a Path, &'a Path)>,
+    /// Offer only TLS 1.2.
+    pub tls12_only: bool,
+    /// Bytes to send after the handshake.
+    pub send: &'a [u8],
+    /// Send close_notify after them (a half-close for byte-stream protocols; an HTTP/1.1
+    /// server treats it as the end of the connection).
+    pub half_close: bool,
+}
+
+/// Connects to 127.0.0.1:`port` with an in-process rustls client, sends `options.send`
+/// (optionally half-closing with close_notify) and reads until the server closes.
+pub fn rustls_request(port: u16, options: &ClientOptions<'_>) -> ClientOutcome {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(options.server_ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let versions: &[&'static rustls::SupportedProtocolVersion] = if options.tls12_only {
+        &[&rustls::version::TLS12]
+    } else {
+        &[&rustls::version::TLS13, &rustls::version::TLS12]
+    };
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_root_certificates(roots);
+    let config = match options.identity {
+        Some((cert, key)) => {
+            let chain: Vec<_> = CertificateDer::pem_file_iter(cert)
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            let key = PrivateKeyDer::from_pem_file(key).unwrap();
+            builder.with_client_auth_cert(chain, key).unwrap()
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let connection =
+        rustls::ClientConnection::new(Arc::new(config), ServerName::try_from("localhost").unwrap())
+            .unwrap();
+    let socket = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut tls = rustls::StreamOwned::new(connection, socket);
+    let as_tls_error = |error: std::io::Error| -> rustls::Error {
+        match error
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
+            Some(tls_error) => tls_error.clone(),
+            None => rustls::Error::General(format!("I/O: {error}")),
+        }
+    };
+    // A refused client only learns why when it reads the server's alert, and a write may fail
+    // first because the server already closed; so the read decides the outcome.
+    let written = tls.write_all(options.send).and_then(|()| tls.flush());
+    if options.half_close && written.is_ok() {
+        tls.conn.send_close_notify();
+        let _ = tls.flush();
+    }
+    let mut received = Vec::new();
+    let read = tls.read_to_end(&mut received);
+    match (read, written) {
+        (Ok(_), _) => Ok(String::from_utf8_lossy(&received).into_owned()),
+        // A server that closes without close_notify after answering still answered.
+        (Err(error), _)
+            if error.kind() == std::io::ErrorKind::UnexpectedEof && !received.is_empty() =>
+        {
+            Ok(String::from_utf8_lossy(&received).into_owned())
+        }
+        (Err(error), Ok(())) => Err(as_tls_error(error)),
+        (Err(error), Err(write_error)) => match as_tls_error(error) {
+            alert @ rustls::Error::AlertReceived(_) => Err(alert),
+            _ => Err(as_tls_error(write_error)),
+        },
+    }
+}
+
+/// A one-shot HTTP/1.1 GET that asks the server to close afterwards.
+pub const GET_ROOT: &[u8] = b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+
+/// Runs `openssl s_client` against 127.0.0.1:`port` with extra args, sending an HTTP request,
+/// and returns its combined output.
+pub fn s_client(dir: &Path, port: u16, extra: &[&str]) -> String {
+    let connect = format!("127.0.0.1:{port}");
+    let mut args = vec![
+        "10",
+        "openssl",
+        "s_client",
+        "-connect",
+        &connect,
+        "-servername",
+        "localhost",
+        "-ign_eof",
+    ];
+    args.extend_from_slice(extra);
+    let mut child = Command::new("timeout")
+        .args(&args)
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// Runs `curl -sS --max-time 10 ARGS` in `dir`; returns (exit code, stdout, stderr).
+pub fn curl(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let output = Command::new("curl")
+        .args(["-sS", "--max-time", "10"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Runs openssl in `dir` with whitespace-separated arguments; fails the test if it fails.
+pub fn openssl(dir: &Path, line: &str) {
+    let args: Vec<&str> = line.split_whitespace().collect();
+    let output = Command::new("openssl")
+        .args(&args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "openssl {line} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

@@ -1,0 +1,82 @@
+//! Reading `moat.toml`: TOML into endpoint specs, then the shared validation.
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::error::{ConfigError, FieldError};
+use crate::model::Config;
+use crate::spec::{EndpointSpec, FieldStyle, validate_indexed};
+
+/// The top level of `moat.toml`: only `[[endpoints]]` so far; unknown keys are refused.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTopLevel {
+    #[serde(default)]
+    endpoints: Vec<toml::Value>,
+}
+
+impl Config {
+    /// Reads and validates a `moat.toml` file; relative paths in it are resolved against the
+    /// file's directory, and errors name the file and each field.
+    pub fn from_toml_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let base_dir = path.parent().filter(|dir| !dir.as_os_str().is_empty());
+        let base_dir = base_dir.unwrap_or(Path::new("."));
+        Config::from_toml_str(&text, &path.display().to_string(), base_dir)
+    }
+
+    /// Parses and validates TOML text; `origin` names it in errors and `base_dir` anchors its
+    /// relative paths.
+    pub fn from_toml_str(text: &str, origin: &str, base_dir: &Path) -> Result<Config, ConfigError> {
+        let top: FileTopLevel = toml::from_str(text).map_err(|error| ConfigError::Syntax {
+            origin: origin.to_string(),
+            message: error.to_string().trim_end().replace('\n', " "),
+        })?;
+        // Each endpoint is decoded on its own so that a mistake in one does not hide the others.
+        let mut structural = Vec::new();
+        let mut specs = Vec::new();
+        for (index, value) in top.endpoints.into_iter().enumerate() {
+            match EndpointSpec::deserialize(value) {
+                Ok(spec) => specs.push((index, spec)),
+                Err(error) => structural.push(FieldError {
+                    path: format!("endpoints[{index}]"),
+                    message: error.to_string().trim_end().replace('\n', " "),
+                }),
+            }
+        }
+        validate_indexed(specs, Some(base_dir), origin, FieldStyle::File, structural)
+    }
+
+    /// Keeps only the endpoints named in `names` (in the order given), for `moat start NAME...`.
+    pub fn select(self, names: &[String], origin: &str) -> Result<Config, ConfigError> {
+        let mut chosen = Vec::new();
+        for name in names {
+            match self
+                .endpoints
+                .iter()
+                .find(|endpoint| &endpoint.name == name)
+            {
+                Some(endpoint) => {
+                    if !chosen
+                        .iter()
+                        .any(|c: &crate::EndpointConfig| &c.name == name)
+                    {
+                        chosen.push(endpoint.clone());
+                    }
+                }
+                None => {
+                    return Err(ConfigError::UnknownEndpoint {
+                        origin: origin.to_string(),
+                        name: name.clone(),
+                        known: self.endpoints.iter().map(|e| e.name.clone()).collect(),
+                    });
+                }
+            }
+        }
+        Ok(Config { endpoints: chosen })
+    }
+}

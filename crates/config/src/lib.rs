@@ -1,0 +1,46 @@
+//! The Config model shared by command-line flags and `moat.toml`: endpoints, parsed and validated.
+//!
+//! Both paths fill in [`EndpointSpec`]s (text, as the user wrote it) and go through
+//! [`Config::from_specs`], so a flag and a file key are checked by the same rules and every
+//! problem is reported with its field.
+//!
+//! A `moat.toml` with every key (relative paths are resolved against the file's directory):
+//!
+//! ```toml
+//! [[endpoints]]
+//! name = "app"                      # unique; `moat start app` runs only this endpoint
+//! kind = "http"                     # "http" (reverse proxy) or "tls" (raw TCP forwarding)
+//! listen = "0.0.0.0:8443"           # default
+//! domain = "app.example.com"        # default "localhost"
+//! upstream = "https://api.internal:8443" # 8080, host:port, http://, https:// (tls: tcp://)
+//! upstream_ca = "internal-ca.pem"   # only for an https:// upstream
+//! crt = "server.crt"                # with key; both absent: issued by moat's local CA
+//! key = "server.key"
+//! mutual_tls_cas = ["cas.pem"]      # client certificates must chain to one of these CAs
+//! crls = ["ca.crl"]                 # PEM or DER
+//! client_auth = "require-and-verify" # or "request" (http only: no certificate -> 403)
+//! tls_min_version = "1.2"           # or "1.3"
+//! # terminate_at = "edge"           # tls endpoints only: "edge" or "agent"
+//!
+//! [endpoints.timeouts]              # units ms, s, m, h; these are the defaults
+//! request_header = "10s"            # TLS handshake and request headers
+//! idle = "60s"
+//! upstream_connect = "5s"
+//! upstream_response = "60s"         # http only: 504 after this long
+//! ```
+
+mod duration;
+mod error;
+mod file;
+mod model;
+mod spec;
+mod upstream;
+
+pub use duration::parse_duration;
+pub use error::{ConfigError, FieldError};
+pub use model::{
+    ClientAuthMode, Config, EndpointConfig, EndpointKind, TerminateAt, Timeouts, TlsVersion,
+    Upstream, UpstreamScheme,
+};
+pub use spec::{DEFAULT_DOMAIN, DEFAULT_LISTEN, EndpointSpec, FieldStyle, TimeoutsSpec};
+pub use upstream::parse_upstream;

@@ -1,0 +1,134 @@
+//! The validated shape of a moat configuration: what every endpoint serves, trusts and forwards to.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything one moat process runs: built from `moat.toml` or from the flags of `moat http` /
+/// `moat tls`, so both paths share one validation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The endpoints, in file order; names are unique.
+    pub endpoints: Vec<EndpointConfig>,
+}
+
+/// One listening endpoint: where it listens, which certificate it shows, whom it lets in, and
+/// where it forwards.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EndpointConfig {
+    /// Unique name, used in logs and to pick endpoints in `moat start NAME`.
+    pub name: String,
+    /// HTTP reverse proxy or raw TLS forwarding.
+    pub kind: EndpointKind,
+    /// The socket address to listen on (`127.0.0.1:0` picks a free port).
+    pub listen: SocketAddr,
+    /// The hostname this endpoint serves (SNI and Host); also the SAN of an auto-issued certificate.
+    pub domain: String,
+    /// Where traffic goes after the client is let in.
+    pub upstream: Upstream,
+    /// CA bundle that verifies an `https://` upstream; the system has no roots otherwise.
+    pub upstream_ca: Option<PathBuf>,
+    /// Server certificate chain (PEM); `None` means moat issues one from its local CA.
+    pub crt: Option<PathBuf>,
+    /// Server private key (PEM); present exactly when `crt` is.
+    pub key: Option<PathBuf>,
+    /// PEM files of CAs whose client certificates are accepted; empty means no client
+    /// certificate is asked for.
+    pub mutual_tls_cas: Vec<PathBuf>,
+    /// Certificate revocation lists (PEM or DER), each issued by one of `mutual_tls_cas`.
+    pub crls: Vec<PathBuf>,
+    /// Whether a client certificate is mandatory at the handshake.
+    pub client_auth: ClientAuthMode,
+    /// The oldest TLS version accepted.
+    pub tls_min_version: TlsVersion,
+    /// Where TLS ends for `moat tls` (both terminate in this process until the edge exists).
+    pub terminate_at: TerminateAt,
+    /// Limits on slow clients and slow upstreams.
+    pub timeouts: Timeouts,
+}
+
+/// What an endpoint does with a connection once the client is let in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndpointKind {
+    /// Terminate TLS and reverse-proxy HTTP/1.1 and HTTP/2 requests.
+    Http,
+    /// Terminate TLS and forward the decrypted byte stream over TCP.
+    Tls,
+}
+
+/// The service behind an endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    /// How moat talks to it.
+    pub scheme: UpstreamScheme,
+    /// Host name or IP address.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+}
+
+/// The protocol moat speaks to an upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamScheme {
+    /// Plain HTTP.
+    Http,
+    /// HTTP over TLS, verified against `upstream_ca`.
+    Https,
+    /// A raw TCP stream (`moat tls`).
+    Tcp,
+}
+
+/// ngrok's client verification strategies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClientAuthMode {
+    /// A valid client certificate is required to finish the handshake.
+    #[default]
+    RequireAndVerify,
+    /// A certificate is asked for and verified when given; a client without one reaches the
+    /// request policy, which refuses it with 403 unless a rule lets it pass.
+    Request,
+}
+
+/// A TLS protocol version bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub enum TlsVersion {
+    /// TLS 1.2 (RFC 5246).
+    #[default]
+    Tls12,
+    /// TLS 1.3 (RFC 8446).
+    Tls13,
+}
+
+/// Where TLS is terminated for a `moat tls` endpoint (ngrok's `--terminate-at`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TerminateAt {
+    /// At the public edge.
+    #[default]
+    Edge,
+    /// At the agent next to the service (zero-knowledge edge).
+    Agent,
+}
+
+/// Time limits that keep slow or stuck peers from holding resources.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Time allowed for the TLS handshake and for a client to send a request's headers.
+    pub request_header: Duration,
+    /// How long a client connection may sit without a request before it is closed.
+    pub idle: Duration,
+    /// Time allowed to open a connection to the upstream (502 when exceeded).
+    pub upstream_connect: Duration,
+    /// Time allowed for the upstream to start its response (504 when exceeded).
+    pub upstream_response: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            request_header: Duration::from_secs(10),
+            idle: Duration::from_secs(60),
+            upstream_connect: Duration::from_secs(5),
+            upstream_response: Duration::from_secs(60),
+        }
+    }
+}

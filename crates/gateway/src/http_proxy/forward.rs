@@ -1,0 +1,247 @@
+//! One request's trip: admit it, rewrite its headers, send it upstream, and relay the response.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::uri::{PathAndQuery, Uri};
+use http::{Method, Request, Response, StatusCode, Version};
+use http_body_util::BodyExt as _;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::activity::{Activity, InFlight};
+use super::admission::admit;
+use super::headers::{self, ForwardedFor};
+use super::pages::{PageFormat, Refusal, refusal_response};
+use super::upstream::{Progress, ProgressBody, upstream_body};
+use super::{BodyError, HttpProxy, ProxyBody, upgrade};
+use crate::connection::ConnectionInfo;
+
+/// What every request on one client connection shares.
+pub(super) struct ConnectionContext {
+    /// Who the client is and how it connected.
+    pub info: ConnectionInfo,
+    /// Marks requests in flight, for the connection's idle and header timeouts.
+    pub activity: Arc<Activity>,
+    /// Handed to upgrade tunnels, which close when the gateway stops.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// Handles one client request end to end and writes its log line.
+pub(super) async fn handle(
+    proxy: Arc<HttpProxy>,
+    context: Arc<ConnectionContext>,
+    request: Request<Incoming>,
+) -> Response<ProxyBody> {
+    let in_flight = context.activity.request_started();
+    let method = request.method().clone();
+    let host = request_host(&request);
+    let path = request.uri().path().to_owned();
+    let info = &context.info;
+    let subject = info.client.as_ref().map(|c| c.subject.clone());
+
+    let admitted = admit(proxy.asks_for_certificate, info.client.is_some()).and_then(|()| {
+        if method == Method::CONNECT {
+            Err(Refusal::ConnectNotAllowed)
+        } else {
+            Ok(())
+        }
+    });
+    let (response, upstream_time) = match admitted {
+        Err(refusal) => (
+            refusal_response(refusal, PageFormat::for_request(request.headers())),
+            None,
+        ),
+        Ok(()) => {
+            let started = Instant::now();
+            let response = forward(&proxy, &context, request, host.as_deref()).await;
+            (response, Some(started.elapsed()))
+        }
+    };
+
+    tracing::info!(
+        endpoint = %info.endpoint,
+        method = %method,
+        host = host.as_deref().unwrap_or("-"),
+        path = %path,
+        status = response.status().as_u16(),
+        upstream_ms = upstream_time.map(|d| d.as_secs_f64() * 1000.0),
+        client = subject.as_deref().unwrap_or("-"),
+        peer = %info.peer_addr,
+        "request"
+    );
+    response.map(|body| {
+        TrackedBody {
+            inner: body,
+            _in_flight: in_flight,
+        }
+        .boxed()
+    })
+}
+
+/// The host the client addressed: the request target's authority (HTTP/2 `:authority`, or an
+/// HTTP/1.1 absolute-form target) when there is one, which RFC 9113 8.3.1 and RFC 9112 3.2.2 rank
+/// above `Host`; otherwise the `Host` header.
+fn request_host(request: &Request<Incoming>) -> Option<String> {
+    request
+        .uri()
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .or_else(|| {
+            request
+                .headers()
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        })
+}
+
+/// Sends the admitted request upstream and turns the outcome into the client's response.
+async fn forward(
+    proxy: &HttpProxy,
+    context: &ConnectionContext,
+    mut request: Request<Incoming>,
+    host: Option<&str>,
+) -> Response<ProxyBody> {
+    let page_format = PageFormat::for_request(request.headers());
+    let upgrade_requested =
+        request.version() == Version::HTTP_11 && headers::wants_upgrade(request.headers());
+    let client_upgrade = upgrade_requested.then(|| hyper::upgrade::on(&mut request));
+
+    let (mut parts, body) = request.into_parts();
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    parts.uri = match Uri::builder()
+        .scheme(proxy.upstream_scheme.clone())
+        .authority(proxy.upstream_authority.clone())
+        .path_and_query(path_and_query)
+        .build()
+    {
+        Ok(uri) => uri,
+        Err(err) => {
+            tracing::warn!(endpoint = %context.info.endpoint, error = %err, "cannot build upstream URI");
+            return refusal_response(Refusal::UpstreamUnreachable, page_format);
+        }
+    };
+    parts.version = Version::HTTP_11;
+    let outgoing = &mut parts.headers;
+    headers::remove_hop_by_hop(outgoing, upgrade_requested);
+    headers::join_cookies(outgoing);
+    // The upstream sees the host the client addressed, so name-based upstreams keep working.
+    if let Some(value) = host.and_then(|h| HeaderValue::from_str(h).ok()) {
+        outgoing.insert(header::HOST, value);
+    }
+    headers::strip_identity(outgoing);
+    if let Some(identity) = &context.info.client {
+        headers::add_identity(outgoing, identity);
+    }
+    headers::add_forwarding(
+        outgoing,
+        &ForwardedFor {
+            peer: context.info.peer_addr,
+            host,
+        },
+    );
+
+    let progress = Progress::new();
+    let upstream_request = Request::from_parts(parts, ProgressBody::new(body, progress.clone()));
+    let sent = proxy.client.send(upstream_request);
+    tokio::pin!(sent);
+    let timeout = proxy.upstream_response_timeout;
+    let outcome = loop {
+        let deadline = progress.last() + timeout;
+        tokio::select! {
+            outcome = &mut sent => break outcome,
+            () = tokio::time::sleep_until(deadline) => {
+                if progress.last() + timeout <= Instant::now() {
+                    tracing::warn!(
+                        endpoint = %context.info.endpoint,
+                        timeout_ms = timeout.as_millis(),
+                        "upstream did not respond in time"
+                    );
+                    return refusal_response(Refusal::UpstreamTimedOut, page_format);
+                }
+            }
+        }
+    };
+    let mut response = match outcome {
+        Ok(response) => response,
+        Err(err) => {
+            let cause = std::error::Error::source(&err)
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            tracing::warn!(
+                endpoint = %context.info.endpoint,
+                upstream = %proxy.upstream_authority,
+                connect = err.is_connect(),
+                error = %err,
+                cause = %cause,
+                "upstream request failed"
+            );
+            return refusal_response(Refusal::UpstreamUnreachable, page_format);
+        }
+    };
+
+    let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+    if switching {
+        match client_upgrade {
+            Some(client_upgrade) => {
+                let upstream_upgrade = hyper::upgrade::on(&mut response);
+                upgrade::spawn_tunnel(
+                    client_upgrade,
+                    upstream_upgrade,
+                    context.shutdown.clone(),
+                    context.info.endpoint.clone(),
+                );
+            }
+            None => {
+                // An upstream may not switch protocols the client never asked for.
+                tracing::warn!(endpoint = %context.info.endpoint, "upstream sent 101 without an upgrade request");
+                return refusal_response(Refusal::UpstreamUnreachable, page_format);
+            }
+        }
+    }
+    let (mut parts, body) = response.into_parts();
+    headers::remove_hop_by_hop(&mut parts.headers, switching);
+    Response::from_parts(
+        parts,
+        upstream_body(
+            body,
+            proxy.upstream_response_timeout,
+            &context.info.endpoint,
+        ),
+    )
+}
+
+/// A response body that keeps its request counted as in flight until it has been sent.
+struct TrackedBody {
+    inner: ProxyBody,
+    _in_flight: InFlight,
+}
+
+impl Body for TrackedBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

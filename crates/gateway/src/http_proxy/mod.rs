@@ -1,0 +1,255 @@
+//! The HTTP reverse proxy behind an `http` endpoint: forwards requests upstream with the client's identity.
+//!
+//! One [`HttpProxy`] serves every connection of an endpoint. Per request it:
+//! - refuses a client without a certificate when the endpoint asks for one (403 page);
+//! - removes hop-by-hop headers (RFC 9110 7.6.1) and any identity header the client sent, then
+//!   adds the verified certificate (RFC 9440 `Client-Cert`, `Client-Cert-Chain`, readable
+//!   `Moat-Client-*`) and the forwarding headers (`X-Forwarded-For/-Proto/-Host`, `Forwarded`);
+//!   `X-Forwarded-For` and `Forwarded` are appended to, so only their last entry is the address
+//!   moat saw: earlier entries are whatever the client claimed;
+//! - sends the host the client addressed (`:authority`, absolute-form target, else `Host`) as
+//!   `Host`, so name-based upstreams work;
+//! - speaks HTTP/1.1 to the upstream over pooled keep-alive connections, streaming bodies both ways;
+//! - passes `101 Switching Protocols` upgrades (WebSocket) through as a byte tunnel;
+//! - answers 502 when the upstream cannot be reached and 504 when it stays silent longer than
+//!   `timeouts.upstream_response` (counted from the last progress, so long uploads are fine), and
+//!   cuts a response body off when the upstream goes silent that long in the middle of it.
+
+mod activity;
+mod admission;
+mod forward;
+mod headers;
+mod pages;
+mod upgrade;
+mod upstream;
+
+use std::convert::Infallible;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::uri::{Authority, Scheme};
+use http_body_util::combinators::BoxBody;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use moat_config::{EndpointConfig, UpstreamScheme};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::watch;
+
+use crate::connection::ConnectionInfo;
+use activity::{Activity, ClientLimits, ObservedIo, Verdict};
+use forward::ConnectionContext;
+use upstream::UpstreamClient;
+
+/// Why a response body stopped early: the upstream connection failed or went silent.
+type BodyError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Response bodies sent to clients: the upstream's streamed body or one of moat's own pages.
+type ProxyBody = BoxBody<Bytes, BodyError>;
+
+/// Why an endpoint's proxy could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProxyError {
+    /// An `https://` upstream needs a CA to verify it; moat uses no system roots.
+    #[error(
+        "endpoint {endpoint}: the upstream is https:// but no upstream CA is set; pass \
+         --upstream-ca FILE (or upstream_ca in the config) with the CA that signed the upstream's certificate"
+    )]
+    UpstreamCaMissing {
+        /// The endpoint's name.
+        endpoint: String,
+    },
+    /// The upstream CA file could not be read.
+    #[error("{path}: cannot read the upstream CA file: {source}; check the path and its permissions", path = path.display())]
+    UpstreamCaRead {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A certificate in the upstream CA file is malformed or unusable as a trust anchor.
+    #[error("{path}: certificate #{position} cannot be used as an upstream CA: {reason}; replace it with a PEM CA certificate", path = path.display())]
+    UpstreamCaInvalid {
+        /// The file.
+        path: PathBuf,
+        /// 1-based position of the certificate in the file.
+        position: usize,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The upstream CA file holds no PEM certificate.
+    #[error("{path}: no PEM certificate found (expected -----BEGIN CERTIFICATE-----); give the CA that signed the upstream's certificate", path = path.display())]
+    UpstreamCaEmpty {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The endpoint forwards raw TCP, which this proxy does not do.
+    #[error(
+        "endpoint {endpoint}: the upstream is a raw TCP address; use a tls endpoint for it or give an http:// or https:// upstream"
+    )]
+    NotHttpUpstream {
+        /// The endpoint's name.
+        endpoint: String,
+    },
+    /// The upstream host and port do not form a valid HTTP authority.
+    #[error(
+        "endpoint {endpoint}: upstream address {address} is not a valid host:port; give e.g. 127.0.0.1:8080 or app.internal:8080"
+    )]
+    InvalidUpstream {
+        /// The endpoint's name.
+        endpoint: String,
+        /// The address as written.
+        address: String,
+    },
+    /// rustls refused the upstream TLS configuration.
+    #[error("upstream TLS configuration: {0}")]
+    Tls(#[source] rustls::Error),
+}
+
+/// The reverse proxy of one `http` endpoint; cheap to share in an `Arc` across its connections,
+/// which share its pool of upstream connections.
+#[derive(Debug)]
+pub struct HttpProxy {
+    client: UpstreamClient,
+    upstream_scheme: Scheme,
+    upstream_authority: Authority,
+    /// True when the endpoint trusts CAs for client certificates (so a client must present one).
+    asks_for_certificate: bool,
+    upstream_response_timeout: Duration,
+    client_limits: ClientLimits,
+}
+
+impl HttpProxy {
+    /// Builds the proxy for `endpoint`, reading its `upstream_ca` when the upstream is `https://`.
+    pub fn new(endpoint: &EndpointConfig) -> Result<HttpProxy, ProxyError> {
+        let client = UpstreamClient::new(endpoint)?;
+        let upstream_scheme = match endpoint.upstream.scheme {
+            UpstreamScheme::Https => Scheme::HTTPS,
+            _ => Scheme::HTTP,
+        };
+        let host = &endpoint.upstream.host;
+        let authority = if host.contains(':') && !host.starts_with('[') {
+            format!("[{host}]:{}", endpoint.upstream.port)
+        } else {
+            format!("{host}:{}", endpoint.upstream.port)
+        };
+        let upstream_authority =
+            Authority::try_from(authority.as_str()).map_err(|_| ProxyError::InvalidUpstream {
+                endpoint: endpoint.name.clone(),
+                address: authority.clone(),
+            })?;
+        Ok(HttpProxy {
+            client,
+            upstream_scheme,
+            upstream_authority,
+            asks_for_certificate: !endpoint.mutual_tls_cas.is_empty(),
+            upstream_response_timeout: endpoint.timeouts.upstream_response,
+            client_limits: ClientLimits {
+                request_header: endpoint.timeouts.request_header,
+                idle: endpoint.timeouts.idle,
+            },
+        })
+    }
+
+    /// Serves HTTP/1.1 or HTTP/2 (`info.http2`, from ALPN) on an already-authenticated connection
+    /// until it closes or `shutdown` flips to true (then finishes in-flight requests gracefully).
+    /// Closes the connection when a request's headers take longer than `timeouts.request_header`
+    /// or it sits idle longer than `timeouts.idle`.
+    pub async fn serve_connection<IO>(
+        self: Arc<Self>,
+        io: IO,
+        info: ConnectionInfo,
+        shutdown: watch::Receiver<bool>,
+    ) where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let http2 = info.http2;
+        let activity = Activity::new(!http2);
+        let limits = self.client_limits;
+        let endpoint = info.endpoint.clone();
+        let peer = info.peer_addr;
+        let context = Arc::new(ConnectionContext {
+            info,
+            activity: Arc::clone(&activity),
+            shutdown: shutdown.clone(),
+        });
+        let proxy = self;
+        let service = service_fn(move |request| {
+            let proxy = Arc::clone(&proxy);
+            let context = Arc::clone(&context);
+            async move { Ok::<_, Infallible>(forward::handle(proxy, context, request).await) }
+        });
+
+        // ALPN decided the protocol; the activity tracking below relies on knowing it.
+        let builder = auto::Builder::new(TokioExecutor::new());
+        let builder = if http2 {
+            builder.http2_only()
+        } else {
+            builder.http1_only()
+        };
+        let io = TokioIo::new(ObservedIo::new(io, Arc::clone(&activity)));
+        let connection = builder.serve_connection_with_upgrades(io, service);
+        tokio::pin!(connection);
+
+        let mut shutdown = shutdown;
+        let mut closing = false;
+        loop {
+            if closing {
+                if let Err(err) = connection.as_mut().await {
+                    tracing::debug!(endpoint = %endpoint, peer = %peer, error = %err, "connection ended with an error");
+                }
+                return;
+            }
+            let wait = match activity.verdict(tokio::time::Instant::now(), limits) {
+                Verdict::WaitUntil(deadline) => deadline,
+                Verdict::HeaderTimeout => {
+                    tracing::debug!(endpoint = %endpoint, peer = %peer, "request headers not received in time; closing");
+                    if http2 {
+                        connection.as_mut().graceful_shutdown();
+                        closing = true;
+                        continue;
+                    }
+                    // An HTTP/1 connection mid-header has nothing to finish; drop it.
+                    return;
+                }
+                Verdict::Idle => {
+                    tracing::debug!(endpoint = %endpoint, peer = %peer, "idle connection closed");
+                    connection.as_mut().graceful_shutdown();
+                    closing = true;
+                    continue;
+                }
+            };
+            tokio::select! {
+                result = connection.as_mut() => {
+                    if let Err(err) = result {
+                        tracing::debug!(endpoint = %endpoint, peer = %peer, error = %err, "connection ended with an error");
+                    }
+                    return;
+                }
+                () = shutdown_requested(&mut shutdown) => {
+                    connection.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+                () = activity.changed() => {}
+                () = sleep_until_or_forever(wait) => {}
+            }
+        }
+    }
+}
+
+/// Resolves once the gateway asks to stop; never, if the sender is gone without asking.
+async fn shutdown_requested(shutdown: &mut watch::Receiver<bool>) {
+    if shutdown.wait_for(|stop| *stop).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+async fn sleep_until_or_forever(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,211 @@
+//! The responses moat writes itself (403, 502, 504): a small HTML page, or JSON for API clients.
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Response, StatusCode};
+use http_body_util::{BodyExt as _, Full};
+
+use super::ProxyBody;
+
+/// Why moat answered a request itself instead of the upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Refusal {
+    /// The endpoint asks for a client certificate and the client sent none.
+    ClientCertificateRequired,
+    /// A `CONNECT` request (501): moat is a reverse proxy, not a tunnel to arbitrary hosts.
+    ConnectNotAllowed,
+    /// The upstream could not be reached or broke the exchange.
+    UpstreamUnreachable,
+    /// The upstream did not answer within `timeouts.upstream_response`.
+    UpstreamTimedOut,
+}
+
+impl Refusal {
+    fn status(self) -> StatusCode {
+        match self {
+            Self::ClientCertificateRequired => StatusCode::FORBIDDEN,
+            Self::ConnectNotAllowed => StatusCode::NOT_IMPLEMENTED,
+            Self::UpstreamUnreachable => StatusCode::BAD_GATEWAY,
+            Self::UpstreamTimedOut => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// What the person reading the page needs to know, and what to do about it.
+    fn message(self) -> &'static str {
+        match self {
+            Self::ClientCertificateRequired => {
+                "A client certificate is required to access this site. Present a certificate \
+                 issued by one of the trusted certificate authorities (for example \
+                 curl --cert client.crt --key client.key) and try again."
+            }
+            Self::ConnectNotAllowed => {
+                "This gateway forwards requests to one service; it does not open CONNECT tunnels."
+            }
+            Self::UpstreamUnreachable => {
+                "The gateway could not reach the service behind it. The service may be down; \
+                 try again later."
+            }
+            Self::UpstreamTimedOut => {
+                "The service behind the gateway did not answer in time. Try again later."
+            }
+        }
+    }
+
+    /// A short machine-readable code for the JSON form.
+    fn code(self) -> &'static str {
+        match self {
+            Self::ClientCertificateRequired => "client_certificate_required",
+            Self::ConnectNotAllowed => "connect_not_allowed",
+            Self::UpstreamUnreachable => "upstream_unreachable",
+            Self::UpstreamTimedOut => "upstream_timeout",
+        }
+    }
+}
+
+/// How moat's own pages are written for one request, decided from its `Accept` header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum PageFormat {
+    /// A small HTML page, for browsers and anything that does not prefer JSON.
+    Html,
+    /// `{"error": ..., "code": ..., "status": ...}` for API clients.
+    Json,
+}
+
+impl PageFormat {
+    /// JSON when `Accept` ranks `application/json` above `text/html` (RFC 9110 12.5.1: the most
+    /// specific matching range gives each type its quality), otherwise HTML.
+    pub(super) fn for_request(headers: &HeaderMap) -> PageFormat {
+        let mut json = RangeMatch::default();
+        let mut html = RangeMatch::default();
+        let items = headers
+            .get_all(header::ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','));
+        for (range, q) in items.filter_map(parse_media_range) {
+            json.consider(range, q, "application", "json");
+            html.consider(range, q, "text", "html");
+        }
+        if json.quality > html.quality {
+            PageFormat::Json
+        } else {
+            PageFormat::Html
+        }
+    }
+}
+
+/// The most specific `Accept` range seen so far for one media type, and its quality.
+#[derive(Debug, Default)]
+struct RangeMatch {
+    /// 0 = none, 1 = `*/*`, 2 = `type/*`, 3 = `type/subtype`.
+    specificity: u8,
+    quality: f32,
+}
+
+impl RangeMatch {
+    fn consider(&mut self, range: &str, quality: f32, kind: &str, sub: &str) {
+        let specificity = match range.split_once('/') {
+            Some((k, s)) if k.eq_ignore_ascii_case(kind) && s.eq_ignore_ascii_case(sub) => 3,
+            Some((k, "*")) if k.eq_ignore_ascii_case(kind) => 2,
+            Some(("*", "*")) => 1,
+            _ => return,
+        };
+        if specificity > self.specificity {
+            self.specificity = specificity;
+            self.quality = quality;
+        }
+    }
+}
+
+/// `type/subtype;q=0.5` as the range and its quality (1 when absent, 0 when unreadable).
+fn parse_media_range(item: &str) -> Option<(&str, f32)> {
+    let mut parts = item.split(';');
+    let range = parts.next()?.trim();
+    if range.is_empty() {
+        return None;
+    }
+    let mut quality = 1.0;
+    for param in parts {
+        if let Some((name, value)) = param.split_once('=')
+            && name.trim().eq_ignore_ascii_case("q")
+        {
+            quality = value.trim().parse().unwrap_or(0.0);
+        }
+    }
+    Some((range, quality))
+}
+
+/// The response for `refusal` in `format`.
+pub(super) fn refusal_response(refusal: Refusal, format: PageFormat) -> Response<ProxyBody> {
+    let status = refusal.status();
+    let (content_type, body) = match format {
+        PageFormat::Json => {
+            let body = serde_json::json!({
+                "error": refusal.message(),
+                "code": refusal.code(),
+                "status": status.as_u16(),
+            });
+            ("application/json", format!("{body}\n"))
+        }
+        PageFormat::Html => {
+            let reason = status.canonical_reason().unwrap_or("Error");
+            let code = status.as_u16();
+            let message = refusal.message();
+            let body = format!(
+                "<!DOCTYPE html>\n<html lang=\"en\">\n<head><meta charset=\"utf-8\">\
+                 <title>{code} {reason}</title></head>\n<body>\n<h1>{code} {reason}</h1>\n\
+                 <p>{message}</p>\n<hr><p>moat</p>\n</body>\n</html>\n"
+            );
+            ("text/html; charset=utf-8", body)
+        }
+    };
+    let mut response = Response::new(
+        Full::new(Bytes::from(body))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prefers_json(headers: &HeaderMap) -> bool {
+        PageFormat::for_request(headers) == PageFormat::Json
+    }
+
+    fn accept(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::ACCEPT, HeaderValue::from_str(value).unwrap());
+        headers
+    }
+
+    #[test]
+    fn json_is_chosen_only_when_ranked_above_html() {
+        assert!(prefers_json(&accept("application/json")));
+        assert!(prefers_json(&accept("text/html;q=0.5, application/json")));
+        assert!(!prefers_json(&accept(
+            "text/html,application/xhtml+xml,*/*;q=0.8"
+        )));
+        assert!(!prefers_json(&accept("*/*")));
+        assert!(!prefers_json(&HeaderMap::new()));
+        assert!(!prefers_json(&accept("application/json;q=0.2, text/*")));
+        assert!(prefers_json(&accept("Application/JSON, text/html;q=0.9")));
+        assert!(prefers_json(&accept("application/*, text/html;q=0")));
+    }
+
+    #[test]
+    fn forbidden_page_says_a_certificate_is_required() {
+        let response = refusal_response(Refusal::ClientCertificateRequired, PageFormat::Html);
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            "text/html; charset=utf-8"
+        );
+    }
+}

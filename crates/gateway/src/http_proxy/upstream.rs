@@ -1,0 +1,259 @@
+//! The pooled HTTP/1.1 client that carries requests to the upstream, over plain TCP or verified TLS.
+
+use std::future::Future as _;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::BodyExt as _;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use moat_config::{EndpointConfig, UpstreamScheme};
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject as _;
+use tokio::time::Instant;
+
+use super::ProxyError;
+
+/// How long an unused pooled upstream connection is kept open for reuse.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// The client for one endpoint's upstream, plain or TLS; both keep idle connections for reuse.
+#[derive(Clone, Debug)]
+pub(super) enum UpstreamClient {
+    /// `http://` upstream.
+    Plain(Client<HttpConnector, ProgressBody>),
+    /// `https://` upstream, verified against the endpoint's `upstream_ca`.
+    Tls(Client<HttpsConnector<HttpConnector>, ProgressBody>),
+}
+
+impl UpstreamClient {
+    /// Builds the client for `endpoint`'s upstream, reading `upstream_ca` for an `https://` one.
+    pub(super) fn new(endpoint: &EndpointConfig) -> Result<Self, ProxyError> {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(endpoint.timeouts.upstream_connect));
+        connector.set_nodelay(true);
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .pool_timer(TokioTimer::new());
+        match endpoint.upstream.scheme {
+            UpstreamScheme::Http => Ok(Self::Plain(builder.build(connector))),
+            UpstreamScheme::Https => {
+                let ca_path = endpoint.upstream_ca.as_deref().ok_or_else(|| {
+                    ProxyError::UpstreamCaMissing {
+                        endpoint: endpoint.name.clone(),
+                    }
+                })?;
+                let tls = tls_config(ca_path)?;
+                connector.enforce_http(false);
+                let https = hyper_rustls::HttpsConnectorBuilder::new()
+                    .with_tls_config(tls)
+                    .https_only()
+                    .enable_http1()
+                    .wrap_connector(connector);
+                Ok(Self::Tls(builder.build(https)))
+            }
+            UpstreamScheme::Tcp => Err(ProxyError::NotHttpUpstream {
+                endpoint: endpoint.name.clone(),
+            }),
+        }
+    }
+
+    /// Sends `request` on a pooled (or new) connection and returns the response head.
+    pub(super) async fn send(
+        &self,
+        request: Request<ProgressBody>,
+    ) -> Result<Response<Incoming>, hyper_util::client::legacy::Error> {
+        match self {
+            Self::Plain(client) => client.request(request).await,
+            Self::Tls(client) => client.request(request).await,
+        }
+    }
+}
+
+/// A rustls client configuration that trusts exactly the certificates in `ca_path`.
+fn tls_config(ca_path: &Path) -> Result<rustls::ClientConfig, ProxyError> {
+    let pem = std::fs::read(ca_path).map_err(|source| ProxyError::UpstreamCaRead {
+        path: ca_path.to_path_buf(),
+        source,
+    })?;
+    let mut roots = rustls::RootCertStore::empty();
+    for (index, certificate) in CertificateDer::pem_slice_iter(&pem).enumerate() {
+        let certificate = certificate.map_err(|err| ProxyError::UpstreamCaInvalid {
+            path: ca_path.to_path_buf(),
+            position: index + 1,
+            reason: err.to_string(),
+        })?;
+        roots
+            .add(certificate)
+            .map_err(|err| ProxyError::UpstreamCaInvalid {
+                path: ca_path.to_path_buf(),
+                position: index + 1,
+                reason: err.to_string(),
+            })?;
+    }
+    if roots.is_empty() {
+        return Err(ProxyError::UpstreamCaEmpty {
+            path: ca_path.to_path_buf(),
+        });
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    // ALPN (`http/1.1`) is set by the connector builder's `enable_http1`.
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(ProxyError::Tls)?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(config)
+}
+
+/// When the upstream last made progress on a request: connected, or took another body chunk.
+/// The response timeout counts from here, so a long upload that the upstream keeps reading is
+/// not mistaken for a stalled upstream.
+#[derive(Debug, Clone)]
+pub(super) struct Progress {
+    origin: Instant,
+    /// Milliseconds after `origin`.
+    last_ms: Arc<AtomicU64>,
+}
+
+impl Progress {
+    /// Progress of a request that starts now.
+    pub(super) fn new() -> Self {
+        Self {
+            origin: Instant::now(),
+            last_ms: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    fn touch(&self) {
+        let elapsed = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.fetch_max(elapsed, Ordering::Relaxed);
+    }
+
+    /// The instant of the last progress.
+    pub(super) fn last(&self) -> Instant {
+        self.origin + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
+    }
+}
+
+/// The client's request body on its way upstream, recording [`Progress`] as the upstream reads it.
+#[derive(Debug)]
+pub(super) struct ProgressBody {
+    inner: Incoming,
+    progress: Progress,
+}
+
+impl ProgressBody {
+    /// Wraps the client's body so that each chunk the upstream takes counts as progress.
+    pub(super) fn new(inner: Incoming, progress: Progress) -> Self {
+        Self { inner, progress }
+    }
+}
+
+impl Body for ProgressBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if polled.is_ready() {
+            self.progress.touch();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The upstream's response body for the client connection, cut off when the upstream sends
+/// nothing for `stall_timeout` while the client waits for more (like nginx's `proxy_read_timeout`),
+/// so a hung upstream cannot hold a client connection open forever.
+pub(super) fn upstream_body(
+    body: Incoming,
+    stall_timeout: Duration,
+    endpoint: &str,
+) -> super::ProxyBody {
+    StallGuardedBody {
+        inner: body,
+        stall_timeout,
+        deadline: None,
+        endpoint: endpoint.to_owned(),
+    }
+    .boxed()
+}
+
+/// The upstream went silent in the middle of a response body.
+#[derive(Debug, thiserror::Error)]
+#[error("upstream sent no response data for {} ms; response cut off", .0.as_millis())]
+struct UpstreamStalled(Duration);
+
+/// See [`upstream_body`]. The deadline runs only while the client is waiting for data, so a slow
+/// reader (backpressure) never counts against the upstream.
+struct StallGuardedBody {
+    inner: Incoming,
+    stall_timeout: Duration,
+    /// Armed when a poll found no data; disarmed by every frame.
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    endpoint: String,
+}
+
+impl Body for StallGuardedBody {
+    type Data = Bytes;
+    type Error = super::BodyError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, super::BodyError>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                this.deadline = None;
+                Poll::Ready(frame.map(|result| result.map_err(Into::into)))
+            }
+            Poll::Pending => {
+                let stall_timeout = this.stall_timeout;
+                let deadline = this
+                    .deadline
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(stall_timeout)));
+                if deadline.as_mut().poll(cx).is_ready() {
+                    tracing::warn!(
+                        endpoint = %this.endpoint,
+                        timeout_ms = stall_timeout.as_millis(),
+                        "upstream stalled mid-response; cutting the response off"
+                    );
+                    this.deadline = None;
+                    return Poll::Ready(Some(Err(Box::new(UpstreamStalled(stall_timeout)))));
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -1,0 +1,199 @@
+//! `tls` endpoints: the decrypted byte stream of an accepted client, forwarded to a TCP upstream.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use moat_config::EndpointConfig;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+
+/// Forwards connections of one `tls` endpoint to its upstream.
+#[derive(Debug)]
+pub struct TcpForwarder {
+    /// `host:port` of the upstream, resolved on each connection so DNS changes are followed.
+    upstream: String,
+    /// Time allowed to open the upstream connection.
+    connect_timeout: Duration,
+    /// A connection with no bytes in either direction for this long is closed.
+    idle_timeout: Duration,
+}
+
+/// How a forwarded connection went, for the connection's log line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardOutcome {
+    /// Bytes from the client to the upstream.
+    pub to_upstream: u64,
+    /// Bytes from the upstream to the client.
+    pub to_client: u64,
+    /// Why it ended.
+    pub end: ForwardEnd,
+}
+
+/// Why a forwarded connection ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ForwardEnd {
+    /// Both sides closed their direction.
+    Closed,
+    /// One side failed or reset the connection (the I/O error's description).
+    Failed(String),
+    /// Neither side sent anything for the idle timeout.
+    Idle,
+    /// The upstream could not be reached within the connect timeout.
+    UpstreamUnreachable,
+}
+
+impl TcpForwarder {
+    /// The forwarder for `endpoint` (whose upstream is a TCP address).
+    pub fn new(endpoint: &EndpointConfig) -> TcpForwarder {
+        let host = &endpoint.upstream.host;
+        let upstream = if host.contains(':') {
+            format!("[{host}]:{}", endpoint.upstream.port)
+        } else {
+            format!("{host}:{}", endpoint.upstream.port)
+        };
+        TcpForwarder {
+            upstream,
+            connect_timeout: endpoint.timeouts.upstream_connect,
+            idle_timeout: endpoint.timeouts.idle,
+        }
+    }
+
+    /// Connects to the upstream and copies bytes both ways until both directions are closed;
+    /// an end of stream on one side is passed on as a half-close (TCP FIN or TLS close_notify)
+    /// so request/response protocols that signal "done" by closing keep working.
+    pub async fn forward<IO>(&self, mut client: IO) -> ForwardOutcome
+    where
+        IO: AsyncRead + AsyncWrite + Unpin,
+    {
+        let connect =
+            tokio::time::timeout(self.connect_timeout, TcpStream::connect(&self.upstream));
+        let upstream = match connect.await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(error)) => {
+                tracing::warn!(upstream = %self.upstream, %error, "cannot connect to the upstream");
+                let _ = client.shutdown().await;
+                return ForwardOutcome::unreachable();
+            }
+            Err(_) => {
+                tracing::warn!(
+                    upstream = %self.upstream,
+                    timeout_ms = self.connect_timeout.as_millis() as u64,
+                    "the upstream did not accept the connection in time"
+                );
+                let _ = client.shutdown().await;
+                return ForwardOutcome::unreachable();
+            }
+        };
+        let _ = upstream.set_nodelay(true);
+
+        let started = Instant::now();
+        let last_activity = Arc::new(AtomicU64::new(0));
+        let mut client = Watched::new(client, started, Arc::clone(&last_activity));
+        let mut upstream = Watched::new(upstream, started, Arc::clone(&last_activity));
+        let end = {
+            let copy = tokio::io::copy_bidirectional(&mut client, &mut upstream);
+            tokio::pin!(copy);
+            loop {
+                let idle_since = Duration::from_millis(last_activity.load(Ordering::Relaxed));
+                let deadline =
+                    tokio::time::Instant::from_std(started + idle_since + self.idle_timeout);
+                tokio::select! {
+                    result = &mut copy => break match result {
+                        Ok(_) => ForwardEnd::Closed,
+                        Err(error) => ForwardEnd::Failed(error.to_string()),
+                    },
+                    _ = tokio::time::sleep_until(deadline) => {
+                        let idle_since = Duration::from_millis(last_activity.load(Ordering::Relaxed));
+                        if started.elapsed() >= idle_since + self.idle_timeout {
+                            break ForwardEnd::Idle;
+                        }
+                    }
+                }
+            }
+        };
+        ForwardOutcome {
+            to_upstream: client.bytes_read,
+            to_client: upstream.bytes_read,
+            end,
+        }
+    }
+}
+
+impl ForwardOutcome {
+    fn unreachable() -> ForwardOutcome {
+        ForwardOutcome {
+            to_upstream: 0,
+            to_client: 0,
+            end: ForwardEnd::UpstreamUnreachable,
+        }
+    }
+}
+
+/// A stream that records when bytes last moved, so an idle connection can be closed, and how
+/// many it delivered, so the log line has the counts even when the copy ends in an error.
+struct Watched<S> {
+    inner: S,
+    /// Bytes read from this side (and so forwarded to the other).
+    bytes_read: u64,
+    started: Instant,
+    /// Milliseconds since `started` of the last read or write with bytes, shared by both sides.
+    last_activity: Arc<AtomicU64>,
+}
+
+impl<S> Watched<S> {
+    fn new(inner: S, started: Instant, last_activity: Arc<AtomicU64>) -> Self {
+        Self {
+            inner,
+            bytes_read: 0,
+            started,
+            last_activity,
+        }
+    }
+
+    fn touch(&self) {
+        let now = self.started.elapsed().as_millis() as u64;
+        self.last_activity.fetch_max(now, Ordering::Relaxed);
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let read = buf.filled().len() - before;
+        if read > 0 {
+            self.bytes_read += read as u64;
+            self.touch();
+        }
+        poll
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(poll, Poll::Ready(Ok(written)) if written > 0) {
+            self.touch();
+        }
+        poll
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}

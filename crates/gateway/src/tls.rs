@@ -1,0 +1,180 @@
+//! The rustls server configuration of one endpoint: its certificate, TLS versions, ALPN and the
+//! client-certificate verifier.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use moat_config::{ClientAuthMode, EndpointConfig, EndpointKind, TlsVersion};
+use moat_trust::{CaBundle, ClientVerifier, RevocationLists};
+use rustls::ServerConfig;
+use rustls::server::danger::ClientCertVerifier;
+use rustls_pki_types::pem::PemObject as _;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::error::GatewayError;
+use crate::local_ca;
+
+/// An endpoint's TLS setup, plus where its certificate came from.
+pub(crate) struct EndpointTls {
+    /// Shared by every connection of the endpoint.
+    pub config: Arc<ServerConfig>,
+    /// The local CA certificate clients must trust, when moat issued the server certificate.
+    pub local_ca: Option<PathBuf>,
+}
+
+/// Builds the server configuration of `endpoint`, loading its certificate (or issuing one from
+/// the local CA under `moat_home`) and its trust files.
+pub(crate) fn endpoint_tls(
+    endpoint: &EndpointConfig,
+    moat_home: &Path,
+) -> Result<EndpointTls, GatewayError> {
+    let (chain, key, local_ca) = match (&endpoint.crt, &endpoint.key) {
+        (Some(crt), Some(key)) => (read_chain(crt)?, read_key(key)?, None),
+        _ => issue_from_local_ca(endpoint, moat_home)?,
+    };
+    let verifier = client_verifier(endpoint)?;
+
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let versions: &[&'static rustls::SupportedProtocolVersion] = match endpoint.tls_min_version {
+        TlsVersion::Tls12 => &[&rustls::version::TLS13, &rustls::version::TLS12],
+        TlsVersion::Tls13 => &[&rustls::version::TLS13],
+    };
+    let builder = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .map_err(|source| GatewayError::Tls {
+            endpoint: endpoint.name.clone(),
+            source: Box::new(source),
+        })?;
+    let builder = match verifier {
+        Some(verifier) => builder.with_client_cert_verifier(verifier),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_single_cert(chain, key).map_err(|source| {
+        match (&endpoint.crt, &endpoint.key) {
+            (Some(crt), Some(key)) => GatewayError::ServerCertificate {
+                endpoint: endpoint.name.clone(),
+                crt: crt.clone(),
+                key: key.clone(),
+                source: Box::new(source),
+            },
+            _ => GatewayError::Tls {
+                endpoint: endpoint.name.clone(),
+                source: Box::new(source),
+            },
+        }
+    })?;
+    if endpoint.kind == EndpointKind::Http {
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    }
+    Ok(EndpointTls {
+        config: Arc::new(config),
+        local_ca,
+    })
+}
+
+/// The verifier demanding (or, for `client_auth = request`, asking for) a certificate from one
+/// of the endpoint's CAs; `None` when the endpoint trusts no CA and asks for no certificate.
+fn client_verifier(
+    endpoint: &EndpointConfig,
+) -> Result<Option<Arc<dyn ClientCertVerifier>>, GatewayError> {
+    if endpoint.mutual_tls_cas.is_empty() {
+        return Ok(None);
+    }
+    let trust_error = |source| GatewayError::Trust {
+        endpoint: endpoint.name.clone(),
+        source: Box::new(source),
+    };
+    let cas = CaBundle::from_files(&endpoint.mutual_tls_cas).map_err(trust_error)?;
+    let crls = if endpoint.crls.is_empty() {
+        None
+    } else {
+        Some(RevocationLists::from_files(&endpoint.crls, &cas).map_err(trust_error)?)
+    };
+    let mut builder = ClientVerifier::builder(cas);
+    if let Some(crls) = crls {
+        builder = builder.with_crls(crls);
+    }
+    if endpoint.client_auth == ClientAuthMode::Request {
+        builder = builder.allow_unauthenticated();
+    }
+    let verifier: Arc<dyn ClientCertVerifier> = builder.build().map_err(trust_error)?;
+    Ok(Some(verifier))
+}
+
+type ServerCredentials = (
+    Vec<CertificateDer<'static>>,
+    PrivateKeyDer<'static>,
+    Option<PathBuf>,
+);
+
+fn issue_from_local_ca(
+    endpoint: &EndpointConfig,
+    moat_home: &Path,
+) -> Result<ServerCredentials, GatewayError> {
+    let dir = local_ca::local_ca_dir(moat_home);
+    let issued =
+        local_ca::issue_server_certificate(moat_home, &endpoint.domain).map_err(|source| {
+            GatewayError::LocalCa {
+                endpoint: endpoint.name.clone(),
+                dir: dir.clone(),
+                source: Box::new(source),
+            }
+        })?;
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(issued.chain_pem.as_bytes())
+            .filter_map(Result::ok)
+            .collect();
+    let key = issued
+        .key_pem
+        .as_deref()
+        .and_then(|pem| PrivateKeyDer::from_pem_slice(pem.as_bytes()).ok());
+    match (chain.is_empty(), key) {
+        (false, Some(key)) => Ok((chain, key, Some(issued.ca_path))),
+        _ => Err(GatewayError::NoServerKey { path: dir }),
+    }
+}
+
+fn read_file(path: &Path, what: &'static str) -> Result<Vec<u8>, GatewayError> {
+    std::fs::read(path).map_err(|source| GatewayError::ServerFileRead {
+        path: path.to_path_buf(),
+        what,
+        source,
+    })
+}
+
+/// Reads the server certificate followed by any intermediates.
+fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, GatewayError> {
+    let bytes = read_file(path, "certificate")?;
+    let chain = CertificateDer::pem_slice_iter(&bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| GatewayError::NoServerCertificate {
+            path: path.to_path_buf(),
+        })?;
+    if chain.is_empty() {
+        return Err(GatewayError::NoServerCertificate {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(chain)
+}
+
+/// Reads an unencrypted PKCS#8, PKCS#1 or SEC1 PEM private key.
+fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, GatewayError> {
+    let bytes = read_file(path, "private key")?;
+    match PrivateKeyDer::from_pem_slice(&bytes) {
+        Ok(key) => Ok(key),
+        Err(_) if is_encrypted_key(&bytes) => Err(GatewayError::EncryptedServerKey {
+            path: path.to_path_buf(),
+        }),
+        Err(_) => Err(GatewayError::NoServerKey {
+            path: path.to_path_buf(),
+        }),
+    }
+}
+
+/// PKCS#8 `ENCRYPTED PRIVATE KEY` or a legacy OpenSSL `Proc-Type: 4,ENCRYPTED` PEM header.
+fn is_encrypted_key(pem: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(pem);
+    text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----")
+        || text.contains("Proc-Type: 4,ENCRYPTED")
+}

@@ -1,0 +1,104 @@
+//! Every request leaves one log line with what an operator needs to trace it.
+
+mod http_proxy_support;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::Full;
+use http_proxy_support::*;
+use moat_config::ClientAuthMode;
+
+/// Log output collected in memory.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn request_lines(&self) -> Vec<String> {
+        String::from_utf8(self.0.lock().unwrap().clone())
+            .unwrap()
+            .lines()
+            .filter(|line| line.contains("\"message\":\"request\""))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+// The default single-threaded test runtime keeps every spawned task on this thread, so the
+// thread-local subscriber sees the proxy's events.
+#[tokio::test]
+async fn each_request_logs_one_line_with_method_host_path_status_timing_and_client() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    bounded(async {
+        let upstream = Upstream::start().await;
+        let gateway = Gateway::start(endpoint(upstream.addr), Some(client_identity()), false).await;
+        let request = Request::get("/headers?token=secret")
+            .header("host", "app.example.com")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        assert_eq!(
+            send_http1(gateway.addr, request).await.status,
+            StatusCode::OK
+        );
+
+        let mut config = endpoint(upstream.addr);
+        config.client_auth = ClientAuthMode::Request;
+        let anonymous = Gateway::start(config, None, false).await;
+        let request = Request::post("/denied")
+            .header("host", "app.example.com")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        assert_eq!(
+            send_http1(anonymous.addr, request).await.status,
+            StatusCode::FORBIDDEN
+        );
+    })
+    .await;
+
+    let lines = captured.request_lines();
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+    let forwarded: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+    assert_eq!(forwarded["level"], "INFO");
+    assert_eq!(forwarded["endpoint"], "test");
+    assert_eq!(forwarded["method"], "GET");
+    assert_eq!(forwarded["host"], "app.example.com");
+    assert_eq!(forwarded["path"], "/headers");
+    assert_eq!(forwarded["status"], 200);
+    assert!(
+        forwarded["upstream_ms"].as_f64().unwrap() >= 0.0,
+        "{forwarded}"
+    );
+    assert_eq!(forwarded["client"], "CN=Test Client,O=Moat Tests");
+    assert!(
+        !lines[0].contains("secret"),
+        "the query string was logged: {}",
+        lines[0]
+    );
+
+    let refused: serde_json::Value = serde_json::from_str(&lines[1]).unwrap();
+    assert_eq!(refused["method"], "POST");
+    assert_eq!(refused["path"], "/denied");
+    assert_eq!(refused["status"], 403);
+    assert_eq!(refused["client"], "-");
+    assert!(refused.get("upstream_ms").is_none(), "{refused}");
+}

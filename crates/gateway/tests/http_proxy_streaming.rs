@@ -1,0 +1,224 @@
+//! Bodies stream through the proxy with backpressure: a peer that stops reading stops the sender
+//! after a bounded amount, instead of the proxy buffering the whole body.
+
+mod http_proxy_support;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt as _, Full};
+use http_proxy_support::*;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::{TcpListener, TcpStream};
+
+const TOTAL: u64 = 128 * 1024 * 1024;
+const CHUNK: usize = 64 * 1024;
+/// Socket buffers on both hops and hyper's read buffers hold a few MiB; a proxy that buffered
+/// bodies would let the whole 128 MiB through.
+const BOUNDED: u64 = 32 * 1024 * 1024;
+const PAUSE: Duration = Duration::from_millis(1500);
+
+/// A body of `remaining` bytes made on demand, counting what was handed out.
+struct CountingBody {
+    remaining: u64,
+    produced: Arc<AtomicU64>,
+    chunk: Bytes,
+}
+
+impl CountingBody {
+    fn new(total: u64, produced: Arc<AtomicU64>) -> Self {
+        Self {
+            remaining: total,
+            produced,
+            chunk: Bytes::from(vec![0x5a; CHUNK]),
+        }
+    }
+}
+
+impl Body for CountingBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if self.remaining == 0 {
+            return Poll::Ready(None);
+        }
+        let len = self.remaining.min(CHUNK as u64);
+        self.remaining -= len;
+        self.produced.fetch_add(len, Ordering::SeqCst);
+        Poll::Ready(Some(Ok(Frame::data(self.chunk.slice(..len as usize)))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining == 0
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining)
+    }
+}
+
+/// An upstream whose `/sink` waits before reading the request body and answers with its length,
+/// and whose `/source` answers with a `TOTAL`-byte body, counting the bytes handed to hyper.
+async fn start_upstream(produced: Arc<AtomicU64>) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let produced = Arc::clone(&produced);
+            tokio::spawn(async move {
+                let service = service_fn(move |request: Request<Incoming>| {
+                    let produced = Arc::clone(&produced);
+                    async move {
+                        let body: BoxBody<Bytes, hyper::Error> = if request.uri().path() == "/sink"
+                        {
+                            tokio::time::sleep(PAUSE).await;
+                            let mut body = request.into_body();
+                            let mut received = 0u64;
+                            while let Some(frame) = body.frame().await {
+                                if let Ok(data) = frame.unwrap().into_data() {
+                                    received += data.len() as u64;
+                                }
+                            }
+                            Full::new(Bytes::from(received.to_string()))
+                                .map_err(|never| match never {})
+                                .boxed()
+                        } else {
+                            CountingBody::new(TOTAL, produced)
+                                .map_err(|never| match never {})
+                                .boxed()
+                        };
+                        Ok::<_, Infallible>(Response::new(body))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+async fn upload_is_held_back_until_the_upstream_reads(http2: bool) {
+    let upstream = start_upstream(Arc::new(AtomicU64::new(0))).await;
+    let gateway = Gateway::start(endpoint(upstream), Some(client_identity()), http2).await;
+    let sent = Arc::new(AtomicU64::new(0));
+    let body = CountingBody::new(TOTAL, Arc::clone(&sent)).boxed();
+    let stream = TcpStream::connect(gateway.addr).await.unwrap();
+    let response = if http2 {
+        let (mut sender, connection) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                .await
+                .unwrap();
+        tokio::spawn(connection);
+        let request = Request::post("https://app.example.com/sink")
+            .body(body)
+            .unwrap();
+        tokio::spawn(async move { sender.send_request(request).await })
+    } else {
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        let request = Request::post("/sink")
+            .header("host", "app.example.com")
+            .body(body)
+            .unwrap();
+        tokio::spawn(async move { sender.send_request(request).await })
+    };
+
+    tokio::time::sleep(PAUSE - Duration::from_millis(300)).await;
+    let in_flight = sent.load(Ordering::SeqCst);
+    assert!(
+        in_flight < BOUNDED,
+        "client could send {in_flight} bytes while the upstream read nothing"
+    );
+
+    let response = response.await.unwrap().unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let received = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(std::str::from_utf8(&received).unwrap(), TOTAL.to_string());
+}
+
+async fn download_is_held_back_until_the_client_reads(http2: bool) {
+    let produced = Arc::new(AtomicU64::new(0));
+    let upstream = start_upstream(Arc::clone(&produced)).await;
+    let gateway = Gateway::start(endpoint(upstream), Some(client_identity()), http2).await;
+    let request = Request::get(if http2 {
+        "https://app.example.com/source"
+    } else {
+        "/source"
+    })
+    .header("host", "app.example.com")
+    .body(Full::new(Bytes::new()))
+    .unwrap();
+    let stream = TcpStream::connect(gateway.addr).await.unwrap();
+    let response = if http2 {
+        let (mut sender, connection) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                .await
+                .unwrap();
+        tokio::spawn(connection);
+        sender.send_request(request).await.unwrap()
+    } else {
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        sender.send_request(request).await.unwrap()
+    };
+    assert_eq!(response.status(), StatusCode::OK);
+
+    tokio::time::sleep(PAUSE).await;
+    let in_flight = produced.load(Ordering::SeqCst);
+    assert!(
+        in_flight < BOUNDED,
+        "upstream could send {in_flight} bytes while the client read nothing"
+    );
+
+    let mut body = response.into_body();
+    let mut received = 0u64;
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame.unwrap().into_data() {
+            received += data.len() as u64;
+        }
+    }
+    assert_eq!(received, TOTAL);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http1_upload_streams_with_backpressure() {
+    bounded(upload_is_held_back_until_the_upstream_reads(false)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_upload_streams_with_backpressure() {
+    bounded(upload_is_held_back_until_the_upstream_reads(true)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http1_download_streams_with_backpressure() {
+    bounded(download_is_held_back_until_the_client_reads(false)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_download_streams_with_backpressure() {
+    bounded(download_is_held_back_until_the_client_reads(true)).await;
+}

@@ -1,0 +1,403 @@
+//! Test fixtures for the HTTP proxy: an in-test upstream, a gateway over plain TCP, and clients.
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, StatusCode, Version};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use moat_config::{
+    ClientAuthMode, EndpointConfig, EndpointKind, TerminateAt, Timeouts, TlsVersion,
+    Upstream as UpstreamAddr, UpstreamScheme,
+};
+use moat_gateway::connection::ConnectionInfo;
+use moat_gateway::http_proxy::HttpProxy;
+use moat_trust::{ClientIdentity, SubjectAltName};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+/// Every test finishes within this bound or fails.
+pub async fn bounded<F: Future<Output = ()>>(test: F) {
+    tokio::time::timeout(Duration::from_secs(30), test)
+        .await
+        .expect("test exceeded 30 s");
+}
+
+/// An `http` endpoint in front of `upstream`, trusting a (not read) client CA file.
+pub fn endpoint(upstream: SocketAddr) -> EndpointConfig {
+    endpoint_with_scheme(upstream, UpstreamScheme::Http)
+}
+
+/// Like [`endpoint`] with an explicit upstream scheme.
+pub fn endpoint_with_scheme(upstream: SocketAddr, scheme: UpstreamScheme) -> EndpointConfig {
+    EndpointConfig {
+        name: "test".into(),
+        kind: EndpointKind::Http,
+        listen: "127.0.0.1:0".parse().unwrap(),
+        domain: "app.example.com".into(),
+        upstream: UpstreamAddr {
+            scheme,
+            host: upstream.ip().to_string(),
+            port: upstream.port(),
+        },
+        upstream_ca: None,
+        crt: None,
+        key: None,
+        mutual_tls_cas: vec!["cas.pem".into()],
+        crls: vec![],
+        client_auth: ClientAuthMode::RequireAndVerify,
+        tls_min_version: TlsVersion::Tls12,
+        terminate_at: TerminateAt::Edge,
+        timeouts: Timeouts::default(),
+    }
+}
+
+/// A client identity built from a real rcgen-made certificate issued by a test CA.
+pub fn client_identity() -> Arc<ClientIdentity> {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.distinguished_name = rcgen::DistinguishedName::new();
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "Test CA");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["client.example.com".to_string()]).unwrap();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "Test Client");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationName, "Moat Tests");
+    let cert = params.signed_by(&key, &issuer).unwrap();
+
+    Arc::new(ClientIdentity {
+        subject: "CN=Test Client,O=Moat Tests".into(),
+        common_name: Some("Test Client".into()),
+        organizations: vec!["Moat Tests".into()],
+        organizational_units: vec![],
+        issuer: "CN=Test CA".into(),
+        serial_hex: "0a1b2c3d".into(),
+        fingerprint_sha256: "ab".repeat(32),
+        not_before: 1_700_000_000,
+        not_after: 1_800_000_000,
+        sans: vec![
+            SubjectAltName::Dns("client.example.com".into()),
+            SubjectAltName::Uri("spiffe://example.com/client".into()),
+            SubjectAltName::Ip("10.1.2.3".parse().unwrap()),
+            SubjectAltName::Email("ops@example.com".into()),
+        ],
+        version: 3,
+        certificate: cert.der().clone(),
+        chain: vec![ca_cert.der().clone()],
+    })
+}
+
+/// The proxy accepting plain TCP connections, as the listener would hand them over after TLS.
+pub struct Gateway {
+    pub addr: SocketAddr,
+    pub shutdown: watch::Sender<bool>,
+}
+
+impl Gateway {
+    pub async fn start(
+        config: EndpointConfig,
+        client: Option<Arc<ClientIdentity>>,
+        http2: bool,
+    ) -> Gateway {
+        let proxy = Arc::new(HttpProxy::new(&config).unwrap());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, peer_addr)) = listener.accept().await else {
+                    return;
+                };
+                let info = ConnectionInfo {
+                    endpoint: "test".into(),
+                    peer_addr,
+                    local_addr: addr,
+                    sni: Some("app.example.com".into()),
+                    tls_version: "TLSv1.3",
+                    http2,
+                    client: client.clone(),
+                };
+                tokio::spawn(Arc::clone(&proxy).serve_connection(
+                    stream,
+                    info,
+                    shutdown_rx.clone(),
+                ));
+            }
+        });
+        Gateway { addr, shutdown }
+    }
+}
+
+type UpstreamBody = BoxBody<Bytes, hyper::Error>;
+
+/// An HTTP/1.1 upstream: `/headers` echoes the request headers as `name: value` lines, `/echo`
+/// streams the request body back, `/slow` answers after 1.5 s, `/upgrade` switches to a byte echo.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    /// TCP connections accepted so far.
+    pub connections: Arc<AtomicUsize>,
+}
+
+impl Upstream {
+    pub async fn start() -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&connections);
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                counter.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(serve_upstream_connection(stream));
+            }
+        });
+        Upstream { addr, connections }
+    }
+}
+
+/// Serves one upstream connection with the test routes.
+pub async fn serve_upstream_connection<IO>(io: IO)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(io), service_fn(upstream_route))
+        .with_upgrades()
+        .await;
+}
+
+fn text(status: StatusCode, body: String) -> Response<UpstreamBody> {
+    let mut response = Response::new(
+        Full::new(Bytes::from(body))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *response.status_mut() = status;
+    response
+}
+
+/// A response body that sends `first` and then never another byte, like a hung upstream.
+struct StallsAfterFirstChunk {
+    sent: bool,
+}
+
+impl hyper::body::Body for StallsAfterFirstChunk {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
+        if self.sent {
+            return std::task::Poll::Pending;
+        }
+        self.sent = true;
+        std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(Bytes::from_static(
+            b"first",
+        )))))
+    }
+}
+
+async fn upstream_route(
+    mut request: Request<Incoming>,
+) -> Result<Response<UpstreamBody>, Infallible> {
+    let response = match request.uri().path() {
+        "/headers" => {
+            let mut body = String::new();
+            for (name, value) in request.headers() {
+                body.push_str(&format!(
+                    "{}: {}\n",
+                    name,
+                    String::from_utf8_lossy(value.as_bytes())
+                ));
+            }
+            let target = request
+                .uri()
+                .path_and_query()
+                .map(|p| p.as_str())
+                .unwrap_or("");
+            body.push_str(&format!("x-request-target: {target}\n"));
+            let mut response = text(StatusCode::OK, body);
+            response
+                .headers_mut()
+                .insert("connection", "x-upstream-hop".parse().unwrap());
+            response
+                .headers_mut()
+                .insert("x-upstream-hop", "1".parse().unwrap());
+            response
+                .headers_mut()
+                .insert("x-upstream", "yes".parse().unwrap());
+            response
+        }
+        "/echo" => Response::new(request.into_body().boxed()),
+        "/stall" => {
+            let mut response = Response::new(StallsAfterFirstChunk { sent: false }.boxed());
+            response
+                .headers_mut()
+                .insert("content-length", "1000".parse().unwrap());
+            response
+        }
+        "/slow" => {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            text(StatusCode::OK, "late".into())
+        }
+        "/upgrade" => {
+            let accept = request
+                .headers()
+                .get("sec-websocket-key")
+                .map(|key| websocket_accept(key.as_bytes()))
+                .unwrap_or_default();
+            let on_upgrade = hyper::upgrade::on(&mut request);
+            tokio::spawn(async move {
+                if let Ok(upgraded) = on_upgrade.await {
+                    let mut io = TokioIo::new(upgraded);
+                    let mut buf = [0u8; 4096];
+                    loop {
+                        match io.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => {
+                                if io.write_all(&buf[..n]).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                }
+            });
+            let mut response = text(StatusCode::SWITCHING_PROTOCOLS, String::new());
+            let headers = response.headers_mut();
+            headers.insert("upgrade", "websocket".parse().unwrap());
+            headers.insert("connection", "upgrade".parse().unwrap());
+            headers.insert("sec-websocket-accept", accept.parse().unwrap());
+            response
+        }
+        _ => text(StatusCode::NOT_FOUND, "no such route".into()),
+    };
+    Ok(response)
+}
+
+/// RFC 6455 4.2.2: base64(SHA-1(key + GUID)).
+fn websocket_accept(key: &[u8]) -> String {
+    use base64::Engine as _;
+    let mut input = key.to_vec();
+    input.extend_from_slice(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, &input);
+    base64::engine::general_purpose::STANDARD.encode(digest.as_ref())
+}
+
+/// A response read in full.
+pub struct Collected {
+    pub status: StatusCode,
+    pub version: Version,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Collected {
+    pub fn echoed_headers(&self) -> EchoedHeaders {
+        EchoedHeaders::parse(std::str::from_utf8(&self.body).unwrap())
+    }
+}
+
+/// The `/headers` route's body: the headers the upstream received, in order.
+pub struct EchoedHeaders(Vec<(String, String)>);
+
+impl EchoedHeaders {
+    pub fn parse(body: &str) -> EchoedHeaders {
+        EchoedHeaders(
+            body.lines()
+                .filter_map(|line| line.split_once(": "))
+                .map(|(name, value)| (name.to_string(), value.to_string()))
+                .collect(),
+        )
+    }
+
+    /// Every value of `name`, in the order received.
+    pub fn all(&self, name: &str) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+}
+
+async fn collect(response: Response<Incoming>) -> Collected {
+    let (parts, body) = response.into_parts();
+    Collected {
+        status: parts.status,
+        version: parts.version,
+        headers: parts.headers,
+        body: body.collect().await.unwrap().to_bytes(),
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection.
+pub async fn send_http1(addr: SocketAddr, request: Request<Full<Bytes>>) -> Collected {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    collect(sender.send_request(request).await.unwrap()).await
+}
+
+/// One HTTP/2 request (prior knowledge) on a fresh connection.
+pub async fn send_http2(addr: SocketAddr, request: Request<Full<Bytes>>) -> Collected {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    collect(sender.send_request(request).await.unwrap()).await
+}
+
+/// Reads a response head (through the blank line) byte by byte, leaving the rest unread.
+pub async fn read_head(stream: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let byte = stream.read_u8().await.unwrap();
+        head.push(byte);
+    }
+    String::from_utf8(head).unwrap()
+}
+
+/// Reads one response that has a `content-length`, returning head and body as text.
+pub async fn read_response_with_length(stream: &mut TcpStream) -> String {
+    let head = read_head(stream).await;
+    let length: usize = head
+        .lines()
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse().unwrap())
+        })
+        .expect("response without content-length");
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).await.unwrap();
+    format!("{head}{}", String::from_utf8_lossy(&body))
+}

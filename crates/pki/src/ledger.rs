@@ -1,0 +1,232 @@
+//! The CA's ledger: every serial it issued, which of them are revoked and why, and the last CRL number.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::PkiError;
+
+/// File name of the ledger inside a CA directory.
+pub const LEDGER_FILE: &str = "ledger.json";
+
+/// Why a certificate was revoked (RFC 5280 5.3.1), with the names `--reason` accepts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub enum RevocationReason {
+    /// No reason given.
+    #[default]
+    Unspecified,
+    /// The certificate's private key leaked.
+    KeyCompromise,
+    /// The CA's private key leaked.
+    CaCompromise,
+    /// The subject's name or affiliation changed.
+    AffiliationChanged,
+    /// A new certificate replaces this one.
+    Superseded,
+    /// The certificate is no longer needed.
+    CessationOfOperation,
+}
+
+impl RevocationReason {
+    /// Every reason with its `--reason` name.
+    pub const ALL: [(RevocationReason, &'static str); 6] = [
+        (RevocationReason::Unspecified, "unspecified"),
+        (RevocationReason::KeyCompromise, "keyCompromise"),
+        (RevocationReason::CaCompromise, "caCompromise"),
+        (RevocationReason::AffiliationChanged, "affiliationChanged"),
+        (RevocationReason::Superseded, "superseded"),
+        (
+            RevocationReason::CessationOfOperation,
+            "cessationOfOperation",
+        ),
+    ];
+
+    /// The `--reason` name, e.g. `keyCompromise`.
+    pub fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(reason, _)| *reason == self)
+            .map_or("unspecified", |(_, name)| name)
+    }
+
+    pub(crate) fn to_rcgen(self) -> rcgen::RevocationReason {
+        match self {
+            RevocationReason::Unspecified => rcgen::RevocationReason::Unspecified,
+            RevocationReason::KeyCompromise => rcgen::RevocationReason::KeyCompromise,
+            RevocationReason::CaCompromise => rcgen::RevocationReason::CaCompromise,
+            RevocationReason::AffiliationChanged => rcgen::RevocationReason::AffiliationChanged,
+            RevocationReason::Superseded => rcgen::RevocationReason::Superseded,
+            RevocationReason::CessationOfOperation => rcgen::RevocationReason::CessationOfOperation,
+        }
+    }
+}
+
+impl std::fmt::Display for RevocationReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for RevocationReason {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .iter()
+            .find(|(_, name)| name.eq_ignore_ascii_case(text))
+            .map(|(reason, _)| *reason)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Self::ALL.iter().map(|(_, name)| *name).collect();
+                format!(
+                    "unknown revocation reason {text:?}; use one of: {}",
+                    names.join(", ")
+                )
+            })
+    }
+}
+
+/// One certificate the CA signed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerEntry {
+    /// Serial number, lower-case hex without separators.
+    pub serial: String,
+    /// Subject as OpenSSL prints it (`CN=alice, O=Example`).
+    pub subject: String,
+    /// Profile it was issued under.
+    pub profile: String,
+    /// When it was signed (RFC 3339).
+    pub issued_at: String,
+    /// Its notAfter (RFC 3339).
+    pub not_after: String,
+    /// Set once the certificate is revoked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked: Option<Revocation>,
+}
+
+/// When and why a certificate was revoked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revocation {
+    /// When (RFC 3339).
+    pub at: String,
+    /// Why.
+    pub reason: RevocationReason,
+}
+
+/// The ledger's content, as stored in `ledger.json`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ledger {
+    /// Format version, so a later moat can migrate old ledgers.
+    pub version: u32,
+    /// The number of the last CRL signed; the next one gets this plus one (RFC 5280 5.2.3).
+    pub crl_number: u64,
+    /// Every certificate issued, oldest first.
+    pub certificates: Vec<LedgerEntry>,
+}
+
+impl Ledger {
+    /// Reads the ledger of a CA directory.
+    pub fn load(path: &Path) -> Result<Ledger, PkiError> {
+        let bytes = crate::files::read(path)?;
+        serde_json::from_slice(&bytes).map_err(|error| PkiError::Ledger {
+            path: path.to_path_buf(),
+            reason: error.to_string(),
+        })
+    }
+
+    /// Writes the ledger atomically (temporary file + rename), so a crash leaves the old one whole.
+    pub fn save(&self, path: &Path) -> Result<(), PkiError> {
+        let mut json = serde_json::to_vec_pretty(self).map_err(|error| PkiError::Ledger {
+            path: path.to_path_buf(),
+            reason: error.to_string(),
+        })?;
+        json.push(b'\n');
+        crate::files::write_atomic(path, &json, crate::files::PUBLIC_MODE)
+    }
+
+    /// The entry for `serial` (lower-case hex), if this CA issued it.
+    pub fn find_mut(&mut self, serial: &str) -> Option<&mut LedgerEntry> {
+        self.certificates
+            .iter_mut()
+            .find(|entry| entry.serial == serial)
+    }
+
+    /// Revoked entries, for the CRL.
+    pub fn revoked(&self) -> impl Iterator<Item = (&LedgerEntry, &Revocation)> {
+        self.certificates
+            .iter()
+            .filter_map(|entry| entry.revoked.as_ref().map(|revocation| (entry, revocation)))
+    }
+}
+
+/// Normalises a serial as people paste it (`4F:3A:..`, `0x4f3a`, `4f3a`) to lower-case hex without
+/// separators or leading zeros; `origin` names where it came from in the error.
+pub fn normalize_serial(text: &str, origin: &str) -> Result<String, PkiError> {
+    let trimmed = text.trim();
+    let without_prefix = trimmed
+        .strip_prefix("0x")
+        .or_else(|| trimmed.strip_prefix("0X"))
+        .unwrap_or(trimmed);
+    let digits: String = without_prefix
+        .chars()
+        .filter(|c| *c != ':' && *c != ' ')
+        .collect();
+    if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(PkiError::BadSerial {
+            origin: origin.to_owned(),
+            value: text.to_owned(),
+        });
+    }
+    let significant = digits.trim_start_matches('0').to_ascii_lowercase();
+    Ok(if significant.is_empty() {
+        "0".to_owned()
+    } else {
+        significant
+    })
+}
+
+/// Serial bytes (big-endian, as in the certificate) to normalised hex.
+pub fn serial_hex(bytes: &[u8]) -> String {
+    let significant = hex::encode(bytes);
+    let trimmed = significant.trim_start_matches('0');
+    if trimmed.is_empty() {
+        "0".to_owned()
+    } else {
+        trimmed.to_owned()
+    }
+}
+
+/// Normalised hex back to big-endian bytes for encoding.
+pub(crate) fn serial_bytes(hex_serial: &str) -> Vec<u8> {
+    let padded = if hex_serial.len() % 2 == 1 {
+        format!("0{hex_serial}")
+    } else {
+        hex_serial.to_owned()
+    };
+    hex::decode(padded).unwrap_or_default()
+}
+
+/// Reads a serials file as cfssl's `gencrl` takes it: one hex serial per line; blank lines and
+/// lines starting with `#` are skipped.
+pub fn read_serials_file(path: &Path) -> Result<Vec<String>, PkiError> {
+    let bytes = crate::files::read(path)?;
+    let text = String::from_utf8_lossy(&bytes);
+    let mut serials = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        serials.push(normalize_serial(
+            line,
+            &format!("{} line {}", path.display(), index + 1),
+        )?);
+    }
+    Ok(serials)
+}
+
+/// The ledger path of a CA directory.
+pub fn ledger_path(ca_dir: &Path) -> PathBuf {
+    ca_dir.join(LEDGER_FILE)
+}

@@ -1,0 +1,206 @@
+//! Certificate revocation lists: read (PEM or DER), tied to the configured CA that signed them.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::RootCertStore;
+use rustls::server::WebPkiClientVerifier;
+use rustls_pki_types::CertificateRevocationListDer;
+use rustls_pki_types::pem::PemObject;
+use x509_parser::prelude::FromDer;
+use x509_parser::revocation_list::CertificateRevocationList;
+
+use crate::bundle::{CaCertificate, looks_like_der};
+use crate::x509::{SignatureFailure, rfc4514, split_spki, trim_serial, verify_signed};
+use crate::{CaBundle, TrustError, provider};
+
+/// One CRL, verified against the CA that issued it.
+#[derive(Debug, Clone)]
+pub(crate) struct LoadedCrl {
+    /// The CRL as rustls-webpki will check it for X.509 v3 chains.
+    pub(crate) der: CertificateRevocationListDer<'static>,
+    /// The issuing CA's DER SubjectPublicKeyInfo: what ties this CRL to one CA for v1 checks.
+    pub(crate) issuer_spki: Vec<u8>,
+    /// The issuing CA's subject DER.
+    pub(crate) issuer_subject: Vec<u8>,
+    /// Revoked serial numbers, without sign padding.
+    pub(crate) revoked: HashSet<Vec<u8>>,
+}
+
+/// The CRLs an endpoint checks client certificates against.
+///
+/// Each CRL must come from a configured CA and carry that CA's valid signature; anything else is
+/// refused when loading, because a CRL that silently does not apply would leave revoked clients in.
+#[derive(Debug, Clone, Default)]
+pub struct RevocationLists {
+    crls: Vec<LoadedCrl>,
+}
+
+impl RevocationLists {
+    /// Reads CRL files as `openssl ca -gencrl` (PEM, `X509 CRL` blocks) and `cfssl gencrl` (DER
+    /// after base64-decoding) make them, and checks each one's issuer and signature against `cas`.
+    pub fn from_files(paths: &[PathBuf], cas: &CaBundle) -> Result<Self, TrustError> {
+        let mut lists = RevocationLists::default();
+        for path in paths {
+            let bytes = std::fs::read(path).map_err(|source| TrustError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            lists.add_file_bytes(path, &bytes, cas)?;
+        }
+        Ok(lists)
+    }
+
+    /// How many CRLs were loaded.
+    pub fn len(&self) -> usize {
+        self.crls.len()
+    }
+
+    /// True when no CRL was loaded, so revocation is not checked at all.
+    pub fn is_empty(&self) -> bool {
+        self.crls.is_empty()
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &LoadedCrl> {
+        self.crls.iter()
+    }
+
+    /// True when a CRL issued by `ca` lists `raw_serial`.
+    pub(crate) fn is_revoked(&self, ca: &CaCertificate, raw_serial: &[u8]) -> bool {
+        let serial = trim_serial(raw_serial);
+        self.crls.iter().any(|crl| {
+            crl.issuer_spki == ca.spki_der()
+                && crl.issuer_subject == ca.subject_der()
+                && crl.revoked.contains(serial)
+        })
+    }
+
+    fn add_file_bytes(
+        &mut self,
+        path: &Path,
+        bytes: &[u8],
+        cas: &CaBundle,
+    ) -> Result<(), TrustError> {
+        let ders = if looks_like_der(bytes) {
+            vec![CertificateRevocationListDer::from(bytes.to_vec())]
+        } else {
+            CertificateRevocationListDer::pem_slice_iter(bytes)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|error| TrustError::Pem {
+                    path: path.to_owned(),
+                    expected: "X509 CRL",
+                    detail: error.to_string(),
+                })?
+        };
+        if ders.is_empty() {
+            return Err(TrustError::NoCrl {
+                path: path.to_owned(),
+            });
+        }
+        for (index, der) in ders.into_iter().enumerate() {
+            let crl = load_one(path, index + 1, der, cas)?;
+            self.crls.push(crl);
+        }
+        Ok(())
+    }
+}
+
+fn load_one(
+    path: &Path,
+    position: usize,
+    der: CertificateRevocationListDer<'static>,
+    cas: &CaBundle,
+) -> Result<LoadedCrl, TrustError> {
+    let bad = |detail: String, fix: &'static str| TrustError::BadCrl {
+        path: path.to_owned(),
+        position,
+        detail,
+        fix,
+    };
+    const REGENERATE: &str = "regenerate it with `openssl ca -gencrl` or `cfssl gencrl`";
+    let (_, parsed) = CertificateRevocationList::from_der(der.as_ref())
+        .map_err(|e| bad(format!("not a DER CRL: {e}"), REGENERATE))?;
+    let issuer = rfc4514(parsed.issuer());
+    let issuer_der = parsed.issuer().as_raw();
+    let algorithms = provider().signature_verification_algorithms;
+
+    let mut named_issuer = false;
+    let mut signer = None;
+    for ca in cas.with_subject(issuer_der) {
+        named_issuer = true;
+        let Some(key) = split_spki(ca.spki_der()) else {
+            continue;
+        };
+        match verify_signed(der.as_ref(), &key, &algorithms) {
+            Ok(()) => {
+                signer = Some(ca);
+                break;
+            }
+            Err(SignatureFailure::Malformed) => {
+                return Err(bad(
+                    "its signature fields are malformed".to_owned(),
+                    REGENERATE,
+                ));
+            }
+            Err(SignatureFailure::UnsupportedAlgorithm | SignatureFailure::Invalid) => {}
+        }
+    }
+    let Some(ca) = signer else {
+        return Err(if named_issuer {
+            TrustError::CrlBadSignature {
+                path: path.to_owned(),
+                position,
+                issuer,
+            }
+        } else {
+            TrustError::CrlUnknownIssuer {
+                path: path.to_owned(),
+                position,
+                issuer,
+            }
+        });
+    };
+    if !ca.may_sign_crls() {
+        return Err(TrustError::CrlIssuerNotCrlSigner {
+            path: path.to_owned(),
+            position,
+            issuer,
+        });
+    }
+
+    // X.509 v3 chains are checked by rustls-webpki, which is stricter than x509-parser (it wants
+    // version 2 CRLs, for one): ask it now so a CRL it cannot use fails at startup, not per client.
+    let mut roots = RootCertStore::empty();
+    roots.add(ca.der().clone()).map_err(|e| {
+        bad(
+            format!("its CA is not usable as a trust anchor: {e}"),
+            REGENERATE,
+        )
+    })?;
+    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::new(provider()))
+        .with_crls([der.clone()])
+        .build()
+        .map_err(|e| {
+            let version_1 = parsed.version().is_none();
+            bad(
+                format!("{e}"),
+                if version_1 {
+                    "it is a version 1 CRL; make a version 2 CRL (for `openssl ca -gencrl`: create the crlnumber file, e.g. `echo 01 > crlnumber`, and set `crlnumber = $dir/crlnumber` in the CA section of openssl.cnf)"
+                } else {
+                    REGENERATE
+                },
+            )
+        })?;
+
+    let revoked = parsed
+        .iter_revoked_certificates()
+        .map(|entry| trim_serial(entry.raw_serial()).to_vec())
+        .collect();
+    Ok(LoadedCrl {
+        issuer_spki: ca.spki_der().to_vec(),
+        issuer_subject: ca.subject_der().to_vec(),
+        revoked,
+        der,
+    })
+}

@@ -1,0 +1,459 @@
+//! CRLs: revoked leafs and intermediates are refused with certificate_revoked; CRLs made by
+//! rcgen, `openssl ca -gencrl` and `cfssl gencrl` load (PEM or DER); CRLs that cannot be trusted
+//! stop startup with a message naming the file.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use moat_trust::{CaBundle, ClientVerifier, RefusalReason, RevocationLists, TrustError};
+use rustls::AlertDescription;
+use rustls::version::{TLS12, TLS13};
+use support::*;
+
+fn verifier(ca_files: &[PathBuf], crl_files: &[PathBuf]) -> Arc<ClientVerifier> {
+    let cas = CaBundle::from_files(ca_files).unwrap();
+    let crls = RevocationLists::from_files(crl_files, &cas).unwrap();
+    ClientVerifier::builder(cas)
+        .with_crls(crls)
+        .build()
+        .unwrap()
+}
+
+fn assert_accepted(
+    verifier: &Arc<ClientVerifier>,
+    credentials: (
+        Vec<rustls::pki_types::CertificateDer<'static>>,
+        rustls::pki_types::PrivateKeyDer<'static>,
+    ),
+) {
+    let client = client_config(Some(credentials));
+    for version in [&TLS13, &TLS12] {
+        let outcome = handshake(server_config(verifier.clone(), &[version]), client.clone());
+        assert!(outcome.accepted, "{version:?}: {outcome:?}");
+    }
+}
+
+fn assert_revoked(
+    verifier: &Arc<ClientVerifier>,
+    credentials: (
+        Vec<rustls::pki_types::CertificateDer<'static>>,
+        rustls::pki_types::PrivateKeyDer<'static>,
+    ),
+) {
+    let client = client_config(Some(credentials));
+    for version in [&TLS13, &TLS12] {
+        let outcome = handshake(server_config(verifier.clone(), &[version]), client.clone());
+        assert!(!outcome.accepted, "{version:?}: accepted");
+        assert!(
+            matches!(
+                outcome.client,
+                Err(rustls::Error::AlertReceived(
+                    AlertDescription::CertificateRevoked
+                ))
+            ),
+            "{version:?}: {outcome:?}"
+        );
+        let server_error = outcome.server.unwrap_err();
+        assert_eq!(
+            RefusalReason::from_tls_error(&server_error),
+            Some(RefusalReason::Revoked)
+        );
+    }
+}
+
+#[test]
+fn leaf_revoked_by_pem_crl_is_refused_with_certificate_revoked() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = root_ca("PEM CRL CA");
+    let revoked = client(&ca, 41);
+    let good = client(&ca, 42);
+    let ca_path = write(dir.path(), "ca.pem", &ca.pem);
+    let crl_path = write(dir.path(), "ca.crl.pem", crl(&ca, &[41]).pem);
+    let verifier = verifier(&[ca_path], &[crl_path]);
+    assert_revoked(&verifier, revoked.credentials());
+    assert_accepted(&verifier, good.credentials());
+}
+
+#[test]
+fn leaf_revoked_by_der_crl_is_refused_with_certificate_revoked() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = root_ca("DER CRL CA");
+    let revoked = client(&ca, 51);
+    let good = client(&ca, 52);
+    let ca_path = write(dir.path(), "ca.pem", &ca.pem);
+    let crl_path = write(dir.path(), "ca.crl", crl(&ca, &[51]).der);
+    let verifier = verifier(&[ca_path], &[crl_path]);
+    assert_revoked(&verifier, revoked.credentials());
+    assert_accepted(&verifier, good.credentials());
+}
+
+#[test]
+fn client_under_revoked_intermediate_is_refused_with_certificate_revoked() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = root_ca("Intermediate CRL Root");
+    let revoked_intermediate = intermediate_ca("Revoked Intermediate", &root, 61);
+    let good_intermediate = intermediate_ca("Good Intermediate", &root, 62);
+    let revoked = leaf(
+        LeafSpec::default(),
+        &revoked_intermediate,
+        &[&revoked_intermediate],
+    );
+    let good = leaf(
+        LeafSpec::default(),
+        &good_intermediate,
+        &[&good_intermediate],
+    );
+    let ca_path = write(dir.path(), "root.pem", &root.pem);
+    let crl_path = write(dir.path(), "root.crl.pem", crl(&root, &[61]).pem);
+    let verifier = verifier(&[ca_path], &[crl_path]);
+    assert_revoked(&verifier, revoked.credentials());
+    assert_accepted(&verifier, good.credentials());
+}
+
+#[test]
+fn client_of_a_ca_without_crl_is_still_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let with_crl = root_ca("CA With CRL");
+    let without_crl = root_ca("CA Without CRL");
+    let bundle = format!("{}{}", with_crl.pem, without_crl.pem);
+    let ca_path = write(dir.path(), "cas.pem", bundle);
+    let crl_path = write(dir.path(), "a.crl.pem", crl(&with_crl, &[71]).pem);
+    let verifier = verifier(&[ca_path], &[crl_path]);
+    assert_accepted(&verifier, client(&without_crl, 71).credentials());
+    assert_revoked(&verifier, client(&with_crl, 71).credentials());
+}
+
+#[test]
+fn crl_from_a_foreign_ca_is_a_startup_error_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = root_ca("Configured CA");
+    let foreign = root_ca("Foreign CRL Issuer");
+    let ca_path = write(dir.path(), "ca.pem", &ca.pem);
+    let crl_path = write(dir.path(), "foreign.crl", crl(&foreign, &[1]).der);
+    let cas = CaBundle::from_files(&[ca_path]).unwrap();
+    let error = RevocationLists::from_files(std::slice::from_ref(&crl_path), &cas).unwrap_err();
+    assert!(
+        matches!(error, TrustError::CrlUnknownIssuer { .. }),
+        "{error:?}"
+    );
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "{}: CRL #1 was issued by CN=Foreign CRL Issuer, which is not one of the configured CAs; add that CA to the CA files or remove the CRL",
+            crl_path.display()
+        )
+    );
+}
+
+#[test]
+fn crl_with_a_signature_from_another_key_is_a_startup_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = root_ca("Same Name CA");
+    let impostor = root_ca("Same Name CA");
+    let ca_path = write(dir.path(), "ca.pem", &ca.pem);
+    let crl_path = write(dir.path(), "forged.crl.pem", crl(&impostor, &[1]).pem);
+    let cas = CaBundle::from_files(&[ca_path]).unwrap();
+    let error = RevocationLists::from_files(std::slice::from_ref(&crl_path), &cas).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "{}: CRL #1 names CN=Same Name CA as issuer but its signature does not verify with that CA's key; regenerate the CRL with the CA's own key",
+            crl_path.display()
+        )
+    );
+}
+
+#[test]
+fn file_without_crl_is_a_startup_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = root_ca("Empty CRL CA");
+    let ca_path = write(dir.path(), "ca.pem", &ca.pem);
+    let not_a_crl = write(dir.path(), "oops.crl", &ca.pem);
+    let cas = CaBundle::from_files(&[ca_path]).unwrap();
+    let error = RevocationLists::from_files(&[not_a_crl], &cas).unwrap_err();
+    assert!(matches!(error, TrustError::NoCrl { .. }), "{error:?}");
+    let missing = dir.path().join("missing.crl");
+    let error = RevocationLists::from_files(&[missing], &cas).unwrap_err();
+    assert!(matches!(error, TrustError::Read { .. }), "{error:?}");
+    assert!(
+        error
+            .to_string()
+            .contains("missing.crl: cannot read the file"),
+        "{error}"
+    );
+}
+
+/// A tiny `openssl ca` directory with a CA, ready for `-revoke` and `-gencrl`.
+fn openssl_ca_dir(dir: &Path, with_crlnumber: bool) {
+    let crlnumber = if with_crlnumber {
+        "crlnumber = $dir/crlnumber\n"
+    } else {
+        ""
+    };
+    let config = format!(
+        "[ ca ]\ndefault_ca = CA_default\n\
+         [ CA_default ]\ndir = .\ndatabase = $dir/index.txt\nnew_certs_dir = $dir/newcerts\n\
+         certificate = $dir/ca.crt\nprivate_key = $dir/ca.key\nserial = $dir/serial\n{crlnumber}\
+         default_md = sha256\ndefault_days = 30\ndefault_crl_days = 30\npolicy = policy_any\n\
+         [ policy_any ]\ncommonName = supplied\n\
+         [ client_ext ]\nbasicConstraints = CA:FALSE\nkeyUsage = digitalSignature\nextendedKeyUsage = clientAuth\n"
+    );
+    write(dir, "openssl.cnf", config);
+    write(dir, "index.txt", "");
+    write(dir, "serial", "1000\n");
+    write(dir, "crlnumber", "1000\n");
+    std::fs::create_dir(dir.join("newcerts")).unwrap();
+    openssl(dir, &["genrsa", "-out", "ca.key", "2048"]);
+    openssl(
+        dir,
+        &[
+            "req",
+            "-new",
+            "-x509",
+            "-sha256",
+            "-days",
+            "30",
+            "-key",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-subj",
+            "/CN=OpenSSL CA Dir",
+        ],
+    );
+}
+
+/// Issues a v3 client certificate `name` from the `openssl ca` directory.
+fn openssl_ca_client(dir: &Path, name: &str) {
+    let key = format!("{name}.key");
+    let csr = format!("{name}.csr");
+    let crt = format!("{name}.crt");
+    openssl(dir, &["genrsa", "-out", &key, "2048"]);
+    openssl(
+        dir,
+        &[
+            "req",
+            "-new",
+            "-key",
+            &key,
+            "-out",
+            &csr,
+            "-subj",
+            &format!("/CN={name}"),
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "ca",
+            "-batch",
+            "-config",
+            "openssl.cnf",
+            "-extensions",
+            "client_ext",
+            "-in",
+            &csr,
+            "-out",
+            &crt,
+        ],
+    );
+}
+
+fn credentials_of(
+    dir: &Path,
+    name: &str,
+) -> (
+    Vec<rustls::pki_types::CertificateDer<'static>>,
+    rustls::pki_types::PrivateKeyDer<'static>,
+) {
+    (
+        vec![read_cert(&dir.join(format!("{name}.crt")))],
+        read_key(&dir.join(format!("{name}.key"))),
+    )
+}
+
+#[test]
+fn crl_from_openssl_ca_gencrl_is_accepted_and_revokes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    openssl_ca_dir(d, true);
+    openssl_ca_client(d, "alice");
+    openssl_ca_client(d, "bob");
+    openssl(d, &["ca", "-config", "openssl.cnf", "-revoke", "alice.crt"]);
+    openssl(
+        d,
+        &[
+            "ca",
+            "-config",
+            "openssl.cnf",
+            "-gencrl",
+            "-out",
+            "ca.crl.pem",
+        ],
+    );
+    openssl(
+        d,
+        &[
+            "crl",
+            "-in",
+            "ca.crl.pem",
+            "-outform",
+            "DER",
+            "-out",
+            "ca.crl.der",
+        ],
+    );
+    for crl_file in ["ca.crl.pem", "ca.crl.der"] {
+        let verifier = verifier(&[d.join("ca.crt")], &[d.join(crl_file)]);
+        assert_revoked(&verifier, credentials_of(d, "alice"));
+        assert_accepted(&verifier, credentials_of(d, "bob"));
+    }
+}
+
+#[test]
+fn version_1_crl_from_openssl_without_crlnumber_is_refused_with_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    openssl_ca_dir(d, false);
+    openssl(
+        d,
+        &[
+            "ca",
+            "-config",
+            "openssl.cnf",
+            "-gencrl",
+            "-out",
+            "v1.crl.pem",
+        ],
+    );
+    let cas = CaBundle::from_files(&[d.join("ca.crt")]).unwrap();
+    let error = RevocationLists::from_files(&[d.join("v1.crl.pem")], &cas).unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.starts_with(&format!(
+            "{}: CRL #1 cannot be used (",
+            d.join("v1.crl.pem").display()
+        )),
+        "{message}"
+    );
+    assert!(message.contains("it is a version 1 CRL; make a version 2 CRL (for `openssl ca -gencrl`: create the crlnumber file"), "{message}");
+}
+
+#[test]
+fn crl_from_cfssl_gencrl_is_accepted_and_revokes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(
+        d,
+        "ca-csr.json",
+        r#"{"CN":"Cfssl Test CA","key":{"algo":"ecdsa","size":256},"names":[{"C":"US","O":"Test"}]}"#,
+    );
+    write(
+        d,
+        "ca-config.json",
+        r#"{"signing":{"default":{"expiry":"8760h"},"profiles":{"client":{"usages":["signing","key encipherment","client auth"],"expiry":"8760h"}}}}"#,
+    );
+    write(
+        d,
+        "client-csr.json",
+        r#"{"CN":"cfssl client","key":{"algo":"ecdsa","size":256},"names":[{"O":"Test"}]}"#,
+    );
+    let sh = |script: &str| run(d, "sh", &["-c", script]);
+    sh("cfssl gencert -initca ca-csr.json 2>/dev/null | cfssljson -bare ca");
+    sh(
+        "cfssl gencert -ca ca.pem -ca-key ca-key.pem -config ca-config.json -profile client client-csr.json 2>/dev/null | cfssljson -bare client",
+    );
+    sh(
+        "cfssl gencert -ca ca.pem -ca-key ca-key.pem -config ca-config.json -profile client client-csr.json 2>/dev/null | cfssljson -bare other",
+    );
+    // cfssl 1.2 reads the serials file as decimal numbers.
+    let client_der = read_cert(&d.join("client.pem"));
+    let (_, parsed) = x509_parser::parse_x509_certificate(client_der.as_ref()).unwrap();
+    write(
+        d,
+        "serials.txt",
+        format!("{}\n", parsed.tbs_certificate.serial),
+    );
+    sh("cfssl gencrl serials.txt ca.pem ca-key.pem | base64 -d > ca.crl");
+
+    let verifier = verifier(&[d.join("ca.pem")], &[d.join("ca.crl")]);
+    let creds = |name: &str| {
+        (
+            vec![read_cert(&d.join(format!("{name}.pem")))],
+            read_key(&d.join(format!("{name}-key.pem"))),
+        )
+    };
+    assert_revoked(&verifier, creds("client"));
+    assert_accepted(&verifier, creds("other"));
+}
+
+#[test]
+fn one_pem_file_may_hold_the_crls_of_several_cas() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = root_ca("Multi CRL One");
+    let two = root_ca("Multi CRL Two");
+    let ca_path = write(dir.path(), "cas.pem", format!("{}{}", one.pem, two.pem));
+    let crl_path = write(
+        dir.path(),
+        "all.crl.pem",
+        format!("{}{}", crl(&one, &[81]).pem, crl(&two, &[82]).pem),
+    );
+    let cas = CaBundle::from_files(std::slice::from_ref(&ca_path)).unwrap();
+    let crls = RevocationLists::from_files(std::slice::from_ref(&crl_path), &cas).unwrap();
+    assert_eq!(crls.len(), 2);
+    let verifier = verifier(&[ca_path], &[crl_path]);
+    assert_revoked(&verifier, client(&one, 81).credentials());
+    assert_revoked(&verifier, client(&two, 82).credentials());
+    assert_accepted(&verifier, client(&one, 82).credentials());
+}
+
+#[test]
+fn a_crl_past_its_next_update_still_revokes() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = root_ca("Stale CRL CA");
+    let now = time::OffsetDateTime::now_utc();
+    let stale = crl_dated(
+        &ca,
+        &[91],
+        now - time::Duration::days(10),
+        now - time::Duration::days(3),
+    );
+    let ca_path = write(dir.path(), "ca.pem", &ca.pem);
+    let crl_path = write(dir.path(), "stale.crl", stale.der);
+    let verifier = verifier(&[ca_path], &[crl_path]);
+    assert_revoked(&verifier, client(&ca, 91).credentials());
+    assert_accepted(&verifier, client(&ca, 92).credentials());
+}
+
+#[test]
+fn a_crl_from_a_ca_whose_key_usage_lacks_crl_sign_is_a_startup_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "No CRL Sign CA");
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign];
+    let cert = params.self_signed(&key).unwrap();
+    // rcgen itself refuses to sign a CRL for such a CA, so sign with an issuer that claims cRLSign.
+    params.key_usages.push(rcgen::KeyUsagePurpose::CrlSign);
+    let signer = Ca {
+        der: cert.der().clone(),
+        pem: cert.pem(),
+        issuer: rcgen::Issuer::new(params, key),
+    };
+    let ca_path = write(dir.path(), "ca.pem", &signer.pem);
+    let crl_path = write(dir.path(), "ca.crl", crl(&signer, &[1]).der);
+    let cas = CaBundle::from_files(&[ca_path]).unwrap();
+    let error = RevocationLists::from_files(std::slice::from_ref(&crl_path), &cas).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "{}: CRL #1 is signed by CN=No CRL Sign CA, whose keyUsage does not include cRLSign; reissue the CA with cRLSign or drop the CRL",
+            crl_path.display()
+        )
+    );
+}

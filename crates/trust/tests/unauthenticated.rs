@@ -1,0 +1,84 @@
+//! `allow_unauthenticated` (ngrok's "request" strategy): no certificate is let through for a later
+//! 403, a bad certificate is still refused in the handshake.
+
+mod support;
+
+use moat_trust::{CaBundle, ClientVerifier, RefusalReason};
+use rustls::AlertDescription;
+use rustls::server::danger::ClientCertVerifier;
+use rustls::version::{TLS12, TLS13};
+use support::*;
+
+#[test]
+fn request_strategy_lets_a_certificateless_client_in_but_refuses_a_bad_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = root_ca("Optional CA");
+    let path = write(dir.path(), "ca.pem", &ca.pem);
+    let verifier = ClientVerifier::builder(CaBundle::from_files(&[path]).unwrap())
+        .allow_unauthenticated()
+        .build()
+        .unwrap();
+    assert!(verifier.offer_client_auth());
+    assert!(!verifier.client_auth_mandatory());
+    for version in [&TLS13, &TLS12] {
+        let anonymous = handshake(
+            server_config(verifier.clone(), &[version]),
+            client_config(None),
+        );
+        assert!(anonymous.accepted, "{version:?}: {anonymous:?}");
+
+        let good = handshake(
+            server_config(verifier.clone(), &[version]),
+            client_config(Some(client(&ca, 3).credentials())),
+        );
+        assert!(good.accepted, "{version:?}: {good:?}");
+
+        let foreign = client(&root_ca("Unknown Optional CA"), 4);
+        let refused = handshake(
+            server_config(verifier.clone(), &[version]),
+            client_config(Some(foreign.credentials())),
+        );
+        assert!(
+            matches!(
+                refused.client,
+                Err(rustls::Error::AlertReceived(AlertDescription::UnknownCA))
+            ),
+            "{version:?}: {refused:?}"
+        );
+        assert_eq!(
+            RefusalReason::from_tls_error(&refused.server.unwrap_err()),
+            Some(RefusalReason::UnknownCa)
+        );
+    }
+}
+
+#[test]
+fn default_strategy_requires_a_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = root_ca("Mandatory CA");
+    let path = write(dir.path(), "ca.pem", &ca.pem);
+    let verifier = ClientVerifier::builder(CaBundle::from_files(&[path]).unwrap())
+        .build()
+        .unwrap();
+    assert!(verifier.client_auth_mandatory());
+    let outcome = handshake(server_config(verifier, &[&TLS12]), client_config(None));
+    assert!(
+        matches!(
+            outcome.client,
+            Err(rustls::Error::AlertReceived(
+                AlertDescription::CertificateRequired
+            ))
+        ),
+        "{outcome:?}"
+    );
+    let error = outcome.server.unwrap_err();
+    assert_eq!(
+        RefusalReason::from_tls_error(&error),
+        Some(RefusalReason::NoCertificate)
+    );
+    let io_error = std::io::Error::new(std::io::ErrorKind::InvalidData, error);
+    assert_eq!(
+        RefusalReason::from_io_error(&io_error),
+        Some(RefusalReason::NoCertificate)
+    );
+}
