@@ -1,10 +1,9 @@
 //! `moat http` end to end: curl over HTTP/2 with a client certificate, and 200 MiB streamed up
 //! and down with matching SHA-256 while moat's memory stays flat.
 //!
-//! Written against the `moat http` flags of issue 3 and the ready line
-//! `moat: endpoint NAME listening on https://127.0.0.1:PORT`; ignored until that command exists
-//! (run with `cargo test -p moat --test http_proxy_e2e -- --ignored`). The same checks already run
-//! in-process in crates/gateway/tests/http_proxy_curl.rs.
+//! Drives the real binary through the `moat http` flags and its ready line
+//! `moat: endpoint NAME listening on https://127.0.0.1:PORT`; the same checks run in-process in
+//! crates/gateway/tests/http_proxy_curl.rs.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -312,7 +311,6 @@ fn sha256_file(path: &Path) -> String {
 }
 
 #[test]
-#[ignore = "needs `moat http` wired to the gateway (G1, issue 3); remove this line once it lands"]
 fn curl_over_http2_reaches_the_upstream_with_the_client_identity() {
     let dir = tempfile::tempdir().unwrap();
     make_pki(dir.path());
@@ -347,7 +345,6 @@ fn curl_over_http2_reaches_the_upstream_with_the_client_identity() {
 }
 
 #[test]
-#[ignore = "needs `moat http` wired to the gateway (G1, issue 3); remove this line once it lands"]
 fn two_hundred_mib_stream_up_and_down_with_matching_sha256_and_flat_memory() {
     const SIZE_MIB: u64 = 200;
     const RSS_GROWTH_LIMIT_KIB: u64 = 64 * 1024;
