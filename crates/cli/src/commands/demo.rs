@@ -49,7 +49,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         .tempdir()
         .context("cannot make a temporary directory for the demo; set TMPDIR to a writable one")?;
     let files = make_certificates(workdir.path())?;
-    println!("moat demo: files in {} (removed on exit)", workdir.path().display());
+    println!(
+        "moat demo: files in {} (removed on exit)",
+        workdir.path().display()
+    );
     println!("  CA certificate      {}", files.ca_cert.display());
     println!(
         "  client certificate  {} (CN={CLIENT_NAME}, certificate then key)",
@@ -158,9 +161,7 @@ async fn demonstrate(args: DemoArgs, files: &DemoFiles) -> anyhow::Result<()> {
         matches!(anonymous, Outcome::Refused(_)) && matches!(identified, Outcome::Status(200, _));
     if !args.once {
         println!("Serving until Ctrl-C.");
-        tokio::signal::ctrl_c()
-            .await
-            .context("cannot wait for Ctrl-C")?;
+        super::serve::shutdown_signal().await;
     }
     let _ = stop.send(());
     serving.await.context("the demo endpoint stopped")??;
@@ -215,7 +216,9 @@ impl Outcome {
     fn describe(&self) -> String {
         match self {
             Outcome::Refused(why) => format!("refused: {why}"),
-            Outcome::Status(200, body) => format!("accepted: HTTP 200, upstream says: {}", body.trim()),
+            Outcome::Status(200, body) => {
+                format!("accepted: HTTP 200, upstream says: {}", body.trim())
+            }
             Outcome::Status(status, body) => {
                 format!("HTTP {status}: {}", body.lines().next().unwrap_or_default())
             }

@@ -204,7 +204,7 @@ fn serve(config: Config, log: &LogArgs) -> anyhow::Result<()> {
 }
 
 /// Resolves when SIGINT (Ctrl-C) or SIGTERM arrives.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let interrupt = async {
         if let Err(error) = tokio::signal::ctrl_c().await {
             tracing::error!(%error, "cannot listen for Ctrl-C; stop moat with SIGTERM");
