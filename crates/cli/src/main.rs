@@ -44,8 +44,26 @@ fn main() -> std::process::ExitCode {
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("moat: {error:#}");
+            eprintln!("moat: {}", error_report(&error));
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line. The library errors already quote their cause in their
+/// own message (so that they read well alone), so a cause whose text is already shown is skipped
+/// rather than printed twice.
+fn error_report(error: &anyhow::Error) -> String {
+    let mut report = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if report.contains(&text) {
+            continue;
+        }
+        if !report.is_empty() {
+            report.push_str(": ");
+        }
+        report.push_str(&text);
+    }
+    report
 }

@@ -1,0 +1,71 @@
+//! The README's copy-pastable `moat pki` session runs as written, so the documentation cannot
+//! drift from the commands.
+
+use std::path::Path;
+use std::process::Command;
+
+/// The body of the first ```sh block after `heading`.
+fn shell_block_after(readme: &str, heading: &str) -> String {
+    let section = &readme[readme.find(heading).expect("README has the heading")..];
+    let start = section.find("```sh\n").expect("a ```sh block follows") + "```sh\n".len();
+    let end = section[start..].find("```").expect("the block is closed");
+    section[start..start + end].to_string()
+}
+
+fn readme() -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md")).unwrap()
+}
+
+#[test]
+fn readme_opens_with_the_run_and_test_commands() {
+    let readme = readme();
+    let opening = shell_block_after(&readme, "# moat");
+    let commands: Vec<&str> = opening
+        .lines()
+        .map(|line| line.split('#').next().unwrap_or_default().trim())
+        .collect();
+    assert_eq!(
+        commands,
+        [
+            "cargo run --release -p moat -- demo",
+            "cargo test --workspace"
+        ]
+    );
+}
+
+#[test]
+fn readme_pki_session_runs_as_written() {
+    let session = shell_block_after(&readme(), "## `moat pki`");
+    let scratch = tempfile::tempdir().unwrap();
+    let moat_dir = Path::new(env!("CARGO_BIN_EXE_moat")).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        moat_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let output = Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &session])
+        .current_dir(scratch.path())
+        .env("PATH", path)
+        .env_remove("MOAT_CA_PASSPHRASE")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    // The session's checks print what the README promises.
+    assert!(stdout.contains("alice.crt: OK"), "{stdout}");
+    assert!(
+        stderr.contains("PBES2, PBKDF2, AES-256-CBC")
+            || stdout.contains("PBES2, PBKDF2, AES-256-CBC"),
+        "{stdout}\n{stderr}"
+    );
+    for file in ["alice.key", "app.key", "root/ca.key", "issuing/ca.key"] {
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(scratch.path().join(file))
+                .unwrap()
+                .permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600, "{file}");
+    }
+}
