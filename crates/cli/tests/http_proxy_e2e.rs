@@ -2,8 +2,7 @@
 //! and down with matching SHA-256 while moat's memory stays flat.
 //!
 //! Drives the real binary through the `moat http` flags and its ready line
-//! `moat: endpoint NAME listening on https://127.0.0.1:PORT`; the same checks run in-process in
-//! crates/gateway/tests/http_proxy_curl.rs.
+//! `moat: endpoint NAME listening on https://127.0.0.1:PORT`, so the memory measured is moat's alone.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

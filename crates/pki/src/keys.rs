@@ -217,7 +217,9 @@ pub fn matches_certificate(key: &KeyPair, certificate_der: &[u8]) -> bool {
         .unwrap_or(false)
 }
 
-fn private_key_der(
+/// The DER of the first private key in `bytes` (PEM or DER, decrypted with `passphrase` when it is
+/// encrypted PKCS#8); `path` names it in errors.
+pub(crate) fn private_key_der(
     path: &Path,
     bytes: &[u8],
     passphrase: Option<&str>,
@@ -268,7 +270,8 @@ fn decrypt_pkcs8(
     )))
 }
 
-fn is_pem(bytes: &[u8]) -> bool {
+/// Whether `bytes` look like PEM rather than DER.
+pub(crate) fn is_pem(bytes: &[u8]) -> bool {
     contains(bytes, b"-----BEGIN ")
 }
 

@@ -5,8 +5,7 @@
 //! pbeWithSHAAnd3-KeyTripleDES-CBC with an HMAC-SHA1 MAC for importers that know nothing newer,
 //! such as older macOS keychains and Java 8.
 
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use p12_keystore::{
     Certificate, EncryptionAlgorithm, KeyStore, KeyStoreEntry, MacAlgorithm, PrivateKey,
@@ -15,6 +14,9 @@ use p12_keystore::{
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use x509_parser::prelude::{FromDer, X509Certificate};
+
+use crate::PkiError;
+use crate::keys::is_pem;
 
 /// Why a PKCS#12 bundle could not be built or written; each message names the file and the fix.
 #[derive(Debug, thiserror::Error)]
@@ -295,44 +297,21 @@ pub fn build_pkcs12(
 /// Writes a bundle atomically (temporary file in the same directory, then rename) with mode 0600,
 /// refusing to replace an existing file unless `overwrite` is set.
 pub fn write_pkcs12(path: &Path, bundle: &[u8], overwrite: bool) -> Result<(), P12Error> {
-    let name = path.display().to_string();
-    let write_error = |source| P12Error::Write {
-        path: name.clone(),
-        source,
-    };
-    if !overwrite && path.exists() {
-        return Err(P12Error::OutputExists { path: name });
-    }
-    let directory = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(".moat-p12-");
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        // The bundle holds the private key: readable by its owner only, from the first byte.
-        builder.permissions(std::fs::Permissions::from_mode(0o600));
-    }
-    let mut temporary = builder.tempfile_in(&directory).map_err(write_error)?;
-    temporary.write_all(bundle).map_err(write_error)?;
-    temporary.as_file().sync_all().map_err(write_error)?;
-    if overwrite {
-        temporary
-            .persist(path)
-            .map_err(|error| write_error(error.error))?;
+    // The bundle holds the private key: readable by its owner only, from the first byte.
+    let written = if overwrite {
+        crate::files::write_atomic(path, bundle, 0o600)
     } else {
-        // Another process may have created the file since the check above.
-        temporary.persist_noclobber(path).map_err(|error| {
-            if error.error.kind() == std::io::ErrorKind::AlreadyExists {
-                P12Error::OutputExists { path: name.clone() }
-            } else {
-                write_error(error.error)
-            }
-        })?;
-    }
-    Ok(())
+        crate::files::write_new(path, bundle, 0o600)
+    };
+    let name = path.display().to_string();
+    written.map_err(|error| match error {
+        PkiError::OutputExists { .. } => P12Error::OutputExists { path: name },
+        PkiError::Write { source, .. } => P12Error::Write { path: name, source },
+        other => P12Error::Write {
+            path: name,
+            source: std::io::Error::other(other.to_string()),
+        },
+    })
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, P12Error> {
@@ -340,10 +319,6 @@ fn read(path: &Path) -> Result<Vec<u8>, P12Error> {
         path: path.display().to_string(),
         source,
     })
-}
-
-fn is_pem(bytes: &[u8]) -> bool {
-    bytes.windows(11).any(|window| window == b"-----BEGIN ")
 }
 
 /// Every certificate in a PEM file, or the single certificate of a DER file.
@@ -372,55 +347,23 @@ fn parse_certificates(name: &str, bytes: &[u8]) -> Result<Vec<CertificateDer<'st
 }
 
 /// The first private key of a PEM file (PKCS#8, encrypted PKCS#8, PKCS#1 or SEC1), or a DER key.
+/// Parsing is [`crate::keys`]'s; only the messages differ, naming `moat pki p12`'s flag.
 fn parse_private_key(
     name: &str,
     bytes: &[u8],
     passphrase: Option<&str>,
 ) -> Result<PrivateKeyDer<'static>, P12Error> {
-    if is_pem(bytes) {
-        if bytes.windows(10).any(|window| window == b"Proc-Type:") {
-            return Err(P12Error::LegacyEncryptedKey {
-                path: name.to_owned(),
-            });
-        }
-        let encrypted = x509_parser::pem::Pem::iter_from_buffer(bytes)
-            .filter_map(Result::ok)
-            .find(|section| section.label == "ENCRYPTED PRIVATE KEY");
-        if let Some(section) = encrypted {
-            return decrypt_pkcs8(name, &section.contents, passphrase);
-        }
-        return PrivateKeyDer::from_pem_slice(bytes).map_err(|_| P12Error::NoKey {
-            path: name.to_owned(),
-        });
-    }
-    if pkcs8::EncryptedPrivateKeyInfo::try_from(bytes).is_ok() {
-        return decrypt_pkcs8(name, bytes, passphrase);
-    }
-    PrivateKeyDer::try_from(bytes.to_vec()).map_err(|_| P12Error::NoKey {
-        path: name.to_owned(),
+    let path = name.to_owned();
+    crate::keys::private_key_der(Path::new(name), bytes, passphrase).map_err(|error| match error {
+        PkiError::NoPrivateKey { .. } => P12Error::NoKey { path },
+        PkiError::PassphraseRequired { .. } => P12Error::EncryptedKey { path },
+        PkiError::WrongPassphrase { .. } => P12Error::WrongPassphrase { path },
+        PkiError::LegacyEncryptedKey { .. } => P12Error::LegacyEncryptedKey { path },
+        other => P12Error::UnsupportedKey {
+            path,
+            reason: other.to_string(),
+        },
     })
-}
-
-/// Decrypts an EncryptedPrivateKeyInfo (PBES2, as `openssl pkey -aes256` and moat write it).
-fn decrypt_pkcs8(
-    name: &str,
-    der: &[u8],
-    passphrase: Option<&str>,
-) -> Result<PrivateKeyDer<'static>, P12Error> {
-    let passphrase = passphrase.ok_or_else(|| P12Error::EncryptedKey {
-        path: name.to_owned(),
-    })?;
-    let info = pkcs8::EncryptedPrivateKeyInfo::try_from(der).map_err(|_| P12Error::NoKey {
-        path: name.to_owned(),
-    })?;
-    let document = info
-        .decrypt(passphrase)
-        .map_err(|_| P12Error::WrongPassphrase {
-            path: name.to_owned(),
-        })?;
-    Ok(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
-        document.as_bytes().to_vec(),
-    )))
 }
 
 /// PKCS#12 key bags hold PKCS#8, so PKCS#1 (RSA) and SEC1 (EC) keys are re-encoded.

@@ -494,7 +494,7 @@ fn report(issued: &IssuedCertificate, written: &[PathBuf]) {
 }
 
 /// A secret is its file's first line, without the line ending; `what` names it in errors.
-fn read_first_line(path: &Path, what: &str) -> anyhow::Result<String> {
+pub(crate) fn read_first_line(path: &Path, what: &str) -> anyhow::Result<String> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("{}: cannot read {what}", path.display()))?;
     let secret = text.lines().next().unwrap_or_default().to_owned();

@@ -1,9 +1,11 @@
 //! `moat pki p12`: bundles a certificate, its chain and its key into a PKCS#12 file for browsers.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use moat_pki::p12::{P12Format, P12Input, build_pkcs12, write_pkcs12};
+
+use super::pki::read_first_line;
 
 /// Flags of `moat pki p12`.
 #[derive(Debug, clap::Args)]
@@ -73,18 +75,4 @@ pub fn run(args: P12Args) -> anyhow::Result<()> {
         }
     );
     Ok(())
-}
-
-/// A secret is its file's first line, without the line ending; `what` names it in errors.
-fn read_first_line(path: &Path, what: &str) -> anyhow::Result<String> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("{}: cannot read {what}", path.display()))?;
-    let secret = text.lines().next().unwrap_or_default().to_owned();
-    if secret.is_empty() {
-        bail!(
-            "{}: the file is empty; put {what} on its first line",
-            path.display()
-        );
-    }
-    Ok(secret)
 }
