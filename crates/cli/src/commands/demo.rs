@@ -105,6 +105,8 @@ fn make_certificates(dir: &Path) -> anyhow::Result<DemoFiles> {
 
 /// Starts the upstream and the endpoint, makes the two requests, then serves as asked.
 async fn demonstrate(args: DemoArgs, files: &DemoFiles) -> anyhow::Result<()> {
+    // Only a serving demo handles Ctrl-C itself; with --once the default (exit at once) is right.
+    let shutdown = (!args.once).then(super::serve::shutdown_signal);
     let upstream = start_upstream().await?;
     let spec = EndpointSpec {
         name: Some("demo".to_string()),
@@ -159,9 +161,9 @@ async fn demonstrate(args: DemoArgs, files: &DemoFiles) -> anyhow::Result<()> {
 
     let outcomes_as_expected =
         matches!(anonymous, Outcome::Refused(_)) && matches!(identified, Outcome::Status(200, _));
-    if !args.once {
+    if let Some(shutdown) = shutdown {
         println!("Serving until Ctrl-C.");
-        super::serve::shutdown_signal().await;
+        shutdown.await;
     }
     let _ = stop.send(());
     serving.await.context("the demo endpoint stopped")??;
@@ -266,13 +268,21 @@ async fn request(
             Ok(pair) => pair,
             Err(error) => return Ok(Outcome::Refused(explain(&error))),
         };
-    tokio::spawn(connection);
+    let connection = tokio::spawn(connection);
     let get = hyper::Request::get("/")
         .header(hyper::header::HOST, format!("localhost:{}", address.port()))
         .body(http_body_util::Empty::<Bytes>::new())?;
     let response = match sender.send_request(get).await {
         Ok(response) => response,
-        Err(error) => return Ok(Outcome::Refused(explain(&error))),
+        // When the server's alert ends the connection first, the request only learns it was
+        // cancelled; the connection's own error carries the alert.
+        Err(error) => {
+            let why = match connection.await {
+                Ok(Err(connection_error)) => explain(&connection_error),
+                _ => explain(&error),
+            };
+            return Ok(Outcome::Refused(why));
+        }
     };
     let status = response.status().as_u16();
     let body = match response.into_body().collect().await {

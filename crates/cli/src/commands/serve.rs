@@ -177,6 +177,7 @@ fn serve(config: Config, log: &LogArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
+        let shutdown = shutdown_signal();
         let gateway = Gateway::bind(&config, &options).await?;
         for endpoint in gateway.endpoints() {
             if let Some(ca) = &endpoint.local_ca {
@@ -198,33 +199,39 @@ fn serve(config: Config, log: &LogArgs) -> anyhow::Result<()> {
                 endpoint.name, endpoint.local_addr
             );
         }
-        gateway.serve(shutdown_signal()).await?;
+        gateway.serve(shutdown).await?;
         anyhow::Ok(())
     })
 }
 
-/// Resolves when SIGINT (Ctrl-C) or SIGTERM arrives.
-pub(crate) async fn shutdown_signal() {
-    let interrupt = async {
-        if let Err(error) = tokio::signal::ctrl_c().await {
-            tracing::error!(%error, "cannot listen for Ctrl-C; stop moat with SIGTERM");
-            std::future::pending::<()>().await;
+/// Listens for SIGINT (Ctrl-C) and SIGTERM from the moment it is called, and returns a future
+/// that resolves when either arrives. The handlers are installed here rather than at the future's
+/// first poll so that a signal sent right after the ready line (scripts do this) stops moat
+/// gracefully instead of killing it. Must be called inside the runtime.
+pub(crate) fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{SignalKind, signal};
+    let listen = |kind: SignalKind, name: &'static str| match signal(kind) {
+        Ok(stream) => Some(stream),
+        Err(error) => {
+            tracing::error!(%error, "cannot listen for {name}; stop moat with the other signal");
+            None
         }
     };
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+    let interrupt = listen(SignalKind::interrupt(), "SIGINT");
+    let terminate = listen(SignalKind::terminate(), "SIGTERM");
+    async move {
+        let received = |stream: Option<tokio::signal::unix::Signal>| async move {
+            match stream {
+                Some(mut stream) => {
+                    stream.recv().await;
+                }
+                None => std::future::pending::<()>().await,
             }
-            Err(error) => {
-                tracing::error!(%error, "cannot listen for SIGTERM; stop moat with Ctrl-C");
-                std::future::pending::<()>().await;
-            }
+        };
+        tokio::select! {
+            _ = received(interrupt) => tracing::info!("SIGINT received"),
+            _ = received(terminate) => tracing::info!("SIGTERM received"),
         }
-    };
-    tokio::select! {
-        _ = interrupt => tracing::info!("SIGINT received"),
-        _ = terminate => tracing::info!("SIGTERM received"),
     }
 }
 
