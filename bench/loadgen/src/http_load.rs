@@ -1,0 +1,234 @@
+//! The request scenarios: HTTP/1.1 keep-alive, a new full handshake per request, and HTTP/2
+//! with several streams per connection, each for a fixed time.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Empty};
+use hyper::Request;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::time::Instant;
+
+use crate::tally::Tally;
+use crate::tls::Dialer;
+use crate::{TlsArgs, parse_duration};
+
+/// How long one request may take before it counts as an error.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Flags of `loadgen http`.
+#[derive(Debug, clap::Args)]
+pub struct HttpArgs {
+    #[command(flatten)]
+    tls: TlsArgs,
+    /// Path requested.
+    #[arg(long, default_value = "/small")]
+    path: String,
+    /// Concurrent connections.
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// How long to send requests.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    duration: Duration,
+    /// Open a new connection (full handshake, no resumption) for every request.
+    #[arg(long, conflicts_with = "http2")]
+    new_connection_per_request: bool,
+    /// Speak HTTP/2 (ALPN h2) instead of HTTP/1.1.
+    #[arg(long)]
+    http2: bool,
+    /// Concurrent streams per HTTP/2 connection.
+    #[arg(long, default_value_t = 1, requires = "http2")]
+    streams: usize,
+}
+
+/// What every worker shares.
+struct Target {
+    dialer: Dialer,
+    path: String,
+    authority: String,
+    deadline: Instant,
+}
+
+pub async fn run(args: HttpArgs) -> anyhow::Result<()> {
+    let alpn: &[&[u8]] = if args.http2 {
+        &[b"h2"]
+    } else {
+        &[b"http/1.1"]
+    };
+    let authority = format!("{}:{}", args.tls.server_name, args.tls.connect.port());
+    let start = Instant::now();
+    let target = Rc::new(Target {
+        dialer: Dialer::new(&args.tls, alpn)?,
+        path: args.path.clone(),
+        authority,
+        deadline: start + args.duration,
+    });
+    let local = tokio::task::LocalSet::new();
+    let tally = local
+        .run_until(async move {
+            let mut workers = Vec::new();
+            for _ in 0..args.connections {
+                let target = target.clone();
+                workers.push(if args.http2 {
+                    tokio::task::spawn_local(http2_connection(target, args.streams))
+                } else if args.new_connection_per_request {
+                    tokio::task::spawn_local(new_connection_worker(target))
+                } else {
+                    tokio::task::spawn_local(keep_alive_worker(target))
+                });
+            }
+            let mut total = Tally::new();
+            for worker in workers {
+                total.merge(worker.await.context("a worker panicked")?);
+            }
+            anyhow::Ok(total)
+        })
+        .await?;
+    tally.report(start.elapsed())
+}
+
+/// Opens a TLS connection and an HTTP/1.1 client on it.
+async fn open_http1(target: &Target) -> anyhow::Result<http1::SendRequest<Empty<Bytes>>> {
+    let tls = target.dialer.dial().await?;
+    let (sender, connection) = http1::handshake(TokioIo::new(tls))
+        .await
+        .context("HTTP/1.1 handshake")?;
+    tokio::task::spawn_local(async move {
+        let _ = connection.await;
+    });
+    Ok(sender)
+}
+
+async fn get_http1(
+    sender: &mut http1::SendRequest<Empty<Bytes>>,
+    target: &Target,
+) -> anyhow::Result<()> {
+    sender.ready().await.context("connection closed")?;
+    let request = Request::get(&target.path)
+        .header(hyper::header::HOST, &target.authority)
+        .body(Empty::new())?;
+    let response = sender.send_request(request).await.context("request failed")?;
+    check_and_drain(response).await
+}
+
+async fn check_and_drain(response: hyper::Response<hyper::body::Incoming>) -> anyhow::Result<()> {
+    let status = response.status();
+    response.into_body().collect().await.context("reading the body")?;
+    anyhow::ensure!(status == hyper::StatusCode::OK, "status {status}");
+    Ok(())
+}
+
+async fn keep_alive_worker(target: Rc<Target>) -> Tally {
+    let mut tally = Tally::new();
+    let mut sender = None;
+    while Instant::now() < target.deadline {
+        let started = Instant::now();
+        let outcome = tokio::time::timeout(REQUEST_TIMEOUT, async {
+            if sender.is_none() {
+                sender = Some(open_http1(&target).await?);
+            }
+            match sender.as_mut() {
+                Some(sender) => get_http1(sender, &target).await,
+                None => unreachable!("opened above"),
+            }
+        })
+        .await
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("no answer within {REQUEST_TIMEOUT:?}")));
+        match outcome {
+            Ok(()) => tally.record(started.elapsed()),
+            Err(error) => {
+                tally.error(&error);
+                sender = None;
+                // Do not spin on a gateway that refuses everything.
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+    tally
+}
+
+async fn new_connection_worker(target: Rc<Target>) -> Tally {
+    let mut tally = Tally::new();
+    while Instant::now() < target.deadline {
+        let started = Instant::now();
+        let outcome = tokio::time::timeout(REQUEST_TIMEOUT, async {
+            let mut sender = open_http1(&target).await?;
+            get_http1(&mut sender, &target).await
+        })
+        .await
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("no answer within {REQUEST_TIMEOUT:?}")));
+        match outcome {
+            Ok(()) => tally.record(started.elapsed()),
+            Err(error) => {
+                tally.error(&error);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+    tally
+}
+
+/// One HTTP/2 connection carrying `streams` request loops at once.
+async fn http2_connection(target: Rc<Target>, streams: usize) -> Tally {
+    let mut tally = Tally::new();
+    while Instant::now() < target.deadline {
+        let sender = match open_http2(&target).await {
+            Ok(sender) => sender,
+            Err(error) => {
+                tally.error(&error);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let loops: Vec<_> = (0..streams)
+            .map(|_| tokio::task::spawn_local(http2_stream(target.clone(), sender.clone())))
+            .collect();
+        for stream in loops {
+            match stream.await {
+                Ok(stream_tally) => tally.merge(stream_tally),
+                Err(error) => tally.error(&anyhow::anyhow!("stream task: {error}")),
+            }
+        }
+    }
+    tally
+}
+
+async fn open_http2(target: &Target) -> anyhow::Result<http2::SendRequest<Empty<Bytes>>> {
+    let tls = target.dialer.dial().await?;
+    let (sender, connection) = http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+        .await
+        .context("HTTP/2 handshake")?;
+    tokio::task::spawn_local(async move {
+        let _ = connection.await;
+    });
+    Ok(sender)
+}
+
+/// Sends requests one after another on one stream slot until the deadline or the first error
+/// (after which the connection is reopened by its owner).
+async fn http2_stream(target: Rc<Target>, mut sender: http2::SendRequest<Empty<Bytes>>) -> Tally {
+    let mut tally = Tally::new();
+    let uri = format!("https://{}{}", target.authority, target.path);
+    while Instant::now() < target.deadline {
+        let started = Instant::now();
+        let outcome = tokio::time::timeout(REQUEST_TIMEOUT, async {
+            sender.ready().await.context("connection closed")?;
+            let request = Request::get(uri.as_str()).body(Empty::new())?;
+            let response = sender.send_request(request).await.context("request failed")?;
+            check_and_drain(response).await
+        })
+        .await
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("no answer within {REQUEST_TIMEOUT:?}")));
+        match outcome {
+            Ok(()) => tally.record(started.elapsed()),
+            Err(error) => {
+                tally.error(&error);
+                break;
+            }
+        }
+    }
+    tally
+}

@@ -1,0 +1,567 @@
+#!/usr/bin/env bash
+# Benchmark harness (issue 4): moat beside nginx, haproxy and stunnel on this machine, same
+# certificates, same CA bundle and CRL, same upstream, same load generator; writes a Markdown
+# report (BENCHMARKS.md by default).
+#
+#   bench/run.sh                 full run (~20 s per scenario, 1 GiB transfers, 5,000 idle connections)
+#   bench/run.sh --quick         smoke run for CI (~2 s per scenario, 64 MiB, 500 idle connections)
+#   bench/run.sh --output FILE   write the report elsewhere
+#   bench/run.sh --perf          also record a perf profile of moat in scenarios 1 and 2
+#
+# Each gateway runs alone, pinned to CPU 0 (one nginx worker, one haproxy thread, moat with one
+# tokio worker); the upstream, curl and the load generator share CPU 1. Loopback only; every step
+# is bounded by `timeout`.
+set -euo pipefail
+
+usage() {
+  sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+}
+
+quick=0
+perf_profile=0
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+output="$repo/BENCHMARKS.md"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) quick=1 ;;
+    --perf) perf_profile=1 ;;
+    --output)
+      [ $# -ge 2 ] || { echo "bench/run.sh: --output needs a file" >&2; exit 2; }
+      output="$2"
+      shift
+      ;;
+    -h | --help) usage; exit 0 ;;
+    *) echo "bench/run.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+case "$output" in /*) ;; *) output="$PWD/$output" ;; esac
+
+if [ "$quick" = 1 ]; then
+  duration=2s
+  stream_bytes=$((64 * 1024 * 1024))
+  idle_connections=500
+else
+  duration=20s
+  stream_bytes=$((1024 * 1024 * 1024))
+  idle_connections=5000
+fi
+duration_secs=${duration%s}
+
+log() { printf 'bench: %s\n' "$*" >&2; }
+die() { printf 'bench: error: %s\n' "$*" >&2; exit 1; }
+
+# ---------------------------------------------------------------------------------------------
+# What the harness needs: Debian packages and a Rust toolchain.
+
+install_missing() {
+  local missing=()
+  command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+  command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
+  command -v stunnel4 >/dev/null || command -v stunnel >/dev/null || missing+=(stunnel4)
+  command -v curl >/dev/null || missing+=(curl)
+  command -v openssl >/dev/null || missing+=(openssl)
+  command -v taskset >/dev/null || missing+=(util-linux)
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing: ${missing[*]}"
+    local sudo=()
+    [ "$(id -u)" = 0 ] || sudo=(sudo)
+    "${sudo[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  fi
+  command -v cargo >/dev/null || die "cargo is missing: install Rust (https://rustup.rs) and rerun"
+}
+
+install_missing
+export PATH="$PATH:/usr/sbin:/sbin"
+stunnel_bin="$(command -v stunnel4 || command -v stunnel)"
+[ "$(nproc)" -ge 2 ] || die "needs 2 CPUs (gateway on CPU 0, load on CPU 1); this machine has $(nproc)"
+
+# 5,000 held connections need 10,000+ descriptors across the client and the gateway.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+[ "$(ulimit -n)" -gt $((2 * idle_connections + 100)) ] ||
+  die "open-file limit $(ulimit -n) is too low for $idle_connections connections; raise it (ulimit -n)"
+
+target_dir="${CARGO_TARGET_DIR:-$repo/target}"
+log "building moat (release) and the load generator into $target_dir"
+(cd "$repo" && timeout 1800 cargo build --release --locked -p moat --target-dir "$target_dir")
+timeout 1800 cargo build --release --locked --manifest-path "$repo/bench/loadgen/Cargo.toml" \
+  --target-dir "$target_dir/loadgen"
+moat="$target_dir/release/moat"
+loadgen="$target_dir/loadgen/release/loadgen"
+
+# ---------------------------------------------------------------------------------------------
+# Work directory, processes we start, and cleanup.
+
+work="$(mktemp -d /tmp/moat-bench.XXXXXX)"
+chmod 755 "$work"
+pids=()
+cleanup() {
+  local pid
+  for pid in "${pids[@]}"; do
+    kill "$pid" 2>/dev/null || true
+  done
+  for pid in "${pids[@]}"; do
+    wait "$pid" 2>/dev/null || true
+  done
+  if [ "${keep_work:-0}" = 1 ]; then log "work directory kept: $work"; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+commands_log="$work/commands.txt"
+: >"$commands_log"
+# Runs a command and records it for the report's "exact commands" section.
+recorded() {
+  printf '%s\n' "$*" >>"$commands_log"
+  "$@"
+}
+# Starts a command in the background (the caller reads $!) and records it.
+spawn() {
+  printf '%s &\n' "$*" >>"$commands_log"
+  "$@" &
+}
+
+port_is_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+free_port() {
+  local port tries=0
+  while :; do
+    port=$((10000 + RANDOM % 22000)) # below the ephemeral range
+    port_is_free "$port" && { echo "$port"; return; }
+    tries=$((tries + 1))
+    [ $tries -lt 100 ] || die "no free port found"
+  done
+}
+wait_for_port() {
+  local port="$1" pid="$2" what="$3" tries=0
+  until ! port_is_free "$port"; do
+    kill -0 "$pid" 2>/dev/null || die "$what exited before listening on $port (see $work/*.log)"
+    tries=$((tries + 1))
+    [ $tries -lt 200 ] || die "$what is not listening on $port after 20 s"
+    sleep 0.1
+  done
+}
+stop() {
+  local pid="$1"
+  kill "$pid" 2>/dev/null || true
+  timeout 20 tail --pid="$pid" -f /dev/null || kill -9 "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+# Resident memory in KiB of a process and all its children (nginx: master + worker).
+rss_kib() {
+  local root="$1" total=0 pid rss
+  for pid in "$root" $(cat /proc/[0-9]*/stat 2>/dev/null | awk -v p="$root" '$4 == p {print $1}'); do
+    rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
+    total=$((total + ${rss:-0}))
+  done
+  echo "$total"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Certificates: one CA (ECDSA P-256), an RSA 2048 server key, an ECDSA P-256 client key, and a
+# CRL that revokes a second client certificate.
+
+log "making certificates with moat pki in $work/pki"
+pki="$work/pki"
+mkdir -p "$pki"
+recorded "$moat" pki init-ca --out "$pki/ca" --cn "moat bench CA" >/dev/null
+recorded "$moat" pki issue --ca "$pki/ca" --profile server --cn localhost --san dns:localhost \
+  --san ip:127.0.0.1 --key-type rsa-2048 --out "$pki/server" >/dev/null
+recorded "$moat" pki issue --ca "$pki/ca" --profile client --cn bench-client --key-type ecdsa-p256 \
+  --out "$pki/client" >/dev/null
+recorded "$moat" pki issue --ca "$pki/ca" --profile client --cn revoked-client --key-type ecdsa-p256 \
+  --out "$pki/revoked" >/dev/null
+recorded "$moat" pki revoke --ca "$pki/ca" --cert "$pki/revoked.crt" >/dev/null
+recorded "$moat" pki crl --ca "$pki/ca" --out "$pki/crl.pem" >/dev/null
+ca="$pki/ca/ca.crt"
+crl="$pki/crl.pem"
+cat "$pki/server.crt" "$pki/server.key" >"$pki/server-and-key.pem"
+chmod 600 "$pki/server-and-key.pem"
+head -c 0 /dev/null >"$work/upload.bin"
+truncate -s "$stream_bytes" "$work/upload.bin"
+
+# ---------------------------------------------------------------------------------------------
+# The upstream, on CPU 1 for the whole run.
+
+upstream_http=$(free_port)
+upstream_tcp=$(free_port)
+log "upstream on 127.0.0.1:$upstream_http (HTTP) and 127.0.0.1:$upstream_tcp (TCP)"
+spawn taskset -c 1 "$loadgen" upstream --http "127.0.0.1:$upstream_http" --tcp "127.0.0.1:$upstream_tcp" \
+  >"$work/upstream.log" 2>&1
+upstream_pid=$!
+pids+=("$upstream_pid")
+wait_for_port "$upstream_http" "$upstream_pid" upstream
+wait_for_port "$upstream_tcp" "$upstream_pid" upstream
+
+# ---------------------------------------------------------------------------------------------
+# Gateway configurations. Every one: the same server certificate, CA and CRL, client
+# certificate required, an access log, no session cache or tickets where it can be turned off.
+
+write_nginx_conf() {
+  local port="$1" dir="$work/nginx"
+  mkdir -p "$dir"
+  cat >"$dir/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+master_process on;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+worker_rlimit_nofile 65536;
+events { worker_connections 20000; }
+http {
+    access_log $dir/access.log;
+    client_body_temp_path $dir/client_body;
+    proxy_temp_path $dir/proxy;
+    fastcgi_temp_path $dir/fastcgi;
+    uwsgi_temp_path $dir/uwsgi;
+    scgi_temp_path $dir/scgi;
+    upstream backend {
+        server 127.0.0.1:$upstream_http;
+        keepalive 64;
+    }
+    server {
+        listen 127.0.0.1:$port ssl http2;
+        server_name localhost;
+        ssl_certificate $pki/server.crt;
+        ssl_certificate_key $pki/server.key;
+        ssl_client_certificate $ca;
+        ssl_verify_client on;
+        ssl_crl $crl;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_session_cache off;
+        ssl_session_tickets off;
+        keepalive_requests 10000000;
+        keepalive_timeout 300s;
+        client_header_timeout 120s;
+        client_max_body_size 0;
+        location / {
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+            proxy_request_buffering off;
+        }
+    }
+}
+EOF
+}
+
+write_haproxy_conf() {
+  local port="$1"
+  cat >"$work/haproxy.cfg" <<EOF
+global
+    nbthread 1
+    maxconn 8000
+    tune.ssl.cachesize 0
+    ssl-default-bind-options no-tls-tickets
+    log stdout format raw local0
+defaults
+    mode http
+    log global
+    option httplog
+    maxconn 8000
+    timeout connect 5s
+    timeout client 300s
+    timeout server 300s
+    timeout http-request 120s
+    timeout http-keep-alive 300s
+frontend bench
+    bind 127.0.0.1:$port ssl crt $pki/server-and-key.pem ca-file $ca crl-file $crl verify required alpn h2,http/1.1
+    default_backend upstream
+backend upstream
+    http-reuse always
+    server upstream 127.0.0.1:$upstream_http
+EOF
+}
+
+write_stunnel_conf() {
+  local port="$1"
+  cat >"$work/stunnel.conf" <<EOF
+foreground = yes
+pid =
+debug = notice
+[bench]
+accept = 127.0.0.1:$port
+connect = 127.0.0.1:$upstream_tcp
+cert = $pki/server.crt
+key = $pki/server.key
+CAfile = $ca
+CRLfile = $crl
+verifyChain = yes
+requireCert = yes
+EOF
+}
+
+# Starts gateway $1 on a fresh port; sets gateway_pid and gateway_port.
+start_gateway() {
+  local name="$1"
+  gateway_port=$(free_port)
+  case "$name" in
+    nginx)
+      write_nginx_conf "$gateway_port"
+      spawn taskset -c 0 nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" >"$work/nginx.log" 2>&1
+      ;;
+    haproxy)
+      write_haproxy_conf "$gateway_port"
+      spawn taskset -c 0 haproxy -db -f "$work/haproxy.cfg" >"$work/haproxy.log" 2>&1
+      ;;
+    moat)
+      spawn env TOKIO_WORKER_THREADS=1 taskset -c 0 "$moat" http "127.0.0.1:$upstream_http" \
+        --listen "127.0.0.1:$gateway_port" --domain localhost --crt "$pki/server.crt" --key "$pki/server.key" \
+        --mutual-tls-cas "$ca" --crl "$crl" --request-header-timeout 120s --idle-timeout 300s \
+        >"$work/moat.log" 2>&1
+      ;;
+    stunnel)
+      write_stunnel_conf "$gateway_port"
+      spawn taskset -c 0 "$stunnel_bin" "$work/stunnel.conf" >"$work/stunnel.log" 2>&1
+      ;;
+    moat-tls)
+      spawn env TOKIO_WORKER_THREADS=1 taskset -c 0 "$moat" tls "127.0.0.1:$upstream_tcp" \
+        --listen "127.0.0.1:$gateway_port" --domain localhost --crt "$pki/server.crt" --key "$pki/server.key" \
+        --mutual-tls-cas "$ca" --crl "$crl" --request-header-timeout 120s --idle-timeout 300s \
+        >"$work/moat-tls.log" 2>&1
+      ;;
+  esac
+  gateway_pid=$!
+  pids+=("$gateway_pid")
+  wait_for_port "$gateway_port" "$gateway_pid" "$name"
+}
+
+tls_flags() {
+  echo --connect "127.0.0.1:$gateway_port" --server-name localhost --ca "$ca" --cert "$pki/client.crt" --key "$pki/client.key"
+}
+# curl as the benchmark client: HTTP/1.1, the client certificate, the gateway as "localhost".
+curl_mtls() {
+  echo curl -sS --http1.1 --cacert "$ca" --cert "$pki/client.crt" --key "$pki/client.key" \
+    --resolve "localhost:$gateway_port:127.0.0.1"
+}
+
+# Checks the gateway really demands the client certificate: no certificate, no 200.
+check_mtls() {
+  local name="$1" status
+  status=$(timeout 10 curl -s --http1.1 -o /dev/null -w '%{http_code}' --cacert "$ca" \
+    --resolve "localhost:$gateway_port:127.0.0.1" "https://localhost:$gateway_port/small" || true)
+  [ "$status" != 200 ] || die "$name answered 200 to a client without a certificate"
+  # shellcheck disable=SC2046
+  status=$(timeout 10 $(curl_mtls) -o /dev/null -w '%{http_code}' "https://localhost:$gateway_port/small")
+  [ "$status" = 200 ] || die "$name answered $status to the benchmark client (see $work/$name.log)"
+}
+
+declare -A result
+field() { sed -n "s/.*\b$1=\([^ ]*\).*/\1/p" <<<"$2"; }
+
+# Runs the load generator; stores rps/p50/p99 under result[scenario,gateway,*].
+load() {
+  local scenario="$1" name="$2" line
+  shift 2
+  # shellcheck disable=SC2046
+  line=$(recorded timeout $((duration_secs + 60)) taskset -c 1 "$loadgen" http $(tls_flags) \
+    --duration "$duration" "$@" 2>"$work/loadgen-$scenario-$name.err") ||
+    die "load generator failed on $name, scenario $scenario: $(cat "$work/loadgen-$scenario-$name.err")"
+  log "  $scenario $name: $line"
+  result[$scenario,$name,rps]=$(field rps "$line")
+  result[$scenario,$name,p50]=$(field p50_ms "$line")
+  result[$scenario,$name,p99]=$(field p99_ms "$line")
+  result[$scenario,$name,errors]=$(field errors "$line")
+}
+
+# With --perf, samples moat (gateway_pid) while a scenario runs; sets perf_pid.
+perf_start() {
+  perf_pid=""
+  if [ "$perf_profile" = 1 ] && command -v perf >/dev/null; then
+    perf record -F 999 -g -p "$gateway_pid" -o "$work/perf-$1.data" -- sleep $((duration_secs - 1)) \
+      >/dev/null 2>&1 &
+    perf_pid=$!
+  fi
+}
+perf_finish() {
+  local label="$1"
+  [ -n "$perf_pid" ] || return 0
+  wait "$perf_pid" || true
+  perf report -i "$work/perf-$label.data" --stdio --no-children --sort symbol --percent-limit 1.5 \
+    2>/dev/null | grep -v '^$' | grep -v '^#' | grep '%' | head -25 >"$work/perf-$label.txt" || true
+}
+
+http_gateways=(nginx haproxy moat)
+started_at="$(date -u '+%Y-%m-%d %H:%M UTC')"
+load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
+
+for name in "${http_gateways[@]}"; do
+  log "$name: scenarios 1-4"
+  start_gateway "$name"
+  check_mtls "$name"
+
+  perf_pid=""
+  [ "$name" = moat ] && perf_start keepalive
+  load keepalive "$name" --connections 64
+  perf_finish keepalive
+
+  perf_pid=""
+  [ "$name" = moat ] && perf_start handshake
+  load handshake "$name" --connections 16 --new-connection-per-request
+  perf_finish handshake
+
+  load http2 "$name" --connections 8 --http2 --streams 32
+
+  # shellcheck disable=SC2046
+  speed=$(recorded timeout 300 taskset -c 1 $(curl_mtls) -o /dev/null -w '%{speed_download}' \
+    "https://localhost:$gateway_port/download/$stream_bytes") || die "$name: download failed"
+  result[download,$name]=$(awk -v s="$speed" 'BEGIN {printf "%.0f", s / 1e6}')
+  # shellcheck disable=SC2046
+  answer=$(recorded timeout 300 taskset -c 1 $(curl_mtls) -H 'Expect:' -T "$work/upload.bin" \
+    -w ' %{speed_upload}' "https://localhost:$gateway_port/upload") || die "$name: upload failed"
+  [ "$(field received "${answer/received /received=}")" = "$stream_bytes" ] ||
+    die "$name: upstream did not receive the whole upload: $answer"
+  result[upload,$name]=$(awk -v s="${answer##* }" 'BEGIN {printf "%.0f", s / 1e6}')
+  log "  streaming $name: download ${result[download,$name]} MB/s, upload ${result[upload,$name]} MB/s"
+  stop "$gateway_pid"
+
+  # Memory on a fresh process: one request to warm it up, then the idle connections.
+  start_gateway "$name"
+  check_mtls "$name"
+  sleep 1
+  before=$(rss_kib "$gateway_pid")
+  # shellcheck disable=SC2046
+  spawn timeout 300 taskset -c 1 "$loadgen" hold $(tls_flags) --connections "$idle_connections" \
+    --hold 300s >"$work/hold-$name.out" 2>"$work/hold-$name.err"
+  holder=$!
+  pids+=("$holder")
+  tries=0
+  until grep -q '^held=' "$work/hold-$name.out"; do
+    kill -0 "$holder" 2>/dev/null || die "$name: holding connections failed: $(cat "$work/hold-$name.err")"
+    tries=$((tries + 1))
+    [ $tries -lt 1200 ] || die "$name: $idle_connections connections not open after 120 s"
+    sleep 0.1
+  done
+  held=$(field held "$(cat "$work/hold-$name.out")")
+  [ "$held" = "$idle_connections" ] || die "$name: only $held of $idle_connections connections open: $(cat "$work/hold-$name.err")"
+  # The gateway verifies the client's last flight after the client is done; let it catch up.
+  sleep 2
+  after=$(rss_kib "$gateway_pid")
+  result[memory,$name,before]=$before
+  result[memory,$name,after]=$after
+  result[memory,$name,per]=$(awk -v a="$after" -v b="$before" -v n="$idle_connections" \
+    'BEGIN {printf "%.1f", (a - b) / n}')
+  log "  memory $name: $before KiB -> $after KiB with $idle_connections idle connections"
+  stop "$holder"
+  stop "$gateway_pid"
+done
+
+for name in stunnel moat-tls; do
+  log "$name: TCP stream"
+  start_gateway "$name"
+  for direction in upload download; do
+    # shellcheck disable=SC2046
+    line=$(recorded timeout 300 taskset -c 1 "$loadgen" tcp $(tls_flags) --bytes "$stream_bytes" \
+      --direction "$direction" 2>"$work/tcp-$name.err") ||
+      die "$name: TCP $direction failed: $(cat "$work/tcp-$name.err")"
+    result[tcp-$direction,$name]=$(awk -v s="$(field mbps "$line")" 'BEGIN {printf "%.0f", s}')
+    log "  tcp $direction $name: $line"
+  done
+  stop "$gateway_pid"
+done
+load_after="$(cut -d' ' -f1-3 /proc/loadavg)"
+
+# ---------------------------------------------------------------------------------------------
+# The report.
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.2f×", a / b; else print "n/a"}'; }
+# meets VALUE OP THRESHOLD → "met" or "**missed**"
+meets() { awk -v a="$1" -v t="$3" -v op="$2" 'BEGIN {ok = (op == ">=") ? (a >= t) : (a <= t); print ok ? "met" : "**missed**"}'; }
+version_of() { "$@" 2>&1 | head -n 1; }
+
+bytes_label() { awk -v b="$1" 'BEGIN {if (b >= 1073741824) printf "%g GiB", b / 1073741824; else printf "%g MiB", b / 1048576}'; }
+
+{
+  mode="full"
+  [ "$quick" = 1 ] && mode="quick (smoke: ${duration} per scenario, $(bytes_label "$stream_bytes") transfers, $idle_connections idle connections — not for comparison)"
+  echo "# Benchmarks"
+  echo
+  echo "Written by \`bench/run.sh\`; rerun it to reproduce. Mode: $mode."
+  echo
+  echo "- Date: $started_at"
+  echo "- Machine: $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n 1), $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo) RAM, Linux $(uname -r)"
+  echo "- Load average (1, 5, 15 min) before: $load_before; after: $load_after. Other work on the machine skews every figure; compare ratios from one run, not figures across runs."
+  echo "- Placement: each gateway alone on CPU 0 (\`taskset -c 0\`; nginx 1 worker, haproxy \`nbthread 1\`, moat \`TOKIO_WORKER_THREADS=1\`); upstream, curl and load generator on CPU 1. Loopback only."
+  echo "- TLS: TLS 1.3 (X25519, the client's only group), server key RSA 2048, client key ECDSA P-256, CA ECDSA P-256, CRL checked; client resumption off, so every new connection is a full mTLS handshake."
+  echo "- Versions: $(version_of "$moat" --version); $(version_of nginx -v); $(version_of haproxy -v); $(version_of "$stunnel_bin" -version | sed 's/^Initializing.*//')$("$stunnel_bin" -version 2>&1 | grep -m1 '^stunnel'); $(version_of curl --version | cut -d' ' -f1-2); $(version_of openssl version); load generator: bench/loadgen (tokio + rustls + hyper, one thread)"
+  echo
+  echo "## Requests (scenarios 1–3)"
+  echo
+  echo "| Scenario | Gateway | req/s | p50 ms | p99 ms | errors | req/s vs nginx |"
+  echo "| --- | --- | ---: | ---: | ---: | ---: | ---: |"
+  for scenario in keepalive handshake http2; do
+    case $scenario in
+      keepalive) label="1. keep-alive HTTP/1.1, 64 connections" ;;
+      handshake) label="2. new full mTLS handshake per request, 16 connections" ;;
+      http2) label="3. HTTP/2, 8 connections × 32 streams" ;;
+    esac
+    for name in "${http_gateways[@]}"; do
+      echo "| $label | $name | ${result[$scenario,$name,rps]} | ${result[$scenario,$name,p50]} | ${result[$scenario,$name,p99]} | ${result[$scenario,$name,errors]} | $(ratio "${result[$scenario,$name,rps]}" "${result[$scenario,nginx,rps]}") |"
+    done
+  done
+  echo
+  echo "## Streaming (scenario 4): one $(bytes_label "$stream_bytes") transfer each way through the gateway, curl over HTTP/1.1"
+  echo
+  echo "| Direction | nginx MB/s | haproxy MB/s | moat MB/s | moat vs nginx |"
+  echo "| --- | ---: | ---: | ---: | ---: |"
+  for direction in download upload; do
+    echo "| $direction | ${result[$direction,nginx]} | ${result[$direction,haproxy]} | ${result[$direction,moat]} | $(ratio "${result[$direction,moat]}" "${result[$direction,nginx]}") |"
+  done
+  echo
+  echo "## Memory (scenario 5): $idle_connections idle mTLS connections held open"
+  echo
+  echo "| Gateway | RSS before (KiB) | RSS holding them (KiB) | KiB per connection | vs nginx |"
+  echo "| --- | ---: | ---: | ---: | ---: |"
+  for name in "${http_gateways[@]}"; do
+    echo "| $name | ${result[memory,$name,before]} | ${result[memory,$name,after]} | ${result[memory,$name,per]} | $(ratio "${result[memory,$name,per]}" "${result[memory,nginx,per]}") |"
+  done
+  echo
+  echo "## TCP stream (scenario 6): \`moat tls\` against stunnel, one $(bytes_label "$stream_bytes") stream each way"
+  echo
+  echo "| Direction | stunnel MB/s | moat tls MB/s | moat vs stunnel |"
+  echo "| --- | ---: | ---: | ---: |"
+  for direction in upload download; do
+    echo "| $direction | ${result[tcp-$direction,stunnel]} | ${result[tcp-$direction,moat-tls]} | $(ratio "${result[tcp-$direction,moat-tls]}" "${result[tcp-$direction,stunnel]}") |"
+  done
+  echo
+  echo "## Targets (issue 4)"
+  echo
+  echo "| Target | This run | |"
+  echo "| --- | --- | --- |"
+  keepalive_ratio=$(awk -v a="${result[keepalive,moat,rps]}" -v b="${result[keepalive,nginx,rps]}" 'BEGIN {print a / b}')
+  echo "| keep-alive req/s ≥ 1.0× nginx | $(ratio "${result[keepalive,moat,rps]}" "${result[keepalive,nginx,rps]}") | $(meets "$keepalive_ratio" ">=" 1.0) |"
+  echo "| keep-alive p99 ≤ nginx's | ${result[keepalive,moat,p99]} ms vs ${result[keepalive,nginx,p99]} ms | $(meets "${result[keepalive,moat,p99]}" "<=" "${result[keepalive,nginx,p99]}") |"
+  handshake_ratio=$(awk -v a="${result[handshake,moat,rps]}" -v b="${result[handshake,nginx,rps]}" 'BEGIN {print a / b}')
+  echo "| new mTLS handshakes/s ≥ 1.5× nginx | $(ratio "${result[handshake,moat,rps]}" "${result[handshake,nginx,rps]}") | $(meets "$handshake_ratio" ">=" 1.5) |"
+  http2_ratio=$(awk -v a="${result[http2,moat,rps]}" -v b="${result[http2,nginx,rps]}" 'BEGIN {print a / b}')
+  echo "| HTTP/2 req/s ≥ 1.0× nginx | $(ratio "${result[http2,moat,rps]}" "${result[http2,nginx,rps]}") | $(meets "$http2_ratio" ">=" 1.0) |"
+  for direction in download upload; do
+    r=$(awk -v a="${result[$direction,moat]}" -v b="${result[$direction,nginx]}" 'BEGIN {print a / b}')
+    echo "| streaming $direction ≥ 1.0× nginx | $(ratio "${result[$direction,moat]}" "${result[$direction,nginx]}") | $(meets "$r" ">=" 1.0) |"
+  done
+  for direction in upload download; do
+    r=$(awk -v a="${result[tcp-$direction,moat-tls]}" -v b="${result[tcp-$direction,stunnel]}" 'BEGIN {print a / b}')
+    echo "| TCP $direction ≥ 1.0× stunnel | $(ratio "${result[tcp-$direction,moat-tls]}" "${result[tcp-$direction,stunnel]}") | $(meets "$r" ">=" 1.0) |"
+  done
+  echo "| memory per idle connection ≤ nginx's | ${result[memory,moat,per]} KiB vs ${result[memory,nginx,per]} KiB | $(meets "${result[memory,moat,per]}" "<=" "${result[memory,nginx,per]}") |"
+  for label in keepalive handshake; do
+    if [ -s "$work/perf-$label.txt" ]; then
+      echo
+      echo "## Where moat spends CPU 0 in the $label scenario (\`perf record -g\`, top symbols, self time)"
+      echo
+      echo '```'
+      sed 's/[[:space:]]*$//' "$work/perf-$label.txt"
+      echo '```'
+    fi
+  done
+  echo
+  echo "## Exact commands"
+  echo
+  echo "The configuration files (nginx.conf, haproxy.cfg, stunnel.conf) are written by \`bench/run.sh\` into a temporary directory, here \`$work\`."
+  echo
+  echo '```sh'
+  sed "s#$repo/##g" "$commands_log"
+  echo '```'
+} >"$output"
+log "wrote $output"
