@@ -291,9 +291,9 @@ async fn handle_connection(
     let tls = match handshake {
         Ok(Ok(tls)) => tls,
         Ok(Err((error, socket))) => {
-            log_refused_handshake(&error);
             let verified = presented.as_ref().and_then(|p| p.refusal);
             let reason = HandshakeRefusal::from_handshake_error(&error, verified);
+            log_refused_handshake(&error, reason);
             telemetry.handshake_refused(&config.name, peer_addr, reason, presented.as_ref());
             linger_after_alert(socket).await;
             return;
@@ -421,17 +421,14 @@ async fn linger_after_alert(mut socket: TcpStream) {
 /// One log line for a handshake that failed. Certificate refusals were already logged by the
 /// verifier with the certificate's subject, issuer and serial (inside this connection's span),
 /// so only the failures it never saw are logged here.
-fn log_refused_handshake(error: &std::io::Error) {
+fn log_refused_handshake(error: &std::io::Error, reason: HandshakeRefusal) {
     let tls_error = error
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>());
     match tls_error {
         Some(rustls::Error::InvalidCertificate(_)) => {}
         Some(tls_error) => {
-            let reason = RefusalReason::from_io_error(error)
-                .map(|reason| reason.as_str())
-                .unwrap_or("tls_error");
-            tracing::warn!(reason, error = %tls_error, "handshake refused");
+            tracing::warn!(reason = reason.as_str(), error = %tls_error, "handshake refused");
         }
         None => {
             tracing::info!(%error, "connection closed during the handshake");

@@ -92,8 +92,10 @@ impl AuditLog {
 
     /// Queues one event; never blocks the caller.
     pub fn record(&self, event: &impl Serialize) {
+        // The newline travels with the event so that one write puts out the whole line: stdout
+        // is shared with moat's own messages.
         let line = match serde_json::to_string(event) {
-            Ok(line) => line,
+            Ok(line) => line + "\n",
             Err(error) => {
                 tracing::error!(%error, "cannot encode an audit event");
                 return;
@@ -163,7 +165,6 @@ fn write_events(receiver: Receiver<String>, mut output: Box<dyn Write + Send>, n
     for line in receiver {
         let written = output
             .write_all(line.as_bytes())
-            .and_then(|()| output.write_all(b"\n"))
             .and_then(|()| output.flush());
         match written {
             Ok(()) => failing = false,

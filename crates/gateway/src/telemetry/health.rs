@@ -7,7 +7,6 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
-use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
@@ -88,7 +87,7 @@ impl MetricsServer {
 }
 
 /// Routes one request.
-fn respond(telemetry: &Telemetry, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+fn respond<B>(telemetry: &Telemetry, request: &Request<B>) -> Response<Full<Bytes>> {
     if request.method() != Method::GET && request.method() != Method::HEAD {
         return text(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -125,4 +124,59 @@ fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
         header::HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::BodyExt as _;
+
+    use super::*;
+
+    fn get(telemetry: &Telemetry, path: &str) -> (StatusCode, String) {
+        let request = Request::get(path).body(()).unwrap();
+        let response = respond(telemetry, &request);
+        let status = response.status();
+        let body = body_text(response);
+        (status, body)
+    }
+
+    fn body_text(response: Response<Full<Bytes>>) -> String {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let bytes = runtime
+            .block_on(response.into_body().collect())
+            .unwrap()
+            .to_bytes();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn readyz_answers_503_until_the_gateway_is_serving_and_again_while_it_stops() {
+        let telemetry = Telemetry::default();
+        assert_eq!(
+            get(&telemetry, "/readyz").0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            get(&telemetry, "/healthz"),
+            (StatusCode::OK, "ok\n".to_owned())
+        );
+        telemetry.set_ready(true);
+        assert_eq!(get(&telemetry, "/readyz").0, StatusCode::OK);
+        telemetry.set_ready(false);
+        assert_eq!(
+            get(&telemetry, "/readyz").0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
+
+    #[test]
+    fn metrics_are_served_as_openmetrics_text() {
+        let telemetry = Telemetry::default();
+        let (status, body) = get(&telemetry, "/metrics");
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.contains("# TYPE moat_config_reloads counter"), "{body}");
+        assert_eq!(get(&telemetry, "/other").0, StatusCode::NOT_FOUND);
+    }
 }
