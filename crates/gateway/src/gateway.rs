@@ -271,6 +271,10 @@ async fn stopped(mut stopping: watch::Receiver<bool>) {
 }
 
 /// Runs the TLS handshake of one client (bounded by `timeouts.request_header`), then serves it.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "each is a handle of the endpoint cloned for this connection; a struct would only rename them"
+)]
 async fn handle_connection(
     stream: TcpStream,
     peer_addr: SocketAddr,

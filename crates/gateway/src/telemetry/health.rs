@@ -176,7 +176,10 @@ mod tests {
         let telemetry = Telemetry::default();
         let (status, body) = get(&telemetry, "/metrics");
         assert_eq!(status, StatusCode::OK);
-        assert!(body.contains("# TYPE moat_config_reloads counter"), "{body}");
+        assert!(
+            body.contains("# TYPE moat_config_reloads counter"),
+            "{body}"
+        );
         assert_eq!(get(&telemetry, "/other").0, StatusCode::NOT_FOUND);
     }
 }
