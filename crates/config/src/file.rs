@@ -1,19 +1,53 @@
 //! Reading `moat.toml`: TOML into endpoint specs, then the shared validation.
 
-use std::path::Path;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
 use crate::error::{ConfigError, FieldError};
-use crate::model::Config;
+use crate::model::{Config, TelemetryConfig};
 use crate::spec::{EndpointSpec, FieldStyle, validate_indexed};
 
-/// The top level of `moat.toml`: only `[[endpoints]]` so far; unknown keys are refused.
+/// The top level of `moat.toml`: `[[endpoints]]` and the process-wide telemetry keys; unknown
+/// keys are refused.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileTopLevel {
     #[serde(default)]
     endpoints: Vec<toml::Value>,
+    /// Audit log file; `-` for stdout.
+    audit_log: Option<PathBuf>,
+    /// `IP:PORT` of the metrics and health listener.
+    metrics_listen: Option<String>,
+}
+
+/// Resolves the top-level telemetry keys, recording a problem for an unusable address.
+fn telemetry_config(
+    audit_log: Option<PathBuf>,
+    metrics_listen: Option<String>,
+    base_dir: &Path,
+    problems: &mut Vec<FieldError>,
+) -> TelemetryConfig {
+    let audit_log = audit_log
+        .filter(|path| path.as_os_str() != "-")
+        .map(|path| base_dir.join(path));
+    let metrics_listen = metrics_listen.and_then(|text| match text.parse::<SocketAddr>() {
+        Ok(address) => Some(address),
+        Err(_) => {
+            problems.push(FieldError {
+                path: "metrics_listen".to_string(),
+                message: format!(
+                    "{text:?} is not an IP:PORT address; give e.g. \"127.0.0.1:9090\""
+                ),
+            });
+            None
+        }
+    });
+    TelemetryConfig {
+        audit_log,
+        metrics_listen,
+    }
 }
 
 impl Config {
@@ -48,7 +82,13 @@ impl Config {
                 }),
             }
         }
-        validate_indexed(specs, Some(base_dir), origin, FieldStyle::File, structural)
+        let telemetry =
+            telemetry_config(top.audit_log, top.metrics_listen, base_dir, &mut structural);
+        let config = validate_indexed(specs, Some(base_dir), origin, FieldStyle::File, structural)?;
+        Ok(Config {
+            telemetry,
+            ..config
+        })
     }
 
     /// Keeps only the endpoints named in `names` (in the order given), for `moat start NAME...`.
@@ -77,6 +117,9 @@ impl Config {
                 }
             }
         }
-        Ok(Config { endpoints: chosen })
+        Ok(Config {
+            endpoints: chosen,
+            telemetry: self.telemetry,
+        })
     }
 }

@@ -7,6 +7,9 @@
 //! A `moat.toml` with every key (relative paths are resolved against the file's directory):
 //!
 //! ```toml
+//! audit_log = "audit.jsonl"         # audit events appended here; absent or "-": stdout
+//! metrics_listen = "127.0.0.1:9090" # /metrics, /healthz, /readyz; absent: not served
+//!
 //! [[endpoints]]
 //! name = "app"                      # unique; `moat start app` runs only this endpoint
 //! kind = "http"                     # "http" (reverse proxy) or "tls" (raw TCP forwarding)
@@ -39,8 +42,8 @@ mod upstream;
 pub use duration::parse_duration;
 pub use error::{ConfigError, FieldError};
 pub use model::{
-    ClientAuthMode, Config, EndpointConfig, EndpointKind, TerminateAt, Timeouts, TlsVersion,
-    Upstream, UpstreamScheme,
+    ClientAuthMode, Config, EndpointConfig, EndpointKind, TelemetryConfig, TerminateAt, Timeouts,
+    TlsVersion, Upstream, UpstreamScheme,
 };
 pub use spec::{DEFAULT_DOMAIN, DEFAULT_LISTEN, EndpointSpec, FieldStyle, TimeoutsSpec};
 pub use upstream::parse_upstream;

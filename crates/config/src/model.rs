@@ -10,6 +10,18 @@ use std::time::Duration;
 pub struct Config {
     /// The endpoints, in file order; names are unique.
     pub endpoints: Vec<EndpointConfig>,
+    /// Where audit events go and where metrics are served.
+    pub telemetry: TelemetryConfig,
+}
+
+/// Process-wide observability settings (top-level keys of `moat.toml`, or flags): one audit
+/// stream and one metrics listener serve every endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TelemetryConfig {
+    /// File the audit events are appended to; `None` writes them to stdout.
+    pub audit_log: Option<PathBuf>,
+    /// Address of the Prometheus `/metrics`, `/healthz` and `/readyz` listener; `None` serves none.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// One listening endpoint: where it listens, which certificate it shows, whom it lets in, and

@@ -205,7 +205,10 @@ pub(crate) fn validate_indexed(
         });
     }
     if problems.is_empty() {
-        Ok(Config { endpoints })
+        Ok(Config {
+            endpoints,
+            telemetry: crate::TelemetryConfig::default(),
+        })
     } else {
         Err(ConfigError::Invalid {
             origin: origin.to_string(),

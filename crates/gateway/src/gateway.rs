@@ -19,6 +19,9 @@ use crate::connection::ConnectionInfo;
 use crate::error::GatewayError;
 use crate::http_proxy::HttpProxy;
 use crate::tcp_forward::{ForwardEnd, TcpForwarder};
+use crate::telemetry::expiry;
+use crate::telemetry::presented::capture_presented;
+use crate::telemetry::{HandshakeRefusal, Telemetry};
 use crate::tls;
 
 /// How long in-flight connections may take to finish after shutdown begins; whatever is still
@@ -31,6 +34,8 @@ pub struct GatewayOptions {
     /// moat's data directory (`$MOAT_HOME`, else `$XDG_DATA_HOME/moat`, else
     /// `~/.local/share/moat`); its local CA lives here.
     pub moat_home: PathBuf,
+    /// Audit stream, metrics and readiness shared by every endpoint.
+    pub telemetry: Telemetry,
 }
 
 /// What a bound endpoint tells the user: where to connect and which CA to trust.
@@ -51,6 +56,7 @@ pub struct BoundEndpoint {
 /// Every endpoint bound and ready to serve.
 pub struct Gateway {
     endpoints: Vec<ListeningEndpoint>,
+    telemetry: Telemetry,
 }
 
 /// One endpoint's socket, TLS setup and connection handler.
@@ -61,6 +67,7 @@ struct ListeningEndpoint {
     acceptor: TlsAcceptor,
     handler: Handler,
     local_ca: Option<PathBuf>,
+    telemetry: Telemetry,
 }
 
 /// What happens to a connection after its handshake.
@@ -76,17 +83,24 @@ impl Gateway {
     /// stays bound.
     pub async fn bind(config: &Config, options: &GatewayOptions) -> Result<Gateway, GatewayError> {
         let mut endpoints = Vec::with_capacity(config.endpoints.len());
+        let telemetry = options.telemetry.clone();
+        let mut certificates = Vec::new();
         for endpoint in &config.endpoints {
             let tls = tls::endpoint_tls(endpoint, &options.moat_home)?;
+            certificates.extend(expiry::certificates_in_use(
+                endpoint,
+                tls.issued_leaf.as_ref(),
+            ));
+            telemetry.metrics().register_endpoint(&endpoint.name);
             let handler = match endpoint.kind {
-                EndpointKind::Http => {
-                    Handler::Http(Arc::new(HttpProxy::new(endpoint).map_err(|source| {
-                        GatewayError::Proxy {
+                EndpointKind::Http => Handler::Http(Arc::new(
+                    HttpProxy::new(endpoint)
+                        .map_err(|source| GatewayError::Proxy {
                             endpoint: endpoint.name.clone(),
                             source: Box::new(source),
-                        }
-                    })?))
-                }
+                        })?
+                        .with_telemetry(telemetry.clone()),
+                )),
                 EndpointKind::Tls => Handler::Tcp(Arc::new(TcpForwarder::new(endpoint))),
             };
             let bind_error = |source| GatewayError::Bind {
@@ -106,9 +120,14 @@ impl Gateway {
                 acceptor: TlsAcceptor::from(tls.config),
                 handler,
                 local_ca: tls.local_ca,
+                telemetry: telemetry.clone(),
             });
         }
-        Ok(Gateway { endpoints })
+        telemetry.track_certificates(&certificates);
+        Ok(Gateway {
+            endpoints,
+            telemetry,
+        })
     }
 
     /// The bound endpoints, in configuration order.
@@ -148,7 +167,9 @@ impl Gateway {
         for endpoint in self.endpoints {
             loops.spawn(accept_loop(endpoint, stopping.clone()));
         }
+        self.telemetry.set_ready(true);
         shutdown.await;
+        self.telemetry.set_ready(false);
         tracing::info!("shutting down: no new connections; letting in-flight ones finish");
         let _ = stop.send(true);
         while loops.join_next().await.is_some() {}
@@ -209,6 +230,7 @@ async fn accept_loop(endpoint: ListeningEndpoint, stopping: watch::Receiver<bool
                         Arc::clone(&endpoint.config),
                         endpoint.acceptor.clone(),
                         endpoint.handler.clone(),
+                        endpoint.telemetry.clone(),
                         stopping.clone(),
                     );
                     connections.spawn(connection.instrument(span));
@@ -249,6 +271,10 @@ async fn stopped(mut stopping: watch::Receiver<bool>) {
 }
 
 /// Runs the TLS handshake of one client (bounded by `timeouts.request_header`), then serves it.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "each is a handle of the endpoint cloned for this connection; a struct would only rename them"
+)]
 async fn handle_connection(
     stream: TcpStream,
     peer_addr: SocketAddr,
@@ -256,6 +282,7 @@ async fn handle_connection(
     config: Arc<EndpointConfig>,
     acceptor: TlsAcceptor,
     handler: Handler,
+    telemetry: Telemetry,
     stopping: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
@@ -264,10 +291,14 @@ async fn handle_connection(
         config.timeouts.request_header,
         acceptor.accept(stream).into_fallible(),
     );
-    let tls = match handshake.await {
+    let (handshake, presented) = capture_presented(handshake).await;
+    let tls = match handshake {
         Ok(Ok(tls)) => tls,
         Ok(Err((error, socket))) => {
-            log_refused_handshake(&error);
+            let verified = presented.as_ref().and_then(|p| p.refusal);
+            let reason = HandshakeRefusal::from_handshake_error(&error, verified);
+            log_refused_handshake(&error, reason);
+            telemetry.handshake_refused(&config.name, peer_addr, reason, presented.as_ref());
             linger_after_alert(socket).await;
             return;
         }
@@ -277,6 +308,8 @@ async fn handle_connection(
                 timeout_ms = config.timeouts.request_header.as_millis() as u64,
                 "handshake refused: the client did not finish the TLS handshake in time"
             );
+            let reason = HandshakeRefusal::HandshakeTimeout;
+            telemetry.handshake_refused(&config.name, peer_addr, reason, presented.as_ref());
             return;
         }
     };
@@ -289,6 +322,8 @@ async fn handle_connection(
                 // The verifier accepted it, so this is not expected; refuse rather than forward
                 // a connection whose identity cannot be told upstream.
                 tracing::warn!(reason = "malformed", %error, "connection closed: cannot read the verified client certificate");
+                let reason = HandshakeRefusal::Certificate(RefusalReason::Malformed);
+                telemetry.handshake_refused(&config.name, peer_addr, reason, presented.as_ref());
                 return;
             }
         },
@@ -320,6 +355,13 @@ async fn handle_connection(
             .unwrap_or(""),
         "connection accepted"
     );
+    let cipher_suite = session
+        .negotiated_cipher_suite()
+        .map(|suite| format!("{:?}", suite.suite()));
+    let alpn = session
+        .alpn_protocol()
+        .map(|protocol| String::from_utf8_lossy(protocol).into_owned());
+    let _open = telemetry.handshake_accepted(&info, cipher_suite, alpn);
 
     match handler {
         Handler::Http(proxy) => {
@@ -333,6 +375,7 @@ async fn handle_connection(
             let outcome = forwarder.forward(tls).await;
             let duration_ms = started.elapsed().as_millis() as u64;
             let (to_upstream, to_client) = (outcome.to_upstream, outcome.to_client);
+            telemetry.forwarded_bytes(&config.name, to_upstream, to_client);
             match outcome.end {
                 ForwardEnd::Closed => {
                     tracing::info!(to_upstream, to_client, duration_ms, "connection closed")
@@ -382,17 +425,14 @@ async fn linger_after_alert(mut socket: TcpStream) {
 /// One log line for a handshake that failed. Certificate refusals were already logged by the
 /// verifier with the certificate's subject, issuer and serial (inside this connection's span),
 /// so only the failures it never saw are logged here.
-fn log_refused_handshake(error: &std::io::Error) {
+fn log_refused_handshake(error: &std::io::Error, reason: HandshakeRefusal) {
     let tls_error = error
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>());
     match tls_error {
         Some(rustls::Error::InvalidCertificate(_)) => {}
         Some(tls_error) => {
-            let reason = RefusalReason::from_io_error(error)
-                .map(|reason| reason.as_str())
-                .unwrap_or("tls_error");
-            tracing::warn!(reason, error = %tls_error, "handshake refused");
+            tracing::warn!(reason = reason.as_str(), error = %tls_error, "handshake refused");
         }
         None => {
             tracing::info!(%error, "connection closed during the handshake");

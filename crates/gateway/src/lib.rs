@@ -10,6 +10,7 @@ mod gateway;
 pub mod http_proxy;
 mod local_ca;
 pub mod tcp_forward;
+pub mod telemetry;
 mod tls;
 
 pub use error::GatewayError;

@@ -13,6 +13,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::error::GatewayError;
 use crate::local_ca;
+use crate::telemetry::presented::RecordingVerifier;
 
 /// An endpoint's TLS setup, plus where its certificate came from.
 pub(crate) struct EndpointTls {
@@ -20,6 +21,8 @@ pub(crate) struct EndpointTls {
     pub config: Arc<ServerConfig>,
     /// The local CA certificate clients must trust, when moat issued the server certificate.
     pub local_ca: Option<PathBuf>,
+    /// The server certificate moat's local CA issued, whose expiry is tracked like a file's.
+    pub issued_leaf: Option<CertificateDer<'static>>,
 }
 
 /// Builds the server configuration of `endpoint`, loading its certificate (or issuing one from
@@ -33,6 +36,7 @@ pub(crate) fn endpoint_tls(
         _ => issue_from_local_ca(endpoint, moat_home)?,
     };
     let verifier = client_verifier(endpoint)?;
+    let issued_leaf = local_ca.as_ref().and_then(|_| chain.first().cloned());
 
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let versions: &[&'static rustls::SupportedProtocolVersion] = match endpoint.tls_min_version {
@@ -69,6 +73,7 @@ pub(crate) fn endpoint_tls(
     Ok(EndpointTls {
         config: Arc::new(config),
         local_ca,
+        issued_leaf,
     })
 }
 
@@ -97,7 +102,10 @@ fn client_verifier(
     if endpoint.client_auth == ClientAuthMode::Request {
         builder = builder.allow_unauthenticated();
     }
-    let verifier: Arc<dyn ClientCertVerifier> = builder.build().map_err(trust_error)?;
+    // The recording wrapper lets the handshake's audit event name a refused certificate.
+    let verifier: Arc<dyn ClientCertVerifier> = Arc::new(RecordingVerifier::new(
+        builder.build().map_err(trust_error)?,
+    ));
     Ok(Some(verifier))
 }
 

@@ -20,7 +20,7 @@ pub use crl::RevocationLists;
 pub use error::TrustError;
 pub use identity::{ClientIdentity, SubjectAltName};
 pub use refusal::RefusalReason;
-pub use verifier::{ClientVerifier, ClientVerifierBuilder};
+pub use verifier::{CertificateRefused, ClientVerifier, ClientVerifierBuilder};
 
 /// The crypto provider whose signature algorithms verify certificates, CRLs and handshakes: the
 /// same aws-lc-rs provider the gateway's TLS uses, so both sides accept the same algorithms.

@@ -137,6 +137,48 @@ impl ClientVerifier {
         }
         Ok(())
     }
+
+    /// Verifies a client certificate exactly as the handshake does and also says why a refused
+    /// one was refused: the rustls error alone carries only the alert, which several reasons
+    /// share (`bad_signature` and `malformed` both send `bad_certificate`), so audit events and
+    /// metrics read the reason from here.
+    pub fn verify_with_reason(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, CertificateRefused> {
+        let cert = match X509Certificate::from_der(end_entity.as_ref()) {
+            Ok((_, cert)) => cert,
+            Err(error) => {
+                let refusal = Refusal::new(
+                    RefusalReason::Malformed,
+                    &format!("the certificate cannot be parsed: {error}"),
+                );
+                refusal.log("-", "-", "-");
+                return Err(refusal.into_refused());
+            }
+        };
+        let outcome = if cert.version() == X509Version::V1 {
+            self.verify_v1(&cert, end_entity, intermediates, now)
+        } else {
+            self.webpki
+                .verify_client_cert(end_entity, intermediates, now)
+                .map(|_| ())
+                .map_err(Refusal::from_webpki)
+        };
+        match outcome {
+            Ok(()) => Ok(ClientCertVerified::assertion()),
+            Err(refusal) => {
+                refusal.log(
+                    &rfc4514(cert.subject()),
+                    &rfc4514(cert.issuer()),
+                    &serial_hex(cert.raw_serial()),
+                );
+                Err(refusal.into_refused())
+            }
+        }
+    }
 }
 
 impl ClientVerifierBuilder {
@@ -214,36 +256,8 @@ impl ClientCertVerifier for ClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        let cert = match X509Certificate::from_der(end_entity.as_ref()) {
-            Ok((_, cert)) => cert,
-            Err(error) => {
-                let refusal = Refusal::new(
-                    RefusalReason::Malformed,
-                    &format!("the certificate cannot be parsed: {error}"),
-                );
-                refusal.log("-", "-", "-");
-                return Err(refusal.into_error());
-            }
-        };
-        let outcome = if cert.version() == X509Version::V1 {
-            self.verify_v1(&cert, end_entity, intermediates, now)
-        } else {
-            self.webpki
-                .verify_client_cert(end_entity, intermediates, now)
-                .map(|_| ())
-                .map_err(Refusal::from_webpki)
-        };
-        match outcome {
-            Ok(()) => Ok(ClientCertVerified::assertion()),
-            Err(refusal) => {
-                refusal.log(
-                    &rfc4514(cert.subject()),
-                    &rfc4514(cert.issuer()),
-                    &serial_hex(cert.raw_serial()),
-                );
-                Err(refusal.into_error())
-            }
-        }
+        self.verify_with_reason(end_entity, intermediates, now)
+            .map_err(|refused| refused.error)
     }
 
     fn verify_tls12_signature(
@@ -278,6 +292,16 @@ impl ClientCertVerifier for ClientVerifier {
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.webpki.supported_verify_schemes()
     }
+}
+
+/// A client certificate the verifier refused: the stable reason and the error that makes rustls
+/// send the reason's alert.
+#[derive(Debug, Clone)]
+pub struct CertificateRefused {
+    /// Why, as audit events and metrics name it.
+    pub reason: RefusalReason,
+    /// What rustls aborts the handshake with.
+    pub error: rustls::Error,
 }
 
 /// One refusal: the stable reason, a sentence for the log, and the error rustls got, if any.
@@ -320,6 +344,14 @@ impl Refusal {
             detail = %self.detail,
             "client certificate refused"
         );
+    }
+
+    /// The refusal as the public API reports it.
+    fn into_refused(self) -> CertificateRefused {
+        CertificateRefused {
+            reason: self.reason,
+            error: self.into_error(),
+        }
     }
 
     /// The error for rustls, chosen so that the alert rustls derives from it is the one the

@@ -1,18 +1,30 @@
 //! `moat http`, `moat tls` and `moat start`: build a Config from flags or a file and run the
 //! gateway until SIGINT/SIGTERM.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use moat_config::{Config, EndpointSpec, FieldStyle, TimeoutsSpec};
+use moat_gateway::telemetry::Telemetry;
+use moat_gateway::telemetry::audit::{AuditLog, AuditTarget};
+use moat_gateway::telemetry::health::MetricsServer;
 use moat_gateway::{Gateway, GatewayOptions};
 
-/// Flags every serving command shares: logging.
+/// Flags every serving command shares: logging, audit events and metrics.
 #[derive(Debug, clap::Args)]
 pub struct LogArgs {
     /// Log format on stderr: human-readable text or one JSON object per line.
     #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
+    /// Append audit events (one JSON object per line per handshake and request) to FILE;
+    /// `-` or absent: stdout. Overrides audit_log in the config file.
+    #[arg(long, value_name = "FILE")]
+    pub audit_log: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://ADDR/metrics and probes at /healthz and /readyz
+    /// (e.g. 127.0.0.1:9090). Overrides metrics_listen in the config file.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Flags that `moat http` and `moat tls` share: where to listen, which certificate to show and
@@ -166,18 +178,35 @@ pub fn run_start(args: StartArgs) -> anyhow::Result<()> {
     serve(config, &args.log)
 }
 
-/// Starts logging, binds every endpoint, prints where each listens and serves until a signal.
+/// Starts logging, the audit stream and the metrics listener, binds every endpoint, prints where
+/// each listens and serves until a signal.
 fn serve(config: Config, log: &LogArgs) -> anyhow::Result<()> {
     init_logging(&log.log_format);
+    let audit_log = match &log.audit_log {
+        Some(path) if path.as_os_str() == "-" => None,
+        Some(path) => Some(path.clone()),
+        None => config.telemetry.audit_log.clone(),
+    };
+    let audit_target = audit_log.map_or(AuditTarget::Stdout, AuditTarget::File);
+    let audit = AuditLog::open(&audit_target)?;
+    let telemetry = Telemetry::new(Some(audit.clone()));
+    let metrics_listen = log.metrics_listen.or(config.telemetry.metrics_listen);
     let options = GatewayOptions {
         moat_home: moat_home()?,
+        telemetry: telemetry.clone(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(async {
+    let served = runtime.block_on(async {
         let shutdown = shutdown_signal();
+        if let Some(address) = metrics_listen {
+            let metrics = MetricsServer::bind(address, telemetry.clone()).await?;
+            // Tests and scripts parse this line; keep the address last.
+            println!("moat: metrics listening on http://{}", metrics.local_addr());
+            tokio::spawn(metrics.serve());
+        }
         let gateway = Gateway::bind(&config, &options).await?;
         for endpoint in gateway.endpoints() {
             if let Some(ca) = &endpoint.local_ca {
@@ -201,7 +230,10 @@ fn serve(config: Config, log: &LogArgs) -> anyhow::Result<()> {
         }
         gateway.serve(shutdown).await?;
         anyhow::Ok(())
-    })
+    });
+    // Every event of the drained connections is written before moat exits.
+    audit.close();
+    served
 }
 
 /// Listens for SIGINT (Ctrl-C) and SIGTERM from the moment it is called, and returns a future

@@ -20,6 +20,8 @@ use super::pages::{PageFormat, Refusal, refusal_response};
 use super::upstream::{Progress, ProgressBody, upstream_body};
 use super::{BodyError, HttpProxy, ProxyBody, upgrade};
 use crate::connection::ConnectionInfo;
+use crate::telemetry::RequestAudit;
+use crate::telemetry::audit::HttpRequestEvent;
 
 /// What every request on one client connection shares.
 pub(super) struct ConnectionContext {
@@ -51,14 +53,15 @@ pub(super) async fn handle(
             Ok(())
         }
     });
+    let started = Instant::now();
+    let request_body = Progress::new();
     let (response, upstream_time) = match admitted {
         Err(refusal) => (
             refusal_response(refusal, PageFormat::for_request(request.headers())),
             None,
         ),
         Ok(()) => {
-            let started = Instant::now();
-            let response = forward(&proxy, &context, request, host.as_deref()).await;
+            let response = forward(&proxy, &context, request, host.as_deref(), &request_body).await;
             (response, Some(started.elapsed()))
         }
     };
@@ -74,10 +77,34 @@ pub(super) async fn handle(
         peer = %info.peer_addr,
         "request"
     );
+    let audit = RequestAudit {
+        telemetry: proxy.telemetry.clone(),
+        started: started.into_std(),
+        event: HttpRequestEvent {
+            event: "http_request",
+            time: String::new(),
+            endpoint: info.endpoint.clone(),
+            peer: info.peer_addr,
+            method: method.to_string(),
+            host,
+            path,
+            status: response.status().as_u16(),
+            // No access policy decides yet; the policy engine fills in its rule's name.
+            rule: None,
+            client_subject: subject,
+            upstream_ms: upstream_time.map(|d| d.as_secs_f64() * 1000.0),
+            duration_ms: 0.0,
+            bytes_in: 0,
+            bytes_out: 0,
+        },
+    };
     response.map(|body| {
         TrackedBody {
             inner: body,
             _in_flight: in_flight,
+            bytes_out: 0,
+            request_body,
+            audit: Some(audit),
         }
         .boxed()
     })
@@ -106,6 +133,7 @@ async fn forward(
     context: &ConnectionContext,
     mut request: Request<Incoming>,
     host: Option<&str>,
+    progress: &Progress,
 ) -> Response<ProxyBody> {
     let page_format = PageFormat::for_request(request.headers());
     let upgrade_requested =
@@ -150,7 +178,6 @@ async fn forward(
         },
     );
 
-    let progress = Progress::new();
     let upstream_request = Request::from_parts(parts, ProgressBody::new(body, progress.clone()));
     let sent = proxy.client.send(upstream_request);
     tokio::pin!(sent);
@@ -220,10 +247,25 @@ async fn forward(
     )
 }
 
-/// A response body that keeps its request counted as in flight until it has been sent.
+/// A response body that keeps its request counted as in flight until it has been sent, and
+/// reports the request's audit event and metrics when it is dropped (sent or abandoned).
 struct TrackedBody {
     inner: ProxyBody,
     _in_flight: InFlight,
+    /// Response body bytes handed to the client so far.
+    bytes_out: u64,
+    /// Counts the request body bytes sent upstream.
+    request_body: Progress,
+    /// Taken once, on drop.
+    audit: Option<RequestAudit>,
+}
+
+impl Drop for TrackedBody {
+    fn drop(&mut self) {
+        if let Some(audit) = self.audit.take() {
+            audit.finish(self.request_body.body_bytes(), self.bytes_out);
+        }
+    }
 }
 
 impl Body for TrackedBody {
@@ -234,7 +276,13 @@ impl Body for TrackedBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            self.bytes_out += u64::try_from(data.len()).unwrap_or(u64::MAX);
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {

@@ -39,6 +39,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 
 use crate::connection::ConnectionInfo;
+use crate::telemetry::Telemetry;
 use activity::{Activity, ClientLimits, ObservedIo, Verdict};
 use forward::ConnectionContext;
 use upstream::UpstreamClient;
@@ -120,6 +121,8 @@ pub struct HttpProxy {
     asks_for_certificate: bool,
     upstream_response_timeout: Duration,
     client_limits: ClientLimits,
+    /// Where each finished request's audit event and metrics go.
+    telemetry: Telemetry,
 }
 
 impl HttpProxy {
@@ -151,7 +154,15 @@ impl HttpProxy {
                 request_header: endpoint.timeouts.request_header,
                 idle: endpoint.timeouts.idle,
             },
+            telemetry: Telemetry::default(),
         })
+    }
+
+    /// Reports each request's audit event and metrics to `telemetry` (by default they go to a
+    /// registry nobody reads, and no audit event is written).
+    pub fn with_telemetry(mut self, telemetry: Telemetry) -> HttpProxy {
+        self.telemetry = telemetry;
+        self
     }
 
     /// Serves HTTP/1.1 or HTTP/2 (`info.http2`, from ALPN) on an already-authenticated connection

@@ -124,6 +124,8 @@ pub(super) struct Progress {
     origin: Instant,
     /// Milliseconds after `origin`.
     last_ms: Arc<AtomicU64>,
+    /// Request body bytes the upstream took, for the audit event and metrics.
+    body_bytes: Arc<AtomicU64>,
 }
 
 impl Progress {
@@ -132,7 +134,13 @@ impl Progress {
         Self {
             origin: Instant::now(),
             last_ms: Arc::new(AtomicU64::new(0)),
+            body_bytes: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// Request body bytes the upstream has taken so far.
+    pub(super) fn body_bytes(&self) -> u64 {
+        self.body_bytes.load(Ordering::Relaxed)
     }
 
     fn touch(&self) {
@@ -171,6 +179,14 @@ impl Body for ProgressBody {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         if polled.is_ready() {
             self.progress.touch();
+        }
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            let length = u64::try_from(data.len()).unwrap_or(u64::MAX);
+            self.progress
+                .body_bytes
+                .fetch_add(length, Ordering::Relaxed);
         }
         polled
     }

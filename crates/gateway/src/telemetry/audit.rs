@@ -1,0 +1,326 @@
+//! Audit events: one JSON object per line for every TLS handshake and every HTTP request,
+//! written to stdout or appended to a file by a thread of their own.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+
+use moat_trust::ClientIdentity;
+use serde::Serialize;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// Events waiting for the writer; beyond this the gateway drops events (and counts them) rather
+/// than stall connections behind a slow disk or a full stdout pipe.
+const QUEUE_CAPACITY: usize = 8192;
+
+/// Where audit events go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditTarget {
+    /// Standard output, one event per line.
+    Stdout,
+    /// A file, created if missing and appended to.
+    File(PathBuf),
+}
+
+/// Why the audit log could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuditError {
+    /// The file could not be opened for appending.
+    #[error("{path}: cannot open the audit log for appending: {source}; check that its directory exists and is writable, or pass another --audit-log (audit_log in moat.toml)", path = path.display())]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The writer thread could not be started.
+    #[error("cannot start the audit log writer: {0}")]
+    Thread(#[source] std::io::Error),
+}
+
+/// The audit stream: cheap to clone; every clone feeds the same writer thread, which writes and
+/// flushes each event as one line.
+#[derive(Debug, Clone)]
+pub struct AuditLog {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    /// `None` once closed: later events are dropped.
+    sender: Mutex<Option<SyncSender<String>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    /// Events dropped because the queue was full or the log closed.
+    dropped: AtomicU64,
+    /// Whether the first dropped event was already reported in the log.
+    drop_reported: AtomicBool,
+}
+
+impl AuditLog {
+    /// Opens `target` (a file is created with mode 0640 when missing, then appended to) and
+    /// starts its writer thread.
+    pub fn open(target: &AuditTarget) -> Result<AuditLog, AuditError> {
+        let output: Box<dyn Write + Send> = match target {
+            AuditTarget::Stdout => Box::new(std::io::stdout()),
+            AuditTarget::File(path) => Box::new(open_append(path)?),
+        };
+        let name = match target {
+            AuditTarget::Stdout => "stdout".to_owned(),
+            AuditTarget::File(path) => path.display().to_string(),
+        };
+        let (sender, receiver) = std::sync::mpsc::sync_channel(QUEUE_CAPACITY);
+        let writer = std::thread::Builder::new()
+            .name("moat-audit".to_owned())
+            .spawn(move || write_events(receiver, output, &name))
+            .map_err(AuditError::Thread)?;
+        Ok(AuditLog {
+            shared: Arc::new(Shared {
+                sender: Mutex::new(Some(sender)),
+                writer: Mutex::new(Some(writer)),
+                dropped: AtomicU64::new(0),
+                drop_reported: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// Queues one event; never blocks the caller.
+    pub fn record(&self, event: &impl Serialize) {
+        // The newline travels with the event so that one write puts out the whole line: stdout
+        // is shared with moat's own messages.
+        let line = match serde_json::to_string(event) {
+            Ok(line) => line + "\n",
+            Err(error) => {
+                tracing::error!(%error, "cannot encode an audit event");
+                return;
+            }
+        };
+        let sent = match &*self
+            .shared
+            .sender
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+        {
+            Some(sender) => sender.try_send(line),
+            None => Err(TrySendError::Disconnected(line)),
+        };
+        if sent.is_err() {
+            self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+            if !self.shared.drop_reported.swap(true, Ordering::Relaxed) {
+                tracing::error!(
+                    "audit events are being dropped: the audit log cannot keep up (or is closed); \
+                     check the disk or whatever reads moat's stdout"
+                );
+            }
+        }
+    }
+
+    /// How many events were dropped so far.
+    pub fn dropped(&self) -> u64 {
+        self.shared.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Writes every queued event, then stops the writer; events recorded afterwards are dropped.
+    pub fn close(&self) {
+        self.shared
+            .sender
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let writer = self
+            .shared
+            .writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(writer) = writer {
+            let _ = writer.join();
+        }
+    }
+}
+
+fn open_append(path: &Path) -> Result<std::fs::File, AuditError> {
+    let mut options = OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o640);
+    }
+    options.open(path).map_err(|source| AuditError::Open {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// The writer thread: one line per event, flushed at once so that a crash loses nothing written.
+fn write_events(receiver: Receiver<String>, mut output: Box<dyn Write + Send>, name: &str) {
+    let mut failing = false;
+    for line in receiver {
+        let written = output
+            .write_all(line.as_bytes())
+            .and_then(|()| output.flush());
+        match written {
+            Ok(()) => failing = false,
+            Err(error) if !failing => {
+                failing = true;
+                tracing::error!(audit_log = name, %error, "cannot write an audit event");
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// The current time as RFC 3339 UTC, e.g. `2026-11-23T15:31:54.123456Z`.
+pub fn now_rfc3339() -> String {
+    OffsetDateTime::now_utc()
+        .format(&Rfc3339)
+        .unwrap_or_else(|_| String::from("1970-01-01T00:00:00Z"))
+}
+
+/// The client certificate as audit events describe it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct CertificateFacts {
+    /// Subject DN (RFC 4514).
+    pub subject: String,
+    /// Issuer DN (RFC 4514).
+    pub issuer: String,
+    /// Serial number, hex.
+    pub serial: String,
+    /// SHA-256 of the certificate's DER, hex.
+    pub fingerprint_sha256: String,
+    /// notAfter, RFC 3339.
+    pub not_after: String,
+}
+
+impl CertificateFacts {
+    /// The facts of a parsed certificate.
+    pub fn of(identity: &ClientIdentity) -> CertificateFacts {
+        let not_after = OffsetDateTime::from_unix_timestamp(identity.not_after)
+            .ok()
+            .and_then(|time| time.format(&Rfc3339).ok())
+            .unwrap_or_default();
+        CertificateFacts {
+            subject: identity.subject.clone(),
+            issuer: identity.issuer.clone(),
+            serial: identity.serial_hex.clone(),
+            fingerprint_sha256: identity.fingerprint_sha256.clone(),
+            not_after,
+        }
+    }
+}
+
+/// `accepted` or `refused`.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The handshake completed; the connection is served.
+    Accepted,
+    /// The handshake was aborted.
+    Refused,
+}
+
+/// One TLS handshake, accepted or refused.
+#[derive(Debug, Clone, Serialize)]
+pub struct TlsHandshakeEvent {
+    /// Always `tls_handshake`.
+    pub event: &'static str,
+    /// When the handshake ended, RFC 3339 UTC.
+    pub time: String,
+    /// The endpoint's name.
+    pub endpoint: String,
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The server name the client asked for; `null` when it sent none or the handshake failed.
+    pub sni: Option<String>,
+    /// `TLSv1.3` or `TLSv1.2`; `null` for a refused handshake.
+    pub tls_version: Option<String>,
+    /// The negotiated cipher suite, e.g. `TLS13_AES_256_GCM_SHA384`; `null` when refused.
+    pub cipher_suite: Option<String>,
+    /// The negotiated ALPN protocol (`h2`, `http/1.1`); `null` when none.
+    pub alpn: Option<String>,
+    /// The certificate the client presented, accepted or not; `null` when it sent none.
+    pub client_certificate: Option<CertificateFacts>,
+    /// `accepted` or `refused`.
+    pub outcome: Outcome,
+    /// For refusals, the stable reason (see [`super::HandshakeRefusal`]); `null` when accepted.
+    pub reason: Option<&'static str>,
+}
+
+/// One HTTP request, written when its response has been sent (or abandoned).
+#[derive(Debug, Clone, Serialize)]
+pub struct HttpRequestEvent {
+    /// Always `http_request`.
+    pub event: &'static str,
+    /// When the response ended, RFC 3339 UTC.
+    pub time: String,
+    /// The endpoint's name.
+    pub endpoint: String,
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The request method.
+    pub method: String,
+    /// The host the client addressed (`:authority` or `Host`).
+    pub host: Option<String>,
+    /// The request path, without the query.
+    pub path: String,
+    /// The status sent to the client.
+    pub status: u16,
+    /// The policy rule that decided; `null` while no policy decides.
+    pub rule: Option<String>,
+    /// The verified client certificate's subject; `null` without one.
+    pub client_subject: Option<String>,
+    /// Time until the upstream's response headers, in milliseconds; `null` when the request
+    /// never went upstream (refused, or answered by moat).
+    pub upstream_ms: Option<f64>,
+    /// Time from the request's headers to the end of its response, in milliseconds.
+    pub duration_ms: f64,
+    /// Request body bytes read from the client.
+    pub bytes_in: u64,
+    /// Response body bytes sent to the client.
+    pub bytes_out: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_appended_one_json_line_each() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        std::fs::write(&path, "{\"event\":\"earlier\"}\n").unwrap();
+        let log = AuditLog::open(&AuditTarget::File(path.clone())).unwrap();
+        log.record(&serde_json::json!({"event": "one"}));
+        log.record(&serde_json::json!({"event": "two"}));
+        log.close();
+        log.record(&serde_json::json!({"event": "after close"}));
+        let text = std::fs::read_to_string(&path).unwrap();
+        let events: Vec<serde_json::Value> = text
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        let names: Vec<&str> = events
+            .iter()
+            .map(|e| e["event"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["earlier", "one", "two"]);
+        assert_eq!(log.dropped(), 1);
+    }
+
+    #[test]
+    fn an_unwritable_audit_log_names_the_file_and_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("missing-dir/audit.jsonl");
+        let error = AuditLog::open(&AuditTarget::File(path)).unwrap_err();
+        let message = error.to_string();
+        assert!(message.contains("missing-dir/audit.jsonl"), "{message}");
+        assert!(message.contains("--audit-log"), "{message}");
+    }
+}

@@ -1,0 +1,141 @@
+//! Why a TLS handshake did not complete, as the stable names audit events and metrics carry.
+
+use moat_trust::RefusalReason;
+use rustls::PeerIncompatible;
+
+/// The reason of a refused handshake: the client certificate's [`RefusalReason`], or a cause
+/// outside the certificate. The names are stable so that alerts and queries can key on them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum HandshakeRefusal {
+    /// The client certificate was refused (`no_certificate`, `unknown_ca`, `expired`, ...).
+    Certificate(RefusalReason),
+    /// An access policy refused the certificate (reserved for the policy engine).
+    PolicyDenied,
+    /// The client and the endpoint share no TLS version (e.g. a TLS 1.2-only client against a
+    /// `tls_min_version = "1.3"` endpoint).
+    ProtocolVersion,
+    /// The client and the endpoint share no cipher suite, key exchange group or signature scheme.
+    NoSharedParameters,
+    /// The client aborted the handshake with an alert, typically because it does not trust
+    /// moat's server certificate.
+    ClientAlert,
+    /// The client did not finish the handshake within `timeouts.request_header`.
+    HandshakeTimeout,
+    /// The client closed or reset the connection before the handshake finished.
+    ConnectionClosed,
+    /// Any other TLS failure (a malformed or unexpected handshake message).
+    Other,
+}
+
+impl HandshakeRefusal {
+    /// The reasons that are not about the client certificate, for docs and label lists.
+    pub const NON_CERTIFICATE: [HandshakeRefusal; 7] = [
+        HandshakeRefusal::PolicyDenied,
+        HandshakeRefusal::ProtocolVersion,
+        HandshakeRefusal::NoSharedParameters,
+        HandshakeRefusal::ClientAlert,
+        HandshakeRefusal::HandshakeTimeout,
+        HandshakeRefusal::ConnectionClosed,
+        HandshakeRefusal::Other,
+    ];
+
+    /// The stable snake_case name, e.g. `unknown_ca` or `protocol_version`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            HandshakeRefusal::Certificate(reason) => reason.as_str(),
+            HandshakeRefusal::PolicyDenied => "policy_denied",
+            HandshakeRefusal::ProtocolVersion => "protocol_version",
+            HandshakeRefusal::NoSharedParameters => "no_shared_parameters",
+            HandshakeRefusal::ClientAlert => "client_alert",
+            HandshakeRefusal::HandshakeTimeout => "handshake_timeout",
+            HandshakeRefusal::ConnectionClosed => "connection_closed",
+            HandshakeRefusal::Other => "other",
+        }
+    }
+
+    /// Classifies the error a failed server-side handshake returned. `verified` is the reason
+    /// the certificate verifier gave, when it refused the certificate: it tells `bad_signature`
+    /// from `malformed`, which the error alone cannot.
+    pub fn from_handshake_error(
+        error: &std::io::Error,
+        verified: Option<RefusalReason>,
+    ) -> HandshakeRefusal {
+        let tls_error = error
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+        let Some(tls_error) = tls_error else {
+            return HandshakeRefusal::ConnectionClosed;
+        };
+        if let Some(reason) = verified {
+            return HandshakeRefusal::Certificate(reason);
+        }
+        if let Some(reason) = RefusalReason::from_tls_error(tls_error) {
+            return HandshakeRefusal::Certificate(reason);
+        }
+        match tls_error {
+            rustls::Error::PeerIncompatible(
+                PeerIncompatible::Tls12NotOffered
+                | PeerIncompatible::Tls12NotOfferedOrEnabled
+                | PeerIncompatible::SupportedVersionsExtensionRequired
+                | PeerIncompatible::Tls13RequiredForQuic,
+            ) => HandshakeRefusal::ProtocolVersion,
+            rustls::Error::PeerIncompatible(_) => HandshakeRefusal::NoSharedParameters,
+            rustls::Error::AlertReceived(_) => HandshakeRefusal::ClientAlert,
+            _ => HandshakeRefusal::Other,
+        }
+    }
+}
+
+impl std::fmt::Display for HandshakeRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn io(error: rustls::Error) -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, error)
+    }
+
+    #[test]
+    fn version_mismatch_reads_as_protocol_version() {
+        let error = io(PeerIncompatible::Tls12NotOfferedOrEnabled.into());
+        assert_eq!(
+            HandshakeRefusal::from_handshake_error(&error, None),
+            HandshakeRefusal::ProtocolVersion
+        );
+    }
+
+    #[test]
+    fn the_verifiers_reason_wins_over_the_alert() {
+        let error = io(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::BadEncoding,
+        ));
+        assert_eq!(
+            HandshakeRefusal::from_handshake_error(&error, Some(RefusalReason::BadSignature)),
+            HandshakeRefusal::Certificate(RefusalReason::BadSignature)
+        );
+        assert_eq!(
+            HandshakeRefusal::from_handshake_error(&error, None).as_str(),
+            "malformed"
+        );
+    }
+
+    #[test]
+    fn missing_certificate_and_plain_io_errors_have_their_reasons() {
+        let error = io(rustls::Error::NoCertificatesPresented);
+        assert_eq!(
+            HandshakeRefusal::from_handshake_error(&error, None).as_str(),
+            "no_certificate"
+        );
+        let reset = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        assert_eq!(
+            HandshakeRefusal::from_handshake_error(&reset, None),
+            HandshakeRefusal::ConnectionClosed
+        );
+    }
+}
