@@ -5,13 +5,18 @@
 //! [`http_proxy::HttpProxy`] or [`tcp_forward::TcpForwarder`] until shutdown.
 
 pub mod connection;
+mod endpoint;
 mod error;
 mod gateway;
 pub mod http_proxy;
 mod local_ca;
+pub mod proxy_protocol;
+mod reload;
+mod sni;
 pub mod tcp_forward;
 mod tls;
 
 pub use error::GatewayError;
 pub use gateway::{BoundEndpoint, DRAIN_DEADLINE, Gateway, GatewayOptions};
 pub use local_ca::local_ca_dir;
+pub use reload::{ReloadSummary, Reloader};

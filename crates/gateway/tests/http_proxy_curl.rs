@@ -276,6 +276,10 @@ async fn serve(
         tls_min_version: Default::default(),
         terminate_at: Default::default(),
         timeouts: Timeouts::default(),
+        default: false,
+        ca_hints: true,
+        crl_expired: Default::default(),
+        upstream_proxy_protocol: None,
     };
     let proxy = Arc::new(HttpProxy::new(&endpoint).unwrap());
     let (_shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
