@@ -83,7 +83,7 @@ impl TcpForwarder {
             Ok(Ok(stream)) => stream,
             Ok(Err(error)) => {
                 tracing::warn!(upstream = %self.upstream, %error, "cannot connect to the upstream");
-                let _ = client.shutdown().await;
+                close_unread(&mut client).await;
                 return ForwardOutcome::unreachable();
             }
             Err(_) => {
@@ -92,7 +92,7 @@ impl TcpForwarder {
                     timeout_ms = self.connect_timeout.as_millis() as u64,
                     "the upstream did not accept the connection in time"
                 );
-                let _ = client.shutdown().await;
+                close_unread(&mut client).await;
                 return ForwardOutcome::unreachable();
             }
         };
@@ -140,6 +140,23 @@ impl TcpForwarder {
             end,
         }
     }
+}
+
+/// Closes a client connection that will never be forwarded: close_notify and FIN, then what the
+/// client already sent is read and dropped for a moment. Closing with unread bytes makes the
+/// kernel send RST, and a client that gets RST reports "broken pipe" instead of a clean close.
+async fn close_unread<IO: AsyncRead + AsyncWrite + Unpin>(client: &mut IO) {
+    use tokio::io::AsyncReadExt as _;
+    let _ = client.shutdown().await;
+    let mut discard = [0u8; 4096];
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        while let Ok(read) = client.read(&mut discard).await {
+            if read == 0 {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 impl ForwardOutcome {
