@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -177,21 +177,38 @@ fn reload_under_load_drops_no_request_and_applies_the_new_trust() {
     let mut kept = KeptAlive::open(setup.path(), port, "carol");
     assert_eq!(kept.get().unwrap().0, "HTTP/1.1 200 OK");
 
-    // A client loop over new connections, bounded in time and count.
+    // Two client loops over new connections, bounded in time and count.
     let stop = Arc::new(AtomicBool::new(false));
-    let load = {
-        let (dir, stop) = (setup.path().to_path_buf(), Arc::clone(&stop));
-        thread::spawn(move || {
-            let (mut ok, mut failures) = (0, Vec::new());
-            let deadline = Instant::now() + Duration::from_secs(60);
-            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline && ok < 5000 {
-                match get_as(&dir, port, "carol") {
-                    Ok(response) if response.starts_with("HTTP/1.1 200") => ok += 1,
-                    other => failures.push(format!("{other:?}")),
+    let done = Arc::new(AtomicUsize::new(0));
+    let loops: Vec<_> = (0..2)
+        .map(|_| {
+            let (dir, stop, done) = (
+                setup.path().to_path_buf(),
+                Arc::clone(&stop),
+                Arc::clone(&done),
+            );
+            thread::spawn(move || {
+                let mut failures = Vec::new();
+                let deadline = Instant::now() + Duration::from_secs(60);
+                while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                    match get_as(&dir, port, "carol") {
+                        Ok(response) if response.starts_with("HTTP/1.1 200") => {
+                            done.fetch_add(1, Ordering::Relaxed);
+                        }
+                        other => failures.push(format!("{other:?}")),
+                    }
                 }
-            }
-            (ok, failures)
+                failures
+            })
         })
+        .collect();
+    // Each reload happens while the loops are busy: a few requests complete between two.
+    let requests_between_reloads = |at_least: usize| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let target = done.load(Ordering::Relaxed) + at_least;
+        while done.load(Ordering::Relaxed) < target && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(5));
+        }
     };
 
     for round in 1..=10u64 {
@@ -211,6 +228,7 @@ fn reload_under_load_drops_no_request_and_applies_the_new_trust() {
             format!("{}{}{}", setup.ca_a.pem, setup.ca_b.pem, extra.pem),
         );
         replace(&path.join("crl-b.pem"), setup.ca_b.crl(&[500 + round]).0);
+        requests_between_reloads(10);
         moat.signal("HUP");
         let log = wait_for_count(&moat, "reload complete", round as usize);
         assert!(log.contains("cas.pem changed"), "{log}");
@@ -219,14 +237,20 @@ fn reload_under_load_drops_no_request_and_applies_the_new_trust() {
         assert_eq!(status, "HTTP/1.1 200 OK");
         assert_eq!(body, "hello from upstream /kept");
     }
+    requests_between_reloads(10);
     stop.store(true, Ordering::Relaxed);
-    let (ok, failures) = load.join().unwrap();
+    let failures: Vec<String> = loops
+        .into_iter()
+        .flat_map(|client| client.join().unwrap())
+        .collect();
+    let ok = done.load(Ordering::Relaxed);
     assert!(
         failures.is_empty(),
         "{} requests failed: {failures:?}",
         failures.len()
     );
     assert!(ok > 0, "the client loop made no request");
+    eprintln!("{ok} requests on new connections, 11 on one kept-alive connection, 10 reloads");
     let log = moat.log();
     assert!(
         log.contains("server.crt changed") && log.contains("crl-b.pem changed"),
@@ -297,6 +321,51 @@ fn watch_reloads_when_a_ca_file_is_replaced() {
     );
     assert!(
         get_as(path, moat.port(), "bob")
+            .unwrap()
+            .starts_with("HTTP/1.1 200")
+    );
+}
+
+#[test]
+fn a_config_file_reload_applies_new_keys_reports_address_changes_and_survives_bad_toml() {
+    let setup = Setup::new();
+    let moat = setup.start(&[]);
+    let path = setup.path();
+    let port = moat.port();
+    std::fs::write(path.join("ca-b.pem"), &setup.ca_b.pem).unwrap();
+    let config = std::fs::read_to_string(path.join("moat.toml")).unwrap();
+    let narrowed = config.replace(
+        "mutual_tls_cas = [\"cas.pem\"]",
+        "mutual_tls_cas = [\"ca-b.pem\"]",
+    );
+    let added = format!(
+        "{narrowed}\n[[endpoints]]\nname = \"extra\"\nkind = \"tls\"\nlisten = \"127.0.0.1:0\"\nupstream = 9\n"
+    );
+    replace(&path.join("moat.toml"), added);
+    moat.signal("HUP");
+    let log = moat.wait_for_log("reload complete");
+    assert!(log.contains("endpoint app: configuration changed"), "{log}");
+    assert!(
+        log.contains(
+            "endpoint extra listens on 127.0.0.1:0, which is not bound; restart moat to serve it"
+        ),
+        "{log}"
+    );
+    assert_eq!(
+        get_as(path, port, "alice").unwrap_err(),
+        rustls::Error::AlertReceived(rustls::AlertDescription::UnknownCA)
+    );
+
+    replace(&path.join("moat.toml"), "[[endpoints]\nname = ");
+    moat.signal("HUP");
+    let log = moat.wait_for_log("reload failed");
+    let failure = log
+        .lines()
+        .find(|line| line.contains("reload failed"))
+        .unwrap();
+    assert!(failure.contains("moat.toml: not valid TOML"), "{failure}");
+    assert!(
+        get_as(path, port, "bob")
             .unwrap()
             .starts_with("HTTP/1.1 200")
     );

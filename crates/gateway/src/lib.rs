@@ -1,8 +1,10 @@
 //! Listeners, TLS termination with client-certificate enforcement, HTTP reverse proxy and TCP forwarding.
 //!
-//! [`Gateway::bind`] loads every endpoint of a [`moat_config::Config`] and opens its socket;
+//! [`Gateway::bind`] loads every endpoint of a [`moat_config::Config`] and opens its socket
+//! (endpoints with the same listen address share one, and the SNI picks among them);
 //! [`Gateway::serve`] accepts TLS connections and hands each to the endpoint's
-//! [`http_proxy::HttpProxy`] or [`tcp_forward::TcpForwarder`] until shutdown.
+//! [`http_proxy::HttpProxy`] or [`tcp_forward::TcpForwarder`] until shutdown; a [`Reloader`]
+//! swaps in new certificates, trust and configuration meanwhile.
 
 pub mod connection;
 mod endpoint;

@@ -36,6 +36,7 @@ pub(crate) enum ListenKey {
 }
 
 impl ListenKey {
+    /// The socket `endpoint` is served on.
     pub(crate) fn of(endpoint: &EndpointConfig) -> ListenKey {
         if endpoint.listen.port() == 0 {
             ListenKey::Fresh(endpoint.name.clone())
@@ -69,6 +70,7 @@ pub struct ReloadSummary {
 }
 
 impl Reloader {
+    /// A reloader for the sockets in `slots`, which now serve `config`.
     pub(crate) fn new(
         config: Config,
         moat_home: PathBuf,
@@ -149,17 +151,16 @@ impl Reloader {
                 ));
             }
         }
-        for name in running.keys() {
-            let kept_by_address = self.inner.slots.iter().any(|(key, _)| {
-                !groups.contains_key(key)
-                    && running[name].config.listen
-                        == match key {
-                            ListenKey::Address(address) => *address,
-                            ListenKey::Fresh(_) => running[name].config.listen,
-                        }
-            });
-            if !served.contains(name) && !kept_by_address {
-                changes.push(format!("endpoint {name} removed"));
+        // An endpoint is gone when its address is served anew without it (an address left
+        // out of the configuration keeps its endpoints, reported above).
+        for (key, routes) in &self.inner.slots {
+            if !groups.contains_key(key) {
+                continue;
+            }
+            for endpoint in routes.load().endpoints() {
+                if !served.contains(&endpoint.config.name) {
+                    changes.push(format!("endpoint {} removed", endpoint.config.name));
+                }
             }
         }
 
