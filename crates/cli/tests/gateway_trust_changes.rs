@@ -492,8 +492,16 @@ fn a_revoked_client_cannot_resume_after_reload_and_others_still_resume() {
         assert!(outcome.unwrap().starts_with("HTTP/1.1 200"), "{mode:?}");
         assert_eq!(kind, Some(rustls::HandshakeKind::Resumed), "{mode:?}");
     }
-}
 
+    // A reload that changes nothing keeps the sessions: clients go on resuming.
+    moat.signal("HUP");
+    wait_for_count(&moat, "reload complete: nothing changed", 1);
+    for (mode, _, kept) in &pairs {
+        let (outcome, kind) = kept.get(port);
+        assert!(outcome.unwrap().starts_with("HTTP/1.1 200"), "{mode:?}");
+        assert_eq!(kind, Some(rustls::HandshakeKind::Resumed), "{mode:?}");
+    }
+}
 /// `moat http` with a CRL of CA A whose nextUpdate passed yesterday.
 fn start_with_stale_crl(setup: &Setup, extra: &[&str]) -> Moat {
     let path = setup.path();

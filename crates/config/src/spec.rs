@@ -127,6 +127,7 @@ impl Problems<'_> {
             FieldStyle::Flags => match key.strip_prefix("timeouts.") {
                 Some(timeout) => format!("--{}-timeout", timeout.replace('_', "-")),
                 None if key == "crls" => "--crl".to_string(),
+                None if key == "ca_hints" => "--no-ca-hints".to_string(),
                 None => format!("--{}", key.replace('_', "-")),
             },
         }

@@ -50,13 +50,7 @@ impl LoadedEndpoint {
         moat_home: &Path,
         previous: Option<&LoadedEndpoint>,
     ) -> Result<LoadedEndpoint, GatewayError> {
-        let file_digests = files_of(config)
-            .into_iter()
-            .map(|path| {
-                let digest = digest_file(&path);
-                (path, digest)
-            })
-            .collect();
+        let file_digests = digest_files(config);
         let tls = tls::endpoint_tls(
             config,
             moat_home,
@@ -82,6 +76,12 @@ impl LoadedEndpoint {
             issued: tls.issued,
             file_digests,
         })
+    }
+
+    /// True when `config` is this endpoint's configuration and none of its files changed since
+    /// it was loaded: a reload then keeps this load, and with it the TLS sessions made under it.
+    pub(crate) fn is_current(&self, config: &EndpointConfig) -> bool {
+        *self.config == *config && self.file_digests == digest_files(config)
     }
 
     /// Logs every CRL past its nextUpdate at `error`: the CA's revocations may be missing
@@ -117,6 +117,16 @@ pub(crate) fn files_of(config: &EndpointConfig) -> Vec<PathBuf> {
     files.extend(config.crls.iter().cloned());
     files.extend(config.upstream_ca.iter().cloned());
     files
+}
+
+fn digest_files(config: &EndpointConfig) -> BTreeMap<PathBuf, Option<u64>> {
+    files_of(config)
+        .into_iter()
+        .map(|path| {
+            let digest = digest_file(&path);
+            (path, digest)
+        })
+        .collect()
 }
 
 /// A digest of a file's bytes (not a security measure: it only tells "changed" apart from

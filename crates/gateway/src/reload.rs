@@ -6,7 +6,8 @@
 //! the trust) they started with until they close. Each load has its own rustls `ServerConfig`,
 //! and with it its own session cache and ticket keys: a session made under the old trust cannot
 //! be resumed under the new one, so a client whose CA was removed or whose certificate was
-//! revoked has to make a full handshake, and is refused.
+//! revoked has to make a full handshake, and is refused. An endpoint whose configuration and
+//! files are unchanged keeps its load, so its clients go on resuming.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -121,9 +122,17 @@ impl Reloader {
                 ));
                 continue;
             }
-            let previous = running.get(&endpoint.name).map(Arc::as_ref);
-            let loaded = LoadedEndpoint::load(endpoint, &self.inner.moat_home, previous)?;
-            groups.entry(key).or_default().push(Arc::new(loaded));
+            let previous = running.get(&endpoint.name);
+            let loaded = match previous {
+                // Unchanged endpoints keep their load, so their clients keep resuming.
+                Some(previous) if previous.is_current(endpoint) => Arc::clone(previous),
+                _ => Arc::new(LoadedEndpoint::load(
+                    endpoint,
+                    &self.inner.moat_home,
+                    previous.map(Arc::as_ref),
+                )?),
+            };
+            groups.entry(key).or_default().push(loaded);
             served.push(endpoint.name.clone());
         }
 

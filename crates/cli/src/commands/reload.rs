@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use moat_config::Config;
 use moat_gateway::Reloader;
+use tokio::signal::unix::{Signal, SignalKind};
 
 /// Builds the configuration again for a reload: re-reads `moat.toml`, or for `moat http|tls`
 /// validates the same flags again (the files they name are re-read by the reload).
@@ -18,15 +19,20 @@ pub type ConfigSource = Arc<dyn Fn() -> anyhow::Result<Config> + Send + Sync>;
 /// inotify watch on the old file, and a stat per file per second costs nothing next to TLS.
 const WATCH_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Reloads on every SIGHUP; runs until the process ends.
-pub async fn reload_on_sighup(reloader: Reloader, source: ConfigSource) {
-    let mut hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-        Ok(signal) => signal,
+/// Starts catching SIGHUP. Call it before telling anyone moat is ready: until then SIGHUP keeps
+/// its default action, which ends the process.
+pub fn catch_sighup() -> Option<Signal> {
+    match tokio::signal::unix::signal(SignalKind::hangup()) {
+        Ok(signal) => Some(signal),
         Err(error) => {
             tracing::error!(%error, "cannot listen for SIGHUP; reloading by signal is off");
-            return;
+            None
         }
-    };
+    }
+}
+
+/// Reloads on every SIGHUP caught by `hangups`; runs until the process ends.
+pub async fn reload_on_sighup(mut hangups: Signal, reloader: Reloader, source: ConfigSource) {
     while hangups.recv().await.is_some() {
         reload(&reloader, &source, "SIGHUP").await;
     }

@@ -218,6 +218,7 @@ fn serve(
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
         let gateway = Gateway::bind(&config, &options).await?;
+        let hangups = reload::catch_sighup();
         for endpoint in gateway.endpoints() {
             if let Some(ca) = &endpoint.local_ca {
                 println!(
@@ -239,10 +240,13 @@ fn serve(
             );
         }
         let reloader = gateway.reloader();
-        tokio::spawn(reload::reload_on_sighup(
-            reloader.clone(),
-            Arc::clone(&source),
-        ));
+        if let Some(hangups) = hangups {
+            tokio::spawn(reload::reload_on_sighup(
+                hangups,
+                reloader.clone(),
+                Arc::clone(&source),
+            ));
+        }
         if let Some(config_file) = watch {
             tokio::spawn(reload::reload_on_change(reloader, source, config_file));
         }
