@@ -1,5 +1,4 @@
-//! `moat tls --upstream-proxy-protocol 1|2`: the upstream learns who connected from a PROXY
-//! protocol header, parsed here with the `ppp` crate.
+//! `moat tls --upstream-proxy-protocol 1|2`: a PROXY header, parsed with `ppp`, names the client.
 
 mod gateway_support;
 

@@ -1,5 +1,4 @@
-//! Several endpoints on one listen address, told apart by SNI, each with its own server
-//! certificate, CAs and upstream; and `--no-ca-hints`.
+//! Endpoints sharing one address, told apart by SNI (certificate, CAs, upstream); CA hints.
 
 mod gateway_support;
 

@@ -1,5 +1,4 @@
-//! Trust that changes while moat runs: reload (SIGHUP and `--watch`) under load, a broken file
-//! on reload, resumption after revocation, and CRLs past their nextUpdate.
+//! Trust that changes while moat runs: reloads under load, resumption, stale CRLs.
 
 mod gateway_support;
 
@@ -563,6 +562,17 @@ fn crl_expired_refuse_refuses_the_clients_of_that_ca_with_unknown_ca() {
     // CA B has no stale CRL, so its clients pass.
     assert!(
         get_as(setup.path(), port, "bob")
+            .unwrap()
+            .starts_with("HTTP/1.1 200")
+    );
+
+    // A fresh CRL and a SIGHUP (moat http re-reads the files its flags name) let them back in.
+    replace(&setup.path().join("stale.crl"), setup.ca_a.crl(&[]).0);
+    moat.signal("HUP");
+    let log = moat.wait_for_log("reload complete");
+    assert!(log.contains("stale.crl changed"), "{log}");
+    assert!(
+        get_as(setup.path(), port, "alice")
             .unwrap()
             .starts_with("HTTP/1.1 200")
     );

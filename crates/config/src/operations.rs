@@ -1,5 +1,4 @@
-//! Validation of the operating keys: shared listen addresses (SNI routing), CA hints, expired
-//! CRLs and the upstream PROXY protocol header.
+//! Validation of the operating keys: shared addresses, CA hints, stale CRLs, PROXY protocol.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -1,5 +1,4 @@
-//! The operating keys: endpoints sharing a listen address, `default`, `ca_hints`,
-//! `crl_expired` and `upstream_proxy_protocol`.
+//! The operating keys: shared addresses, `default`, `ca_hints`, `crl_expired`, PROXY protocol.
 
 use moat_config::{Config, ConfigError, CrlExpiredPolicy, ProxyProtocolVersion};
 

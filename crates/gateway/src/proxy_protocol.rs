@@ -1,5 +1,6 @@
-//! The PROXY protocol header (HAProxy's spec) that tells a TCP upstream who connected: v1 text
-//! with the addresses, v2 binary with the addresses plus the TLS facts as TLVs.
+//! The PROXY protocol header (HAProxy's spec) that tells a TCP upstream who connected.
+//!
+//! v1 is text with the addresses; v2 is binary with the addresses plus the TLS facts as TLVs.
 
 use moat_config::ProxyProtocolVersion;
 use ppp::v2::{Builder, Command, Protocol, Type, Version, WriteToHeader as _};

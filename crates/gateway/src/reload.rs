@@ -1,6 +1,7 @@
-//! Reloading certificates, CA bundles, CRLs and the configuration while serving: everything is
-//! loaded first, and only when all of it loads are the endpoints swapped in, so a bad file
-//! leaves the running setup untouched.
+//! Reloading certificates, CA bundles, CRLs and the configuration while serving.
+//!
+//! Everything is loaded first, and only when all of it loads are the endpoints swapped in, so
+//! a bad file leaves the running setup untouched.
 //!
 //! New handshakes use the new endpoints; connections already accepted keep the endpoint (and so
 //! the trust) they started with until they close. Each load has its own rustls `ServerConfig`,

@@ -1,5 +1,6 @@
-//! Several endpoints on one listen address: the ClientHello's SNI picks the endpoint, and so its
-//! server certificate, its CAs and its upstream.
+//! SNI routing: on a listen address shared by several endpoints, the ClientHello picks one.
+//!
+//! The chosen endpoint brings its server certificate, its CAs and its upstream.
 //!
 //! rustls chooses the client-certificate verifier per `ServerConfig`, not per certificate, so
 //! the ClientHello is read with rustls's [`Acceptor`] first and the chosen endpoint's

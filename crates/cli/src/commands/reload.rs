@@ -1,5 +1,4 @@
-//! Reload triggers of a running gateway: SIGHUP, and with `moat start --watch` any change to
-//! the configuration file or a file it names.
+//! Reload triggers: SIGHUP, and with `moat start --watch` a change to any file moat reads.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
