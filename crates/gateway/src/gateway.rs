@@ -186,6 +186,10 @@ fn log_endpoint_ready(endpoint: &EndpointConfig, local_addr: SocketAddr) {
         ca_files = endpoint.mutual_tls_cas.len(),
         crl_files = endpoint.crls.len(),
         tls_min_version = ?endpoint.tls_min_version,
+        sni_default = endpoint.default,
+        ca_hints = endpoint.ca_hints,
+        crl_expired = ?endpoint.crl_expired,
+        upstream_proxy_protocol = ?endpoint.upstream_proxy_protocol,
         "endpoint ready"
     );
     if endpoint.mutual_tls_cas.is_empty() {
