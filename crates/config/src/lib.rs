@@ -24,6 +24,10 @@
 //! client_auth = "require-and-verify" # or "request" (http only: no certificate -> 403)
 //! tls_min_version = "1.2"           # or "1.3"
 //! # terminate_at = "edge"           # tls endpoints only: "edge" or "agent"
+//! default = false                   # on a shared listen address: takes clients without SNI
+//! ca_hints = true                   # false: no CA names in the CertificateRequest
+//! crl_expired = "warn"              # or "refuse": a CRL past nextUpdate refuses its CA's clients
+//! # upstream_proxy_protocol = 2     # tls endpoints only: PROXY protocol header, 1 or 2
 //!
 //! [endpoints.timeouts]              # units ms, s, m, h; these are the defaults
 //! request_header = "10s"            # TLS handshake and request headers
@@ -36,14 +40,15 @@ mod duration;
 mod error;
 mod file;
 mod model;
+mod operations;
 mod spec;
 mod upstream;
 
 pub use duration::parse_duration;
 pub use error::{ConfigError, FieldError};
 pub use model::{
-    ClientAuthMode, Config, EndpointConfig, EndpointKind, TelemetryConfig, TerminateAt, Timeouts,
-    TlsVersion, Upstream, UpstreamScheme,
+    ClientAuthMode, Config, CrlExpiredPolicy, EndpointConfig, EndpointKind, ProxyProtocolVersion,
+    TelemetryConfig, TerminateAt, Timeouts, TlsVersion, Upstream, UpstreamScheme,
 };
 pub use spec::{DEFAULT_DOMAIN, DEFAULT_LISTEN, EndpointSpec, FieldStyle, TimeoutsSpec};
 pub use upstream::parse_upstream;

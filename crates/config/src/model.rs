@@ -57,6 +57,34 @@ pub struct EndpointConfig {
     pub terminate_at: TerminateAt,
     /// Limits on slow clients and slow upstreams.
     pub timeouts: Timeouts,
+    /// On a listen address shared by several endpoints, this one takes clients that send no
+    /// SNI (others are refused with unrecognized_name).
+    pub default: bool,
+    /// Whether the CertificateRequest names the accepted CAs; large bundles overflow it.
+    pub ca_hints: bool,
+    /// What happens to clients of a CA whose CRL is past its nextUpdate.
+    pub crl_expired: CrlExpiredPolicy,
+    /// The PROXY protocol header sent at the start of each upstream connection, if any.
+    pub upstream_proxy_protocol: Option<ProxyProtocolVersion>,
+}
+
+/// The answer to a CRL that is past its nextUpdate (its issuer stopped vouching for it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CrlExpiredPolicy {
+    /// Log loudly and keep checking clients against the stale CRL.
+    #[default]
+    Warn,
+    /// Refuse every client of the CA (alert unknown_ca) until a fresh CRL is loaded.
+    Refuse,
+}
+
+/// The PROXY protocol version (HAProxy's spec) that tells an upstream who connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyProtocolVersion {
+    /// The text header: addresses only.
+    V1,
+    /// The binary header: addresses plus TLS facts (version, SNI, client CN) as TLVs.
+    V2,
 }
 
 /// What an endpoint does with a connection once the client is let in.

@@ -59,6 +59,15 @@ pub struct EndpointSpec {
     /// Time limits; each missing one keeps its default.
     #[serde(default)]
     pub timeouts: TimeoutsSpec,
+    /// Takes clients without SNI on a listen address shared by several endpoints.
+    pub default: Option<bool>,
+    /// `false` leaves the CA names out of the CertificateRequest.
+    pub ca_hints: Option<bool>,
+    /// `"warn"` (default) or `"refuse"`.
+    pub crl_expired: Option<String>,
+    /// `1` or `2`: a PROXY protocol header to the upstream (tls endpoints).
+    #[serde(default, deserialize_with = "string_or_number")]
+    pub upstream_proxy_protocol: Option<String>,
 }
 
 /// The `[endpoints.timeouts]` table: durations such as `"10s"`.
@@ -105,10 +114,10 @@ pub enum FieldStyle {
 }
 
 /// Collects problems while one endpoint is validated, naming fields in the chosen style.
-struct Problems<'a> {
-    style: FieldStyle,
-    index: usize,
-    list: &'a mut Vec<FieldError>,
+pub(crate) struct Problems<'a> {
+    pub(crate) style: FieldStyle,
+    pub(crate) index: usize,
+    pub(crate) list: &'a mut Vec<FieldError>,
 }
 
 impl Problems<'_> {
@@ -118,12 +127,13 @@ impl Problems<'_> {
             FieldStyle::Flags => match key.strip_prefix("timeouts.") {
                 Some(timeout) => format!("--{}-timeout", timeout.replace('_', "-")),
                 None if key == "crls" => "--crl".to_string(),
+                None if key == "ca_hints" => "--no-ca-hints".to_string(),
                 None => format!("--{}", key.replace('_', "-")),
             },
         }
     }
 
-    fn push(&mut self, key: &str, message: impl Into<String>) {
+    pub(crate) fn push(&mut self, key: &str, message: impl Into<String>) {
         let path = self.field(key);
         self.list.push(FieldError {
             path,
@@ -165,7 +175,7 @@ pub(crate) fn validate_indexed(
 ) -> Result<Config, ConfigError> {
     let mut endpoints = Vec::new();
     let mut seen_names: HashMap<String, usize> = HashMap::new();
-    let mut seen_listens: HashMap<SocketAddr, usize> = HashMap::new();
+    let mut indices = Vec::new();
     for (index, spec) in specs {
         let mut endpoint_problems = Problems {
             style,
@@ -173,6 +183,7 @@ pub(crate) fn validate_indexed(
             list: &mut problems,
         };
         if let Some(endpoint) = validate_endpoint(spec, base_dir, &mut endpoint_problems) {
+            indices.push(index);
             if let Some(first) = seen_names.insert(endpoint.name.clone(), index) {
                 endpoint_problems.push(
                     "name",
@@ -182,20 +193,10 @@ pub(crate) fn validate_indexed(
                     ),
                 );
             }
-            if endpoint.listen.port() != 0
-                && let Some(first) = seen_listens.insert(endpoint.listen, index)
-            {
-                endpoint_problems.push(
-                    "listen",
-                    format!(
-                        "{} is already the address of endpoints[{first}]; give each endpoint its own port",
-                        endpoint.listen
-                    ),
-                );
-            }
             endpoints.push(endpoint);
         }
     }
+    crate::operations::check_shared_addresses(&endpoints, &indices, style, &mut problems);
     if problems.is_empty() && endpoints.is_empty() {
         problems.push(FieldError {
             path: "endpoints".to_string(),
@@ -240,6 +241,8 @@ fn validate_endpoint(
             None
         }
     };
+
+    let operations = crate::operations::validate(&spec, kind, problems);
 
     let name = match spec.name {
         Some(name) if valid_name(&name) => Some(name),
@@ -443,6 +446,10 @@ fn validate_endpoint(
         tls_min_version: tls_min_version?,
         terminate_at: terminate_at?,
         timeouts: timeouts?,
+        default: spec.default.unwrap_or(false),
+        ca_hints: spec.ca_hints.unwrap_or(true),
+        crl_expired: operations?.crl_expired,
+        upstream_proxy_protocol: operations?.upstream_proxy_protocol,
     })
 }
 

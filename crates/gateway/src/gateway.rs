@@ -7,22 +7,26 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use moat_config::{Config, EndpointConfig, EndpointKind};
 use moat_trust::{ClientIdentity, RefusalReason};
+use rustls_pki_types::UnixTime;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tokio_rustls::TlsAcceptor;
+use tokio_rustls::StartHandshake;
 use tracing::Instrument as _;
 
 use crate::connection::ConnectionInfo;
+use crate::endpoint::{Handler, LoadedEndpoint};
 use crate::error::GatewayError;
-use crate::http_proxy::HttpProxy;
-use crate::tcp_forward::{ForwardEnd, TcpForwarder};
+use crate::proxy_protocol;
+use crate::reload::{ListenKey, Reloader};
+use crate::sni::{self, ClientHelloError, NoRoute, Routes};
+use crate::tcp_forward::ForwardEnd;
 use crate::telemetry::expiry;
 use crate::telemetry::presented::capture_presented;
 use crate::telemetry::{HandshakeRefusal, Telemetry};
-use crate::tls;
 
 /// How long in-flight connections may take to finish after shutdown begins; whatever is still
 /// open then is closed, so a stuck client cannot keep moat from exiting.
@@ -55,103 +59,102 @@ pub struct BoundEndpoint {
 
 /// Every endpoint bound and ready to serve.
 pub struct Gateway {
-    endpoints: Vec<ListeningEndpoint>,
+    listeners: Vec<Listener>,
+    bound: Vec<BoundEndpoint>,
+    reloader: Reloader,
     telemetry: Telemetry,
 }
 
-/// One endpoint's socket, TLS setup and connection handler.
-struct ListeningEndpoint {
-    config: Arc<EndpointConfig>,
+/// One listening socket and the endpoints served on it (several when they share the address
+/// and SNI tells them apart); a reload swaps the endpoints, never the socket.
+struct Listener {
     listener: TcpListener,
     local_addr: SocketAddr,
-    acceptor: TlsAcceptor,
-    handler: Handler,
-    local_ca: Option<PathBuf>,
+    routes: Arc<ArcSwap<Routes>>,
     telemetry: Telemetry,
-}
-
-/// What happens to a connection after its handshake.
-#[derive(Clone)]
-enum Handler {
-    Http(Arc<HttpProxy>),
-    Tcp(Arc<TcpForwarder>),
 }
 
 impl Gateway {
     /// Loads every endpoint's certificates, CAs and CRLs and binds its listener (port 0 picks a
-    /// free port). Any error is a startup error naming the file and the fix; on error nothing
-    /// stays bound.
+    /// free port); endpoints with the same listen address share one socket. Any error is a
+    /// startup error naming the file and the fix; on error nothing stays bound.
     pub async fn bind(config: &Config, options: &GatewayOptions) -> Result<Gateway, GatewayError> {
-        let mut endpoints = Vec::with_capacity(config.endpoints.len());
+        let mut groups: Vec<(ListenKey, Vec<Arc<LoadedEndpoint>>)> = Vec::new();
         let telemetry = options.telemetry.clone();
         let mut certificates = Vec::new();
         for endpoint in &config.endpoints {
-            let tls = tls::endpoint_tls(endpoint, &options.moat_home)?;
+            let loaded = Arc::new(LoadedEndpoint::load(
+                endpoint,
+                &options.moat_home,
+                None,
+                &telemetry,
+            )?);
             certificates.extend(expiry::certificates_in_use(
                 endpoint,
-                tls.issued_leaf.as_ref(),
+                loaded.issued_leaf.as_ref(),
             ));
-            telemetry.metrics().register_endpoint(&endpoint.name);
-            let handler = match endpoint.kind {
-                EndpointKind::Http => Handler::Http(Arc::new(
-                    HttpProxy::new(endpoint)
-                        .map_err(|source| GatewayError::Proxy {
-                            endpoint: endpoint.name.clone(),
-                            source: Box::new(source),
-                        })?
-                        .with_telemetry(telemetry.clone()),
-                )),
-                EndpointKind::Tls => Handler::Tcp(Arc::new(TcpForwarder::new(endpoint))),
-            };
+            loaded.log_stale_crls(UnixTime::now());
+            let key = ListenKey::of(endpoint);
+            match groups.iter_mut().find(|(group, _)| *group == key) {
+                Some((_, members)) => members.push(loaded),
+                None => groups.push((key, vec![loaded])),
+            }
+        }
+        let mut listeners = Vec::with_capacity(groups.len());
+        let mut slots = Vec::with_capacity(groups.len());
+        let mut bound = Vec::with_capacity(config.endpoints.len());
+        for (key, members) in groups {
+            let first = &members[0].config;
             let bind_error = |source| GatewayError::Bind {
-                endpoint: endpoint.name.clone(),
-                address: endpoint.listen,
+                endpoint: first.name.clone(),
+                address: first.listen,
                 source,
             };
-            let listener = TcpListener::bind(endpoint.listen)
-                .await
-                .map_err(bind_error)?;
+            let listener = TcpListener::bind(first.listen).await.map_err(bind_error)?;
             let local_addr = listener.local_addr().map_err(bind_error)?;
-            log_endpoint_ready(endpoint, local_addr);
-            endpoints.push(ListeningEndpoint {
-                config: Arc::new(endpoint.clone()),
+            for member in &members {
+                log_endpoint_ready(&member.config, local_addr);
+                bound.push(bound_endpoint(member, local_addr));
+            }
+            let routes = Arc::new(ArcSwap::from_pointee(Routes::new(members)));
+            slots.push((key, Arc::clone(&routes)));
+            listeners.push(Listener {
                 listener,
                 local_addr,
-                acceptor: TlsAcceptor::from(tls.config),
-                handler,
-                local_ca: tls.local_ca,
+                routes,
                 telemetry: telemetry.clone(),
             });
         }
         telemetry.track_certificates(&certificates);
+        // Report in configuration order, whatever the grouping.
+        bound.sort_by_key(|endpoint| {
+            config
+                .endpoints
+                .iter()
+                .position(|configured| configured.name == endpoint.name)
+        });
+        let reloader = Reloader::new(
+            config.clone(),
+            options.moat_home.clone(),
+            slots,
+            telemetry.clone(),
+        );
         Ok(Gateway {
-            endpoints,
+            listeners,
+            bound,
+            reloader,
             telemetry,
         })
     }
 
     /// The bound endpoints, in configuration order.
     pub fn endpoints(&self) -> Vec<BoundEndpoint> {
-        self.endpoints
-            .iter()
-            .map(|endpoint| {
-                let scheme = match endpoint.config.kind {
-                    EndpointKind::Http => "https",
-                    EndpointKind::Tls => "tls",
-                };
-                BoundEndpoint {
-                    name: endpoint.config.name.clone(),
-                    kind: endpoint.config.kind,
-                    local_addr: endpoint.local_addr,
-                    url: format!(
-                        "{scheme}://{}:{}",
-                        endpoint.config.domain,
-                        endpoint.local_addr.port()
-                    ),
-                    local_ca: endpoint.local_ca.clone(),
-                }
-            })
-            .collect()
+        self.bound.clone()
+    }
+
+    /// The handle that swaps in new certificates, trust and configuration while serving.
+    pub fn reloader(&self) -> Reloader {
+        self.reloader.clone()
     }
 
     /// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests and
@@ -164,17 +167,35 @@ impl Gateway {
         // before shutdown) still see the flag, and only one value is ever sent.
         let (stop, stopping) = watch::channel(false);
         let mut loops = JoinSet::new();
-        for endpoint in self.endpoints {
-            loops.spawn(accept_loop(endpoint, stopping.clone()));
+        for listener in self.listeners {
+            loops.spawn(accept_loop(listener, stopping.clone()));
         }
         self.telemetry.set_ready(true);
+        let stale_crl_timer = tokio::spawn(self.reloader.clone().report_stale_crls_hourly());
         shutdown.await;
         self.telemetry.set_ready(false);
         tracing::info!("shutting down: no new connections; letting in-flight ones finish");
+        stale_crl_timer.abort();
         let _ = stop.send(true);
         while loops.join_next().await.is_some() {}
         tracing::info!("shutdown complete");
         Ok(())
+    }
+}
+
+/// What the user is told about one endpoint at startup.
+fn bound_endpoint(endpoint: &LoadedEndpoint, local_addr: SocketAddr) -> BoundEndpoint {
+    let config = &endpoint.config;
+    let scheme = match config.kind {
+        EndpointKind::Http => "https",
+        EndpointKind::Tls => "tls",
+    };
+    BoundEndpoint {
+        name: config.name.clone(),
+        kind: config.kind,
+        local_addr,
+        url: format!("{scheme}://{}:{}", config.domain, local_addr.port()),
+        local_ca: endpoint.local_ca.clone(),
     }
 }
 
@@ -193,6 +214,10 @@ fn log_endpoint_ready(endpoint: &EndpointConfig, local_addr: SocketAddr) {
         ca_files = endpoint.mutual_tls_cas.len(),
         crl_files = endpoint.crls.len(),
         tls_min_version = ?endpoint.tls_min_version,
+        sni_default = endpoint.default,
+        ca_hints = endpoint.ca_hints,
+        crl_expired = ?endpoint.crl_expired,
+        upstream_proxy_protocol = ?endpoint.upstream_proxy_protocol,
         "endpoint ready"
     );
     if endpoint.mutual_tls_cas.is_empty() {
@@ -212,32 +237,37 @@ fn log_endpoint_ready(endpoint: &EndpointConfig, local_addr: SocketAddr) {
     }
 }
 
-/// Accepts connections of one endpoint until shutdown, then drains them.
-async fn accept_loop(endpoint: ListeningEndpoint, stopping: watch::Receiver<bool>) {
+/// Accepts connections on one address until shutdown, then drains them.
+async fn accept_loop(listener: Listener, stopping: watch::Receiver<bool>) {
     let mut connections = JoinSet::new();
     let stop_signal = stopped(stopping.clone());
     tokio::pin!(stop_signal);
-    let name = endpoint.config.name.clone();
+    let address = listener.local_addr;
     loop {
         tokio::select! {
-            accepted = endpoint.listener.accept() => match accepted {
+            accepted = listener.listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    let span = tracing::info_span!("connection", endpoint = %name, peer = %peer);
-                    let connection = handle_connection(
+                    let routes = listener.routes.load_full();
+                    // With one endpoint on the address its name is known before the ClientHello;
+                    // otherwise it is recorded once the SNI has picked it.
+                    let span = match routes.endpoints() {
+                        [only] => tracing::info_span!("connection", endpoint = %only.config.name, peer = %peer),
+                        _ => tracing::info_span!("connection", endpoint = tracing::field::Empty, peer = %peer),
+                    };
+                    let connection =
+                        handle_connection(
                         stream,
                         peer,
-                        endpoint.local_addr,
-                        Arc::clone(&endpoint.config),
-                        endpoint.acceptor.clone(),
-                        endpoint.handler.clone(),
-                        endpoint.telemetry.clone(),
+                        address,
+                        routes,
+                        listener.telemetry.clone(),
                         stopping.clone(),
                     );
                     connections.spawn(connection.instrument(span));
                 }
                 Err(error) => {
                     // Usually out of file descriptors; pausing lets connections close.
-                    tracing::error!(endpoint = %name, %error, "cannot accept a connection");
+                    tracing::error!(listen = %address, %error, "cannot accept a connection");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },
@@ -245,10 +275,10 @@ async fn accept_loop(endpoint: ListeningEndpoint, stopping: watch::Receiver<bool
             _ = &mut stop_signal => break,
         }
     }
-    drop(endpoint.listener);
+    drop(listener.listener);
     let open = connections.len();
     if open > 0 {
-        tracing::info!(endpoint = %name, open, "waiting for open connections to finish");
+        tracing::info!(listen = %address, open, "waiting for open connections to finish");
     }
     let drained = tokio::time::timeout(DRAIN_DEADLINE, async {
         while connections.join_next().await.is_some() {}
@@ -256,7 +286,7 @@ async fn accept_loop(endpoint: ListeningEndpoint, stopping: watch::Receiver<bool
     .await;
     if drained.is_err() {
         tracing::warn!(
-            endpoint = %name,
+            listen = %address,
             closed = connections.len(),
             "closing connections still open after the drain deadline"
         );
@@ -270,26 +300,104 @@ async fn stopped(mut stopping: watch::Receiver<bool>) {
     let _ = stopping.wait_for(|stop| *stop).await;
 }
 
-/// Runs the TLS handshake of one client (bounded by `timeouts.request_header`), then serves it.
-#[expect(
-    clippy::too_many_arguments,
-    reason = "each is a handle of the endpoint cloned for this connection; a struct would only rename them"
-)]
+/// Reads the ClientHello, picks the endpoint its SNI names, runs the TLS handshake (all bounded
+/// by `timeouts.request_header`), then serves the client.
 async fn handle_connection(
-    stream: TcpStream,
+    mut stream: TcpStream,
     peer_addr: SocketAddr,
     local_addr: SocketAddr,
-    config: Arc<EndpointConfig>,
-    acceptor: TlsAcceptor,
-    handler: Handler,
+    routes: Arc<Routes>,
     telemetry: Telemetry,
     stopping: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
     let started = Instant::now();
+    // Before the SNI is known the most patient endpoint of the address sets the limit.
+    let hello_timeout = routes
+        .endpoints()
+        .iter()
+        .map(|endpoint| endpoint.config.timeouts.request_header)
+        .max()
+        .unwrap_or(Duration::from_secs(10));
+    // Until the SNI picks an endpoint, refusals are counted under the names served here.
+    let unrouted = || {
+        routes
+            .endpoints()
+            .iter()
+            .map(|endpoint| endpoint.config.name.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let accepted =
+        match tokio::time::timeout(hello_timeout, sni::read_client_hello(&mut stream)).await {
+            Ok(Ok(accepted)) => accepted,
+            Ok(Err(ClientHelloError::Tls(error))) => {
+                tracing::warn!(reason = "tls_error", %error, "handshake refused");
+                telemetry.handshake_refused(&unrouted(), peer_addr, HandshakeRefusal::Other, None);
+                linger_after_alert(stream).await;
+                return;
+            }
+            Ok(Err(ClientHelloError::Io(error))) => {
+                tracing::info!(%error, "connection closed during the handshake");
+                let reason = HandshakeRefusal::ConnectionClosed;
+                telemetry.handshake_refused(&unrouted(), peer_addr, reason, None);
+                return;
+            }
+            Err(_) => {
+                tracing::warn!(
+                    reason = "handshake_timeout",
+                    timeout_ms = hello_timeout.as_millis() as u64,
+                    "handshake refused: the client did not finish the TLS handshake in time"
+                );
+                let reason = HandshakeRefusal::HandshakeTimeout;
+                telemetry.handshake_refused(&unrouted(), peer_addr, reason, None);
+                return;
+            }
+        };
+    let server_name = accepted.client_hello().server_name().map(str::to_string);
+    let endpoint = match routes.pick(server_name.as_deref()) {
+        Ok(endpoint) => Arc::clone(endpoint),
+        Err(no_route) => {
+            let served: Vec<&str> = routes
+                .endpoints()
+                .iter()
+                .map(|endpoint| endpoint.config.domain.as_str())
+                .collect();
+            match no_route {
+                NoRoute::UnknownName(name) => tracing::warn!(
+                    reason = "unrecognized_name",
+                    sni = %name,
+                    served = ?served,
+                    "handshake refused: no endpoint on this address serves the requested name"
+                ),
+                NoRoute::NoServerName => tracing::warn!(
+                    reason = "unrecognized_name",
+                    served = ?served,
+                    "handshake refused: the client sent no SNI and no endpoint on this address \
+                     is marked default = true"
+                ),
+            }
+            let reason = HandshakeRefusal::UnrecognizedName;
+            telemetry.handshake_refused(&unrouted(), peer_addr, reason, None);
+            sni::refuse_unrecognized_name(&mut stream).await;
+            linger_after_alert(stream).await;
+            return;
+        }
+    };
+    let config = Arc::clone(&endpoint.config);
+    if routes.endpoints().len() > 1 {
+        tracing::Span::current().record("endpoint", config.name.as_str());
+    }
+    let handler = endpoint.handler.clone();
+    let handshake_left = config
+        .timeouts
+        .request_header
+        .saturating_sub(started.elapsed());
     let handshake = tokio::time::timeout(
-        config.timeouts.request_header,
-        acceptor.accept(stream).into_fallible(),
+        handshake_left,
+        StartHandshake::from_parts(accepted, stream)
+            .into_stream(Arc::clone(&endpoint.tls))
+            .into_fallible(),
     );
     let (handshake, presented) = capture_presented(handshake).await;
     let tls = match handshake {
@@ -372,7 +480,11 @@ async fn handle_connection(
             );
         }
         Handler::Tcp(forwarder) => {
-            let outcome = forwarder.forward(tls).await;
+            let preamble = config
+                .upstream_proxy_protocol
+                .map(|version| proxy_protocol::header(version, &info))
+                .unwrap_or_default();
+            let outcome = forwarder.forward_with_preamble(tls, &preamble).await;
             let duration_ms = started.elapsed().as_millis() as u64;
             let (to_upstream, to_client) = (outcome.to_upstream, outcome.to_client);
             telemetry.forwarded_bytes(&config.name, to_upstream, to_client);

@@ -1,14 +1,20 @@
 //! Listeners, TLS termination with client-certificate enforcement, HTTP reverse proxy and TCP forwarding.
 //!
-//! [`Gateway::bind`] loads every endpoint of a [`moat_config::Config`] and opens its socket;
+//! [`Gateway::bind`] loads every endpoint of a [`moat_config::Config`] and opens its socket
+//! (endpoints with the same listen address share one, and the SNI picks among them);
 //! [`Gateway::serve`] accepts TLS connections and hands each to the endpoint's
-//! [`http_proxy::HttpProxy`] or [`tcp_forward::TcpForwarder`] until shutdown.
+//! [`http_proxy::HttpProxy`] or [`tcp_forward::TcpForwarder`] until shutdown; a [`Reloader`]
+//! swaps in new certificates, trust and configuration meanwhile.
 
 pub mod connection;
+mod endpoint;
 mod error;
 mod gateway;
 pub mod http_proxy;
 mod local_ca;
+pub mod proxy_protocol;
+mod reload;
+mod sni;
 pub mod tcp_forward;
 pub mod telemetry;
 mod tls;
@@ -16,3 +22,4 @@ mod tls;
 pub use error::GatewayError;
 pub use gateway::{BoundEndpoint, DRAIN_DEADLINE, Gateway, GatewayOptions};
 pub use local_ca::local_ca_dir;
+pub use reload::{ReloadSummary, Reloader};

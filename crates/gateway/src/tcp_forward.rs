@@ -64,17 +64,26 @@ impl TcpForwarder {
     /// Connects to the upstream and copies bytes both ways until both directions are closed;
     /// an end of stream on one side is passed on as a half-close (TCP FIN or TLS close_notify)
     /// so request/response protocols that signal "done" by closing keep working.
-    pub async fn forward<IO>(&self, mut client: IO) -> ForwardOutcome
+    pub async fn forward<IO>(&self, client: IO) -> ForwardOutcome
+    where
+        IO: AsyncRead + AsyncWrite + Unpin,
+    {
+        self.forward_with_preamble(client, &[]).await
+    }
+
+    /// Like [`TcpForwarder::forward`], first sending `preamble` (a PROXY protocol header) to the
+    /// upstream so that it learns who connected before any of the client's bytes.
+    pub async fn forward_with_preamble<IO>(&self, mut client: IO, preamble: &[u8]) -> ForwardOutcome
     where
         IO: AsyncRead + AsyncWrite + Unpin,
     {
         let connect =
             tokio::time::timeout(self.connect_timeout, TcpStream::connect(&self.upstream));
-        let upstream = match connect.await {
+        let mut upstream = match connect.await {
             Ok(Ok(stream)) => stream,
             Ok(Err(error)) => {
                 tracing::warn!(upstream = %self.upstream, %error, "cannot connect to the upstream");
-                let _ = client.shutdown().await;
+                close_unread(&mut client).await;
                 return ForwardOutcome::unreachable();
             }
             Err(_) => {
@@ -83,11 +92,22 @@ impl TcpForwarder {
                     timeout_ms = self.connect_timeout.as_millis() as u64,
                     "the upstream did not accept the connection in time"
                 );
-                let _ = client.shutdown().await;
+                close_unread(&mut client).await;
                 return ForwardOutcome::unreachable();
             }
         };
         let _ = upstream.set_nodelay(true);
+        if !preamble.is_empty()
+            && let Err(error) = upstream.write_all(preamble).await
+        {
+            tracing::warn!(upstream = %self.upstream, %error, "cannot send the PROXY protocol header to the upstream");
+            let _ = client.shutdown().await;
+            return ForwardOutcome {
+                to_upstream: 0,
+                to_client: 0,
+                end: ForwardEnd::Failed(error.to_string()),
+            };
+        }
 
         let started = Instant::now();
         let last_activity = Arc::new(AtomicU64::new(0));
@@ -120,6 +140,23 @@ impl TcpForwarder {
             end,
         }
     }
+}
+
+/// Closes a client connection that will never be forwarded: close_notify and FIN, then what the
+/// client already sent is read and dropped for a moment. Closing with unread bytes makes the
+/// kernel send RST, and a client that gets RST reports "broken pipe" instead of a clean close.
+async fn close_unread<IO: AsyncRead + AsyncWrite + Unpin>(client: &mut IO) {
+    use tokio::io::AsyncReadExt as _;
+    let _ = client.shutdown().await;
+    let mut discard = [0u8; 4096];
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        while let Ok(read) = client.read(&mut discard).await {
+            if read == 0 {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 impl ForwardOutcome {

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use moat_config::{ClientAuthMode, EndpointConfig, EndpointKind, TlsVersion};
+use moat_config::{ClientAuthMode, CrlExpiredPolicy, EndpointConfig, EndpointKind, TlsVersion};
 use moat_trust::{CaBundle, ClientVerifier, RevocationLists};
 use rustls::ServerConfig;
 use rustls::server::danger::ClientCertVerifier;
@@ -17,25 +17,52 @@ use crate::telemetry::presented::RecordingVerifier;
 
 /// An endpoint's TLS setup, plus where its certificate came from.
 pub(crate) struct EndpointTls {
-    /// Shared by every connection of the endpoint.
+    /// Shared by every connection of the endpoint; a new one (with its own session cache and
+    /// ticket keys) per load, so sessions never outlive the trust they were made under.
     pub config: Arc<ServerConfig>,
     /// The local CA certificate clients must trust, when moat issued the server certificate.
     pub local_ca: Option<PathBuf>,
     /// The server certificate moat's local CA issued, whose expiry is tracked like a file's.
     pub issued_leaf: Option<CertificateDer<'static>>,
+    /// The loaded CRLs, to report stale ones.
+    pub crls: RevocationLists,
+    /// The certificate and key issued by the local CA, kept so a reload reuses them rather
+    /// than issuing a new certificate each time.
+    pub issued: Option<IssuedCredentials>,
+}
+
+/// A server certificate chain and key that moat's local CA issued for a domain.
+pub(crate) struct IssuedCredentials {
+    domain: String,
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    ca_path: PathBuf,
 }
 
 /// Builds the server configuration of `endpoint`, loading its certificate (or issuing one from
-/// the local CA under `moat_home`) and its trust files.
+/// the local CA under `moat_home`, or reusing `previous` when it was issued for the same domain)
+/// and its trust files.
 pub(crate) fn endpoint_tls(
     endpoint: &EndpointConfig,
     moat_home: &Path,
+    previous: Option<&IssuedCredentials>,
 ) -> Result<EndpointTls, GatewayError> {
-    let (chain, key, local_ca) = match (&endpoint.crt, &endpoint.key) {
-        (Some(crt), Some(key)) => (read_chain(crt)?, read_key(key)?, None),
+    let (chain, key, local_ca) = match (&endpoint.crt, &endpoint.key, previous) {
+        (Some(crt), Some(key), _) => (read_chain(crt)?, read_key(key)?, None),
+        (_, _, Some(issued)) if issued.domain == endpoint.domain => (
+            issued.chain.clone(),
+            issued.key.clone_key(),
+            Some(issued.ca_path.clone()),
+        ),
         _ => issue_from_local_ca(endpoint, moat_home)?,
     };
-    let verifier = client_verifier(endpoint)?;
+    let issued = local_ca.as_ref().map(|ca_path| IssuedCredentials {
+        domain: endpoint.domain.clone(),
+        chain: chain.clone(),
+        key: key.clone_key(),
+        ca_path: ca_path.clone(),
+    });
+    let (verifier, crls) = client_verifier(endpoint)?;
     let issued_leaf = local_ca.as_ref().and_then(|_| chain.first().cloned());
 
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -70,10 +97,19 @@ pub(crate) fn endpoint_tls(
     if endpoint.kind == EndpointKind::Http {
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     }
+    // Resumption by ticket as well as by session id (the default session cache); both are new
+    // with each ServerConfig, i.e. with each load of the trust files.
+    config.ticketer =
+        rustls::crypto::aws_lc_rs::Ticketer::new().map_err(|source| GatewayError::Tls {
+            endpoint: endpoint.name.clone(),
+            source: Box::new(source),
+        })?;
     Ok(EndpointTls {
         config: Arc::new(config),
         local_ca,
         issued_leaf,
+        crls,
+        issued,
     })
 }
 
@@ -81,9 +117,9 @@ pub(crate) fn endpoint_tls(
 /// of the endpoint's CAs; `None` when the endpoint trusts no CA and asks for no certificate.
 fn client_verifier(
     endpoint: &EndpointConfig,
-) -> Result<Option<Arc<dyn ClientCertVerifier>>, GatewayError> {
+) -> Result<(Option<Arc<dyn ClientCertVerifier>>, RevocationLists), GatewayError> {
     if endpoint.mutual_tls_cas.is_empty() {
-        return Ok(None);
+        return Ok((None, RevocationLists::default()));
     }
     let trust_error = |source| GatewayError::Trust {
         endpoint: endpoint.name.clone(),
@@ -95,6 +131,7 @@ fn client_verifier(
     } else {
         Some(RevocationLists::from_files(&endpoint.crls, &cas).map_err(trust_error)?)
     };
+    let loaded_crls = crls.clone().unwrap_or_default();
     let mut builder = ClientVerifier::builder(cas);
     if let Some(crls) = crls {
         builder = builder.with_crls(crls);
@@ -102,11 +139,17 @@ fn client_verifier(
     if endpoint.client_auth == ClientAuthMode::Request {
         builder = builder.allow_unauthenticated();
     }
+    if !endpoint.ca_hints {
+        builder = builder.without_ca_hints();
+    }
+    if endpoint.crl_expired == CrlExpiredPolicy::Refuse {
+        builder = builder.refuse_expired_crls();
+    }
     // The recording wrapper lets the handshake's audit event name a refused certificate.
     let verifier: Arc<dyn ClientCertVerifier> = Arc::new(RecordingVerifier::new(
         builder.build().map_err(trust_error)?,
     ));
-    Ok(Some(verifier))
+    Ok((Some(verifier), loaded_crls))
 }
 
 type ServerCredentials = (

@@ -6,10 +6,11 @@ use std::sync::Arc;
 
 use rustls::RootCertStore;
 use rustls::server::WebPkiClientVerifier;
-use rustls_pki_types::CertificateRevocationListDer;
 use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateRevocationListDer, UnixTime};
 use x509_parser::prelude::FromDer;
 use x509_parser::revocation_list::CertificateRevocationList;
+use x509_parser::time::ASN1Time;
 
 use crate::bundle::{CaCertificate, looks_like_der};
 use crate::x509::{SignatureFailure, rfc4514, split_spki, trim_serial, verify_signed};
@@ -26,6 +27,23 @@ pub(crate) struct LoadedCrl {
     pub(crate) issuer_subject: Vec<u8>,
     /// Revoked serial numbers, without sign padding.
     pub(crate) revoked: HashSet<Vec<u8>>,
+    /// The file it came from, for logs.
+    pub(crate) source: PathBuf,
+    /// The issuing CA, RFC 4514, for logs.
+    pub(crate) issuer_name: String,
+    /// nextUpdate as Unix seconds; `None` when the CRL has none (it never goes stale).
+    pub(crate) next_update: Option<i64>,
+}
+
+/// A CRL whose nextUpdate has passed: its CA no longer vouches for it being complete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaleCrl {
+    /// The CRL file.
+    pub path: PathBuf,
+    /// The issuing CA's subject (RFC 4514).
+    pub issuer: String,
+    /// When it should have been replaced (RFC 3339).
+    pub next_update: String,
 }
 
 /// The CRLs an endpoint checks client certificates against.
@@ -64,6 +82,37 @@ impl RevocationLists {
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = &LoadedCrl> {
         self.crls.iter()
+    }
+
+    /// The CRLs past their nextUpdate at `now`, to be logged loudly at load and periodically.
+    pub fn stale(&self, now: UnixTime) -> Vec<StaleCrl> {
+        let now = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+        self.crls
+            .iter()
+            .filter_map(|crl| {
+                let next_update = crl.next_update.filter(|next| *next < now)?;
+                Some(StaleCrl {
+                    path: crl.source.clone(),
+                    issuer: crl.issuer_name.clone(),
+                    next_update: ASN1Time::from_timestamp(next_update)
+                        .map(|time| time.to_string())
+                        .unwrap_or_else(|_| next_update.to_string()),
+                })
+            })
+            .collect()
+    }
+
+    /// The file of a CRL issued by `ca` that is past its nextUpdate at `now`, if any.
+    pub(crate) fn expired_for(&self, ca: &CaCertificate, now: UnixTime) -> Option<&Path> {
+        let now = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+        self.crls
+            .iter()
+            .find(|crl| {
+                crl.issuer_spki == ca.spki_der()
+                    && crl.issuer_subject == ca.subject_der()
+                    && crl.next_update.is_some_and(|next| next < now)
+            })
+            .map(|crl| crl.source.as_path())
     }
 
     /// True when a CRL issued by `ca` lists `raw_serial`.
@@ -198,6 +247,9 @@ fn load_one(
         .map(|entry| trim_serial(entry.raw_serial()).to_vec())
         .collect();
     Ok(LoadedCrl {
+        source: path.to_owned(),
+        next_update: parsed.next_update().map(|time| time.timestamp()),
+        issuer_name: issuer,
         issuer_spki: ca.spki_der().to_vec(),
         issuer_subject: ca.subject_der().to_vec(),
         revoked,

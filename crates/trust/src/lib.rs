@@ -16,7 +16,7 @@ mod verifier;
 mod x509;
 
 pub use bundle::{CaBundle, CaCertificate};
-pub use crl::RevocationLists;
+pub use crl::{RevocationLists, StaleCrl};
 pub use error::TrustError;
 pub use identity::{ClientIdentity, SubjectAltName};
 pub use refusal::RefusalReason;

@@ -33,6 +33,7 @@ pub struct ClientVerifier {
     crls: RevocationLists,
     algorithms: WebPkiSupportedAlgorithms,
     mandatory: bool,
+    refuse_expired_crls: bool,
 }
 
 /// Builds a [`ClientVerifier`]; the defaults are the strict ones (a certificate is required),
@@ -42,6 +43,8 @@ pub struct ClientVerifierBuilder {
     cas: CaBundle,
     crls: RevocationLists,
     allow_unauthenticated: bool,
+    ca_hints: bool,
+    refuse_expired_crls: bool,
 }
 
 impl ClientVerifier {
@@ -52,6 +55,8 @@ impl ClientVerifier {
             cas,
             crls: RevocationLists::default(),
             allow_unauthenticated: false,
+            ca_hints: true,
+            refuse_expired_crls: false,
         }
     }
 
@@ -129,6 +134,17 @@ impl ClientVerifier {
                 ),
             });
         };
+        if self.refuse_expired_crls
+            && let Some(stale) = self.crls.expired_for(ca, now)
+        {
+            return Err(Refusal::new(
+                RefusalReason::UnknownCa,
+                &format!(
+                    "the CRL of the issuing CA ({}) is past its nextUpdate and crl_expired = \"refuse\"; load a fresh CRL",
+                    stale.display()
+                ),
+            ));
+        }
         if self.crls.is_revoked(ca, cert.raw_serial()) {
             return Err(Refusal::new(
                 RefusalReason::Revoked,
@@ -186,8 +202,9 @@ impl ClientVerifierBuilder {
     ///
     /// A CA without a loaded CRL has no revocation information, so its certificates are not
     /// checked for revocation (the CRLs were already tied to configured CAs when loaded). Expired
-    /// CRLs (past nextUpdate) are still applied: refusing every client because a CRL was not
-    /// refreshed in time would turn a missed cron job into an outage.
+    /// CRLs (past nextUpdate) are still applied unless [`Self::refuse_expired_crls`] is chosen:
+    /// refusing every client because a CRL was not refreshed in time would turn a missed cron
+    /// job into an outage.
     pub fn with_crls(mut self, crls: RevocationLists) -> Self {
         self.crls = crls;
         self
@@ -198,6 +215,22 @@ impl ClientVerifierBuilder {
     /// certificate; a certificate that is presented is still verified and refused when invalid.
     pub fn allow_unauthenticated(mut self) -> Self {
         self.allow_unauthenticated = true;
+        self
+    }
+
+    /// Leaves the CA names out of the CertificateRequest. By default they are sent so that
+    /// clients holding several certificates pick the right one; a large bundle can make the
+    /// message too big for some clients, and naming the CAs tells anyone which ones are trusted.
+    pub fn without_ca_hints(mut self) -> Self {
+        self.ca_hints = false;
+        self
+    }
+
+    /// Refuses every client of a CA whose CRL is past its nextUpdate (alert `unknown_ca`, as
+    /// rustls and OpenSSL do when revocation status cannot be determined). Overrides the default
+    /// of applying a stale CRL as it is.
+    pub fn refuse_expired_crls(mut self) -> Self {
+        self.refuse_expired_crls = true;
         self
     }
 
@@ -224,6 +257,12 @@ impl ClientVerifierBuilder {
         if self.allow_unauthenticated {
             webpki = webpki.allow_unauthenticated();
         }
+        if !self.ca_hints {
+            webpki = webpki.clear_root_hint_subjects();
+        }
+        if self.refuse_expired_crls {
+            webpki = webpki.enforce_revocation_expiration();
+        }
         let webpki = webpki.build().map_err(|e| TrustError::Verifier {
             detail: e.to_string(),
         })?;
@@ -233,6 +272,7 @@ impl ClientVerifierBuilder {
             crls: self.crls,
             algorithms,
             mandatory: !self.allow_unauthenticated,
+            refuse_expired_crls: self.refuse_expired_crls,
         }))
     }
 }

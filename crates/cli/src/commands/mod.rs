@@ -5,4 +5,5 @@ pub mod demo;
 pub mod pki;
 pub mod pki_inspect;
 pub mod pki_p12;
+pub mod reload;
 pub mod serve;

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use moat_config::{Config, EndpointSpec, FieldStyle, TimeoutsSpec};
@@ -10,6 +11,8 @@ use moat_gateway::telemetry::Telemetry;
 use moat_gateway::telemetry::audit::{AuditLog, AuditTarget};
 use moat_gateway::telemetry::health::MetricsServer;
 use moat_gateway::{Gateway, GatewayOptions};
+
+use super::reload::{self, ConfigSource};
 
 /// Flags every serving command shares: logging, audit events and metrics.
 #[derive(Debug, clap::Args)]
@@ -65,6 +68,13 @@ pub struct EndpointArgs {
     /// Time allowed to connect to the upstream (default 5s).
     #[arg(long, value_name = "DURATION")]
     pub upstream_connect_timeout: Option<String>,
+    /// Leave the accepted CAs' names out of the CertificateRequest (large bundles overflow it).
+    #[arg(long)]
+    pub no_ca_hints: bool,
+    /// What a CRL past its nextUpdate does: warn (log loudly, keep serving) or refuse (refuse
+    /// every client of its CA with unknown_ca).
+    #[arg(long, value_name = "POLICY", value_parser = ["warn", "refuse"])]
+    pub crl_expired: Option<String>,
     #[command(flatten)]
     pub log: LogArgs,
 }
@@ -101,6 +111,10 @@ pub struct TlsArgs {
     /// edge/agent tunnel exists).
     #[arg(long, value_name = "WHERE", value_parser = ["edge", "agent"])]
     pub terminate_at: Option<String>,
+    /// Send a PROXY protocol header (version 1 or 2) at the start of each upstream connection;
+    /// v2 also carries the TLS version, the SNI and the client certificate's CN.
+    #[arg(long, value_name = "VERSION", value_parser = ["1", "2"])]
+    pub upstream_proxy_protocol: Option<String>,
 }
 
 /// Flags of `moat start`.
@@ -119,6 +133,10 @@ pub struct StartArgs {
     /// Run every endpoint in the file.
     #[arg(long)]
     pub all: bool,
+    /// Reload when the configuration file or any certificate, key, CA or CRL it names changes
+    /// (checked every second); SIGHUP reloads with or without it.
+    #[arg(long)]
+    pub watch: bool,
     #[command(flatten)]
     pub log: LogArgs,
 }
@@ -137,6 +155,8 @@ impl EndpointArgs {
             mutual_tls_cas: self.mutual_tls_cas,
             crls: self.crls,
             tls_min_version: self.tls_min_version,
+            ca_hints: self.no_ca_hints.then_some(false),
+            crl_expired: self.crl_expired,
             timeouts: TimeoutsSpec {
                 request_header: self.request_header_timeout,
                 idle: self.idle_timeout,
@@ -156,31 +176,51 @@ pub fn run_http(args: HttpArgs) -> anyhow::Result<()> {
     spec.upstream_ca = args.upstream_ca;
     spec.timeouts.upstream_response = args.upstream_response_timeout;
     let config = Config::from_specs(vec![spec], None, "moat http", FieldStyle::Flags)?;
-    serve(config, &log)
+    let source = same_config_source(&config);
+    serve(config, &log, source, None)
 }
 
 /// Runs `moat tls`.
 pub fn run_tls(args: TlsArgs) -> anyhow::Result<()> {
     let (mut spec, log) = args.endpoint.spec("tls", args.upstream);
     spec.terminate_at = args.terminate_at;
+    spec.upstream_proxy_protocol = args.upstream_proxy_protocol;
     let config = Config::from_specs(vec![spec], None, "moat tls", FieldStyle::Flags)?;
-    serve(config, &log)
+    let source = same_config_source(&config);
+    serve(config, &log, source, None)
 }
 
 /// Runs `moat start`.
 pub fn run_start(args: StartArgs) -> anyhow::Result<()> {
-    let config = Config::from_toml_file(&args.config)?;
-    let config = if args.all {
-        config
-    } else {
-        config.select(&args.names, &args.config.display().to_string())?
-    };
-    serve(config, &args.log)
+    let (path, names, all) = (args.config.clone(), args.names.clone(), args.all);
+    let source: ConfigSource = Arc::new(move || {
+        let config = Config::from_toml_file(&path)?;
+        Ok(if all {
+            config
+        } else {
+            config.select(&names, &path.display().to_string())?
+        })
+    });
+    let config = source()?;
+    let watch = args.watch.then(|| args.config.clone());
+    serve(config, &args.log, source, watch)
+}
+
+/// For `moat http|tls`: the flags cannot change, so a reload re-reads the files they name.
+fn same_config_source(config: &Config) -> ConfigSource {
+    let config = config.clone();
+    Arc::new(move || Ok(config.clone()))
 }
 
 /// Starts logging, the audit stream and the metrics listener, binds every endpoint, prints where
-/// each listens and serves until a signal.
-fn serve(config: Config, log: &LogArgs) -> anyhow::Result<()> {
+/// each listens, reloads on SIGHUP (and on file changes with `watch`, the configuration file) and
+/// serves until a signal.
+fn serve(
+    config: Config,
+    log: &LogArgs,
+    source: ConfigSource,
+    watch: Option<PathBuf>,
+) -> anyhow::Result<()> {
     init_logging(&log.log_format);
     let audit_log = match &log.audit_log {
         Some(path) if path.as_os_str() == "-" => None,
@@ -208,6 +248,7 @@ fn serve(config: Config, log: &LogArgs) -> anyhow::Result<()> {
             tokio::spawn(metrics.serve());
         }
         let gateway = Gateway::bind(&config, &options).await?;
+        let hangups = reload::catch_sighup();
         for endpoint in gateway.endpoints() {
             if let Some(ca) = &endpoint.local_ca {
                 println!(
@@ -227,6 +268,17 @@ fn serve(config: Config, log: &LogArgs) -> anyhow::Result<()> {
                 "moat: endpoint {} listening on {scheme}://{}",
                 endpoint.name, endpoint.local_addr
             );
+        }
+        let reloader = gateway.reloader();
+        if let Some(hangups) = hangups {
+            tokio::spawn(reload::reload_on_sighup(
+                hangups,
+                reloader.clone(),
+                Arc::clone(&source),
+            ));
+        }
+        if let Some(config_file) = watch {
+            tokio::spawn(reload::reload_on_change(reloader, source, config_file));
         }
         gateway.serve(shutdown).await?;
         anyhow::Ok(())

@@ -352,12 +352,38 @@ impl TestCa {
         (cert.pem(), key.serialize_pem())
     }
 
+    /// A server certificate for the DNS `names`; returns (certificate PEM, key PEM).
+    pub fn server_leaf_for(&self, names: &[&str], serial: u64) -> (String, String) {
+        let names: Vec<String> = names.iter().map(|name| name.to_string()).collect();
+        let mut params = CertificateParams::new(names.clone()).unwrap();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, &names[0]);
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.serial_number = Some(SerialNumber::from(serial.to_be_bytes().to_vec()));
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.use_authority_key_identifier_extension = true;
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
     /// A CRL revoking `serials`; returns (PEM, DER).
     pub fn crl(&self, serials: &[u64]) -> (String, Vec<u8>) {
         let now = time::OffsetDateTime::now_utc();
+        self.crl_until(serials, now + time::Duration::days(7))
+    }
+
+    /// A CRL revoking `serials` whose nextUpdate is `next_update` (in the past: a stale CRL).
+    pub fn crl_until(
+        &self,
+        serials: &[u64],
+        next_update: time::OffsetDateTime,
+    ) -> (String, Vec<u8>) {
+        let now = time::OffsetDateTime::now_utc();
         let params = CertificateRevocationListParams {
-            this_update: now - time::Duration::hours(1),
-            next_update: now + time::Duration::days(7),
+            this_update: next_update.min(now) - time::Duration::days(8),
+            next_update,
             crl_number: SerialNumber::from(1u64.to_be_bytes().to_vec()),
             issuing_distribution_point: None,
             revoked_certs: serials
@@ -403,6 +429,12 @@ pub struct ClientOptions<'a> {
 /// Connects to 127.0.0.1:`port` with an in-process rustls client, sends `options.send`
 /// (optionally half-closing with close_notify) and reads until the server closes.
 pub fn rustls_request(port: u16, options: &ClientOptions<'_>) -> ClientOutcome {
+    let config = client_config(options);
+    rustls_exchange(port, config, Some("localhost"), options).outcome
+}
+
+/// The rustls client configuration of [`rustls_request`]; reuse one to resume sessions.
+pub fn client_config(options: &ClientOptions<'_>) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(options.server_ca).unwrap() {
         roots.add(cert.unwrap()).unwrap();
@@ -428,10 +460,39 @@ pub fn rustls_request(port: u16, options: &ClientOptions<'_>) -> ClientOutcome {
         }
         None => builder.with_no_client_auth(),
     };
-    let connection =
-        rustls::ClientConnection::new(Arc::new(config), ServerName::try_from("localhost").unwrap())
-            .unwrap();
+    Arc::new(config)
+}
+
+/// What one connection of [`rustls_exchange`] saw.
+pub struct Exchange {
+    /// The response, or the TLS error (e.g. the alert received).
+    pub outcome: ClientOutcome,
+    /// Full or resumed, when the handshake finished.
+    pub handshake: Option<rustls::HandshakeKind>,
+    /// The client socket's own address (what a PROXY protocol header must name).
+    pub local_addr: SocketAddr,
+}
+
+/// Like [`rustls_request`] with a given client configuration and server name; `None` sends no
+/// SNI (the server certificate is then checked for "localhost").
+pub fn rustls_exchange(
+    port: u16,
+    config: Arc<rustls::ClientConfig>,
+    server_name: Option<&str>,
+    options: &ClientOptions<'_>,
+) -> Exchange {
+    let config = match server_name {
+        Some(_) => config,
+        None => {
+            let mut without_sni = (*config).clone();
+            without_sni.enable_sni = false;
+            Arc::new(without_sni)
+        }
+    };
+    let name = ServerName::try_from(server_name.unwrap_or("localhost").to_string()).unwrap();
+    let connection = rustls::ClientConnection::new(config, name).unwrap();
     let socket = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let local_addr = socket.local_addr().unwrap();
     socket
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
@@ -454,7 +515,8 @@ pub fn rustls_request(port: u16, options: &ClientOptions<'_>) -> ClientOutcome {
     }
     let mut received = Vec::new();
     let read = tls.read_to_end(&mut received);
-    match (read, written) {
+    let handshake = tls.conn.handshake_kind();
+    let outcome = match (read, written) {
         (Ok(_), _) => Ok(String::from_utf8_lossy(&received).into_owned()),
         // A server that closes without close_notify after answering still answered.
         (Err(error), _)
@@ -467,6 +529,15 @@ pub fn rustls_request(port: u16, options: &ClientOptions<'_>) -> ClientOutcome {
             alert @ rustls::Error::AlertReceived(_) => Err(alert),
             _ => Err(as_tls_error(write_error)),
         },
+    };
+    Exchange {
+        outcome,
+        handshake: if tls.conn.is_handshaking() {
+            None
+        } else {
+            handshake
+        },
+        local_addr,
     }
 }
 

@@ -20,6 +20,9 @@ pub enum HandshakeRefusal {
     /// The client aborted the handshake with an alert, typically because it does not trust
     /// moat's server certificate.
     ClientAlert,
+    /// No endpoint on the address serves the SNI the client sent (or it sent none and no
+    /// endpoint there is the default).
+    UnrecognizedName,
     /// The client did not finish the handshake within `timeouts.request_header`.
     HandshakeTimeout,
     /// The client closed or reset the connection before the handshake finished.
@@ -30,11 +33,12 @@ pub enum HandshakeRefusal {
 
 impl HandshakeRefusal {
     /// The reasons that are not about the client certificate, for docs and label lists.
-    pub const NON_CERTIFICATE: [HandshakeRefusal; 7] = [
+    pub const NON_CERTIFICATE: [HandshakeRefusal; 8] = [
         HandshakeRefusal::PolicyDenied,
         HandshakeRefusal::ProtocolVersion,
         HandshakeRefusal::NoSharedParameters,
         HandshakeRefusal::ClientAlert,
+        HandshakeRefusal::UnrecognizedName,
         HandshakeRefusal::HandshakeTimeout,
         HandshakeRefusal::ConnectionClosed,
         HandshakeRefusal::Other,
@@ -48,6 +52,7 @@ impl HandshakeRefusal {
             HandshakeRefusal::ProtocolVersion => "protocol_version",
             HandshakeRefusal::NoSharedParameters => "no_shared_parameters",
             HandshakeRefusal::ClientAlert => "client_alert",
+            HandshakeRefusal::UnrecognizedName => "unrecognized_name",
             HandshakeRefusal::HandshakeTimeout => "handshake_timeout",
             HandshakeRefusal::ConnectionClosed => "connection_closed",
             HandshakeRefusal::Other => "other",

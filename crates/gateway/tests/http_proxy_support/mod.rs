@@ -59,6 +59,10 @@ pub fn endpoint_with_scheme(upstream: SocketAddr, scheme: UpstreamScheme) -> End
         tls_min_version: TlsVersion::Tls12,
         terminate_at: TerminateAt::Edge,
         timeouts: Timeouts::default(),
+        default: false,
+        ca_hints: true,
+        crl_expired: Default::default(),
+        upstream_proxy_protocol: None,
     }
 }
 

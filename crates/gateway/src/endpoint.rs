@@ -1,0 +1,146 @@
+//! One endpoint loaded and ready for connections: its configuration, TLS setup and handler.
+
+use std::collections::BTreeMap;
+use std::hash::{DefaultHasher, Hash as _, Hasher as _};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use moat_config::{CrlExpiredPolicy, EndpointConfig, EndpointKind};
+use rustls::ServerConfig;
+use rustls_pki_types::UnixTime;
+
+use crate::error::GatewayError;
+use crate::http_proxy::HttpProxy;
+use crate::tcp_forward::TcpForwarder;
+use crate::telemetry::Telemetry;
+use crate::tls::{self, IssuedCredentials};
+
+/// What happens to a connection after its handshake.
+#[derive(Clone)]
+pub(crate) enum Handler {
+    /// Reverse-proxy HTTP requests.
+    Http(Arc<HttpProxy>),
+    /// Forward the decrypted byte stream.
+    Tcp(Arc<TcpForwarder>),
+}
+
+/// One endpoint as loaded from its files. A reload builds new ones and swaps them in;
+/// connections already accepted keep the one they started with.
+pub(crate) struct LoadedEndpoint {
+    /// The validated configuration.
+    pub config: Arc<EndpointConfig>,
+    /// Certificate, versions, ALPN, client verifier, session cache and ticket keys.
+    pub tls: Arc<ServerConfig>,
+    /// The HTTP proxy or TCP forwarder.
+    pub handler: Handler,
+    /// The local CA certificate to trust, when moat issued the server certificate.
+    pub local_ca: Option<PathBuf>,
+    /// The loaded CRLs, checked for staleness on a timer.
+    pub crls: moat_trust::RevocationLists,
+    /// Reused by the next reload when the domain stays the same.
+    issued: Option<IssuedCredentials>,
+    /// The server certificate moat's local CA issued, whose expiry is tracked like a file's.
+    pub issued_leaf: Option<rustls_pki_types::CertificateDer<'static>>,
+    /// A digest of each file read, so a reload can tell which files changed.
+    pub file_digests: BTreeMap<PathBuf, Option<u64>>,
+}
+
+impl LoadedEndpoint {
+    /// Loads `config`'s certificate, CAs and CRLs and builds its handler. `previous` is the
+    /// same endpoint's last load, whose locally issued certificate is reused; the handler
+    /// reports to `telemetry`.
+    pub(crate) fn load(
+        config: &EndpointConfig,
+        moat_home: &Path,
+        previous: Option<&LoadedEndpoint>,
+        telemetry: &Telemetry,
+    ) -> Result<LoadedEndpoint, GatewayError> {
+        let file_digests = digest_files(config);
+        let tls = tls::endpoint_tls(
+            config,
+            moat_home,
+            previous.and_then(|previous| previous.issued.as_ref()),
+        )?;
+        telemetry.metrics().register_endpoint(&config.name);
+        let handler = match config.kind {
+            EndpointKind::Http => Handler::Http(Arc::new(
+                HttpProxy::new(config)
+                    .map_err(|source| GatewayError::Proxy {
+                        endpoint: config.name.clone(),
+                        source: Box::new(source),
+                    })?
+                    .with_telemetry(telemetry.clone()),
+            )),
+            EndpointKind::Tls => Handler::Tcp(Arc::new(TcpForwarder::new(config))),
+        };
+        Ok(LoadedEndpoint {
+            config: Arc::new(config.clone()),
+            tls: tls.config,
+            handler,
+            local_ca: tls.local_ca,
+            crls: tls.crls,
+            issued: tls.issued,
+            issued_leaf: tls.issued_leaf,
+            file_digests,
+        })
+    }
+
+    /// True when `config` is this endpoint's configuration and none of its files changed since
+    /// it was loaded: a reload then keeps this load, and with it the TLS sessions made under it.
+    pub(crate) fn is_current(&self, config: &EndpointConfig) -> bool {
+        *self.config == *config && self.file_digests == digest_files(config)
+    }
+
+    /// Logs every CRL past its nextUpdate at `error`: the CA's revocations may be missing
+    /// from it, and with `crl_expired = "refuse"` the CA's clients are being refused.
+    pub(crate) fn log_stale_crls(&self, now: UnixTime) {
+        for stale in self.crls.stale(now) {
+            let consequence = match self.config.crl_expired {
+                CrlExpiredPolicy::Warn => {
+                    "clients of this CA are still let in (crl_expired = \"warn\"); revocations made since may be missing"
+                }
+                CrlExpiredPolicy::Refuse => {
+                    "every client of this CA is refused with unknown_ca (crl_expired = \"refuse\")"
+                }
+            };
+            tracing::error!(
+                endpoint = %self.config.name,
+                crl = %stale.path.display(),
+                issuer = %stale.issuer,
+                next_update = %stale.next_update,
+                "CRL is past its nextUpdate: {consequence}; publish a fresh CRL to {} and reload (SIGHUP)",
+                stale.path.display()
+            );
+        }
+    }
+}
+
+/// Every file an endpoint reads: what a reload re-reads and `--watch` polls.
+pub(crate) fn files_of(config: &EndpointConfig) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = Vec::new();
+    files.extend(config.crt.iter().cloned());
+    files.extend(config.key.iter().cloned());
+    files.extend(config.mutual_tls_cas.iter().cloned());
+    files.extend(config.crls.iter().cloned());
+    files.extend(config.upstream_ca.iter().cloned());
+    files
+}
+
+fn digest_files(config: &EndpointConfig) -> BTreeMap<PathBuf, Option<u64>> {
+    files_of(config)
+        .into_iter()
+        .map(|path| {
+            let digest = digest_file(&path);
+            (path, digest)
+        })
+        .collect()
+}
+
+/// A digest of a file's bytes (not a security measure: it only tells "changed" apart from
+/// "same"); `None` when it cannot be read.
+fn digest_file(path: &Path) -> Option<u64> {
+    let bytes = std::fs::read(path).ok()?;
+    let mut hasher = DefaultHasher::new();
+    bytes.hash(&mut hasher);
+    Some(hasher.finish())
+}

@@ -1,0 +1,129 @@
+//! SNI routing: on a listen address shared by several endpoints, the ClientHello picks one.
+//!
+//! The chosen endpoint brings its server certificate, its CAs and its upstream.
+//!
+//! rustls chooses the client-certificate verifier per `ServerConfig`, not per certificate, so
+//! the ClientHello is read with rustls's [`Acceptor`] first and the chosen endpoint's
+//! `ServerConfig` then finishes the handshake.
+
+use std::sync::Arc;
+
+use rustls::server::{Accepted, Acceptor};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+
+use crate::endpoint::LoadedEndpoint;
+
+/// The endpoints served on one listen address, swapped as a whole on reload.
+pub(crate) struct Routes {
+    /// In configuration order.
+    endpoints: Vec<Arc<LoadedEndpoint>>,
+}
+
+/// Why no endpoint on the address serves a ClientHello.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum NoRoute {
+    /// The SNI names no endpoint on this address.
+    UnknownName(String),
+    /// No SNI was sent and no endpoint is the `default`.
+    NoServerName,
+}
+
+impl Routes {
+    /// The endpoints of one address (at least one).
+    pub(crate) fn new(endpoints: Vec<Arc<LoadedEndpoint>>) -> Routes {
+        Routes { endpoints }
+    }
+
+    /// The endpoints, in configuration order.
+    pub(crate) fn endpoints(&self) -> &[Arc<LoadedEndpoint>] {
+        &self.endpoints
+    }
+
+    /// The endpoint for a ClientHello's server name. An address with a single endpoint takes
+    /// every client, whatever name it asked for (as before several endpoints could share an
+    /// address); otherwise the name must match an endpoint's domain (exactly, or one label under
+    /// a `*.` domain), and a client without SNI goes to the `default` endpoint.
+    pub(crate) fn pick(&self, server_name: Option<&str>) -> Result<&Arc<LoadedEndpoint>, NoRoute> {
+        if let [only] = self.endpoints.as_slice() {
+            return Ok(only);
+        }
+        let Some(name) = server_name else {
+            return self
+                .endpoints
+                .iter()
+                .find(|endpoint| endpoint.config.default)
+                .ok_or(NoRoute::NoServerName);
+        };
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        let exact = self
+            .endpoints
+            .iter()
+            .find(|endpoint| endpoint.config.domain.eq_ignore_ascii_case(&name));
+        let wildcard = || {
+            let (_, parent) = name.split_once('.')?;
+            self.endpoints.iter().find(|endpoint| {
+                endpoint
+                    .config
+                    .domain
+                    .strip_prefix("*.")
+                    .is_some_and(|domain| domain.eq_ignore_ascii_case(parent))
+            })
+        };
+        exact.or_else(wildcard).ok_or(NoRoute::UnknownName(name))
+    }
+}
+
+/// Why the ClientHello could not be read.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ClientHelloError {
+    /// The socket failed or closed first.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The bytes were not a TLS ClientHello (rustls already sent its alert).
+    #[error("{0}")]
+    Tls(rustls::Error),
+}
+
+/// Reads from `stream` until a whole ClientHello has arrived; bytes after it stay buffered in
+/// the returned [`Accepted`] and are handed to the handshake.
+pub(crate) async fn read_client_hello(
+    stream: &mut TcpStream,
+) -> Result<Accepted, ClientHelloError> {
+    let mut acceptor = Acceptor::default();
+    let mut buffer = vec![0u8; 16 * 1024];
+    loop {
+        let read = stream.read(&mut buffer).await?;
+        if read == 0 {
+            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+        }
+        let mut received = &buffer[..read];
+        while !received.is_empty() {
+            if acceptor.read_tls(&mut received)? == 0 {
+                return Err(std::io::Error::other("the ClientHello is too large").into());
+            }
+        }
+        match acceptor.accept() {
+            Ok(Some(accepted)) => return Ok(accepted),
+            Ok(None) => continue,
+            Err((error, mut alert)) => {
+                let mut bytes = Vec::new();
+                let _ = alert.write_all(&mut bytes);
+                let _ = stream.write_all(&bytes).await;
+                return Err(ClientHelloError::Tls(error));
+            }
+        }
+    }
+}
+
+/// A fatal `unrecognized_name` alert (RFC 6066 section 3) as an unencrypted TLS record: the
+/// answer to a ClientHello whose SNI no endpoint serves. rustls offers no call to send an alert
+/// of one's choosing before a configuration is picked, and the record is fixed: content type
+/// alert (21), legacy version TLS 1.2, length 2, level fatal (2), description 112.
+const UNRECOGNIZED_NAME_ALERT: [u8; 7] = [21, 3, 3, 0, 2, 2, 112];
+
+/// Refuses a client no endpoint serves with `unrecognized_name`.
+pub(crate) async fn refuse_unrecognized_name(stream: &mut TcpStream) {
+    let _ = stream.write_all(&UNRECOGNIZED_NAME_ALERT).await;
+    let _ = stream.flush().await;
+}
