@@ -106,9 +106,6 @@ async fn reload(reloader: &Reloader, source: &ConfigSource, trigger: &str) {
             for change in &summary.changes {
                 tracing::info!(change = %change, "reload: {change}");
             }
-            for change in &summary.needs_restart {
-                tracing::warn!(change = %change, "reload: {change}");
-            }
             if summary.changes.is_empty() {
                 tracing::info!("reload complete: nothing changed");
             } else {
