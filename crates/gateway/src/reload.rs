@@ -9,6 +9,9 @@
 //! be resumed under the new one, so a client whose CA was removed or whose certificate was
 //! revoked has to make a full handshake, and is refused. An endpoint whose configuration and
 //! files are unchanged keeps its load, so its clients go on resuming.
+//!
+//! A listen address the configuration gains is bound by the reload; one it drops stops
+//! accepting, and the connections open on it go on until they end.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
