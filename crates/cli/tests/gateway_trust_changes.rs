@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use gateway_support::{
     ClientOptions, GET_ROOT, Moat, TestCa, Usage, client_config, rustls_exchange, rustls_request,
-    start_http_upstream, write_pair,
+    start_echo_upstream, start_http_upstream, write_pair,
 };
 use rustls_pki_types::ServerName;
 
@@ -326,35 +326,48 @@ fn watch_reloads_when_a_ca_file_is_replaced() {
 }
 
 #[test]
-fn a_config_file_reload_applies_new_keys_reports_address_changes_and_survives_bad_toml() {
+fn a_config_file_reload_applies_new_keys_binds_and_releases_addresses_and_survives_bad_toml() {
     let setup = Setup::new();
     let moat = setup.start(&[]);
     let path = setup.path();
     let port = moat.port();
     std::fs::write(path.join("ca-b.pem"), &setup.ca_b.pem).unwrap();
+    let echo = start_echo_upstream();
     let config = std::fs::read_to_string(path.join("moat.toml")).unwrap();
     let narrowed = config.replace(
         "mutual_tls_cas = [\"cas.pem\"]",
         "mutual_tls_cas = [\"ca-b.pem\"]",
     );
-    let added = format!(
-        "{narrowed}\n[[endpoints]]\nname = \"extra\"\nkind = \"tls\"\nlisten = \"127.0.0.1:0\"\nupstream = 9\n"
+    let extra = format!(
+        "[[endpoints]]\nname = \"extra\"\nkind = \"tls\"\nlisten = \"127.0.0.1:0\"\n\
+         upstream = \"{echo}\"\ncrt = \"server.crt\"\nkey = \"server.key\"\n\
+         mutual_tls_cas = [\"ca-b.pem\"]\n"
     );
-    replace(&path.join("moat.toml"), added);
+    replace(&path.join("moat.toml"), format!("{narrowed}\n{extra}"));
     moat.signal("HUP");
     let log = moat.wait_for_log("reload complete");
     assert!(log.contains("endpoint app: configuration changed"), "{log}");
-    assert!(
-        log.contains(
-            "endpoint extra listens on 127.0.0.1:0, which is not bound; restart moat to serve it"
-        ),
-        "{log}"
-    );
     assert_eq!(
         get_as(path, port, "alice").unwrap_err(),
         rustls::Error::AlertReceived(rustls::AlertDescription::UnknownCA)
     );
+    // The added endpoint listens on a new socket.
+    let added: u16 = log
+        .lines()
+        .find_map(|line| line.split("endpoint extra added on 127.0.0.1:").nth(1))
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|port| port.parse().ok())
+        .unwrap_or_else(|| panic!("no address for the added endpoint:\n{log}"));
+    let (crt, key) = (path.join("bob.crt"), path.join("bob.key"));
+    let options = ClientOptions {
+        send: b"ping",
+        half_close: true,
+        ..as_client(path, &crt, &key)
+    };
+    let exchange = rustls_exchange(added, client_config(&options), Some("localhost"), &options);
+    assert_eq!(exchange.outcome.unwrap(), "ping");
 
+    // Broken TOML: the reload fails naming the file, and everything keeps serving.
     replace(&path.join("moat.toml"), "[[endpoints]\nname = ");
     moat.signal("HUP");
     let log = moat.wait_for_log("reload failed");
@@ -368,6 +381,23 @@ fn a_config_file_reload_applies_new_keys_reports_address_changes_and_survives_ba
             .unwrap()
             .starts_with("HTTP/1.1 200")
     );
+
+    // Without the app endpoint its address is released.
+    replace(&path.join("moat.toml"), &extra);
+    moat.signal("HUP");
+    let log = wait_for_count(&moat, "reload complete", 2);
+    assert!(log.contains("endpoint app removed"), "{log}");
+    assert!(
+        log.contains(&format!("stopped listening on 127.0.0.1:{port}")),
+        "{log}"
+    );
+    moat.wait_for_log("stopped listening: the address left the configuration");
+    assert_eq!(
+        TcpStream::connect(("127.0.0.1", port)).unwrap_err().kind(),
+        std::io::ErrorKind::ConnectionRefused
+    );
+    let exchange = rustls_exchange(added, client_config(&options), Some("localhost"), &options);
+    assert_eq!(exchange.outcome.unwrap(), "ping");
 }
 
 /// How a client resumes: TLS 1.3 tickets, TLS 1.2 session ids, TLS 1.2 tickets.

@@ -12,7 +12,7 @@ use moat_config::{Config, EndpointConfig, EndpointKind};
 use moat_trust::{ClientIdentity, RefusalReason};
 use rustls_pki_types::UnixTime;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_rustls::StartHandshake;
 use tracing::Instrument as _;
@@ -21,7 +21,7 @@ use crate::connection::ConnectionInfo;
 use crate::endpoint::{Handler, LoadedEndpoint};
 use crate::error::GatewayError;
 use crate::proxy_protocol;
-use crate::reload::{ListenKey, Reloader};
+use crate::reload::{ListenKey, NewListener, Reloader, Slot};
 use crate::sni::{self, ClientHelloError, NoRoute, Routes};
 use crate::tcp_forward::ForwardEnd;
 use crate::telemetry::expiry;
@@ -63,6 +63,8 @@ pub struct Gateway {
     bound: Vec<BoundEndpoint>,
     reloader: Reloader,
     telemetry: Telemetry,
+    /// Sockets bound by reloads for addresses the configuration gained.
+    new_listeners: mpsc::UnboundedReceiver<NewListener>,
 }
 
 /// One listening socket and the endpoints served on it (several when they share the address
@@ -72,6 +74,8 @@ struct Listener {
     local_addr: SocketAddr,
     routes: Arc<ArcSwap<Routes>>,
     telemetry: Telemetry,
+    /// Turns true when a reload drops the address: accepting stops, open connections go on.
+    retired: watch::Receiver<bool>,
 }
 
 impl Gateway {
@@ -117,12 +121,19 @@ impl Gateway {
                 bound.push(bound_endpoint(member, local_addr));
             }
             let routes = Arc::new(ArcSwap::from_pointee(Routes::new(members)));
-            slots.push((key, Arc::clone(&routes)));
+            let (retire, retired) = watch::channel(false);
+            slots.push(Slot {
+                key,
+                routes: Arc::clone(&routes),
+                retire,
+                local_addr,
+            });
             listeners.push(Listener {
                 listener,
                 local_addr,
                 routes,
                 telemetry: telemetry.clone(),
+                retired,
             });
         }
         telemetry.track_certificates(&certificates);
@@ -133,10 +144,12 @@ impl Gateway {
                 .iter()
                 .position(|configured| configured.name == endpoint.name)
         });
+        let (add_listener, new_listeners) = mpsc::unbounded_channel();
         let reloader = Reloader::new(
             config.clone(),
             options.moat_home.clone(),
             slots,
+            add_listener,
             telemetry.clone(),
         );
         Ok(Gateway {
@@ -144,6 +157,7 @@ impl Gateway {
             bound,
             reloader,
             telemetry,
+            new_listeners,
         })
     }
 
@@ -172,7 +186,31 @@ impl Gateway {
         }
         self.telemetry.set_ready(true);
         let stale_crl_timer = tokio::spawn(self.reloader.clone().report_stale_crls_hourly());
-        shutdown.await;
+        let mut new_listeners = self.new_listeners;
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                Some(added) = new_listeners.recv() => {
+                    match TcpListener::from_std(added.listener) {
+                        Ok(listener) => {
+                            let local_addr = listener.local_addr().unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
+                            loops.spawn(accept_loop(
+                                Listener {
+                                    listener,
+                                    local_addr,
+                                    routes: added.routes,
+                                    retired: added.retired,
+                                    telemetry: self.telemetry.clone(),
+                                },
+                                stopping.clone(),
+                            ));
+                        }
+                        Err(error) => tracing::error!(%error, "cannot accept on a socket bound by a reload; restart moat to serve it"),
+                    }
+                }
+            }
+        }
         self.telemetry.set_ready(false);
         tracing::info!("shutting down: no new connections; letting in-flight ones finish");
         stale_crl_timer.abort();
@@ -199,9 +237,9 @@ fn bound_endpoint(endpoint: &LoadedEndpoint, local_addr: SocketAddr) -> BoundEnd
     }
 }
 
-/// One line per endpoint at startup saying what it enforces, so an operator can check the
-/// running setup against the intended one.
-fn log_endpoint_ready(endpoint: &EndpointConfig, local_addr: SocketAddr) {
+/// One line per endpoint at startup (or when a reload adds it) saying what it enforces, so an
+/// operator can check the running setup against the intended one.
+pub(crate) fn log_endpoint_ready(endpoint: &EndpointConfig, local_addr: SocketAddr) {
     let upstream = format!("{}:{}", endpoint.upstream.host, endpoint.upstream.port);
     tracing::info!(
         endpoint = %endpoint.name,
@@ -242,6 +280,8 @@ async fn accept_loop(listener: Listener, stopping: watch::Receiver<bool>) {
     let mut connections = JoinSet::new();
     let stop_signal = stopped(stopping.clone());
     tokio::pin!(stop_signal);
+    let retire_signal = retired(listener.retired.clone());
+    tokio::pin!(retire_signal);
     let address = listener.local_addr;
     loop {
         tokio::select! {
@@ -273,9 +313,18 @@ async fn accept_loop(listener: Listener, stopping: watch::Receiver<bool>) {
             },
             Some(_) = connections.join_next() => {}
             _ = &mut stop_signal => break,
+            _ = &mut retire_signal => break,
         }
     }
     drop(listener.listener);
+    if !*stopping.borrow() {
+        // Retired by a reload: open connections go on until they end or moat shuts down.
+        tracing::info!(listen = %address, open = connections.len(), "stopped listening: the address left the configuration");
+        tokio::select! {
+            _ = async { while connections.join_next().await.is_some() {} } => return,
+            _ = &mut stop_signal => {}
+        }
+    }
     let open = connections.len();
     if open > 0 {
         tracing::info!(listen = %address, open, "waiting for open connections to finish");
@@ -291,6 +340,14 @@ async fn accept_loop(listener: Listener, stopping: watch::Receiver<bool>) {
             "closing connections still open after the drain deadline"
         );
         connections.shutdown().await;
+    }
+}
+
+/// Resolves once a reload retires the listener; never when the reloader is gone, since then
+/// nothing can retire it.
+async fn retired(mut retired: watch::Receiver<bool>) {
+    if retired.wait_for(|retired| *retired).await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 

@@ -9,6 +9,9 @@
 //! be resumed under the new one, so a client whose CA was removed or whose certificate was
 //! revoked has to make a full handshake, and is refused. An endpoint whose configuration and
 //! files are unchanged keeps its load, so its clients go on resuming.
+//!
+//! A listen address the configuration gains is bound by the reload; one it drops stops
+//! accepting, and the connections open on it go on until they end.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -19,9 +22,11 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use moat_config::{Config, EndpointConfig};
 use rustls_pki_types::UnixTime;
+use tokio::sync::{mpsc, watch};
 
 use crate::endpoint::{LoadedEndpoint, files_of};
 use crate::error::GatewayError;
+use crate::gateway::log_endpoint_ready;
 use crate::sni::Routes;
 use crate::telemetry::Telemetry;
 use crate::telemetry::expiry;
@@ -61,10 +66,34 @@ struct Inner {
     moat_home: PathBuf,
     /// Counts reloads and republishes the expiry of what the new load uses.
     telemetry: Telemetry,
-    /// Every bound socket and the endpoints it serves.
-    slots: Vec<(ListenKey, Arc<ArcSwap<Routes>>)>,
-    /// The configuration now served; the lock also keeps reloads from overlapping.
-    current: Mutex<Config>,
+    /// The served configuration and sockets; the lock also keeps reloads from overlapping.
+    state: Mutex<State>,
+    /// Sockets a reload bound, for the serving gateway to accept on.
+    new_listeners: mpsc::UnboundedSender<NewListener>,
+}
+
+struct State {
+    config: Config,
+    slots: Vec<Slot>,
+}
+
+/// One bound socket as the reloader sees it.
+pub(crate) struct Slot {
+    /// Which endpoints belong on it.
+    pub(crate) key: ListenKey,
+    /// What it serves; swapped by a reload.
+    pub(crate) routes: Arc<ArcSwap<Routes>>,
+    /// Set when its address leaves the configuration: it stops accepting.
+    pub(crate) retire: watch::Sender<bool>,
+    /// The address it is bound to.
+    pub(crate) local_addr: SocketAddr,
+}
+
+/// A socket bound by a reload for an address the configuration gained.
+pub(crate) struct NewListener {
+    pub(crate) listener: std::net::TcpListener,
+    pub(crate) routes: Arc<ArcSwap<Routes>>,
+    pub(crate) retired: watch::Receiver<bool>,
 }
 
 /// What a successful reload changed, one sentence per change.
@@ -72,24 +101,24 @@ struct Inner {
 pub struct ReloadSummary {
     /// E.g. `endpoint app: cas.pem changed`; empty when nothing changed.
     pub changes: Vec<String>,
-    /// Changes that need a restart (listen addresses added or given up), not applied.
-    pub needs_restart: Vec<String>,
 }
 
 impl Reloader {
-    /// A reloader for the sockets in `slots`, which now serve `config`.
+    /// A reloader for the sockets in `slots`, which now serve `config`; sockets it binds later
+    /// are sent to `new_listeners`.
     pub(crate) fn new(
         config: Config,
         moat_home: PathBuf,
-        slots: Vec<(ListenKey, Arc<ArcSwap<Routes>>)>,
+        slots: Vec<Slot>,
+        new_listeners: mpsc::UnboundedSender<NewListener>,
         telemetry: Telemetry,
     ) -> Reloader {
         Reloader {
             inner: Arc::new(Inner {
                 moat_home,
                 telemetry,
-                slots,
-                current: Mutex::new(config),
+                state: Mutex::new(State { config, slots }),
+                new_listeners,
             }),
         }
     }
@@ -97,17 +126,18 @@ impl Reloader {
     /// Every file the served endpoints read (certificates, keys, CAs, CRLs, upstream CAs):
     /// what `moat start --watch` polls, besides the configuration file.
     pub fn watched_files(&self) -> Vec<PathBuf> {
-        let current = self.lock_current();
-        let mut files: Vec<PathBuf> = current.endpoints.iter().flat_map(files_of).collect();
+        let state = self.lock_state();
+        let mut files: Vec<PathBuf> = state.config.endpoints.iter().flat_map(files_of).collect();
         files.sort();
         files.dedup();
         files
     }
 
-    /// Loads every endpoint of `config` (re-reading all its files) and, when all load, serves
-    /// them for new connections and logs each change. On error nothing changes and the error
-    /// names the file and the fix. Endpoints on a listen address that is not bound are left out
-    /// (a restart binds it), and an address no longer in `config` keeps its endpoints.
+    /// Loads every endpoint of `config` (re-reading all its files), binds the listen addresses
+    /// it adds and, when all of that succeeds, serves the endpoints for new connections, stops
+    /// accepting on addresses it no longer has (their open connections go on), and reports
+    /// each change. On error nothing changes and the error names the file (or address) and the
+    /// fix.
     pub fn reload(&self, config: Config) -> Result<ReloadSummary, GatewayError> {
         let outcome = self.apply(config);
         let telemetry = &self.inner.telemetry;
@@ -115,10 +145,10 @@ impl Reloader {
             Ok(_) => {
                 telemetry.config_reloaded(ReloadOutcome::Success);
                 let certificates: Vec<_> = self
-                    .inner
+                    .lock_state()
                     .slots
                     .iter()
-                    .flat_map(|(_, routes)| routes.load().endpoints().to_vec())
+                    .flat_map(|slot| slot.routes.load().endpoints().to_vec())
                     .flat_map(|endpoint| {
                         expiry::certificates_in_use(&endpoint.config, endpoint.issued_leaf.as_ref())
                     })
@@ -132,27 +162,16 @@ impl Reloader {
 
     /// The reload itself; [`Reloader::reload`] adds the bookkeeping.
     fn apply(&self, config: Config) -> Result<ReloadSummary, GatewayError> {
-        let mut current = self.lock_current();
-        let running: HashMap<String, Arc<LoadedEndpoint>> = self
-            .inner
+        let mut state = self.lock_state();
+        let running: HashMap<String, Arc<LoadedEndpoint>> = state
             .slots
             .iter()
-            .flat_map(|(_, routes)| routes.load().endpoints().to_vec())
+            .flat_map(|slot| slot.routes.load().endpoints().to_vec())
             .map(|endpoint| (endpoint.config.name.clone(), endpoint))
             .collect();
 
-        let mut needs_restart = Vec::new();
-        let mut groups: HashMap<ListenKey, Vec<Arc<LoadedEndpoint>>> = HashMap::new();
-        let mut served = Vec::new();
+        let mut groups: Vec<(ListenKey, Vec<Arc<LoadedEndpoint>>)> = Vec::new();
         for endpoint in &config.endpoints {
-            let key = ListenKey::of(endpoint);
-            if !self.inner.slots.iter().any(|(slot, _)| *slot == key) {
-                needs_restart.push(format!(
-                    "endpoint {} listens on {}, which is not bound; restart moat to serve it",
-                    endpoint.name, endpoint.listen
-                ));
-                continue;
-            }
             let previous = running.get(&endpoint.name);
             let loaded = match previous {
                 // Unchanged endpoints keep their load, so their clients keep resuming.
@@ -164,64 +183,113 @@ impl Reloader {
                     &self.inner.telemetry,
                 )?),
             };
-            groups.entry(key).or_default().push(loaded);
-            served.push(endpoint.name.clone());
+            let key = ListenKey::of(endpoint);
+            match groups.iter_mut().find(|(group, _)| *group == key) {
+                Some((_, members)) => members.push(loaded),
+                None => groups.push((key, vec![loaded])),
+            }
+        }
+        let served: Vec<&str> = config.endpoints.iter().map(|e| e.name.as_str()).collect();
+
+        // New addresses are bound before anything changes, so a busy port fails the reload.
+        let mut fresh = Vec::new();
+        for (key, members) in &groups {
+            if state.slots.iter().any(|slot| slot.key == *key) {
+                continue;
+            }
+            let first = &members[0].config;
+            let bind_error = |source| GatewayError::Bind {
+                endpoint: first.name.clone(),
+                address: first.listen,
+                source,
+            };
+            let listener = std::net::TcpListener::bind(first.listen).map_err(bind_error)?;
+            listener.set_nonblocking(true).map_err(bind_error)?;
+            let local_addr = listener.local_addr().map_err(bind_error)?;
+            fresh.push((key.clone(), members.clone(), listener, local_addr));
         }
 
         let mut changes = Vec::new();
-        for (key, routes) in &self.inner.slots {
-            let Some(members) = groups.get(key) else {
-                let kept: Vec<String> = routes
-                    .load()
-                    .endpoints()
-                    .iter()
-                    .map(|endpoint| endpoint.config.name.clone())
-                    .collect();
-                needs_restart.push(format!(
-                    "the configuration no longer has endpoints on {}; endpoint(s) {} keep \
-                     serving there until moat restarts",
-                    describe(key, routes),
-                    kept.join(", ")
-                ));
-                continue;
-            };
-            for member in members {
-                changes.extend(describe_changes(
-                    running.get(&member.config.name).map(Arc::as_ref),
-                    member,
-                ));
-            }
-        }
-        // An endpoint is gone when its address is served anew without it (an address left
-        // out of the configuration keeps its endpoints, reported above).
-        for (key, routes) in &self.inner.slots {
-            if !groups.contains_key(key) {
-                continue;
-            }
-            for endpoint in routes.load().endpoints() {
-                if !served.contains(&endpoint.config.name) {
-                    changes.push(format!("endpoint {} removed", endpoint.config.name));
+        for slot in &state.slots {
+            let old = slot.routes.load();
+            let address = slot.local_addr;
+            match groups.iter().find(|(key, _)| *key == slot.key) {
+                Some((_, members)) => {
+                    for member in members {
+                        changes.extend(describe_changes(
+                            running.get(&member.config.name).map(Arc::as_ref),
+                            member,
+                        ));
+                    }
+                    for endpoint in old.endpoints() {
+                        if !served.contains(&endpoint.config.name.as_str()) {
+                            changes.push(format!("endpoint {} removed", endpoint.config.name));
+                        }
+                    }
+                }
+                None => {
+                    for endpoint in old.endpoints() {
+                        if !served.contains(&endpoint.config.name.as_str()) {
+                            changes.push(format!("endpoint {} removed", endpoint.config.name));
+                        }
+                    }
+                    changes.push(format!(
+                        "stopped listening on {address}: no endpoint is configured there any                          more; its open connections go on"
+                    ));
                 }
             }
         }
-
-        // Everything loaded: now swap, each address at once.
-        for (key, routes) in &self.inner.slots {
-            if let Some(members) = groups.remove(key) {
-                routes.store(Arc::new(Routes::new(members)));
+        for (_, members, _, local_addr) in &fresh {
+            for member in members {
+                if !running.contains_key(&member.config.name) {
+                    changes.push(format!(
+                        "endpoint {} added on {local_addr}",
+                        member.config.name
+                    ));
+                }
+                log_endpoint_ready(&member.config, *local_addr);
             }
         }
+
+        // Everything loaded and bound: now swap, each address at once.
+        let mut kept = Vec::with_capacity(state.slots.len());
+        for slot in state.slots.drain(..) {
+            match groups.iter().position(|(key, _)| *key == slot.key) {
+                Some(index) => {
+                    let (_, members) = groups.swap_remove(index);
+                    slot.routes.store(Arc::new(Routes::new(members)));
+                    kept.push(slot);
+                }
+                None => {
+                    let _ = slot.retire.send(true);
+                }
+            }
+        }
+        state.slots = kept;
+        for (key, members, listener, local_addr) in fresh {
+            let routes = Arc::new(ArcSwap::from_pointee(Routes::new(members)));
+            let (retire, retired) = watch::channel(false);
+            state.slots.push(Slot {
+                key,
+                routes: Arc::clone(&routes),
+                retire,
+                local_addr,
+            });
+            // Closed only when the gateway stopped serving, and then nothing is to be served.
+            let _ = self.inner.new_listeners.send(NewListener {
+                listener,
+                routes,
+                retired,
+            });
+        }
         let now = UnixTime::now();
-        for (_, routes) in &self.inner.slots {
-            for endpoint in routes.load().endpoints() {
+        for slot in &state.slots {
+            for endpoint in slot.routes.load().endpoints() {
                 endpoint.log_stale_crls(now);
             }
         }
-        *current = config;
-        Ok(ReloadSummary {
-            changes,
-            needs_restart,
-        })
+        state.config = config;
+        Ok(ReloadSummary { changes })
     }
 
     /// Logs stale CRLs every hour, so one that ages past its nextUpdate while moat runs is
@@ -233,33 +301,24 @@ impl Reloader {
         loop {
             interval.tick().await;
             let now = UnixTime::now();
-            for (_, routes) in &self.inner.slots {
-                for endpoint in routes.load().endpoints() {
-                    endpoint.log_stale_crls(now);
-                }
+            let endpoints: Vec<Arc<LoadedEndpoint>> = self
+                .lock_state()
+                .slots
+                .iter()
+                .flat_map(|slot| slot.routes.load().endpoints().to_vec())
+                .collect();
+            for endpoint in endpoints {
+                endpoint.log_stale_crls(now);
             }
         }
     }
 
-    fn lock_current(&self) -> std::sync::MutexGuard<'_, Config> {
-        // A panic mid-reload happens before the swap, so the stored config is still the served one.
+    fn lock_state(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic mid-reload happens before the swap, so the stored state is still the served one.
         self.inner
-            .current
+            .state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-}
-
-/// The address of a slot, for a log line.
-fn describe(key: &ListenKey, routes: &ArcSwap<Routes>) -> String {
-    match key {
-        ListenKey::Address(address) => address.to_string(),
-        ListenKey::Fresh(_) => routes
-            .load()
-            .endpoints()
-            .first()
-            .map(|endpoint| endpoint.config.listen.to_string())
-            .unwrap_or_default(),
     }
 }
 

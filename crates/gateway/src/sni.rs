@@ -45,33 +45,39 @@ impl Routes {
     /// address); otherwise the name must match an endpoint's domain (exactly, or one label under
     /// a `*.` domain), and a client without SNI goes to the `default` endpoint.
     pub(crate) fn pick(&self, server_name: Option<&str>) -> Result<&Arc<LoadedEndpoint>, NoRoute> {
-        if let [only] = self.endpoints.as_slice() {
-            return Ok(only);
-        }
-        let Some(name) = server_name else {
-            return self
-                .endpoints
-                .iter()
-                .find(|endpoint| endpoint.config.default)
-                .ok_or(NoRoute::NoServerName);
-        };
-        let name = name.trim_end_matches('.').to_ascii_lowercase();
-        let exact = self
+        let hosts: Vec<(&str, bool)> = self
             .endpoints
             .iter()
-            .find(|endpoint| endpoint.config.domain.eq_ignore_ascii_case(&name));
-        let wildcard = || {
-            let (_, parent) = name.split_once('.')?;
-            self.endpoints.iter().find(|endpoint| {
-                endpoint
-                    .config
-                    .domain
-                    .strip_prefix("*.")
-                    .is_some_and(|domain| domain.eq_ignore_ascii_case(parent))
-            })
-        };
-        exact.or_else(wildcard).ok_or(NoRoute::UnknownName(name))
+            .map(|endpoint| (endpoint.config.domain.as_str(), endpoint.config.default))
+            .collect();
+        pick_index(&hosts, server_name).map(|index| &self.endpoints[index])
     }
+}
+
+/// [`Routes::pick`] over `(domain, default)` pairs: the index of the chosen one.
+fn pick_index(hosts: &[(&str, bool)], server_name: Option<&str>) -> Result<usize, NoRoute> {
+    if hosts.len() == 1 {
+        return Ok(0);
+    }
+    let Some(name) = server_name else {
+        return hosts
+            .iter()
+            .position(|(_, default)| *default)
+            .ok_or(NoRoute::NoServerName);
+    };
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    let exact = hosts
+        .iter()
+        .position(|(domain, _)| domain.eq_ignore_ascii_case(&name));
+    let wildcard = || {
+        let (_, parent) = name.split_once('.')?;
+        hosts.iter().position(|(domain, _)| {
+            domain
+                .strip_prefix("*.")
+                .is_some_and(|domain| domain.eq_ignore_ascii_case(parent))
+        })
+    };
+    exact.or_else(wildcard).ok_or(NoRoute::UnknownName(name))
 }
 
 /// Why the ClientHello could not be read.
@@ -126,4 +132,49 @@ const UNRECOGNIZED_NAME_ALERT: [u8; 7] = [21, 3, 3, 0, 2, 2, 112];
 pub(crate) async fn refuse_unrecognized_name(stream: &mut TcpStream) {
     let _ = stream.write_all(&UNRECOGNIZED_NAME_ALERT).await;
     let _ = stream.flush().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_pick_endpoints_exactly_then_by_wildcard_and_no_name_picks_the_default() {
+        let hosts = [
+            ("app.example.com", false),
+            ("*.example.com", false),
+            ("api.internal", true),
+        ];
+        let table: [(Option<&str>, Result<usize, NoRoute>); 8] = [
+            (Some("app.example.com"), Ok(0)),
+            (Some("APP.Example.com."), Ok(0)),
+            (Some("other.example.com"), Ok(1)),
+            (Some("api.internal"), Ok(2)),
+            (
+                Some("example.com"),
+                Err(NoRoute::UnknownName("example.com".into())),
+            ),
+            (
+                Some("a.b.example.com"),
+                Err(NoRoute::UnknownName("a.b.example.com".into())),
+            ),
+            (
+                Some("elsewhere.test"),
+                Err(NoRoute::UnknownName("elsewhere.test".into())),
+            ),
+            (None, Ok(2)),
+        ];
+        for (name, expected) in table {
+            assert_eq!(pick_index(&hosts, name), expected, "{name:?}");
+        }
+    }
+
+    #[test]
+    fn without_a_default_no_name_is_refused_and_a_lone_endpoint_takes_everyone() {
+        let two = [("a.test", false), ("b.test", false)];
+        assert_eq!(pick_index(&two, None), Err(NoRoute::NoServerName));
+        let one = [("a.test", false)];
+        assert_eq!(pick_index(&one, Some("z.test")), Ok(0));
+        assert_eq!(pick_index(&one, None), Ok(0));
+    }
 }

@@ -104,10 +104,7 @@ async fn reload(reloader: &Reloader, source: &ConfigSource, trigger: &str) {
     match outcome {
         Ok(Ok(summary)) => {
             for change in &summary.changes {
-                tracing::info!(change = %change, "reload: {change}");
-            }
-            for change in &summary.needs_restart {
-                tracing::warn!(change = %change, "reload: {change}");
+                tracing::info!("reload: {change}");
             }
             if summary.changes.is_empty() {
                 tracing::info!("reload complete: nothing changed");
