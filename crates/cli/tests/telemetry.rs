@@ -678,3 +678,125 @@ fn audit_log_and_metrics_listen_flags_of_moat_http() {
     let labels = [("endpoint", "http"), ("status_class", "4xx"), ("rule", "")];
     assert_eq!(value(&samples, "moat_requests_total", &labels), 1.0);
 }
+
+#[test]
+fn a_tls_endpoint_audits_its_handshakes_and_counts_forwarded_bytes() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path();
+    write_certificates(dir);
+    let echo = gateway_support::start_echo_upstream().to_string();
+    let moat = Moat::start(
+        dir,
+        &[
+            "tls",
+            &echo,
+            "--listen",
+            "127.0.0.1:0",
+            "--crt",
+            "server.crt",
+            "--key",
+            "server.key",
+            "--mutual-tls-cas",
+            "cas.pem",
+            "--audit-log",
+            "tls-audit.jsonl",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ],
+        1,
+    );
+    let metrics = metrics_address(&moat);
+    let payload = b"twelve bytes";
+    let alice = (dir.join("alice.crt"), dir.join("alice.key"));
+    let echoed = rustls_request(
+        moat.port(),
+        &ClientOptions {
+            server_ca: &dir.join("server-ca.crt"),
+            identity: Some((alice.0.as_path(), alice.1.as_path())),
+            tls12_only: false,
+            send: payload,
+            half_close: true,
+        },
+    )
+    .unwrap();
+    assert_eq!(echoed.as_bytes(), payload);
+    assert!(connect(dir, moat.port(), Some("mallory"), false).is_err());
+
+    let events = audit_events(&dir.join("tls-audit.jsonl"), 2);
+    assert_eq!(events.len(), 2, "{events:#?}");
+    assert!(
+        events.iter().all(|e| e["event"] == "tls_handshake"),
+        "{events:#?}"
+    );
+    assert_eq!(events[0]["outcome"], "accepted", "{events:#?}");
+    assert_eq!(events[0]["client_certificate"]["subject"], "CN=alice");
+    assert_eq!(events[1]["reason"], "unknown_ca", "{events:#?}");
+
+    let samples = settled_metrics(dir, metrics);
+    let labels = [("endpoint", "tls")];
+    let length = payload.len() as f64;
+    assert_eq!(
+        value(&samples, "moat_received_bytes_total", &labels),
+        length
+    );
+    assert_eq!(value(&samples, "moat_sent_bytes_total", &labels), length);
+    assert!(
+        samples.iter().all(|s| s.name != "moat_requests_total"),
+        "a tls endpoint has no HTTP requests"
+    );
+}
+
+#[test]
+fn a_client_that_leaves_before_the_response_is_audited_as_499() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path();
+    write_certificates(dir);
+    let upstream = start_http_upstream().to_string();
+    let moat = Moat::start(
+        dir,
+        &[
+            "http",
+            &upstream,
+            "--listen",
+            "127.0.0.1:0",
+            "--crt",
+            "server.crt",
+            "--key",
+            "server.key",
+            "--mutual-tls-cas",
+            "cas.pem",
+            "--audit-log",
+            "audit.jsonl",
+        ],
+        1,
+    );
+    // The upstream answers /slow after 2 s; curl gives up after 1.
+    let port = moat.port();
+    let resolve = format!("localhost:{port}:127.0.0.1");
+    let url = format!("https://localhost:{port}/slow");
+    let (code, _, _) = curl(
+        dir,
+        &[
+            "--max-time",
+            "1",
+            "--resolve",
+            &resolve,
+            "--cacert",
+            "server-ca.crt",
+            "--cert",
+            "alice.crt",
+            "--key",
+            "alice.key",
+            &url,
+        ],
+    );
+    assert_eq!(code, 28, "curl should time out");
+    let events = audit_events(&dir.join("audit.jsonl"), 2);
+    let request = events
+        .iter()
+        .find(|e| e["event"] == "http_request")
+        .unwrap_or_else(|| panic!("no http_request event: {events:#?}"));
+    assert_eq!(request["status"], 499, "{request}");
+    assert_eq!(request["path"], "/slow", "{request}");
+    assert_eq!(request["upstream_ms"], Value::Null, "{request}");
+}

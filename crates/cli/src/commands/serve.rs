@@ -206,6 +206,7 @@ fn serve(config: Config, log: &LogArgs) -> anyhow::Result<()> {
             println!("moat: metrics listening on http://{}", metrics.local_addr());
             tokio::spawn(metrics.serve());
         }
+        let shutdown = shutdown_signal()?;
         let gateway = Gateway::bind(&config, &options).await?;
         for endpoint in gateway.endpoints() {
             if let Some(ca) = &endpoint.local_ca {
@@ -227,7 +228,7 @@ fn serve(config: Config, log: &LogArgs) -> anyhow::Result<()> {
                 endpoint.name, endpoint.local_addr
             );
         }
-        gateway.serve(shutdown_signal()).await?;
+        gateway.serve(shutdown).await?;
         anyhow::Ok(())
     });
     // Every event of the drained connections is written before moat exits.
@@ -235,29 +236,20 @@ fn serve(config: Config, log: &LogArgs) -> anyhow::Result<()> {
     served
 }
 
-/// Resolves when SIGINT (Ctrl-C) or SIGTERM arrives.
-async fn shutdown_signal() {
-    let interrupt = async {
-        if let Err(error) = tokio::signal::ctrl_c().await {
-            tracing::error!(%error, "cannot listen for Ctrl-C; stop moat with SIGTERM");
-            std::future::pending::<()>().await;
+/// Starts listening for SIGINT (Ctrl-C) and SIGTERM at once, and resolves when one arrives.
+/// Listening before the ready lines are printed matters: a signal that arrived before the
+/// listener existed would kill moat by the default action, skipping the drain.
+fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt =
+        signal(SignalKind::interrupt()).context("cannot listen for SIGINT (Ctrl-C)")?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => tracing::info!("SIGINT received"),
+            _ = terminate.recv() => tracing::info!("SIGTERM received"),
         }
-    };
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::error!(%error, "cannot listen for SIGTERM; stop moat with Ctrl-C");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    tokio::select! {
-        _ = interrupt => tracing::info!("SIGINT received"),
-        _ = terminate => tracing::info!("SIGTERM received"),
-    }
+    })
 }
 
 /// Logs go to stderr (stdout carries the ready lines); `RUST_LOG` overrides the `info` level.

@@ -24,7 +24,8 @@ use moat_trust::ClientIdentity;
 use crate::connection::ConnectionInfo;
 use audit::{AuditLog, CertificateFacts, HttpRequestEvent, Outcome, TlsHandshakeEvent};
 use expiry::{EXPIRY_WARNING_WINDOW, ExpiringItem};
-use metrics::{FinishedRequest, Metrics, OpenConnection, ReloadOutcome};
+pub use metrics::ReloadOutcome;
+use metrics::{FinishedRequest, Metrics, OpenConnection};
 use presented::PresentedCertificate;
 pub use reasons::HandshakeRefusal;
 
