@@ -746,17 +746,47 @@ fn a_tls_endpoint_audits_its_handshakes_and_counts_forwarded_bytes() {
     );
 }
 
+/// An upstream that reports each request head it receives and never answers.
+fn start_silent_upstream() -> (SocketAddr, std::sync::mpsc::Receiver<String>) {
+    use std::io::BufRead as _;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let (heads, received) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let heads = heads.clone();
+            thread::spawn(move || {
+                let mut reader = std::io::BufReader::new(&stream);
+                let mut line = String::new();
+                if reader.read_line(&mut line).is_ok() {
+                    let _ = heads.send(line);
+                }
+                // Hold the connection open without answering until moat closes it.
+                let _ = std::io::Read::read_to_end(&mut reader, &mut Vec::new());
+            });
+        }
+    });
+    (address, received)
+}
+
 #[test]
 fn a_client_that_leaves_before_the_response_is_audited_as_499() {
+    use std::io::Write as _;
+    use std::sync::Arc;
+
+    use rustls_pki_types::pem::PemObject as _;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+
     let temp = tempfile::tempdir().unwrap();
     let dir = temp.path();
     write_certificates(dir);
-    let upstream = start_http_upstream().to_string();
+    let (upstream, heads) = start_silent_upstream();
     let moat = Moat::start(
         dir,
         &[
             "http",
-            &upstream,
+            &upstream.to_string(),
             "--listen",
             "127.0.0.1:0",
             "--crt",
@@ -770,33 +800,42 @@ fn a_client_that_leaves_before_the_response_is_audited_as_499() {
         ],
         1,
     );
-    // The upstream answers /slow after 2 s; curl gives up after 1.
-    let port = moat.port();
-    let resolve = format!("localhost:{port}:127.0.0.1");
-    let url = format!("https://localhost:{port}/slow");
-    let (code, _, _) = curl(
-        dir,
-        &[
-            "--max-time",
-            "1",
-            "--resolve",
-            &resolve,
-            "--cacert",
-            "server-ca.crt",
-            "--cert",
-            "alice.crt",
-            "--key",
-            "alice.key",
-            &url,
-        ],
-    );
-    assert_eq!(code, 28, "curl should time out");
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(dir.join("server-ca.crt")).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let chain: Vec<_> = CertificateDer::pem_file_iter(dir.join("alice.crt"))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(dir.join("alice.key")).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_client_auth_cert(chain, key)
+    .unwrap();
+    let connection =
+        rustls::ClientConnection::new(Arc::new(config), ServerName::try_from("localhost").unwrap())
+            .unwrap();
+    let socket = std::net::TcpStream::connect(("127.0.0.1", moat.port())).unwrap();
+    let mut tls = rustls::StreamOwned::new(connection, socket);
+    tls.write_all(b"GET /never HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    tls.flush().unwrap();
+    // Leave once the request is upstream, before any response.
+    let head = heads.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert!(head.starts_with("GET /never "), "{head}");
+    drop(tls);
+
     let events = audit_events(&dir.join("audit.jsonl"), 2);
     let request = events
         .iter()
         .find(|e| e["event"] == "http_request")
         .unwrap_or_else(|| panic!("no http_request event: {events:#?}"));
     assert_eq!(request["status"], 499, "{request}");
-    assert_eq!(request["path"], "/slow", "{request}");
+    assert_eq!(request["path"], "/never", "{request}");
     assert_eq!(request["upstream_ms"], Value::Null, "{request}");
 }
