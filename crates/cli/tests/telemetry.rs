@@ -566,6 +566,7 @@ fn scripted_session_leaves_one_audit_event_per_handshake_and_request_and_matchin
         let labels = [("outcome", outcome)];
         assert_eq!(value(&samples, "moat_config_reloads_total", &labels), 0.0);
     }
+    assert_eq!(value(&samples, "moat_audit_events_dropped_total", &[]), 0.0);
 
     // Expiry gauges: the server certificate, the CA and the CRL of each endpoint.
     let expiry = "moat_certificate_expiry_timestamp_seconds";

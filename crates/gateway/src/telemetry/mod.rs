@@ -46,9 +46,13 @@ struct Shared {
 impl Telemetry {
     /// Metrics, plus audit events written to `audit` when given (none are written otherwise).
     pub fn new(audit: Option<AuditLog>) -> Telemetry {
+        let mut metrics = Metrics::new();
+        if let Some(audit) = &audit {
+            metrics.register_audit_drops(audit.dropped().clone());
+        }
         Telemetry {
             shared: Arc::new(Shared {
-                metrics: Arc::default(),
+                metrics: Arc::new(metrics),
                 audit,
                 ready: AtomicBool::new(false),
             }),
