@@ -2,7 +2,9 @@
 //!
 //! [`Gateway::bind`] loads every endpoint of a [`moat_config::Config`] and opens its socket;
 //! [`Gateway::serve`] accepts TLS connections and hands each to the endpoint's
-//! [`http_proxy::HttpProxy`] or [`tcp_forward::TcpForwarder`] until shutdown.
+//! [`http_proxy::HttpProxy`] or [`tcp_forward::TcpForwarder`] until shutdown. Every handshake
+//! and request is reported to the process's [`telemetry::Telemetry`]: audit events, Prometheus
+//! metrics, readiness and certificate expiry.
 
 pub mod connection;
 mod error;
