@@ -295,10 +295,10 @@ async fn handle_connection(
     let tls = match handshake {
         Ok(Ok(tls)) => tls,
         Ok(Err((error, socket))) => {
-            let verified = presented.as_ref().and_then(|p| p.refusal);
+            let verified = presented.certificate.as_ref().and_then(|c| c.refusal);
             let reason = HandshakeRefusal::from_handshake_error(&error, verified);
             log_refused_handshake(&error, reason);
-            telemetry.handshake_refused(&config.name, peer_addr, reason, presented.as_ref());
+            telemetry.handshake_refused(&config.name, peer_addr, reason, &presented);
             linger_after_alert(socket).await;
             return;
         }
@@ -309,7 +309,7 @@ async fn handle_connection(
                 "handshake refused: the client did not finish the TLS handshake in time"
             );
             let reason = HandshakeRefusal::HandshakeTimeout;
-            telemetry.handshake_refused(&config.name, peer_addr, reason, presented.as_ref());
+            telemetry.handshake_refused(&config.name, peer_addr, reason, &presented);
             return;
         }
     };
@@ -323,7 +323,7 @@ async fn handle_connection(
                 // a connection whose identity cannot be told upstream.
                 tracing::warn!(reason = "malformed", %error, "connection closed: cannot read the verified client certificate");
                 let reason = HandshakeRefusal::Certificate(RefusalReason::Malformed);
-                telemetry.handshake_refused(&config.name, peer_addr, reason, presented.as_ref());
+                telemetry.handshake_refused(&config.name, peer_addr, reason, &presented);
                 return;
             }
         },

@@ -239,7 +239,8 @@ pub struct TlsHandshakeEvent {
     pub endpoint: String,
     /// The client's address.
     pub peer: SocketAddr,
-    /// The server name the client asked for; `null` when it sent none or the handshake failed.
+    /// The server name the client asked for; `null` when it sent none, or when the handshake
+    /// failed before moat chose its certificate (e.g. `protocol_version`).
     pub sni: Option<String>,
     /// `TLSv1.3` or `TLSv1.2`; `null` for a refused handshake.
     pub tls_version: Option<String>,

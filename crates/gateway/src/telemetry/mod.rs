@@ -26,7 +26,7 @@ use audit::{AuditLog, CertificateFacts, HttpRequestEvent, Outcome, TlsHandshakeE
 use expiry::{EXPIRY_WARNING_WINDOW, ExpiringItem};
 pub use metrics::ReloadOutcome;
 use metrics::{FinishedRequest, Metrics, OpenConnection};
-use presented::PresentedCertificate;
+use presented::Presented;
 pub use reasons::HandshakeRefusal;
 
 /// The process's audit stream, metrics and readiness; cheap to clone, every clone shares them.
@@ -122,17 +122,17 @@ impl Telemetry {
         self.shared.metrics.connection_opened(&info.endpoint)
     }
 
-    /// Records a refused handshake with the certificate the client presented, if any.
+    /// Records a refused handshake with what the client presented before it ended.
     pub(crate) fn handshake_refused(
         &self,
         endpoint: &str,
         peer: SocketAddr,
         reason: HandshakeRefusal,
-        presented: Option<&PresentedCertificate>,
+        presented: &Presented,
     ) {
         self.shared.metrics.handshake_refused(endpoint, reason);
         if let Some(audit) = &self.shared.audit {
-            let client_certificate = presented.and_then(|presented| {
+            let client_certificate = presented.certificate.as_ref().and_then(|presented| {
                 ClientIdentity::from_chain(std::slice::from_ref(&presented.certificate))
                     .ok()
                     .map(|identity| CertificateFacts::of(&identity))
@@ -142,7 +142,7 @@ impl Telemetry {
                 time: audit::now_rfc3339(),
                 endpoint: endpoint.to_owned(),
                 peer,
-                sni: None,
+                sni: presented.sni.clone(),
                 tls_version: None,
                 cipher_suite: None,
                 alpn: None,
