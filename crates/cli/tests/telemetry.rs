@@ -917,3 +917,66 @@ fn a_client_that_leaves_before_the_response_is_audited_as_499() {
     assert_eq!(request["path"], "/never", "{request}");
     assert_eq!(request["upstream_ms"], Value::Null, "{request}");
 }
+
+#[test]
+fn handshakes_that_never_start_properly_are_audited_with_their_reason() {
+    use std::io::{Read as _, Write as _};
+
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path();
+    write_certificates(dir);
+    let upstream = start_http_upstream().to_string();
+    let moat = Moat::start(
+        dir,
+        &[
+            "http",
+            &upstream,
+            "--listen",
+            "127.0.0.1:0",
+            "--crt",
+            "server.crt",
+            "--key",
+            "server.key",
+            "--mutual-tls-cas",
+            "cas.pem",
+            "--request-header-timeout",
+            "500ms",
+            "--audit-log",
+            "audit.jsonl",
+        ],
+        1,
+    );
+    let address = ("127.0.0.1", moat.port());
+    // A TCP health check: connect and close.
+    drop(std::net::TcpStream::connect(address).unwrap());
+    // Plain HTTP on the TLS port.
+    let mut plain = std::net::TcpStream::connect(address).unwrap();
+    plain
+        .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    plain
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let _ = plain.read_to_end(&mut Vec::new());
+    // A client that never speaks: cut off after the header timeout.
+    let mut silent = std::net::TcpStream::connect(address).unwrap();
+    silent
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let _ = silent.read_to_end(&mut Vec::new());
+
+    let events = audit_events(&dir.join("audit.jsonl"), 3);
+    let mut reasons: Vec<&str> = events
+        .iter()
+        .map(|e| {
+            assert_eq!(e["outcome"], "refused", "{e}");
+            e["reason"].as_str().unwrap()
+        })
+        .collect();
+    reasons.sort_unstable();
+    assert_eq!(
+        reasons,
+        ["connection_closed", "handshake_timeout", "other"],
+        "{events:#?}"
+    );
+}
