@@ -428,6 +428,15 @@ fn scripted_session_leaves_one_audit_event_per_handshake_and_request_and_matchin
         assert_eq!(refused.len(), 1, "{reason}: {strict_handshakes:#?}");
         let event = refused[0];
         assert_eq!(event["outcome"], "refused", "{event}");
+        // The version is refused before moat reads the server name; every other refusal
+        // comes after it.
+        let sni = if reason == "protocol_version" {
+            Value::Null
+        } else {
+            Value::from("localhost")
+        };
+        assert_eq!(event["sni"], sni, "{event}");
+        assert_eq!(event["tls_version"], Value::Null, "{event}");
         let subject = &event["client_certificate"]["subject"];
         match (client, reason) {
             // No certificate sent, or none reached the verifier (the version was refused first).
@@ -566,6 +575,7 @@ fn scripted_session_leaves_one_audit_event_per_handshake_and_request_and_matchin
         let labels = [("outcome", outcome)];
         assert_eq!(value(&samples, "moat_config_reloads_total", &labels), 0.0);
     }
+    assert_eq!(value(&samples, "moat_audit_events_dropped_total", &[]), 0.0);
 
     // Expiry gauges: the server certificate, the CA and the CRL of each endpoint.
     let expiry = "moat_certificate_expiry_timestamp_seconds";
@@ -669,6 +679,36 @@ fn audit_log_and_metrics_listen_flags_of_moat_http() {
     assert_eq!(events[0]["endpoint"], "http", "{events:#?}");
     assert_eq!(events[1]["status"], 403, "{events:#?}");
 
+    // HTTP/2 (curl negotiates h2 by ALPN) is audited like HTTP/1.1.
+    let port = moat.port();
+    let resolve = format!("localhost:{port}:127.0.0.1");
+    let url = format!("https://localhost:{port}/over-h2");
+    let (code, body, stderr) = curl(
+        dir,
+        &[
+            "--http2",
+            "--resolve",
+            &resolve,
+            "--cacert",
+            "server-ca.crt",
+            "--cert",
+            "alice.crt",
+            "--key",
+            "alice.key",
+            &url,
+        ],
+    );
+    assert_eq!(
+        (code, body.as_str()),
+        (0, "hello from upstream /over-h2"),
+        "{stderr}"
+    );
+    let events = audit_events(&dir.join("flags-audit.jsonl"), 4);
+    assert_eq!(events[2]["alpn"], "h2", "{events:#?}");
+    assert_eq!(events[3]["path"], "/over-h2", "{events:#?}");
+    assert_eq!(events[3]["status"], 200, "{events:#?}");
+    assert_eq!(events[3]["bytes_out"], body.len(), "{events:#?}");
+
     let (head, _) = scrape(dir, metrics, "/readyz");
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     let (head, body) = scrape(dir, metrics, "/nothing-here");
@@ -677,4 +717,266 @@ fn audit_log_and_metrics_listen_flags_of_moat_http() {
     let samples = settled_metrics(dir, metrics);
     let labels = [("endpoint", "http"), ("status_class", "4xx"), ("rule", "")];
     assert_eq!(value(&samples, "moat_requests_total", &labels), 1.0);
+    let labels = [("endpoint", "http"), ("status_class", "2xx"), ("rule", "")];
+    assert_eq!(value(&samples, "moat_requests_total", &labels), 1.0);
+}
+
+#[test]
+fn without_audit_log_the_events_go_to_stdout_one_json_object_per_line() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path();
+    write_certificates(dir);
+    let upstream = start_http_upstream().to_string();
+    let moat = Moat::start(
+        dir,
+        &[
+            "http",
+            &upstream,
+            "--listen",
+            "127.0.0.1:0",
+            "--crt",
+            "server.crt",
+            "--key",
+            "server.key",
+            "--mutual-tls-cas",
+            "cas.pem",
+        ],
+        1,
+    );
+    let response = connect(dir, moat.port(), Some("alice"), false).unwrap();
+    assert!(response.ends_with("hello from upstream /"), "{response}");
+    let mut kinds = Vec::new();
+    while kinds.len() < 2 {
+        let line = moat
+            .next_stdout_line(Duration::from_secs(10))
+            .unwrap_or_else(|| panic!("no audit event on stdout after {kinds:?}"));
+        let event: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"));
+        kinds.push(event["event"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(kinds, ["tls_handshake", "http_request"]);
+}
+
+#[test]
+fn a_tls_endpoint_audits_its_handshakes_and_counts_forwarded_bytes() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path();
+    write_certificates(dir);
+    let echo = gateway_support::start_echo_upstream().to_string();
+    let moat = Moat::start(
+        dir,
+        &[
+            "tls",
+            &echo,
+            "--listen",
+            "127.0.0.1:0",
+            "--crt",
+            "server.crt",
+            "--key",
+            "server.key",
+            "--mutual-tls-cas",
+            "cas.pem",
+            "--audit-log",
+            "tls-audit.jsonl",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ],
+        1,
+    );
+    let metrics = metrics_address(&moat);
+    let payload = b"twelve bytes";
+    let alice = (dir.join("alice.crt"), dir.join("alice.key"));
+    let echoed = rustls_request(
+        moat.port(),
+        &ClientOptions {
+            server_ca: &dir.join("server-ca.crt"),
+            identity: Some((alice.0.as_path(), alice.1.as_path())),
+            tls12_only: false,
+            send: payload,
+            half_close: true,
+        },
+    )
+    .unwrap();
+    assert_eq!(echoed.as_bytes(), payload);
+    assert!(connect(dir, moat.port(), Some("mallory"), false).is_err());
+
+    let events = audit_events(&dir.join("tls-audit.jsonl"), 2);
+    assert_eq!(events.len(), 2, "{events:#?}");
+    assert!(
+        events.iter().all(|e| e["event"] == "tls_handshake"),
+        "{events:#?}"
+    );
+    assert_eq!(events[0]["outcome"], "accepted", "{events:#?}");
+    assert_eq!(events[0]["client_certificate"]["subject"], "CN=alice");
+    assert_eq!(events[1]["reason"], "unknown_ca", "{events:#?}");
+
+    let samples = settled_metrics(dir, metrics);
+    let labels = [("endpoint", "tls")];
+    let length = payload.len() as f64;
+    assert_eq!(
+        value(&samples, "moat_received_bytes_total", &labels),
+        length
+    );
+    assert_eq!(value(&samples, "moat_sent_bytes_total", &labels), length);
+    assert!(
+        samples.iter().all(|s| s.name != "moat_requests_total"),
+        "a tls endpoint has no HTTP requests"
+    );
+}
+
+/// An upstream that reports each request head it receives and never answers.
+fn start_silent_upstream() -> (SocketAddr, std::sync::mpsc::Receiver<String>) {
+    use std::io::BufRead as _;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let (heads, received) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let heads = heads.clone();
+            thread::spawn(move || {
+                let mut reader = std::io::BufReader::new(&stream);
+                let mut line = String::new();
+                if reader.read_line(&mut line).is_ok() {
+                    let _ = heads.send(line);
+                }
+                // Hold the connection open without answering until moat closes it.
+                let _ = std::io::Read::read_to_end(&mut reader, &mut Vec::new());
+            });
+        }
+    });
+    (address, received)
+}
+
+#[test]
+fn a_client_that_leaves_before_the_response_is_audited_as_499() {
+    use std::io::Write as _;
+    use std::sync::Arc;
+
+    use rustls_pki_types::pem::PemObject as _;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path();
+    write_certificates(dir);
+    let (upstream, heads) = start_silent_upstream();
+    let moat = Moat::start(
+        dir,
+        &[
+            "http",
+            &upstream.to_string(),
+            "--listen",
+            "127.0.0.1:0",
+            "--crt",
+            "server.crt",
+            "--key",
+            "server.key",
+            "--mutual-tls-cas",
+            "cas.pem",
+            "--audit-log",
+            "audit.jsonl",
+        ],
+        1,
+    );
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(dir.join("server-ca.crt")).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let chain: Vec<_> = CertificateDer::pem_file_iter(dir.join("alice.crt"))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(dir.join("alice.key")).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_client_auth_cert(chain, key)
+    .unwrap();
+    let connection =
+        rustls::ClientConnection::new(Arc::new(config), ServerName::try_from("localhost").unwrap())
+            .unwrap();
+    let socket = std::net::TcpStream::connect(("127.0.0.1", moat.port())).unwrap();
+    let mut tls = rustls::StreamOwned::new(connection, socket);
+    tls.write_all(b"GET /never HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    tls.flush().unwrap();
+    // Leave once the request is upstream, before any response.
+    let head = heads.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert!(head.starts_with("GET /never "), "{head}");
+    drop(tls);
+
+    let events = audit_events(&dir.join("audit.jsonl"), 2);
+    let request = events
+        .iter()
+        .find(|e| e["event"] == "http_request")
+        .unwrap_or_else(|| panic!("no http_request event: {events:#?}"));
+    assert_eq!(request["status"], 499, "{request}");
+    assert_eq!(request["path"], "/never", "{request}");
+    assert_eq!(request["upstream_ms"], Value::Null, "{request}");
+}
+
+#[test]
+fn handshakes_that_never_start_properly_are_audited_with_their_reason() {
+    use std::io::{Read as _, Write as _};
+
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path();
+    write_certificates(dir);
+    let upstream = start_http_upstream().to_string();
+    let moat = Moat::start(
+        dir,
+        &[
+            "http",
+            &upstream,
+            "--listen",
+            "127.0.0.1:0",
+            "--crt",
+            "server.crt",
+            "--key",
+            "server.key",
+            "--mutual-tls-cas",
+            "cas.pem",
+            "--request-header-timeout",
+            "500ms",
+            "--audit-log",
+            "audit.jsonl",
+        ],
+        1,
+    );
+    let address = ("127.0.0.1", moat.port());
+    // A TCP health check: connect and close.
+    drop(std::net::TcpStream::connect(address).unwrap());
+    // Plain HTTP on the TLS port.
+    let mut plain = std::net::TcpStream::connect(address).unwrap();
+    plain
+        .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    plain
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let _ = plain.read_to_end(&mut Vec::new());
+    // A client that never speaks: cut off after the header timeout.
+    let mut silent = std::net::TcpStream::connect(address).unwrap();
+    silent
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let _ = silent.read_to_end(&mut Vec::new());
+
+    let events = audit_events(&dir.join("audit.jsonl"), 3);
+    let mut reasons: Vec<&str> = events
+        .iter()
+        .map(|e| {
+            assert_eq!(e["outcome"], "refused", "{e}");
+            e["reason"].as_str().unwrap()
+        })
+        .collect();
+    reasons.sort_unstable();
+    assert_eq!(
+        reasons,
+        ["connection_closed", "handshake_timeout", "other"],
+        "{events:#?}"
+    );
 }

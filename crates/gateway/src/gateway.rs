@@ -25,7 +25,7 @@ use crate::reload::{ListenKey, NewListener, Reloader, Slot};
 use crate::sni::{self, ClientHelloError, NoRoute, Routes};
 use crate::tcp_forward::ForwardEnd;
 use crate::telemetry::expiry;
-use crate::telemetry::presented::capture_presented;
+use crate::telemetry::presented::{Presented, capture_presented};
 use crate::telemetry::{HandshakeRefusal, Telemetry};
 
 /// How long in-flight connections may take to finish after shutdown begins; whatever is still
@@ -390,14 +390,15 @@ async fn handle_connection(
             Ok(Ok(accepted)) => accepted,
             Ok(Err(ClientHelloError::Tls(error))) => {
                 tracing::warn!(reason = "tls_error", %error, "handshake refused");
-                telemetry.handshake_refused(&unrouted(), peer_addr, HandshakeRefusal::Other, None);
+                let reason = HandshakeRefusal::Other;
+                telemetry.handshake_refused(&unrouted(), peer_addr, reason, &Presented::default());
                 linger_after_alert(stream).await;
                 return;
             }
             Ok(Err(ClientHelloError::Io(error))) => {
                 tracing::info!(%error, "connection closed during the handshake");
                 let reason = HandshakeRefusal::ConnectionClosed;
-                telemetry.handshake_refused(&unrouted(), peer_addr, reason, None);
+                telemetry.handshake_refused(&unrouted(), peer_addr, reason, &Presented::default());
                 return;
             }
             Err(_) => {
@@ -407,7 +408,7 @@ async fn handle_connection(
                     "handshake refused: the client did not finish the TLS handshake in time"
                 );
                 let reason = HandshakeRefusal::HandshakeTimeout;
-                telemetry.handshake_refused(&unrouted(), peer_addr, reason, None);
+                telemetry.handshake_refused(&unrouted(), peer_addr, reason, &Presented::default());
                 return;
             }
         };
@@ -435,7 +436,11 @@ async fn handle_connection(
                 ),
             }
             let reason = HandshakeRefusal::UnrecognizedName;
-            telemetry.handshake_refused(&unrouted(), peer_addr, reason, None);
+            let presented = Presented {
+                sni: server_name.clone(),
+                certificate: None,
+            };
+            telemetry.handshake_refused(&unrouted(), peer_addr, reason, &presented);
             sni::refuse_unrecognized_name(&mut stream).await;
             linger_after_alert(stream).await;
             return;
@@ -460,10 +465,10 @@ async fn handle_connection(
     let tls = match handshake {
         Ok(Ok(tls)) => tls,
         Ok(Err((error, socket))) => {
-            let verified = presented.as_ref().and_then(|p| p.refusal);
+            let verified = presented.certificate.as_ref().and_then(|c| c.refusal);
             let reason = HandshakeRefusal::from_handshake_error(&error, verified);
             log_refused_handshake(&error, reason);
-            telemetry.handshake_refused(&config.name, peer_addr, reason, presented.as_ref());
+            telemetry.handshake_refused(&config.name, peer_addr, reason, &presented);
             linger_after_alert(socket).await;
             return;
         }
@@ -474,7 +479,7 @@ async fn handle_connection(
                 "handshake refused: the client did not finish the TLS handshake in time"
             );
             let reason = HandshakeRefusal::HandshakeTimeout;
-            telemetry.handshake_refused(&config.name, peer_addr, reason, presented.as_ref());
+            telemetry.handshake_refused(&config.name, peer_addr, reason, &presented);
             return;
         }
     };
@@ -488,7 +493,7 @@ async fn handle_connection(
                 // a connection whose identity cannot be told upstream.
                 tracing::warn!(reason = "malformed", %error, "connection closed: cannot read the verified client certificate");
                 let reason = HandshakeRefusal::Certificate(RefusalReason::Malformed);
-                telemetry.handshake_refused(&config.name, peer_addr, reason, presented.as_ref());
+                telemetry.handshake_refused(&config.name, peer_addr, reason, &presented);
                 return;
             }
         },

@@ -4,7 +4,9 @@
 //! (endpoints with the same listen address share one, and the SNI picks among them);
 //! [`Gateway::serve`] accepts TLS connections and hands each to the endpoint's
 //! [`http_proxy::HttpProxy`] or [`tcp_forward::TcpForwarder`] until shutdown; a [`Reloader`]
-//! swaps in new certificates, trust and configuration meanwhile.
+//! swaps in new certificates, trust and configuration meanwhile. Every handshake and request is
+//! reported to the process's [`telemetry::Telemetry`]: audit events, Prometheus metrics,
+//! readiness and certificate expiry.
 
 pub mod connection;
 mod endpoint;

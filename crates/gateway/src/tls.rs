@@ -13,7 +13,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::error::GatewayError;
 use crate::local_ca;
-use crate::telemetry::presented::RecordingVerifier;
+use crate::telemetry::presented::{RecordingResolver, RecordingVerifier};
 
 /// An endpoint's TLS setup, plus where its certificate came from.
 pub(crate) struct EndpointTls {
@@ -94,6 +94,8 @@ pub(crate) fn endpoint_tls(
             },
         }
     })?;
+    // Notes the server name each client asks for, for the audit event of a refused handshake.
+    config.cert_resolver = Arc::new(RecordingResolver::new(Arc::clone(&config.cert_resolver)));
     if endpoint.kind == EndpointKind::Http {
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     }

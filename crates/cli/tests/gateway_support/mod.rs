@@ -26,6 +26,8 @@ pub struct Moat {
     pub endpoints: Vec<(String, SocketAddr)>,
     /// Every stdout line read up to the last ready line.
     pub stdout: Vec<String>,
+    /// The stdout lines after those, as moat prints them.
+    later_stdout: mpsc::Receiver<String>,
     log: PathBuf,
 }
 
@@ -44,14 +46,15 @@ impl Moat {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("moat starts");
+        let (lines, received) = mpsc::channel();
         let mut moat = Moat {
             child,
             endpoints: Vec::new(),
             stdout: Vec::new(),
+            later_stdout: received,
             log,
         };
         let stdout = moat.child.stdout.take().unwrap();
-        let (lines, received) = mpsc::channel();
         thread::spawn(move || {
             // Keeps reading to the end so moat never blocks on a full pipe (its audit events go
             // to stdout by default), even after the test stopped listening.
@@ -63,7 +66,7 @@ impl Moat {
         let deadline = Instant::now() + Duration::from_secs(30);
         while moat.endpoints.len() < endpoints {
             let left = deadline.saturating_duration_since(Instant::now());
-            match received.recv_timeout(left) {
+            match moat.later_stdout.recv_timeout(left) {
                 Ok(line) => {
                     if let Some((name, address)) = parse_ready_line(&line) {
                         moat.endpoints.push((name, address));
@@ -81,6 +84,11 @@ impl Moat {
             }
         }
         moat
+    }
+
+    /// The next stdout line after the ready lines, waiting at most `limit` for it.
+    pub fn next_stdout_line(&self, limit: Duration) -> Option<String> {
+        self.later_stdout.recv_timeout(limit).ok()
     }
 
     /// The port of the first endpoint.

@@ -45,6 +45,33 @@ pub(super) async fn handle(
     let path = request.uri().path().to_owned();
     let info = &context.info;
     let subject = info.client.as_ref().map(|c| c.subject.clone());
+    let started = Instant::now();
+    // Written even when the client goes away before the response starts (this future is then
+    // dropped): as status 499, nginx's "client closed request".
+    let mut unanswered = UnansweredRequest {
+        audit: Some(RequestAudit {
+            telemetry: proxy.telemetry.clone(),
+            started: started.into_std(),
+            event: HttpRequestEvent {
+                event: "http_request",
+                time: String::new(),
+                endpoint: info.endpoint.clone(),
+                peer: info.peer_addr,
+                method: method.to_string(),
+                host: host.clone(),
+                path: path.clone(),
+                status: CLIENT_CLOSED_REQUEST,
+                // No access policy decides yet; the policy engine fills in its rule's name.
+                rule: None,
+                client_subject: subject.clone(),
+                upstream_ms: None,
+                duration_ms: 0.0,
+                bytes_in: 0,
+                bytes_out: 0,
+            },
+        }),
+        request_body: Progress::new(),
+    };
 
     let admitted = admit(proxy.asks_for_certificate, info.client.is_some()).and_then(|()| {
         if method == Method::CONNECT {
@@ -53,15 +80,20 @@ pub(super) async fn handle(
             Ok(())
         }
     });
-    let started = Instant::now();
-    let request_body = Progress::new();
     let (response, upstream_time) = match admitted {
         Err(refusal) => (
             refusal_response(refusal, PageFormat::for_request(request.headers())),
             None,
         ),
         Ok(()) => {
-            let response = forward(&proxy, &context, request, host.as_deref(), &request_body).await;
+            let response = forward(
+                &proxy,
+                &context,
+                request,
+                host.as_deref(),
+                &unanswered.request_body,
+            )
+            .await;
             (response, Some(started.elapsed()))
         }
     };
@@ -77,37 +109,42 @@ pub(super) async fn handle(
         peer = %info.peer_addr,
         "request"
     );
-    let audit = RequestAudit {
-        telemetry: proxy.telemetry.clone(),
-        started: started.into_std(),
-        event: HttpRequestEvent {
-            event: "http_request",
-            time: String::new(),
-            endpoint: info.endpoint.clone(),
-            peer: info.peer_addr,
-            method: method.to_string(),
-            host,
-            path,
-            status: response.status().as_u16(),
-            // No access policy decides yet; the policy engine fills in its rule's name.
-            rule: None,
-            client_subject: subject,
-            upstream_ms: upstream_time.map(|d| d.as_secs_f64() * 1000.0),
-            duration_ms: 0.0,
-            bytes_in: 0,
-            bytes_out: 0,
-        },
-    };
+    let mut audit = unanswered.audit.take();
+    if let Some(audit) = &mut audit {
+        audit.event.status = response.status().as_u16();
+        audit.event.upstream_ms = upstream_time.map(|d| d.as_secs_f64() * 1000.0);
+    }
+    let request_body = unanswered.request_body.clone();
     response.map(|body| {
         TrackedBody {
             inner: body,
             _in_flight: in_flight,
             bytes_out: 0,
             request_body,
-            audit: Some(audit),
+            audit,
         }
         .boxed()
     })
+}
+
+/// The status an audit event records for a request whose client left before the response
+/// began (nginx's convention; never sent on the wire).
+const CLIENT_CLOSED_REQUEST: u16 = 499;
+
+/// A request whose response has not begun: if it is dropped in that state, its audit event is
+/// written as it stands.
+struct UnansweredRequest {
+    audit: Option<RequestAudit>,
+    /// Counts the request body bytes sent upstream.
+    request_body: Progress,
+}
+
+impl Drop for UnansweredRequest {
+    fn drop(&mut self) {
+        if let Some(audit) = self.audit.take() {
+            audit.finish(self.request_body.body_bytes(), 0);
+        }
+    }
 }
 
 /// The host the client addressed: the request target's authority (HTTP/2 `:authority`, or an

@@ -5,12 +5,13 @@ use std::fs::OpenOptions;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
 use moat_trust::ClientIdentity;
+use prometheus_client::metrics::counter::Counter;
 use serde::Serialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -57,8 +58,9 @@ struct Shared {
     /// `None` once closed: later events are dropped.
     sender: Mutex<Option<SyncSender<String>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
-    /// Events dropped because the queue was full or the log closed.
-    dropped: AtomicU64,
+    /// Events dropped because the queue was full or the log closed; exported as
+    /// `moat_audit_events_dropped_total`.
+    dropped: Counter,
     /// Whether the first dropped event was already reported in the log.
     drop_reported: AtomicBool,
 }
@@ -84,7 +86,7 @@ impl AuditLog {
             shared: Arc::new(Shared {
                 sender: Mutex::new(Some(sender)),
                 writer: Mutex::new(Some(writer)),
-                dropped: AtomicU64::new(0),
+                dropped: Counter::default(),
                 drop_reported: AtomicBool::new(false),
             }),
         })
@@ -111,7 +113,7 @@ impl AuditLog {
             None => Err(TrySendError::Disconnected(line)),
         };
         if sent.is_err() {
-            self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+            self.shared.dropped.inc();
             if !self.shared.drop_reported.swap(true, Ordering::Relaxed) {
                 tracing::error!(
                     "audit events are being dropped: the audit log cannot keep up (or is closed); \
@@ -121,9 +123,9 @@ impl AuditLog {
         }
     }
 
-    /// How many events were dropped so far.
-    pub fn dropped(&self) -> u64 {
-        self.shared.dropped.load(Ordering::Relaxed)
+    /// The count of dropped events, shared with the metrics registry.
+    pub fn dropped(&self) -> &Counter {
+        &self.shared.dropped
     }
 
     /// Writes every queued event, then stops the writer; events recorded afterwards are dropped.
@@ -237,7 +239,8 @@ pub struct TlsHandshakeEvent {
     pub endpoint: String,
     /// The client's address.
     pub peer: SocketAddr,
-    /// The server name the client asked for; `null` when it sent none or the handshake failed.
+    /// The server name the client asked for; `null` when it sent none, or when the handshake
+    /// failed before moat chose its certificate (e.g. `protocol_version`).
     pub sni: Option<String>,
     /// `TLSv1.3` or `TLSv1.2`; `null` for a refused handshake.
     pub tls_version: Option<String>,
@@ -311,7 +314,7 @@ mod tests {
             .map(|e| e["event"].as_str().unwrap())
             .collect();
         assert_eq!(names, ["earlier", "one", "two"]);
-        assert_eq!(log.dropped(), 1);
+        assert_eq!(log.dropped().get(), 1);
     }
 
     #[test]

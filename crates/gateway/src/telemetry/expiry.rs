@@ -204,6 +204,39 @@ mod tests {
     }
 
     #[test]
+    fn a_server_certificate_issued_in_memory_is_tracked_under_local_ca() {
+        let spec = moat_config::EndpointSpec {
+            name: Some("app".into()),
+            kind: Some("http".into()),
+            upstream: Some("8080".into()),
+            ..moat_config::EndpointSpec::default()
+        };
+        let config = moat_config::Config::from_specs(
+            vec![spec],
+            None,
+            "test",
+            moat_config::FieldStyle::Flags,
+        )
+        .unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        let not_after = OffsetDateTime::from_unix_timestamp(2_000_000_000).unwrap();
+        params.not_after = not_after;
+        let key = rcgen::KeyPair::generate().unwrap();
+        let leaf = params.self_signed(&key).unwrap();
+        let items = certificates_in_use(&config.endpoints[0], Some(leaf.der()));
+        assert_eq!(
+            items,
+            [ExpiringItem {
+                endpoint: "app".into(),
+                kind: ItemKind::Server,
+                subject: "CN=rcgen self signed cert".into(),
+                file: LOCAL_CA_FILE.into(),
+                expires_at: 2_000_000_000,
+            }]
+        );
+    }
+
+    #[test]
     fn only_items_inside_the_window_are_reported() {
         let now = OffsetDateTime::from_unix_timestamp(1_000_000_000).unwrap();
         let day = 86_400;

@@ -174,6 +174,16 @@ impl Metrics {
         }
     }
 
+    /// Exports the audit log's count of dropped events as `moat_audit_events_dropped_total`, so
+    /// that an alert can fire when the audit trail has gaps.
+    pub fn register_audit_drops(&mut self, dropped: Counter) {
+        self.registry.register(
+            "moat_audit_events_dropped",
+            "Audit events lost because the audit log could not keep up",
+            dropped,
+        );
+    }
+
     /// Creates an endpoint's series at zero, so that dashboards and `rate()` see them before the
     /// first event.
     pub fn register_endpoint(&self, endpoint: &str) {

@@ -24,8 +24,9 @@ use moat_trust::ClientIdentity;
 use crate::connection::ConnectionInfo;
 use audit::{AuditLog, CertificateFacts, HttpRequestEvent, Outcome, TlsHandshakeEvent};
 use expiry::{EXPIRY_WARNING_WINDOW, ExpiringItem};
-use metrics::{FinishedRequest, Metrics, OpenConnection, ReloadOutcome};
-use presented::PresentedCertificate;
+pub use metrics::ReloadOutcome;
+use metrics::{FinishedRequest, Metrics, OpenConnection};
+use presented::Presented;
 pub use reasons::HandshakeRefusal;
 
 /// The process's audit stream, metrics and readiness; cheap to clone, every clone shares them.
@@ -45,9 +46,13 @@ struct Shared {
 impl Telemetry {
     /// Metrics, plus audit events written to `audit` when given (none are written otherwise).
     pub fn new(audit: Option<AuditLog>) -> Telemetry {
+        let mut metrics = Metrics::new();
+        if let Some(audit) = &audit {
+            metrics.register_audit_drops(audit.dropped().clone());
+        }
         Telemetry {
             shared: Arc::new(Shared {
-                metrics: Arc::default(),
+                metrics: Arc::new(metrics),
                 audit,
                 ready: AtomicBool::new(false),
             }),
@@ -117,17 +122,17 @@ impl Telemetry {
         self.shared.metrics.connection_opened(&info.endpoint)
     }
 
-    /// Records a refused handshake with the certificate the client presented, if any.
+    /// Records a refused handshake with what the client presented before it ended.
     pub(crate) fn handshake_refused(
         &self,
         endpoint: &str,
         peer: SocketAddr,
         reason: HandshakeRefusal,
-        presented: Option<&PresentedCertificate>,
+        presented: &Presented,
     ) {
         self.shared.metrics.handshake_refused(endpoint, reason);
         if let Some(audit) = &self.shared.audit {
-            let client_certificate = presented.and_then(|presented| {
+            let client_certificate = presented.certificate.as_ref().and_then(|presented| {
                 ClientIdentity::from_chain(std::slice::from_ref(&presented.certificate))
                     .ok()
                     .map(|identity| CertificateFacts::of(&identity))
@@ -137,7 +142,7 @@ impl Telemetry {
                 time: audit::now_rfc3339(),
                 endpoint: endpoint.to_owned(),
                 peer,
-                sni: None,
+                sni: presented.sni.clone(),
                 tls_version: None,
                 cipher_suite: None,
                 alpn: None,

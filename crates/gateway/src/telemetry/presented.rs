@@ -1,5 +1,6 @@
-//! Remembers the certificate a client presented during its handshake, and why it was refused,
-//! so that the handshake's audit event can name a certificate that never became a connection.
+//! Remembers what a client presented during its handshake (the server name it asked for, its
+//! certificate and why that was refused), so that the audit event of a refused handshake can
+//! name them although no connection came of it.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -7,6 +8,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use moat_trust::{ClientVerifier, RefusalReason};
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use rustls_pki_types::{CertificateDer, UnixTime};
 
@@ -19,24 +22,62 @@ pub struct PresentedCertificate {
     pub refusal: Option<RefusalReason>,
 }
 
-type Slot = Arc<Mutex<Option<PresentedCertificate>>>;
+/// What one handshake showed before it ended.
+#[derive(Debug, Clone, Default)]
+pub struct Presented {
+    /// The server name (SNI) the client asked for, once certificate selection saw it.
+    pub sni: Option<String>,
+    /// The client certificate, once the verifier saw it.
+    pub certificate: Option<PresentedCertificate>,
+}
+
+type Slot = Arc<Mutex<Presented>>;
 
 tokio::task_local! {
-    /// The slot of the handshake being driven by the current task. rustls calls the verifier
-    /// synchronously while the accept future is polled, so the task that drives the handshake
-    /// is the one whose slot is set.
+    /// The slot of the handshake being driven by the current task. rustls calls the resolver
+    /// and the verifier synchronously while the accept future is polled, so the task that
+    /// drives the handshake is the one whose slot is set.
     static PRESENTED: Slot;
 }
 
-/// Drives `handshake` and returns its output with the certificate the client presented, if the
-/// verifier saw one.
-pub async fn capture_presented<F: Future>(
-    handshake: F,
-) -> (F::Output, Option<PresentedCertificate>) {
+/// Drives `handshake` and returns its output with what the client presented.
+pub async fn capture_presented<F: Future>(handshake: F) -> (F::Output, Presented) {
     let slot = Slot::default();
     let output = PRESENTED.scope(Arc::clone(&slot), handshake).await;
-    let presented = slot.lock().unwrap_or_else(PoisonError::into_inner).take();
+    let presented = std::mem::take(&mut *slot.lock().unwrap_or_else(PoisonError::into_inner));
     (output, presented)
+}
+
+/// Updates the current handshake's record; does nothing outside [`capture_presented`].
+fn record(update: impl FnOnce(&mut Presented)) {
+    let _ =
+        PRESENTED.try_with(|slot| update(&mut slot.lock().unwrap_or_else(PoisonError::into_inner)));
+}
+
+/// Wraps an endpoint's certificate resolver to note the server name each client asks for; the
+/// choice of certificate stays the inner resolver's.
+#[derive(Debug)]
+pub struct RecordingResolver {
+    inner: Arc<dyn ResolvesServerCert>,
+}
+
+impl RecordingResolver {
+    /// Notes the server names `inner` is asked about.
+    pub fn new(inner: Arc<dyn ResolvesServerCert>) -> RecordingResolver {
+        RecordingResolver { inner }
+    }
+}
+
+impl ResolvesServerCert for RecordingResolver {
+    fn resolve(&self, client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let sni = client_hello.server_name().map(str::to_owned);
+        record(|presented| presented.sni = sni);
+        self.inner.resolve(client_hello)
+    }
+
+    fn only_raw_public_keys(&self) -> bool {
+        self.inner.only_raw_public_keys()
+    }
 }
 
 /// Wraps moat's [`ClientVerifier`], recording each verdict in the handshake's slot. Outside
@@ -75,8 +116,8 @@ impl ClientCertVerifier for RecordingVerifier {
         let verdict = self
             .inner
             .verify_with_reason(end_entity, intermediates, now);
-        let _ = PRESENTED.try_with(|slot| {
-            *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(PresentedCertificate {
+        record(|presented| {
+            presented.certificate = Some(PresentedCertificate {
                 certificate: end_entity.clone().into_owned(),
                 refusal: verdict.as_ref().err().map(|refused| refused.reason),
             });

@@ -32,18 +32,6 @@ pub enum HandshakeRefusal {
 }
 
 impl HandshakeRefusal {
-    /// The reasons that are not about the client certificate, for docs and label lists.
-    pub const NON_CERTIFICATE: [HandshakeRefusal; 8] = [
-        HandshakeRefusal::PolicyDenied,
-        HandshakeRefusal::ProtocolVersion,
-        HandshakeRefusal::NoSharedParameters,
-        HandshakeRefusal::ClientAlert,
-        HandshakeRefusal::UnrecognizedName,
-        HandshakeRefusal::HandshakeTimeout,
-        HandshakeRefusal::ConnectionClosed,
-        HandshakeRefusal::Other,
-    ];
-
     /// The stable snake_case name, e.g. `unknown_ca` or `protocol_version`.
     pub fn as_str(&self) -> &'static str {
         match self {
