@@ -45,6 +45,8 @@ pub struct EndpointConfig {
     pub terminate_at: TerminateAt,
     /// Limits on slow clients and slow upstreams.
     pub timeouts: Timeouts,
+    /// Access rules in order; empty means every client with a verified certificate passes.
+    pub rules: Vec<moat_policy::Rule>,
 }
 
 /// What an endpoint does with a connection once the client is let in.

@@ -13,6 +13,7 @@ use crate::model::{
     ClientAuthMode, Config, EndpointConfig, EndpointKind, TerminateAt, Timeouts, TlsVersion,
     UpstreamScheme,
 };
+use crate::rules::{RuleContext, RuleSpec, validate_rules};
 use crate::upstream::parse_upstream;
 
 /// The address an endpoint listens on when none is given.
@@ -59,6 +60,12 @@ pub struct EndpointSpec {
     /// Time limits; each missing one keeps its default.
     #[serde(default)]
     pub timeouts: TimeoutsSpec,
+    /// Access rules in order (`[[endpoints.rules]]`); the first covering a request decides.
+    #[serde(default)]
+    pub rules: Vec<RuleSpec>,
+    /// The `--policy` file the rules were read from, so that errors name it (flags only).
+    #[serde(skip)]
+    pub policy_file: Option<PathBuf>,
 }
 
 /// The `[endpoints.timeouts]` table: durations such as `"10s"`.
@@ -422,6 +429,17 @@ fn validate_endpoint(
 
     let timeouts = validate_timeouts(&spec.timeouts, problems);
 
+    let rule_context = RuleContext {
+        prefix: match (problems.style, &spec.policy_file) {
+            (FieldStyle::File, _) => problems.field("rules"),
+            (FieldStyle::Flags, Some(file)) => format!("--policy {}: rules", file.display()),
+            (FieldStyle::Flags, None) => "rules".to_string(),
+        },
+        kind,
+        has_cas: !mutual_tls_cas.is_empty(),
+    };
+    let rules = validate_rules(spec.rules, &rule_context, problems.list);
+
     if problems.list.len() != before {
         return None;
     }
@@ -440,6 +458,7 @@ fn validate_endpoint(
         tls_min_version: tls_min_version?,
         terminate_at: terminate_at?,
         timeouts: timeouts?,
+        rules: rules?,
     })
 }
 

@@ -276,6 +276,7 @@ async fn serve(
         tls_min_version: Default::default(),
         terminate_at: Default::default(),
         timeouts: Timeouts::default(),
+        rules: Vec::new(),
     };
     let proxy = Arc::new(HttpProxy::new(&endpoint).unwrap());
     let (_shutdown, shutdown_rx) = tokio::sync::watch::channel(false);

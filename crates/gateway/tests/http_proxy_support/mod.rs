@@ -36,6 +36,7 @@ pub async fn bounded<F: Future<Output = ()>>(test: F) {
 /// An `http` endpoint in front of `upstream`, trusting a (not read) client CA file.
 pub fn endpoint(upstream: SocketAddr) -> EndpointConfig {
     endpoint_with_scheme(upstream, UpstreamScheme::Http)
+    rules: Vec::new(),
 }
 
 /// Like [`endpoint`] with an explicit upstream scheme.
@@ -59,7 +60,9 @@ pub fn endpoint_with_scheme(upstream: SocketAddr, scheme: UpstreamScheme) -> End
         tls_min_version: TlsVersion::Tls12,
         terminate_at: TerminateAt::Edge,
         timeouts: Timeouts::default(),
+        rules: Vec::new(),
     }
+    rules: Vec::new(),
 }
 
 /// A client identity built from a real rcgen-made certificate issued by a test CA.
