@@ -15,6 +15,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tracing::Instrument as _;
 
+use crate::access::{HANDSHAKE, HandshakeFacts};
 use crate::connection::ConnectionInfo;
 use crate::error::GatewayError;
 use crate::http_proxy::HttpProxy;
@@ -260,9 +261,14 @@ async fn handle_connection(
 ) {
     let _ = stream.set_nodelay(true);
     let started = Instant::now();
+    let facts = Arc::new(HandshakeFacts {
+        peer: peer_addr,
+        local: local_addr,
+        sni: std::sync::Mutex::new(None),
+    });
     let handshake = tokio::time::timeout(
         config.timeouts.request_header,
-        acceptor.accept(stream).into_fallible(),
+        HANDSHAKE.scope(facts, acceptor.accept(stream).into_fallible()),
     );
     let tls = match handshake.await {
         Ok(Ok(tls)) => tls,

@@ -4,6 +4,7 @@
 //! [`Gateway::serve`] accepts TLS connections and hands each to the endpoint's
 //! [`http_proxy::HttpProxy`] or [`tcp_forward::TcpForwarder`] until shutdown.
 
+mod access;
 pub mod connection;
 mod error;
 mod gateway;

@@ -11,6 +11,7 @@ use rustls::server::danger::ClientCertVerifier;
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
+use crate::access::{PolicyVerifier, SniRecorder};
 use crate::error::GatewayError;
 use crate::local_ca;
 
@@ -66,6 +67,10 @@ pub(crate) fn endpoint_tls(
     if endpoint.kind == EndpointKind::Http {
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     }
+    if endpoint.kind == EndpointKind::Tls && !endpoint.rules.is_empty() {
+        // The policy verifier matches rules' hosts against the SNI this records.
+        config.cert_resolver = Arc::new(SniRecorder(Arc::clone(&config.cert_resolver)));
+    }
     Ok(EndpointTls {
         config: Arc::new(config),
         local_ca,
@@ -94,10 +99,24 @@ fn client_verifier(
     if let Some(crls) = crls {
         builder = builder.with_crls(crls);
     }
-    if endpoint.client_auth == ClientAuthMode::Request {
+    // Rules that bypass or cover only some paths let some requests in without a certificate,
+    // or refuse them with a readable 403, so the handshake must not demand one.
+    let policy_decides_per_request = endpoint.kind == EndpointKind::Http
+        && !endpoint.rules.is_empty()
+        && !moat_policy::certificate_required_at_handshake(&endpoint.rules);
+    if endpoint.client_auth == ClientAuthMode::Request || policy_decides_per_request {
         builder = builder.allow_unauthenticated();
     }
-    let verifier: Arc<dyn ClientCertVerifier> = builder.build().map_err(trust_error)?;
+    let verifier = builder.build().map_err(trust_error)?;
+    let verifier: Arc<dyn ClientCertVerifier> =
+        if endpoint.kind == EndpointKind::Tls && !endpoint.rules.is_empty() {
+            Arc::new(PolicyVerifier {
+                inner: verifier,
+                rules: endpoint.rules.clone(),
+            })
+        } else {
+            verifier
+        };
     Ok(Some(verifier))
 }
 

@@ -20,8 +20,8 @@ pub struct Request<'a> {
     pub server: Option<SocketAddr>,
     /// The server name the client asked for in the TLS handshake.
     pub sni: Option<&'a str>,
-    /// The negotiated TLS version, `TLSv1.3` or `TLSv1.2`.
-    pub tls_version: &'a str,
+    /// The negotiated TLS version, `TLSv1.3` or `TLSv1.2`; unknown while the handshake runs.
+    pub tls_version: Option<&'a str>,
     /// The HTTP request, absent on `tls` endpoints (which decide per connection).
     pub http: Option<HttpRequest<'a>>,
 }

@@ -6,7 +6,7 @@
 //! |---|---|
 //! | `conn.client_ip`, `conn.server_ip` | string |
 //! | `conn.client_port`, `conn.server_port` | int |
-//! | `conn.tls.version` | string, `"TLSv1.3"` or `"TLSv1.2"` |
+//! | `conn.tls.version` | string, `"TLSv1.3"` or `"TLSv1.2"` (null on tls endpoints, which decide during the handshake) |
 //! | `conn.tls.sni` | string or null |
 //! | `conn.tls.client` | map, or null without a client certificate |
 //! | `conn.tls.client.subject.common_name`, `conn.tls.client.issuer.common_name` | string |
@@ -99,7 +99,7 @@ pub(crate) struct Variables {
 impl Variables {
     pub(crate) fn new(request: &Request<'_>, client: Option<&Client<'_>>) -> Variables {
         let mut tls = HashMap::new();
-        tls.insert("version".to_owned(), Value::from(request.tls_version));
+        tls.insert("version".to_owned(), optional(request.tls_version));
         tls.insert("sni".to_owned(), optional(request.sni));
         tls.insert(
             "client".to_owned(),

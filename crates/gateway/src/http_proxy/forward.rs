@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::activity::{Activity, InFlight};
-use super::admission::admit;
+use super::admission::{admit, admit_by_policy};
 use super::headers::{self, ForwardedFor};
 use super::pages::{PageFormat, Refusal, refusal_response};
 use super::upstream::{Progress, ProgressBody, upstream_body};
@@ -44,19 +44,36 @@ pub(super) async fn handle(
     let info = &context.info;
     let subject = info.client.as_ref().map(|c| c.subject.clone());
 
-    let admitted = admit(proxy.asks_for_certificate, info.client.is_some()).and_then(|()| {
+    let admitted = if proxy.rules.is_empty() {
+        admit(proxy.asks_for_certificate, info.client.is_some()).map(|()| None)
+    } else {
+        admit_by_policy(
+            &proxy.rules,
+            proxy.client_cas.as_ref(),
+            info,
+            &request,
+            host.as_deref(),
+        )
+        .map(|decision| decision.rule)
+    };
+    let admitted = admitted.and_then(|rule| {
         if method == Method::CONNECT {
             Err(Refusal::ConnectNotAllowed)
         } else {
-            Ok(())
+            Ok(rule)
         }
     });
+    let policy_rule = match &admitted {
+        Ok(rule) => rule.clone(),
+        Err(Refusal::Policy(decision)) => decision.rule.clone(),
+        Err(_) => None,
+    };
     let (response, upstream_time) = match admitted {
         Err(refusal) => (
             refusal_response(refusal, PageFormat::for_request(request.headers())),
             None,
         ),
-        Ok(()) => {
+        Ok(_) => {
             let started = Instant::now();
             let response = forward(&proxy, &context, request, host.as_deref()).await;
             (response, Some(started.elapsed()))
@@ -71,6 +88,7 @@ pub(super) async fn handle(
         status = response.status().as_u16(),
         upstream_ms = upstream_time.map(|d| d.as_secs_f64() * 1000.0),
         client = subject.as_deref().unwrap_or("-"),
+        rule = policy_rule.as_deref().unwrap_or("-"),
         peer = %info.peer_addr,
         "request"
     );

@@ -36,7 +36,6 @@ pub async fn bounded<F: Future<Output = ()>>(test: F) {
 /// An `http` endpoint in front of `upstream`, trusting a (not read) client CA file.
 pub fn endpoint(upstream: SocketAddr) -> EndpointConfig {
     endpoint_with_scheme(upstream, UpstreamScheme::Http)
-    rules: Vec::new(),
 }
 
 /// Like [`endpoint`] with an explicit upstream scheme.
@@ -62,7 +61,6 @@ pub fn endpoint_with_scheme(upstream: SocketAddr, scheme: UpstreamScheme) -> End
         timeouts: Timeouts::default(),
         rules: Vec::new(),
     }
-    rules: Vec::new(),
 }
 
 /// A client identity built from a real rcgen-made certificate issued by a test CA.
