@@ -6,3 +6,4 @@ pub mod pki;
 pub mod pki_inspect;
 pub mod pki_p12;
 pub mod serve;
+pub mod verify;

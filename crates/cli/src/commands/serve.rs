@@ -53,6 +53,9 @@ pub struct EndpointArgs {
     /// Time allowed to connect to the upstream (default 5s).
     #[arg(long, value_name = "DURATION")]
     pub upstream_connect_timeout: Option<String>,
+    /// Access rules: a TOML file of [[rules]] tables, as [[endpoints.rules]] in moat.toml.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
     #[command(flatten)]
     pub log: LogArgs,
 }
@@ -131,10 +134,19 @@ impl EndpointArgs {
                 upstream_connect: self.upstream_connect_timeout,
                 upstream_response: None,
             },
+            policy_file: self.policy,
             ..EndpointSpec::default()
         };
         (spec, self.log)
     }
+}
+
+/// Reads the rules of `--policy FILE` into the spec, where they are checked with the endpoint.
+fn load_policy(spec: &mut EndpointSpec) -> anyhow::Result<()> {
+    if let Some(file) = &spec.policy_file {
+        spec.rules = moat_config::read_policy_file(file)?;
+    }
+    Ok(())
 }
 
 /// Runs `moat http`.
@@ -143,6 +155,7 @@ pub fn run_http(args: HttpArgs) -> anyhow::Result<()> {
     spec.client_auth = args.client_auth;
     spec.upstream_ca = args.upstream_ca;
     spec.timeouts.upstream_response = args.upstream_response_timeout;
+    load_policy(&mut spec)?;
     let config = Config::from_specs(vec![spec], None, "moat http", FieldStyle::Flags)?;
     serve(config, &log)
 }
@@ -151,6 +164,7 @@ pub fn run_http(args: HttpArgs) -> anyhow::Result<()> {
 pub fn run_tls(args: TlsArgs) -> anyhow::Result<()> {
     let (mut spec, log) = args.endpoint.spec("tls", args.upstream);
     spec.terminate_at = args.terminate_at;
+    load_policy(&mut spec)?;
     let config = Config::from_specs(vec![spec], None, "moat tls", FieldStyle::Flags)?;
     serve(config, &log)
 }
@@ -169,6 +183,11 @@ pub fn run_start(args: StartArgs) -> anyhow::Result<()> {
 /// Starts logging, binds every endpoint, prints where each listens and serves until a signal.
 fn serve(config: Config, log: &LogArgs) -> anyhow::Result<()> {
     init_logging(&log.log_format);
+    for endpoint in &config.endpoints {
+        for warning in moat_policy::lint(&endpoint.rules) {
+            tracing::warn!(endpoint = %endpoint.name, "{warning}");
+        }
+    }
     let options = GatewayOptions {
         moat_home: moat_home()?,
     };
