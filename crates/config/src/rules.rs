@@ -96,6 +96,7 @@ pub(crate) fn validate_rules(
     let mut rules = Vec::new();
     let mut names: Vec<String> = Vec::new();
     for (index, spec) in specs.into_iter().enumerate() {
+        let before_rule = problems.len();
         let label = match &spec.name {
             Some(name) => format!("{}[{index}] ({name:?})", context.prefix),
             None => format!("{}[{index}]", context.prefix),
@@ -204,7 +205,7 @@ pub(crate) fn validate_rules(
                 ),
             }
         }
-        if problems.len() != before {
+        if problems.len() != before_rule {
             continue;
         }
         let (Some(name), Some(action)) = (name, action) else {
