@@ -52,6 +52,16 @@ impl Ca {
     }
 }
 
+/// host, path, source address, client (certificate and its CA bundle), expected outcome and rule.
+type Case<'a> = (
+    &'a str,
+    &'a str,
+    &'a str,
+    Option<(&'a ClientIdentity, &'a CaBundle)>,
+    Outcome,
+    Option<&'a str>,
+);
+
 fn selector(name: &str, value: &str) -> Selector {
     let value = match value {
         "true" => SelectorValue::Bool(true),
@@ -169,14 +179,7 @@ fn table_of_policy_cases() {
     assert!(!certificate_required_at_handshake(&rules));
 
     use Outcome::{Allow, Bypass, Refuse};
-    let cases: Vec<(
-        &str,
-        &str,
-        &str,
-        Option<(&ClientIdentity, &CaBundle)>,
-        Outcome,
-        Option<&str>,
-    )> = vec![
+    let cases: Vec<Case<'_>> = vec![
         // Bypass paths need no certificate, on any host.
         (
             "app.example.com",
