@@ -70,6 +70,8 @@ impl ResolvesServerCert for SniRecorder {
 pub(crate) struct PolicyVerifier {
     pub inner: Arc<ClientVerifier>,
     pub rules: Vec<Rule>,
+    /// Whether a rule names a CA, so the CA a certificate chains to must be found.
+    pub uses_issuer: bool,
 }
 
 impl PolicyVerifier {
@@ -92,7 +94,8 @@ impl PolicyVerifier {
                     tls_version: None,
                     http: None,
                 };
-                let client = client(&identity, Some(self.inner.cas()));
+                let cas = self.uses_issuer.then(|| self.inner.cas());
+                let client = client(&identity, cas);
                 let decision = moat_policy::evaluate(&self.rules, &request, Some(&client));
                 if !decision.is_allowed() {
                     tracing::warn!(

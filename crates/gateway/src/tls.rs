@@ -113,6 +113,7 @@ fn client_verifier(
             Arc::new(PolicyVerifier {
                 inner: verifier,
                 rules: endpoint.rules.clone(),
+                uses_issuer: moat_policy::rules_use_issuer(&endpoint.rules),
             })
         } else {
             verifier

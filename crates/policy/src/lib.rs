@@ -22,5 +22,7 @@ pub use evaluate::{Client, HttpRequest, Outcome, PolicyDecision, Refusal, Reques
 pub use expression::{Expression, ExpressionError};
 pub use lint::{Warning, lint};
 pub use pattern::{HostPattern, PathPattern, TextPattern};
-pub use rule::{Action, Rule, RuleError, RuleParts, certificate_required_at_handshake};
+pub use rule::{
+    Action, Rule, RuleError, RuleParts, certificate_required_at_handshake, rules_use_issuer,
+};
 pub use selector::{Selector, SelectorError, SelectorValue};

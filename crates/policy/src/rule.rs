@@ -133,6 +133,20 @@ impl Rule {
     }
 }
 
+/// Whether any rule has an `issuer` selector, the only one that needs to know which configured
+/// CA a certificate chains to ([`crate::Client::ca`]); finding that out checks a signature, so
+/// callers skip it otherwise.
+pub fn rules_use_issuer(rules: &[Rule]) -> bool {
+    rules.iter().any(|rule| {
+        let p = &rule.parts;
+        p.include
+            .iter()
+            .chain(&p.require)
+            .chain(&p.exclude)
+            .any(|selector| matches!(selector, Selector::Issuer(_)))
+    })
+}
+
 /// Whether the handshake must demand a client certificate: not when a rule bypasses or covers
 /// only some paths, since then some requests pass (or get a readable 403) without one.
 pub fn certificate_required_at_handshake(rules: &[Rule]) -> bool {

@@ -130,7 +130,8 @@ pub struct HttpProxy {
     asks_for_certificate: bool,
     /// Access rules; when there are any, they decide instead of `asks_for_certificate`.
     rules: Vec<moat_policy::Rule>,
-    /// The client CAs, for rules naming a CA file (`issuer = "cas.pem"`); only read with rules.
+    /// The client CAs, for rules naming a CA file (`issuer = "cas.pem"`); only read when a rule
+    /// has an issuer selector.
     client_cas: Option<moat_trust::CaBundle>,
     upstream_response_timeout: Duration,
     client_limits: ClientLimits,
@@ -140,7 +141,7 @@ impl HttpProxy {
     /// Builds the proxy for `endpoint`, reading its `upstream_ca` when the upstream is `https://`.
     pub fn new(endpoint: &EndpointConfig) -> Result<HttpProxy, ProxyError> {
         let client = UpstreamClient::new(endpoint)?;
-        let client_cas = if endpoint.rules.is_empty() {
+        let client_cas = if !moat_policy::rules_use_issuer(&endpoint.rules) {
             None
         } else {
             Some(
