@@ -418,3 +418,60 @@ fn config_check_names_the_rule_in_errors_and_warnings() {
         "{stderr}"
     );
 }
+
+#[test]
+fn verify_reads_an_endpoint_of_a_config_file() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path();
+    setup(dir);
+    std::fs::write(
+        dir.join("moat.toml"),
+        "[[endpoints]]\nname = \"db\"\nkind = \"tls\"\nupstream = 5432\ndomain = \"db.example.com\"\n\
+         mutual_tls_cas = [\"cas.pem\"]\ncrls = [\"cas.crl\"]\n\n\
+         [[endpoints.rules]]\nname = \"db-clients\"\nhosts = [\"db.example.com\"]\naction = \"allow\"\n\
+         include = [{ common_name = \"service-*\" }, { issuer = \"other-ca.pem\" }]\n",
+    )
+    .unwrap();
+    let verify = |cert: &str, host: &str| {
+        let output = moat_output(
+            dir,
+            &[
+                "verify",
+                "--config",
+                "moat.toml",
+                "--cert",
+                cert,
+                "--host",
+                host,
+            ],
+        );
+        (
+            output.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ),
+        )
+    };
+    let (passed, printed) = verify("service-a.crt", "db.example.com");
+    assert!(passed, "{printed}");
+    assert!(
+        printed.contains("rule \"db-clients\" allows: include common_name = \"service-*\" matched"),
+        "{printed}"
+    );
+
+    let (passed, printed) = verify("dev-bob.crt", "db.example.com");
+    assert!(!passed);
+    assert!(
+        printed.contains("REFUSED at the handshake with the TLS alert access_denied: not_allowed by rule db-clients"),
+        "{printed}"
+    );
+
+    let (passed, printed) = verify("service-a.crt", "other.example.com");
+    assert!(!passed);
+    assert!(
+        printed.contains("no rule covers host other.example.com"),
+        "{printed}"
+    );
+}
