@@ -130,7 +130,11 @@ impl Selector {
                 parse_network(&text)
                     .ok_or_else(|| bad("expects an address or a CIDR network, e.g. \"10.0.0.0/8\""))?,
             ),
-            _ => return Err(SelectorError::Unknown { name: text }),
+            _ => {
+                return Err(SelectorError::Unknown {
+                    name: known.to_owned(),
+                });
+            }
         })
     }
 
