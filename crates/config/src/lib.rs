@@ -63,6 +63,6 @@ pub use model::{
     ClientAuthMode, Config, EndpointConfig, EndpointKind, TerminateAt, Timeouts, TlsVersion,
     Upstream, UpstreamScheme,
 };
-pub use rules::{RuleSpec, read_policy_file};
+pub use rules::{RuleSpec, load_policy_file, read_policy_file};
 pub use spec::{DEFAULT_DOMAIN, DEFAULT_LISTEN, EndpointSpec, FieldStyle, TimeoutsSpec};
 pub use upstream::parse_upstream;

@@ -70,6 +70,25 @@ pub fn read_policy_file(path: &Path) -> Result<Vec<RuleSpec>, ConfigError> {
     Ok(file.rules)
 }
 
+/// Reads and checks the `[[rules]]` of a policy file for an endpoint of `kind` that trusts
+/// client CAs, as `moat verify --policy` needs them without an endpoint to attach them to.
+pub fn load_policy_file(path: &Path, kind: EndpointKind) -> Result<Vec<Rule>, ConfigError> {
+    let specs = read_policy_file(path)?;
+    let context = RuleContext {
+        prefix: "rules".to_owned(),
+        kind: Some(kind),
+        has_cas: true,
+    };
+    let mut problems = Vec::new();
+    match validate_rules(specs, &context, &mut problems) {
+        Some(rules) => Ok(rules),
+        None => Err(ConfigError::Invalid {
+            origin: path.display().to_string(),
+            problems,
+        }),
+    }
+}
+
 /// What the endpoint offers the rules, for the checks that depend on it.
 pub(crate) struct RuleContext {
     /// `endpoints[0].rules` in a file, `--policy FILE: rules` for flags.

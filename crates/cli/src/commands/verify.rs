@@ -269,30 +269,7 @@ fn target(args: &VerifyArgs) -> anyhow::Result<Target> {
         );
     }
     let rules = match &args.policy {
-        Some(file) => {
-            // The same validation `moat http --policy` runs, so errors read the same.
-            let spec = moat_config::EndpointSpec {
-                kind: Some("http".to_owned()),
-                upstream: Some("1".to_owned()),
-                listen: Some("127.0.0.1:0".to_owned()),
-                mutual_tls_cas: args.mutual_tls_cas.clone(),
-                rules: moat_config::read_policy_file(file)?,
-                policy_file: Some(file.clone()),
-                ..moat_config::EndpointSpec::default()
-            };
-            let config = Config::from_specs(
-                vec![spec],
-                None,
-                "moat verify",
-                moat_config::FieldStyle::Flags,
-            )?;
-            config
-                .endpoints
-                .into_iter()
-                .next()
-                .map(|endpoint| endpoint.rules)
-                .unwrap_or_default()
-        }
+        Some(file) => moat_config::load_policy_file(file, EndpointKind::Http)?,
         None => Vec::new(),
     };
     Ok(Target {
