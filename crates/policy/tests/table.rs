@@ -464,3 +464,59 @@ fn rules_that_cannot_decide_are_refused_or_warned() {
     assert!(warnings[2].contains("path \"admin\" can never match"));
     assert!(warnings[3].starts_with("rule \"odd\": unreachable"));
 }
+
+#[test]
+fn expressions_see_request_headers_and_a_missing_one_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new(dir.path(), "ca.pem", "CA");
+    let dev = ca.leaf("dev-bob", "Example", vec![], 7);
+    let mut team = rule("blue-team", &[], &[], Action::Allow);
+    team.expressions = vec![
+        Expression::compile("'blue' in req.headers['x-team'] && req.method == 'GET'").unwrap(),
+        Expression::compile("conn.tls.version == 'TLSv1.3' && conn.client_ip == '127.0.0.1'")
+            .unwrap(),
+    ];
+    let rules = vec![Rule::new(team).unwrap()];
+    let client = Client {
+        identity: &dev,
+        ca: None,
+    };
+    let mut headers = http::HeaderMap::new();
+    headers.append("X-Team", "red".parse().unwrap());
+    headers.append("X-Team", "blue".parse().unwrap());
+    let mut with_header = request("a", "/", "127.0.0.1");
+    if let Some(http) = with_header.http.as_mut() {
+        http.headers = Some(&headers);
+    }
+    let decision = evaluate(&rules, &with_header, Some(&client));
+    assert_eq!(decision.outcome, Outcome::Allow, "{}", decision.explanation);
+
+    let decision = evaluate(&rules, &request("a", "/", "127.0.0.1"), Some(&client));
+    assert_eq!(decision.outcome, Outcome::Refuse(Refusal::NotAllowed));
+    assert!(
+        decision.explanation.contains("could not be evaluated"),
+        "{}",
+        decision.explanation
+    );
+}
+
+#[test]
+fn handshake_demands_a_certificate_unless_a_rule_bypasses_or_covers_some_paths() {
+    let mut by_host = rule("by-host", &["app.example.com"], &[], Action::Allow);
+    by_host.include = vec![selector("valid_certificate", "true")];
+    let by_host = Rule::new(by_host).unwrap();
+    assert!(certificate_required_at_handshake(std::slice::from_ref(
+        &by_host
+    )));
+
+    let mut by_path = rule("by-path", &[], &["/admin/*"], Action::Allow);
+    by_path.include = vec![selector("common_name", "ops-*")];
+    let by_path = Rule::new(by_path).unwrap();
+    assert!(!certificate_required_at_handshake(&[
+        by_host.clone(),
+        by_path
+    ]));
+
+    let bypass = Rule::new(rule("public", &["www.example.com"], &[], Action::Bypass)).unwrap();
+    assert!(!certificate_required_at_handshake(&[by_host, bypass]));
+}
