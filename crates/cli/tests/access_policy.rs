@@ -267,7 +267,7 @@ fn verify_prints_each_step_and_the_deciding_rule() {
     );
     assert!(stdout.contains("rule \"admins\" refuses this certificate: no include selector matched (common_name = \"ops-*\")"), "{stdout}");
     assert!(
-        stderr.contains("REFUSED with 403: not_allowed by rule admins"),
+        stderr.contains("REFUSED with 403: not_allowed by rule \"admins\""),
         "{stderr}"
     );
 
@@ -464,7 +464,7 @@ fn verify_reads_an_endpoint_of_a_config_file() {
     let (passed, printed) = verify("dev-bob.crt", "db.example.com");
     assert!(!passed);
     assert!(
-        printed.contains("REFUSED at the handshake with the TLS alert access_denied: not_allowed by rule db-clients"),
+        printed.contains("REFUSED at the handshake with the TLS alert access_denied: not_allowed by rule \"db-clients\""),
         "{printed}"
     );
 

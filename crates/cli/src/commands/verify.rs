@@ -212,11 +212,10 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
                 EndpointKind::Http => "with 403",
                 EndpointKind::Tls => "at the handshake with the TLS alert access_denied",
             };
-            anyhow::bail!(
-                "REFUSED {how}: {} by rule {}",
-                refusal.as_str(),
-                decision.rule.as_deref().unwrap_or("(none)")
-            )
+            match decision.rule.as_deref() {
+                Some(rule) => anyhow::bail!("REFUSED {how}: {} by rule {rule:?}", refusal.as_str()),
+                None => anyhow::bail!("REFUSED {how}: {}", refusal.as_str()),
+            }
         }
     }
 }
