@@ -27,6 +27,8 @@ enum Command {
     /// Validate a moat.toml configuration file.
     #[command(subcommand)]
     Config(commands::config::ConfigCommand),
+    /// Run the gateway's checks on a client certificate and explain the verdict step by step.
+    Verify(commands::verify::VerifyArgs),
     /// Show mTLS end to end in a temporary directory: a refused and an accepted request.
     Demo(commands::demo::DemoArgs),
 }
@@ -40,6 +42,7 @@ fn main() -> std::process::ExitCode {
         Command::Start(args) => commands::serve::run_start(args),
         Command::Config(command) => commands::config::run(command),
         Command::Demo(args) => commands::demo::run(args),
+        Command::Verify(args) => commands::verify::run(args),
     };
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,

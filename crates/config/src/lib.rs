@@ -34,6 +34,26 @@
 //! idle = "60s"
 //! upstream_connect = "5s"
 //! upstream_response = "60s"         # http only: 504 after this long
+//!
+//! [[endpoints.rules]]               # tried in order; the first covering host × path decides
+//! name = "health"
+//! paths = ["/healthz"]
+//! action = "bypass"                 # no certificate needed
+//!
+//! [[endpoints.rules]]
+//! name = "admins"
+//! hosts = ["app.example.com"]       # exact or "*.example.com"; none: every host
+//! paths = ["/admin/*"]              # also matches "/admin"; none: every path (tls: no paths)
+//! action = "allow"                  # "allow" (selectors decide), "deny" or "bypass"
+//! include = [{ common_name = "ops-*" }]        # any one must match
+//! require = [{ organization = "Example" }]     # all must match
+//! exclude = [{ serial = "0a1b2c" }]            # none may match
+//! expressions = ["conn.tls.client.subject.common_name != 'ops-intern'"] # CEL, all true
+//!
+//! [[endpoints.rules]]
+//! name = "everyone"
+//! action = "allow"
+//! include = [{ valid_certificate = true }]
 //! ```
 
 mod duration;
@@ -41,6 +61,7 @@ mod error;
 mod file;
 mod model;
 mod operations;
+mod rules;
 mod spec;
 mod upstream;
 
@@ -50,5 +71,6 @@ pub use model::{
     ClientAuthMode, Config, CrlExpiredPolicy, EndpointConfig, EndpointKind, ProxyProtocolVersion,
     TelemetryConfig, TerminateAt, Timeouts, TlsVersion, Upstream, UpstreamScheme,
 };
+pub use rules::{RuleSpec, load_policy_file, read_policy_file};
 pub use spec::{DEFAULT_DOMAIN, DEFAULT_LISTEN, EndpointSpec, FieldStyle, TimeoutsSpec};
 pub use upstream::parse_upstream;

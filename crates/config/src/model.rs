@@ -66,6 +66,8 @@ pub struct EndpointConfig {
     pub crl_expired: CrlExpiredPolicy,
     /// The PROXY protocol header sent at the start of each upstream connection, if any.
     pub upstream_proxy_protocol: Option<ProxyProtocolVersion>,
+    /// Access rules in order; empty means every client with a verified certificate passes.
+    pub rules: Vec<moat_policy::Rule>,
 }
 
 /// The answer to a CRL that is past its nextUpdate (its issuer stopped vouching for it).

@@ -13,6 +13,7 @@ use crate::model::{
     ClientAuthMode, Config, EndpointConfig, EndpointKind, TerminateAt, Timeouts, TlsVersion,
     UpstreamScheme,
 };
+use crate::rules::{RuleContext, RuleSpec, validate_rules};
 use crate::upstream::parse_upstream;
 
 /// The address an endpoint listens on when none is given.
@@ -68,6 +69,12 @@ pub struct EndpointSpec {
     /// `1` or `2`: a PROXY protocol header to the upstream (tls endpoints).
     #[serde(default, deserialize_with = "string_or_number")]
     pub upstream_proxy_protocol: Option<String>,
+    /// Access rules in order (`[[endpoints.rules]]`); the first covering a request decides.
+    #[serde(default)]
+    pub rules: Vec<RuleSpec>,
+    /// The `--policy` file the rules were read from, so that errors name it (flags only).
+    #[serde(skip)]
+    pub policy_file: Option<PathBuf>,
 }
 
 /// The `[endpoints.timeouts]` table: durations such as `"10s"`.
@@ -428,6 +435,17 @@ fn validate_endpoint(
 
     let timeouts = validate_timeouts(&spec.timeouts, problems);
 
+    let rule_context = RuleContext {
+        prefix: match (problems.style, &spec.policy_file) {
+            (FieldStyle::File, _) => problems.field("rules"),
+            (FieldStyle::Flags, Some(file)) => format!("--policy {}: rules", file.display()),
+            (FieldStyle::Flags, None) => "rules".to_string(),
+        },
+        kind,
+        has_cas: !mutual_tls_cas.is_empty(),
+    };
+    let rules = validate_rules(spec.rules, &rule_context, problems.list);
+
     if problems.list.len() != before {
         return None;
     }
@@ -450,6 +468,7 @@ fn validate_endpoint(
         ca_hints: spec.ca_hints.unwrap_or(true),
         crl_expired: operations?.crl_expired,
         upstream_proxy_protocol: operations?.upstream_proxy_protocol,
+        rules: rules?,
     })
 }
 

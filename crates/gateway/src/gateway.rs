@@ -17,6 +17,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::StartHandshake;
 use tracing::Instrument as _;
 
+use crate::access::{HANDSHAKE, HandshakeFacts};
 use crate::connection::ConnectionInfo;
 use crate::endpoint::{Handler, LoadedEndpoint};
 use crate::error::GatewayError;
@@ -455,11 +456,20 @@ async fn handle_connection(
         .timeouts
         .request_header
         .saturating_sub(started.elapsed());
+    // The access policy of a tls endpoint decides inside the handshake and needs these facts.
+    let facts = Arc::new(HandshakeFacts {
+        peer: peer_addr,
+        local: local_addr,
+        sni: std::sync::Mutex::new(server_name.clone()),
+    });
     let handshake = tokio::time::timeout(
         handshake_left,
-        StartHandshake::from_parts(accepted, stream)
-            .into_stream(Arc::clone(&endpoint.tls))
-            .into_fallible(),
+        HANDSHAKE.scope(
+            facts,
+            StartHandshake::from_parts(accepted, stream)
+                .into_stream(Arc::clone(&endpoint.tls))
+                .into_fallible(),
+        ),
     );
     let (handshake, presented) = capture_presented(handshake).await;
     let tls = match handshake {

@@ -8,6 +8,7 @@
 //! reported to the process's [`telemetry::Telemetry`]: audit events, Prometheus metrics,
 //! readiness and certificate expiry.
 
+mod access;
 pub mod connection;
 mod endpoint;
 mod error;

@@ -11,6 +11,7 @@ use rustls::server::danger::ClientCertVerifier;
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
+use crate::access::{PolicyVerifier, SniRecorder};
 use crate::error::GatewayError;
 use crate::local_ca;
 use crate::telemetry::presented::{RecordingResolver, RecordingVerifier};
@@ -106,6 +107,10 @@ pub(crate) fn endpoint_tls(
             endpoint: endpoint.name.clone(),
             source: Box::new(source),
         })?;
+    if endpoint.kind == EndpointKind::Tls && !endpoint.rules.is_empty() {
+        // The policy verifier matches rules' hosts against the SNI this records.
+        config.cert_resolver = Arc::new(SniRecorder(Arc::clone(&config.cert_resolver)));
+    }
     Ok(EndpointTls {
         config: Arc::new(config),
         local_ca,
@@ -138,7 +143,12 @@ fn client_verifier(
     if let Some(crls) = crls {
         builder = builder.with_crls(crls);
     }
-    if endpoint.client_auth == ClientAuthMode::Request {
+    // Rules that bypass or cover only some paths let some requests in without a certificate,
+    // or refuse them with a readable 403, so the handshake must not demand one.
+    let policy_decides_per_request = endpoint.kind == EndpointKind::Http
+        && !endpoint.rules.is_empty()
+        && !moat_policy::certificate_required_at_handshake(&endpoint.rules);
+    if endpoint.client_auth == ClientAuthMode::Request || policy_decides_per_request {
         builder = builder.allow_unauthenticated();
     }
     if !endpoint.ca_hints {
@@ -147,10 +157,21 @@ fn client_verifier(
     if endpoint.crl_expired == CrlExpiredPolicy::Refuse {
         builder = builder.refuse_expired_crls();
     }
+    let verifier = builder.build().map_err(trust_error)?;
     // The recording wrapper lets the handshake's audit event name a refused certificate.
-    let verifier: Arc<dyn ClientCertVerifier> = Arc::new(RecordingVerifier::new(
-        builder.build().map_err(trust_error)?,
-    ));
+    let recording: Arc<dyn ClientCertVerifier> =
+        Arc::new(RecordingVerifier::new(Arc::clone(&verifier)));
+    let verifier: Arc<dyn ClientCertVerifier> =
+        if endpoint.kind == EndpointKind::Tls && !endpoint.rules.is_empty() {
+            Arc::new(PolicyVerifier {
+                checks: recording,
+                inner: verifier,
+                rules: endpoint.rules.clone(),
+                uses_issuer: moat_policy::rules_use_issuer(&endpoint.rules),
+            })
+        } else {
+            recording
+        };
     Ok((Some(verifier), loaded_crls))
 }
 

@@ -7,8 +7,8 @@ use rustls_pki_types::pem::PemObject;
 use x509_parser::certificate::X509Certificate;
 use x509_parser::prelude::FromDer;
 
-use crate::TrustError;
-use crate::x509::rfc4514;
+use crate::x509::{rfc4514, split_spki, verify_signed};
+use crate::{ClientIdentity, TrustError};
 
 /// One trusted CA certificate and where it came from, so errors and logs can point at the file.
 #[derive(Debug, Clone)]
@@ -120,6 +120,30 @@ impl CaBundle {
     /// The CAs in file order.
     pub fn iter(&self) -> impl Iterator<Item = &CaCertificate> {
         self.cas.iter()
+    }
+
+    /// The configured CA that signed a certificate of `identity`'s chain: the leaf's issuer
+    /// when it is configured, else the issuer of the first intermediate signed by one. Policies
+    /// use it for `issuer = "cas.pem"` and `moat verify` prints it. Signatures are checked, so a
+    /// CA that merely shares the issuer's name is not taken for it; `None` for a chain the
+    /// verifier would refuse as unknown.
+    pub fn issuer_of(&self, identity: &ClientIdentity) -> Option<&CaCertificate> {
+        let algorithms = crate::provider().signature_verification_algorithms;
+        for der in std::iter::once(&identity.certificate).chain(identity.chain.iter()) {
+            let Ok((_, cert)) = X509Certificate::from_der(der.as_ref()) else {
+                continue;
+            };
+            let issuer = cert.issuer().as_raw();
+            let signer = self.cas.iter().find(|ca| {
+                ca.subject_der == issuer
+                    && split_spki(ca.spki_der())
+                        .is_some_and(|key| verify_signed(der.as_ref(), &key, &algorithms).is_ok())
+            });
+            if signer.is_some() {
+                return signer;
+            }
+        }
+        None
     }
 
     /// The CAs whose subject is exactly `subject_der` (several CAs may share a name across key rollovers).

@@ -7,7 +7,8 @@ use moat_config::Config;
 /// The `moat config` subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum ConfigCommand {
-    /// Validate a moat.toml file: prints "ok: N endpoints", or every error with its field.
+    /// Validate a moat.toml file: prints "ok: N endpoints" after any warnings about access
+    /// rules (unreachable, or a host/path that cannot match), or every error with its field.
     Check {
         /// The configuration file.
         #[arg(value_name = "FILE")]
@@ -20,6 +21,15 @@ pub fn run(command: ConfigCommand) -> anyhow::Result<()> {
     match command {
         ConfigCommand::Check { file } => {
             let config = Config::from_toml_file(&file)?;
+            for (index, endpoint) in config.endpoints.iter().enumerate() {
+                for warning in moat_policy::lint(&endpoint.rules) {
+                    println!(
+                        "warning: {}: endpoints[{index}] ({}): {warning}",
+                        file.display(),
+                        endpoint.name
+                    );
+                }
+            }
             let count = config.endpoints.len();
             println!("ok: {count} endpoint{}", if count == 1 { "" } else { "s" });
             Ok(())

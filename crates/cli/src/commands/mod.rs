@@ -7,3 +7,4 @@ pub mod pki_inspect;
 pub mod pki_p12;
 pub mod reload;
 pub mod serve;
+pub mod verify;

@@ -75,6 +75,9 @@ pub struct EndpointArgs {
     /// every client of its CA with unknown_ca).
     #[arg(long, value_name = "POLICY", value_parser = ["warn", "refuse"])]
     pub crl_expired: Option<String>,
+    /// Access rules: a TOML file of [[rules]] tables, as [[endpoints.rules]] in moat.toml.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
     #[command(flatten)]
     pub log: LogArgs,
 }
@@ -163,10 +166,19 @@ impl EndpointArgs {
                 upstream_connect: self.upstream_connect_timeout,
                 upstream_response: None,
             },
+            policy_file: self.policy,
             ..EndpointSpec::default()
         };
         (spec, self.log)
     }
+}
+
+/// Reads the rules of `--policy FILE` into the spec, where they are checked with the endpoint.
+fn load_policy(spec: &mut EndpointSpec) -> anyhow::Result<()> {
+    if let Some(file) = &spec.policy_file {
+        spec.rules = moat_config::read_policy_file(file)?;
+    }
+    Ok(())
 }
 
 /// Runs `moat http`.
@@ -175,6 +187,7 @@ pub fn run_http(args: HttpArgs) -> anyhow::Result<()> {
     spec.client_auth = args.client_auth;
     spec.upstream_ca = args.upstream_ca;
     spec.timeouts.upstream_response = args.upstream_response_timeout;
+    load_policy(&mut spec)?;
     let config = Config::from_specs(vec![spec], None, "moat http", FieldStyle::Flags)?;
     let source = same_config_source(&config);
     serve(config, &log, source, None)
@@ -185,6 +198,7 @@ pub fn run_tls(args: TlsArgs) -> anyhow::Result<()> {
     let (mut spec, log) = args.endpoint.spec("tls", args.upstream);
     spec.terminate_at = args.terminate_at;
     spec.upstream_proxy_protocol = args.upstream_proxy_protocol;
+    load_policy(&mut spec)?;
     let config = Config::from_specs(vec![spec], None, "moat tls", FieldStyle::Flags)?;
     let source = same_config_source(&config);
     serve(config, &log, source, None)
@@ -231,6 +245,11 @@ fn serve(
     let audit = AuditLog::open(&audit_target)?;
     let telemetry = Telemetry::new(Some(audit.clone()));
     let metrics_listen = log.metrics_listen.or(config.telemetry.metrics_listen);
+    for endpoint in &config.endpoints {
+        for warning in moat_policy::lint(&endpoint.rules) {
+            tracing::warn!(endpoint = %endpoint.name, "{warning}");
+        }
+    }
     let options = GatewayOptions {
         moat_home: moat_home()?,
         telemetry: telemetry.clone(),

@@ -1,6 +1,53 @@
 //! Whether a request may reach the upstream at all; the one place a later access policy replaces.
 
+use moat_policy::{HttpRequest, PolicyDecision, Request, Rule};
+use moat_trust::CaBundle;
+
 use super::pages::Refusal;
+use crate::access;
+use crate::connection::ConnectionInfo;
+
+/// Asks the endpoint's access rules about one request: `Ok(decision)` when it may go upstream,
+/// the 403 refusal naming the rule otherwise. The decision is logged when it refuses, with the
+/// detail (which selector failed) that the page leaves out.
+pub(super) fn admit_by_policy<B>(
+    rules: &[Rule],
+    client_cas: Option<&CaBundle>,
+    info: &ConnectionInfo,
+    request: &http::Request<B>,
+    host: Option<&str>,
+) -> Result<PolicyDecision, Refusal> {
+    let facts = Request {
+        source_ip: info.peer_addr.ip(),
+        source_port: info.peer_addr.port(),
+        server: Some(info.local_addr),
+        sni: info.sni.as_deref(),
+        tls_version: Some(info.tls_version),
+        http: Some(HttpRequest {
+            method: request.method().as_str(),
+            host,
+            path: request.uri().path(),
+            query: request.uri().query(),
+            headers: Some(request.headers()),
+        }),
+    };
+    let client = info
+        .client
+        .as_deref()
+        .map(|identity| access::client(identity, client_cas));
+    let decision = moat_policy::evaluate(rules, &facts, client.as_ref());
+    if decision.is_allowed() {
+        Ok(decision)
+    } else {
+        tracing::info!(
+            endpoint = %info.endpoint,
+            rule = decision.rule.as_deref().unwrap_or("-"),
+            detail = %decision.explanation,
+            "request refused by the access policy"
+        );
+        Err(Refusal::Policy(Box::new(decision)))
+    }
+}
 
 /// Lets a request through when the endpoint does not ask for client certificates
 /// (`asks_for_certificate` is false: no `mutual_tls_cas`), or when the client presented a verified

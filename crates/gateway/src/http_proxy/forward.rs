@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::activity::{Activity, InFlight};
-use super::admission::admit;
+use super::admission::{admit, admit_by_policy};
 use super::headers::{self, ForwardedFor};
 use super::pages::{PageFormat, Refusal, refusal_response};
 use super::upstream::{Progress, ProgressBody, upstream_body};
@@ -61,7 +61,7 @@ pub(super) async fn handle(
                 host: host.clone(),
                 path: path.clone(),
                 status: CLIENT_CLOSED_REQUEST,
-                // No access policy decides yet; the policy engine fills in its rule's name.
+                // Filled in once the access policy has decided.
                 rule: None,
                 client_subject: subject.clone(),
                 upstream_ms: None,
@@ -73,19 +73,39 @@ pub(super) async fn handle(
         request_body: Progress::new(),
     };
 
-    let admitted = admit(proxy.asks_for_certificate, info.client.is_some()).and_then(|()| {
+    let admitted = if proxy.rules.is_empty() {
+        admit(proxy.asks_for_certificate, info.client.is_some()).map(|()| None)
+    } else {
+        admit_by_policy(
+            &proxy.rules,
+            proxy.client_cas.as_ref(),
+            info,
+            &request,
+            host.as_deref(),
+        )
+        .map(|decision| decision.rule)
+    };
+    let admitted = admitted.and_then(|rule| {
         if method == Method::CONNECT {
             Err(Refusal::ConnectNotAllowed)
         } else {
-            Ok(())
+            Ok(rule)
         }
     });
+    let policy_rule = match &admitted {
+        Ok(rule) => rule.clone(),
+        Err(Refusal::Policy(decision)) => decision.rule.clone(),
+        Err(_) => None,
+    };
+    if let Some(audit) = &mut unanswered.audit {
+        audit.event.rule = policy_rule.clone();
+    }
     let (response, upstream_time) = match admitted {
         Err(refusal) => (
             refusal_response(refusal, PageFormat::for_request(request.headers())),
             None,
         ),
-        Ok(()) => {
+        Ok(_) => {
             let response = forward(
                 &proxy,
                 &context,
@@ -106,6 +126,7 @@ pub(super) async fn handle(
         status = response.status().as_u16(),
         upstream_ms = upstream_time.map(|d| d.as_secs_f64() * 1000.0),
         client = subject.as_deref().unwrap_or("-"),
+        rule = policy_rule.as_deref().unwrap_or("-"),
         peer = %info.peer_addr,
         "request"
     );

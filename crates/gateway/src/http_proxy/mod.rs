@@ -1,7 +1,9 @@
 //! The HTTP reverse proxy behind an `http` endpoint: forwards requests upstream with the client's identity.
 //!
 //! One [`HttpProxy`] serves every connection of an endpoint. Per request it:
-//! - refuses a client without a certificate when the endpoint asks for one (403 page);
+//! - refuses a client without a certificate when the endpoint asks for one (403 page), or, when
+//!   the endpoint has access rules, whatever the first rule covering the host and path refuses
+//!   (403 page naming the rule);
 //! - removes hop-by-hop headers (RFC 9110 7.6.1) and any identity header the client sent, then
 //!   adds the verified certificate (RFC 9440 `Client-Cert`, `Client-Cert-Chain`, readable
 //!   `Moat-Client-*`) and the forwarding headers (`X-Forwarded-For/-Proto/-Host`, `Forwarded`);
@@ -105,6 +107,14 @@ pub enum ProxyError {
         /// The address as written.
         address: String,
     },
+    /// The client CA files, which access rules name CAs from, could not be read.
+    #[error("endpoint {endpoint}: {source}")]
+    ClientCas {
+        /// The endpoint's name.
+        endpoint: String,
+        /// What was wrong with the files (names the file and the fix).
+        source: moat_trust::TrustError,
+    },
     /// rustls refused the upstream TLS configuration.
     #[error("upstream TLS configuration: {0}")]
     Tls(#[source] rustls::Error),
@@ -119,6 +129,11 @@ pub struct HttpProxy {
     upstream_authority: Authority,
     /// True when the endpoint trusts CAs for client certificates (so a client must present one).
     asks_for_certificate: bool,
+    /// Access rules; when there are any, they decide instead of `asks_for_certificate`.
+    rules: Vec<moat_policy::Rule>,
+    /// The client CAs, for rules naming a CA file (`issuer = "cas.pem"`); only read when a rule
+    /// has an issuer selector.
+    client_cas: Option<moat_trust::CaBundle>,
     upstream_response_timeout: Duration,
     client_limits: ClientLimits,
     /// Where each finished request's audit event and metrics go.
@@ -129,6 +144,18 @@ impl HttpProxy {
     /// Builds the proxy for `endpoint`, reading its `upstream_ca` when the upstream is `https://`.
     pub fn new(endpoint: &EndpointConfig) -> Result<HttpProxy, ProxyError> {
         let client = UpstreamClient::new(endpoint)?;
+        let client_cas = if !moat_policy::rules_use_issuer(&endpoint.rules) {
+            None
+        } else {
+            Some(
+                moat_trust::CaBundle::from_files(&endpoint.mutual_tls_cas).map_err(|source| {
+                    ProxyError::ClientCas {
+                        endpoint: endpoint.name.clone(),
+                        source,
+                    }
+                })?,
+            )
+        };
         let upstream_scheme = match endpoint.upstream.scheme {
             UpstreamScheme::Https => Scheme::HTTPS,
             _ => Scheme::HTTP,
@@ -149,6 +176,8 @@ impl HttpProxy {
             upstream_scheme,
             upstream_authority,
             asks_for_certificate: !endpoint.mutual_tls_cas.is_empty(),
+            rules: endpoint.rules.clone(),
+            client_cas,
             upstream_response_timeout: endpoint.timeouts.upstream_response,
             client_limits: ClientLimits {
                 request_header: endpoint.timeouts.request_header,

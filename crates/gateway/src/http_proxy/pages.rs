@@ -5,13 +5,17 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Response, StatusCode};
 use http_body_util::{BodyExt as _, Full};
 
+use moat_policy::{Outcome, PolicyDecision, Refusal as PolicyRefusal};
+
 use super::ProxyBody;
 
 /// Why moat answered a request itself instead of the upstream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Refusal {
     /// The endpoint asks for a client certificate and the client sent none.
     ClientCertificateRequired,
+    /// The endpoint's access rules refused the request (the decision names the rule).
+    Policy(Box<PolicyDecision>),
     /// A `CONNECT` request (501): moat is a reverse proxy, not a tunnel to arbitrary hosts.
     ConnectNotAllowed,
     /// The upstream could not be reached or broke the exchange.
@@ -21,22 +25,35 @@ pub(super) enum Refusal {
 }
 
 impl Refusal {
-    fn status(self) -> StatusCode {
+    fn status(&self) -> StatusCode {
         match self {
-            Self::ClientCertificateRequired => StatusCode::FORBIDDEN,
+            Self::ClientCertificateRequired | Self::Policy(_) => StatusCode::FORBIDDEN,
             Self::ConnectNotAllowed => StatusCode::NOT_IMPLEMENTED,
             Self::UpstreamUnreachable => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimedOut => StatusCode::GATEWAY_TIMEOUT,
         }
     }
 
-    /// What the person reading the page needs to know, and what to do about it.
-    fn message(self) -> &'static str {
-        match self {
-            Self::ClientCertificateRequired => {
-                "A client certificate is required to access this site. Present a certificate \
-                 issued by one of the trusted certificate authorities (for example \
-                 curl --cert client.crt --key client.key) and try again."
+    /// What the person reading the page needs to know, and what to do about it. A policy
+    /// refusal names the rule but not its selectors: those are for the operator's log and
+    /// `moat verify`, not for whoever knocks.
+    fn message(&self) -> String {
+        let text = match self {
+            Self::ClientCertificateRequired => CERTIFICATE_REQUIRED,
+            Self::Policy(decision) => {
+                return match (&decision.outcome, decision.rule.as_deref()) {
+                    (Outcome::Refuse(PolicyRefusal::NoCertificate), Some(rule)) => {
+                        format!("{CERTIFICATE_REQUIRED} (Access rule \"{rule}\" requires one.)")
+                    }
+                    (_, Some(rule)) => format!(
+                        "Access denied by rule \"{rule}\": the client certificate presented is \
+                         not allowed here. Ask the site's operator which certificate this rule \
+                         lets in."
+                    ),
+                    (_, None) => {
+                        "Access denied: no access rule covers this host and path.".to_owned()
+                    }
+                };
             }
             Self::ConnectNotAllowed => {
                 "This gateway forwards requests to one service; it does not open CONNECT tunnels."
@@ -48,18 +65,44 @@ impl Refusal {
             Self::UpstreamTimedOut => {
                 "The service behind the gateway did not answer in time. Try again later."
             }
+        };
+        text.to_owned()
+    }
+
+    /// The access rule that refused the request, if one did.
+    fn rule(&self) -> Option<&str> {
+        match self {
+            Self::Policy(decision) => decision.rule.as_deref(),
+            _ => None,
         }
     }
 
     /// A short machine-readable code for the JSON form.
-    fn code(self) -> &'static str {
+    fn code(&self) -> &'static str {
         match self {
             Self::ClientCertificateRequired => "client_certificate_required",
+            Self::Policy(decision) => match decision.outcome {
+                Outcome::Refuse(PolicyRefusal::NoCertificate) => "client_certificate_required",
+                _ => "policy_denied",
+            },
             Self::ConnectNotAllowed => "connect_not_allowed",
             Self::UpstreamUnreachable => "upstream_unreachable",
             Self::UpstreamTimedOut => "upstream_timeout",
         }
     }
+}
+
+const CERTIFICATE_REQUIRED: &str = "A client certificate is required to access this site. \
+    Present a certificate issued by one of the trusted certificate authorities (for example \
+    curl --cert client.crt --key client.key) and try again.";
+
+/// `text` safe inside HTML (rule names come from the configuration, not from clients, but a
+/// quote or `<` in one must still not break the page).
+fn escape_html(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// How moat's own pages are written for one request, decided from its `Accept` header.
@@ -140,17 +183,20 @@ pub(super) fn refusal_response(refusal: Refusal, format: PageFormat) -> Response
     let status = refusal.status();
     let (content_type, body) = match format {
         PageFormat::Json => {
-            let body = serde_json::json!({
+            let mut body = serde_json::json!({
                 "error": refusal.message(),
                 "code": refusal.code(),
                 "status": status.as_u16(),
             });
+            if let Some(rule) = refusal.rule() {
+                body["rule"] = serde_json::Value::from(rule);
+            }
             ("application/json", format!("{body}\n"))
         }
         PageFormat::Html => {
             let reason = status.canonical_reason().unwrap_or("Error");
             let code = status.as_u16();
-            let message = refusal.message();
+            let message = escape_html(&refusal.message());
             let body = format!(
                 "<!DOCTYPE html>\n<html lang=\"en\">\n<head><meta charset=\"utf-8\">\
                  <title>{code} {reason}</title></head>\n<body>\n<h1>{code} {reason}</h1>\n\

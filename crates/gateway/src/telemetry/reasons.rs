@@ -63,6 +63,14 @@ impl HandshakeRefusal {
         if let Some(reason) = verified {
             return HandshakeRefusal::Certificate(reason);
         }
+        // The access policy of a tls endpoint refuses with this error (sent as access_denied)
+        // after the trust checks passed.
+        if let rustls::Error::InvalidCertificate(
+            rustls::CertificateError::ApplicationVerificationFailure,
+        ) = tls_error
+        {
+            return HandshakeRefusal::PolicyDenied;
+        }
         if let Some(reason) = RefusalReason::from_tls_error(tls_error) {
             return HandshakeRefusal::Certificate(reason);
         }

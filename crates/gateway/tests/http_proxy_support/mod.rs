@@ -63,6 +63,7 @@ pub fn endpoint_with_scheme(upstream: SocketAddr, scheme: UpstreamScheme) -> End
         ca_hints: true,
         crl_expired: Default::default(),
         upstream_proxy_protocol: None,
+        rules: Vec::new(),
     }
 }
 

@@ -1,0 +1,477 @@
+//! Access policies end to end: `moat http --policy` driven by curl, `moat tls --policy` by a
+//! rustls client, `moat verify` agreeing with the gateway on every case, and `moat config check`
+//! naming the rule in errors and warnings.
+
+mod gateway_support;
+
+use std::path::Path;
+
+use gateway_support::{
+    ClientOptions, Moat, TestCa, Usage, curl, moat_output, rustls_request, start_echo_upstream,
+    start_http_upstream, write_pair,
+};
+use rustls::AlertDescription;
+
+const POLICY: &str = r#"
+[[rules]]
+name = "health"
+paths = ["/healthz"]
+action = "bypass"
+
+[[rules]]
+name = "admins"
+paths = ["/admin/*"]
+action = "allow"
+include = [{ common_name = "ops-*" }]
+
+[[rules]]
+name = "service-a-api"
+paths = ["/api/*"]
+action = "allow"
+expressions = ["conn.tls.client.subject.common_name == 'service-a'"]
+
+[[rules]]
+name = "everyone"
+action = "allow"
+include = [{ valid_certificate = true }]
+"#;
+
+/// A server certificate for localhost (`server.crt`, trusted via `server-ca.pem`), a client CA
+/// (`cas.pem`) with clients ops-alice, dev-bob, service-a and revoked-rita (revoked by
+/// `cas.crl`), and `policy.toml`.
+fn setup(dir: &Path) {
+    let server_ca = TestCa::new("Policy Test Server CA");
+    std::fs::write(dir.join("server-ca.pem"), &server_ca.pem).unwrap();
+    write_pair(
+        dir,
+        "server",
+        &server_ca.leaf("localhost", Usage::Server, 1),
+    );
+    let clients = TestCa::new("Policy Test Clients CA");
+    std::fs::write(dir.join("cas.pem"), &clients.pem).unwrap();
+    for (serial, name) in [
+        (10, "ops-alice"),
+        (11, "dev-bob"),
+        (12, "service-a"),
+        (13, "revoked-rita"),
+    ] {
+        write_pair(dir, name, &clients.leaf(name, Usage::Client, serial));
+    }
+    std::fs::write(dir.join("cas.crl"), clients.crl(&[13]).0).unwrap();
+    std::fs::write(dir.join("policy.toml"), POLICY).unwrap();
+}
+
+/// curl over HTTPS to `path` as `client` (None: no certificate); returns (status, body, stderr).
+fn get(
+    dir: &Path,
+    port: u16,
+    client: Option<&str>,
+    path: &str,
+    json: bool,
+) -> (String, String, String) {
+    let url = format!("https://localhost:{port}{path}");
+    let resolve = format!("localhost:{port}:127.0.0.1");
+    let (cert, key) = client.map_or((String::new(), String::new()), |name| {
+        (format!("{name}.crt"), format!("{name}.key"))
+    });
+    let mut args = vec![
+        "--cacert",
+        "server-ca.pem",
+        "--resolve",
+        &resolve,
+        "-w",
+        "\n%{http_code}",
+    ];
+    if client.is_some() {
+        args.extend(["--cert", &cert, "--key", &key]);
+    }
+    if json {
+        args.extend(["-H", "Accept: application/json"]);
+    }
+    args.push(&url);
+    let (_, stdout, stderr) = curl(dir, &args);
+    let (body, status) = stdout.rsplit_once('\n').unwrap_or(("", &stdout));
+    (status.to_owned(), body.to_owned(), stderr)
+}
+
+#[test]
+fn http_rules_decide_per_request_and_verify_agrees() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path();
+    setup(dir);
+    let upstream = start_http_upstream().to_string();
+    let moat = Moat::start(
+        dir,
+        &[
+            "http",
+            &upstream,
+            "--listen",
+            "127.0.0.1:0",
+            "--crt",
+            "server.crt",
+            "--key",
+            "server.key",
+            "--mutual-tls-cas",
+            "cas.pem",
+            "--crl",
+            "cas.crl",
+            "--policy",
+            "policy.toml",
+        ],
+        1,
+    );
+    let port = moat.port();
+
+    // (client, path, status, what the body or curl's error says)
+    let cases: &[(Option<&str>, &str, &str, &str)] = &[
+        (None, "/healthz", "200", "hello from upstream /healthz"),
+        (
+            None,
+            "/",
+            "403",
+            "Access rule &quot;everyone&quot; requires one",
+        ),
+        (
+            None,
+            "/admin/users",
+            "403",
+            "Access rule &quot;admins&quot; requires one",
+        ),
+        (
+            Some("ops-alice"),
+            "/admin/users",
+            "200",
+            "hello from upstream /admin/users",
+        ),
+        (
+            Some("dev-bob"),
+            "/admin/users",
+            "403",
+            "Access denied by rule &quot;admins&quot;",
+        ),
+        (
+            Some("dev-bob"),
+            "/admin",
+            "403",
+            "Access denied by rule &quot;admins&quot;",
+        ),
+        (Some("dev-bob"), "/", "200", "hello from upstream /"),
+        (
+            Some("dev-bob"),
+            "/healthz",
+            "200",
+            "hello from upstream /healthz",
+        ),
+        (
+            Some("service-a"),
+            "/api/orders",
+            "200",
+            "hello from upstream /api/orders",
+        ),
+        (
+            Some("dev-bob"),
+            "/api/orders",
+            "403",
+            "Access denied by rule &quot;service-a-api&quot;",
+        ),
+        (Some("revoked-rita"), "/", "000", "revoked"),
+    ];
+    for (client, path, status, needle) in cases {
+        let (got, body, stderr) = get(dir, port, *client, path, false);
+        assert_eq!(
+            &got, status,
+            "{client:?} {path}: body {body:?} stderr {stderr:?}"
+        );
+        assert!(
+            body.contains(needle) || stderr.contains(needle),
+            "{client:?} {path}: {needle:?} not in body {body:?} / stderr {stderr:?}"
+        );
+
+        // moat verify reaches the same verdict from the same files.
+        let mut args = vec![
+            "verify",
+            "--mutual-tls-cas",
+            "cas.pem",
+            "--crl",
+            "cas.crl",
+            "--policy",
+            "policy.toml",
+            "--path",
+            path,
+        ];
+        let cert = client.map(|name| format!("{name}.crt"));
+        if let Some(cert) = &cert {
+            args.extend(["--cert", cert]);
+        }
+        let verdict = moat_output(dir, &args);
+        let printed = format!(
+            "{}{}",
+            String::from_utf8_lossy(&verdict.stdout),
+            String::from_utf8_lossy(&verdict.stderr)
+        );
+        assert_eq!(
+            verdict.status.success(),
+            *status == "200",
+            "moat verify disagrees with the gateway on {client:?} {path}:\n{printed}"
+        );
+    }
+
+    // The JSON form names the rule and the cause.
+    let (status, body, _) = get(dir, port, Some("dev-bob"), "/admin/users", true);
+    assert_eq!(status, "403");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["rule"], "admins");
+    assert_eq!(json["code"], "policy_denied");
+    let (_, body, _) = get(dir, port, None, "/", true);
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (json["rule"].as_str(), json["code"].as_str()),
+        (Some("everyone"), Some("client_certificate_required"))
+    );
+
+    // The operator's log says which selector failed; the page does not.
+    moat.wait_for_log("no include selector matched (common_name = \"ops-*\")");
+}
+
+#[test]
+fn verify_prints_each_step_and_the_deciding_rule() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path();
+    setup(dir);
+    let base = [
+        "verify",
+        "--mutual-tls-cas",
+        "cas.pem",
+        "--crl",
+        "cas.crl",
+        "--policy",
+        "policy.toml",
+    ];
+
+    let mut args = base.to_vec();
+    args.extend(["--cert", "dev-bob.crt", "--path", "/admin/x"]);
+    let output = moat_output(dir, &args);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stdout.contains("certificate: CN=dev-bob"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "chain       ok: chains to CN=Policy Test Clients CA (cas.pem, certificate #1)"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("revocation  ok: not listed in the 1 loaded CRL(s)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("rule \"admins\" refuses this certificate: no include selector matched (common_name = \"ops-*\")"), "{stdout}");
+    assert!(
+        stderr.contains("REFUSED with 403: not_allowed by rule \"admins\""),
+        "{stderr}"
+    );
+
+    let mut args = base.to_vec();
+    args.extend(["--cert", "revoked-rita.crt"]);
+    let output = moat_output(dir, &args);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("revocation  FAILED: revoked"), "{stdout}");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("REFUSED at the handshake: revoked"));
+
+    let mut args = base.to_vec();
+    args.extend(["--cert", "ops-alice.crt", "--path", "/admin"]);
+    let output = moat_output(dir, &args);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("rule \"admins\" allows: include common_name = \"ops-*\" matched"),
+        "{stdout}"
+    );
+    assert!(stdout.ends_with("verdict: PASS\n"), "{stdout}");
+}
+
+#[test]
+fn tls_rules_refuse_the_handshake_with_access_denied() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path();
+    setup(dir);
+    std::fs::write(
+        dir.join("tls-policy.toml"),
+        "[[rules]]\nname = \"service-a-only\"\naction = \"allow\"\n\
+         expressions = [\"conn.tls.client.subject.common_name == 'service-a'\"]\n",
+    )
+    .unwrap();
+    let echo = start_echo_upstream().to_string();
+    let moat = Moat::start(
+        dir,
+        &[
+            "tls",
+            &echo,
+            "--listen",
+            "127.0.0.1:0",
+            "--crt",
+            "server.crt",
+            "--key",
+            "server.key",
+            "--mutual-tls-cas",
+            "cas.pem",
+            "--policy",
+            "tls-policy.toml",
+        ],
+        1,
+    );
+    let send = |client: &str, tls12_only: bool| {
+        let cert = dir.join(format!("{client}.crt"));
+        let key = dir.join(format!("{client}.key"));
+        rustls_request(
+            moat.port(),
+            &ClientOptions {
+                server_ca: &dir.join("server-ca.pem"),
+                identity: Some((&cert, &key)),
+                tls12_only,
+                send: b"ping\n",
+                half_close: true,
+            },
+        )
+    };
+    for tls12_only in [false, true] {
+        assert_eq!(send("service-a", tls12_only).unwrap(), "ping\n");
+        assert_eq!(
+            send("dev-bob", tls12_only),
+            Err(rustls::Error::AlertReceived(AlertDescription::AccessDenied))
+        );
+    }
+    moat.wait_for_log("client certificate refused by the access policy");
+    moat.wait_for_log("rule=\"service-a-only\"");
+}
+
+#[test]
+fn config_check_names_the_rule_in_errors_and_warnings() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path();
+    setup(dir);
+    let endpoint = "[[endpoints]]\nname = \"app\"\nkind = \"http\"\nupstream = 8080\nmutual_tls_cas = [\"cas.pem\"]\n";
+    std::fs::write(
+        dir.join("warn.toml"),
+        format!(
+            "{endpoint}\n[[endpoints.rules]]\nname = \"everyone\"\naction = \"allow\"\n\
+             include = [{{ valid_certificate = true }}]\n\n[[endpoints.rules]]\nname = \"admins\"\n\
+             paths = [\"/admin/*\"]\naction = \"allow\"\ninclude = [{{ common_name = \"ops-*\" }}]\n\n\
+             [[endpoints.rules]]\nname = \"typo\"\npaths = [\"health\"]\naction = \"bypass\"\n"
+        ),
+    )
+    .unwrap();
+    let output = moat_output(dir, &["config", "check", "warn.toml"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains("warning: warn.toml: endpoints[0] (app): rule \"admins\": unreachable: rule \"everyone\" comes first"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "rule \"typo\": path \"health\" can never match: request paths start with '/'"
+        ),
+        "{stdout}"
+    );
+    assert!(stdout.ends_with("ok: 1 endpoint\n"), "{stdout}");
+
+    std::fs::write(
+        dir.join("bad.toml"),
+        format!(
+            "{endpoint}\n[[endpoints.rules]]\nname = \"admins\"\naction = \"allow\"\n\
+             include = [{{ cn = \"ops-*\" }}]\nexpressions = [\"conn.tls.client.subject.cn == 'x'\", \"req.path ==\"]\n"
+        ),
+    )
+    .unwrap();
+    let output = moat_output(dir, &["config", "check", "bad.toml"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("bad.toml: endpoints[0].rules[0] (\"admins\").include[0]: unknown selector \"cn\"; use one of common_name,"), "{stderr}");
+    assert!(stderr.contains("endpoints[0].rules[0] (\"admins\").expressions[0]: \"conn.tls.client.subject.cn == 'x'\" unknown variable conn.tls.client.subject.cn"), "{stderr}");
+    assert!(
+        stderr.contains(
+            "endpoints[0].rules[0] (\"admins\").expressions[1]: \"req.path ==\" does not compile"
+        ),
+        "{stderr}"
+    );
+
+    // --policy errors name the policy file.
+    std::fs::write(
+        dir.join("bad-policy.toml"),
+        "[[rules]]\nname = \"x\"\naction = \"permit\"\n",
+    )
+    .unwrap();
+    let output = moat_output(
+        dir,
+        &[
+            "http",
+            "8080",
+            "--mutual-tls-cas",
+            "cas.pem",
+            "--policy",
+            "bad-policy.toml",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(
+            "--policy bad-policy.toml: rules[0] (\"x\").action: \"permit\" is not an action"
+        ),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn verify_reads_an_endpoint_of_a_config_file() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path();
+    setup(dir);
+    std::fs::write(
+        dir.join("moat.toml"),
+        "[[endpoints]]\nname = \"db\"\nkind = \"tls\"\nupstream = 5432\ndomain = \"db.example.com\"\n\
+         mutual_tls_cas = [\"cas.pem\"]\ncrls = [\"cas.crl\"]\n\n\
+         [[endpoints.rules]]\nname = \"db-clients\"\nhosts = [\"db.example.com\"]\naction = \"allow\"\n\
+         include = [{ common_name = \"service-*\" }, { issuer = \"other-ca.pem\" }]\n",
+    )
+    .unwrap();
+    let verify = |cert: &str, host: &str| {
+        let output = moat_output(
+            dir,
+            &[
+                "verify",
+                "--config",
+                "moat.toml",
+                "--cert",
+                cert,
+                "--host",
+                host,
+            ],
+        );
+        (
+            output.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ),
+        )
+    };
+    let (passed, printed) = verify("service-a.crt", "db.example.com");
+    assert!(passed, "{printed}");
+    assert!(
+        printed.contains("rule \"db-clients\" allows: include common_name = \"service-*\" matched"),
+        "{printed}"
+    );
+
+    let (passed, printed) = verify("dev-bob.crt", "db.example.com");
+    assert!(!passed);
+    assert!(
+        printed.contains("REFUSED at the handshake with the TLS alert access_denied: not_allowed by rule \"db-clients\""),
+        "{printed}"
+    );
+
+    let (passed, printed) = verify("service-a.crt", "other.example.com");
+    assert!(!passed);
+    assert!(
+        printed.contains("no rule covers host other.example.com"),
+        "{printed}"
+    );
+}

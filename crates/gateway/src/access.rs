@@ -1,0 +1,172 @@
+//! Access policies at the gateway: per request for http endpoints, during the handshake for tls
+//! endpoints (so that a refusal is the `access_denied` alert).
+//!
+//! rustls can only send an alert for an error raised inside the handshake; once it completes,
+//! all moat could do is close the connection. So a tls endpoint with rules wraps its client
+//! verifier: after the certificate is verified, the rules are evaluated right there, with the
+//! SNI (recorded by the certificate resolver, which rustls calls first) and the peer address,
+//! both handed over through a task-local that the accept loop sets around the handshake.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use moat_policy::{Client, PolicyDecision, Request, Rule};
+use moat_trust::{CaBundle, ClientIdentity, ClientVerifier};
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
+use rustls_pki_types::{CertificateDer, UnixTime};
+
+/// What the handshake of one connection knows before the client's certificate arrives.
+#[derive(Debug)]
+pub(crate) struct HandshakeFacts {
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The listener's address.
+    pub local: SocketAddr,
+    /// The SNI the client sent, recorded when rustls picks the server certificate.
+    pub sni: Mutex<Option<String>>,
+}
+
+tokio::task_local! {
+    /// Set by the accept loop around each handshake; read by [`PolicyVerifier`] and
+    /// [`SniRecorder`], which rustls calls synchronously inside that handshake's poll.
+    pub(crate) static HANDSHAKE: Arc<HandshakeFacts>;
+}
+
+/// The configured CA `identity` chains to, and the identity, as the policy wants them.
+pub(crate) fn client<'a>(identity: &'a ClientIdentity, cas: Option<&'a CaBundle>) -> Client<'a> {
+    Client {
+        identity,
+        ca: cas.and_then(|cas| cas.issuer_of(identity)),
+    }
+}
+
+/// Records the SNI of the handshake in progress, then lets the endpoint's resolver choose.
+#[derive(Debug)]
+pub(crate) struct SniRecorder(pub Arc<dyn ResolvesServerCert>);
+
+impl ResolvesServerCert for SniRecorder {
+    fn resolve(&self, client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let sni = client_hello.server_name().map(str::to_owned);
+        let _ = HANDSHAKE.try_with(|facts| {
+            if let Ok(mut slot) = facts.sni.lock() {
+                *slot = sni;
+            }
+        });
+        self.0.resolve(client_hello)
+    }
+
+    fn only_raw_public_keys(&self) -> bool {
+        self.0.only_raw_public_keys()
+    }
+}
+
+/// A tls endpoint's verifier: the CAs' verdict first, then the endpoint's rules, refusing with
+/// `access_denied` (rustls's alert for `ApplicationVerificationFailure`).
+#[derive(Debug)]
+pub(crate) struct PolicyVerifier {
+    /// The trust checks the rules come after (moat-trust's verifier, possibly wrapped to record
+    /// its verdicts for the audit stream).
+    pub checks: Arc<dyn ClientCertVerifier>,
+    /// moat-trust's verifier itself, for the CA a chain leads to.
+    pub inner: Arc<ClientVerifier>,
+    pub rules: Vec<Rule>,
+    /// Whether a rule names a CA, so the CA a certificate chains to must be found.
+    pub uses_issuer: bool,
+}
+
+impl PolicyVerifier {
+    fn decide(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+    ) -> Option<PolicyDecision> {
+        let mut chain = vec![end_entity.clone().into_owned()];
+        chain.extend(intermediates.iter().map(|der| der.clone().into_owned()));
+        let identity = ClientIdentity::from_chain(&chain).ok()?;
+        HANDSHAKE
+            .try_with(|facts| {
+                let sni = facts.sni.lock().ok().and_then(|slot| slot.clone());
+                let request = Request {
+                    source_ip: facts.peer.ip(),
+                    source_port: facts.peer.port(),
+                    server: Some(facts.local),
+                    sni: sni.as_deref(),
+                    tls_version: None,
+                    http: None,
+                };
+                let cas = self.uses_issuer.then(|| self.inner.cas());
+                let client = client(&identity, cas);
+                let decision = moat_policy::evaluate(&self.rules, &request, Some(&client));
+                if !decision.is_allowed() {
+                    tracing::warn!(
+                        reason = "policy_denied",
+                        rule = decision.rule.as_deref().unwrap_or("-"),
+                        subject = %identity.subject,
+                        serial = %identity.serial_hex,
+                        sni = sni.as_deref().unwrap_or(""),
+                        detail = %decision.explanation,
+                        "client certificate refused by the access policy"
+                    );
+                }
+                decision
+            })
+            .ok()
+    }
+}
+
+impl ClientCertVerifier for PolicyVerifier {
+    fn offer_client_auth(&self) -> bool {
+        self.checks.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.checks.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.checks.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.inner
+            .verify_client_cert(end_entity, intermediates, now)?;
+        match self.decide(end_entity, intermediates) {
+            Some(decision) if decision.is_allowed() => Ok(ClientCertVerified::assertion()),
+            // No decision (no facts outside the accept loop, unreadable certificate): refuse.
+            _ => Err(rustls::Error::InvalidCertificate(
+                CertificateError::ApplicationVerificationFailure,
+            )),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.checks.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.checks.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.checks.supported_verify_schemes()
+    }
+}
