@@ -428,14 +428,8 @@ fn scripted_session_leaves_one_audit_event_per_handshake_and_request_and_matchin
         assert_eq!(refused.len(), 1, "{reason}: {strict_handshakes:#?}");
         let event = refused[0];
         assert_eq!(event["outcome"], "refused", "{event}");
-        // The version is refused before moat reads the server name; every other refusal
-        // comes after it.
-        let sni = if reason == "protocol_version" {
-            Value::Null
-        } else {
-            Value::from("localhost")
-        };
-        assert_eq!(event["sni"], sni, "{event}");
+        // moat reads the server name from the ClientHello before anything is refused.
+        assert_eq!(event["sni"], "localhost", "{event}");
         assert_eq!(event["tls_version"], Value::Null, "{event}");
         let subject = &event["client_certificate"]["subject"];
         match (client, reason) {

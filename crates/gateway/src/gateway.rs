@@ -471,7 +471,12 @@ async fn handle_connection(
                 .into_fallible(),
         ),
     );
-    let (handshake, presented) = capture_presented(handshake).await;
+    let (handshake, mut presented) = capture_presented(handshake).await;
+    // rustls chose the certificate while the ClientHello was being handed over, before the
+    // recording started; the name it asked for is known from that ClientHello anyway.
+    if presented.sni.is_none() {
+        presented.sni = server_name.clone();
+    }
     let tls = match handshake {
         Ok(Ok(tls)) => tls,
         Ok(Err((error, socket))) => {
