@@ -215,7 +215,9 @@ wait_for_port "$upstream_tcp" "$upstream_pid" upstream
 
 # ---------------------------------------------------------------------------------------------
 # Gateway configurations. Every one: the same server certificate, CA and CRL, client
-# certificate required, an access log, no session cache or tickets where it can be turned off.
+# certificate required, the client's identity (certificate, subject, serial, fingerprint) passed
+# to the upstream in headers as moat does, an access log (moat logs every handshake and request),
+# no session cache or tickets where it can be turned off.
 
 write_nginx_conf() {
   local port="$1" dir="$work/nginx"
@@ -258,6 +260,10 @@ http {
             proxy_pass http://backend;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
+            proxy_set_header X-Client-Cert \$ssl_client_escaped_cert;
+            proxy_set_header X-Client-Subject \$ssl_client_s_dn;
+            proxy_set_header X-Client-Serial \$ssl_client_serial;
+            proxy_set_header X-Client-Fingerprint \$ssl_client_fingerprint;
             proxy_buffering off;
             proxy_request_buffering off;
         }
@@ -287,6 +293,10 @@ defaults
     timeout http-keep-alive 300s
 frontend bench
     bind 127.0.0.1:$port ssl crt $pki/server-and-key.pem ca-file $ca crl-file $crl verify required alpn h2,http/1.1
+    http-request set-header X-Client-Cert %[ssl_c_der,base64]
+    http-request set-header X-Client-Subject %{+Q}[ssl_c_s_dn]
+    http-request set-header X-Client-Serial %[ssl_c_serial,hex]
+    http-request set-header X-Client-Fingerprint %[ssl_c_sha1,hex]
     default_backend upstream
 backend upstream
     http-reuse always
@@ -405,8 +415,14 @@ perf_finish() {
   local label="$1"
   [ -n "$perf_pid" ] || return 0
   wait "$perf_pid" || true
-  perf report -i "$work/perf-$label.data" --stdio --no-children --sort symbol --percent-limit 1.5 \
-    2>/dev/null | grep -v '^$' | grep -v '^#' | grep '%' | head -25 >"$work/perf-$label.txt" || true
+  {
+    echo "By binary:"
+    perf report -i "$work/perf-$label.data" --stdio --no-children -g none --sort dso --percent-limit 1 \
+      2>/dev/null | grep '^ *[0-9.]*%' | sed 's/ *$//'
+    echo "Top symbols (self time):"
+    perf report -i "$work/perf-$label.data" --stdio --no-children -g none --sort dso,symbol \
+      --percent-limit 0.8 2>/dev/null | grep '^ *[0-9.]*%' | sed 's/ *$//' | cut -c1-140 | head -30
+  } >"$work/perf-$label.txt" || true
 }
 
 http_gateways=(nginx haproxy moat)
@@ -575,7 +591,7 @@ bytes_label() { awk -v b="$1" 'BEGIN {if (b >= 1073741824) printf "%g GiB", b / 
   for label in keepalive handshake; do
     if [ -s "$work/perf-$label.txt" ]; then
       echo
-      echo "## Where moat spends CPU 0 in the $label scenario (\`perf record -g\`, top symbols, self time)"
+      echo "## Where moat spends CPU 0 in the $label scenario (\`perf record -g -p MOAT\`, \`perf report --no-children\`)"
       echo
       echo '```'
       sed 's/[[:space:]]*$//' "$work/perf-$label.txt"
