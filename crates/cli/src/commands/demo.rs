@@ -49,7 +49,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         .tempdir()
         .context("cannot make a temporary directory for the demo; set TMPDIR to a writable one")?;
     let files = make_certificates(workdir.path())?;
-    println!("moat demo: files in {} (removed on exit)", workdir.path().display());
+    println!(
+        "moat demo: files in {} (removed on exit)",
+        workdir.path().display()
+    );
     println!("  CA certificate      {}", files.ca_cert.display());
     println!(
         "  client certificate  {} (CN={CLIENT_NAME}, certificate then key)",
@@ -215,7 +218,9 @@ impl Outcome {
     fn describe(&self) -> String {
         match self {
             Outcome::Refused(why) => format!("refused: {why}"),
-            Outcome::Status(200, body) => format!("accepted: HTTP 200, upstream says: {}", body.trim()),
+            Outcome::Status(200, body) => {
+                format!("accepted: HTTP 200, upstream says: {}", body.trim())
+            }
             Outcome::Status(status, body) => {
                 format!("HTTP {status}: {}", body.lines().next().unwrap_or_default())
             }
