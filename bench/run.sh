@@ -287,6 +287,8 @@ http {
             proxy_set_header X-Client-Serial \$ssl_client_serial;
             proxy_set_header X-Client-Fingerprint \$ssl_client_fingerprint;
             proxy_buffering off;
+            # Unbuffered relaying goes through this one buffer (default 4 KiB): one TLS record.
+            proxy_buffer_size 16k;
             proxy_request_buffering off;
         }
     }
