@@ -289,6 +289,7 @@ http {
             proxy_buffering off;
             # Unbuffered relaying goes through this one buffer (default 4 KiB): one TLS record.
             proxy_buffer_size 16k;
+            proxy_buffers 8 16k;
             proxy_request_buffering off;
         }
     }
