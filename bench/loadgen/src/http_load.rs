@@ -53,11 +53,7 @@ struct Target {
 }
 
 pub async fn run(args: HttpArgs) -> anyhow::Result<()> {
-    let alpn: &[&[u8]] = if args.http2 {
-        &[b"h2"]
-    } else {
-        &[b"http/1.1"]
-    };
+    let alpn: &[&[u8]] = if args.http2 { &[b"h2"] } else { &[b"http/1.1"] };
     let authority = format!("{}:{}", args.tls.server_name, args.tls.connect.port());
     let start = Instant::now();
     let target = Rc::new(Target {
@@ -110,13 +106,20 @@ async fn get_http1(
     let request = Request::get(&target.path)
         .header(hyper::header::HOST, &target.authority)
         .body(Empty::new())?;
-    let response = sender.send_request(request).await.context("request failed")?;
+    let response = sender
+        .send_request(request)
+        .await
+        .context("request failed")?;
     check_and_drain(response).await
 }
 
 async fn check_and_drain(response: hyper::Response<hyper::body::Incoming>) -> anyhow::Result<()> {
     let status = response.status();
-    response.into_body().collect().await.context("reading the body")?;
+    response
+        .into_body()
+        .collect()
+        .await
+        .context("reading the body")?;
     anyhow::ensure!(status == hyper::StatusCode::OK, "status {status}");
     Ok(())
 }
@@ -217,7 +220,10 @@ async fn http2_stream(target: Rc<Target>, mut sender: http2::SendRequest<Empty<B
         let outcome = tokio::time::timeout(REQUEST_TIMEOUT, async {
             sender.ready().await.context("connection closed")?;
             let request = Request::get(uri.as_str()).body(Empty::new())?;
-            let response = sender.send_request(request).await.context("request failed")?;
+            let response = sender
+                .send_request(request)
+                .await
+                .context("request failed")?;
             check_and_drain(response).await
         })
         .await

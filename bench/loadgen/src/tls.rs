@@ -75,6 +75,10 @@ fn read_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
         .with_context(|| format!("cannot read {}", path.display()))?
         .collect::<Result<Vec<_>, _>>()
         .with_context(|| format!("{}: bad PEM", path.display()))?;
-    anyhow::ensure!(!certs.is_empty(), "{}: no certificate in it", path.display());
+    anyhow::ensure!(
+        !certs.is_empty(),
+        "{}: no certificate in it",
+        path.display()
+    );
     Ok(certs)
 }
