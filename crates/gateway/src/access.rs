@@ -8,14 +8,12 @@
 //! both handed over through a task-local that the accept loop sets around the handshake.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use moat_policy::{Client, PolicyDecision, Request, Rule};
 use moat_trust::{CaBundle, ClientIdentity, ClientVerifier};
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::server::{ClientHello, ResolvesServerCert};
-use rustls::sign::CertifiedKey;
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use rustls_pki_types::{CertificateDer, UnixTime};
 
@@ -26,13 +24,13 @@ pub(crate) struct HandshakeFacts {
     pub peer: SocketAddr,
     /// The listener's address.
     pub local: SocketAddr,
-    /// The SNI the client sent, recorded when rustls picks the server certificate.
-    pub sni: Mutex<Option<String>>,
+    /// The SNI the client sent, read from its ClientHello before the handshake.
+    pub sni: Option<String>,
 }
 
 tokio::task_local! {
-    /// Set by the accept loop around each handshake; read by [`PolicyVerifier`] and
-    /// [`SniRecorder`], which rustls calls synchronously inside that handshake's poll.
+    /// Set by the accept loop around each handshake; read by [`PolicyVerifier`], which rustls
+    /// calls synchronously inside that handshake's poll.
     pub(crate) static HANDSHAKE: Arc<HandshakeFacts>;
 }
 
@@ -41,26 +39,6 @@ pub(crate) fn client<'a>(identity: &'a ClientIdentity, cas: Option<&'a CaBundle>
     Client {
         identity,
         ca: cas.and_then(|cas| cas.issuer_of(identity)),
-    }
-}
-
-/// Records the SNI of the handshake in progress, then lets the endpoint's resolver choose.
-#[derive(Debug)]
-pub(crate) struct SniRecorder(pub Arc<dyn ResolvesServerCert>);
-
-impl ResolvesServerCert for SniRecorder {
-    fn resolve(&self, client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let sni = client_hello.server_name().map(str::to_owned);
-        let _ = HANDSHAKE.try_with(|facts| {
-            if let Ok(mut slot) = facts.sni.lock() {
-                *slot = sni;
-            }
-        });
-        self.0.resolve(client_hello)
-    }
-
-    fn only_raw_public_keys(&self) -> bool {
-        self.0.only_raw_public_keys()
     }
 }
 
@@ -89,7 +67,7 @@ impl PolicyVerifier {
         let identity = ClientIdentity::from_chain(&chain).ok()?;
         HANDSHAKE
             .try_with(|facts| {
-                let sni = facts.sni.lock().ok().and_then(|slot| slot.clone());
+                let sni = facts.sni.clone();
                 let request = Request {
                     source_ip: facts.peer.ip(),
                     source_port: facts.peer.port(),

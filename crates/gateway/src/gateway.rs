@@ -460,7 +460,7 @@ async fn handle_connection(
     let facts = Arc::new(HandshakeFacts {
         peer: peer_addr,
         local: local_addr,
-        sni: std::sync::Mutex::new(server_name.clone()),
+        sni: server_name.clone(),
     });
     let handshake = tokio::time::timeout(
         handshake_left,
@@ -472,11 +472,8 @@ async fn handle_connection(
         ),
     );
     let (handshake, mut presented) = capture_presented(handshake).await;
-    // rustls chose the certificate while the ClientHello was being handed over, before the
-    // recording started; the name it asked for is known from that ClientHello anyway.
-    if presented.sni.is_none() {
-        presented.sni = server_name.clone();
-    }
+    // The name the client asked for, from the ClientHello read before the handshake.
+    presented.sni = server_name.clone();
     let tls = match handshake {
         Ok(Ok(tls)) => tls,
         Ok(Err((error, socket))) => {

@@ -11,10 +11,10 @@ use rustls::server::danger::ClientCertVerifier;
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::access::{PolicyVerifier, SniRecorder};
+use crate::access::PolicyVerifier;
 use crate::error::GatewayError;
 use crate::local_ca;
-use crate::telemetry::presented::{RecordingResolver, RecordingVerifier};
+use crate::telemetry::presented::RecordingVerifier;
 
 /// An endpoint's TLS setup, plus where its certificate came from.
 pub(crate) struct EndpointTls {
@@ -95,8 +95,6 @@ pub(crate) fn endpoint_tls(
             },
         }
     })?;
-    // Notes the server name each client asks for, for the audit event of a refused handshake.
-    config.cert_resolver = Arc::new(RecordingResolver::new(Arc::clone(&config.cert_resolver)));
     if endpoint.kind == EndpointKind::Http {
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     }
@@ -107,10 +105,6 @@ pub(crate) fn endpoint_tls(
             endpoint: endpoint.name.clone(),
             source: Box::new(source),
         })?;
-    if endpoint.kind == EndpointKind::Tls && !endpoint.rules.is_empty() {
-        // The policy verifier matches rules' hosts against the SNI this records.
-        config.cert_resolver = Arc::new(SniRecorder(Arc::clone(&config.cert_resolver)));
-    }
     Ok(EndpointTls {
         config: Arc::new(config),
         local_ca,

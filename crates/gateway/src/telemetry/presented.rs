@@ -8,8 +8,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use moat_trust::{ClientVerifier, RefusalReason};
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::server::{ClientHello, ResolvesServerCert};
-use rustls::sign::CertifiedKey;
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use rustls_pki_types::{CertificateDer, UnixTime};
 
@@ -25,7 +23,7 @@ pub struct PresentedCertificate {
 /// What one handshake showed before it ended.
 #[derive(Debug, Clone, Default)]
 pub struct Presented {
-    /// The server name (SNI) the client asked for, once certificate selection saw it.
+    /// The server name (SNI) the client asked for, from its ClientHello.
     pub sni: Option<String>,
     /// The client certificate, once the verifier saw it.
     pub certificate: Option<PresentedCertificate>,
@@ -52,32 +50,6 @@ pub async fn capture_presented<F: Future>(handshake: F) -> (F::Output, Presented
 fn record(update: impl FnOnce(&mut Presented)) {
     let _ =
         PRESENTED.try_with(|slot| update(&mut slot.lock().unwrap_or_else(PoisonError::into_inner)));
-}
-
-/// Wraps an endpoint's certificate resolver to note the server name each client asks for; the
-/// choice of certificate stays the inner resolver's.
-#[derive(Debug)]
-pub struct RecordingResolver {
-    inner: Arc<dyn ResolvesServerCert>,
-}
-
-impl RecordingResolver {
-    /// Notes the server names `inner` is asked about.
-    pub fn new(inner: Arc<dyn ResolvesServerCert>) -> RecordingResolver {
-        RecordingResolver { inner }
-    }
-}
-
-impl ResolvesServerCert for RecordingResolver {
-    fn resolve(&self, client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let sni = client_hello.server_name().map(str::to_owned);
-        record(|presented| presented.sni = sni);
-        self.inner.resolve(client_hello)
-    }
-
-    fn only_raw_public_keys(&self) -> bool {
-        self.inner.only_raw_public_keys()
-    }
 }
 
 /// Wraps moat's [`ClientVerifier`], recording each verdict in the handshake's slot. Outside
