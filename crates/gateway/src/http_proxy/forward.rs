@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::uri::{PathAndQuery, Uri};
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body_util::BodyExt as _;
@@ -31,6 +31,9 @@ pub(super) struct ConnectionContext {
     pub activity: Arc<Activity>,
     /// Handed to upgrade tunnels, which close when the gateway stops.
     pub shutdown: watch::Receiver<bool>,
+    /// The client's identity headers, built once per connection: the certificate cannot change
+    /// while it lasts, and base64 and formatting on every request cost keep-alive throughput.
+    pub identity_headers: HeaderMap,
 }
 
 /// Handles one client request end to end and writes its log line.
@@ -225,8 +228,8 @@ async fn forward(
         outgoing.insert(header::HOST, value);
     }
     headers::strip_identity(outgoing);
-    if let Some(identity) = &context.info.client {
-        headers::add_identity(outgoing, identity);
+    for (name, value) in &context.identity_headers {
+        outgoing.insert(name.clone(), value.clone());
     }
     headers::add_forwarding(
         outgoing,

@@ -211,10 +211,15 @@ impl HttpProxy {
         let limits = self.client_limits;
         let endpoint = info.endpoint.clone();
         let peer = info.peer_addr;
+        let mut identity_headers = http::HeaderMap::new();
+        if let Some(identity) = &info.client {
+            headers::add_identity(&mut identity_headers, identity);
+        }
         let context = Arc::new(ConnectionContext {
             info,
             activity: Arc::clone(&activity),
             shutdown: shutdown.clone(),
+            identity_headers,
         });
         let proxy = self;
         let service = service_fn(move |request| {
