@@ -361,20 +361,22 @@ start_gateway() {
       spawn taskset -c 0 haproxy -db -f "$work/haproxy.cfg" >"$work/haproxy.log" 2>&1
       ;;
     moat)
-      spawn env TOKIO_WORKER_THREADS=1 taskset -c 0 "$moat" http "127.0.0.1:$upstream_http" \
+      # One access log per request, as nginx and haproxy write: moat's audit stream (to a file),
+      # with the human log at warn so the per-request info line does not duplicate it.
+      spawn env TOKIO_WORKER_THREADS=1 RUST_LOG=warn taskset -c 0 "$moat" http "127.0.0.1:$upstream_http" \
         --listen "127.0.0.1:$gateway_port" --domain localhost --crt "$pki/server.crt" --key "$pki/server.key" \
         --mutual-tls-cas "$ca" --crl "$crl" --request-header-timeout 120s --idle-timeout 300s \
-        >"$work/moat.log" 2>&1
+        --audit-log "$work/moat-audit.jsonl" >"$work/moat.log" 2>&1
       ;;
     stunnel)
       write_stunnel_conf "$gateway_port"
       spawn taskset -c 0 "$stunnel_bin" "$work/stunnel.conf" >"$work/stunnel.log" 2>&1
       ;;
     moat-tls)
-      spawn env TOKIO_WORKER_THREADS=1 taskset -c 0 "$moat" tls "127.0.0.1:$upstream_tcp" \
+      spawn env TOKIO_WORKER_THREADS=1 RUST_LOG=warn taskset -c 0 "$moat" tls "127.0.0.1:$upstream_tcp" \
         --listen "127.0.0.1:$gateway_port" --domain localhost --crt "$pki/server.crt" --key "$pki/server.key" \
         --mutual-tls-cas "$ca" --crl "$crl" --request-header-timeout 120s --idle-timeout 300s \
-        >"$work/moat-tls.log" 2>&1
+        --audit-log "$work/moat-tls-audit.jsonl" >"$work/moat-tls.log" 2>&1
       ;;
   esac
   gateway_pid=$!
