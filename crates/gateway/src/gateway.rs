@@ -26,6 +26,7 @@ use crate::reload::{ListenKey, NewListener, Reloader, Slot};
 use crate::sni::{self, ClientHelloError, NoRoute, Routes};
 use crate::tcp_forward::ForwardEnd;
 use crate::telemetry::expiry;
+use crate::telemetry::metrics::OpenConnection;
 use crate::telemetry::presented::{Presented, capture_presented};
 use crate::telemetry::{HandshakeRefusal, Telemetry};
 
@@ -358,18 +359,51 @@ async fn stopped(mut stopping: watch::Receiver<bool>) {
     let _ = stopping.wait_for(|stop| *stop).await;
 }
 
-/// Reads the ClientHello, picks the endpoint its SNI names, runs the TLS handshake (all bounded
-/// by `timeouts.request_header`), then serves the client.
+/// Runs the handshake, then serves the client until the connection ends.
+///
+/// Both phases are boxed: a task holds its future inline for as long as the connection lives,
+/// so an idle keep-alive connection would otherwise carry the handshake's state and the largest
+/// of the handlers' states (several KiB) for minutes. Boxed, the handshake's memory is returned
+/// when it ends and each connection holds only its own handler's state.
 async fn handle_connection(
-    mut stream: TcpStream,
+    stream: TcpStream,
     peer_addr: SocketAddr,
     local_addr: SocketAddr,
     routes: Arc<Routes>,
     telemetry: Telemetry,
     stopping: watch::Receiver<bool>,
 ) {
-    let _ = stream.set_nodelay(true);
     let started = Instant::now();
+    let established = Box::pin(establish(
+        stream, peer_addr, local_addr, routes, &telemetry, started,
+    ))
+    .await;
+    if let Some(established) = established {
+        established.serve(&telemetry, stopping, started).await;
+    }
+}
+
+/// A client connection whose handshake succeeded, with the endpoint that serves it.
+struct Established {
+    tls: tokio_rustls::server::TlsStream<TcpStream>,
+    info: ConnectionInfo,
+    config: Arc<EndpointConfig>,
+    handler: Handler,
+    /// Counts the connection as open until it is served to the end.
+    open: OpenConnection,
+}
+
+/// Reads the ClientHello, picks the endpoint its SNI names and runs the TLS handshake, all
+/// bounded by `timeouts.request_header`; `None` once a refused or failed handshake is reported.
+async fn establish(
+    mut stream: TcpStream,
+    peer_addr: SocketAddr,
+    local_addr: SocketAddr,
+    routes: Arc<Routes>,
+    telemetry: &Telemetry,
+    started: Instant,
+) -> Option<Established> {
+    let _ = stream.set_nodelay(true);
     // Before the SNI is known the most patient endpoint of the address sets the limit.
     let hello_timeout = routes
         .endpoints()
@@ -394,13 +428,13 @@ async fn handle_connection(
                 let reason = HandshakeRefusal::Other;
                 telemetry.handshake_refused(&unrouted(), peer_addr, reason, &Presented::default());
                 linger_after_alert(stream).await;
-                return;
+                return None;
             }
             Ok(Err(ClientHelloError::Io(error))) => {
                 tracing::info!(%error, "connection closed during the handshake");
                 let reason = HandshakeRefusal::ConnectionClosed;
                 telemetry.handshake_refused(&unrouted(), peer_addr, reason, &Presented::default());
-                return;
+                return None;
             }
             Err(_) => {
                 tracing::warn!(
@@ -410,7 +444,7 @@ async fn handle_connection(
                 );
                 let reason = HandshakeRefusal::HandshakeTimeout;
                 telemetry.handshake_refused(&unrouted(), peer_addr, reason, &Presented::default());
-                return;
+                return None;
             }
         };
     let server_name = accepted.client_hello().server_name().map(str::to_string);
@@ -444,7 +478,7 @@ async fn handle_connection(
             telemetry.handshake_refused(&unrouted(), peer_addr, reason, &presented);
             sni::refuse_unrecognized_name(&mut stream).await;
             linger_after_alert(stream).await;
-            return;
+            return None;
         }
     };
     let config = Arc::clone(&endpoint.config);
@@ -482,7 +516,7 @@ async fn handle_connection(
             log_refused_handshake(&error, reason);
             telemetry.handshake_refused(&config.name, peer_addr, reason, &presented);
             linger_after_alert(socket).await;
-            return;
+            return None;
         }
         Err(_) => {
             tracing::warn!(
@@ -492,7 +526,7 @@ async fn handle_connection(
             );
             let reason = HandshakeRefusal::HandshakeTimeout;
             telemetry.handshake_refused(&config.name, peer_addr, reason, &presented);
-            return;
+            return None;
         }
     };
 
@@ -506,7 +540,7 @@ async fn handle_connection(
                 tracing::warn!(reason = "malformed", %error, "connection closed: cannot read the verified client certificate");
                 let reason = HandshakeRefusal::Certificate(RefusalReason::Malformed);
                 telemetry.handshake_refused(&config.name, peer_addr, reason, &presented);
-                return;
+                return None;
             }
         },
         _ => None,
@@ -543,44 +577,63 @@ async fn handle_connection(
     let alpn = session
         .alpn_protocol()
         .map(|protocol| String::from_utf8_lossy(protocol).into_owned());
-    let _open = telemetry.handshake_accepted(&info, cipher_suite, alpn);
+    let open = telemetry.handshake_accepted(&info, cipher_suite, alpn);
+    Some(Established {
+        tls,
+        info,
+        config,
+        handler,
+        open,
+    })
+}
 
-    match handler {
-        Handler::Http(proxy) => {
-            proxy.serve_connection(tls, info, stopping).await;
-            tracing::info!(
-                duration_ms = started.elapsed().as_millis() as u64,
-                "connection closed"
-            );
-        }
-        Handler::Tcp(forwarder) => {
-            let preamble = config
-                .upstream_proxy_protocol
-                .map(|version| proxy_protocol::header(version, &info))
-                .unwrap_or_default();
-            let outcome = forwarder.forward_with_preamble(tls, &preamble).await;
-            let duration_ms = started.elapsed().as_millis() as u64;
-            let (to_upstream, to_client) = (outcome.to_upstream, outcome.to_client);
-            telemetry.forwarded_bytes(&config.name, to_upstream, to_client);
-            match outcome.end {
-                ForwardEnd::Closed => {
-                    tracing::info!(to_upstream, to_client, duration_ms, "connection closed")
-                }
-                ForwardEnd::Failed(error) => tracing::info!(
-                    to_upstream,
-                    to_client,
-                    duration_ms,
-                    %error,
-                    "connection closed: a side failed or reset it"
-                ),
-                ForwardEnd::Idle => tracing::info!(
-                    to_upstream,
-                    to_client,
-                    duration_ms,
-                    "connection closed: idle for longer than timeouts.idle"
-                ),
-                ForwardEnd::UpstreamUnreachable => {
-                    tracing::info!(duration_ms, "connection closed: upstream unreachable")
+impl Established {
+    /// Hands the connection to its endpoint's HTTP proxy or TCP forwarder until it ends.
+    async fn serve(self, telemetry: &Telemetry, stopping: watch::Receiver<bool>, started: Instant) {
+        let Established {
+            tls,
+            info,
+            config,
+            handler,
+            open: _open,
+        } = self;
+        match handler {
+            Handler::Http(proxy) => {
+                proxy.serve_connection(tls, info, stopping).await;
+                tracing::info!(
+                    duration_ms = started.elapsed().as_millis() as u64,
+                    "connection closed"
+                );
+            }
+            Handler::Tcp(forwarder) => {
+                let preamble = config
+                    .upstream_proxy_protocol
+                    .map(|version| proxy_protocol::header(version, &info))
+                    .unwrap_or_default();
+                let outcome = Box::pin(forwarder.forward_with_preamble(tls, &preamble)).await;
+                let duration_ms = started.elapsed().as_millis() as u64;
+                let (to_upstream, to_client) = (outcome.to_upstream, outcome.to_client);
+                telemetry.forwarded_bytes(&config.name, to_upstream, to_client);
+                match outcome.end {
+                    ForwardEnd::Closed => {
+                        tracing::info!(to_upstream, to_client, duration_ms, "connection closed")
+                    }
+                    ForwardEnd::Failed(error) => tracing::info!(
+                        to_upstream,
+                        to_client,
+                        duration_ms,
+                        %error,
+                        "connection closed: a side failed or reset it"
+                    ),
+                    ForwardEnd::Idle => tracing::info!(
+                        to_upstream,
+                        to_client,
+                        duration_ms,
+                        "connection closed: idle for longer than timeouts.idle"
+                    ),
+                    ForwardEnd::UpstreamUnreachable => {
+                        tracing::info!(duration_ms, "connection closed: upstream unreachable")
+                    }
                 }
             }
         }

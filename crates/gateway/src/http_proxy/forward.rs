@@ -1,7 +1,7 @@
 //! One request's trip: admit it, rewrite its headers, send it upstream, and relay the response.
 
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -31,9 +31,23 @@ pub(super) struct ConnectionContext {
     pub activity: Arc<Activity>,
     /// Handed to upgrade tunnels, which close when the gateway stops.
     pub shutdown: watch::Receiver<bool>,
-    /// The client's identity headers, built once per connection: the certificate cannot change
-    /// while it lasts, and base64 and formatting on every request cost keep-alive throughput.
-    pub identity_headers: HeaderMap,
+    /// The client's identity headers, built at the connection's first request and kept: the
+    /// certificate cannot change while it lasts, base64 and formatting on every request cost
+    /// keep-alive throughput, and a connection that never sends a request never needs them.
+    pub identity_headers: OnceLock<HeaderMap>,
+}
+
+impl ConnectionContext {
+    /// The identity headers of the connection's client (empty without a certificate).
+    fn identity_headers(&self) -> &HeaderMap {
+        self.identity_headers.get_or_init(|| {
+            let mut identity_headers = HeaderMap::new();
+            if let Some(identity) = &self.info.client {
+                headers::add_identity(&mut identity_headers, identity);
+            }
+            identity_headers
+        })
+    }
 }
 
 /// Handles one client request end to end and writes its log line.
@@ -228,7 +242,7 @@ async fn forward(
         outgoing.insert(header::HOST, value);
     }
     headers::strip_identity(outgoing);
-    for (name, value) in &context.identity_headers {
+    for (name, value) in context.identity_headers() {
         outgoing.insert(name.clone(), value.clone());
     }
     headers::add_forwarding(

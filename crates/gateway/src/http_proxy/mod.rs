@@ -26,7 +26,9 @@ mod upgrade;
 mod upstream;
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,9 +37,8 @@ use http::uri::{Authority, Scheme};
 use http_body_util::combinators::BoxBody;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use moat_config::{EndpointConfig, UpstreamScheme};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncBufRead, AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 
 use crate::connection::ConnectionInfo;
@@ -200,26 +201,56 @@ impl HttpProxy {
     /// or it sits idle longer than `timeouts.idle`.
     pub async fn serve_connection<IO>(
         self: Arc<Self>,
-        io: IO,
+        mut io: IO,
         info: ConnectionInfo,
         shutdown: watch::Receiver<bool>,
     ) where
+        IO: AsyncBufRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        // hyper's connection allocates its read and write buffers (8 KiB each) up front; like
+        // nginx, a connection costs them only once the client sends something, so that idle
+        // connections (a pool of keep-alive clients, a client between bursts) stay cheap.
+        let mut watch_shutdown = shutdown.clone();
+        let arrived = tokio::select! {
+            arrived = first_bytes(&mut io) => arrived,
+            () = tokio::time::sleep(self.client_limits.request_header) => {
+                tracing::debug!(endpoint = %info.endpoint, peer = %info.peer_addr, "no request within the header timeout; closing");
+                false
+            }
+            () = shutdown_requested(&mut watch_shutdown) => false,
+        };
+        if arrived {
+            self.serve_requests(io, info, shutdown).await;
+        }
+    }
+
+    /// Runs hyper on a connection whose client has started sending. The future is boxed and
+    /// holds only the chosen protocol's connection: it lives as long as the client stays
+    /// connected, so its size is memory every open connection keeps.
+    fn serve_requests<IO>(
+        self: Arc<Self>,
+        io: IO,
+        info: ConnectionInfo,
+        shutdown: watch::Receiver<bool>,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>>
+    where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let http2 = info.http2;
         let activity = Activity::new(!http2);
-        let limits = self.client_limits;
-        let endpoint = info.endpoint.clone();
-        let peer = info.peer_addr;
-        let mut identity_headers = http::HeaderMap::new();
-        if let Some(identity) = &info.client {
-            headers::add_identity(&mut identity_headers, identity);
-        }
+        let supervision = Supervision {
+            limits: self.client_limits,
+            endpoint: info.endpoint.clone(),
+            peer: info.peer_addr,
+            http2,
+            activity: Arc::clone(&activity),
+            shutdown: shutdown.clone(),
+        };
         let context = Arc::new(ConnectionContext {
             info,
             activity: Arc::clone(&activity),
-            shutdown: shutdown.clone(),
-            identity_headers,
+            shutdown,
+            identity_headers: std::sync::OnceLock::new(),
         });
         let proxy = self;
         let service = service_fn(move |request| {
@@ -228,18 +259,80 @@ impl HttpProxy {
             async move { Ok::<_, Infallible>(forward::handle(proxy, context, request).await) }
         });
 
-        // ALPN decided the protocol; the activity tracking below relies on knowing it.
-        let builder = auto::Builder::new(TokioExecutor::new());
-        let builder = if http2 {
-            builder.http2_only()
+        // ALPN decided the protocol; the activity tracking relies on knowing it.
+        let io = TokioIo::new(ObservedIo::new(io, activity));
+        if http2 {
+            let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .serve_connection(io, service);
+            Box::pin(supervision.run(connection))
         } else {
-            builder.http1_only()
-        };
-        let io = TokioIo::new(ObservedIo::new(io, Arc::clone(&activity)));
-        let connection = builder.serve_connection_with_upgrades(io, service);
-        tokio::pin!(connection);
+            let connection = hyper::server::conn::http1::Builder::new()
+                .serve_connection(io, service)
+                .with_upgrades();
+            Box::pin(supervision.run(connection))
+        }
+    }
+}
 
-        let mut shutdown = shutdown;
+/// A hyper server connection of either protocol, as [`Supervision`] drives it.
+trait ServerConnection: Future<Output = hyper::Result<()>> + Send {
+    /// Stops taking new requests and ends once those in flight are answered.
+    fn graceful_shutdown(self: Pin<&mut Self>);
+}
+
+impl<I, S> ServerConnection for hyper::server::conn::http1::UpgradeableConnection<I, S>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::HttpService<hyper::body::Incoming> + Send,
+    S::Future: Send,
+    S::ResBody: 'static + Send,
+    <S::ResBody as hyper::body::Body>::Data: Send,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        hyper::server::conn::http1::UpgradeableConnection::graceful_shutdown(self);
+    }
+}
+
+impl<I, S, E> ServerConnection for hyper::server::conn::http2::Connection<I, S, E>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send,
+    S: hyper::service::HttpService<hyper::body::Incoming> + Send,
+    S::Future: Send + 'static,
+    S::ResBody: 'static + Send,
+    <S::ResBody as hyper::body::Body>::Data: Send,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    E: hyper::rt::bounds::Http2ServerConnExec<S::Future, S::ResBody> + Send,
+{
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        hyper::server::conn::http2::Connection::graceful_shutdown(self);
+    }
+}
+
+/// What watches a client connection besides hyper: the header and idle timeouts and shutdown.
+struct Supervision {
+    limits: ClientLimits,
+    endpoint: String,
+    peer: std::net::SocketAddr,
+    http2: bool,
+    activity: Arc<Activity>,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Supervision {
+    /// Drives `connection` to its end, closing it on a timeout or at shutdown.
+    async fn run(self, connection: impl ServerConnection) {
+        let Supervision {
+            limits,
+            endpoint,
+            peer,
+            http2,
+            activity,
+            mut shutdown,
+        } = self;
+        tokio::pin!(connection);
         let mut closing = false;
         loop {
             if closing {
@@ -283,6 +376,17 @@ impl HttpProxy {
             }
         }
     }
+}
+
+/// Waits until the client's first bytes can be read, leaving them buffered; false when the
+/// client closed (or the connection failed) first.
+async fn first_bytes<IO: AsyncBufRead + Unpin>(io: &mut IO) -> bool {
+    std::future::poll_fn(|cx| {
+        Pin::new(&mut *io)
+            .poll_fill_buf(cx)
+            .map(|filled| filled.is_ok_and(|data| !data.is_empty()))
+    })
+    .await
 }
 
 /// Resolves once the gateway asks to stop; never, if the sender is gone without asking.

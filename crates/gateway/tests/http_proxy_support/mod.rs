@@ -143,7 +143,7 @@ impl Gateway {
                     client: client.clone(),
                 };
                 tokio::spawn(Arc::clone(&proxy).serve_connection(
-                    stream,
+                    tokio::io::BufReader::new(stream),
                     info,
                     shutdown_rx.clone(),
                 ));
