@@ -102,6 +102,12 @@ impl RevocationLists {
             .collect()
     }
 
+    /// The earliest nextUpdate of the loaded CRLs (Unix seconds): when the first of them goes
+    /// stale.
+    pub(crate) fn earliest_next_update(&self) -> Option<i64> {
+        self.crls.iter().filter_map(|crl| crl.next_update).min()
+    }
+
     /// The file of a CRL issued by `ca` that is past its nextUpdate at `now`, if any.
     pub(crate) fn expired_for(&self, ca: &CaCertificate, now: UnixTime) -> Option<&Path> {
         let now = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);

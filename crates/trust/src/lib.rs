@@ -12,6 +12,7 @@ mod crl;
 mod error;
 mod identity;
 mod refusal;
+mod verified;
 mod verifier;
 mod x509;
 

@@ -15,6 +15,7 @@ use x509_parser::certificate::X509Certificate;
 use x509_parser::prelude::FromDer;
 use x509_parser::x509::X509Version;
 
+use crate::verified::{ValidWindow, VerifiedChains};
 use crate::x509::{SignatureFailure, rfc4514, serial_hex, split_spki, verify_signed};
 use crate::{CaBundle, RefusalReason, RevocationLists, TrustError, provider};
 
@@ -34,6 +35,8 @@ pub struct ClientVerifier {
     algorithms: WebPkiSupportedAlgorithms,
     mandatory: bool,
     refuse_expired_crls: bool,
+    /// Chains accepted so far, accepted again without signature checks while valid.
+    verified: VerifiedChains,
 }
 
 /// Builds a [`ClientVerifier`]; the defaults are the strict ones (a certificate is required),
@@ -154,6 +157,32 @@ impl ClientVerifier {
         Ok(())
     }
 
+    /// When an accepted chain stays acceptable: while every presented certificate is within its
+    /// validity and, when stale CRLs are refused, until the first CRL's nextUpdate. `None` when
+    /// an intermediate cannot be parsed (the chain is then verified afresh every time).
+    fn valid_window(
+        &self,
+        end_entity: &X509Certificate<'_>,
+        intermediates: &[CertificateDer<'_>],
+    ) -> Option<ValidWindow> {
+        let mut window = ValidWindow {
+            not_before: end_entity.validity().not_before.timestamp(),
+            not_after: end_entity.validity().not_after.timestamp(),
+        };
+        for der in intermediates {
+            let (_, intermediate) = X509Certificate::from_der(der.as_ref()).ok()?;
+            let validity = intermediate.validity();
+            window.not_before = window.not_before.max(validity.not_before.timestamp());
+            window.not_after = window.not_after.min(validity.not_after.timestamp());
+        }
+        if self.refuse_expired_crls
+            && let Some(next_update) = self.crls.earliest_next_update()
+        {
+            window.not_after = window.not_after.min(next_update);
+        }
+        Some(window)
+    }
+
     /// Verifies a client certificate exactly as the handshake does and also says why a refused
     /// one was refused: the rustls error alone carries only the alert, which several reasons
     /// share (`bad_signature` and `malformed` both send `bad_certificate`), so audit events and
@@ -164,6 +193,11 @@ impl ClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, CertificateRefused> {
+        let now_secs = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+        let digest = VerifiedChains::digest(end_entity, intermediates);
+        if self.verified.holds(&digest, now_secs) {
+            return Ok(ClientCertVerified::assertion());
+        }
         let cert = match X509Certificate::from_der(end_entity.as_ref()) {
             Ok((_, cert)) => cert,
             Err(error) => {
@@ -184,7 +218,12 @@ impl ClientVerifier {
                 .map_err(Refusal::from_webpki)
         };
         match outcome {
-            Ok(()) => Ok(ClientCertVerified::assertion()),
+            Ok(()) => {
+                if let Some(window) = self.valid_window(&cert, intermediates) {
+                    self.verified.remember(digest, window);
+                }
+                Ok(ClientCertVerified::assertion())
+            }
             Err(refusal) => {
                 refusal.log(
                     &rfc4514(cert.subject()),
@@ -273,6 +312,7 @@ impl ClientVerifierBuilder {
             algorithms,
             mandatory: !self.allow_unauthenticated,
             refuse_expired_crls: self.refuse_expired_crls,
+            verified: VerifiedChains::default(),
         }))
     }
 }

@@ -9,6 +9,7 @@ use moat_trust::{CaBundle, ClientVerifier, RefusalReason};
 use rcgen::ExtendedKeyUsagePurpose;
 use rustls::AlertDescription;
 use rustls::version::{TLS12, TLS13};
+use rustls_pki_types::UnixTime;
 use support::*;
 use time::{Duration, OffsetDateTime};
 
@@ -304,4 +305,45 @@ fn refusal_reasons_have_stable_names_and_alerts() {
         assert_eq!(reason.as_str(), name);
         assert_eq!(reason.alert(), alert);
     }
+}
+
+/// The verifier remembers accepted chains; what it remembers must never outlive the chain's own
+/// validity, nor cover a different chain.
+#[test]
+fn an_accepted_chain_is_refused_again_once_a_certificate_of_it_expires() {
+    let root = root_ca("Remembering root");
+    let intermediate = intermediate_ca("Remembering intermediate", &root, 2);
+    let leaf = leaf(
+        LeafSpec {
+            serial: 31,
+            ..LeafSpec::default()
+        },
+        &intermediate,
+        &[&intermediate],
+    );
+    let verifier = verifier_for(&root);
+    let (end_entity, intermediates) = leaf.chain.split_first().unwrap();
+    let now = UnixTime::now();
+    for _ in 0..2 {
+        verifier
+            .verify_with_reason(end_entity, intermediates, now)
+            .unwrap();
+    }
+    let week_later =
+        UnixTime::since_unix_epoch(std::time::Duration::from_secs(now.as_secs() + 8 * 86_400));
+    let refused = verifier
+        .verify_with_reason(end_entity, intermediates, week_later)
+        .unwrap_err();
+    assert_eq!(refused.reason, RefusalReason::Expired);
+    let hour_earlier =
+        UnixTime::since_unix_epoch(std::time::Duration::from_secs(now.as_secs() - 7_200));
+    let refused = verifier
+        .verify_with_reason(end_entity, intermediates, hour_earlier)
+        .unwrap_err();
+    assert_eq!(refused.reason, RefusalReason::NotYetValid);
+    // The same leaf without its intermediate is another chain: not covered by the first.
+    let refused = verifier
+        .verify_with_reason(end_entity, &[], now)
+        .unwrap_err();
+    assert_eq!(refused.reason, RefusalReason::UnknownCa);
 }

@@ -298,7 +298,7 @@ pub struct TlsHandshakeEvent {
     pub sni: Option<String>,
     /// `TLSv1.3` or `TLSv1.2`; `null` for a refused handshake.
     pub tls_version: Option<String>,
-    /// The negotiated cipher suite, e.g. `TLS13_AES_256_GCM_SHA384`; `null` when refused.
+    /// The negotiated cipher suite, e.g. `TLS13_AES_128_GCM_SHA256`; `null` when refused.
     pub cipher_suite: Option<String>,
     /// The negotiated ALPN protocol (`h2`, `http/1.1`); `null` when none.
     pub alpn: Option<String>,
