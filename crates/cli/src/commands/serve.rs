@@ -254,7 +254,7 @@ fn serve(
         moat_home: moat_home()?,
         telemetry: telemetry.clone(),
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let runtime = runtime_for(worker_threads())
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
@@ -368,4 +368,27 @@ pub fn moat_home() -> anyhow::Result<PathBuf> {
     anyhow::bail!(
         "cannot tell where moat keeps its data: set MOAT_HOME (or XDG_DATA_HOME or HOME) to a directory"
     )
+}
+
+/// How many threads serve connections: `TOKIO_WORKER_THREADS` when set (as tokio reads it),
+/// else one per CPU moat may run on (its affinity mask, so `taskset` counts).
+fn worker_threads() -> usize {
+    std::env::var("TOKIO_WORKER_THREADS")
+        .ok()
+        .and_then(|value| value.trim().parse::<usize>().ok())
+        .filter(|threads| *threads > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
+}
+
+/// The runtime for `threads` workers. With one, everything runs on the thread that starts the
+/// gateway: a multi-threaded runtime would still hand each connection from the accepting thread
+/// to its single worker and wake one from the other, which on one CPU costs a context switch.
+fn runtime_for(threads: usize) -> tokio::runtime::Builder {
+    if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(threads);
+        builder
+    }
 }

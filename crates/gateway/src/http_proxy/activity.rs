@@ -39,6 +39,10 @@ struct State {
     idle_since: Instant,
     /// When bytes of a request not yet parsed began to arrive.
     head_started: Option<Instant>,
+    /// When the watchdog looks next. Changes that move a deadline later leave it asleep (it
+    /// finds the later deadline when it wakes); only one that falls before this wakes it, so a
+    /// busy keep-alive connection does not wake its watchdog for every request.
+    armed: Option<Instant>,
 }
 
 /// Shared between the connection's watchdog, its I/O and its in-flight requests.
@@ -50,20 +54,23 @@ pub(super) struct Activity {
     /// HTTP/2 connections carry control frames while idle, so bytes arriving say nothing about a
     /// request having started; only HTTP/1 tracks header progress from bytes.
     track_heads: bool,
+    limits: ClientLimits,
 }
 
 impl Activity {
     /// A fresh connection: its first request's headers are due within `request_header`.
-    pub(super) fn new(track_heads: bool) -> Arc<Self> {
+    pub(super) fn new(track_heads: bool, limits: ClientLimits) -> Arc<Self> {
         let now = Instant::now();
         Arc::new(Self {
             state: Mutex::new(State {
                 in_flight: 0,
                 idle_since: now,
                 head_started: Some(now),
+                armed: None,
             }),
             changed: Notify::new(),
             track_heads,
+            limits,
         })
     }
 
@@ -89,19 +96,42 @@ impl Activity {
         }
         let mut state = self.lock();
         if state.in_flight == 0 && state.head_started.is_none() {
-            state.head_started = Some(Instant::now());
-            drop(state);
+            let now = Instant::now();
+            state.head_started = Some(now);
+            self.wake_if_sooner(state, now + self.limits.request_header);
+        }
+    }
+
+    /// Wakes the watchdog when `deadline` comes before the moment it planned to look.
+    fn wake_if_sooner(&self, state: MutexGuard<'_, State>, deadline: Instant) {
+        let sooner = state.armed.is_none_or(|armed| deadline < armed);
+        drop(state);
+        if sooner {
             self.changed.notify_one();
         }
     }
 
-    /// Waits until the connection's activity changes.
+    /// Waits until a change needs the watchdog before the moment it planned to look.
     pub(super) async fn changed(&self) {
         self.changed.notified().await;
     }
 
+    /// Decides, at `now`, whether a limit is exceeded; when not, returns when to look again and
+    /// records it. While a request is in flight no limit runs, and the watchdog still looks
+    /// again after the shorter limit: any deadline set later cannot fall before that moment, so
+    /// the changes of a busy connection never need to wake it.
+    pub(super) fn next_check(&self, now: Instant) -> Result<Instant, Verdict> {
+        let next = match self.verdict(now, self.limits) {
+            Verdict::WaitUntil(Some(deadline)) => deadline,
+            Verdict::WaitUntil(None) => now + self.limits.request_header.min(self.limits.idle),
+            exceeded => return Err(exceeded),
+        };
+        self.lock().armed = Some(next);
+        Ok(next)
+    }
+
     /// Decides, at `now`, whether a limit is exceeded.
-    pub(super) fn verdict(&self, now: Instant, limits: ClientLimits) -> Verdict {
+    fn verdict(&self, now: Instant, limits: ClientLimits) -> Verdict {
         let state = self.lock();
         if state.in_flight > 0 {
             return Verdict::WaitUntil(None);
@@ -134,9 +164,10 @@ impl Drop for InFlight {
         let mut state = self.activity.lock();
         state.in_flight = state.in_flight.saturating_sub(1);
         if state.in_flight == 0 {
-            state.idle_since = Instant::now();
-            drop(state);
-            self.activity.changed.notify_one();
+            let now = Instant::now();
+            state.idle_since = now;
+            self.activity
+                .wake_if_sooner(state, now + self.activity.limits.idle);
         }
     }
 }
@@ -210,7 +241,7 @@ mod tests {
 
     #[tokio::test]
     async fn first_request_headers_are_due_within_the_header_timeout() {
-        let activity = Activity::new(true);
+        let activity = Activity::new(true, LIMITS);
         let now = Instant::now();
         assert!(matches!(
             activity.verdict(now, LIMITS),
@@ -224,7 +255,7 @@ mod tests {
 
     #[tokio::test]
     async fn idle_connection_closes_after_the_idle_timeout_not_the_header_timeout() {
-        let activity = Activity::new(true);
+        let activity = Activity::new(true, LIMITS);
         drop(activity.request_started());
         let now = Instant::now();
         assert!(matches!(
@@ -244,7 +275,7 @@ mod tests {
 
     #[tokio::test]
     async fn busy_connection_never_times_out() {
-        let activity = Activity::new(true);
+        let activity = Activity::new(true, LIMITS);
         let _request = activity.request_started();
         assert_eq!(
             activity.verdict(Instant::now() + Duration::from_secs(3600), LIMITS),

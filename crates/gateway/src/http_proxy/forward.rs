@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use super::activity::{Activity, InFlight};
 use super::admission::{admit, admit_by_policy};
-use super::headers::{self, ForwardedFor};
+use super::headers::{self, ClientAddress, ForwardedFor};
 use super::pages::{PageFormat, Refusal, refusal_response};
 use super::upstream::{Progress, ProgressBody, upstream_body};
 use super::{BodyError, HttpProxy, ProxyBody, upgrade};
@@ -35,6 +35,8 @@ pub(super) struct ConnectionContext {
     /// certificate cannot change while it lasts, base64 and formatting on every request cost
     /// keep-alive throughput, and a connection that never sends a request never needs them.
     pub identity_headers: OnceLock<HeaderMap>,
+    /// The client's address as the forwarding headers write it.
+    pub client_address: ClientAddress,
 }
 
 impl ConnectionContext {
@@ -248,7 +250,7 @@ async fn forward(
     headers::add_forwarding(
         outgoing,
         &ForwardedFor {
-            peer: context.info.peer_addr,
+            client: &context.client_address,
             host,
         },
     );

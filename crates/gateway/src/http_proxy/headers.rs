@@ -100,10 +100,39 @@ pub(super) fn join_cookies(headers: &mut HeaderMap) {
     }
 }
 
+/// The client's address as the forwarding headers write it, formatted once per connection
+/// rather than for every request.
+#[derive(Debug, Clone)]
+pub(super) struct ClientAddress {
+    /// The address alone, the `X-Forwarded-For` value when the client sent none.
+    ip: HeaderValue,
+    /// The RFC 7239 node: IPv6 addresses are bracketed and therefore quoted (section 6).
+    node: String,
+}
+
+impl ClientAddress {
+    /// The forwarding text of `peer`. A dual-stack listener reports IPv4 clients as
+    /// `::ffff:a.b.c.d`; upstreams expect `a.b.c.d`.
+    pub(super) fn of(peer: SocketAddr) -> ClientAddress {
+        let ip = peer.ip().to_canonical();
+        let text = ip.to_string();
+        let node = match ip {
+            IpAddr::V4(_) => text.clone(),
+            IpAddr::V6(_) => format!("\"[{text}]\""),
+        };
+        ClientAddress {
+            // An address is always visible ASCII.
+            ip: HeaderValue::from_str(&text)
+                .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
+            node,
+        }
+    }
+}
+
 /// What the forwarding headers say about the client's side of the proxy.
 pub(super) struct ForwardedFor<'a> {
-    /// The client's socket address.
-    pub peer: SocketAddr,
+    /// The client's address.
+    pub client: &'a ClientAddress,
     /// The host the client asked for (Host header or HTTP/2 authority), if any.
     pub host: Option<&'a str>,
 }
@@ -111,17 +140,19 @@ pub(super) struct ForwardedFor<'a> {
 /// Appends the client to `X-Forwarded-For` and `Forwarded` (RFC 7239) and sets
 /// `X-Forwarded-Proto: https` and `X-Forwarded-Host`, so the upstream sees who called and how.
 pub(super) fn add_forwarding(headers: &mut HeaderMap, forwarded: &ForwardedFor<'_>) {
-    // A dual-stack listener reports IPv4 clients as ::ffff:a.b.c.d; upstreams expect a.b.c.d.
-    let ip = forwarded.peer.ip().to_canonical();
+    let client = forwarded.client;
     // A client may send several X-Forwarded-For fields; they form one list (RFC 9110 5.3).
     let xff_name = HeaderName::from_static("x-forwarded-for");
     let xff = match combined_value(headers, &xff_name) {
-        Some(existing) => format!("{existing}, {ip}"),
-        None => ip.to_string(),
+        Some(existing) => {
+            let ip = client.ip.to_str().unwrap_or_default();
+            HeaderValue::from_str(&format!("{existing}, {ip}")).ok()
+        }
+        None => Some(client.ip.clone()),
     };
-    headers.remove("x-forwarded-for");
-    if let Ok(value) = HeaderValue::from_str(&xff) {
-        headers.insert("x-forwarded-for", value);
+    headers.remove(&xff_name);
+    if let Some(value) = xff {
+        headers.insert(xff_name, value);
     }
     headers.insert("x-forwarded-proto", HeaderValue::from_static("https"));
     headers.remove("x-forwarded-host");
@@ -129,10 +160,12 @@ pub(super) fn add_forwarding(headers: &mut HeaderMap, forwarded: &ForwardedFor<'
         headers.insert("x-forwarded-host", value);
     }
 
-    let mut element = format!("for={}", forwarded_node(ip));
+    let mut element = String::with_capacity(64);
+    element.push_str("for=");
+    element.push_str(&client.node);
     if let Some(host) = forwarded.host.filter(|h| is_visible_ascii(h)) {
         element.push_str(";host=");
-        element.push_str(&forwarded_value(host));
+        push_forwarded_value(&mut element, host);
     }
     element.push_str(";proto=https");
     let combined = match combined_value(headers, &header::FORWARDED) {
@@ -157,25 +190,23 @@ fn combined_value(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join(", "))
 }
 
-/// An RFC 7239 node: IPv6 addresses are bracketed and therefore quoted (section 6).
-fn forwarded_node(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => format!("\"[{v6}]\""),
-    }
-}
-
-/// An RFC 7239 value: a token when it is one, otherwise a quoted string.
-fn forwarded_value(value: &str) -> String {
+/// Appends an RFC 7239 value: a token when it is one, otherwise a quoted string.
+fn push_forwarded_value(out: &mut String, value: &str) {
     let is_token = !value.is_empty()
         && value
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
     if is_token {
-        value.to_owned()
+        out.push_str(value);
     } else {
-        let escaped = value.replace('\\', "\\\\").replace('"', "\\\"");
-        format!("\"{escaped}\"")
+        out.push('"');
+        for c in value.chars() {
+            if c == '\\' || c == '"' {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+        out.push('"');
     }
 }
 
@@ -314,7 +345,13 @@ mod tests {
             ("x-forwarded-for", "203.0.113.9"),
         ]);
         let peer: SocketAddr = "[::ffff:127.0.0.1]:5000".parse().unwrap();
-        add_forwarding(&mut headers, &ForwardedFor { peer, host: None });
+        add_forwarding(
+            &mut headers,
+            &ForwardedFor {
+                client: &ClientAddress::of(peer),
+                host: None,
+            },
+        );
         let values: Vec<&str> = headers
             .get_all("x-forwarded-for")
             .iter()
@@ -366,7 +403,7 @@ mod tests {
         add_forwarding(
             &mut headers,
             &ForwardedFor {
-                peer,
+                client: &ClientAddress::of(peer),
                 host: Some("app.example.com:8443"),
             },
         );
@@ -383,7 +420,13 @@ mod tests {
     fn ipv4_clients_of_a_dual_stack_listener_are_forwarded_as_ipv4() {
         let mut headers = HeaderMap::new();
         let peer: SocketAddr = "[::ffff:192.0.2.7]:5000".parse().unwrap();
-        add_forwarding(&mut headers, &ForwardedFor { peer, host: None });
+        add_forwarding(
+            &mut headers,
+            &ForwardedFor {
+                client: &ClientAddress::of(peer),
+                host: None,
+            },
+        );
         assert_eq!(headers["x-forwarded-for"], "192.0.2.7");
         assert_eq!(headers["forwarded"], "for=192.0.2.7;proto=https");
     }

@@ -237,20 +237,21 @@ impl HttpProxy {
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let http2 = info.http2;
-        let activity = Activity::new(!http2);
+        let activity = Activity::new(!http2, self.client_limits);
         let supervision = Supervision {
-            limits: self.client_limits,
             endpoint: info.endpoint.clone(),
             peer: info.peer_addr,
             http2,
             activity: Arc::clone(&activity),
             shutdown: shutdown.clone(),
         };
+        let client_address = headers::ClientAddress::of(info.peer_addr);
         let context = Arc::new(ConnectionContext {
             info,
             activity: Arc::clone(&activity),
             shutdown,
             identity_headers: std::sync::OnceLock::new(),
+            client_address,
         });
         let proxy = self;
         let service = service_fn(move |request| {
@@ -313,7 +314,6 @@ where
 
 /// What watches a client connection besides hyper: the header and idle timeouts and shutdown.
 struct Supervision {
-    limits: ClientLimits,
     endpoint: String,
     peer: std::net::SocketAddr,
     http2: bool,
@@ -325,7 +325,6 @@ impl Supervision {
     /// Drives `connection` to its end, closing it on a timeout or at shutdown.
     async fn run(self, connection: impl ServerConnection) {
         let Supervision {
-            limits,
             endpoint,
             peer,
             http2,
@@ -333,6 +332,10 @@ impl Supervision {
             mut shutdown,
         } = self;
         tokio::pin!(connection);
+        let stop = shutdown_requested(&mut shutdown);
+        tokio::pin!(stop);
+        let look_again = tokio::time::sleep_until(tokio::time::Instant::now());
+        tokio::pin!(look_again);
         let mut closing = false;
         loop {
             if closing {
@@ -341,9 +344,9 @@ impl Supervision {
                 }
                 return;
             }
-            let wait = match activity.verdict(tokio::time::Instant::now(), limits) {
-                Verdict::WaitUntil(deadline) => deadline,
-                Verdict::HeaderTimeout => {
+            match activity.next_check(tokio::time::Instant::now()) {
+                Ok(next) => look_again.as_mut().reset(next),
+                Err(Verdict::HeaderTimeout) => {
                     tracing::debug!(endpoint = %endpoint, peer = %peer, "request headers not received in time; closing");
                     if http2 {
                         connection.as_mut().graceful_shutdown();
@@ -353,13 +356,13 @@ impl Supervision {
                     // An HTTP/1 connection mid-header has nothing to finish; drop it.
                     return;
                 }
-                Verdict::Idle => {
+                Err(_) => {
                     tracing::debug!(endpoint = %endpoint, peer = %peer, "idle connection closed");
                     connection.as_mut().graceful_shutdown();
                     closing = true;
                     continue;
                 }
-            };
+            }
             tokio::select! {
                 result = connection.as_mut() => {
                     if let Err(err) = result {
@@ -367,12 +370,12 @@ impl Supervision {
                     }
                     return;
                 }
-                () = shutdown_requested(&mut shutdown) => {
+                () = &mut stop => {
                     connection.as_mut().graceful_shutdown();
                     closing = true;
                 }
                 () = activity.changed() => {}
-                () = sleep_until_or_forever(wait) => {}
+                () = &mut look_again => {}
             }
         }
     }
@@ -393,12 +396,5 @@ async fn first_bytes<IO: AsyncBufRead + Unpin>(io: &mut IO) -> bool {
 async fn shutdown_requested(shutdown: &mut watch::Receiver<bool>) {
     if shutdown.wait_for(|stop| *stop).await.is_err() {
         std::future::pending::<()>().await;
-    }
-}
-
-async fn sleep_until_or_forever(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
     }
 }
