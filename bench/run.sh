@@ -3,19 +3,21 @@
 # certificates, same CA bundle and CRL, same upstream, same load generator; writes a Markdown
 # report (BENCHMARKS.md by default).
 #
-#   bench/run.sh                 full run (~20 s per scenario, 1 GiB transfers, 5,000 idle connections)
-#   bench/run.sh --quick         smoke run for CI (~2 s per scenario, 64 MiB, 500 idle connections)
+#   bench/run.sh                 full run (3 alternating rounds of 7 s per request scenario, 1 GiB
+#                                transfers, 5,000 idle connections)
+#   bench/run.sh --quick         smoke run for CI (one 2 s round, 64 MiB, 500 idle connections)
 #   bench/run.sh --output FILE   write the report elsewhere
-#   bench/run.sh --perf          also record a perf profile of moat in scenarios 1 and 2
+#   bench/run.sh --perf          also profile moat with perf in scenarios 1 and 2 (an extra round,
+#                                not one of the measured ones)
 #   bench/run.sh --nice          run in its own scheduling group at nice -10 (root), ahead of other work
 #
-# Each gateway runs alone, pinned to CPU 0 (one nginx worker, one haproxy thread, moat on one
-# thread); the upstream, curl and the load generator share CPU 1. Loopback only; every step
+# Each gateway is pinned to CPU 0 and is the only one under load there (one nginx worker, one
+# haproxy thread, moat on one thread); the upstream, curl and the load generator share CPU 1. Loopback only; every step
 # is bounded by `timeout`.
 set -euo pipefail
 
 usage() {
-  sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 quick=0
@@ -51,12 +53,17 @@ if [ "$boost" = 1 ] && [ -w /proc/self/autogroup ] && echo -10 >/proc/self/autog
   boosted=" The harness ran in its own session with autogroup nice -10 (\`--nice\`)."
 fi
 
+# Scenarios 1-3 run in rounds that alternate between the gateways, and each figure is the round
+# with the median rate: on a shared machine the capacity of CPU 0 drifts by tens of percent within
+# minutes, and one long run per gateway would compare moments as much as programs.
 if [ "$quick" = 1 ]; then
   duration=2s
+  rounds=1
   stream_bytes=$((64 * 1024 * 1024))
   idle_connections=500
 else
-  duration=20s
+  duration=7s
+  rounds=3
   stream_bytes=$((1024 * 1024 * 1024))
   idle_connections=5000
 fi
@@ -434,6 +441,22 @@ load() {
   result[$scenario,$name,per_cpu]=${usage#* }
 }
 
+# Copies the median round (by rate) of scenario $1 on gateway $2 into result[$1,$2,*], and lists
+# every round's rate in result[$1,$2,rounds].
+keep_median_round() {
+  local scenario="$1" name="$2" round median rates=""
+  median=$(for round in $(seq "$rounds"); do
+    echo "${result[$scenario.$round,$name,rps]} $round"
+  done | sort -n | awk -v n="$rounds" 'NR == int((n + 1) / 2) {print $2}')
+  for key in rps p50 p99 errors cpu per_cpu; do
+    result[$scenario,$name,$key]=${result[$scenario.$median,$name,$key]}
+  done
+  for round in $(seq "$rounds"); do
+    rates+="${rates:+ / }${result[$scenario.$round,$name,rps]}"
+  done
+  result[$scenario,$name,rounds]=$rates
+}
+
 # With --perf, samples moat (gateway_pid) while a scenario runs; sets perf_pid.
 perf_start() {
   perf_pid=""
@@ -461,22 +484,53 @@ http_gateways=(nginx haproxy moat)
 started_at="$(date -u '+%Y-%m-%d %H:%M UTC')"
 load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
 
+# Scenarios 1-3: every gateway up at once on CPU 0 (only the one under load uses it), the rounds
+# alternating between them.
+declare -A port_of pid_of
 for name in "${http_gateways[@]}"; do
-  log "$name: scenarios 1-4"
   start_gateway "$name"
   check_mtls "$name"
+  port_of[$name]=$gateway_port
+  pid_of[$name]=$gateway_pid
+done
+scenario_flags() {
+  case "$1" in
+    keepalive) echo --connections 64 ;;
+    handshake) echo --connections 16 --new-connection-per-request ;;
+    http2) echo --connections 8 --http2 --streams 32 ;;
+  esac
+}
+log "scenarios 1-3: $rounds round(s) of $duration per gateway, alternating"
+for scenario in keepalive handshake http2; do
+  for round in $(seq "$rounds"); do
+    for name in "${http_gateways[@]}"; do
+      gateway_port=${port_of[$name]}
+      gateway_pid=${pid_of[$name]}
+      # shellcheck disable=SC2046
+      load "$scenario.$round" "$name" $(scenario_flags "$scenario")
+    done
+  done
+  for name in "${http_gateways[@]}"; do
+    keep_median_round "$scenario" "$name"
+  done
+  # With --perf, one more round of moat under perf, outside the measured ones.
+  if [ "$perf_profile" = 1 ] && [ "$scenario" != http2 ]; then
+    gateway_port=${port_of[moat]}
+    gateway_pid=${pid_of[moat]}
+    perf_start "$scenario"
+    # shellcheck disable=SC2046
+    load "$scenario.perf" moat $(scenario_flags "$scenario")
+    perf_finish "$scenario"
+  fi
+done
+for name in "${http_gateways[@]}"; do
+  stop "${pid_of[$name]}"
+done
 
-  perf_pid=""
-  [ "$name" = moat ] && perf_start keepalive
-  load keepalive "$name" --connections 64
-  perf_finish keepalive
-
-  perf_pid=""
-  [ "$name" = moat ] && perf_start handshake
-  load handshake "$name" --connections 16 --new-connection-per-request
-  perf_finish handshake
-
-  load http2 "$name" --connections 8 --http2 --streams 32
+for name in "${http_gateways[@]}"; do
+  log "$name: scenarios 4-5"
+  start_gateway "$name"
+  check_mtls "$name"
 
   ticks=$(cpu_ticks "$gateway_pid")
   # shellcheck disable=SC2046
@@ -567,7 +621,7 @@ bytes_label() { awk -v b="$1" 'BEGIN {if (b >= 1073741824) printf "%g GiB", b / 
   echo "- Date: $started_at"
   echo "- Machine: $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n 1), $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo) RAM, Linux $(uname -r)"
   echo "- Load average (1, 5, 15 min) before: $load_before; after: $load_after. Other work on the machine skews every figure; compare ratios from one run, not figures across runs."
-  echo "- Placement: each gateway alone on CPU 0 (\`taskset -c 0\`; nginx 1 worker, haproxy \`nbthread 1\`, moat \`TOKIO_WORKER_THREADS=1\`, checked: one serving thread, tokio's current-thread runtime); upstream, curl and load generator on CPU 1. Loopback only.$boosted"
+  echo "- Placement: each gateway pinned to CPU 0 and the only one under load there (\`taskset -c 0\`; nginx 1 worker, haproxy \`nbthread 1\`, moat \`TOKIO_WORKER_THREADS=1\`, checked: one serving thread, tokio's current-thread runtime); upstream, curl and load generator on CPU 1. Loopback only.$boosted"
   echo "- TLS: TLS 1.3 (X25519, the client's only group), server key RSA 2048, client key ECDSA P-256, CA ECDSA P-256, CRL checked; client resumption off, so every new connection is a full mTLS handshake."
   echo "- Versions: $(version_of "$moat" --version); $(version_of nginx -v); $(version_of haproxy -v); $(version_of "$stunnel_bin" -version | sed 's/^Initializing.*//')$("$stunnel_bin" -version 2>&1 | grep -m1 '^stunnel'); $(version_of curl --version | cut -d' ' -f1-2); $(version_of openssl version); load generator: bench/loadgen (tokio + rustls + hyper, one thread)"
   echo
@@ -577,8 +631,10 @@ bytes_label() { awk -v b="$1" 'BEGIN {if (b >= 1073741824) printf "%g GiB", b / 
   echo
   echo "## Requests (scenarios 1–3)"
   echo
-  echo "| Scenario | Gateway | req/s | p50 ms | p99 ms | errors | gateway CPU | req per CPU-s | req/s vs nginx | per CPU-s vs nginx |"
-  echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+  echo "$rounds round(s) of $duration per gateway and scenario, alternating between the gateways; each row is the gateway's median round (by req/s), and *rounds* lists every round's req/s."
+  echo
+  echo "| Scenario | Gateway | req/s | p50 ms | p99 ms | errors | gateway CPU | req per CPU-s | req/s vs nginx | per CPU-s vs nginx | rounds (req/s) |"
+  echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
   for scenario in keepalive handshake http2; do
     case $scenario in
       keepalive) label="1. keep-alive HTTP/1.1, 64 connections" ;;
@@ -586,7 +642,7 @@ bytes_label() { awk -v b="$1" 'BEGIN {if (b >= 1073741824) printf "%g GiB", b / 
       http2) label="3. HTTP/2, 8 connections × 32 streams" ;;
     esac
     for name in "${http_gateways[@]}"; do
-      echo "| $label | $name | ${result[$scenario,$name,rps]} | ${result[$scenario,$name,p50]} | ${result[$scenario,$name,p99]} | ${result[$scenario,$name,errors]} | ${result[$scenario,$name,cpu]} % | ${result[$scenario,$name,per_cpu]} | $(ratio "${result[$scenario,$name,rps]}" "${result[$scenario,nginx,rps]}") | $(ratio "${result[$scenario,$name,per_cpu]}" "${result[$scenario,nginx,per_cpu]}") |"
+      echo "| $label | $name | ${result[$scenario,$name,rps]} | ${result[$scenario,$name,p50]} | ${result[$scenario,$name,p99]} | ${result[$scenario,$name,errors]} | ${result[$scenario,$name,cpu]} % | ${result[$scenario,$name,per_cpu]} | $(ratio "${result[$scenario,$name,rps]}" "${result[$scenario,nginx,rps]}") | $(ratio "${result[$scenario,$name,per_cpu]}" "${result[$scenario,nginx,per_cpu]}") | ${result[$scenario,$name,rounds]} |"
     done
   done
   echo
