@@ -1,6 +1,7 @@
 //! The `moat` command line: parses flags into library calls and reports errors with context.
 
 mod commands;
+mod memcpy_tuning;
 
 use clap::{Parser, Subcommand};
 
@@ -35,6 +36,12 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if matches!(
+        cli.command,
+        Command::Http(_) | Command::Tls(_) | Command::Start(_)
+    ) {
+        memcpy_tuning::reexec_with_vector_memcpy();
+    }
     let outcome = match cli.command {
         Command::Pki(command) => commands::pki::run(command),
         Command::Http(args) => commands::serve::run_http(args),

@@ -35,12 +35,24 @@ impl Moat {
     /// Starts `moat ARGS` in `dir` (MOAT_HOME = dir/home, log in dir/moat.log) and waits for one
     /// ready line per expected endpoint.
     pub fn start(dir: &Path, args: &[&str], endpoints: usize) -> Moat {
+        Moat::start_with_env(dir, args, endpoints, &[])
+    }
+
+    /// Like [`Moat::start`], with extra environment variables.
+    pub fn start_with_env(
+        dir: &Path,
+        args: &[&str],
+        endpoints: usize,
+        env: &[(&str, &str)],
+    ) -> Moat {
         let log = dir.join("moat.log");
         let child = Command::new(env!("CARGO_BIN_EXE_moat"))
             .args(args)
             .current_dir(dir)
             .env("MOAT_HOME", dir.join("home"))
             .env_remove("RUST_LOG")
+            .env_remove("GLIBC_TUNABLES")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap())
