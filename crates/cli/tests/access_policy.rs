@@ -100,13 +100,11 @@ fn http_rules_decide_per_request_and_verify_agrees() {
     let dir = scratch.path();
     setup(dir);
     let upstream = start_http_upstream().to_string();
-    let moat = Moat::start(
+    let moat = Moat::serve(
         dir,
+        "http",
+        &upstream,
         &[
-            "http",
-            &upstream,
-            "--listen",
-            "127.0.0.1:0",
             "--crt",
             "server.crt",
             "--key",
@@ -118,7 +116,6 @@ fn http_rules_decide_per_request_and_verify_agrees() {
             "--policy",
             "policy.toml",
         ],
-        1,
     );
     let port = moat.port();
 
@@ -302,13 +299,11 @@ fn tls_rules_refuse_the_handshake_with_access_denied() {
     )
     .unwrap();
     let echo = start_echo_upstream().to_string();
-    let moat = Moat::start(
+    let moat = Moat::serve(
         dir,
+        "tls",
+        &echo,
         &[
-            "tls",
-            &echo,
-            "--listen",
-            "127.0.0.1:0",
             "--crt",
             "server.crt",
             "--key",
@@ -318,7 +313,6 @@ fn tls_rules_refuse_the_handshake_with_access_denied() {
             "--policy",
             "tls-policy.toml",
         ],
-        1,
     );
     let send = |client: &str, tls12_only: bool| {
         let cert = dir.join(format!("{client}.crt"));

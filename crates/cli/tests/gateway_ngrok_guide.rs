@@ -62,13 +62,11 @@ fn ngrok_guide_client_certificate_gets_through_and_curl_without_one_fails() {
 
     let upstream = start_http_upstream();
     let upstream_port = upstream.port().to_string();
-    let moat = Moat::start(
+    let moat = Moat::serve(
         dir,
+        "http",
+        &upstream_port,
         &[
-            "http",
-            &upstream_port,
-            "--listen",
-            "127.0.0.1:0",
             "--mutual-tls-cas",
             "ca.crt",
             "--crt",
@@ -76,7 +74,6 @@ fn ngrok_guide_client_certificate_gets_through_and_curl_without_one_fails() {
             "--key",
             "server.key",
         ],
-        1,
     );
     let url = format!("https://localhost:{}/guide", moat.port());
     let resolve = format!("localhost:{}:127.0.0.1", moat.port());

@@ -126,18 +126,7 @@ fn without_crt_moat_issues_a_certificate_from_its_local_ca_and_prints_its_path()
     let dir = scratch.path();
     pki(dir);
     let upstream = start_http_upstream().to_string();
-    let moat = Moat::start(
-        dir,
-        &[
-            "http",
-            &upstream,
-            "--listen",
-            "127.0.0.1:0",
-            "--mutual-tls-cas",
-            "cas.pem",
-        ],
-        1,
-    );
+    let moat = Moat::serve(dir, "http", &upstream, &["--mutual-tls-cas", "cas.pem"]);
     let ca_path = dir.join("home/local-ca/ca.crt");
     assert!(ca_path.is_file(), "the local CA is made under MOAT_HOME");
     let hint = format!("curl --cacert {}", ca_path.display());
@@ -165,18 +154,7 @@ fn without_crt_moat_issues_a_certificate_from_its_local_ca_and_prints_its_path()
     // A second start reuses the same CA, so the path users trusted stays valid.
     let before = std::fs::read(&ca_path).unwrap();
     drop(moat);
-    let again = Moat::start(
-        dir,
-        &[
-            "http",
-            &upstream,
-            "--listen",
-            "127.0.0.1:0",
-            "--mutual-tls-cas",
-            "cas.pem",
-        ],
-        1,
-    );
+    let again = Moat::serve(dir, "http", &upstream, &["--mutual-tls-cas", "cas.pem"]);
     assert_eq!(std::fs::read(&ca_path).unwrap(), before);
     drop(again);
 }
@@ -359,13 +337,11 @@ fn unreachable_upstream_is_502_and_a_slow_one_504() {
         .local_addr()
         .unwrap()
         .to_string();
-    let down = Moat::start(
+    let down = Moat::serve(
         dir,
+        "http",
+        &closed,
         &[
-            "http",
-            &closed,
-            "--listen",
-            "127.0.0.1:0",
             "--crt",
             "server.crt",
             "--key",
@@ -373,7 +349,6 @@ fn unreachable_upstream_is_502_and_a_slow_one_504() {
             "--mutual-tls-cas",
             "cas.pem",
         ],
-        1,
     );
     let client = [
         "--cacert",

@@ -129,13 +129,11 @@ fn exchange_with(version: &str) -> (Received, SocketAddr, SocketAddr) {
     write_pair(path, "server", &ca.leaf("localhost", Usage::Server, 6));
     let (upstream, received) = start_proxy_protocol_upstream();
     let upstream = upstream.to_string();
-    let moat = Moat::start(
+    let moat = Moat::serve(
         path,
+        "tls",
+        &upstream,
         &[
-            "tls",
-            &upstream,
-            "--listen",
-            "127.0.0.1:0",
             "--crt",
             "server.crt",
             "--key",
@@ -145,7 +143,6 @@ fn exchange_with(version: &str) -> (Received, SocketAddr, SocketAddr) {
             "--upstream-proxy-protocol",
             version,
         ],
-        1,
     );
     let (crt, key) = (path.join("alice.crt"), path.join("alice.key"));
     let options = ClientOptions {

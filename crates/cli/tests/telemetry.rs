@@ -633,13 +633,11 @@ fn audit_log_and_metrics_listen_flags_of_moat_http() {
     let dir = temp.path();
     write_certificates(dir);
     let upstream = start_http_upstream().to_string();
-    let moat = Moat::start(
+    let moat = Moat::serve(
         dir,
+        "http",
+        &upstream,
         &[
-            "http",
-            &upstream,
-            "--listen",
-            "127.0.0.1:0",
             "--crt",
             "server.crt",
             "--key",
@@ -653,7 +651,6 @@ fn audit_log_and_metrics_listen_flags_of_moat_http() {
             "--metrics-listen",
             "127.0.0.1:0",
         ],
-        1,
     );
     let metrics = metrics_address(&moat);
     let response = connect(dir, moat.port(), None, false).unwrap();
@@ -716,13 +713,11 @@ fn without_audit_log_the_events_go_to_stdout_one_json_object_per_line() {
     let dir = temp.path();
     write_certificates(dir);
     let upstream = start_http_upstream().to_string();
-    let moat = Moat::start(
+    let moat = Moat::serve(
         dir,
+        "http",
+        &upstream,
         &[
-            "http",
-            &upstream,
-            "--listen",
-            "127.0.0.1:0",
             "--crt",
             "server.crt",
             "--key",
@@ -730,7 +725,6 @@ fn without_audit_log_the_events_go_to_stdout_one_json_object_per_line() {
             "--mutual-tls-cas",
             "cas.pem",
         ],
-        1,
     );
     let response = connect(dir, moat.port(), Some("alice"), false).unwrap();
     assert!(response.ends_with("hello from upstream /"), "{response}");
@@ -752,13 +746,11 @@ fn a_tls_endpoint_audits_its_handshakes_and_counts_forwarded_bytes() {
     let dir = temp.path();
     write_certificates(dir);
     let echo = gateway_support::start_echo_upstream().to_string();
-    let moat = Moat::start(
+    let moat = Moat::serve(
         dir,
+        "tls",
+        &echo,
         &[
-            "tls",
-            &echo,
-            "--listen",
-            "127.0.0.1:0",
             "--crt",
             "server.crt",
             "--key",
@@ -770,7 +762,6 @@ fn a_tls_endpoint_audits_its_handshakes_and_counts_forwarded_bytes() {
             "--metrics-listen",
             "127.0.0.1:0",
         ],
-        1,
     );
     let metrics = metrics_address(&moat);
     let payload = b"twelve bytes";
@@ -915,13 +906,11 @@ fn handshakes_that_never_start_properly_are_audited_with_their_reason() {
     let dir = temp.path();
     write_certificates(dir);
     let upstream = start_http_upstream().to_string();
-    let moat = Moat::start(
+    let moat = Moat::serve(
         dir,
+        "http",
+        &upstream,
         &[
-            "http",
-            &upstream,
-            "--listen",
-            "127.0.0.1:0",
             "--crt",
             "server.crt",
             "--key",
@@ -933,7 +922,6 @@ fn handshakes_that_never_start_properly_are_audited_with_their_reason() {
             "--audit-log",
             "audit.jsonl",
         ],
-        1,
     );
     let address = ("127.0.0.1", moat.port());
     // A TCP health check: connect and close.

@@ -38,6 +38,13 @@ impl Moat {
         Moat::start_with_env(dir, args, endpoints, &[])
     }
 
+    /// `moat KIND UPSTREAM --listen 127.0.0.1:0 EXTRA...` in `dir`: one endpoint on a free port.
+    pub fn serve(dir: &Path, kind: &str, upstream: &str, extra: &[&str]) -> Moat {
+        let mut args = vec![kind, upstream, "--listen", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        Moat::start(dir, &args, 1)
+    }
+
     /// Like [`Moat::start`], with extra environment variables.
     pub fn start_with_env(
         dir: &Path,
