@@ -2,10 +2,10 @@
 //! endpoints (so that a refusal is the `access_denied` alert).
 //!
 //! rustls can only send an alert for an error raised inside the handshake; once it completes,
-//! all moat could do is close the connection. So a tls endpoint with rules wraps its client
-//! verifier: after the certificate is verified, the rules are evaluated right there, with the
-//! SNI (recorded by the certificate resolver, which rustls calls first) and the peer address,
-//! both handed over through a task-local that the accept loop sets around the handshake.
+//! all moat could do is close the connection. So the client verifier of a tls endpoint with
+//! rules evaluates them right after the certificate is verified, with the SNI (read from the
+//! ClientHello before the handshake) and the peer address, both handed over through a
+//! task-local that the accept loop sets around the handshake.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,6 +16,8 @@ use rustls::client::danger::HandshakeSignatureValid;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use rustls_pki_types::{CertificateDer, UnixTime};
+
+use crate::telemetry::presented::record_certificate;
 
 /// What the handshake of one connection knows before the client's certificate arrives.
 #[derive(Debug)]
@@ -29,7 +31,7 @@ pub(crate) struct HandshakeFacts {
 }
 
 tokio::task_local! {
-    /// Set by the accept loop around each handshake; read by [`PolicyVerifier`], which rustls
+    /// Set by the accept loop around each handshake; read by [`HandshakeVerifier`], which rustls
     /// calls synchronously inside that handshake's poll.
     pub(crate) static HANDSHAKE: Arc<HandshakeFacts>;
 }
@@ -42,21 +44,30 @@ pub(crate) fn client<'a>(identity: &'a ClientIdentity, cas: Option<&'a CaBundle>
     }
 }
 
-/// A tls endpoint's verifier: the CAs' verdict first, then the endpoint's rules, refusing with
-/// `access_denied` (rustls's alert for `ApplicationVerificationFailure`).
+/// The client verifier rustls calls for every endpoint that trusts CAs: moat-trust's verdict,
+/// recorded so that a refused handshake's audit event can name the certificate, then, for a tls
+/// endpoint with rules, those rules, refusing with `access_denied` (rustls's alert for
+/// `ApplicationVerificationFailure`).
 #[derive(Debug)]
-pub(crate) struct PolicyVerifier {
-    /// The trust checks the rules come after (moat-trust's verifier, possibly wrapped to record
-    /// its verdicts for the audit stream).
-    pub checks: Arc<dyn ClientCertVerifier>,
-    /// moat-trust's verifier itself, for the CA a chain leads to.
-    pub inner: Arc<ClientVerifier>,
-    pub rules: Vec<Rule>,
+pub(crate) struct HandshakeVerifier {
+    trust: Arc<ClientVerifier>,
+    /// The rules decided during the handshake; empty for http endpoints, whose rules decide per
+    /// request.
+    rules: Vec<Rule>,
     /// Whether a rule names a CA, so the CA a certificate chains to must be found.
-    pub uses_issuer: bool,
+    uses_issuer: bool,
 }
 
-impl PolicyVerifier {
+impl HandshakeVerifier {
+    /// Verifies with `trust`, then applies `rules` (none: the CAs' verdict alone).
+    pub(crate) fn new(trust: Arc<ClientVerifier>, rules: Vec<Rule>) -> HandshakeVerifier {
+        let uses_issuer = moat_policy::rules_use_issuer(&rules);
+        HandshakeVerifier {
+            trust,
+            rules,
+            uses_issuer,
+        }
+    }
     fn decide(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -76,7 +87,7 @@ impl PolicyVerifier {
                     tls_version: None,
                     http: None,
                 };
-                let cas = self.uses_issuer.then(|| self.inner.cas());
+                let cas = self.uses_issuer.then(|| self.trust.cas());
                 let client = client(&identity, cas);
                 let decision = moat_policy::evaluate(&self.rules, &request, Some(&client));
                 if !decision.is_allowed() {
@@ -96,17 +107,17 @@ impl PolicyVerifier {
     }
 }
 
-impl ClientCertVerifier for PolicyVerifier {
+impl ClientCertVerifier for HandshakeVerifier {
     fn offer_client_auth(&self) -> bool {
-        self.checks.offer_client_auth()
+        self.trust.offer_client_auth()
     }
 
     fn client_auth_mandatory(&self) -> bool {
-        self.checks.client_auth_mandatory()
+        self.trust.client_auth_mandatory()
     }
 
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        self.checks.root_hint_subjects()
+        self.trust.root_hint_subjects()
     }
 
     fn verify_client_cert(
@@ -115,8 +126,17 @@ impl ClientCertVerifier for PolicyVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        self.inner
-            .verify_client_cert(end_entity, intermediates, now)?;
+        let verdict = self
+            .trust
+            .verify_with_reason(end_entity, intermediates, now);
+        record_certificate(
+            end_entity,
+            verdict.as_ref().err().map(|refused| refused.reason),
+        );
+        verdict.map_err(|refused| refused.error)?;
+        if self.rules.is_empty() {
+            return Ok(ClientCertVerified::assertion());
+        }
         match self.decide(end_entity, intermediates) {
             Some(decision) if decision.is_allowed() => Ok(ClientCertVerified::assertion()),
             // No decision (no facts outside the accept loop, unreadable certificate): refuse.
@@ -132,7 +152,7 @@ impl ClientCertVerifier for PolicyVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.checks.verify_tls12_signature(message, cert, dss)
+        self.trust.verify_tls12_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -141,10 +161,10 @@ impl ClientCertVerifier for PolicyVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.checks.verify_tls13_signature(message, cert, dss)
+        self.trust.verify_tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.checks.supported_verify_schemes()
+        self.trust.supported_verify_schemes()
     }
 }

@@ -11,10 +11,9 @@ use rustls::server::danger::ClientCertVerifier;
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::access::PolicyVerifier;
+use crate::access::HandshakeVerifier;
 use crate::error::GatewayError;
 use crate::local_ca;
-use crate::telemetry::presented::RecordingVerifier;
 
 /// An endpoint's TLS setup, plus where its certificate came from.
 pub(crate) struct EndpointTls {
@@ -177,20 +176,14 @@ fn client_verifier(
         builder = builder.refuse_expired_crls();
     }
     let verifier = builder.build().map_err(trust_error)?;
-    // The recording wrapper lets the handshake's audit event name a refused certificate.
-    let recording: Arc<dyn ClientCertVerifier> =
-        Arc::new(RecordingVerifier::new(Arc::clone(&verifier)));
+    // A tls endpoint's rules decide inside the handshake (an alert is all it can send); an
+    // http endpoint's decide per request.
+    let handshake_rules = match endpoint.kind {
+        EndpointKind::Tls => endpoint.rules.clone(),
+        EndpointKind::Http => Vec::new(),
+    };
     let verifier: Arc<dyn ClientCertVerifier> =
-        if endpoint.kind == EndpointKind::Tls && !endpoint.rules.is_empty() {
-            Arc::new(PolicyVerifier {
-                checks: recording,
-                inner: verifier,
-                rules: endpoint.rules.clone(),
-                uses_issuer: moat_policy::rules_use_issuer(&endpoint.rules),
-            })
-        } else {
-            recording
-        };
+        Arc::new(HandshakeVerifier::new(verifier, handshake_rules));
     Ok((Some(verifier), loaded_crls))
 }
 

@@ -5,11 +5,8 @@
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use moat_trust::{ClientVerifier, RefusalReason};
-use rustls::client::danger::HandshakeSignatureValid;
-use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
-use rustls_pki_types::{CertificateDer, UnixTime};
+use moat_trust::RefusalReason;
+use rustls_pki_types::CertificateDer;
 
 /// The client certificate of one handshake, as the verifier saw it.
 #[derive(Debug, Clone)]
@@ -52,70 +49,13 @@ fn record(update: impl FnOnce(&mut Presented)) {
         PRESENTED.try_with(|slot| update(&mut slot.lock().unwrap_or_else(PoisonError::into_inner)));
 }
 
-/// Wraps moat's [`ClientVerifier`], recording each verdict in the handshake's slot. Outside
-/// [`capture_presented`] it verifies exactly the same and records nothing.
-#[derive(Debug)]
-pub struct RecordingVerifier {
-    inner: Arc<ClientVerifier>,
-}
-
-impl RecordingVerifier {
-    /// Records the verdicts of `inner`.
-    pub fn new(inner: Arc<ClientVerifier>) -> RecordingVerifier {
-        RecordingVerifier { inner }
-    }
-}
-
-impl ClientCertVerifier for RecordingVerifier {
-    fn offer_client_auth(&self) -> bool {
-        self.inner.offer_client_auth()
-    }
-
-    fn client_auth_mandatory(&self) -> bool {
-        self.inner.client_auth_mandatory()
-    }
-
-    fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        self.inner.root_hint_subjects()
-    }
-
-    fn verify_client_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        now: UnixTime,
-    ) -> Result<ClientCertVerified, rustls::Error> {
-        let verdict = self
-            .inner
-            .verify_with_reason(end_entity, intermediates, now);
-        record(|presented| {
-            presented.certificate = Some(PresentedCertificate {
-                certificate: end_entity.clone().into_owned(),
-                refusal: verdict.as_ref().err().map(|refused| refused.reason),
-            });
+/// Records the current handshake's client certificate and the verifier's verdict on it (`None`
+/// when it passed); does nothing outside [`capture_presented`].
+pub(crate) fn record_certificate(certificate: &CertificateDer<'_>, refusal: Option<RefusalReason>) {
+    record(|presented| {
+        presented.certificate = Some(PresentedCertificate {
+            certificate: certificate.clone().into_owned(),
+            refusal,
         });
-        verdict.map_err(|refused| refused.error)
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
+    });
 }
