@@ -100,22 +100,11 @@ fn http_rules_decide_per_request_and_verify_agrees() {
     let dir = scratch.path();
     setup(dir);
     let upstream = start_http_upstream().to_string();
-    let moat = Moat::serve(
+    let moat = Moat::serve_mtls(
         dir,
         "http",
         &upstream,
-        &[
-            "--crt",
-            "server.crt",
-            "--key",
-            "server.key",
-            "--mutual-tls-cas",
-            "cas.pem",
-            "--crl",
-            "cas.crl",
-            "--policy",
-            "policy.toml",
-        ],
+        &["--crl", "cas.crl", "--policy", "policy.toml"],
     );
     let port = moat.port();
 
@@ -299,21 +288,7 @@ fn tls_rules_refuse_the_handshake_with_access_denied() {
     )
     .unwrap();
     let echo = start_echo_upstream().to_string();
-    let moat = Moat::serve(
-        dir,
-        "tls",
-        &echo,
-        &[
-            "--crt",
-            "server.crt",
-            "--key",
-            "server.key",
-            "--mutual-tls-cas",
-            "cas.pem",
-            "--policy",
-            "tls-policy.toml",
-        ],
-    );
+    let moat = Moat::serve_mtls(dir, "tls", &echo, &["--policy", "tls-policy.toml"]);
     let send = |client: &str, tls12_only: bool| {
         let cert = dir.join(format!("{client}.crt"));
         let key = dir.join(format!("{client}.key"));

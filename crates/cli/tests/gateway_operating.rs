@@ -337,19 +337,7 @@ fn unreachable_upstream_is_502_and_a_slow_one_504() {
         .local_addr()
         .unwrap()
         .to_string();
-    let down = Moat::serve(
-        dir,
-        "http",
-        &closed,
-        &[
-            "--crt",
-            "server.crt",
-            "--key",
-            "server.key",
-            "--mutual-tls-cas",
-            "cas.pem",
-        ],
-    );
+    let down = Moat::serve_mtls(dir, "http", &closed, &[]);
     let client = [
         "--cacert",
         "server-ca.crt",

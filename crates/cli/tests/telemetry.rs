@@ -633,17 +633,11 @@ fn audit_log_and_metrics_listen_flags_of_moat_http() {
     let dir = temp.path();
     write_certificates(dir);
     let upstream = start_http_upstream().to_string();
-    let moat = Moat::serve(
+    let moat = Moat::serve_mtls(
         dir,
         "http",
         &upstream,
         &[
-            "--crt",
-            "server.crt",
-            "--key",
-            "server.key",
-            "--mutual-tls-cas",
-            "cas.pem",
             "--client-auth",
             "request",
             "--audit-log",
@@ -713,19 +707,7 @@ fn without_audit_log_the_events_go_to_stdout_one_json_object_per_line() {
     let dir = temp.path();
     write_certificates(dir);
     let upstream = start_http_upstream().to_string();
-    let moat = Moat::serve(
-        dir,
-        "http",
-        &upstream,
-        &[
-            "--crt",
-            "server.crt",
-            "--key",
-            "server.key",
-            "--mutual-tls-cas",
-            "cas.pem",
-        ],
-    );
+    let moat = Moat::serve_mtls(dir, "http", &upstream, &[]);
     let response = connect(dir, moat.port(), Some("alice"), false).unwrap();
     assert!(response.ends_with("hello from upstream /"), "{response}");
     let mut kinds = Vec::new();
@@ -746,17 +728,11 @@ fn a_tls_endpoint_audits_its_handshakes_and_counts_forwarded_bytes() {
     let dir = temp.path();
     write_certificates(dir);
     let echo = gateway_support::start_echo_upstream().to_string();
-    let moat = Moat::serve(
+    let moat = Moat::serve_mtls(
         dir,
         "tls",
         &echo,
         &[
-            "--crt",
-            "server.crt",
-            "--key",
-            "server.key",
-            "--mutual-tls-cas",
-            "cas.pem",
             "--audit-log",
             "tls-audit.jsonl",
             "--metrics-listen",
@@ -906,17 +882,11 @@ fn handshakes_that_never_start_properly_are_audited_with_their_reason() {
     let dir = temp.path();
     write_certificates(dir);
     let upstream = start_http_upstream().to_string();
-    let moat = Moat::serve(
+    let moat = Moat::serve_mtls(
         dir,
         "http",
         &upstream,
         &[
-            "--crt",
-            "server.crt",
-            "--key",
-            "server.key",
-            "--mutual-tls-cas",
-            "cas.pem",
             "--request-header-timeout",
             "500ms",
             "--audit-log",

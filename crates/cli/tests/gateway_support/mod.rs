@@ -45,6 +45,21 @@ impl Moat {
         Moat::start(dir, &args, 1)
     }
 
+    /// [`Moat::serve`] with the usual mTLS files of a test directory: `server.crt`,
+    /// `server.key` and the client CAs in `cas.pem`.
+    pub fn serve_mtls(dir: &Path, kind: &str, upstream: &str, extra: &[&str]) -> Moat {
+        let mut args = vec![
+            "--crt",
+            "server.crt",
+            "--key",
+            "server.key",
+            "--mutual-tls-cas",
+            "cas.pem",
+        ];
+        args.extend_from_slice(extra);
+        Moat::serve(dir, kind, upstream, &args)
+    }
+
     /// Like [`Moat::start`], with extra environment variables.
     pub fn start_with_env(
         dir: &Path,
