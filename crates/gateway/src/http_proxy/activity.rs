@@ -58,14 +58,14 @@ pub(super) struct Activity {
 }
 
 impl Activity {
-    /// A fresh connection: its first request's headers are due within `request_header`.
-    pub(super) fn new(track_heads: bool, limits: ClientLimits) -> Arc<Self> {
-        let now = Instant::now();
+    /// A connection opened at `connected`: its first request's headers are due within
+    /// `request_header` of that moment, however long the client took to start sending.
+    pub(super) fn new(track_heads: bool, limits: ClientLimits, connected: Instant) -> Arc<Self> {
         Arc::new(Self {
             state: Mutex::new(State {
                 in_flight: 0,
-                idle_since: now,
-                head_started: Some(now),
+                idle_since: connected,
+                head_started: Some(connected),
                 armed: None,
             }),
             changed: Notify::new(),
@@ -241,7 +241,7 @@ mod tests {
 
     #[tokio::test]
     async fn first_request_headers_are_due_within_the_header_timeout() {
-        let activity = Activity::new(true, LIMITS);
+        let activity = Activity::new(true, LIMITS, Instant::now());
         let now = Instant::now();
         assert!(matches!(
             activity.verdict(now, LIMITS),
@@ -255,7 +255,7 @@ mod tests {
 
     #[tokio::test]
     async fn idle_connection_closes_after_the_idle_timeout_not_the_header_timeout() {
-        let activity = Activity::new(true, LIMITS);
+        let activity = Activity::new(true, LIMITS, Instant::now());
         drop(activity.request_started());
         let now = Instant::now();
         assert!(matches!(
@@ -274,8 +274,24 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_first_header_deadline_counts_from_the_connection_not_its_first_byte() {
+        // hyper's connection is built once the client's first bytes arrive; a client that waits
+        // 8 s to send them still has only the remaining 2 s of its 10 s to finish the headers.
+        let now = Instant::now();
+        let activity = Activity::new(true, LIMITS, now - Duration::from_secs(8));
+        assert!(matches!(
+            activity.verdict(now, LIMITS),
+            Verdict::WaitUntil(Some(_))
+        ));
+        assert_eq!(
+            activity.verdict(now + Duration::from_secs(3), LIMITS),
+            Verdict::HeaderTimeout
+        );
+    }
+
+    #[tokio::test]
     async fn busy_connection_never_times_out() {
-        let activity = Activity::new(true, LIMITS);
+        let activity = Activity::new(true, LIMITS, Instant::now());
         let _request = activity.request_started();
         assert_eq!(
             activity.verdict(Instant::now() + Duration::from_secs(3600), LIMITS),

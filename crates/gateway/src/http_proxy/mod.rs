@@ -210,6 +210,7 @@ impl HttpProxy {
         // hyper's connection allocates its read and write buffers (8 KiB each) up front; like
         // nginx, a connection costs them only once the client sends something, so that idle
         // connections (a pool of keep-alive clients, a client between bursts) stay cheap.
+        let connected = tokio::time::Instant::now();
         let mut watch_shutdown = shutdown.clone();
         let arrived = tokio::select! {
             arrived = first_bytes(&mut io) => arrived,
@@ -220,11 +221,12 @@ impl HttpProxy {
             () = shutdown_requested(&mut watch_shutdown) => false,
         };
         if arrived {
-            self.serve_requests(io, info, shutdown).await;
+            self.serve_requests(io, info, shutdown, connected).await;
         }
     }
 
-    /// Runs hyper on a connection whose client has started sending. The future is boxed and
+    /// Runs hyper on a connection whose client has started sending; its first request's headers
+    /// are still due `timeouts.request_header` after `connected`. The future is boxed and
     /// holds only the chosen protocol's connection: it lives as long as the client stays
     /// connected, so its size is memory every open connection keeps.
     fn serve_requests<IO>(
@@ -232,12 +234,13 @@ impl HttpProxy {
         io: IO,
         info: ConnectionInfo,
         shutdown: watch::Receiver<bool>,
+        connected: tokio::time::Instant,
     ) -> Pin<Box<dyn Future<Output = ()> + Send>>
     where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let http2 = info.http2;
-        let activity = Activity::new(!http2, self.client_limits);
+        let activity = Activity::new(!http2, self.client_limits, connected);
         let supervision = Supervision {
             endpoint: info.endpoint.clone(),
             peer: info.peer_addr,
