@@ -2,21 +2,10 @@
 
 mod gateway_support;
 
-use std::net::TcpListener;
-
 use gateway_support::{
-    ClientOptions, GET_ROOT, Moat, TestCa, Usage, client_config, rustls_exchange, s_client,
-    start_echo_upstream, start_http_upstream, write_pair,
+    ClientOptions, GET_ROOT, Moat, TestCa, Usage, client_config, free_port, rustls_exchange,
+    s_client, start_echo_upstream, start_http_upstream, write_pair,
 };
-
-/// A port that was free a moment ago, for endpoints that must share one fixed address.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Two endpoints on one address: `a.test` (http, clients of CA A) and `b.test` (tls echo,
 /// clients of CA B, the default for clients without SNI).
@@ -103,16 +92,19 @@ fn connect(
     rustls_exchange(setup.moat.port(), client_config(&options), sni, &options).outcome
 }
 
+/// A request for a.test: on a shared address the Host must name the endpoint the SNI chose.
+const GET_A: &[u8] = b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n";
+
 #[test]
 fn each_hostname_on_a_shared_address_accepts_only_its_own_clients() {
     let setup = start_shared_address();
 
     // a.test: its certificate (the client checks the name), its CA, its HTTP upstream.
-    let response = connect(&setup, Some("a.test"), "alice", GET_ROOT).unwrap();
+    let response = connect(&setup, Some("a.test"), "alice", GET_A).unwrap();
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.contains("hello from upstream /"), "{response}");
     assert_eq!(
-        connect(&setup, Some("a.test"), "bob", GET_ROOT).unwrap_err(),
+        connect(&setup, Some("a.test"), "bob", GET_A).unwrap_err(),
         rustls::Error::AlertReceived(rustls::AlertDescription::UnknownCA)
     );
 

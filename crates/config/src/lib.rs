@@ -34,6 +34,8 @@
 //! idle = "60s"
 //! upstream_connect = "5s"
 //! upstream_response = "60s"         # http only: 504 after this long
+//! request_body = "20s"              # http only: a slow request body may keep moat waiting this
+//! request_body_min_rate = 500       #   long in all, plus 1 s per 500 bytes received (408 after)
 //!
 //! [[endpoints.rules]]               # tried in order; the first covering host × path decides
 //! name = "health"

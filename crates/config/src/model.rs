@@ -162,6 +162,10 @@ pub struct Timeouts {
     pub upstream_connect: Duration,
     /// Time allowed for the upstream to start its response (504 when exceeded).
     pub upstream_response: Duration,
+    /// Waiting for a slow client's request body may add up to this (408 when exceeded) ...
+    pub request_body: Duration,
+    /// ... plus one second for every this many bytes received (0: nothing added).
+    pub request_body_min_rate: u64,
 }
 
 impl Default for Timeouts {
@@ -171,6 +175,8 @@ impl Default for Timeouts {
             idle: Duration::from_secs(60),
             upstream_connect: Duration::from_secs(5),
             upstream_response: Duration::from_secs(60),
+            request_body: Duration::from_secs(20),
+            request_body_min_rate: 500,
         }
     }
 }

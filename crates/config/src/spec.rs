@@ -89,6 +89,10 @@ pub struct TimeoutsSpec {
     pub upstream_connect: Option<String>,
     /// Waiting for the upstream's response; default 60s.
     pub upstream_response: Option<String>,
+    /// Waiting for a slow request body, in all; default 20s.
+    pub request_body: Option<String>,
+    /// Bytes per second of request body that earn one more second of waiting; default 500.
+    pub request_body_min_rate: Option<u64>,
 }
 
 /// Accepts `upstream = 8080` and `tls_min_version = 1.3` as well as their quoted forms.
@@ -393,6 +397,15 @@ fn validate_endpoint(
              it always requires a certificate; remove it",
         );
     }
+    if kind == Some(EndpointKind::Tls)
+        && (spec.timeouts.request_body.is_some() || spec.timeouts.request_body_min_rate.is_some())
+    {
+        problems.push(
+            "timeouts.request_body",
+            "applies to http endpoints only: a tls endpoint forwards a byte stream without \
+             request bodies; remove it (timeouts.idle bounds a silent connection)",
+        );
+    }
     if kind == Some(EndpointKind::Tls) && spec.timeouts.upstream_response.is_some() {
         problems.push(
             "timeouts.upstream_response",
@@ -492,6 +505,11 @@ fn validate_timeouts(spec: &TimeoutsSpec, problems: &mut Problems<'_>) -> Option
             &spec.upstream_response,
             &mut timeouts.upstream_response,
         ),
+        (
+            "request_body",
+            &spec.request_body,
+            &mut timeouts.request_body,
+        ),
     ] {
         let Some(text) = text else { continue };
         match parse_duration(text) {
@@ -505,6 +523,9 @@ fn validate_timeouts(spec: &TimeoutsSpec, problems: &mut Problems<'_>) -> Option
                 valid = false;
             }
         }
+    }
+    if let Some(rate) = spec.request_body_min_rate {
+        timeouts.request_body_min_rate = rate;
     }
     valid.then_some(timeouts)
 }

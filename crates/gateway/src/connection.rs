@@ -16,6 +16,9 @@ pub struct ConnectionInfo {
     pub local_addr: SocketAddr,
     /// The server name the client asked for (SNI), if any.
     pub sni: Option<String>,
+    /// True when the listener serves several endpoints and the SNI chose this one: a request's
+    /// host must then belong to this endpoint too, or it is answered 421.
+    pub sni_routed: bool,
     /// The negotiated TLS version, e.g. `TLSv1.3`.
     pub tls_version: &'static str,
     /// True when ALPN chose `h2`.

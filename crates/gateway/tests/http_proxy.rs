@@ -100,7 +100,8 @@ async fn forwarding_headers_are_set_and_hop_by_hop_headers_removed() {
         let body = raw.split_once("\r\n\r\n").unwrap().1;
         let seen = EchoedHeaders::parse(body);
 
-        assert_eq!(seen.all("x-forwarded-for"), vec!["203.0.113.9, 127.0.0.1"]);
+        // moat is the first hop: what the client claimed is replaced, not appended to.
+        assert_eq!(seen.all("x-forwarded-for"), vec!["127.0.0.1"]);
         assert_eq!(seen.all("x-forwarded-proto"), vec!["https"]);
         assert_eq!(seen.all("x-forwarded-host"), vec!["app.example.com"]);
         assert_eq!(seen.all("forwarded"), vec!["for=127.0.0.1;host=app.example.com;proto=https"]);

@@ -100,6 +100,14 @@ pub struct HttpArgs {
     /// Time the upstream may take to start its response before a 504 (default 60s).
     #[arg(long, value_name = "DURATION")]
     pub upstream_response_timeout: Option<String>,
+    /// Time moat may wait in all for a slow client's request body before a 408 (default 20s),
+    /// extended by one second per --request-body-min-rate bytes received.
+    #[arg(long, value_name = "DURATION")]
+    pub request_body_timeout: Option<String>,
+    /// Bytes of request body that earn one more second of --request-body-timeout (default 500;
+    /// 0 adds nothing).
+    #[arg(long, value_name = "BYTES")]
+    pub request_body_min_rate: Option<u64>,
 }
 
 /// Flags of `moat tls`.
@@ -165,6 +173,8 @@ impl EndpointArgs {
                 idle: self.idle_timeout,
                 upstream_connect: self.upstream_connect_timeout,
                 upstream_response: None,
+                request_body: None,
+                request_body_min_rate: None,
             },
             policy_file: self.policy,
             ..EndpointSpec::default()
@@ -187,6 +197,8 @@ pub fn run_http(args: HttpArgs) -> anyhow::Result<()> {
     spec.client_auth = args.client_auth;
     spec.upstream_ca = args.upstream_ca;
     spec.timeouts.upstream_response = args.upstream_response_timeout;
+    spec.timeouts.request_body = args.request_body_timeout;
+    spec.timeouts.request_body_min_rate = args.request_body_min_rate;
     load_policy(&mut spec)?;
     let config = Config::from_specs(vec![spec], None, "moat http", FieldStyle::Flags)?;
     let source = same_config_source(&config);

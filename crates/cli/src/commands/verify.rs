@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use moat_config::{ClientAuthMode, Config, EndpointConfig, EndpointKind};
+use moat_gateway::http_proxy::canonical::canonical_target;
 use moat_policy::{Client, HttpRequest, Outcome, Request, Rule};
 use moat_trust::{CaBundle, ClientIdentity, ClientVerifier, RefusalReason, RevocationLists};
 use rustls::pki_types::pem::PemObject as _;
@@ -165,6 +166,24 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
         );
     }
 
+    // Rules judge, and the upstream receives, the canonical path.
+    let canonical = match canonical_target(&args.path) {
+        Ok(canonical) => canonical,
+        Err(rejection) => {
+            anyhow::bail!("REFUSED with 400: path {:?}: {rejection}", args.path)
+        }
+    };
+    if canonical.changes().is_empty() {
+        println!("path: {} (already canonical)", canonical.as_str());
+    } else {
+        println!(
+            "path: {} -> canonical {} ({}); the rules judge and the upstream receives the canonical path",
+            args.path,
+            canonical.as_str(),
+            canonical.changes().describe().join(", ")
+        );
+    }
+
     if target.rules.is_empty() {
         println!("access policy: none; every client with a verified certificate passes");
         return match identity {
@@ -180,8 +199,8 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
     let http = (target.kind == EndpointKind::Http).then(|| HttpRequest {
         method: &args.method,
         host: Some(&host),
-        path: &args.path,
-        query: None,
+        path: canonical.path(),
+        query: canonical.query(),
         headers: None,
     });
     let request = Request {

@@ -653,3 +653,97 @@ pub fn openssl(dir: &Path, line: &str) {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// A real upstream process (nginx, a Python server) on 127.0.0.1; killed when dropped.
+pub struct UpstreamProcess {
+    child: Child,
+    /// Where it listens.
+    pub port: u16,
+}
+
+impl Drop for UpstreamProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl UpstreamProcess {
+    /// Waits until the port accepts connections (at most 15 s).
+    fn wait_ready(mut self, what: &str) -> UpstreamProcess {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("{what} exited before listening ({status})");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what} did not listen on port {}",
+                self.port
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+        self
+    }
+}
+
+/// A port that was free a moment ago, for servers that cannot be told to pick one themselves.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts nginx (Debian's package; `.ci/run` installs it) in `dir` with `server_body` as the
+/// body of one `server { listen 127.0.0.1:PORT; ... }` block: a real upstream that resolves
+/// paths as nginx does (percent-decoding, dot segments, merged slashes) before choosing a
+/// location.
+pub fn start_nginx(dir: &Path, server_body: &str) -> UpstreamProcess {
+    let port = free_port();
+    let prefix = dir.join("nginx");
+    std::fs::create_dir_all(prefix.join("tmp")).unwrap();
+    let p = prefix.display();
+    let conf = format!(
+        "daemon off;\nmaster_process off;\nworker_processes 1;\npid {p}/nginx.pid;\n\
+         error_log {p}/error.log;\nevents {{ worker_connections 64; }}\nhttp {{\n\
+         access_log off;\ndefault_type text/plain;\nclient_body_temp_path {p}/tmp/body;\n\
+         proxy_temp_path {p}/tmp/proxy;\nfastcgi_temp_path {p}/tmp/fastcgi;\n\
+         uwsgi_temp_path {p}/tmp/uwsgi;\nscgi_temp_path {p}/tmp/scgi;\n\
+         server {{\nlisten 127.0.0.1:{port};\n{server_body}\n}}\n}}\n"
+    );
+    std::fs::write(prefix.join("nginx.conf"), conf).unwrap();
+    let nginx = ["/usr/sbin/nginx", "nginx"]
+        .into_iter()
+        .find(|candidate| Path::new(candidate).exists())
+        .unwrap_or("nginx");
+    let child = Command::new(nginx)
+        .args(["-p", &p.to_string(), "-e", &format!("{p}/error.log"), "-c"])
+        .arg(prefix.join("nginx.conf"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nginx starts (apt-get install nginx)");
+    UpstreamProcess { child, port }.wait_ready("nginx")
+}
+
+/// Runs `python3 ARGS` in `dir` with `{port}` in ARGS replaced by a free port, and waits for it
+/// to listen there.
+pub fn start_python(dir: &Path, args: &[&str]) -> UpstreamProcess {
+    let port = free_port();
+    let args: Vec<String> = args
+        .iter()
+        .map(|arg| arg.replace("{port}", &port.to_string()))
+        .collect();
+    let child = Command::new("python3")
+        .args(&args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("python-upstream.log")).unwrap())
+        .spawn()
+        .expect("python3 starts");
+    UpstreamProcess { child, port }.wait_ready(&format!("python3 {args:?}"))
+}

@@ -3,11 +3,13 @@
 use moat_policy::{HttpRequest, PolicyDecision, Request, Rule};
 use moat_trust::CaBundle;
 
+use super::forward::CheckedHead;
 use super::pages::Refusal;
 use crate::access;
 use crate::connection::ConnectionInfo;
 
-/// Asks the endpoint's access rules about one request: `Ok(decision)` when it may go upstream,
+/// Asks the endpoint's access rules about one request, judged by its canonical path and
+/// checked host: `Ok(decision)` when it may go upstream,
 /// the 403 refusal naming the rule otherwise. The decision is logged when it refuses, with the
 /// detail (which selector failed) that the page leaves out.
 pub(super) fn admit_by_policy<B>(
@@ -15,7 +17,7 @@ pub(super) fn admit_by_policy<B>(
     client_cas: Option<&CaBundle>,
     info: &ConnectionInfo,
     request: &http::Request<B>,
-    host: Option<&str>,
+    head: &CheckedHead,
 ) -> Result<PolicyDecision, Refusal> {
     let facts = Request {
         source_ip: info.peer_addr.ip(),
@@ -25,9 +27,9 @@ pub(super) fn admit_by_policy<B>(
         tls_version: Some(info.tls_version),
         http: Some(HttpRequest {
             method: request.method().as_str(),
-            host,
-            path: request.uri().path(),
-            query: request.uri().query(),
+            host: head.host.as_deref(),
+            path: head.target.path(),
+            query: head.target.query(),
             headers: Some(request.headers()),
         }),
     };

@@ -15,9 +15,12 @@ use tokio::time::Instant;
 
 use super::activity::{Activity, InFlight};
 use super::admission::{admit, admit_by_policy};
+use super::canonical::{CanonicalTarget, canonical_target};
 use super::headers::{self, ClientAddress, ForwardedFor};
-use super::pages::{PageFormat, Refusal, refusal_response};
-use super::upstream::{Progress, ProgressBody, upstream_body};
+use super::host::{checked_host, endpoint_serves};
+use super::pages::{CLIENT_CLOSED_REQUEST, PageFormat, Refusal, refusal_response};
+use super::request_body::{ClientBodyFailure, Progress, ProgressBody};
+use super::upstream::upstream_body;
 use super::{BodyError, HttpProxy, ProxyBody, upgrade};
 use crate::connection::ConnectionInfo;
 use crate::telemetry::RequestAudit;
@@ -60,9 +63,13 @@ pub(super) async fn handle(
 ) -> Response<ProxyBody> {
     let in_flight = context.activity.request_started();
     let method = request.method().clone();
-    let host = request_host(&request);
-    let path = request.uri().path().to_owned();
     let info = &context.info;
+    let head = check_head(&proxy, info, &request);
+    // The audit names what the rules judged; a request refused before that, what it sent.
+    let (host, path) = match &head {
+        Ok(head) => (head.host.clone(), head.target.path().to_owned()),
+        Err(_) => (raw_host(&request), request.uri().path().to_owned()),
+    };
     let subject = info.client.as_ref().map(|c| c.subject.clone());
     let started = Instant::now();
     // Written even when the client goes away before the response starts (this future is then
@@ -92,27 +99,27 @@ pub(super) async fn handle(
         request_body: Progress::new(),
     };
 
-    let admitted = if proxy.rules.is_empty() {
-        admit(proxy.asks_for_certificate, info.client.is_some()).map(|()| None)
-    } else {
-        admit_by_policy(
-            &proxy.rules,
-            proxy.client_cas.as_ref(),
-            info,
-            &request,
-            host.as_deref(),
-        )
-        .map(|decision| decision.rule)
-    };
-    let admitted = admitted.and_then(|rule| {
+    let admitted = head.and_then(|head| {
+        let rule = if proxy.rules.is_empty() {
+            admit(proxy.asks_for_certificate, info.client.is_some()).map(|()| None)
+        } else {
+            admit_by_policy(
+                &proxy.rules,
+                proxy.client_cas.as_ref(),
+                info,
+                &request,
+                &head,
+            )
+            .map(|decision| decision.rule)
+        }?;
         if method == Method::CONNECT {
             Err(Refusal::ConnectNotAllowed)
         } else {
-            Ok(rule)
+            Ok((rule, head))
         }
     });
     let policy_rule = match &admitted {
-        Ok(rule) => rule.clone(),
+        Ok((rule, _)) => rule.clone(),
         Err(Refusal::Policy(decision)) => decision.rule.clone(),
         Err(_) => None,
     };
@@ -120,19 +127,15 @@ pub(super) async fn handle(
         audit.event.rule = policy_rule.clone();
     }
     let (response, upstream_time) = match admitted {
-        Err(refusal) => (
-            refusal_response(refusal, PageFormat::for_request(request.headers())),
-            None,
-        ),
-        Ok(_) => {
-            let response = forward(
-                &proxy,
-                &context,
-                request,
-                host.as_deref(),
-                &unanswered.request_body,
+        Err(refusal) => {
+            log_refused_head(info, &refusal, &request);
+            (
+                refusal_response(refusal, PageFormat::for_request(request.headers())),
+                None,
             )
-            .await;
+        }
+        Ok((_, head)) => {
+            let response = forward(&proxy, &context, request, head, &unanswered.request_body).await;
             (response, Some(started.elapsed()))
         }
     };
@@ -167,9 +170,69 @@ pub(super) async fn handle(
     })
 }
 
-/// The status an audit event records for a request whose client left before the response
-/// began (nginx's convention; never sent on the wire).
-const CLIENT_CLOSED_REQUEST: u16 = 499;
+/// A request head that passed [`check_head`]: what the rules judge and the upstream receives.
+pub(super) struct CheckedHead {
+    /// The canonical path and query.
+    pub target: CanonicalTarget,
+    /// The host the client addressed (`None` only for HTTP/1.0 without `Host`).
+    pub host: Option<String>,
+}
+
+/// Checks what the rules and the upstream will read in a request head: one valid host that
+/// belongs to this endpoint, a path with one canonical form, and no transfer coding moat would
+/// drop on the way.
+fn check_head(
+    proxy: &HttpProxy,
+    info: &ConnectionInfo,
+    request: &Request<Incoming>,
+) -> Result<CheckedHead, Refusal> {
+    let host = checked_host(request).map_err(Refusal::InvalidHost)?;
+    if info.sni_routed
+        && let Some(host) = &host
+        && !endpoint_serves(&proxy.domain, host)
+    {
+        return Err(Refusal::MisdirectedRequest);
+    }
+    let raw_target = request
+        .uri()
+        .path_and_query()
+        .map_or("/", |target| target.as_str());
+    let target = canonical_target(raw_target).map_err(Refusal::InvalidPath)?;
+    if !headers::transfer_coding_is_chunked_only(request.headers()) {
+        return Err(Refusal::UnsupportedTransferCoding);
+    }
+    Ok(CheckedHead { target, host })
+}
+
+/// Logs why a request was refused before it reached the rules or the upstream.
+fn log_refused_head(info: &ConnectionInfo, refusal: &Refusal, request: &Request<Incoming>) {
+    let target = request.uri().path_and_query().map_or("", |t| t.as_str());
+    match refusal {
+        Refusal::InvalidPath(rejection) => tracing::info!(
+            endpoint = %info.endpoint,
+            reason = rejection.as_str(),
+            target = %target,
+            "request refused (400): {rejection}"
+        ),
+        Refusal::InvalidHost(rejection) => tracing::info!(
+            endpoint = %info.endpoint,
+            reason = rejection.as_str(),
+            "request refused (400): {rejection}"
+        ),
+        Refusal::MisdirectedRequest => tracing::info!(
+            endpoint = %info.endpoint,
+            sni = info.sni.as_deref().unwrap_or(""),
+            host = raw_host(request).as_deref().unwrap_or(""),
+            "request refused (421): its host is not served by the endpoint its SNI chose"
+        ),
+        Refusal::UnsupportedTransferCoding => tracing::info!(
+            endpoint = %info.endpoint,
+            transfer_encoding = ?request.headers().get(header::TRANSFER_ENCODING),
+            "request refused (501): a transfer coding other than chunked"
+        ),
+        _ => {}
+    }
+}
 
 /// A request whose response has not begun: if it is dropped in that state, its audit event is
 /// written as it stands.
@@ -187,10 +250,8 @@ impl Drop for UnansweredRequest {
     }
 }
 
-/// The host the client addressed: the request target's authority (HTTP/2 `:authority`, or an
-/// HTTP/1.1 absolute-form target) when there is one, which RFC 9113 8.3.1 and RFC 9112 3.2.2 rank
-/// above `Host`; otherwise the `Host` header.
-fn request_host(request: &Request<Incoming>) -> Option<String> {
+/// The host as the client wrote it, unchecked, for the audit of a request refused for it.
+fn raw_host(request: &Request<Incoming>) -> Option<String> {
     request
         .uri()
         .authority()
@@ -209,20 +270,29 @@ async fn forward(
     proxy: &HttpProxy,
     context: &ConnectionContext,
     mut request: Request<Incoming>,
-    host: Option<&str>,
+    head: CheckedHead,
     progress: &Progress,
 ) -> Response<ProxyBody> {
     let page_format = PageFormat::for_request(request.headers());
-    let upgrade_requested =
-        request.version() == Version::HTTP_11 && headers::wants_upgrade(request.headers());
-    let client_upgrade = upgrade_requested.then(|| hyper::upgrade::on(&mut request));
+    let websocket = request.version() == Version::HTTP_11
+        && headers::wants_websocket(request.method(), request.headers());
+    if !websocket && let Some(protocols) = headers::names_upgrade(request.headers()) {
+        tracing::info!(
+            endpoint = %context.info.endpoint,
+            upgrade = %protocols,
+            "Upgrade header removed: moat relays only WebSocket upgrades"
+        );
+    }
+    let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut request));
 
     let (mut parts, body) = request.into_parts();
-    let path_and_query = parts
-        .uri
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let path_and_query = match PathAndQuery::try_from(head.target.as_str()) {
+        Ok(path_and_query) => path_and_query,
+        Err(err) => {
+            tracing::warn!(endpoint = %context.info.endpoint, error = %err, "cannot build upstream URI");
+            return refusal_response(Refusal::UpstreamUnreachable, page_format);
+        }
+    };
     parts.uri = match Uri::builder()
         .scheme(proxy.upstream_scheme.clone())
         .authority(proxy.upstream_authority.clone())
@@ -236,14 +306,15 @@ async fn forward(
         }
     };
     parts.version = Version::HTTP_11;
+    let host = head.host.as_deref();
     let outgoing = &mut parts.headers;
-    headers::remove_hop_by_hop(outgoing, upgrade_requested);
+    headers::remove_hop_by_hop(outgoing, websocket);
     headers::join_cookies(outgoing);
     // The upstream sees the host the client addressed, so name-based upstreams keep working.
     if let Some(value) = host.and_then(|h| HeaderValue::from_str(h).ok()) {
         outgoing.insert(header::HOST, value);
     }
-    headers::strip_identity(outgoing);
+    headers::strip_client_claims(outgoing);
     for (name, value) in context.identity_headers() {
         outgoing.insert(name.clone(), value.clone());
     }
@@ -255,7 +326,10 @@ async fn forward(
         },
     );
 
-    let upstream_request = Request::from_parts(parts, ProgressBody::new(body, progress.clone()));
+    let upstream_request = Request::from_parts(
+        parts,
+        ProgressBody::new(body, progress.clone(), proxy.body_limits),
+    );
     let sent = proxy.client.send(upstream_request);
     tokio::pin!(sent);
     let timeout = proxy.upstream_response_timeout;
@@ -278,6 +352,9 @@ async fn forward(
     let mut response = match outcome {
         Ok(response) => response,
         Err(err) => {
+            if let Some(failure) = progress.client_failure() {
+                return client_body_refusal(context, failure, progress, page_format);
+            }
             let cause = std::error::Error::source(&err)
                 .map(ToString::to_string)
                 .unwrap_or_default();
@@ -295,8 +372,13 @@ async fn forward(
 
     let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
     if switching {
+        let upstream_switched_to_websocket = response
+            .headers()
+            .get(header::UPGRADE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("websocket"));
         match client_upgrade {
-            Some(client_upgrade) => {
+            Some(client_upgrade) if upstream_switched_to_websocket => {
                 let upstream_upgrade = hyper::upgrade::on(&mut response);
                 upgrade::spawn_tunnel(
                     client_upgrade,
@@ -305,9 +387,13 @@ async fn forward(
                     context.info.endpoint.clone(),
                 );
             }
-            None => {
-                // An upstream may not switch protocols the client never asked for.
-                tracing::warn!(endpoint = %context.info.endpoint, "upstream sent 101 without an upgrade request");
+            _ => {
+                // An upstream may not switch to a protocol the client and moat did not agree on.
+                tracing::warn!(
+                    endpoint = %context.info.endpoint,
+                    upgrade = ?response.headers().get(header::UPGRADE),
+                    "upstream sent 101 without a WebSocket upgrade request; refused"
+                );
                 return refusal_response(Refusal::UpstreamUnreachable, page_format);
             }
         }
@@ -322,6 +408,45 @@ async fn forward(
             &context.info.endpoint,
         ),
     )
+}
+
+/// The answer when the upstream exchange failed because of the client's body: 408 when it was
+/// too slow, 400 when malformed, 499 (recorded, not sent) when the client left.
+fn client_body_refusal(
+    context: &ConnectionContext,
+    failure: ClientBodyFailure,
+    progress: &Progress,
+    page_format: PageFormat,
+) -> Response<ProxyBody> {
+    let endpoint = &context.info.endpoint;
+    let received = progress.body_bytes();
+    let refusal = match failure {
+        ClientBodyFailure::TooSlow => {
+            tracing::warn!(
+                endpoint = %endpoint,
+                peer = %context.info.peer_addr,
+                bytes_received = received,
+                "request body arrived too slowly (timeouts.request_body); cut off with 408"
+            );
+            Refusal::RequestBodyTimeout
+        }
+        ClientBodyFailure::Invalid => {
+            tracing::info!(endpoint = %endpoint, bytes_received = received, "request body malformed; answered 400");
+            Refusal::InvalidRequestBody
+        }
+        ClientBodyFailure::Left => {
+            tracing::info!(endpoint = %endpoint, bytes_received = received, "client left in the middle of its request body");
+            Refusal::ClientClosedRequest
+        }
+    };
+    let mut response = refusal_response(refusal, page_format);
+    if !context.info.http2 {
+        // What is left of the body is not read: the connection cannot carry another request.
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }
 
 /// A response body that keeps its request counted as in flight until it has been sent, and

@@ -8,9 +8,11 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use moat_trust::{ClientIdentity, SubjectAltName};
 
 /// Headers that describe one hop of a connection and never travel past it (RFC 9110 7.6.1), plus
-/// the proxy credentials that are meant for the hop they were sent to.
-const HOP_BY_HOP: [&str; 9] = [
+/// the proxy credentials that are meant for the hop they were sent to, and `HTTP2-Settings`,
+/// which only means something with an `Upgrade: h2c` moat never passes on.
+const HOP_BY_HOP: [&str; 10] = [
     "connection",
+    "http2-settings",
     "proxy-connection",
     "keep-alive",
     "te",
@@ -27,9 +29,58 @@ const IDENTITY_EXACT: [&str; 2] = ["client-cert", "client-cert-chain"];
 /// Prefix of moat's readable identity headers, removed from every client request for the same reason.
 const IDENTITY_PREFIX: &str = "moat-client-";
 
-/// True when the message asks to switch protocols on this connection (HTTP/1.1 `Upgrade`).
-pub(super) fn wants_upgrade(headers: &HeaderMap) -> bool {
-    headers.contains_key(header::UPGRADE) && connection_tokens(headers).any(|t| t == "upgrade")
+/// Forwarding headers: moat is the first proxy its clients reach, so what a client claims in
+/// them is false by definition and is removed before moat writes its own.
+const FORWARDING_EXACT: [&str; 2] = ["forwarded", "x-real-ip"];
+
+/// Prefix of the `X-Forwarded-*` family (`-For`, `-Proto`, `-Host`, `-Port`, `-Prefix`, ...).
+const FORWARDING_PREFIX: &str = "x-forwarded-";
+
+/// True when the message asks to switch to WebSocket, the one protocol moat relays after a
+/// `101` (RFC 6455: a `GET` whose `Upgrade` is `websocket` and whose `Connection` says `upgrade`).
+/// Any other `Upgrade` (`h2c`, `TLS/1.2`, a list) is removed instead: after a switch moat relays
+/// raw bytes, and an `h2c` upgrade would carry requests that no rule judges and no audit records.
+pub(super) fn wants_websocket(method: &http::Method, headers: &HeaderMap) -> bool {
+    let mut upgrades = headers.get_all(header::UPGRADE).iter();
+    let only_websocket = match (upgrades.next(), upgrades.next()) {
+        (Some(value), None) => value
+            .to_str()
+            .is_ok_and(|value| value.trim().eq_ignore_ascii_case("websocket")),
+        _ => false,
+    };
+    method == http::Method::GET
+        && only_websocket
+        && connection_tokens(headers).any(|t| t == "upgrade")
+}
+
+/// True when the message carries an `Upgrade` header at all (for the log line when one is dropped).
+pub(super) fn names_upgrade(headers: &HeaderMap) -> Option<String> {
+    let values: Vec<&str> = headers
+        .get_all(header::UPGRADE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    (!values.is_empty()).then(|| values.join(", "))
+}
+
+/// True unless `Transfer-Encoding` names a coding other than one `chunked` (`gzip, chunked`,
+/// `chunked, chunked`): hyper decodes only the chunking, and the upstream request is re-chunked
+/// without the other codings, so passing such a body on would silently change it (RFC 9112 6.1
+/// answers it with 501).
+pub(super) fn transfer_coding_is_chunked_only(headers: &HeaderMap) -> bool {
+    let mut chunked = 0;
+    for value in headers.get_all(header::TRANSFER_ENCODING) {
+        let Ok(value) = value.to_str() else {
+            return false;
+        };
+        for coding in value.split(',') {
+            if !coding.trim().eq_ignore_ascii_case("chunked") {
+                return false;
+            }
+            chunked += 1;
+        }
+    }
+    chunked <= 1
 }
 
 /// Lowercased tokens of every `Connection` header.
@@ -137,25 +188,13 @@ pub(super) struct ForwardedFor<'a> {
     pub host: Option<&'a str>,
 }
 
-/// Appends the client to `X-Forwarded-For` and `Forwarded` (RFC 7239) and sets
-/// `X-Forwarded-Proto: https` and `X-Forwarded-Host`, so the upstream sees who called and how.
+/// Sets `X-Forwarded-For`, `X-Forwarded-Proto: https`, `X-Forwarded-Host` and `Forwarded`
+/// (RFC 7239) to what moat saw, so the upstream learns who called and how. Whatever the client
+/// sent in them was removed by [`strip_client_claims`]: moat is the first hop, so they name only it.
 pub(super) fn add_forwarding(headers: &mut HeaderMap, forwarded: &ForwardedFor<'_>) {
     let client = forwarded.client;
-    // A client may send several X-Forwarded-For fields; they form one list (RFC 9110 5.3).
-    let xff_name = HeaderName::from_static("x-forwarded-for");
-    let xff = match combined_value(headers, &xff_name) {
-        Some(existing) => {
-            let ip = client.ip.to_str().unwrap_or_default();
-            HeaderValue::from_str(&format!("{existing}, {ip}")).ok()
-        }
-        None => Some(client.ip.clone()),
-    };
-    headers.remove(&xff_name);
-    if let Some(value) = xff {
-        headers.insert(xff_name, value);
-    }
+    headers.insert("x-forwarded-for", client.ip.clone());
     headers.insert("x-forwarded-proto", HeaderValue::from_static("https"));
-    headers.remove("x-forwarded-host");
     if let Some(value) = forwarded.host.and_then(|h| HeaderValue::from_str(h).ok()) {
         headers.insert("x-forwarded-host", value);
     }
@@ -168,26 +207,9 @@ pub(super) fn add_forwarding(headers: &mut HeaderMap, forwarded: &ForwardedFor<'
         push_forwarded_value(&mut element, host);
     }
     element.push_str(";proto=https");
-    let combined = match combined_value(headers, &header::FORWARDED) {
-        Some(existing) => format!("{existing}, {element}"),
-        None => element,
-    };
-    headers.remove(header::FORWARDED);
-    if let Ok(value) = HeaderValue::from_str(&combined) {
+    if let Ok(value) = HeaderValue::from_str(&element) {
         headers.insert(header::FORWARDED, value);
     }
-}
-
-/// All fields of one header joined with `, `, when any is valid text.
-fn combined_value(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
-    let parts: Vec<&str> = headers
-        .get_all(name)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-        .collect();
-    (!parts.is_empty()).then(|| parts.join(", "))
 }
 
 /// Appends an RFC 7239 value: a token when it is one, otherwise a quoted string.
@@ -214,20 +236,30 @@ fn is_visible_ascii(value: &str) -> bool {
     value.bytes().all(|b| (0x21..=0x7e).contains(&b))
 }
 
-/// Removes every identity header a client sent: `Client-Cert`, `Client-Cert-Chain` and any
-/// `Moat-Client-*`. Without this a client could claim any identity to the upstream.
-pub(super) fn strip_identity(headers: &mut HeaderMap) {
-    let spoofed: Vec<HeaderName> = headers
+/// Removes every identity and forwarding header a client sent, in every spelling: names are
+/// compared without case and with `_` read as `-`, because CGI, WSGI, PHP and many frameworks
+/// turn `Moat_Client_Subject` and `Moat-Client-Subject` into the same variable
+/// (`HTTP_MOAT_CLIENT_SUBJECT`). Without this a client could claim an identity or an address.
+pub(super) fn strip_client_claims(headers: &mut HeaderMap) {
+    let claimed: Vec<HeaderName> = headers
         .keys()
-        .filter(|name| {
-            let name = name.as_str();
-            IDENTITY_EXACT.contains(&name) || name.starts_with(IDENTITY_PREFIX)
-        })
+        .filter(|name| is_moat_controlled(name.as_str()))
         .cloned()
         .collect();
-    for name in spoofed {
+    for name in claimed {
         headers.remove(name);
     }
+}
+
+/// True when `name` (lowercase, as the http crate stores it) is, read with `_` as `-`, one of
+/// the headers only moat may set.
+fn is_moat_controlled(name: &str) -> bool {
+    let folded = name.replace('_', "-");
+    let folded = folded.as_str();
+    IDENTITY_EXACT.contains(&folded)
+        || FORWARDING_EXACT.contains(&folded)
+        || folded.starts_with(IDENTITY_PREFIX)
+        || folded.starts_with(FORWARDING_PREFIX)
 }
 
 /// Adds the verified client certificate as RFC 9440 `Client-Cert` / `Client-Cert-Chain` and the
@@ -339,28 +371,6 @@ mod tests {
     }
 
     #[test]
-    fn every_x_forwarded_for_field_is_kept_and_the_peer_appended() {
-        let mut headers = map(&[
-            ("x-forwarded-for", "198.51.100.1"),
-            ("x-forwarded-for", "203.0.113.9"),
-        ]);
-        let peer: SocketAddr = "[::ffff:127.0.0.1]:5000".parse().unwrap();
-        add_forwarding(
-            &mut headers,
-            &ForwardedFor {
-                client: &ClientAddress::of(peer),
-                host: None,
-            },
-        );
-        let values: Vec<&str> = headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .map(|v| v.to_str().unwrap())
-            .collect();
-        assert_eq!(values, vec!["198.51.100.1, 203.0.113.9, 127.0.0.1"]);
-    }
-
-    #[test]
     fn hop_by_hop_and_connection_named_headers_are_removed() {
         let mut headers = map(&[
             ("connection", "keep-alive, x-secret"),
@@ -369,6 +379,7 @@ mod tests {
             ("te", "gzip, trailers"),
             ("transfer-encoding", "chunked"),
             ("upgrade", "websocket"),
+            ("http2-settings", "AAMAAABkAARAAAAAAAIAAAAA"),
             ("proxy-authorization", "Basic Zm9v"),
             ("proxy-connection", "keep-alive"),
             ("x-kept", "yes"),
@@ -386,7 +397,7 @@ mod tests {
             ("upgrade", "websocket"),
             ("x-a", "1"),
         ]);
-        assert!(wants_upgrade(&headers));
+        assert!(wants_websocket(&http::Method::GET, &headers));
         remove_hop_by_hop(&mut headers, true);
         assert_eq!(headers["upgrade"], "websocket");
         assert_eq!(headers["connection"], "upgrade");
@@ -394,11 +405,39 @@ mod tests {
     }
 
     #[test]
-    fn forwarding_headers_append_to_what_the_client_sent() {
+    fn only_a_get_upgrading_to_websocket_alone_is_relayed() {
+        let get = http::Method::GET;
+        let upgrade = |value: &str| map(&[("connection", "Upgrade"), ("upgrade", value)]);
+        assert!(wants_websocket(&get, &upgrade("websocket")));
+        assert!(wants_websocket(&get, &upgrade("WebSocket")));
+        for refused in [
+            "h2c",
+            "websocket, h2c",
+            "h2c, websocket",
+            "TLS/1.2",
+            "websocket/13x",
+        ] {
+            assert!(!wants_websocket(&get, &upgrade(refused)), "{refused}");
+        }
+        assert!(!wants_websocket(&http::Method::POST, &upgrade("websocket")));
+        assert!(!wants_websocket(&get, &map(&[("upgrade", "websocket")])));
+        let mut twice = upgrade("websocket");
+        twice.append(header::UPGRADE, HeaderValue::from_static("h2c"));
+        assert!(!wants_websocket(&get, &twice));
+    }
+
+    #[test]
+    fn forwarding_headers_name_only_what_moat_saw() {
         let mut headers = map(&[
             ("x-forwarded-for", "10.0.0.1"),
-            ("forwarded", "for=10.0.0.1"),
+            ("x-forwarded-for", "10.0.0.2"),
+            ("forwarded", "for=10.0.0.1;host=evil.example;proto=http"),
+            ("x-forwarded-host", "evil.example"),
+            ("x-forwarded-proto", "http"),
+            ("x-forwarded-port", "80"),
+            ("x-real-ip", "10.0.0.1"),
         ]);
+        strip_client_claims(&mut headers);
         let peer: SocketAddr = "[2001:db8::1]:5000".parse().unwrap();
         add_forwarding(
             &mut headers,
@@ -407,13 +446,22 @@ mod tests {
                 host: Some("app.example.com:8443"),
             },
         );
-        assert_eq!(headers["x-forwarded-for"], "10.0.0.1, 2001:db8::1");
-        assert_eq!(headers["x-forwarded-proto"], "https");
-        assert_eq!(headers["x-forwarded-host"], "app.example.com:8443");
+        let all = |name: &str| {
+            headers
+                .get_all(name)
+                .iter()
+                .map(|v| v.to_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(all("x-forwarded-for"), vec!["2001:db8::1"]);
+        assert_eq!(all("x-forwarded-proto"), vec!["https"]);
+        assert_eq!(all("x-forwarded-host"), vec!["app.example.com:8443"]);
         assert_eq!(
-            headers["forwarded"],
-            "for=10.0.0.1, for=\"[2001:db8::1]\";host=\"app.example.com:8443\";proto=https"
+            all("forwarded"),
+            vec!["for=\"[2001:db8::1]\";host=\"app.example.com:8443\";proto=https"]
         );
+        assert!(all("x-forwarded-port").is_empty());
+        assert!(all("x-real-ip").is_empty());
     }
 
     #[test]
@@ -432,17 +480,36 @@ mod tests {
     }
 
     #[test]
-    fn identity_headers_from_the_client_are_removed_case_insensitively() {
-        let mut headers = map(&[
-            ("Client-Cert", ":AAAA:"),
-            ("client-cert-chain", ":AAAA:"),
-            ("Moat-Client-Subject", "CN=admin"),
-            ("moat-client-anything", "x"),
+    fn identity_and_forwarding_headers_are_removed_in_every_spelling() {
+        let claimed = [
+            "Client-Cert",
+            "client-cert-chain",
+            "Client_Cert",
+            "CLIENT_CERT_CHAIN",
+            "Moat-Client-Subject",
+            "Moat_Client_Subject",
+            "moat_client-fingerprint_sha256",
+            "moat-client-anything",
+            "X_Forwarded_For",
+            "x-forwarded_host",
+            "X-Forwarded-Proto",
+            "x_real_ip",
+            "Forwarded",
+        ];
+        let mut pairs: Vec<(&str, &str)> = claimed.iter().map(|name| (*name, "spoofed")).collect();
+        pairs.extend([
             ("client-certificate", "kept"),
+            ("moat_clients", "kept"),
+            ("x_custom_header", "kept"),
         ]);
-        strip_identity(&mut headers);
-        let names: Vec<&str> = headers.keys().map(|k| k.as_str()).collect();
-        assert_eq!(names, vec!["client-certificate"]);
+        let mut headers = map(&pairs);
+        strip_client_claims(&mut headers);
+        let mut names: Vec<&str> = headers.keys().map(|k| k.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            vec!["client-certificate", "moat_clients", "x_custom_header"]
+        );
     }
 
     #[test]

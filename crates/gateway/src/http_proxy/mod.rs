@@ -1,27 +1,34 @@
 //! The HTTP reverse proxy behind an `http` endpoint: forwards requests upstream with the client's identity.
 //!
 //! One [`HttpProxy`] serves every connection of an endpoint. Per request it:
+//! - turns the request-target into its one canonical path ([`canonical`]) and checks the host
+//!   (400 when either is malformed, 421 when the host is another endpoint's on an address the
+//!   SNI shares out), so that rules judge exactly what the upstream receives;
 //! - refuses a client without a certificate when the endpoint asks for one (403 page), or, when
 //!   the endpoint has access rules, whatever the first rule covering the host and path refuses
 //!   (403 page naming the rule);
-//! - removes hop-by-hop headers (RFC 9110 7.6.1) and any identity header the client sent, then
-//!   adds the verified certificate (RFC 9440 `Client-Cert`, `Client-Cert-Chain`, readable
-//!   `Moat-Client-*`) and the forwarding headers (`X-Forwarded-For/-Proto/-Host`, `Forwarded`);
-//!   `X-Forwarded-For` and `Forwarded` are appended to, so only their last entry is the address
-//!   moat saw: earlier entries are whatever the client claimed;
+//! - removes hop-by-hop headers (RFC 9110 7.6.1) and any identity or forwarding header the
+//!   client sent (in every spelling: `_` reads as `-`), then adds the verified certificate
+//!   (RFC 9440 `Client-Cert`, `Client-Cert-Chain`, readable `Moat-Client-*`) and the forwarding
+//!   headers (`X-Forwarded-For/-Proto/-Host`, `Forwarded`), which name only what moat saw;
 //! - sends the host the client addressed (`:authority`, absolute-form target, else `Host`) as
 //!   `Host`, so name-based upstreams work;
 //! - speaks HTTP/1.1 to the upstream over pooled keep-alive connections, streaming bodies both ways;
-//! - passes `101 Switching Protocols` upgrades (WebSocket) through as a byte tunnel;
+//! - passes WebSocket upgrades through as a byte tunnel after `101 Switching Protocols`, and
+//!   removes any other `Upgrade` (an `h2c` switch would carry requests no rule judges);
+//! - cuts off a request body that arrives more slowly than `timeouts.request_body` allows (408);
 //! - answers 502 when the upstream cannot be reached and 504 when it stays silent longer than
 //!   `timeouts.upstream_response` (counted from the last progress, so long uploads are fine), and
 //!   cuts a response body off when the upstream goes silent that long in the middle of it.
 
 mod activity;
 mod admission;
+pub mod canonical;
 mod forward;
 mod headers;
+mod host;
 mod pages;
+mod request_body;
 mod upgrade;
 mod upstream;
 
@@ -45,6 +52,7 @@ use crate::connection::ConnectionInfo;
 use crate::telemetry::Telemetry;
 use activity::{Activity, ClientLimits, ObservedIo, Verdict};
 use forward::ConnectionContext;
+use request_body::BodyLimits;
 use upstream::UpstreamClient;
 
 /// Why a response body stopped early: the upstream connection failed or went silent.
@@ -137,6 +145,11 @@ pub struct HttpProxy {
     client_cas: Option<moat_trust::CaBundle>,
     upstream_response_timeout: Duration,
     client_limits: ClientLimits,
+    /// How slowly a client may send a request body.
+    body_limits: BodyLimits,
+    /// The hostname the endpoint serves: on an address several endpoints share, a request's
+    /// host must be this one (421 otherwise).
+    domain: String,
     /// Where each finished request's audit event and metrics go.
     telemetry: Telemetry,
 }
@@ -184,6 +197,11 @@ impl HttpProxy {
                 request_header: endpoint.timeouts.request_header,
                 idle: endpoint.timeouts.idle,
             },
+            body_limits: BodyLimits {
+                timeout: endpoint.timeouts.request_body,
+                min_rate: endpoint.timeouts.request_body_min_rate,
+            },
+            domain: endpoint.domain.clone(),
             telemetry: Telemetry::default(),
         })
     }

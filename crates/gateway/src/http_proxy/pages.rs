@@ -8,6 +8,8 @@ use http_body_util::{BodyExt as _, Full};
 use moat_policy::{Outcome, PolicyDecision, Refusal as PolicyRefusal};
 
 use super::ProxyBody;
+use super::canonical::PathRejection;
+use super::host::HostRejection;
 
 /// Why moat answered a request itself instead of the upstream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +24,20 @@ pub(super) enum Refusal {
     UpstreamUnreachable,
     /// The upstream did not answer within `timeouts.upstream_response`.
     UpstreamTimedOut,
+    /// The request-target has no canonical path (400).
+    InvalidPath(PathRejection),
+    /// The request names its host ambiguously or not at all (400).
+    InvalidHost(HostRejection),
+    /// The request's host is not the endpoint the connection's SNI chose (421).
+    MisdirectedRequest,
+    /// `Transfer-Encoding` holds a coding other than `chunked`, which moat would not pass on (501).
+    UnsupportedTransferCoding,
+    /// The client sent its body more slowly than `timeouts.request_body` allows (408).
+    RequestBodyTimeout,
+    /// The client's body was malformed, e.g. a bad chunk (400).
+    InvalidRequestBody,
+    /// The client left mid-request; the status (nginx's 499) is only recorded, never sent.
+    ClientClosedRequest,
 }
 
 impl Refusal {
@@ -31,6 +47,15 @@ impl Refusal {
             Self::ConnectNotAllowed => StatusCode::NOT_IMPLEMENTED,
             Self::UpstreamUnreachable => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimedOut => StatusCode::GATEWAY_TIMEOUT,
+            Self::InvalidPath(_) | Self::InvalidHost(_) | Self::InvalidRequestBody => {
+                StatusCode::BAD_REQUEST
+            }
+            Self::MisdirectedRequest => StatusCode::MISDIRECTED_REQUEST,
+            Self::UnsupportedTransferCoding => StatusCode::NOT_IMPLEMENTED,
+            Self::RequestBodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::ClientClosedRequest => {
+                StatusCode::from_u16(CLIENT_CLOSED_REQUEST).unwrap_or(StatusCode::BAD_REQUEST)
+            }
         }
     }
 
@@ -65,6 +90,35 @@ impl Refusal {
             Self::UpstreamTimedOut => {
                 "The service behind the gateway did not answer in time. Try again later."
             }
+            Self::InvalidPath(rejection) => {
+                return format!(
+                    "Bad request: {rejection}. Send the path with dot segments resolved and \
+                     without encoded slashes, backslashes, control characters or ';'."
+                );
+            }
+            Self::InvalidHost(rejection) => {
+                return format!(
+                    "Bad request: {rejection}. Send exactly one Host header naming the site, \
+                     e.g. Host: app.example.com."
+                );
+            }
+            Self::MisdirectedRequest => {
+                "This connection was made for another site (its TLS server name chose it), so \
+                 it cannot serve this request's host. Connect again using the request's host \
+                 as the server name."
+            }
+            Self::UnsupportedTransferCoding => {
+                "The request's Transfer-Encoding holds a coding this gateway does not pass on; \
+                 send the body with Transfer-Encoding: chunked or Content-Length only."
+            }
+            Self::RequestBodyTimeout => {
+                "The request body arrived too slowly and was cut off. Try again on a faster \
+                 connection."
+            }
+            Self::InvalidRequestBody => {
+                "Bad request: the request body is malformed (e.g. an invalid chunk)."
+            }
+            Self::ClientClosedRequest => "The client closed the connection before the response.",
         };
         text.to_owned()
     }
@@ -88,9 +142,20 @@ impl Refusal {
             Self::ConnectNotAllowed => "connect_not_allowed",
             Self::UpstreamUnreachable => "upstream_unreachable",
             Self::UpstreamTimedOut => "upstream_timeout",
+            Self::InvalidPath(_) => "invalid_path",
+            Self::InvalidHost(_) => "invalid_host",
+            Self::MisdirectedRequest => "misdirected_request",
+            Self::UnsupportedTransferCoding => "unsupported_transfer_coding",
+            Self::RequestBodyTimeout => "request_body_timeout",
+            Self::InvalidRequestBody => "invalid_request_body",
+            Self::ClientClosedRequest => "client_closed_request",
         }
     }
 }
+
+/// The status an audit event records for a request whose client left before the response
+/// began (nginx's convention; never sent on the wire).
+pub(super) const CLIENT_CLOSED_REQUEST: u16 = 499;
 
 const CERTIFICATE_REQUIRED: &str = "A client certificate is required to access this site. \
     Present a certificate issued by one of the trusted certificate authorities (for example \

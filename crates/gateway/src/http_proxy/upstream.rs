@@ -4,10 +4,11 @@ use std::future::Future as _;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use super::ProxyError;
+use super::request_body::ProgressBody;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::BodyExt as _;
@@ -19,9 +20,6 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use moat_config::{EndpointConfig, UpstreamScheme};
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject as _;
-use tokio::time::Instant;
-
-use super::ProxyError;
 
 /// How long an unused pooled upstream connection is kept open for reuse.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -114,90 +112,6 @@ fn tls_config(ca_path: &Path) -> Result<rustls::ClientConfig, ProxyError> {
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(config)
-}
-
-/// When the upstream last made progress on a request: connected, or took another body chunk.
-/// The response timeout counts from here, so a long upload that the upstream keeps reading is
-/// not mistaken for a stalled upstream.
-#[derive(Debug, Clone)]
-pub(super) struct Progress {
-    origin: Instant,
-    /// Milliseconds after `origin`.
-    last_ms: Arc<AtomicU64>,
-    /// Request body bytes the upstream took, for the audit event and metrics.
-    body_bytes: Arc<AtomicU64>,
-}
-
-impl Progress {
-    /// Progress of a request that starts now.
-    pub(super) fn new() -> Self {
-        Self {
-            origin: Instant::now(),
-            last_ms: Arc::new(AtomicU64::new(0)),
-            body_bytes: Arc::new(AtomicU64::new(0)),
-        }
-    }
-
-    /// Request body bytes the upstream has taken so far.
-    pub(super) fn body_bytes(&self) -> u64 {
-        self.body_bytes.load(Ordering::Relaxed)
-    }
-
-    fn touch(&self) {
-        let elapsed = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last_ms.fetch_max(elapsed, Ordering::Relaxed);
-    }
-
-    /// The instant of the last progress.
-    pub(super) fn last(&self) -> Instant {
-        self.origin + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
-    }
-}
-
-/// The client's request body on its way upstream, recording [`Progress`] as the upstream reads it.
-#[derive(Debug)]
-pub(super) struct ProgressBody {
-    inner: Incoming,
-    progress: Progress,
-}
-
-impl ProgressBody {
-    /// Wraps the client's body so that each chunk the upstream takes counts as progress.
-    pub(super) fn new(inner: Incoming, progress: Progress) -> Self {
-        Self { inner, progress }
-    }
-}
-
-impl Body for ProgressBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if polled.is_ready() {
-            self.progress.touch();
-        }
-        if let Poll::Ready(Some(Ok(frame))) = &polled
-            && let Some(data) = frame.data_ref()
-        {
-            let length = u64::try_from(data.len()).unwrap_or(u64::MAX);
-            self.progress
-                .body_bytes
-                .fetch_add(length, Ordering::Relaxed);
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
 }
 
 /// The upstream's response body for the client connection, cut off when the upstream sends

@@ -138,6 +138,7 @@ impl Gateway {
                     peer_addr,
                     local_addr: addr,
                     sni: Some("app.example.com".into()),
+                    sni_routed: false,
                     tls_version: "TLSv1.3",
                     http2,
                     client: client.clone(),
