@@ -102,3 +102,47 @@ async fn each_request_logs_one_line_with_method_host_path_status_timing_and_clie
     assert_eq!(refused["client"], "-");
     assert!(refused.get("upstream_ms").is_none(), "{refused}");
 }
+
+#[tokio::test]
+async fn an_upstream_that_cuts_its_response_short_is_logged() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    bounded(async {
+        // Promises 100 bytes, sends 10, closes.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let upstream = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut head = vec![0u8; 4096];
+            let _ = socket.read(&mut head).await;
+            let _ = socket
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789")
+                .await;
+        });
+        let gateway = Gateway::start(endpoint(upstream), Some(client_identity()), false).await;
+        let mut client = tokio::net::TcpStream::connect(gateway.addr).await.unwrap();
+        client
+            .write_all(b"GET /short HTTP/1.1\r\nHost: app.example.com\r\n\r\n")
+            .await
+            .unwrap();
+        let mut received = Vec::new();
+        let _ = client.read_to_end(&mut received).await;
+        let received = String::from_utf8_lossy(&received);
+        assert!(received.ends_with("0123456789"), "{received}");
+    })
+    .await;
+
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        log.contains("upstream response cut short: the upstream closed or broke the connection before the end of its body"),
+        "{log}"
+    );
+}

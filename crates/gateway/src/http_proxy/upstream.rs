@@ -158,6 +158,18 @@ impl Body for StallGuardedBody {
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(frame) => {
                 this.deadline = None;
+                if let Some(Err(error)) = &frame {
+                    // The client sees a response cut short; the operator should see why.
+                    tracing::warn!(
+                        endpoint = %this.endpoint,
+                        %error,
+                        cause = std::error::Error::source(error)
+                            .map(ToString::to_string)
+                            .unwrap_or_default(),
+                        "upstream response cut short: the upstream closed or broke the \
+                         connection before the end of its body"
+                    );
+                }
                 Poll::Ready(frame.map(|result| result.map_err(Into::into)))
             }
             Poll::Pending => {
