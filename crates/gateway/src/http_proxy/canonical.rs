@@ -165,6 +165,14 @@ pub fn canonical_target(target: &str) -> Result<CanonicalTarget, PathRejection> 
         Some((path, query)) => (path, Some(query)),
         None => (target, None),
     };
+    if is_plainly_canonical(raw_path) {
+        // Nearly every request: nothing to decode, merge or remove.
+        return Ok(CanonicalTarget {
+            text: target.to_owned(),
+            path_end: raw_path.len(),
+            changes: Changes::default(),
+        });
+    }
     let mut changes = Changes::default();
     let decoded = decode(raw_path, &mut changes)?;
     let decoded = if decoded.is_empty() {
@@ -187,6 +195,21 @@ pub fn canonical_target(target: &str) -> Result<CanonicalTarget, PathRejection> 
         path_end,
         changes,
     })
+}
+
+/// True when `path` is canonical on sight: it starts with `/` and has no escape, no byte
+/// outside printable ASCII, no `\\` or `;`, no empty segment and no dot segment.
+fn is_plainly_canonical(path: &str) -> bool {
+    let bytes = path.as_bytes();
+    bytes.first() == Some(&b'/')
+        && bytes
+            .iter()
+            .all(|&b| (0x21..=0x7e).contains(&b) && !matches!(b, b'%' | b'\\' | b';'))
+        && !path.contains("//")
+        && !path.contains("/./")
+        && !path.contains("/../")
+        && !path.ends_with("/.")
+        && !path.ends_with("/..")
 }
 
 /// The path with unreserved escapes decoded, other escapes in upper case, and bytes outside
@@ -383,6 +406,29 @@ mod tests {
                 expected.as_ref().map(|s| *s).map_err(|e| *e),
                 "{target:?}"
             );
+        }
+    }
+
+    #[test]
+    fn the_plain_path_shortcut_agrees_with_the_full_canonicalisation() {
+        for path in [
+            "/",
+            "/a/b",
+            "/a.b/.c/..d/c..",
+            "/a/b/",
+            "/~x-y_z",
+            "/a{b}\"q\"",
+        ] {
+            assert!(is_plainly_canonical(path), "{path}");
+            let mut changes = Changes::default();
+            let full = remove_dot_segments(&decode(path, &mut changes).unwrap()[1..], &mut changes);
+            assert_eq!(full, path);
+            assert!(changes.is_empty(), "{path}");
+        }
+        for path in [
+            "/a//b", "/a/./b", "/a/..", "/a%41", "/a;b", "/a\\b", "/é", "a",
+        ] {
+            assert!(!is_plainly_canonical(path), "{path}");
         }
     }
 
