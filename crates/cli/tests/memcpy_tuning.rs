@@ -16,6 +16,17 @@ fn environment(pid: u32) -> Vec<String> {
         .collect()
 }
 
+/// glibc's version as `getconf` reports it, e.g. (2, 36).
+fn glibc_version() -> Option<(u32, u32)> {
+    let output = std::process::Command::new("getconf")
+        .arg("GNU_LIBC_VERSION")
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let (major, minor) = text.trim().strip_prefix("glibc ")?.split_once('.')?;
+    Some((major.parse().ok()?, minor.parse().ok()?))
+}
+
 fn cpu_is_amd() -> bool {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap();
     let vendor = cpuinfo
@@ -31,15 +42,19 @@ fn serve(dir: &std::path::Path, env: &[(&str, &str)]) -> Moat {
 }
 
 #[test]
-fn a_serving_moat_runs_with_vector_memcpy_on_amd_cpus_only() {
+fn a_serving_moat_runs_with_vector_memcpy_on_amd_cpus_with_an_old_glibc_only() {
     let dir = tempfile::tempdir().unwrap();
     let moat = serve(dir.path(), &[]);
     let tunables: Vec<String> = environment(moat.pid())
         .into_iter()
         .filter(|entry| entry.starts_with("GLIBC_TUNABLES="))
         .collect();
-    if cpu_is_amd() && cfg!(target_env = "gnu") && cfg!(target_arch = "x86_64") {
+    let old_glibc = glibc_version().is_some_and(|version| version < (2, 39));
+    if cpu_is_amd() && old_glibc && cfg!(target_env = "gnu") && cfg!(target_arch = "x86_64") {
         assert_eq!(tunables, [SETTING]);
+        moat.wait_for_log(
+            "re-executed with GLIBC_TUNABLES=glibc.cpu.x86_rep_movsb_threshold=4194304",
+        );
     } else {
         assert!(tunables.is_empty(), "{tunables:?}");
     }
@@ -57,4 +72,18 @@ fn a_glibc_tunables_the_user_set_is_kept() {
         .filter(|entry| entry.starts_with("GLIBC_TUNABLES="))
         .collect();
     assert_eq!(tunables, ["GLIBC_TUNABLES=glibc.malloc.tcache_count=7"]);
+}
+
+#[test]
+fn moat_memcpy_tuning_off_keeps_moat_from_re_executing() {
+    let dir = tempfile::tempdir().unwrap();
+    let moat = serve(dir.path(), &[("MOAT_MEMCPY_TUNING", "off")]);
+    let tunables: Vec<String> = environment(moat.pid())
+        .into_iter()
+        .filter(|entry| {
+            entry.starts_with("GLIBC_TUNABLES=") || entry.starts_with("MOAT_MEMCPY_TUNED")
+        })
+        .collect();
+    assert!(tunables.is_empty(), "{tunables:?}");
+    assert!(!moat.log().contains("re-executed with"), "{}", moat.log());
 }

@@ -248,6 +248,7 @@ fn serve(
     watch: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     init_logging(&log.log_format);
+    crate::memcpy_tuning::log_if_tuned();
     let audit_log = match &log.audit_log {
         Some(path) if path.as_os_str() == "-" => None,
         Some(path) => Some(path.clone()),
