@@ -86,3 +86,61 @@ fn a_missing_file_is_named() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_key_of_the_wrong_type_says_what_it_takes() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path();
+    for (line, error) in [
+        (
+            "upstream = [1]",
+            "endpoints[0].upstream: expected a port number or a string such as \"8080\" or \
+             \"http://127.0.0.1:8080\", found an array",
+        ),
+        (
+            "upstream = true",
+            "endpoints[0].upstream: expected a port number or a string such as \"8080\" or \
+             \"http://127.0.0.1:8080\", found true",
+        ),
+        (
+            "upstream = 8080\ntls_min_version = {}",
+            "endpoints[0].tls_min_version: expected \"1.2\" or \"1.3\", found a table",
+        ),
+        (
+            "upstream = 8080\ncrt = 5\nkey = \"server.key\"",
+            "endpoints[0].crt: invalid type: integer `5`, expected path string",
+        ),
+    ] {
+        std::fs::write(
+            dir.join("moat.toml"),
+            format!("[[endpoints]]\nname = \"app\"\nkind = \"http\"\n{line}\n"),
+        )
+        .unwrap();
+        let (code, _, stderr) = check(dir, "moat.toml");
+        assert_eq!(code, Some(1), "{line}");
+        assert_eq!(stderr, format!("moat: moat.toml: {error}\n"), "{line}");
+    }
+}
+
+#[test]
+fn a_pem_pasted_where_its_path_belongs_is_not_printed_back() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path();
+    let key_pem = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIBFAKEFAKEFAKE\n-----END PRIVATE KEY-----\n";
+    std::fs::write(dir.join("server.crt"), "not checked here").unwrap();
+    std::fs::write(
+        dir.join("moat.toml"),
+        format!(
+            "[[endpoints]]\nname = \"app\"\nkind = \"http\"\nupstream = 8080\n\
+             crt = \"server.crt\"\nkey = \"\"\"{key_pem}\"\"\"\n"
+        ),
+    )
+    .unwrap();
+    let (code, _, stderr) = check(dir, "moat.toml");
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        stderr,
+        "moat: moat.toml: endpoints[0].key: holds the contents of a PEM file \
+         (-----BEGIN PRIVATE KEY-----...), not a path; give the path of the file that holds it\n"
+    );
+}

@@ -531,6 +531,39 @@ fn a_revoked_client_cannot_resume_after_reload_and_others_still_resume() {
         assert_eq!(kind, Some(rustls::HandshakeKind::Resumed), "{mode:?}");
     }
 }
+#[test]
+fn no_session_resumption_makes_every_handshake_full() {
+    let setup = Setup::new();
+    let path = setup.path();
+    let upstream = start_http_upstream().to_string();
+    let modes = [
+        Resumption::Tls13Ticket,
+        Resumption::Tls12SessionId,
+        Resumption::Tls12Ticket,
+    ];
+    for (flags, second) in [
+        (&[][..], rustls::HandshakeKind::Resumed),
+        (
+            &["--no-session-resumption"][..],
+            rustls::HandshakeKind::Full,
+        ),
+    ] {
+        let moat = Moat::serve_mtls(path, "http", &upstream, flags);
+        moat.wait_for_log(&format!(
+            "session_resumption={}",
+            second == rustls::HandshakeKind::Resumed
+        ));
+        for mode in modes {
+            let client = ResumingClient::new(path, "alice", mode);
+            for expected in [rustls::HandshakeKind::Full, second] {
+                let (outcome, kind) = client.get(moat.port());
+                assert!(outcome.unwrap().starts_with("HTTP/1.1 200"), "{mode:?}");
+                assert_eq!(kind, Some(expected), "{flags:?} {mode:?}");
+            }
+        }
+    }
+}
+
 /// `moat http` with a CRL of CA A whose nextUpdate passed yesterday.
 fn start_with_stale_crl(setup: &Setup, extra: &[&str]) -> Moat {
     let path = setup.path();

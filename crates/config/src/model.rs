@@ -62,6 +62,10 @@ pub struct EndpointConfig {
     pub default: bool,
     /// Whether the CertificateRequest names the accepted CAs; large bundles overflow it.
     pub ca_hints: bool,
+    /// Whether clients may resume TLS sessions (by session id or ticket). `false`: every
+    /// connection makes a full handshake and its certificate is verified again. A tls endpoint
+    /// whose rules read connection facts (`source_ip`, CEL) never resumes, whatever this says.
+    pub session_resumption: bool,
     /// What happens to clients of a CA whose CRL is past its nextUpdate.
     pub crl_expired: CrlExpiredPolicy,
     /// The PROXY protocol header sent at the start of each upstream connection, if any.

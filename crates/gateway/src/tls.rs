@@ -102,13 +102,29 @@ pub(crate) fn endpoint_tls(
     if endpoint.kind == EndpointKind::Http {
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     }
-    // Resumption by ticket as well as by session id (the default session cache); both are new
-    // with each ServerConfig, i.e. with each load of the trust files.
-    config.ticketer =
-        rustls::crypto::aws_lc_rs::Ticketer::new().map_err(|source| GatewayError::Tls {
-            endpoint: endpoint.name.clone(),
-            source: Box::new(source),
-        })?;
+    let resumes = resumes_sessions(endpoint);
+    if endpoint.session_resumption && !resumes {
+        tracing::info!(
+            endpoint = %endpoint.name,
+            "session resumption is off: the access rules read the client's address (source_ip) or \
+             run CEL expressions, which a resumed handshake would skip; every connection makes a \
+             full handshake and is judged by the rules"
+        );
+    }
+    if resumes {
+        // Resumption by ticket as well as by session id (the default session cache); both are
+        // new with each ServerConfig, i.e. with each load of the trust files.
+        config.ticketer =
+            rustls::crypto::aws_lc_rs::Ticketer::new().map_err(|source| GatewayError::Tls {
+                endpoint: endpoint.name.clone(),
+                source: Box::new(source),
+            })?;
+    } else {
+        // No session cache, no tickets (the builder's ticketer never makes one; TLS 1.3 would
+        // still send 4 tickets a client could only fail to use): every handshake is full.
+        config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+        config.send_tls13_tickets = 0;
+    }
     Ok(EndpointTls {
         config: Arc::new(config),
         local_ca,
@@ -116,6 +132,20 @@ pub(crate) fn endpoint_tls(
         crls,
         issued,
     })
+}
+
+/// Whether clients of `endpoint` may resume sessions. Not when the configuration turns it off,
+/// nor on a tls endpoint whose rules read connection facts (client address, CEL): its
+/// rules are decided by the client verifier, which rustls does not call on a resumed handshake,
+/// so a session from an allowed connection would let in one the rules refuse. Refusing
+/// resumption, rather than re-deciding after a resumed handshake, keeps every refusal the
+/// `access_denied` alert (nothing can be sent once the handshake is over but a closed
+/// connection). Rules that read only the certificate give the same verdict to the session's
+/// certificate again, so those endpoints go on resuming.
+pub(crate) fn resumes_sessions(endpoint: &EndpointConfig) -> bool {
+    endpoint.session_resumption
+        && !(endpoint.kind == EndpointKind::Tls
+            && moat_policy::rules_use_connection_facts(&endpoint.rules))
 }
 
 /// The cipher suites moat offers, in its order of preference: AES-128-GCM first, then

@@ -71,6 +71,10 @@ pub struct EndpointArgs {
     /// Leave the accepted CAs' names out of the CertificateRequest (large bundles overflow it).
     #[arg(long)]
     pub no_ca_hints: bool,
+    /// Turn off TLS session resumption (session ids and tickets): every connection makes a full
+    /// handshake and its certificate is verified again.
+    #[arg(long)]
+    pub no_session_resumption: bool,
     /// What a CRL past its nextUpdate does: warn (log loudly, keep serving) or refuse (refuse
     /// every client of its CA with unknown_ca).
     #[arg(long, value_name = "POLICY", value_parser = ["warn", "refuse"])]
@@ -159,6 +163,7 @@ impl EndpointArgs {
             crls: self.crls,
             tls_min_version: self.tls_min_version,
             ca_hints: self.no_ca_hints.then_some(false),
+            session_resumption: self.no_session_resumption.then_some(false),
             crl_expired: self.crl_expired,
             timeouts: TimeoutsSpec {
                 request_header: self.request_header_timeout,
