@@ -72,6 +72,9 @@ pub struct EndpointConfig {
     pub upstream_proxy_protocol: Option<ProxyProtocolVersion>,
     /// Access rules in order; empty means every client with a verified certificate passes.
     pub rules: Vec<moat_policy::Rule>,
+    /// The `--policy` file the rules came from (flags only), so that a reload and `--watch`
+    /// know to read it again.
+    pub policy_file: Option<PathBuf>,
 }
 
 /// The answer to a CRL that is past its nextUpdate (its issuer stopped vouching for it).

@@ -525,6 +525,7 @@ fn validate_endpoint(
         crl_expired: operations?.crl_expired,
         upstream_proxy_protocol: operations?.upstream_proxy_protocol,
         rules: rules?,
+        policy_file: spec.policy_file,
     })
 }
 

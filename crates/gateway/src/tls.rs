@@ -274,9 +274,11 @@ fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, GatewayError>
     Ok(chain)
 }
 
-/// Reads an unencrypted PKCS#8, PKCS#1 or SEC1 PEM private key.
+/// Reads an unencrypted PKCS#8, PKCS#1 or SEC1 PEM private key, warning when others than
+/// its owner may read it.
 fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, GatewayError> {
     let bytes = read_file(path, "private key")?;
+    warn_if_readable_by_others(path);
     match PrivateKeyDer::from_pem_slice(&bytes) {
         Ok(key) => Ok(key),
         Err(_) if is_encrypted_key(&bytes) => Err(GatewayError::EncryptedServerKey {
@@ -285,6 +287,23 @@ fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, GatewayError> {
         Err(_) => Err(GatewayError::NoServerKey {
             path: path.to_path_buf(),
         }),
+    }
+}
+
+/// Warns, as ssh does, about a private key that group or others may read (any of mode 0o044):
+/// whoever reads it can impersonate the server. A warning rather than a refusal, since a
+/// group-readable key is a common deliberate setup (a `ssl-cert` group).
+fn warn_if_readable_by_others(path: &Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let Ok(metadata) = std::fs::metadata(path) else {
+        return;
+    };
+    let mode = metadata.permissions().mode() & 0o777;
+    if mode & 0o044 != 0 {
+        tracing::warn!(
+            "{path}: private key is readable by group or others (mode {mode:04o}); run chmod 600 {path}",
+            path = path.display()
+        );
     }
 }
 
