@@ -144,3 +144,34 @@ fn a_pem_pasted_where_its_path_belongs_is_not_printed_back() {
          (-----BEGIN PRIVATE KEY-----...), not a path; give the path of the file that holds it\n"
     );
 }
+
+#[test]
+fn a_tls_endpoint_whose_rules_read_the_connection_is_noted_as_not_resuming() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path();
+    std::fs::write(dir.join("ca.pem"), "not checked here").unwrap();
+    let endpoint = |name: &str, rule: &str| {
+        format!(
+            "[[endpoints]]\nname = \"{name}\"\nkind = \"tls\"\nlisten = \"127.0.0.1:0\"\n\
+             upstream = 5432\nmutual_tls_cas = [\"ca.pem\"]\n\
+             [[endpoints.rules]]\nname = \"r\"\naction = \"allow\"\n{rule}\n"
+        )
+    };
+    std::fs::write(
+        dir.join("moat.toml"),
+        [
+            endpoint("by-name", "include = [{ common_name = \"alice\" }]"),
+            endpoint("by-address", "require = [{ source_ip = \"10.0.0.0/8\" }]"),
+        ]
+        .concat(),
+    )
+    .unwrap();
+    let (code, stdout, stderr) = check(dir, "moat.toml");
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(
+        stdout,
+        "note: moat.toml: endpoints[1] (by-address): no session resumption: its rules read the \
+         client's address (source_ip) or run CEL expressions, which a resumed handshake would \
+         skip, so every connection makes a full handshake\nok: 2 endpoints\n"
+    );
+}

@@ -142,7 +142,7 @@ pub(crate) fn endpoint_tls(
 /// `access_denied` alert (nothing can be sent once the handshake is over but a closed
 /// connection). Rules that read only the certificate give the same verdict to the session's
 /// certificate again, so those endpoints go on resuming.
-pub(crate) fn resumes_sessions(endpoint: &EndpointConfig) -> bool {
+pub fn resumes_sessions(endpoint: &EndpointConfig) -> bool {
     endpoint.session_resumption
         && !(endpoint.kind == EndpointKind::Tls
             && moat_policy::rules_use_connection_facts(&endpoint.rules))
