@@ -75,6 +75,7 @@ impl Config {
     pub fn from_toml_file(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
+            what: "configuration file",
             source,
         })?;
         let base_dir = path.parent().filter(|dir| !dir.as_os_str().is_empty());
