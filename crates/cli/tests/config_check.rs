@@ -87,6 +87,18 @@ fn a_missing_file_is_named() {
     );
 }
 
+/// `moat config check` of an http endpoint "app" with the keys `lines` fails with just `error`.
+fn assert_refused(dir: &std::path::Path, lines: &str, error: &str) {
+    std::fs::write(
+        dir.join("moat.toml"),
+        format!("[[endpoints]]\nname = \"app\"\nkind = \"http\"\n{lines}\n"),
+    )
+    .unwrap();
+    let (code, _, stderr) = check(dir, "moat.toml");
+    assert_eq!(code, Some(1), "{lines}");
+    assert_eq!(stderr, format!("moat: moat.toml: {error}\n"), "{lines}");
+}
+
 #[test]
 fn a_key_of_the_wrong_type_says_what_it_takes() {
     let scratch = tempfile::tempdir().unwrap();
@@ -111,14 +123,7 @@ fn a_key_of_the_wrong_type_says_what_it_takes() {
             "endpoints[0].crt: invalid type: integer `5`, expected path string",
         ),
     ] {
-        std::fs::write(
-            dir.join("moat.toml"),
-            format!("[[endpoints]]\nname = \"app\"\nkind = \"http\"\n{line}\n"),
-        )
-        .unwrap();
-        let (code, _, stderr) = check(dir, "moat.toml");
-        assert_eq!(code, Some(1), "{line}");
-        assert_eq!(stderr, format!("moat: moat.toml: {error}\n"), "{line}");
+        assert_refused(dir, line, error);
     }
 }
 
@@ -128,20 +133,11 @@ fn a_pem_pasted_where_its_path_belongs_is_not_printed_back() {
     let dir = scratch.path();
     let key_pem = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIBFAKEFAKEFAKE\n-----END PRIVATE KEY-----\n";
     std::fs::write(dir.join("server.crt"), "not checked here").unwrap();
-    std::fs::write(
-        dir.join("moat.toml"),
-        format!(
-            "[[endpoints]]\nname = \"app\"\nkind = \"http\"\nupstream = 8080\n\
-             crt = \"server.crt\"\nkey = \"\"\"{key_pem}\"\"\"\n"
-        ),
-    )
-    .unwrap();
-    let (code, _, stderr) = check(dir, "moat.toml");
-    assert_eq!(code, Some(1));
-    assert_eq!(
-        stderr,
-        "moat: moat.toml: endpoints[0].key: holds the contents of a PEM file \
-         (-----BEGIN PRIVATE KEY-----...), not a path; give the path of the file that holds it\n"
+    assert_refused(
+        dir,
+        &format!("upstream = 8080\ncrt = \"server.crt\"\nkey = \"\"\"{key_pem}\"\"\""),
+        "endpoints[0].key: holds the contents of a PEM file (-----BEGIN PRIVATE KEY-----...), \
+         not a path; give the path of the file that holds it",
     );
 }
 
@@ -174,4 +170,25 @@ fn a_tls_endpoint_whose_rules_read_the_connection_is_noted_as_not_resuming() {
          client's address (source_ip) or run CEL expressions, which a resumed handshake would \
          skip, so every connection makes a full handshake\nok: 2 endpoints\n"
     );
+}
+
+#[test]
+fn a_file_list_given_one_string_shows_the_list_to_write() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path();
+    let ca_pem = "-----BEGIN CERTIFICATE-----\nMIIBbTCCAROgAwIBAgIUOtgK\n-----END CERTIFICATE-----";
+    for (line, error) in [
+        (
+            "mutual_tls_cas = \"cas.pem\"".to_owned(),
+            "endpoints[0].mutual_tls_cas: expected a list of files, found a string; write \
+             [\"cas.pem\"]",
+        ),
+        (
+            format!("mutual_tls_cas = [\"cas.pem\"]\ncrls = \"\"\"{ca_pem}\"\"\""),
+            "endpoints[0].crls: expected a list of files, found the contents of a PEM file; give \
+             the path of the file that holds it, as [\"FILE\"]",
+        ),
+    ] {
+        assert_refused(dir, &format!("upstream = 8080\n{line}"), error);
+    }
 }

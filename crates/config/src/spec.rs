@@ -45,10 +45,10 @@ pub struct EndpointSpec {
     /// Server private key (PEM).
     pub key: Option<PathBuf>,
     /// CA bundles whose client certificates are accepted.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "path_list")]
     pub mutual_tls_cas: Vec<PathBuf>,
     /// Certificate revocation lists (PEM or DER).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "path_list")]
     pub crls: Vec<PathBuf>,
     /// `"require-and-verify"` (default) or `"request"`.
     pub client_auth: Option<String>,
@@ -163,6 +163,40 @@ fn string_or_number<'de, D: Deserializer<'de>>(
     }
 
     deserializer.deserialize_any(Scalar(expected)).map(Some)
+}
+
+/// A list of file paths. A single string is refused with the list to write instead, and is
+/// not echoed when it holds a PEM rather than a path.
+fn path_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<PathBuf>, D::Error> {
+    use serde::de::{Error, SeqAccess, Visitor};
+
+    struct Paths;
+
+    impl<'de> Visitor<'de> for Paths {
+        type Value = Vec<PathBuf>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a list of files such as [\"FILE\"]")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<PathBuf>, A::Error> {
+            let mut paths = Vec::new();
+            while let Some(path) = seq.next_element()? {
+                paths.push(path);
+            }
+            Ok(paths)
+        }
+        fn visit_str<E: Error>(self, text: &str) -> Result<Vec<PathBuf>, E> {
+            Err(E::custom(if text.contains("-----BEGIN ") {
+                "expected a list of files, found the contents of a PEM file; give the path of \
+                 the file that holds it, as [\"FILE\"]"
+                    .to_owned()
+            } else {
+                format!("expected a list of files, found a string; write [{text:?}]")
+            }))
+        }
+    }
+
+    deserializer.deserialize_any(Paths)
 }
 
 /// How field paths are written: `endpoints[1].upstream` in a file, `--upstream` for flags.
