@@ -391,6 +391,19 @@ fn a_tls_session_cannot_resume_past_a_rule_on_the_client_address() {
         .unwrap();
     assert!(refusal.contains("peer=127.0.0.2:"), "{refusal}");
     assert!(refusal.contains("rule=\"local-only\""), "{refusal}");
+    // So does the audit event (on stdout) of each refused handshake, and of no other.
+    let events: Vec<serde_json::Value> =
+        std::iter::from_fn(|| moat.next_stdout_line(std::time::Duration::from_secs(2)))
+            .map(|line| serde_json::from_str(&line).unwrap())
+            .filter(|event: &serde_json::Value| event["event"] == "tls_handshake")
+            .take(6)
+            .collect();
+    for event in &events {
+        let from_denied = event["peer"].as_str().unwrap().starts_with("127.0.0.2:");
+        let reason = if from_denied { "policy_denied" } else { "" };
+        assert_eq!(event["reason"].as_str().unwrap_or(""), reason, "{event}");
+    }
+    assert_eq!(events.len(), 6, "{events:?}");
 }
 
 #[test]
