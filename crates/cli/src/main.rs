@@ -63,7 +63,7 @@ fn main() -> std::process::ExitCode {
 /// The error and its causes on one line. The library errors already quote their cause in their
 /// own message (so that they read well alone), so a cause whose text is already shown is skipped
 /// rather than printed twice.
-fn error_report(error: &anyhow::Error) -> String {
+pub(crate) fn error_report(error: &anyhow::Error) -> String {
     let mut report = String::new();
     for cause in error.chain() {
         let text = cause.to_string();

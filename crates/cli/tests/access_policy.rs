@@ -7,8 +7,8 @@ mod gateway_support;
 use std::path::Path;
 
 use gateway_support::{
-    ClientOptions, Moat, TestCa, Usage, curl, moat_output, rustls_request, start_echo_upstream,
-    start_http_upstream, write_pair,
+    ClientOptions, Moat, TestCa, Usage, client_config, connect_from, curl, moat_output,
+    rustls_exchange_over, rustls_request, start_echo_upstream, start_http_upstream, write_pair,
 };
 use rustls::AlertDescription;
 
@@ -276,19 +276,28 @@ fn verify_prints_each_step_and_the_deciding_rule() {
     assert!(stdout.ends_with("verdict: PASS\n"), "{stdout}");
 }
 
+/// `setup`, then `moat tls` (echoing upstream) with `tls-policy.toml` holding one allow rule
+/// `name` whose tests are `tests` (TOML lines).
+fn serve_tls_rule(dir: &Path, name: &str, tests: &str) -> Moat {
+    setup(dir);
+    std::fs::write(
+        dir.join("tls-policy.toml"),
+        format!("[[rules]]\nname = \"{name}\"\naction = \"allow\"\n{tests}\n"),
+    )
+    .unwrap();
+    let echo = start_echo_upstream().to_string();
+    Moat::serve_mtls(dir, "tls", &echo, &["--policy", "tls-policy.toml"])
+}
+
 #[test]
 fn tls_rules_refuse_the_handshake_with_access_denied() {
     let scratch = tempfile::tempdir().unwrap();
     let dir = scratch.path();
-    setup(dir);
-    std::fs::write(
-        dir.join("tls-policy.toml"),
-        "[[rules]]\nname = \"service-a-only\"\naction = \"allow\"\n\
-         expressions = [\"conn.tls.client.subject.common_name == 'service-a'\"]\n",
-    )
-    .unwrap();
-    let echo = start_echo_upstream().to_string();
-    let moat = Moat::serve_mtls(dir, "tls", &echo, &["--policy", "tls-policy.toml"]);
+    let moat = serve_tls_rule(
+        dir,
+        "service-a-only",
+        "expressions = [\"conn.tls.client.subject.common_name == 'service-a'\"]",
+    );
     let send = |client: &str, tls12_only: bool| {
         let cert = dir.join(format!("{client}.crt"));
         let key = dir.join(format!("{client}.key"));
@@ -312,6 +321,113 @@ fn tls_rules_refuse_the_handshake_with_access_denied() {
     }
     moat.wait_for_log("client certificate refused by the access policy");
     moat.wait_for_log("rule=\"service-a-only\"");
+}
+
+/// Sends "ping" to a `moat tls` endpoint as service-a from each of `sources` in turn, all with
+/// one client configuration (so each connection offers the session of the one before);
+/// returns what each connection saw and how its handshake went.
+fn ping_from(
+    dir: &Path,
+    port: u16,
+    tls12_only: bool,
+    sources: &[[u8; 4]],
+) -> Vec<(rustls::Error, Option<rustls::HandshakeKind>)> {
+    let (cert, key) = (dir.join("service-a.crt"), dir.join("service-a.key"));
+    let options = ClientOptions {
+        server_ca: &dir.join("server-ca.pem"),
+        identity: Some((&cert, &key)),
+        tls12_only,
+        send: b"ping\n",
+        half_close: true,
+    };
+    let config = client_config(&options);
+    sources
+        .iter()
+        .map(|source| {
+            let socket = connect_from(std::net::IpAddr::from(*source), port);
+            let exchange =
+                rustls_exchange_over(socket, config.clone(), Some("localhost"), &options);
+            let outcome = match exchange.outcome {
+                Ok(echoed) => rustls::Error::General(echoed),
+                Err(error) => error,
+            };
+            (outcome, exchange.handshake)
+        })
+        .collect()
+}
+
+#[test]
+fn a_tls_session_cannot_resume_past_a_rule_on_the_client_address() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path();
+    let moat = serve_tls_rule(
+        dir,
+        "local-only",
+        "require = [{ source_ip = \"127.0.0.1\" }]",
+    );
+    moat.wait_for_log("session resumption is off: the access rules read the client's address");
+    let (allowed, denied) = ([127, 0, 0, 1], [127, 0, 0, 2]);
+    let echoed = rustls::Error::General("ping\n".to_owned());
+    let refused = rustls::Error::AlertReceived(AlertDescription::AccessDenied);
+    let full = Some(rustls::HandshakeKind::Full);
+    for tls12_only in [false, true] {
+        // Before the fix the second connection resumed the first one's session, which rustls
+        // does without calling the verifier that applies the rules, and was let in.
+        let seen = ping_from(dir, moat.port(), tls12_only, &[allowed, denied, allowed]);
+        let outcomes: Vec<_> = seen.iter().map(|(outcome, _)| outcome.clone()).collect();
+        assert_eq!(
+            outcomes,
+            [echoed.clone(), refused.clone(), echoed.clone()],
+            "TLS 1.2 only: {tls12_only}"
+        );
+        // The refused client's TLS 1.3 handshake ends on its side before the alert arrives.
+        assert_eq!((seen[0].1, seen[2].1), (full, full), "{tls12_only}");
+        assert_ne!(seen[1].1, Some(rustls::HandshakeKind::Resumed));
+    }
+    let log = moat.wait_for_log("client certificate refused by the access policy");
+    let refusal = log
+        .lines()
+        .find(|line| line.contains("refused by the access policy"))
+        .unwrap();
+    assert!(refusal.contains("peer=127.0.0.2:"), "{refusal}");
+    assert!(refusal.contains("rule=\"local-only\""), "{refusal}");
+    // So does the audit event (on stdout) of each refused handshake, and of no other.
+    let events: Vec<serde_json::Value> =
+        std::iter::from_fn(|| moat.next_stdout_line(std::time::Duration::from_secs(2)))
+            .map(|line| serde_json::from_str(&line).unwrap())
+            .filter(|event: &serde_json::Value| event["event"] == "tls_handshake")
+            .take(6)
+            .collect();
+    for event in &events {
+        let from_denied = event["peer"].as_str().unwrap().starts_with("127.0.0.2:");
+        let reason = if from_denied { "policy_denied" } else { "" };
+        assert_eq!(event["reason"].as_str().unwrap_or(""), reason, "{event}");
+    }
+    assert_eq!(events.len(), 6, "{events:?}");
+}
+
+#[test]
+fn a_tls_session_resumes_when_the_rules_read_only_the_certificate() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path();
+    let moat = serve_tls_rule(
+        dir,
+        "service-a-only",
+        "include = [{ common_name = \"service-a\" }]",
+    );
+    let echoed = rustls::Error::General("ping\n".to_owned());
+    let local = [127, 0, 0, 1];
+    for tls12_only in [false, true] {
+        assert_eq!(
+            ping_from(dir, moat.port(), tls12_only, &[local, local]),
+            [
+                (echoed.clone(), Some(rustls::HandshakeKind::Full)),
+                (echoed.clone(), Some(rustls::HandshakeKind::Resumed))
+            ],
+            "TLS 1.2 only: {tls12_only}"
+        );
+    }
+    assert!(!moat.log().contains("session resumption is off"));
 }
 
 #[test]

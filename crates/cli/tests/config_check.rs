@@ -86,3 +86,109 @@ fn a_missing_file_is_named() {
         "{stderr}"
     );
 }
+
+/// `moat config check` of an http endpoint "app" with the keys `lines` fails with just `error`.
+fn assert_refused(dir: &std::path::Path, lines: &str, error: &str) {
+    std::fs::write(
+        dir.join("moat.toml"),
+        format!("[[endpoints]]\nname = \"app\"\nkind = \"http\"\n{lines}\n"),
+    )
+    .unwrap();
+    let (code, _, stderr) = check(dir, "moat.toml");
+    assert_eq!(code, Some(1), "{lines}");
+    assert_eq!(stderr, format!("moat: moat.toml: {error}\n"), "{lines}");
+}
+
+#[test]
+fn a_key_of_the_wrong_type_says_what_it_takes() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path();
+    for (line, error) in [
+        (
+            "upstream = [1]",
+            "endpoints[0].upstream: expected a port number or a string such as \"8080\" or \
+             \"http://127.0.0.1:8080\", found an array",
+        ),
+        (
+            "upstream = true",
+            "endpoints[0].upstream: expected a port number or a string such as \"8080\" or \
+             \"http://127.0.0.1:8080\", found true",
+        ),
+        (
+            "upstream = 8080\ntls_min_version = {}",
+            "endpoints[0].tls_min_version: expected \"1.2\" or \"1.3\", found a table",
+        ),
+        (
+            "upstream = 8080\ncrt = 5\nkey = \"server.key\"",
+            "endpoints[0].crt: invalid type: integer `5`, expected path string",
+        ),
+    ] {
+        assert_refused(dir, line, error);
+    }
+}
+
+#[test]
+fn a_pem_pasted_where_its_path_belongs_is_not_printed_back() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path();
+    let key_pem = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIBFAKEFAKEFAKE\n-----END PRIVATE KEY-----\n";
+    std::fs::write(dir.join("server.crt"), "not checked here").unwrap();
+    assert_refused(
+        dir,
+        &format!("upstream = 8080\ncrt = \"server.crt\"\nkey = \"\"\"{key_pem}\"\"\""),
+        "endpoints[0].key: holds the contents of a PEM file (-----BEGIN PRIVATE KEY-----...), \
+         not a path; give the path of the file that holds it",
+    );
+}
+
+#[test]
+fn a_tls_endpoint_whose_rules_read_the_connection_is_noted_as_not_resuming() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path();
+    std::fs::write(dir.join("ca.pem"), "not checked here").unwrap();
+    let endpoint = |name: &str, rule: &str| {
+        format!(
+            "[[endpoints]]\nname = \"{name}\"\nkind = \"tls\"\nlisten = \"127.0.0.1:0\"\n\
+             upstream = 5432\nmutual_tls_cas = [\"ca.pem\"]\n\
+             [[endpoints.rules]]\nname = \"r\"\naction = \"allow\"\n{rule}\n"
+        )
+    };
+    std::fs::write(
+        dir.join("moat.toml"),
+        [
+            endpoint("by-name", "include = [{ common_name = \"alice\" }]"),
+            endpoint("by-address", "require = [{ source_ip = \"10.0.0.0/8\" }]"),
+        ]
+        .concat(),
+    )
+    .unwrap();
+    let (code, stdout, stderr) = check(dir, "moat.toml");
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(
+        stdout,
+        "note: moat.toml: endpoints[1] (by-address): no session resumption: its rules read the \
+         client's address (source_ip) or run CEL expressions, which a resumed handshake would \
+         skip, so every connection makes a full handshake\nok: 2 endpoints\n"
+    );
+}
+
+#[test]
+fn a_file_list_given_one_string_shows_the_list_to_write() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path();
+    let ca_pem = "-----BEGIN CERTIFICATE-----\nMIIBbTCCAROgAwIBAgIUOtgK\n-----END CERTIFICATE-----";
+    for (line, error) in [
+        (
+            "mutual_tls_cas = \"cas.pem\"".to_owned(),
+            "endpoints[0].mutual_tls_cas: expected a list of files, found a string; write \
+             [\"cas.pem\"]",
+        ),
+        (
+            format!("mutual_tls_cas = [\"cas.pem\"]\ncrls = \"\"\"{ca_pem}\"\"\""),
+            "endpoints[0].crls: expected a list of files, found the contents of a PEM file; give \
+             the path of the file that holds it, as [\"FILE\"]",
+        ),
+    ] {
+        assert_refused(dir, &format!("upstream = 8080\n{line}"), error);
+    }
+}

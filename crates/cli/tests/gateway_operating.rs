@@ -308,6 +308,13 @@ fn startup_errors_name_the_file_and_the_fix() {
         "{stderr}"
     );
 
+    // A policy file is named as one, not as the configuration file.
+    let stderr = stderr_of(&["http", "8080", "--policy", "missing-policy.toml"]);
+    assert!(
+        stderr.starts_with("moat: missing-policy.toml: cannot read the policy file: "),
+        "{stderr}"
+    );
+
     // The port is taken by another listener.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = taken.local_addr().unwrap().to_string();

@@ -289,6 +289,12 @@ fn reload_under_load_drops_no_request_and_applies_the_new_trust() {
         failure.contains("still serving the previous configuration"),
         "{failure}"
     );
+    // The cause is said once, not again as the error's source.
+    assert_eq!(
+        failure.matches("cas.pem: holds no certificate").count(),
+        1,
+        "{failure}"
+    );
     assert!(
         get_as(path, port, "carol")
             .unwrap()
@@ -531,6 +537,177 @@ fn a_revoked_client_cannot_resume_after_reload_and_others_still_resume() {
         assert_eq!(kind, Some(rustls::HandshakeKind::Resumed), "{mode:?}");
     }
 }
+#[test]
+fn no_session_resumption_makes_every_handshake_full() {
+    let setup = Setup::new();
+    let path = setup.path();
+    let upstream = start_http_upstream().to_string();
+    let modes = [
+        Resumption::Tls13Ticket,
+        Resumption::Tls12SessionId,
+        Resumption::Tls12Ticket,
+    ];
+    for (flags, second) in [
+        (&[][..], rustls::HandshakeKind::Resumed),
+        (
+            &["--no-session-resumption"][..],
+            rustls::HandshakeKind::Full,
+        ),
+    ] {
+        let moat = Moat::serve_mtls(path, "http", &upstream, flags);
+        moat.wait_for_log(&format!(
+            "session_resumption={}",
+            second == rustls::HandshakeKind::Resumed
+        ));
+        for mode in modes {
+            let client = ResumingClient::new(path, "alice", mode);
+            for expected in [rustls::HandshakeKind::Full, second] {
+                let (outcome, kind) = client.get(moat.port());
+                assert!(outcome.unwrap().starts_with("HTTP/1.1 200"), "{mode:?}");
+                assert_eq!(kind, Some(expected), "{flags:?} {mode:?}");
+            }
+        }
+    }
+}
+
+/// A `--policy` file letting in only the client whose CN is `name`.
+fn policy_allowing(name: &str) -> String {
+    format!(
+        "[[rules]]\nname = \"only-{name}\"\naction = \"allow\"\ninclude = [{{ common_name = \"{name}\" }}]\n"
+    )
+}
+
+/// The status line of one GET as `name`.
+fn status_as(dir: &Path, port: u16, name: &str) -> String {
+    let response = get_as(dir, port, name).unwrap();
+    response.lines().next().unwrap_or_default().to_owned()
+}
+
+/// `moat http --policy policy.toml EXTRA` letting in alice, and bob refused.
+fn start_with_policy(setup: &Setup, extra: &[&str]) -> Moat {
+    let path = setup.path();
+    std::fs::write(path.join("policy.toml"), policy_allowing("alice")).unwrap();
+    let upstream = start_http_upstream().to_string();
+    let mut flags = vec!["--policy", "policy.toml"];
+    flags.extend_from_slice(extra);
+    let moat = Moat::serve_mtls(path, "http", &upstream, &flags);
+    assert_eq!(status_as(path, moat.port(), "alice"), "HTTP/1.1 200 OK");
+    assert_eq!(
+        status_as(path, moat.port(), "bob"),
+        "HTTP/1.1 403 Forbidden"
+    );
+    moat
+}
+
+/// After a reload that switched the policy from alice to bob.
+fn assert_policy_switched_to_bob(path: &Path, moat: &Moat) {
+    let log = moat.wait_for_log("reload complete");
+    assert!(
+        log.contains("reload: endpoint http: policy.toml changed"),
+        "{log}"
+    );
+    // The rules are the file's change, not a change of the flags.
+    assert!(!log.contains("configuration changed"), "{log}");
+    assert_eq!(
+        status_as(path, moat.port(), "alice"),
+        "HTTP/1.1 403 Forbidden"
+    );
+    assert_eq!(status_as(path, moat.port(), "bob"), "HTTP/1.1 200 OK");
+}
+
+#[test]
+fn sighup_rereads_the_policy_file_of_moat_http() {
+    let setup = Setup::new();
+    let path = setup.path();
+    let moat = start_with_policy(&setup, &[]);
+    replace(&path.join("policy.toml"), policy_allowing("bob"));
+    moat.signal("HUP");
+    assert_policy_switched_to_bob(path, &moat);
+}
+
+#[test]
+fn watch_reloads_moat_http_when_its_policy_file_changes() {
+    let setup = Setup::new();
+    let path = setup.path();
+    let moat = start_with_policy(&setup, &["--watch"]);
+    replace(&path.join("policy.toml"), policy_allowing("bob"));
+    assert_policy_switched_to_bob(path, &moat);
+    let log = moat.log();
+    assert!(log.contains("trigger=\"--watch: policy.toml\""), "{log}");
+}
+
+#[test]
+fn a_broken_policy_file_on_reload_keeps_the_old_rules() {
+    let setup = Setup::new();
+    let path = setup.path();
+    let moat = start_with_policy(&setup, &[]);
+    replace(
+        &path.join("policy.toml"),
+        "[[rules]]\nname = \"typo\"\naction = \"allow\"\ninclude = [{ commonname = \"bob\" }]\n",
+    );
+    moat.signal("HUP");
+    let log = moat.wait_for_log("reload failed");
+    let failure: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("reload failed"))
+        .collect();
+    assert_eq!(failure.len(), 1, "{log}");
+    assert!(
+        failure[0].contains(
+            "reload failed, still serving the previous configuration: moat http: --policy \
+             policy.toml: rules[0] (\"typo\").include[0]: unknown selector \"commonname\""
+        ),
+        "{log}"
+    );
+    assert_eq!(status_as(path, moat.port(), "alice"), "HTTP/1.1 200 OK");
+    assert_eq!(
+        status_as(path, moat.port(), "bob"),
+        "HTTP/1.1 403 Forbidden"
+    );
+}
+
+#[test]
+fn a_server_key_readable_by_others_is_warned_about_at_load_and_reload() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let setup = Setup::new();
+    let path = setup.path();
+    let key = path.join("server.key");
+    let set_mode = |mode: u32| {
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    let warning = |mode: &str| {
+        format!(
+            "WARN moat_gateway::tls: server.key: private key is readable by group or others \
+             (mode {mode}); run chmod 600 server.key"
+        )
+    };
+    set_mode(0o644);
+    let upstream = start_http_upstream().to_string();
+    let moat = Moat::serve_mtls(path, "http", &upstream, &[]);
+    moat.wait_for_log(&warning("0644"));
+
+    // A new certificate and key, the key kept private: loaded without a warning.
+    write_pair(
+        path,
+        "server",
+        &setup.server_ca.leaf("localhost", Usage::Server, 101),
+    );
+    set_mode(0o600);
+    moat.signal("HUP");
+    let log = wait_for_count(&moat, "reload complete", 1);
+    assert_eq!(log.matches("private key is readable").count(), 1, "{log}");
+
+    write_pair(
+        path,
+        "server",
+        &setup.server_ca.leaf("localhost", Usage::Server, 102),
+    );
+    set_mode(0o640);
+    moat.signal("HUP");
+    wait_for_count(&moat, "reload complete", 2);
+    moat.wait_for_log(&warning("0640"));
+}
+
 /// `moat http` with a CRL of CA A whose nextUpdate passed yesterday.
 fn start_with_stale_crl(setup: &Setup, extra: &[&str]) -> Moat {
     let path = setup.path();

@@ -23,10 +23,12 @@ impl fmt::Display for FieldError {
 #[non_exhaustive]
 pub enum ConfigError {
     /// The configuration file could not be read.
-    #[error("{path}: cannot read the configuration file: {source}; check the path and its permissions", path = path.display())]
+    #[error("{path}: cannot read the {what}: {source}; check the path and its permissions", path = path.display())]
     Read {
         /// The file.
         path: PathBuf,
+        /// What the file is: "configuration file" or "policy file".
+        what: &'static str,
         /// The I/O error.
         source: std::io::Error,
     },

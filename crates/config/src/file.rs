@@ -50,12 +50,32 @@ fn telemetry_config(
     }
 }
 
+/// A key of `endpoints[index]` that has the wrong type: toml ends serde's message with
+/// `` in `KEY` ``, which becomes the field path, as validation names fields.
+fn structural_error(index: usize, error: &toml::de::Error) -> FieldError {
+    let message = error.to_string().trim_end().replace('\n', " ");
+    let keyed = message
+        .strip_suffix('`')
+        .and_then(|rest| rest.rsplit_once(" in `"));
+    match keyed {
+        Some((message, key)) => FieldError {
+            path: format!("endpoints[{index}].{key}"),
+            message: message.to_owned(),
+        },
+        None => FieldError {
+            path: format!("endpoints[{index}]"),
+            message,
+        },
+    }
+}
+
 impl Config {
     /// Reads and validates a `moat.toml` file; relative paths in it are resolved against the
     /// file's directory, and errors name the file and each field.
     pub fn from_toml_file(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
+            what: "configuration file",
             source,
         })?;
         let base_dir = path.parent().filter(|dir| !dir.as_os_str().is_empty());
@@ -76,10 +96,7 @@ impl Config {
         for (index, value) in top.endpoints.into_iter().enumerate() {
             match EndpointSpec::deserialize(value) {
                 Ok(spec) => specs.push((index, spec)),
-                Err(error) => structural.push(FieldError {
-                    path: format!("endpoints[{index}]"),
-                    message: error.to_string().trim_end().replace('\n', " "),
-                }),
+                Err(error) => structural.push(structural_error(index, &error)),
             }
         }
         let telemetry =

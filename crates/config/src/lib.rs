@@ -26,6 +26,9 @@
 //! # terminate_at = "edge"           # tls endpoints only: "edge" or "agent"
 //! default = false                   # on a shared listen address: takes clients without SNI
 //! ca_hints = true                   # false: no CA names in the CertificateRequest
+//! session_resumption = true         # false: no session ids or tickets; every connection does a
+//!                                   # full handshake (tls endpoints whose rules have
+//!                                   # source_ip or expressions never resume)
 //! crl_expired = "warn"              # or "refuse": a CRL past nextUpdate refuses its CA's clients
 //! # upstream_proxy_protocol = 2     # tls endpoints only: PROXY protocol header, 1 or 2
 //!

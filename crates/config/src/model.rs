@@ -62,12 +62,19 @@ pub struct EndpointConfig {
     pub default: bool,
     /// Whether the CertificateRequest names the accepted CAs; large bundles overflow it.
     pub ca_hints: bool,
+    /// Whether clients may resume TLS sessions (by session id or ticket). `false`: every
+    /// connection makes a full handshake and its certificate is verified again. A tls endpoint
+    /// whose rules read connection facts (`source_ip`, CEL) never resumes, whatever this says.
+    pub session_resumption: bool,
     /// What happens to clients of a CA whose CRL is past its nextUpdate.
     pub crl_expired: CrlExpiredPolicy,
     /// The PROXY protocol header sent at the start of each upstream connection, if any.
     pub upstream_proxy_protocol: Option<ProxyProtocolVersion>,
     /// Access rules in order; empty means every client with a verified certificate passes.
     pub rules: Vec<moat_policy::Rule>,
+    /// The `--policy` file the rules came from (flags only), so that a reload and `--watch`
+    /// know to read it again.
+    pub policy_file: Option<PathBuf>,
 }
 
 /// The answer to a CRL that is past its nextUpdate (its issuer stopped vouching for it).

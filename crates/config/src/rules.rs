@@ -51,6 +51,7 @@ struct PolicyFile {
 pub fn read_policy_file(path: &Path) -> Result<Vec<RuleSpec>, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_path_buf(),
+        what: "policy file",
         source,
     })?;
     let file: PolicyFile = toml::from_str(&text).map_err(|error| ConfigError::Syntax {

@@ -36,7 +36,7 @@ pub struct EndpointSpec {
     /// The hostname served; default `localhost`.
     pub domain: Option<String>,
     /// `PORT`, `HOST:PORT` or a URL.
-    #[serde(default, deserialize_with = "string_or_number")]
+    #[serde(default, deserialize_with = "upstream_text")]
     pub upstream: Option<String>,
     /// CA file verifying an `https://` upstream.
     pub upstream_ca: Option<PathBuf>,
@@ -45,15 +45,15 @@ pub struct EndpointSpec {
     /// Server private key (PEM).
     pub key: Option<PathBuf>,
     /// CA bundles whose client certificates are accepted.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "path_list")]
     pub mutual_tls_cas: Vec<PathBuf>,
     /// Certificate revocation lists (PEM or DER).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "path_list")]
     pub crls: Vec<PathBuf>,
     /// `"require-and-verify"` (default) or `"request"`.
     pub client_auth: Option<String>,
     /// `"1.2"` (default) or `"1.3"`.
-    #[serde(default, deserialize_with = "string_or_number")]
+    #[serde(default, deserialize_with = "tls_version_text")]
     pub tls_min_version: Option<String>,
     /// `"edge"` (default) or `"agent"`; `tls` endpoints only.
     pub terminate_at: Option<String>,
@@ -66,8 +66,11 @@ pub struct EndpointSpec {
     pub ca_hints: Option<bool>,
     /// `"warn"` (default) or `"refuse"`.
     pub crl_expired: Option<String>,
+    /// `false` turns off TLS session resumption (session ids and tickets), so every
+    /// connection makes a full handshake and its certificate is verified again.
+    pub session_resumption: Option<bool>,
     /// `1` or `2`: a PROXY protocol header to the upstream (tls endpoints).
-    #[serde(default, deserialize_with = "string_or_number")]
+    #[serde(default, deserialize_with = "proxy_protocol_text")]
     pub upstream_proxy_protocol: Option<String>,
     /// Access rules in order (`[[endpoints.rules]]`); the first covering a request decides.
     #[serde(default)]
@@ -95,24 +98,109 @@ pub struct TimeoutsSpec {
     pub request_body_min_rate: Option<u64>,
 }
 
-/// Accepts `upstream = 8080` and `tls_min_version = 1.3` as well as their quoted forms.
-fn string_or_number<'de, D: Deserializer<'de>>(
+/// `upstream = 8080` as well as `upstream = "8080"`.
+fn upstream_text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    string_or_number(
+        deserializer,
+        "a port number or a string such as \"8080\" or \"http://127.0.0.1:8080\"",
+    )
+}
+
+/// `tls_min_version = 1.3` as well as `tls_min_version = "1.3"`.
+fn tls_version_text<'de, D: Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Option<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Scalar {
-        Text(String),
-        Integer(i64),
-        Float(f64),
+    string_or_number(deserializer, "\"1.2\" or \"1.3\"")
+}
+
+/// `upstream_proxy_protocol = 2` as well as `upstream_proxy_protocol = "2"`.
+fn proxy_protocol_text<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<String>, D::Error> {
+    string_or_number(deserializer, "1 or 2")
+}
+
+/// A string or a number, as text; anything else is refused with what the key takes
+/// (`expected`) and what was found, rather than serde's "did not match any variant".
+fn string_or_number<'de, D: Deserializer<'de>>(
+    deserializer: D,
+    expected: &'static str,
+) -> Result<Option<String>, D::Error> {
+    use serde::de::{Error, MapAccess, SeqAccess, Visitor};
+
+    struct Scalar(&'static str);
+
+    impl Scalar {
+        fn found<E: Error>(&self, found: &str) -> E {
+            E::custom(format!("expected {}, found {found}", self.0))
+        }
     }
-    Ok(
-        Option::<Scalar>::deserialize(deserializer)?.map(|scalar| match scalar {
-            Scalar::Text(text) => text,
-            Scalar::Integer(number) => number.to_string(),
-            Scalar::Float(number) => number.to_string(),
-        }),
-    )
+
+    impl<'de> Visitor<'de> for Scalar {
+        type Value = String;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+        fn visit_str<E: Error>(self, text: &str) -> Result<String, E> {
+            Ok(text.to_owned())
+        }
+        fn visit_i64<E: Error>(self, number: i64) -> Result<String, E> {
+            Ok(number.to_string())
+        }
+        fn visit_u64<E: Error>(self, number: u64) -> Result<String, E> {
+            Ok(number.to_string())
+        }
+        fn visit_f64<E: Error>(self, number: f64) -> Result<String, E> {
+            Ok(number.to_string())
+        }
+        fn visit_bool<E: Error>(self, flag: bool) -> Result<String, E> {
+            Err(self.found(&format!("{flag}")))
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<String, A::Error> {
+            Err(self.found("an array"))
+        }
+        // Also a TOML date or time, which toml hands over as a one-key table.
+        fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<String, A::Error> {
+            Err(self.found("a table"))
+        }
+    }
+
+    deserializer.deserialize_any(Scalar(expected)).map(Some)
+}
+
+/// A list of file paths. A single string is refused with the list to write instead, and is
+/// not echoed when it holds a PEM rather than a path.
+fn path_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<PathBuf>, D::Error> {
+    use serde::de::{Error, SeqAccess, Visitor};
+
+    struct Paths;
+
+    impl<'de> Visitor<'de> for Paths {
+        type Value = Vec<PathBuf>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a list of files such as [\"FILE\"]")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<PathBuf>, A::Error> {
+            let mut paths = Vec::new();
+            while let Some(path) = seq.next_element()? {
+                paths.push(path);
+            }
+            Ok(paths)
+        }
+        fn visit_str<E: Error>(self, text: &str) -> Result<Vec<PathBuf>, E> {
+            Err(E::custom(if text.contains("-----BEGIN ") {
+                "expected a list of files, found the contents of a PEM file; give the path of \
+                 the file that holds it, as [\"FILE\"]"
+                    .to_owned()
+            } else {
+                format!("expected a list of files, found a string; write [{text:?}]")
+            }))
+        }
+    }
+
+    deserializer.deserialize_any(Paths)
 }
 
 /// How field paths are written: `endpoints[1].upstream` in a file, `--upstream` for flags.
@@ -139,6 +227,7 @@ impl Problems<'_> {
                 Some(timeout) => format!("--{}-timeout", timeout.replace('_', "-")),
                 None if key == "crls" => "--crl".to_string(),
                 None if key == "ca_hints" => "--no-ca-hints".to_string(),
+                None if key == "session_resumption" => "--no-session-resumption".to_string(),
                 None => format!("--{}", key.replace('_', "-")),
             },
         }
@@ -479,9 +568,11 @@ fn validate_endpoint(
         timeouts: timeouts?,
         default: spec.default.unwrap_or(false),
         ca_hints: spec.ca_hints.unwrap_or(true),
+        session_resumption: spec.session_resumption.unwrap_or(true),
         crl_expired: operations?.crl_expired,
         upstream_proxy_protocol: operations?.upstream_proxy_protocol,
         rules: rules?,
+        policy_file: spec.policy_file,
     })
 }
 
@@ -539,6 +630,20 @@ fn list_field(key: &str, position: usize, style: FieldStyle) -> String {
 }
 
 fn check_file(field: &str, path: &Path, problems: &mut Problems<'_>) {
+    // A PEM pasted where its file's path belongs (`--crt "$(cat server.crt)"`) would otherwise
+    // be printed whole, key material included, as a file that does not exist.
+    let text = path.to_string_lossy();
+    if let Some(begin) = text.find("-----BEGIN ") {
+        let label = text[begin..].lines().next().unwrap_or("-----BEGIN");
+        problems.push(
+            field,
+            format!(
+                "holds the contents of a PEM file ({label}...), not a path; give the path of the \
+                 file that holds it"
+            ),
+        );
+        return;
+    }
     if !path.is_file() {
         problems.push(
             field,

@@ -31,7 +31,7 @@ fn endpoints_with_distinct_domains_share_an_address_and_one_is_the_default() {
             "127.0.0.1:9443",
             "a.example.com",
             "mutual_tls_cas = [\"cas.pem\"]\ncrls = [\"ca.crl\"]\nca_hints = false\n\
-             crl_expired = \"refuse\"\nupstream_proxy_protocol = 2",
+             crl_expired = \"refuse\"\nupstream_proxy_protocol = 2\nsession_resumption = false",
         ),
     ]
     .concat();
@@ -44,6 +44,8 @@ fn endpoints_with_distinct_domains_share_an_address_and_one_is_the_default() {
     assert_eq!(a.crl_expired, CrlExpiredPolicy::Warn);
     assert_eq!(a.upstream_proxy_protocol, None);
     assert!(!c.ca_hints);
+    assert!(a.session_resumption, "sessions resume by default");
+    assert!(!c.session_resumption);
     assert_eq!(c.crl_expired, CrlExpiredPolicy::Refuse);
     assert_eq!(c.upstream_proxy_protocol, Some(ProxyProtocolVersion::V2));
 }

@@ -175,7 +175,7 @@ handshake = "1s"
         "{lines:?}"
     );
     assert!(
-        lines[1].starts_with("moat.toml: endpoints[1]: unknown field `handshake`"),
+        lines[1].starts_with("moat.toml: endpoints[1].timeouts: unknown field `handshake`"),
         "{lines:?}"
     );
 }

@@ -6,6 +6,10 @@
 //! rules evaluates them right after the certificate is verified, with the SNI (read from the
 //! ClientHello before the handshake) and the peer address, both handed over through a
 //! task-local that the accept loop sets around the handshake.
+//!
+//! rustls does not call the verifier on a resumed handshake, so where the rules read facts a
+//! resumed connection need not share with the one that made the session (its address, CEL),
+//! the endpoint does not resume at all (`tls::resumes_sessions`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;

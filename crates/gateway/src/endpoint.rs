@@ -123,6 +123,7 @@ pub(crate) fn files_of(config: &EndpointConfig) -> Vec<PathBuf> {
     files.extend(config.mutual_tls_cas.iter().cloned());
     files.extend(config.crls.iter().cloned());
     files.extend(config.upstream_ca.iter().cloned());
+    files.extend(config.policy_file.iter().cloned());
     files
 }
 

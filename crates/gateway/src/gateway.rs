@@ -256,6 +256,7 @@ pub(crate) fn log_endpoint_ready(endpoint: &EndpointConfig, local_addr: SocketAd
         tls_min_version = ?endpoint.tls_min_version,
         sni_default = endpoint.default,
         ca_hints = endpoint.ca_hints,
+        session_resumption = crate::tls::resumes_sessions(endpoint),
         crl_expired = ?endpoint.crl_expired,
         upstream_proxy_protocol = ?endpoint.upstream_proxy_protocol,
         "endpoint ready"

@@ -26,3 +26,4 @@ pub use error::GatewayError;
 pub use gateway::{BoundEndpoint, DRAIN_DEADLINE, Gateway, GatewayOptions};
 pub use local_ca::local_ca_dir;
 pub use reload::{ReloadSummary, Reloader};
+pub use tls::resumes_sessions;

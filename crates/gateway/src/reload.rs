@@ -123,8 +123,8 @@ impl Reloader {
         }
     }
 
-    /// Every file the served endpoints read (certificates, keys, CAs, CRLs, upstream CAs):
-    /// what `moat start --watch` polls, besides the configuration file.
+    /// Every file the served endpoints read (certificates, keys, CAs, CRLs, upstream CAs, the
+    /// `--policy` file): what `--watch` polls, besides the configuration file.
     pub fn watched_files(&self) -> Vec<PathBuf> {
         let state = self.lock_state();
         let mut files: Vec<PathBuf> = state.config.endpoints.iter().flat_map(files_of).collect();
@@ -329,7 +329,17 @@ fn describe_changes(previous: Option<&LoadedEndpoint>, next: &LoadedEndpoint) ->
         return vec![format!("endpoint {name} added on {}", next.config.listen)];
     };
     let mut changes = Vec::new();
-    if previous.config != next.config {
+    // Rules read from a policy file that changed are that file's change, reported below.
+    let policy_file_changed = next
+        .config
+        .policy_file
+        .as_ref()
+        .is_some_and(|file| previous.file_digests.get(file) != next.file_digests.get(file));
+    let mut before = (*previous.config).clone();
+    if policy_file_changed {
+        before.rules.clone_from(&next.config.rules);
+    }
+    if before != *next.config {
         changes.push(format!("endpoint {name}: configuration changed"));
     }
     for (path, digest) in &next.file_digests {

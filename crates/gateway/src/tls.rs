@@ -102,13 +102,29 @@ pub(crate) fn endpoint_tls(
     if endpoint.kind == EndpointKind::Http {
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     }
-    // Resumption by ticket as well as by session id (the default session cache); both are new
-    // with each ServerConfig, i.e. with each load of the trust files.
-    config.ticketer =
-        rustls::crypto::aws_lc_rs::Ticketer::new().map_err(|source| GatewayError::Tls {
-            endpoint: endpoint.name.clone(),
-            source: Box::new(source),
-        })?;
+    let resumes = resumes_sessions(endpoint);
+    if endpoint.session_resumption && !resumes {
+        tracing::info!(
+            endpoint = %endpoint.name,
+            "session resumption is off: the access rules read the client's address (source_ip) or \
+             run CEL expressions, which a resumed handshake would skip; every connection makes a \
+             full handshake and is judged by the rules"
+        );
+    }
+    if resumes {
+        // Resumption by ticket as well as by session id (the default session cache); both are
+        // new with each ServerConfig, i.e. with each load of the trust files.
+        config.ticketer =
+            rustls::crypto::aws_lc_rs::Ticketer::new().map_err(|source| GatewayError::Tls {
+                endpoint: endpoint.name.clone(),
+                source: Box::new(source),
+            })?;
+    } else {
+        // No session cache, no tickets (the builder's ticketer never makes one; TLS 1.3 would
+        // still send 4 tickets a client could only fail to use): every handshake is full.
+        config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+        config.send_tls13_tickets = 0;
+    }
     Ok(EndpointTls {
         config: Arc::new(config),
         local_ca,
@@ -116,6 +132,20 @@ pub(crate) fn endpoint_tls(
         crls,
         issued,
     })
+}
+
+/// Whether clients of `endpoint` may resume sessions. Not when the configuration turns it off,
+/// nor on a tls endpoint whose rules read connection facts (client address, CEL): its
+/// rules are decided by the client verifier, which rustls does not call on a resumed handshake,
+/// so a session from an allowed connection would let in one the rules refuse. Refusing
+/// resumption, rather than re-deciding after a resumed handshake, keeps every refusal the
+/// `access_denied` alert (nothing can be sent once the handshake is over but a closed
+/// connection). Rules that read only the certificate give the same verdict to the session's
+/// certificate again, so those endpoints go on resuming.
+pub fn resumes_sessions(endpoint: &EndpointConfig) -> bool {
+    endpoint.session_resumption
+        && !(endpoint.kind == EndpointKind::Tls
+            && moat_policy::rules_use_connection_facts(&endpoint.rules))
 }
 
 /// The cipher suites moat offers, in its order of preference: AES-128-GCM first, then
@@ -244,9 +274,11 @@ fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, GatewayError>
     Ok(chain)
 }
 
-/// Reads an unencrypted PKCS#8, PKCS#1 or SEC1 PEM private key.
+/// Reads an unencrypted PKCS#8, PKCS#1 or SEC1 PEM private key, warning when others than
+/// its owner may read it.
 fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, GatewayError> {
     let bytes = read_file(path, "private key")?;
+    warn_if_readable_by_others(path);
     match PrivateKeyDer::from_pem_slice(&bytes) {
         Ok(key) => Ok(key),
         Err(_) if is_encrypted_key(&bytes) => Err(GatewayError::EncryptedServerKey {
@@ -255,6 +287,23 @@ fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, GatewayError> {
         Err(_) => Err(GatewayError::NoServerKey {
             path: path.to_path_buf(),
         }),
+    }
+}
+
+/// Warns, as ssh does, about a private key that group or others may read (any of mode 0o044):
+/// whoever reads it can impersonate the server. A warning rather than a refusal, since a
+/// group-readable key is a common deliberate setup (a `ssl-cert` group).
+fn warn_if_readable_by_others(path: &Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let Ok(metadata) = std::fs::metadata(path) else {
+        return;
+    };
+    let mode = metadata.permissions().mode() & 0o777;
+    if mode & 0o044 != 0 {
+        tracing::warn!(
+            "{path}: private key is readable by group or others (mode {mode:04o}); run chmod 600 {path}",
+            path = path.display()
+        );
     }
 }
 

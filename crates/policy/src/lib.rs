@@ -23,6 +23,7 @@ pub use expression::{Expression, ExpressionError};
 pub use lint::{Warning, lint};
 pub use pattern::{HostPattern, PathPattern, TextPattern};
 pub use rule::{
-    Action, Rule, RuleError, RuleParts, certificate_required_at_handshake, rules_use_issuer,
+    Action, Rule, RuleError, RuleParts, certificate_required_at_handshake,
+    rules_use_connection_facts, rules_use_issuer,
 };
 pub use selector::{Selector, SelectorError, SelectorValue};

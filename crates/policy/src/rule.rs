@@ -147,6 +147,24 @@ pub fn rules_use_issuer(rules: &[Rule]) -> bool {
     })
 }
 
+/// Whether any rule reads a fact of the connection that a resumed TLS session need not share
+/// with the connection it came from: a `source_ip` selector, or a CEL expression (which may
+/// read `conn.client_port` and the like; counted without looking inside). A resumed session
+/// brings back its certificate, and its SNI must be the same (RFC 6066 3: a server must not
+/// resume a session under another name, and rustls keeps to that), so rules reading only those
+/// — selectors on the certificate, `hosts` — give the resumed connection the same verdict.
+pub fn rules_use_connection_facts(rules: &[Rule]) -> bool {
+    rules.iter().any(|rule| {
+        let p = &rule.parts;
+        !p.expressions.is_empty()
+            || p.include
+                .iter()
+                .chain(&p.require)
+                .chain(&p.exclude)
+                .any(|selector| matches!(selector, Selector::SourceIp(_)))
+    })
+}
+
 /// Whether the handshake must demand a client certificate: not when a rule bypasses or covers
 /// only some paths, since then some requests pass (or get a readable 403) without one.
 pub fn certificate_required_at_handshake(rules: &[Rule]) -> bool {

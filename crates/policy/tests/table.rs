@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use moat_policy::{
     Action, Client, Expression, HostPattern, HttpRequest, Outcome, PathPattern, Refusal, Request,
     Rule, RuleParts, Selector, SelectorValue, certificate_required_at_handshake, evaluate, lint,
+    rules_use_connection_facts,
 };
 use moat_trust::{CaBundle, ClientIdentity};
 use rcgen::{
@@ -519,4 +520,27 @@ fn handshake_demands_a_certificate_unless_a_rule_bypasses_or_covers_some_paths()
 
     let bypass = Rule::new(rule("public", &["www.example.com"], &[], Action::Bypass)).unwrap();
     assert!(!certificate_required_at_handshake(&[by_host, bypass]));
+}
+
+#[test]
+fn only_certificate_and_host_rules_give_a_resumed_session_the_same_verdict() {
+    let allow = |parts: RuleParts| Rule::new(parts).unwrap();
+    let mut by_name = rule("by-name", &[], &[], Action::Allow);
+    by_name.include = vec![selector("common_name", "alice")];
+    // The SNI of a resumed session is the one it was made under.
+    let mut by_host = rule("by-host", &["db.example.com"], &[], Action::Allow);
+    by_host.include = vec![selector("valid_certificate", "true")];
+    let same_verdict = [allow(by_name), allow(by_host)];
+    assert!(!rules_use_connection_facts(&same_verdict));
+
+    let mut by_address = rule("by-address", &[], &[], Action::Allow);
+    by_address.require = vec![selector("source_ip", "10.0.0.0/8")];
+    let mut by_port = rule("by-port", &[], &[], Action::Allow);
+    by_port.expressions = vec![Expression::compile("conn.client_port == 5000").unwrap()];
+    for connection_rule in [by_address, by_port] {
+        let name = connection_rule.name.clone();
+        let mut rules = same_verdict.to_vec();
+        rules.push(allow(connection_rule));
+        assert!(rules_use_connection_facts(&rules), "{name}");
+    }
 }

@@ -1,4 +1,4 @@
-//! Reload triggers: SIGHUP, and with `moat start --watch` a change to any file moat reads.
+//! Reload triggers: SIGHUP, and with `--watch` a change to any file moat reads.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -10,7 +10,8 @@ use moat_gateway::Reloader;
 use tokio::signal::unix::{Signal, SignalKind};
 
 /// Builds the configuration again for a reload: re-reads `moat.toml`, or for `moat http|tls`
-/// validates the same flags again (the files they name are re-read by the reload).
+/// validates the same flags again and re-reads their `--policy` file (the other files they
+/// name are re-read by the reload).
 pub type ConfigSource = Arc<dyn Fn() -> anyhow::Result<Config> + Send + Sync>;
 
 /// How often `--watch` looks at the files. Polling rather than inotify (the `notify` crate):
@@ -37,12 +38,16 @@ pub async fn reload_on_sighup(mut hangups: Signal, reloader: Reloader, source: C
     }
 }
 
-/// Reloads when the configuration file or any file of the served endpoints changes (mtime,
-/// size or existence); runs until the process ends.
-pub async fn reload_on_change(reloader: Reloader, source: ConfigSource, config_file: PathBuf) {
+/// Reloads when any file of the served endpoints or one of `also_watched` (the configuration
+/// file) changes (mtime, size or existence); runs until the process ends.
+pub async fn reload_on_change(
+    reloader: Reloader,
+    source: ConfigSource,
+    also_watched: Vec<PathBuf>,
+) {
     let watched = |reloader: &Reloader| {
         let mut files = reloader.watched_files();
-        files.push(config_file.clone());
+        files.extend(also_watched.iter().cloned());
         files
     };
     let mut seen = snapshot(&watched(&reloader));
@@ -115,9 +120,11 @@ async fn reload(reloader: &Reloader, source: &ConfigSource, trigger: &str) {
                 );
             }
         }
-        Ok(Err(error)) => {
-            tracing::error!("reload failed, still serving the previous configuration: {error:#}")
-        }
+        // As at startup, each cause once: the gateway's errors already quote their source.
+        Ok(Err(error)) => tracing::error!(
+            "reload failed, still serving the previous configuration: {}",
+            crate::error_report(&error)
+        ),
         Err(error) => tracing::error!(
             %error,
             "reload failed, still serving the previous configuration"

@@ -15,7 +15,7 @@ use moat_gateway::{Gateway, GatewayOptions};
 use super::reload::{self, ConfigSource};
 
 /// Flags every serving command shares: logging, audit events and metrics.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct LogArgs {
     /// Log format on stderr: human-readable text or one JSON object per line.
     #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
@@ -32,7 +32,7 @@ pub struct LogArgs {
 
 /// Flags that `moat http` and `moat tls` share: where to listen, which certificate to show and
 /// which clients to let in.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct EndpointArgs {
     /// Endpoint name used in logs (default: the command name).
     #[arg(long, value_name = "NAME")]
@@ -71,6 +71,10 @@ pub struct EndpointArgs {
     /// Leave the accepted CAs' names out of the CertificateRequest (large bundles overflow it).
     #[arg(long)]
     pub no_ca_hints: bool,
+    /// Turn off TLS session resumption (session ids and tickets): every connection makes a full
+    /// handshake and its certificate is verified again.
+    #[arg(long)]
+    pub no_session_resumption: bool,
     /// What a CRL past its nextUpdate does: warn (log loudly, keep serving) or refuse (refuse
     /// every client of its CA with unknown_ca).
     #[arg(long, value_name = "POLICY", value_parser = ["warn", "refuse"])]
@@ -78,12 +82,16 @@ pub struct EndpointArgs {
     /// Access rules: a TOML file of [[rules]] tables, as [[endpoints.rules]] in moat.toml.
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
+    /// Reload when the certificate, key, a CA, a CRL, the upstream CA or the --policy file
+    /// changes (checked every second); SIGHUP reloads with or without it.
+    #[arg(long)]
+    pub watch: bool,
     #[command(flatten)]
     pub log: LogArgs,
 }
 
 /// Flags of `moat http`.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct HttpArgs {
     /// The service to protect: PORT, HOST:PORT, http://HOST:PORT or https://HOST:PORT.
     #[arg(value_name = "UPSTREAM")]
@@ -111,7 +119,7 @@ pub struct HttpArgs {
 }
 
 /// Flags of `moat tls`.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct TlsArgs {
     /// The TCP service to forward to: PORT, HOST:PORT or tcp://HOST:PORT.
     #[arg(value_name = "UPSTREAM")]
@@ -154,32 +162,32 @@ pub struct StartArgs {
 
 impl EndpointArgs {
     /// The spec fields both commands fill in the same way.
-    fn spec(self, kind: &str, upstream: String) -> (EndpointSpec, LogArgs) {
-        let spec = EndpointSpec {
-            name: self.name,
+    fn spec(&self, kind: &str, upstream: &str) -> EndpointSpec {
+        EndpointSpec {
+            name: self.name.clone(),
             kind: Some(kind.to_string()),
-            listen: Some(self.listen),
-            domain: Some(self.domain),
-            upstream: Some(upstream),
-            crt: self.crt,
-            key: self.key,
-            mutual_tls_cas: self.mutual_tls_cas,
-            crls: self.crls,
-            tls_min_version: self.tls_min_version,
+            listen: Some(self.listen.clone()),
+            domain: Some(self.domain.clone()),
+            upstream: Some(upstream.to_string()),
+            crt: self.crt.clone(),
+            key: self.key.clone(),
+            mutual_tls_cas: self.mutual_tls_cas.clone(),
+            crls: self.crls.clone(),
+            tls_min_version: self.tls_min_version.clone(),
             ca_hints: self.no_ca_hints.then_some(false),
-            crl_expired: self.crl_expired,
+            session_resumption: self.no_session_resumption.then_some(false),
+            crl_expired: self.crl_expired.clone(),
             timeouts: TimeoutsSpec {
-                request_header: self.request_header_timeout,
-                idle: self.idle_timeout,
-                upstream_connect: self.upstream_connect_timeout,
+                request_header: self.request_header_timeout.clone(),
+                idle: self.idle_timeout.clone(),
+                upstream_connect: self.upstream_connect_timeout.clone(),
                 upstream_response: None,
                 request_body: None,
                 request_body_min_rate: None,
             },
-            policy_file: self.policy,
+            policy_file: self.policy.clone(),
             ..EndpointSpec::default()
-        };
-        (spec, self.log)
+        }
     }
 }
 
@@ -191,29 +199,55 @@ fn load_policy(spec: &mut EndpointSpec) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs `moat http`.
-pub fn run_http(args: HttpArgs) -> anyhow::Result<()> {
-    let (mut spec, log) = args.endpoint.spec("http", args.upstream);
-    spec.client_auth = args.client_auth;
-    spec.upstream_ca = args.upstream_ca;
-    spec.timeouts.upstream_response = args.upstream_response_timeout;
-    spec.timeouts.request_body = args.request_body_timeout;
+/// The configuration of `moat http`'s flags, reading the `--policy` file.
+fn http_config(args: &HttpArgs) -> anyhow::Result<Config> {
+    let mut spec = args.endpoint.spec("http", &args.upstream);
+    spec.client_auth = args.client_auth.clone();
+    spec.upstream_ca = args.upstream_ca.clone();
+    spec.timeouts.upstream_response = args.upstream_response_timeout.clone();
+    spec.timeouts.request_body = args.request_body_timeout.clone();
     spec.timeouts.request_body_min_rate = args.request_body_min_rate;
     load_policy(&mut spec)?;
-    let config = Config::from_specs(vec![spec], None, "moat http", FieldStyle::Flags)?;
-    let source = same_config_source(&config);
-    serve(config, &log, source, None)
+    Ok(Config::from_specs(
+        vec![spec],
+        None,
+        "moat http",
+        FieldStyle::Flags,
+    )?)
+}
+
+/// The configuration of `moat tls`'s flags, reading the `--policy` file.
+fn tls_config(args: &TlsArgs) -> anyhow::Result<Config> {
+    let mut spec = args.endpoint.spec("tls", &args.upstream);
+    spec.terminate_at = args.terminate_at.clone();
+    spec.upstream_proxy_protocol = args.upstream_proxy_protocol.clone();
+    load_policy(&mut spec)?;
+    Ok(Config::from_specs(
+        vec![spec],
+        None,
+        "moat tls",
+        FieldStyle::Flags,
+    )?)
+}
+
+/// Runs `moat http`.
+pub fn run_http(args: HttpArgs) -> anyhow::Result<()> {
+    let endpoint = args.endpoint.clone();
+    serve_flags(&endpoint, Arc::new(move || http_config(&args)))
 }
 
 /// Runs `moat tls`.
 pub fn run_tls(args: TlsArgs) -> anyhow::Result<()> {
-    let (mut spec, log) = args.endpoint.spec("tls", args.upstream);
-    spec.terminate_at = args.terminate_at;
-    spec.upstream_proxy_protocol = args.upstream_proxy_protocol;
-    load_policy(&mut spec)?;
-    let config = Config::from_specs(vec![spec], None, "moat tls", FieldStyle::Flags)?;
-    let source = same_config_source(&config);
-    serve(config, &log, source, None)
+    let endpoint = args.endpoint.clone();
+    serve_flags(&endpoint, Arc::new(move || tls_config(&args)))
+}
+
+/// Serves the endpoint of `moat http|tls`. The flags cannot change, but the files they name
+/// can: every reload builds the configuration from the flags again, so the `--policy` file is
+/// read again with the certificates, CAs and CRLs; `--watch` polls all of them.
+fn serve_flags(endpoint: &EndpointArgs, source: ConfigSource) -> anyhow::Result<()> {
+    let config = source()?;
+    serve(config, &endpoint.log, source, endpoint.watch.then(Vec::new))
 }
 
 /// Runs `moat start`.
@@ -228,24 +262,18 @@ pub fn run_start(args: StartArgs) -> anyhow::Result<()> {
         })
     });
     let config = source()?;
-    let watch = args.watch.then(|| args.config.clone());
+    let watch = args.watch.then(|| vec![args.config.clone()]);
     serve(config, &args.log, source, watch)
 }
 
-/// For `moat http|tls`: the flags cannot change, so a reload re-reads the files they name.
-fn same_config_source(config: &Config) -> ConfigSource {
-    let config = config.clone();
-    Arc::new(move || Ok(config.clone()))
-}
-
 /// Starts logging, the audit stream and the metrics listener, binds every endpoint, prints where
-/// each listens, reloads on SIGHUP (and on file changes with `watch`, the configuration file) and
-/// serves until a signal.
+/// each listens, reloads on SIGHUP (and with `watch` when a file of the endpoints or one of the
+/// files it lists, the configuration file, changes) and serves until a signal.
 fn serve(
     config: Config,
     log: &LogArgs,
     source: ConfigSource,
-    watch: Option<PathBuf>,
+    watch: Option<Vec<PathBuf>>,
 ) -> anyhow::Result<()> {
     init_logging(&log.log_format);
     crate::memcpy_tuning::log_if_tuned();
@@ -309,8 +337,8 @@ fn serve(
                 Arc::clone(&source),
             ));
         }
-        if let Some(config_file) = watch {
-            tokio::spawn(reload::reload_on_change(reloader, source, config_file));
+        if let Some(also_watched) = watch {
+            tokio::spawn(reload::reload_on_change(reloader, source, also_watched));
         }
         gateway.serve(shutdown).await?;
         anyhow::Ok(())

@@ -523,6 +523,35 @@ pub fn rustls_exchange(
     server_name: Option<&str>,
     options: &ClientOptions<'_>,
 ) -> Exchange {
+    let socket = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    rustls_exchange_over(socket, config, server_name, options)
+}
+
+/// A TCP connection to 127.0.0.1:`port` from the address `source` (any of 127.0.0.0/8 is
+/// this machine), for rules on the client's address.
+pub fn connect_from(source: std::net::IpAddr, port: u16) -> TcpStream {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(source, 0)).unwrap();
+    let stream = runtime
+        .block_on(socket.connect(SocketAddr::from(([127, 0, 0, 1], port))))
+        .unwrap()
+        .into_std()
+        .unwrap();
+    stream.set_nonblocking(false).unwrap();
+    stream
+}
+
+/// [`rustls_exchange`] over a connection the caller opened (e.g. with [`connect_from`]).
+pub fn rustls_exchange_over(
+    socket: TcpStream,
+    config: Arc<rustls::ClientConfig>,
+    server_name: Option<&str>,
+    options: &ClientOptions<'_>,
+) -> Exchange {
     let config = match server_name {
         Some(_) => config,
         None => {
@@ -533,7 +562,6 @@ pub fn rustls_exchange(
     };
     let name = ServerName::try_from(server_name.unwrap_or("localhost").to_string()).unwrap();
     let connection = rustls::ClientConnection::new(config, name).unwrap();
-    let socket = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let local_addr = socket.local_addr().unwrap();
     socket
         .set_read_timeout(Some(Duration::from_secs(10)))

@@ -61,9 +61,11 @@ pub fn endpoint_with_scheme(upstream: SocketAddr, scheme: UpstreamScheme) -> End
         timeouts: Timeouts::default(),
         default: false,
         ca_hints: true,
+        session_resumption: true,
         crl_expired: Default::default(),
         upstream_proxy_protocol: None,
         rules: Vec::new(),
+        policy_file: None,
     }
 }
 
