@@ -114,3 +114,19 @@ fn start_by_name_runs_only_that_endpoint() {
     let output = moat_output(dir, &["start", "--config", "etc/moat.toml"]);
     assert_eq!(output.status.code(), Some(2), "names or --all are required");
 }
+
+#[test]
+fn a_startup_error_names_its_endpoint_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = moat_output(
+        dir.path(),
+        &["http", "https://127.0.0.1:9", "--listen", "127.0.0.1:0"],
+    );
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("moat: endpoint http: the upstream is https:// but no upstream CA is set"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("endpoint http:").count(), 1, "{stderr}");
+}

@@ -61,13 +61,13 @@ type BodyError = Box<dyn std::error::Error + Send + Sync>;
 /// Response bodies sent to clients: the upstream's streamed body or one of moat's own pages.
 type ProxyBody = BoxBody<Bytes, BodyError>;
 
-/// Why an endpoint's proxy could not be built.
+/// Why an endpoint's proxy could not be built (the gateway's error names the endpoint).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ProxyError {
     /// An `https://` upstream needs a CA to verify it; moat uses no system roots.
     #[error(
-        "endpoint {endpoint}: the upstream is https:// but no upstream CA is set; pass \
+        "the upstream is https:// but no upstream CA is set; pass \
          --upstream-ca FILE (or upstream_ca in the config) with the CA that signed the upstream's certificate"
     )]
     UpstreamCaMissing {
@@ -100,7 +100,7 @@ pub enum ProxyError {
     },
     /// The endpoint forwards raw TCP, which this proxy does not do.
     #[error(
-        "endpoint {endpoint}: the upstream is a raw TCP address; use a tls endpoint for it or give an http:// or https:// upstream"
+        "the upstream is a raw TCP address; use a tls endpoint for it or give an http:// or https:// upstream"
     )]
     NotHttpUpstream {
         /// The endpoint's name.
@@ -108,7 +108,7 @@ pub enum ProxyError {
     },
     /// The upstream host and port do not form a valid HTTP authority.
     #[error(
-        "endpoint {endpoint}: upstream address {address} is not a valid host:port; give e.g. 127.0.0.1:8080 or app.internal:8080"
+        "upstream address {address} is not a valid host:port; give e.g. 127.0.0.1:8080 or app.internal:8080"
     )]
     InvalidUpstream {
         /// The endpoint's name.
@@ -117,7 +117,7 @@ pub enum ProxyError {
         address: String,
     },
     /// The client CA files, which access rules name CAs from, could not be read.
-    #[error("endpoint {endpoint}: {source}")]
+    #[error("{source}")]
     ClientCas {
         /// The endpoint's name.
         endpoint: String,
