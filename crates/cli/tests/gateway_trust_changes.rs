@@ -394,7 +394,10 @@ fn a_config_file_reload_applies_new_keys_binds_and_releases_addresses_and_surviv
     let log = wait_for_count(&moat, "reload complete", 2);
     assert!(log.contains("endpoint app removed"), "{log}");
     assert!(
-        log.contains(&format!("stopped listening on 127.0.0.1:{port}")),
+        log.contains(&format!(
+            "stopped listening on 127.0.0.1:{port}: no endpoint is configured there any more; \
+             its open connections go on"
+        )),
         "{log}"
     );
     moat.wait_for_log("stopped listening: the address left the configuration");

@@ -234,7 +234,7 @@ impl Reloader {
                         }
                     }
                     changes.push(format!(
-                        "stopped listening on {address}: no endpoint is configured there any                          more; its open connections go on"
+                        "stopped listening on {address}: no endpoint is configured there any more; its open connections go on"
                     ));
                 }
             }
