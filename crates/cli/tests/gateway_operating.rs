@@ -376,3 +376,63 @@ fn unreachable_upstream_is_502_and_a_slow_one_504() {
     );
     assert_eq!((code, status.as_str()), (0, "504"), "{stderr}");
 }
+
+#[test]
+fn connections_beyond_max_connections_are_closed_on_arrival_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    pki(dir.path());
+    let moat = start_http(
+        dir.path(),
+        &["--max-connections", "2", "--audit-log", "audit.jsonl"],
+    );
+    let server_ca = dir.path().join("server-ca.crt");
+    let (cert, key) = (dir.path().join("client.crt"), dir.path().join("client.key"));
+    let options = client_options(&server_ca, &cert, &key, false);
+    let config = gateway_support::client_config(&options);
+    // A connection whose handshake is done, held open.
+    let open = || {
+        let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+        let connection = rustls::ClientConnection::new(config.clone(), name).unwrap();
+        let socket = std::net::TcpStream::connect(("127.0.0.1", moat.port())).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut tls = rustls::StreamOwned::new(connection, socket);
+        let handshake = tls.conn.complete_io(&mut tls.sock).map(|_| ());
+        (tls, handshake)
+    };
+    let (first, handshake) = open();
+    handshake.unwrap();
+    let (_second, handshake) = open();
+    handshake.unwrap();
+    let (_third, handshake) = open();
+    assert!(
+        handshake.is_err(),
+        "a third connection finished its handshake"
+    );
+    moat.wait_for_log(
+        "connection refused: max_connections client connections are open; raise max_connections",
+    );
+
+    // A freed permit lets the next client in.
+    drop(first);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let outcome = rustls_request(moat.port(), &options);
+        if outcome
+            .as_ref()
+            .is_ok_and(|r| r.starts_with("HTTP/1.1 200"))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never served again: {outcome:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+    assert!(
+        audit
+            .lines()
+            .any(|line| line.contains("\"reason\":\"connection_limit\"")),
+        "{audit}"
+    );
+}

@@ -20,6 +20,8 @@ struct FileTopLevel {
     audit_log: Option<PathBuf>,
     /// `IP:PORT` of the metrics and health listener.
     metrics_listen: Option<String>,
+    /// Client connections served at once, across every endpoint.
+    max_connections: Option<i64>,
 }
 
 /// Resolves the top-level telemetry keys, recording a problem for an unusable address.
@@ -101,9 +103,21 @@ impl Config {
         }
         let telemetry =
             telemetry_config(top.audit_log, top.metrics_listen, base_dir, &mut structural);
+        let max_connections = match top.max_connections.map(usize::try_from) {
+            None => crate::model::DEFAULT_MAX_CONNECTIONS,
+            Some(Ok(limit)) if limit > 0 => limit,
+            Some(_) => {
+                structural.push(FieldError {
+                    path: "max_connections".to_string(),
+                    message: "must be a whole number of at least 1, e.g. 10000".to_string(),
+                });
+                crate::model::DEFAULT_MAX_CONNECTIONS
+            }
+        };
         let config = validate_indexed(specs, Some(base_dir), origin, FieldStyle::File, structural)?;
         Ok(Config {
             telemetry,
+            max_connections,
             ..config
         })
     }
@@ -137,6 +151,7 @@ impl Config {
         Ok(Config {
             endpoints: chosen,
             telemetry: self.telemetry,
+            max_connections: self.max_connections,
         })
     }
 }

@@ -9,6 +9,7 @@
 //! ```toml
 //! audit_log = "audit.jsonl"         # audit events appended here; absent or "-": stdout
 //! metrics_listen = "127.0.0.1:9090" # /metrics, /healthz, /readyz; absent: not served
+//! max_connections = 10000           # client connections at once, all endpoints together
 //!
 //! [[endpoints]]
 //! name = "app"                      # unique; `moat start app` runs only this endpoint
@@ -73,8 +74,9 @@ mod upstream;
 pub use duration::parse_duration;
 pub use error::{ConfigError, FieldError};
 pub use model::{
-    ClientAuthMode, Config, CrlExpiredPolicy, EndpointConfig, EndpointKind, ProxyProtocolVersion,
-    TelemetryConfig, TerminateAt, Timeouts, TlsVersion, Upstream, UpstreamScheme,
+    ClientAuthMode, Config, CrlExpiredPolicy, DEFAULT_MAX_CONNECTIONS, EndpointConfig,
+    EndpointKind, ProxyProtocolVersion, TelemetryConfig, TerminateAt, Timeouts, TlsVersion,
+    Upstream, UpstreamScheme,
 };
 pub use rules::{RuleSpec, load_policy_file, read_policy_file};
 pub use spec::{DEFAULT_DOMAIN, DEFAULT_LISTEN, EndpointSpec, FieldStyle, TimeoutsSpec};

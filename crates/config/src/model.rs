@@ -12,7 +12,13 @@ pub struct Config {
     pub endpoints: Vec<EndpointConfig>,
     /// Where audit events go and where metrics are served.
     pub telemetry: TelemetryConfig,
+    /// Client connections served at once across every endpoint; one more is closed at once.
+    pub max_connections: usize,
 }
+
+/// How many client connections moat serves at once unless told otherwise: about 150 MB of
+/// connection state at moat's 15 KiB per idle mTLS connection, and within a raised file limit.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 
 /// Process-wide observability settings (top-level keys of `moat.toml`, or flags): one audit
 /// stream and one metrics listener serve every endpoint.

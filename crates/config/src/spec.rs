@@ -309,6 +309,7 @@ pub(crate) fn validate_indexed(
         Ok(Config {
             endpoints,
             telemetry: crate::TelemetryConfig::default(),
+            max_connections: crate::model::DEFAULT_MAX_CONNECTIONS,
         })
     } else {
         Err(ConfigError::Invalid {

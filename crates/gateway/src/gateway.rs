@@ -12,7 +12,7 @@ use moat_config::{Config, EndpointConfig, EndpointKind};
 use moat_trust::{ClientIdentity, RefusalReason};
 use rustls_pki_types::UnixTime;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_rustls::StartHandshake;
 use tracing::Instrument as _;
@@ -62,6 +62,8 @@ pub struct BoundEndpoint {
 /// Every endpoint bound and ready to serve.
 pub struct Gateway {
     listeners: Vec<Listener>,
+    /// One permit per client connection served, shared by every listener (`max_connections`).
+    connection_slots: Arc<Semaphore>,
     bound: Vec<BoundEndpoint>,
     reloader: Reloader,
     telemetry: Telemetry,
@@ -78,6 +80,8 @@ struct Listener {
     telemetry: Telemetry,
     /// Turns true when a reload drops the address: accepting stops, open connections go on.
     retired: watch::Receiver<bool>,
+    /// The process's connection permits; a connection accepted without one is closed at once.
+    connection_slots: Arc<Semaphore>,
 }
 
 impl Gateway {
@@ -106,6 +110,9 @@ impl Gateway {
                 None => groups.push((key, vec![loaded])),
             }
         }
+        let connection_slots = Arc::new(Semaphore::new(
+            config.max_connections.min(Semaphore::MAX_PERMITS),
+        ));
         let mut listeners = Vec::with_capacity(groups.len());
         let mut slots = Vec::with_capacity(groups.len());
         let mut bound = Vec::with_capacity(config.endpoints.len());
@@ -136,6 +143,7 @@ impl Gateway {
                 routes,
                 telemetry: telemetry.clone(),
                 retired,
+                connection_slots: Arc::clone(&connection_slots),
             });
         }
         telemetry.track_certificates(&certificates);
@@ -156,6 +164,7 @@ impl Gateway {
         );
         Ok(Gateway {
             listeners,
+            connection_slots,
             bound,
             reloader,
             telemetry,
@@ -204,6 +213,7 @@ impl Gateway {
                                     routes: added.routes,
                                     retired: added.retired,
                                     telemetry: self.telemetry.clone(),
+                                    connection_slots: Arc::clone(&self.connection_slots),
                                 },
                                 stopping.clone(),
                             ));
@@ -286,11 +296,16 @@ async fn accept_loop(listener: Listener, stopping: watch::Receiver<bool>) {
     let retire_signal = retired(listener.retired.clone());
     tokio::pin!(retire_signal);
     let address = listener.local_addr;
+    let mut over_limit = OverLimit::default();
     loop {
         tokio::select! {
             accepted = listener.listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let routes = listener.routes.load_full();
+                    let Ok(slot) = Arc::clone(&listener.connection_slots).try_acquire_owned() else {
+                        over_limit.refuse(stream, peer, &routes, &listener.telemetry);
+                        continue;
+                    };
                     // With one endpoint on the address its name is known before the ClientHello;
                     // otherwise it is recorded once the SNI has picked it.
                     let span = match routes.endpoints() {
@@ -306,7 +321,13 @@ async fn accept_loop(listener: Listener, stopping: watch::Receiver<bool>) {
                         listener.telemetry.clone(),
                         stopping.clone(),
                     );
-                    connections.spawn(connection.instrument(span));
+                    connections.spawn(
+                        async move {
+                            let _slot = slot;
+                            connection.await;
+                        }
+                        .instrument(span),
+                    );
                 }
                 Err(error) => {
                     // Usually out of file descriptors; pausing lets connections close.
@@ -343,6 +364,49 @@ async fn accept_loop(listener: Listener, stopping: watch::Receiver<bool>) {
             "closing connections still open after the drain deadline"
         );
         connections.shutdown().await;
+    }
+}
+
+/// Connections refused because `max_connections` are open, and when that was last logged.
+#[derive(Default)]
+struct OverLimit {
+    refused_since_log: u64,
+    logged: Option<Instant>,
+}
+
+impl OverLimit {
+    /// Closes a connection accepted while every permit is taken: its audit event and metric
+    /// say `connection_limit`, and a warning is logged at most once a second with the count.
+    fn refuse(
+        &mut self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        routes: &Routes,
+        telemetry: &Telemetry,
+    ) {
+        drop(stream);
+        let names = routes
+            .endpoints()
+            .iter()
+            .map(|endpoint| endpoint.config.name.as_str())
+            .collect::<Vec<_>>()
+            .join(",");
+        let reason = HandshakeRefusal::ConnectionLimit;
+        telemetry.handshake_refused(&names, peer, reason, &Presented::default());
+        self.refused_since_log += 1;
+        if self
+            .logged
+            .is_none_or(|logged| logged.elapsed() >= Duration::from_secs(1))
+        {
+            tracing::warn!(
+                reason = reason.as_str(),
+                refused = self.refused_since_log,
+                "connection refused: max_connections client connections are open; raise \
+                 max_connections if the machine can serve more"
+            );
+            self.refused_since_log = 0;
+            self.logged = Some(Instant::now());
+        }
     }
 }
 

@@ -288,7 +288,18 @@ impl Reloader {
                 endpoint.log_stale_crls(now);
             }
         }
-        state.config = config;
+        // The connection permits are counted from the first start; a new cap needs a restart.
+        let served_cap = state.config.max_connections;
+        if config.max_connections != served_cap {
+            changes.push(format!(
+                "max_connections {} is not applied until moat restarts; serving at most {served_cap}",
+                config.max_connections
+            ));
+        }
+        state.config = Config {
+            max_connections: served_cap,
+            ..config
+        };
         Ok(ReloadSummary { changes })
     }
 

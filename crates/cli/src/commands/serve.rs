@@ -14,7 +14,7 @@ use moat_gateway::{Gateway, GatewayOptions};
 
 use super::reload::{self, ConfigSource};
 
-/// Flags every serving command shares: logging, audit events and metrics.
+/// Flags every serving command shares: logging, audit events, metrics and the connection cap.
 #[derive(Debug, Clone, clap::Args)]
 pub struct LogArgs {
     /// Log format on stderr: human-readable text or one JSON object per line.
@@ -28,6 +28,10 @@ pub struct LogArgs {
     /// (e.g. 127.0.0.1:9090). Overrides metrics_listen in the config file.
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Client connections served at once across every endpoint (default 10000); one more is
+    /// closed on arrival. Overrides max_connections in the config file.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: Option<u64>,
 }
 
 /// Flags that `moat http` and `moat tls` share: where to listen, which certificate to show and
@@ -275,6 +279,18 @@ fn serve(
     source: ConfigSource,
     watch: Option<Vec<PathBuf>>,
 ) -> anyhow::Result<()> {
+    // The flag wins over the file, at start and at every reload.
+    let cap = log
+        .max_connections
+        .and_then(|cap| usize::try_from(cap).ok());
+    let with_cap = move |mut config: Config| {
+        if let Some(cap) = cap {
+            config.max_connections = cap;
+        }
+        config
+    };
+    let config = with_cap(config);
+    let source: ConfigSource = Arc::new(move || source().map(with_cap));
     init_logging(&log.log_format);
     crate::memcpy_tuning::log_if_tuned();
     let audit_log = match &log.audit_log {

@@ -27,6 +27,8 @@ pub enum HandshakeRefusal {
     HandshakeTimeout,
     /// The client closed or reset the connection before the handshake finished.
     ConnectionClosed,
+    /// `max_connections` client connections were open; this one was closed on arrival.
+    ConnectionLimit,
     /// Any other TLS failure (a malformed or unexpected handshake message).
     Other,
 }
@@ -43,6 +45,7 @@ impl HandshakeRefusal {
             HandshakeRefusal::UnrecognizedName => "unrecognized_name",
             HandshakeRefusal::HandshakeTimeout => "handshake_timeout",
             HandshakeRefusal::ConnectionClosed => "connection_closed",
+            HandshakeRefusal::ConnectionLimit => "connection_limit",
             HandshakeRefusal::Other => "other",
         }
     }
