@@ -15,6 +15,7 @@ use x509_parser::certificate::X509Certificate;
 use x509_parser::prelude::FromDer;
 use x509_parser::x509::X509Version;
 
+use crate::crl::CrlFinding;
 use crate::verified::{ValidWindow, VerifiedChains};
 use crate::x509::{SignatureFailure, rfc4514, serial_hex, split_spki, verify_signed};
 use crate::{CaBundle, RefusalReason, RevocationLists, TrustError, provider};
@@ -140,13 +141,7 @@ impl ClientVerifier {
         if self.refuse_expired_crls
             && let Some(stale) = self.crls.expired_for(ca, now)
         {
-            return Err(Refusal::new(
-                RefusalReason::UnknownCa,
-                &format!(
-                    "the CRL of the issuing CA ({}) is past its nextUpdate and crl_expired = \"refuse\"; load a fresh CRL",
-                    stale.display()
-                ),
-            ));
+            return Err(Refusal::from_crl(CrlFinding::Stale(stale)));
         }
         if self.crls.is_revoked(ca, cert.raw_serial()) {
             return Err(Refusal::new(
@@ -155,6 +150,24 @@ impl ClientVerifier {
             ));
         }
         Ok(())
+    }
+
+    /// Applies the version 1 CRLs, which rustls-webpki cannot read, to a chain it accepted.
+    fn check_version_1_crls(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<(), Refusal> {
+        let chain: Vec<&CertificateDer<'_>> =
+            std::iter::once(end_entity).chain(intermediates).collect();
+        match self
+            .crls
+            .version_1_finding(&chain, now, self.refuse_expired_crls, &self.algorithms)
+        {
+            Some(finding) => Err(Refusal::from_crl(finding)),
+            None => Ok(()),
+        }
     }
 
     /// When an accepted chain stays acceptable: while every presented certificate is within its
@@ -214,8 +227,8 @@ impl ClientVerifier {
         } else {
             self.webpki
                 .verify_client_cert(end_entity, intermediates, now)
-                .map(|_| ())
                 .map_err(Refusal::from_webpki)
+                .and_then(|_| self.check_version_1_crls(end_entity, intermediates, now))
         };
         match outcome {
             Ok(()) => {
@@ -291,7 +304,7 @@ impl ClientVerifierBuilder {
         let provider = Arc::new(provider());
         let algorithms = provider.signature_verification_algorithms;
         let mut webpki = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-            .with_crls(self.crls.iter().map(|crl| crl.der.clone()))
+            .with_crls(self.crls.for_webpki())
             .allow_unknown_revocation_status();
         if self.allow_unauthenticated {
             webpki = webpki.allow_unauthenticated();
@@ -397,6 +410,25 @@ impl Refusal {
             reason,
             detail: detail.to_owned(),
             original: None,
+        }
+    }
+
+    fn from_crl(finding: CrlFinding<'_>) -> Refusal {
+        match finding {
+            CrlFinding::Stale(path) => Refusal::new(
+                RefusalReason::UnknownCa,
+                &format!(
+                    "the CRL of the issuing CA ({}) is past its nextUpdate and crl_expired = \"refuse\"; load a fresh CRL",
+                    path.display()
+                ),
+            ),
+            CrlFinding::Revoked(path) => Refusal::new(
+                RefusalReason::Revoked,
+                &format!(
+                    "a loaded CRL of the issuing CA ({}) lists the certificate",
+                    path.display()
+                ),
+            ),
         }
     }
 
