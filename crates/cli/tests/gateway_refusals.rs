@@ -9,8 +9,8 @@ mod gateway_support;
 use std::path::Path;
 
 use gateway_support::{
-    ClientOptions, GET_ROOT, Moat, TestCa, Usage, moat_output, openssl, rustls_request, s_client,
-    start_http_upstream, write_pair,
+    ClientOptions, GET_ROOT, Moat, TestCa, Usage, audit_events, moat_output, openssl,
+    rustls_request, s_client, start_http_upstream, write_pair,
 };
 use rustls::AlertDescription;
 
@@ -343,12 +343,15 @@ fn openssl_ca_without_crlnumber(dir: &Path, name: &str) -> std::path::PathBuf {
     ca
 }
 
-/// A v3 client certificate `name` from an [`openssl_ca_without_crlnumber`] directory.
+/// A v3 client certificate `name` from an [`openssl_ca_without_crlnumber`] directory, for the
+/// key in `name.key` (a P-256 key is made when there is none).
 fn openssl_ca_client(ca: &Path, name: &str) {
-    openssl(
-        ca,
-        &format!("ecparam -name prime256v1 -genkey -noout -out {name}.key"),
-    );
+    if !ca.join(format!("{name}.key")).exists() {
+        openssl(
+            ca,
+            &format!("ecparam -name prime256v1 -genkey -noout -out {name}.key"),
+        );
+    }
     openssl(
         ca,
         &format!("req -new -key {name}.key -out {name}.csr -subj /CN={name}"),
@@ -501,4 +504,55 @@ fn a_version_1_crl_from_openssl_ca_revokes_and_a_stale_or_forged_one_is_handled_
         stderr.contains("forged-v1.crl: CRL #1 names CN=OpenSSL-V1-CRL-CA as issuer but its signature does not verify with that CA's key; regenerate the CRL with the CA's own key"),
         "{stderr}"
     );
+}
+
+#[test]
+fn an_rsa_1024_client_is_refused_with_a_log_line_naming_the_fix() {
+    let fixture = fixture();
+    let dir = fixture.dir.path();
+    let ca = openssl_ca_without_crlnumber(dir, "weak-ca");
+    openssl(&ca, "genrsa -out weak.key 1024");
+    openssl_ca_client(&ca, "weak");
+    for extension in ["crt", "key"] {
+        std::fs::copy(
+            ca.join(format!("weak.{extension}")),
+            dir.join(format!("weak.{extension}")),
+        )
+        .unwrap();
+    }
+    std::fs::copy(ca.join("ca.crt"), dir.join("cas.pem")).unwrap();
+    let upstream = start_http_upstream().to_string();
+    let moat = Moat::serve_mtls(dir, "http", &upstream, &["--audit-log", "audit.jsonl"]);
+    // OpenSSL's default security level would refuse to sign with the key itself.
+    for version in ["-tls1_3", "-tls1_2"] {
+        let output = s_client(
+            dir,
+            moat.port(),
+            &[
+                "-CAfile",
+                "server-ca.crt",
+                "-cert",
+                "weak.crt",
+                "-key",
+                "weak.key",
+                "-cipher",
+                "DEFAULT@SECLEVEL=0",
+                version,
+            ],
+        );
+        assert!(
+            output.contains("alert decrypt error"),
+            "{version}: {output}"
+        );
+    }
+    let wanted = "client certificate refused reason=\"bad_signature\" subject=\"CN=weak\" issuer=\"CN=OpenSSL-V1-CRL-CA\" serial=\"1000\" detail=the client's key is RSA-1024: RSA keys shorter than 2048 bits are not accepted; reissue the client certificate with rsa-2048 or ecdsa-p256";
+    let log = moat.wait_for_log(wanted);
+    assert_eq!(log.matches(wanted).count(), 2, "{log}");
+    let events = audit_events(&dir.join("audit.jsonl"), 2);
+    assert_eq!(events.len(), 2, "{events:?}");
+    for event in &events {
+        assert_eq!(event["event"], "tls_handshake", "{event}");
+        assert_eq!(event["outcome"], "refused", "{event}");
+        assert_eq!(event["reason"], "bad_signature", "{event}");
+    }
 }

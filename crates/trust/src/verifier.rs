@@ -13,6 +13,7 @@ use rustls::{
 use rustls_pki_types::{CertificateDer, SubjectPublicKeyInfoDer, UnixTime};
 use x509_parser::certificate::X509Certificate;
 use x509_parser::prelude::FromDer;
+use x509_parser::public_key::PublicKey;
 use x509_parser::x509::X509Version;
 
 use crate::crl::CrlFinding;
@@ -359,10 +360,11 @@ impl ClientCertVerifier for ClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        match v1_public_key(cert) {
+        let outcome = match v1_public_key(cert) {
             Some(spki) => verify_tls12_with_key(message, &spki, dss, &self.algorithms),
             None => self.webpki.verify_tls12_signature(message, cert, dss),
-        }
+        };
+        log_signature_refusal(cert, outcome)
     }
 
     fn verify_tls13_signature(
@@ -371,7 +373,7 @@ impl ClientCertVerifier for ClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        match v1_public_key(cert) {
+        let outcome = match v1_public_key(cert) {
             Some(spki) => rustls::crypto::verify_tls13_signature_with_raw_key(
                 message,
                 &SubjectPublicKeyInfoDer::from(spki.as_slice()),
@@ -379,7 +381,8 @@ impl ClientCertVerifier for ClientVerifier {
                 &self.algorithms,
             ),
             None => self.webpki.verify_tls13_signature(message, cert, dss),
-        }
+        };
+        log_signature_refusal(cert, outcome)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -489,6 +492,55 @@ impl Refusal {
         };
         rustls::Error::InvalidCertificate(error)
     }
+}
+
+/// The smallest RSA modulus the provider verifies signatures with (aws-lc-rs's
+/// `RSA_PKCS1_2048_8192_*` and `RSA_PSS_2048_8192_*`).
+const MIN_RSA_BITS: usize = 2048;
+
+/// Logs a refused CertificateVerify (the client's handshake signature). It fails after the
+/// certificate itself was accepted, and the gateway leaves certificate errors to this verifier,
+/// so without this line the refusal would leave nothing in the log. The error goes back to
+/// rustls unchanged (alert `decrypt_error`, counted as `bad_signature`).
+fn log_signature_refusal(
+    cert: &CertificateDer<'_>,
+    outcome: Result<HandshakeSignatureValid, rustls::Error>,
+) -> Result<HandshakeSignatureValid, rustls::Error> {
+    let Err(rustls::Error::InvalidCertificate(error)) = &outcome else {
+        return outcome;
+    };
+    let parsed = X509Certificate::from_der(cert.as_ref())
+        .ok()
+        .map(|(_, parsed)| parsed);
+    let detail = match parsed.as_ref().and_then(rsa_bits) {
+        Some(bits) if bits < MIN_RSA_BITS => format!(
+            "the client's key is RSA-{bits}: RSA keys shorter than {MIN_RSA_BITS} bits are not accepted; reissue the client certificate with rsa-2048 or ecdsa-p256"
+        ),
+        _ => format!(
+            "the client's handshake signature (CertificateVerify) does not verify with its certificate's key ({error}); the client must sign with the private key of the certificate it presents"
+        ),
+    };
+    let refusal = Refusal::new(RefusalReason::from_certificate_error(error), &detail);
+    match &parsed {
+        Some(parsed) => refusal.log(
+            &rfc4514(parsed.subject()),
+            &rfc4514(parsed.issuer()),
+            &serial_hex(parsed.raw_serial()),
+        ),
+        None => refusal.log("-", "-", "-"),
+    }
+    outcome
+}
+
+/// The size in bits of the certificate's RSA modulus; `None` for other keys.
+fn rsa_bits(cert: &X509Certificate<'_>) -> Option<usize> {
+    let Ok(PublicKey::RSA(rsa)) = cert.public_key().parsed() else {
+        return None;
+    };
+    let modulus = rsa.modulus;
+    let first = modulus.iter().position(|byte| *byte != 0)?;
+    let leading_zero_bits = modulus[first].leading_zeros() as usize;
+    Some((modulus.len() - first) * 8 - leading_zero_bits)
 }
 
 /// True when `cert` parses and its subject is exactly `subject_der`.
