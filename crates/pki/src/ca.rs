@@ -835,6 +835,18 @@ impl CertificateAuthority {
     /// CRL number (kept in the ledger, which stays locked until the number is saved). A CA
     /// without a ledger numbers CRLs by the current Unix time, which also only grows.
     pub fn crl(&self, options: &CrlOptions) -> Result<SignedCrl, PkiError> {
+        self.publish_crl(options, |_| Ok(()))
+    }
+
+    /// Like [`Self::crl`], and runs `publish` (writing the CRL file) before the ledger lock is
+    /// released: parallel runs publish in CRL-number order, so an older CRL, perhaps without
+    /// the latest revocation, never replaces a newer one. When `publish` fails the CRL number is
+    /// not used up.
+    pub fn publish_crl(
+        &self,
+        options: &CrlOptions,
+        publish: impl FnOnce(&SignedCrl) -> Result<(), PkiError>,
+    ) -> Result<SignedCrl, PkiError> {
         if options.validity <= Duration::ZERO {
             return Err(PkiError::InvalidRequest(
                 "a CRL needs a positive lifetime; pass --days N with N >= 1".to_owned(),
@@ -844,12 +856,15 @@ impl CertificateAuthority {
             Some(dir) => Ledger::update(dir, |ledger| {
                 let number = ledger.crl_number + 1;
                 let signed = self.sign_crl(options, ledger, number)?;
+                publish(&signed)?;
                 ledger.crl_number = number;
                 Ok(signed)
             }),
             None => {
                 let number = u64::try_from(OffsetDateTime::now_utc().unix_timestamp()).unwrap_or(1);
-                self.sign_crl(options, &Ledger::default(), number)
+                let signed = self.sign_crl(options, &Ledger::default(), number)?;
+                publish(&signed)?;
+                Ok(signed)
             }
         }
     }
@@ -1059,4 +1074,47 @@ pub fn read_first_certificate(path: &Path) -> Result<CertificateDer<'static>, Pk
         }
     })?;
     Ok(certificate)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::{LOCK_FILE, LedgerLock};
+
+    fn one_day() -> CrlOptions {
+        CrlOptions {
+            validity: Duration::days(1),
+            extra_serials: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_crl_is_published_while_the_ledger_is_locked_and_a_failed_publish_keeps_the_number() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let ca = CertificateAuthority::init(dir.path(), &CaOptions::default()).expect("init");
+        let signed = ca
+            .publish_crl(&one_day(), |_| {
+                // Another command's turn may not start before this CRL is written.
+                match LedgerLock::acquire(dir.path(), std::time::Duration::ZERO) {
+                    Err(PkiError::LedgerLocked { path, .. }) => {
+                        assert_eq!(path, dir.path().join(LOCK_FILE));
+                        Ok(())
+                    }
+                    other => panic!("the ledger lock is free while publishing: {other:?}"),
+                }
+            })
+            .expect("publish");
+        assert_eq!(signed.number, 1);
+
+        let failed = ca.publish_crl(&one_day(), |_| {
+            Err(PkiError::InvalidRequest("disk full".to_owned()))
+        });
+        assert!(
+            matches!(failed, Err(PkiError::InvalidRequest(_))),
+            "{failed:?}"
+        );
+        let ledger = Ledger::load(&ledger::ledger_path(dir.path())).expect("ledger");
+        assert_eq!(ledger.crl_number, 1, "the failed publish used up no number");
+        assert_eq!(ca.crl(&one_day()).expect("crl").number, 2);
+    }
 }
