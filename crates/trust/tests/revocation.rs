@@ -198,7 +198,8 @@ fn openssl_ca_dir(dir: &Path, with_crlnumber: bool) {
          certificate = $dir/ca.crt\nprivate_key = $dir/ca.key\nserial = $dir/serial\n{crlnumber}\
          default_md = sha256\ndefault_days = 30\ndefault_crl_days = 30\npolicy = policy_any\n\
          [ policy_any ]\ncommonName = supplied\n\
-         [ client_ext ]\nbasicConstraints = CA:FALSE\nkeyUsage = digitalSignature\nextendedKeyUsage = clientAuth\n"
+         [ client_ext ]\nbasicConstraints = CA:FALSE\nkeyUsage = digitalSignature\nextendedKeyUsage = clientAuth\n\
+         [ intermediate_ext ]\nbasicConstraints = critical,CA:TRUE,pathlen:0\nkeyUsage = critical,keyCertSign,cRLSign\n"
     );
     write(dir, "openssl.cnf", config);
     write(dir, "index.txt", "");
@@ -225,25 +226,12 @@ fn openssl_ca_dir(dir: &Path, with_crlnumber: bool) {
     );
 }
 
-/// Issues a v3 client certificate `name` from the `openssl ca` directory.
-fn openssl_ca_client(dir: &Path, name: &str) {
-    let key = format!("{name}.key");
+/// Issues a v3 certificate `name` (and its key) from the `openssl ca` directory with the
+/// extensions of config section `extensions` (`client_ext` or `intermediate_ext`).
+fn openssl_ca_issue(dir: &Path, name: &str, extensions: &str) {
+    openssl_key_and_request(dir, name);
     let csr = format!("{name}.csr");
     let crt = format!("{name}.crt");
-    openssl(dir, &["genrsa", "-out", &key, "2048"]);
-    openssl(
-        dir,
-        &[
-            "req",
-            "-new",
-            "-key",
-            &key,
-            "-out",
-            &csr,
-            "-subj",
-            &format!("/CN={name}"),
-        ],
-    );
     openssl(
         dir,
         &[
@@ -252,7 +240,7 @@ fn openssl_ca_client(dir: &Path, name: &str) {
             "-config",
             "openssl.cnf",
             "-extensions",
-            "client_ext",
+            extensions,
             "-in",
             &csr,
             "-out",
@@ -278,8 +266,8 @@ fn credentials_of(
 /// `openssl ca -gencrl EXTRA...`: version 2 with a crlnumber file, version 1 without one.
 fn openssl_ca_with_crl(dir: &Path, with_crlnumber: bool, extra: &[&str]) {
     openssl_ca_dir(dir, with_crlnumber);
-    openssl_ca_client(dir, "alice");
-    openssl_ca_client(dir, "bob");
+    openssl_ca_issue(dir, "alice", "client_ext");
+    openssl_ca_issue(dir, "bob", "client_ext");
     openssl(
         dir,
         &["ca", "-config", "openssl.cnf", "-revoke", "alice.crt"],
@@ -327,6 +315,70 @@ fn crl_from_openssl_ca_gencrl_is_accepted_and_revokes() {
             assert_accepted(&verifier, credentials_of(d, "bob"));
         }
     }
+}
+
+#[test]
+fn version_1_crl_of_the_root_revokes_an_intermediate_of_a_v3_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    openssl_ca_dir(d, false);
+    for name in ["bad-issuing", "good-issuing"] {
+        // An intermediate CA under the root, recorded in its index.txt for -revoke.
+        openssl_ca_issue(d, name, "intermediate_ext");
+        write(d, "leaf.ext", "extendedKeyUsage = clientAuth\n");
+        let leaf = format!("{name}-leaf");
+        openssl_key_and_request(d, &leaf);
+        openssl(
+            d,
+            &[
+                "x509",
+                "-req",
+                "-days",
+                "10",
+                "-in",
+                &format!("{leaf}.csr"),
+                "-CA",
+                &format!("{name}.crt"),
+                "-CAkey",
+                &format!("{name}.key"),
+                "-set_serial",
+                "0x77",
+                "-extfile",
+                "leaf.ext",
+                "-out",
+                &format!("{leaf}.crt"),
+            ],
+        );
+    }
+    openssl(
+        d,
+        &["ca", "-config", "openssl.cnf", "-revoke", "bad-issuing.crt"],
+    );
+    openssl(
+        d,
+        &[
+            "ca",
+            "-config",
+            "openssl.cnf",
+            "-gencrl",
+            "-out",
+            "root.crl",
+        ],
+    );
+    let text = openssl(d, &["crl", "-in", "root.crl", "-noout", "-text"]);
+    assert!(text.contains("Version 1"), "{text}");
+    let verifier = verifier(&[d.join("ca.crt")], &[d.join("root.crl")]);
+    let chain = |name: &str| {
+        (
+            vec![
+                read_cert(&d.join(format!("{name}-leaf.crt"))),
+                read_cert(&d.join(format!("{name}.crt"))),
+            ],
+            read_key(&d.join(format!("{name}-leaf.key"))),
+        )
+    };
+    assert_revoked(&verifier, chain("bad-issuing"));
+    assert_accepted(&verifier, chain("good-issuing"));
 }
 
 #[test]
