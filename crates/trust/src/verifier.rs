@@ -26,9 +26,11 @@ use crate::{CaBundle, RefusalReason, RevocationLists, TrustError, provider};
 ///
 /// X.509 v3 chains (with intermediates) go through rustls-webpki: path building to a configured
 /// CA, validity, `clientAuth` when an EKU is present, and revocation of the leaf and every
-/// intermediate by the loaded CRLs. X.509 v1 leafs, which webpki rejects but which the common
-/// `openssl x509 -req` recipe makes, are checked here directly against the CA that signed them.
-/// Every refusal is logged once at `warn` with the reason, subject, issuer and serial.
+/// intermediate by the loaded version 2 CRLs; the version 1 CRLs, which webpki cannot read, are
+/// applied here to the same certificates afterwards. X.509 v1 leafs, which webpki rejects but
+/// which the common `openssl x509 -req` recipe makes, are checked here directly against the CA
+/// that signed them. Every refusal is logged once at `warn` with the reason, subject, issuer and
+/// serial, including a client handshake signature that does not verify (e.g. an RSA-1024 key).
 #[derive(Debug)]
 pub struct ClientVerifier {
     webpki: Arc<dyn ClientCertVerifier>,
