@@ -12,8 +12,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use gateway_support::{
-    ClientOptions, GET_ROOT, Moat, TestCa, Usage, curl, rustls_request, start_http_upstream,
-    write_pair,
+    ClientOptions, GET_ROOT, Moat, TestCa, Usage, audit_events, curl, rustls_request,
+    start_http_upstream, write_pair,
 };
 use serde_json::Value;
 
@@ -103,25 +103,6 @@ fn metrics_address(moat: &Moat) -> SocketAddr {
         .unwrap_or_else(|| panic!("no metrics line in {:?}", moat.stdout))
         .parse()
         .unwrap()
-}
-
-/// Waits (at most 10 s) until the audit file holds `count` events, and returns them parsed.
-fn audit_events(path: &Path, count: usize) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        if lines.len() >= count || Instant::now() > deadline {
-            return lines
-                .iter()
-                .map(|line| {
-                    serde_json::from_str(line)
-                        .unwrap_or_else(|e| panic!("audit line is not JSON ({e}): {line}"))
-                })
-                .collect();
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// One sample of the exposition: metric name, labels, value.

@@ -745,34 +745,32 @@ impl CertificateAuthority {
         let Some(dir) = &self.dir else {
             return Ok(());
         };
-        let path = ledger::ledger_path(dir);
-        let mut ledger = Ledger::load(&path)?;
         let (_, parsed) =
             x509_parser::parse_x509_certificate(certificate).map_err(|error| PkiError::Build {
                 what: "ledger entry",
                 reason: error.to_string(),
             })?;
-        ledger.certificates.push(LedgerEntry {
+        let entry = LedgerEntry {
             serial: ledger::serial_hex(parsed.raw_serial()),
             subject: parsed.subject().to_string(),
             profile: profile.to_owned(),
             issued_at: rfc3339(OffsetDateTime::now_utc()),
             not_after: rfc3339(parsed.validity().not_after.to_datetime()),
             revoked: None,
-        });
-        ledger.save(&path)
+        };
+        Ledger::update(dir, |ledger| {
+            ledger.certificates.push(entry);
+            Ok(())
+        })
     }
 
-    fn ledger_path_or_error(&self, what: &str) -> Result<PathBuf, PkiError> {
-        self.dir
-            .as_deref()
-            .map(ledger::ledger_path)
-            .ok_or_else(|| {
-                PkiError::LedgerRequired(format!(
-                    "{}: {what} needs the CA's ledger; use a CA directory made by `moat pki init-ca` (--ca DIR), or list serials in a file and pass --serials",
-                    self.cert_path.display()
-                ))
-            })
+    fn ledger_dir_or_error(&self, what: &str) -> Result<&Path, PkiError> {
+        self.dir.as_deref().ok_or_else(|| {
+            PkiError::LedgerRequired(format!(
+                "{}: {what} needs the CA's ledger; use a CA directory made by `moat pki init-ca` (--ca DIR), or list serials in a file and pass --serials",
+                self.cert_path.display()
+            ))
+        })
     }
 
     /// Marks `serial` (any hex form) revoked in the ledger. A serial this CA never issued is an
@@ -782,30 +780,9 @@ impl CertificateAuthority {
         serial: &str,
         reason: RevocationReason,
     ) -> Result<RevokeOutcome, PkiError> {
-        let path = self.ledger_path_or_error("revocation")?;
+        let dir = self.ledger_dir_or_error("revocation")?;
         let serial = ledger::normalize_serial(serial, "--serial")?;
-        let mut ledger = Ledger::load(&path)?;
-        let entry = ledger
-            .find_mut(&serial)
-            .ok_or_else(|| PkiError::UnknownSerial {
-                serial: serial.clone(),
-                ledger: path.clone(),
-            })?;
-        let newly_revoked = entry.revoked.is_none();
-        if newly_revoked {
-            entry.revoked = Some(Revocation {
-                at: rfc3339(OffsetDateTime::now_utc()),
-                reason,
-            });
-        }
-        let entry = entry.clone();
-        if newly_revoked {
-            ledger.save(&path)?;
-        }
-        Ok(RevokeOutcome {
-            entry,
-            newly_revoked,
-        })
+        Ledger::update(dir, |ledger| mark_revoked(ledger, dir, &serial, reason))
     }
 
     /// Revokes the certificate in `cert_path` after checking this CA signed it; a certificate
@@ -815,7 +792,7 @@ impl CertificateAuthority {
         cert_path: &Path,
         reason: RevocationReason,
     ) -> Result<RevokeOutcome, PkiError> {
-        let path = self.ledger_path_or_error("revocation")?;
+        let dir = self.ledger_dir_or_error("revocation")?;
         let certificate = read_first_certificate(cert_path)?;
         let (_, parsed) = x509_parser::parse_x509_certificate(&certificate).map_err(|error| {
             PkiError::BadCertificate {
@@ -839,57 +816,81 @@ impl CertificateAuthority {
             });
         }
         let serial = ledger::serial_hex(parsed.raw_serial());
-        let mut ledger = Ledger::load(&path)?;
-        if ledger.find_mut(&serial).is_none() {
-            ledger.certificates.push(LedgerEntry {
-                serial: serial.clone(),
-                subject: parsed.subject().to_string(),
-                profile: "unknown".to_owned(),
-                issued_at: rfc3339(parsed.validity().not_before.to_datetime()),
-                not_after: rfc3339(parsed.validity().not_after.to_datetime()),
-                revoked: None,
-            });
-            ledger.save(&path)?;
-        }
-        self.revoke(&serial, reason)
+        Ledger::update(dir, |ledger| {
+            if ledger.find_mut(&serial).is_none() {
+                ledger.certificates.push(LedgerEntry {
+                    serial: serial.clone(),
+                    subject: parsed.subject().to_string(),
+                    profile: "unknown".to_owned(),
+                    issued_at: rfc3339(parsed.validity().not_before.to_datetime()),
+                    not_after: rfc3339(parsed.validity().not_after.to_datetime()),
+                    revoked: None,
+                });
+            }
+            mark_revoked(ledger, dir, &serial, reason)
+        })
     }
 
     /// Signs a CRL listing the ledger's revocations plus `options.extra_serials`, with the next
-    /// CRL number (kept in the ledger). A CA without a ledger numbers CRLs by the current Unix
-    /// time, which also only grows.
+    /// CRL number (kept in the ledger, which stays locked until the number is saved). A CA
+    /// without a ledger numbers CRLs by the current Unix time, which also only grows.
     pub fn crl(&self, options: &CrlOptions) -> Result<SignedCrl, PkiError> {
+        self.publish_crl(options, |_| Ok(()))
+    }
+
+    /// Like [`Self::crl`], and runs `publish` (writing the CRL file) before the ledger lock is
+    /// released: parallel runs publish in CRL-number order, so an older CRL, perhaps without
+    /// the latest revocation, never replaces a newer one. When `publish` fails the CRL number is
+    /// not used up.
+    pub fn publish_crl(
+        &self,
+        options: &CrlOptions,
+        publish: impl FnOnce(&SignedCrl) -> Result<(), PkiError>,
+    ) -> Result<SignedCrl, PkiError> {
         if options.validity <= Duration::ZERO {
             return Err(PkiError::InvalidRequest(
                 "a CRL needs a positive lifetime; pass --days N with N >= 1".to_owned(),
             ));
         }
+        match &self.dir {
+            Some(dir) => Ledger::update(dir, |ledger| {
+                let number = ledger.crl_number + 1;
+                let signed = self.sign_crl(options, ledger, number)?;
+                publish(&signed)?;
+                ledger.crl_number = number;
+                Ok(signed)
+            }),
+            None => {
+                let number = u64::try_from(OffsetDateTime::now_utc().unix_timestamp()).unwrap_or(1);
+                let signed = self.sign_crl(options, &Ledger::default(), number)?;
+                publish(&signed)?;
+                Ok(signed)
+            }
+        }
+    }
+
+    fn sign_crl(
+        &self,
+        options: &CrlOptions,
+        ledger: &Ledger,
+        number: u64,
+    ) -> Result<SignedCrl, PkiError> {
         let now = OffsetDateTime::now_utc();
         let mut revoked: Vec<RevokedCertParams> = Vec::new();
         let mut listed: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
-        let ledger_state = match &self.dir {
-            Some(dir) => {
-                let path = ledger::ledger_path(dir);
-                Some((Ledger::load(&path)?, path))
-            }
-            None => None,
-        };
-        if let Some((ledger, _)) = &ledger_state {
-            for (entry, revocation) in ledger.revoked() {
-                if listed.insert(entry.serial.clone()) {
-                    let at = OffsetDateTime::parse(
-                        &revocation.at,
-                        &time::format_description::well_known::Rfc3339,
-                    )
-                    .unwrap_or(now);
-                    revoked.push(RevokedCertParams {
-                        serial_number: SerialNumber::from_slice(&ledger::serial_bytes(
-                            &entry.serial,
-                        )),
-                        revocation_time: at,
-                        reason_code: Some(revocation.reason.to_rcgen()),
-                        invalidity_date: None,
-                    });
-                }
+        for (entry, revocation) in ledger.revoked() {
+            if listed.insert(entry.serial.clone()) {
+                let at = OffsetDateTime::parse(
+                    &revocation.at,
+                    &time::format_description::well_known::Rfc3339,
+                )
+                .unwrap_or(now);
+                revoked.push(RevokedCertParams {
+                    serial_number: SerialNumber::from_slice(&ledger::serial_bytes(&entry.serial)),
+                    revocation_time: at,
+                    reason_code: Some(revocation.reason.to_rcgen()),
+                    invalidity_date: None,
+                });
             }
         }
         for serial in &options.extra_serials {
@@ -902,10 +903,6 @@ impl CertificateAuthority {
                 });
             }
         }
-        let number = match &ledger_state {
-            Some((ledger, _)) => ledger.crl_number + 1,
-            None => u64::try_from(now.unix_timestamp()).unwrap_or(1),
-        };
         let revoked_count = revoked.len();
         let params = CertificateRevocationListParams {
             this_update: now - BACKDATE,
@@ -924,10 +921,6 @@ impl CertificateAuthority {
             what: "CRL",
             reason: error.to_string(),
         })?;
-        if let Some((mut ledger, path)) = ledger_state {
-            ledger.crl_number = number;
-            ledger.save(&path)?;
-        }
         Ok(SignedCrl {
             pem,
             der: crl.der().to_vec(),
@@ -952,6 +945,32 @@ impl CertificateAuthority {
             })
             .unwrap_or(KeyIdMethod::Sha256)
     }
+}
+
+/// Marks `serial` revoked in `ledger` unless it already is (the first date and reason stay).
+fn mark_revoked(
+    ledger: &mut Ledger,
+    dir: &Path,
+    serial: &str,
+    reason: RevocationReason,
+) -> Result<RevokeOutcome, PkiError> {
+    let entry = ledger
+        .find_mut(serial)
+        .ok_or_else(|| PkiError::UnknownSerial {
+            serial: serial.to_owned(),
+            ledger: ledger::ledger_path(dir),
+        })?;
+    let newly_revoked = entry.revoked.is_none();
+    if newly_revoked {
+        entry.revoked = Some(Revocation {
+            at: rfc3339(OffsetDateTime::now_utc()),
+            reason,
+        });
+    }
+    Ok(RevokeOutcome {
+        entry: entry.clone(),
+        newly_revoked,
+    })
 }
 
 /// A server profile needs a name a client can check: the CN becomes the SAN when none is given.
@@ -1055,4 +1074,47 @@ pub fn read_first_certificate(path: &Path) -> Result<CertificateDer<'static>, Pk
         }
     })?;
     Ok(certificate)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::{LOCK_FILE, LedgerLock};
+
+    fn one_day() -> CrlOptions {
+        CrlOptions {
+            validity: Duration::days(1),
+            extra_serials: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_crl_is_published_while_the_ledger_is_locked_and_a_failed_publish_keeps_the_number() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let ca = CertificateAuthority::init(dir.path(), &CaOptions::default()).expect("init");
+        let signed = ca
+            .publish_crl(&one_day(), |_| {
+                // Another command's turn may not start before this CRL is written.
+                match LedgerLock::acquire(dir.path(), std::time::Duration::ZERO) {
+                    Err(PkiError::LedgerLocked { path, .. }) => {
+                        assert_eq!(path, dir.path().join(LOCK_FILE));
+                        Ok(())
+                    }
+                    other => panic!("the ledger lock is free while publishing: {other:?}"),
+                }
+            })
+            .expect("publish");
+        assert_eq!(signed.number, 1);
+
+        let failed = ca.publish_crl(&one_day(), |_| {
+            Err(PkiError::InvalidRequest("disk full".to_owned()))
+        });
+        assert!(
+            matches!(failed, Err(PkiError::InvalidRequest(_))),
+            "{failed:?}"
+        );
+        let ledger = Ledger::load(&ledger::ledger_path(dir.path())).expect("ledger");
+        assert_eq!(ledger.crl_number, 1, "the failed publish used up no number");
+        assert_eq!(ca.crl(&one_day()).expect("crl").number, 2);
+    }
 }

@@ -229,6 +229,28 @@ pub enum PkiError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The ledger lock could not be taken (the file cannot be created or locked).
+    #[error(
+        "{}: cannot lock the CA's ledger: {source}; moat pki needs write access to the CA directory",
+        path.display()
+    )]
+    LedgerLock {
+        /// The lock file.
+        path: PathBuf,
+        /// The underlying I/O error.
+        source: std::io::Error,
+    },
+    /// Another command held the ledger lock for the whole wait.
+    #[error(
+        "{}: another moat pki command has held the CA's ledger lock for {waited:?}; let it finish and run this command again (a lock dies with its process, so a left-over file blocks nothing)",
+        path.display()
+    )]
+    LedgerLocked {
+        /// The lock file.
+        path: PathBuf,
+        /// How long this command waited.
+        waited: std::time::Duration,
+    },
     /// A serial number does not parse.
     #[error(
         "{origin}: serial {value:?} is not a hexadecimal number; write it like 4f:3a:... or 4f3a..."

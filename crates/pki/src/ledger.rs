@@ -1,6 +1,8 @@
 //! The CA's ledger: every serial it issued, which of them are revoked and why, and the last CRL number.
 
+use std::fs::{File, TryLockError};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -8,6 +10,14 @@ use crate::PkiError;
 
 /// File name of the ledger inside a CA directory.
 pub const LEDGER_FILE: &str = "ledger.json";
+/// File name of the lock beside the ledger. ledger.json itself is replaced by a rename on every
+/// save, so a lock on it would guard a file that is no longer the ledger; this one stays put.
+pub const LOCK_FILE: &str = "ledger.lock";
+/// How long a command waits for another one to finish its ledger change before giving up.
+/// Issuing an RSA-4096 key, the slowest change, takes a few seconds; 30 s leaves room for a queue.
+pub const LOCK_WAIT: Duration = Duration::from_secs(30);
+/// How often a waiting command tries the lock again.
+const LOCK_RETRY: Duration = Duration::from_millis(20);
 
 /// Why a certificate was revoked (RFC 5280 5.3.1), with the names `--reason` accepts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -145,6 +155,24 @@ impl Ledger {
         crate::files::write_atomic(path, &json, crate::files::PUBLIC_MODE)
     }
 
+    /// Reads the ledger of `ca_dir`, lets `change` modify it, and writes it back when it changed,
+    /// all while holding the ledger lock: parallel `moat pki` commands on one CA take turns, so
+    /// none of them overwrites an issue or a revocation another one just recorded.
+    pub fn update<T>(
+        ca_dir: &Path,
+        change: impl FnOnce(&mut Ledger) -> Result<T, PkiError>,
+    ) -> Result<T, PkiError> {
+        let _lock = LedgerLock::acquire(ca_dir, LOCK_WAIT)?;
+        let path = ledger_path(ca_dir);
+        let mut ledger = Ledger::load(&path)?;
+        let before = ledger.clone();
+        let outcome = change(&mut ledger)?;
+        if ledger != before {
+            ledger.save(&path)?;
+        }
+        Ok(outcome)
+    }
+
     /// The entry for `serial` (lower-case hex), if this CA issued it.
     pub fn find_mut(&mut self, serial: &str) -> Option<&mut LedgerEntry> {
         self.certificates
@@ -157,6 +185,43 @@ impl Ledger {
         self.certificates
             .iter()
             .filter_map(|entry| entry.revoked.as_ref().map(|revocation| (entry, revocation)))
+    }
+}
+
+/// An exclusive advisory lock (flock) on a CA directory's `ledger.lock`, released when dropped or
+/// when the process ends, so a killed command never leaves the CA locked.
+#[derive(Debug)]
+pub struct LedgerLock {
+    _file: File,
+}
+
+impl LedgerLock {
+    /// Takes the lock of `ca_dir`, waiting up to `wait` for another holder to release it.
+    pub fn acquire(ca_dir: &Path, wait: Duration) -> Result<LedgerLock, PkiError> {
+        let path = ca_dir.join(LOCK_FILE);
+        let lock_error = |source| PkiError::LedgerLock {
+            path: path.clone(),
+            source,
+        };
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(lock_error)?;
+        let started = Instant::now();
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(LedgerLock { _file: file }),
+                Err(TryLockError::WouldBlock) if started.elapsed() < wait => {
+                    std::thread::sleep(LOCK_RETRY);
+                }
+                Err(TryLockError::WouldBlock) => {
+                    return Err(PkiError::LedgerLocked { path, waited: wait });
+                }
+                Err(TryLockError::Error(source)) => return Err(lock_error(source)),
+            }
+        }
     }
 }
 
@@ -229,4 +294,29 @@ pub fn read_serials_file(path: &Path) -> Result<Vec<String>, PkiError> {
 /// The ledger path of a CA directory.
 pub fn ledger_path(ca_dir: &Path) -> PathBuf {
     ca_dir.join(LEDGER_FILE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_held_lock_makes_the_next_command_wait_then_fail_naming_the_lock_file() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let held = LedgerLock::acquire(dir.path(), LOCK_WAIT).expect("first lock");
+        let started = Instant::now();
+        let error = LedgerLock::acquire(dir.path(), Duration::from_millis(200))
+            .expect_err("the lock is held");
+        assert!(started.elapsed() >= Duration::from_millis(200), "it waited");
+        let message = error.to_string();
+        assert!(
+            message.starts_with(&format!(
+                "{}: another moat pki command has held the CA's ledger lock for 200ms;",
+                dir.path().join(LOCK_FILE).display()
+            )),
+            "{message}"
+        );
+        drop(held);
+        LedgerLock::acquire(dir.path(), Duration::ZERO).expect("free once the holder is gone");
+    }
 }

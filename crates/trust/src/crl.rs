@@ -5,9 +5,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::RootCertStore;
+use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::server::WebPkiClientVerifier;
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateRevocationListDer, UnixTime};
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, UnixTime};
+use x509_parser::certificate::X509Certificate;
 use x509_parser::prelude::FromDer;
 use x509_parser::revocation_list::CertificateRevocationList;
 use x509_parser::time::ASN1Time;
@@ -33,6 +35,18 @@ pub(crate) struct LoadedCrl {
     pub(crate) issuer_name: String,
     /// nextUpdate as Unix seconds; `None` when the CRL has none (it never goes stale).
     pub(crate) next_update: Option<i64>,
+    /// A version 1 CRL (what `openssl ca -gencrl` writes without a crlnumber file). rustls-webpki
+    /// reads version 2 only, so moat applies these itself: [`RevocationLists::version_1_finding`].
+    pub(crate) version_1: bool,
+}
+
+/// Why a version 1 CRL stops a chain that rustls-webpki accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CrlFinding<'a> {
+    /// The CRL of the certificate's CA is past its nextUpdate and stale CRLs are refused.
+    Stale(&'a Path),
+    /// The CRL of the certificate's CA lists it.
+    Revoked(&'a Path),
 }
 
 /// A CRL whose nextUpdate has passed: its CA no longer vouches for it being complete.
@@ -80,10 +94,6 @@ impl RevocationLists {
         self.crls.is_empty()
     }
 
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &LoadedCrl> {
-        self.crls.iter()
-    }
-
     /// The CRLs past their nextUpdate at `now`, to be logged loudly at load and periodically.
     pub fn stale(&self, now: UnixTime) -> Vec<StaleCrl> {
         let now = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
@@ -129,6 +139,50 @@ impl RevocationLists {
                 && crl.issuer_subject == ca.subject_der()
                 && crl.revoked.contains(serial)
         })
+    }
+
+    /// The CRLs rustls-webpki checks X.509 v3 chains against (all but version 1 CRLs).
+    pub(crate) fn for_webpki(&self) -> impl Iterator<Item = CertificateRevocationListDer<'static>> {
+        self.crls
+            .iter()
+            .filter(|crl| !crl.version_1)
+            .map(|crl| crl.der.clone())
+    }
+
+    /// What the version 1 CRLs say about a chain rustls-webpki accepted without them: for each
+    /// presented certificate, the v1 CRL of the configured CA that signed it (same issuer name
+    /// and the signature verifies with that CA's key) may be stale or list its serial.
+    pub(crate) fn version_1_finding(
+        &self,
+        chain: &[&CertificateDer<'_>],
+        now: UnixTime,
+        refuse_expired: bool,
+        algorithms: &WebPkiSupportedAlgorithms,
+    ) -> Option<CrlFinding<'_>> {
+        if !self.crls.iter().any(|crl| crl.version_1) {
+            return None;
+        }
+        let now = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+        for der in chain {
+            let Ok((_, cert)) = X509Certificate::from_der(der.as_ref()) else {
+                continue;
+            };
+            let issued_by = |crl: &&LoadedCrl| {
+                crl.version_1
+                    && crl.issuer_subject == cert.issuer().as_raw()
+                    && split_spki(&crl.issuer_spki)
+                        .is_some_and(|key| verify_signed(der.as_ref(), &key, algorithms).is_ok())
+            };
+            for crl in self.crls.iter().filter(issued_by) {
+                if refuse_expired && crl.next_update.is_some_and(|next| next < now) {
+                    return Some(CrlFinding::Stale(&crl.source));
+                }
+                if crl.revoked.contains(trim_serial(cert.raw_serial())) {
+                    return Some(CrlFinding::Revoked(&crl.source));
+                }
+            }
+        }
+        None
     }
 
     fn add_file_bytes(
@@ -224,29 +278,23 @@ fn load_one(
         });
     }
 
-    // X.509 v3 chains are checked by rustls-webpki, which is stricter than x509-parser (it wants
-    // version 2 CRLs, for one): ask it now so a CRL it cannot use fails at startup, not per client.
-    let mut roots = RootCertStore::empty();
-    roots.add(ca.der().clone()).map_err(|e| {
-        bad(
-            format!("its CA is not usable as a trust anchor: {e}"),
-            REGENERATE,
-        )
-    })?;
-    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::new(provider()))
-        .with_crls([der.clone()])
-        .build()
-        .map_err(|e| {
-            let version_1 = parsed.version().is_none();
+    // X.509 v3 chains are checked by rustls-webpki, which is stricter than x509-parser: ask it
+    // now so a CRL it cannot use fails at startup, not per client. It reads version 2 CRLs only;
+    // a version 1 CRL (no extensions to misread) was verified above and is applied by moat.
+    let version_1 = parsed.version().is_none();
+    if !version_1 {
+        let mut roots = RootCertStore::empty();
+        roots.add(ca.der().clone()).map_err(|e| {
             bad(
-                format!("{e}"),
-                if version_1 {
-                    "it is a version 1 CRL; make a version 2 CRL (for `openssl ca -gencrl`: create the crlnumber file, e.g. `echo 01 > crlnumber`, and set `crlnumber = $dir/crlnumber` in the CA section of openssl.cnf)"
-                } else {
-                    REGENERATE
-                },
+                format!("its CA is not usable as a trust anchor: {e}"),
+                REGENERATE,
             )
         })?;
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::new(provider()))
+            .with_crls([der.clone()])
+            .build()
+            .map_err(|e| bad(format!("{e}"), REGENERATE))?;
+    }
 
     let revoked = parsed
         .iter_revoked_certificates()
@@ -260,5 +308,6 @@ fn load_one(
         issuer_subject: ca.subject_der().to_vec(),
         revoked,
         der,
+        version_1,
     })
 }

@@ -13,8 +13,10 @@ use rustls::{
 use rustls_pki_types::{CertificateDer, SubjectPublicKeyInfoDer, UnixTime};
 use x509_parser::certificate::X509Certificate;
 use x509_parser::prelude::FromDer;
+use x509_parser::public_key::PublicKey;
 use x509_parser::x509::X509Version;
 
+use crate::crl::CrlFinding;
 use crate::verified::{ValidWindow, VerifiedChains};
 use crate::x509::{SignatureFailure, rfc4514, serial_hex, split_spki, verify_signed};
 use crate::{CaBundle, RefusalReason, RevocationLists, TrustError, provider};
@@ -24,9 +26,11 @@ use crate::{CaBundle, RefusalReason, RevocationLists, TrustError, provider};
 ///
 /// X.509 v3 chains (with intermediates) go through rustls-webpki: path building to a configured
 /// CA, validity, `clientAuth` when an EKU is present, and revocation of the leaf and every
-/// intermediate by the loaded CRLs. X.509 v1 leafs, which webpki rejects but which the common
-/// `openssl x509 -req` recipe makes, are checked here directly against the CA that signed them.
-/// Every refusal is logged once at `warn` with the reason, subject, issuer and serial.
+/// intermediate by the loaded version 2 CRLs; the version 1 CRLs, which webpki cannot read, are
+/// applied here to the same certificates afterwards. X.509 v1 leafs, which webpki rejects but
+/// which the common `openssl x509 -req` recipe makes, are checked here directly against the CA
+/// that signed them. Every refusal is logged once at `warn` with the reason, subject, issuer and
+/// serial, including a client handshake signature that does not verify (e.g. an RSA-1024 key).
 #[derive(Debug)]
 pub struct ClientVerifier {
     webpki: Arc<dyn ClientCertVerifier>,
@@ -140,13 +144,7 @@ impl ClientVerifier {
         if self.refuse_expired_crls
             && let Some(stale) = self.crls.expired_for(ca, now)
         {
-            return Err(Refusal::new(
-                RefusalReason::UnknownCa,
-                &format!(
-                    "the CRL of the issuing CA ({}) is past its nextUpdate and crl_expired = \"refuse\"; load a fresh CRL",
-                    stale.display()
-                ),
-            ));
+            return Err(Refusal::from_crl(CrlFinding::Stale(stale)));
         }
         if self.crls.is_revoked(ca, cert.raw_serial()) {
             return Err(Refusal::new(
@@ -155,6 +153,24 @@ impl ClientVerifier {
             ));
         }
         Ok(())
+    }
+
+    /// Applies the version 1 CRLs, which rustls-webpki cannot read, to a chain it accepted.
+    fn check_version_1_crls(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<(), Refusal> {
+        let chain: Vec<&CertificateDer<'_>> =
+            std::iter::once(end_entity).chain(intermediates).collect();
+        match self
+            .crls
+            .version_1_finding(&chain, now, self.refuse_expired_crls, &self.algorithms)
+        {
+            Some(finding) => Err(Refusal::from_crl(finding)),
+            None => Ok(()),
+        }
     }
 
     /// When an accepted chain stays acceptable: while every presented certificate is within its
@@ -214,8 +230,8 @@ impl ClientVerifier {
         } else {
             self.webpki
                 .verify_client_cert(end_entity, intermediates, now)
-                .map(|_| ())
                 .map_err(Refusal::from_webpki)
+                .and_then(|_| self.check_version_1_crls(end_entity, intermediates, now))
         };
         match outcome {
             Ok(()) => {
@@ -291,7 +307,7 @@ impl ClientVerifierBuilder {
         let provider = Arc::new(provider());
         let algorithms = provider.signature_verification_algorithms;
         let mut webpki = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-            .with_crls(self.crls.iter().map(|crl| crl.der.clone()))
+            .with_crls(self.crls.for_webpki())
             .allow_unknown_revocation_status();
         if self.allow_unauthenticated {
             webpki = webpki.allow_unauthenticated();
@@ -346,10 +362,11 @@ impl ClientCertVerifier for ClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        match v1_public_key(cert) {
+        let outcome = match v1_public_key(cert) {
             Some(spki) => verify_tls12_with_key(message, &spki, dss, &self.algorithms),
             None => self.webpki.verify_tls12_signature(message, cert, dss),
-        }
+        };
+        log_signature_refusal(cert, outcome)
     }
 
     fn verify_tls13_signature(
@@ -358,7 +375,7 @@ impl ClientCertVerifier for ClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        match v1_public_key(cert) {
+        let outcome = match v1_public_key(cert) {
             Some(spki) => rustls::crypto::verify_tls13_signature_with_raw_key(
                 message,
                 &SubjectPublicKeyInfoDer::from(spki.as_slice()),
@@ -366,7 +383,8 @@ impl ClientCertVerifier for ClientVerifier {
                 &self.algorithms,
             ),
             None => self.webpki.verify_tls13_signature(message, cert, dss),
-        }
+        };
+        log_signature_refusal(cert, outcome)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -397,6 +415,25 @@ impl Refusal {
             reason,
             detail: detail.to_owned(),
             original: None,
+        }
+    }
+
+    fn from_crl(finding: CrlFinding<'_>) -> Refusal {
+        match finding {
+            CrlFinding::Stale(path) => Refusal::new(
+                RefusalReason::UnknownCa,
+                &format!(
+                    "the CRL of the issuing CA ({}) is past its nextUpdate and crl_expired = \"refuse\"; load a fresh CRL",
+                    path.display()
+                ),
+            ),
+            CrlFinding::Revoked(path) => Refusal::new(
+                RefusalReason::Revoked,
+                &format!(
+                    "a loaded CRL of the issuing CA ({}) lists the certificate",
+                    path.display()
+                ),
+            ),
         }
     }
 
@@ -457,6 +494,55 @@ impl Refusal {
         };
         rustls::Error::InvalidCertificate(error)
     }
+}
+
+/// The smallest RSA modulus the provider verifies signatures with (aws-lc-rs's
+/// `RSA_PKCS1_2048_8192_*` and `RSA_PSS_2048_8192_*`).
+const MIN_RSA_BITS: usize = 2048;
+
+/// Logs a refused CertificateVerify (the client's handshake signature). It fails after the
+/// certificate itself was accepted, and the gateway leaves certificate errors to this verifier,
+/// so without this line the refusal would leave nothing in the log. The error goes back to
+/// rustls unchanged (alert `decrypt_error`, counted as `bad_signature`).
+fn log_signature_refusal(
+    cert: &CertificateDer<'_>,
+    outcome: Result<HandshakeSignatureValid, rustls::Error>,
+) -> Result<HandshakeSignatureValid, rustls::Error> {
+    let Err(rustls::Error::InvalidCertificate(error)) = &outcome else {
+        return outcome;
+    };
+    let parsed = X509Certificate::from_der(cert.as_ref())
+        .ok()
+        .map(|(_, parsed)| parsed);
+    let detail = match parsed.as_ref().and_then(rsa_bits) {
+        Some(bits) if bits < MIN_RSA_BITS => format!(
+            "the client's key is RSA-{bits}: RSA keys shorter than {MIN_RSA_BITS} bits are not accepted; reissue the client certificate with rsa-2048 or ecdsa-p256"
+        ),
+        _ => format!(
+            "the client's handshake signature (CertificateVerify) does not verify with its certificate's key ({error}); the client must sign with the private key of the certificate it presents"
+        ),
+    };
+    let refusal = Refusal::new(RefusalReason::from_certificate_error(error), &detail);
+    match &parsed {
+        Some(parsed) => refusal.log(
+            &rfc4514(parsed.subject()),
+            &rfc4514(parsed.issuer()),
+            &serial_hex(parsed.raw_serial()),
+        ),
+        None => refusal.log("-", "-", "-"),
+    }
+    outcome
+}
+
+/// The size in bits of the certificate's RSA modulus; `None` for other keys.
+fn rsa_bits(cert: &X509Certificate<'_>) -> Option<usize> {
+    let Ok(PublicKey::RSA(rsa)) = cert.public_key().parsed() else {
+        return None;
+    };
+    let modulus = rsa.modulus;
+    let first = modulus.iter().position(|byte| *byte != 0)?;
+    let leading_zero_bits = modulus[first].leading_zeros() as usize;
+    Some((modulus.len() - first) * 8 - leading_zero_bits)
 }
 
 /// True when `cert` parses and its subject is exactly `subject_der`.

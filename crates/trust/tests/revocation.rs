@@ -198,7 +198,8 @@ fn openssl_ca_dir(dir: &Path, with_crlnumber: bool) {
          certificate = $dir/ca.crt\nprivate_key = $dir/ca.key\nserial = $dir/serial\n{crlnumber}\
          default_md = sha256\ndefault_days = 30\ndefault_crl_days = 30\npolicy = policy_any\n\
          [ policy_any ]\ncommonName = supplied\n\
-         [ client_ext ]\nbasicConstraints = CA:FALSE\nkeyUsage = digitalSignature\nextendedKeyUsage = clientAuth\n"
+         [ client_ext ]\nbasicConstraints = CA:FALSE\nkeyUsage = digitalSignature\nextendedKeyUsage = clientAuth\n\
+         [ intermediate_ext ]\nbasicConstraints = critical,CA:TRUE,pathlen:0\nkeyUsage = critical,keyCertSign,cRLSign\n"
     );
     write(dir, "openssl.cnf", config);
     write(dir, "index.txt", "");
@@ -225,25 +226,12 @@ fn openssl_ca_dir(dir: &Path, with_crlnumber: bool) {
     );
 }
 
-/// Issues a v3 client certificate `name` from the `openssl ca` directory.
-fn openssl_ca_client(dir: &Path, name: &str) {
-    let key = format!("{name}.key");
+/// Issues a v3 certificate `name` (and its key) from the `openssl ca` directory with the
+/// extensions of config section `extensions` (`client_ext` or `intermediate_ext`).
+fn openssl_ca_issue(dir: &Path, name: &str, extensions: &str) {
+    openssl_key_and_request(dir, name);
     let csr = format!("{name}.csr");
     let crt = format!("{name}.crt");
-    openssl(dir, &["genrsa", "-out", &key, "2048"]);
-    openssl(
-        dir,
-        &[
-            "req",
-            "-new",
-            "-key",
-            &key,
-            "-out",
-            &csr,
-            "-subj",
-            &format!("/CN={name}"),
-        ],
-    );
     openssl(
         dir,
         &[
@@ -252,7 +240,7 @@ fn openssl_ca_client(dir: &Path, name: &str) {
             "-config",
             "openssl.cnf",
             "-extensions",
-            "client_ext",
+            extensions,
             "-in",
             &csr,
             "-out",
@@ -274,49 +262,98 @@ fn credentials_of(
     )
 }
 
+/// An `openssl ca` directory with clients alice (revoked) and bob, and `ca.crl.pem` from
+/// `openssl ca -gencrl EXTRA...`: version 2 with a crlnumber file, version 1 without one.
+fn openssl_ca_with_crl(dir: &Path, with_crlnumber: bool, extra: &[&str]) {
+    openssl_ca_dir(dir, with_crlnumber);
+    openssl_ca_issue(dir, "alice", "client_ext");
+    openssl_ca_issue(dir, "bob", "client_ext");
+    openssl(
+        dir,
+        &["ca", "-config", "openssl.cnf", "-revoke", "alice.crt"],
+    );
+    let mut gencrl = vec![
+        "ca",
+        "-config",
+        "openssl.cnf",
+        "-gencrl",
+        "-out",
+        "ca.crl.pem",
+    ];
+    gencrl.extend_from_slice(extra);
+    openssl(dir, &gencrl);
+    let text = openssl(dir, &["crl", "-in", "ca.crl.pem", "-noout", "-text"]);
+    let version = if with_crlnumber {
+        "Version 2"
+    } else {
+        "Version 1"
+    };
+    assert!(text.contains(version), "{text}");
+}
+
 #[test]
 fn crl_from_openssl_ca_gencrl_is_accepted_and_revokes() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    openssl_ca_dir(d, true);
-    openssl_ca_client(d, "alice");
-    openssl_ca_client(d, "bob");
-    openssl(d, &["ca", "-config", "openssl.cnf", "-revoke", "alice.crt"]);
-    openssl(
-        d,
-        &[
-            "ca",
-            "-config",
-            "openssl.cnf",
-            "-gencrl",
-            "-out",
-            "ca.crl.pem",
-        ],
-    );
-    openssl(
-        d,
-        &[
-            "crl",
-            "-in",
-            "ca.crl.pem",
-            "-outform",
-            "DER",
-            "-out",
-            "ca.crl.der",
-        ],
-    );
-    for crl_file in ["ca.crl.pem", "ca.crl.der"] {
-        let verifier = verifier(&[d.join("ca.crt")], &[d.join(crl_file)]);
-        assert_revoked(&verifier, credentials_of(d, "alice"));
-        assert_accepted(&verifier, credentials_of(d, "bob"));
+    for with_crlnumber in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        openssl_ca_with_crl(d, with_crlnumber, &[]);
+        openssl(
+            d,
+            &[
+                "crl",
+                "-in",
+                "ca.crl.pem",
+                "-outform",
+                "DER",
+                "-out",
+                "ca.crl.der",
+            ],
+        );
+        for crl_file in ["ca.crl.pem", "ca.crl.der"] {
+            let verifier = verifier(&[d.join("ca.crt")], &[d.join(crl_file)]);
+            assert_revoked(&verifier, credentials_of(d, "alice"));
+            assert_accepted(&verifier, credentials_of(d, "bob"));
+        }
     }
 }
 
 #[test]
-fn version_1_crl_from_openssl_without_crlnumber_is_refused_with_the_fix() {
+fn version_1_crl_of_the_root_revokes_an_intermediate_of_a_v3_chain() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     openssl_ca_dir(d, false);
+    for name in ["bad-issuing", "good-issuing"] {
+        // An intermediate CA under the root, recorded in its index.txt for -revoke.
+        openssl_ca_issue(d, name, "intermediate_ext");
+        write(d, "leaf.ext", "extendedKeyUsage = clientAuth\n");
+        let leaf = format!("{name}-leaf");
+        openssl_key_and_request(d, &leaf);
+        openssl(
+            d,
+            &[
+                "x509",
+                "-req",
+                "-days",
+                "10",
+                "-in",
+                &format!("{leaf}.csr"),
+                "-CA",
+                &format!("{name}.crt"),
+                "-CAkey",
+                &format!("{name}.key"),
+                "-set_serial",
+                "0x77",
+                "-extfile",
+                "leaf.ext",
+                "-out",
+                &format!("{leaf}.crt"),
+            ],
+        );
+    }
+    openssl(
+        d,
+        &["ca", "-config", "openssl.cnf", "-revoke", "bad-issuing.crt"],
+    );
     openssl(
         d,
         &[
@@ -325,20 +362,84 @@ fn version_1_crl_from_openssl_without_crlnumber_is_refused_with_the_fix() {
             "openssl.cnf",
             "-gencrl",
             "-out",
-            "v1.crl.pem",
+            "root.crl",
         ],
     );
-    let cas = CaBundle::from_files(&[d.join("ca.crt")]).unwrap();
-    let error = RevocationLists::from_files(&[d.join("v1.crl.pem")], &cas).unwrap_err();
-    let message = error.to_string();
-    assert!(
-        message.starts_with(&format!(
-            "{}: CRL #1 cannot be used (",
-            d.join("v1.crl.pem").display()
-        )),
-        "{message}"
+    let text = openssl(d, &["crl", "-in", "root.crl", "-noout", "-text"]);
+    assert!(text.contains("Version 1"), "{text}");
+    let verifier = verifier(&[d.join("ca.crt")], &[d.join("root.crl")]);
+    let chain = |name: &str| {
+        (
+            vec![
+                read_cert(&d.join(format!("{name}-leaf.crt"))),
+                read_cert(&d.join(format!("{name}.crt"))),
+            ],
+            read_key(&d.join(format!("{name}-leaf.key"))),
+        )
+    };
+    assert_revoked(&verifier, chain("bad-issuing"));
+    assert_accepted(&verifier, chain("good-issuing"));
+}
+
+#[test]
+fn version_1_crl_signed_by_another_key_is_a_startup_error() {
+    let configured = tempfile::tempdir().unwrap();
+    let impostor = tempfile::tempdir().unwrap();
+    openssl_ca_dir(configured.path(), false);
+    // Same CA name, its own key.
+    openssl_ca_with_crl(impostor.path(), false, &[]);
+    let crl_path = impostor.path().join("ca.crl.pem");
+    let cas = CaBundle::from_files(&[configured.path().join("ca.crt")]).unwrap();
+    let error = RevocationLists::from_files(std::slice::from_ref(&crl_path), &cas).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "{}: CRL #1 names CN=OpenSSL CA Dir as issuer but its signature does not verify with that CA's key; regenerate the CRL with the CA's own key",
+            crl_path.display()
+        )
     );
-    assert!(message.contains("it is a version 1 CRL; make a version 2 CRL (for `openssl ca -gencrl`: create the crlnumber file"), "{message}");
+}
+
+#[test]
+fn stale_version_1_crl_still_revokes_and_refuses_every_client_only_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let expired = [
+        "-crl_lastupdate",
+        "20200101000000Z",
+        "-crl_nextupdate",
+        "20200102000000Z",
+    ];
+    openssl_ca_with_crl(d, false, &expired);
+    let cas = CaBundle::from_files(&[d.join("ca.crt")]).unwrap();
+    let crls = RevocationLists::from_files(&[d.join("ca.crl.pem")], &cas).unwrap();
+    let stale = crls.stale(rustls::pki_types::UnixTime::now());
+    assert_eq!(stale.len(), 1, "{stale:?}");
+    assert_eq!(stale[0].path, d.join("ca.crl.pem"));
+
+    // warn (the default): the stale CRL still applies.
+    let warn = verifier(&[d.join("ca.crt")], &[d.join("ca.crl.pem")]);
+    assert_revoked(&warn, credentials_of(d, "alice"));
+    assert_accepted(&warn, credentials_of(d, "bob"));
+
+    // refuse: no client of that CA passes, as with a stale version 2 CRL.
+    let refuse = ClientVerifier::builder(cas)
+        .with_crls(crls)
+        .refuse_expired_crls()
+        .build()
+        .unwrap();
+    let (chain, _) = credentials_of(d, "bob");
+    let refused = refuse
+        .verify_with_reason(&chain[0], &[], rustls::pki_types::UnixTime::now())
+        .unwrap_err();
+    assert_eq!(refused.reason, RefusalReason::UnknownCa);
+    assert_eq!(
+        rustls::AlertDescription::from(match refused.error {
+            rustls::Error::InvalidCertificate(error) => error,
+            other => panic!("{other:?}"),
+        }),
+        AlertDescription::UnknownCA
+    );
 }
 
 #[test]

@@ -440,20 +440,22 @@ fn crl(args: CrlArgs) -> anyhow::Result<()> {
         None => Vec::new(),
     };
     let authority = args.ca.open()?;
-    let crl = authority.crl(&CrlOptions {
+    let options = CrlOptions {
         validity: time::Duration::days(i64::from(args.days)),
         extra_serials,
-    })?;
-    let bytes = if args.der {
-        crl.der.clone()
-    } else {
-        crl.pem.clone().into_bytes()
     };
-    if args.force {
-        moat_pki::files::write_atomic(&args.out, &bytes, moat_pki::files::PUBLIC_MODE)?;
-    } else {
-        moat_pki::files::write_new(&args.out, &bytes, moat_pki::files::PUBLIC_MODE)?;
-    }
+    let crl = authority.publish_crl(&options, |crl| {
+        let bytes = if args.der {
+            crl.der.clone()
+        } else {
+            crl.pem.clone().into_bytes()
+        };
+        if args.force {
+            moat_pki::files::write_atomic(&args.out, &bytes, moat_pki::files::PUBLIC_MODE)
+        } else {
+            moat_pki::files::write_new(&args.out, &bytes, moat_pki::files::PUBLIC_MODE)
+        }
+    })?;
     println!(
         "wrote {} (CRL number {}, {} revoked, next update in {} days)",
         args.out.display(),

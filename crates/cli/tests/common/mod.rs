@@ -68,16 +68,41 @@ impl Scratch {
 
     /// Runs `moat ARGS` in the directory with extra environment variables.
     pub fn moat_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut command = self.moat_command(args);
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        command.output().expect("run moat")
+    }
+
+    /// Starts one moat process per argument list, all before waiting for any, and returns their
+    /// outputs in the same order (to race commands against each other).
+    pub fn moat_parallel(&self, runs: &[Vec<String>]) -> Vec<Output> {
+        let children: Vec<_> = runs
+            .iter()
+            .map(|args| {
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                self.moat_command(&args)
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .expect("start moat")
+            })
+            .collect();
+        children
+            .into_iter()
+            .map(|child| child.wait_with_output().expect("wait for moat"))
+            .collect()
+    }
+
+    fn moat_command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_moat"));
         command
             .args(args)
             .current_dir(self.path())
             .env_remove("MOAT_CA_PASSPHRASE")
             .stdin(Stdio::null());
-        for (name, value) in env {
-            command.env(name, value);
-        }
-        command.output().expect("run moat")
+        command
     }
 
     /// Runs moat and fails the test unless it succeeds; returns stdout.

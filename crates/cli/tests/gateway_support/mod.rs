@@ -225,6 +225,25 @@ pub fn moat_output(dir: &Path, args: &[&str]) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// Waits (at most 10 s) until the audit file holds `count` events, and returns them parsed.
+pub fn audit_events(path: &Path, count: usize) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        if lines.len() >= count || Instant::now() > deadline {
+            return lines
+                .iter()
+                .map(|line| {
+                    serde_json::from_str(line)
+                        .unwrap_or_else(|e| panic!("audit line is not JSON ({e}): {line}"))
+                })
+                .collect();
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A minimal HTTP/1.1 upstream: answers every request with `200` and body
 /// `hello from upstream <path>`; `/slow` waits 2 seconds first.
 pub fn start_http_upstream() -> SocketAddr {

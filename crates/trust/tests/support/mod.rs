@@ -234,13 +234,9 @@ pub fn openssl_v1_client(dir: &Path, ca_subject: &str, name: &str) {
     openssl_v1_leaf(dir, "ca", name);
 }
 
-/// Signs a v1 client `name` with the openssl CA `ca` (ca.crt/ca.key in `dir`) as seeds/000 does.
-pub fn openssl_v1_leaf(dir: &Path, ca: &str, name: &str) {
+/// An RSA key `name.key` and a request `name.csr` for `/CN=name`.
+pub fn openssl_key_and_request(dir: &Path, name: &str) {
     let key = format!("{name}.key");
-    let csr = format!("{name}.csr");
-    let crt = format!("{name}.crt");
-    let ca_crt = format!("{ca}.crt");
-    let ca_key = format!("{ca}.key");
     openssl(dir, &["genrsa", "-out", &key, "2048"]);
     openssl(
         dir,
@@ -250,11 +246,20 @@ pub fn openssl_v1_leaf(dir: &Path, ca: &str, name: &str) {
             "-key",
             &key,
             "-out",
-            &csr,
+            &format!("{name}.csr"),
             "-subj",
             &format!("/CN={name}"),
         ],
     );
+}
+
+/// Signs a v1 client `name` with the openssl CA `ca` (ca.crt/ca.key in `dir`) as seeds/000 does.
+pub fn openssl_v1_leaf(dir: &Path, ca: &str, name: &str) {
+    let csr = format!("{name}.csr");
+    let crt = format!("{name}.crt");
+    let ca_crt = format!("{ca}.crt");
+    let ca_key = format!("{ca}.key");
+    openssl_key_and_request(dir, name);
     let serial = format!("0x{}", openssl(dir, &["rand", "-hex", "16"]).trim());
     openssl(
         dir,
