@@ -14,13 +14,14 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use moat_policy::{Client, PolicyDecision, Request, Rule};
-use moat_trust::{CaBundle, ClientIdentity, ClientVerifier};
+use moat_policy::{PolicyDecision, Request, Rule};
+use moat_trust::{ClientIdentity, ClientVerifier};
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use rustls_pki_types::{CertificateDer, UnixTime};
 
+use crate::explain;
 use crate::telemetry::presented::record_certificate;
 
 /// What the handshake of one connection knows before the client's certificate arrives.
@@ -38,14 +39,6 @@ tokio::task_local! {
     /// Set by the accept loop around each handshake; read by [`HandshakeVerifier`], which rustls
     /// calls synchronously inside that handshake's poll.
     pub(crate) static HANDSHAKE: Arc<HandshakeFacts>;
-}
-
-/// The configured CA `identity` chains to, and the identity, as the policy wants them.
-pub(crate) fn client<'a>(identity: &'a ClientIdentity, cas: Option<&'a CaBundle>) -> Client<'a> {
-    Client {
-        identity,
-        ca: cas.and_then(|cas| cas.issuer_of(identity)),
-    }
 }
 
 /// The client verifier rustls calls for every endpoint that trusts CAs: moat-trust's verdict,
@@ -92,8 +85,7 @@ impl HandshakeVerifier {
                     http: None,
                 };
                 let cas = self.uses_issuer.then(|| self.trust.cas());
-                let client = client(&identity, cas);
-                let decision = moat_policy::evaluate(&self.rules, &request, Some(&client));
+                let decision = explain::decide_connection(&self.rules, cas, &request, &identity);
                 if !decision.is_allowed() {
                     tracing::warn!(
                         reason = "policy_denied",

@@ -12,6 +12,7 @@ mod access;
 pub mod connection;
 mod endpoint;
 mod error;
+pub mod explain;
 mod gateway;
 pub mod http_proxy;
 mod local_ca;

@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use moat_config::{ClientAuthMode, CrlExpiredPolicy, EndpointConfig, EndpointKind, TlsVersion};
-use moat_trust::{CaBundle, ClientVerifier, RevocationLists};
+use moat_config::{EndpointConfig, EndpointKind, TlsVersion};
+use moat_trust::RevocationLists;
 use rustls::ServerConfig;
 use rustls::server::danger::ClientCertVerifier;
 use rustls_pki_types::pem::PemObject as _;
@@ -13,6 +13,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::access::HandshakeVerifier;
 use crate::error::GatewayError;
+use crate::explain::EndpointTrust;
 use crate::local_ca;
 
 /// An endpoint's TLS setup, plus where its certificate came from.
@@ -173,39 +174,9 @@ fn server_cipher_preference() -> Vec<rustls::SupportedCipherSuite> {
 fn client_verifier(
     endpoint: &EndpointConfig,
 ) -> Result<(Option<Arc<dyn ClientCertVerifier>>, RevocationLists), GatewayError> {
-    if endpoint.mutual_tls_cas.is_empty() {
+    let Some(trust) = EndpointTrust::load(endpoint)? else {
         return Ok((None, RevocationLists::default()));
-    }
-    let trust_error = |source| GatewayError::Trust {
-        endpoint: endpoint.name.clone(),
-        source: Box::new(source),
     };
-    let cas = CaBundle::from_files(&endpoint.mutual_tls_cas).map_err(trust_error)?;
-    let crls = if endpoint.crls.is_empty() {
-        None
-    } else {
-        Some(RevocationLists::from_files(&endpoint.crls, &cas).map_err(trust_error)?)
-    };
-    let loaded_crls = crls.clone().unwrap_or_default();
-    let mut builder = ClientVerifier::builder(cas);
-    if let Some(crls) = crls {
-        builder = builder.with_crls(crls);
-    }
-    // Rules that bypass or cover only some paths let some requests in without a certificate,
-    // or refuse them with a readable 403, so the handshake must not demand one.
-    let policy_decides_per_request = endpoint.kind == EndpointKind::Http
-        && !endpoint.rules.is_empty()
-        && !moat_policy::certificate_required_at_handshake(&endpoint.rules);
-    if endpoint.client_auth == ClientAuthMode::Request || policy_decides_per_request {
-        builder = builder.allow_unauthenticated();
-    }
-    if !endpoint.ca_hints {
-        builder = builder.without_ca_hints();
-    }
-    if endpoint.crl_expired == CrlExpiredPolicy::Refuse {
-        builder = builder.refuse_expired_crls();
-    }
-    let verifier = builder.build().map_err(trust_error)?;
     // A tls endpoint's rules decide inside the handshake (an alert is all it can send); an
     // http endpoint's decide per request.
     let handshake_rules = match endpoint.kind {
@@ -213,8 +184,8 @@ fn client_verifier(
         EndpointKind::Http => Vec::new(),
     };
     let verifier: Arc<dyn ClientCertVerifier> =
-        Arc::new(HandshakeVerifier::new(verifier, handshake_rules));
-    Ok((Some(verifier), loaded_crls))
+        Arc::new(HandshakeVerifier::new(trust.verifier, handshake_rules));
+    Ok((Some(verifier), trust.crls))
 }
 
 type ServerCredentials = (

@@ -1,20 +1,20 @@
 //! `moat verify`: runs the gateway's own checks on a client certificate and explains the verdict.
 //!
-//! The CA checks are moat-trust's `ClientVerifier` (the verifier the gateway's handshakes use)
-//! and the access decision is moat-policy's `evaluate` (what the gateway asks per request), so
-//! the verdict here is the gateway's verdict, step by step.
+//! Everything is decided by `moat_gateway::explain`, the functions the gateway's handshakes and
+//! requests call themselves (the same verifier settings, CRL policy, canonical path and
+//! admission), so the verdict here is the gateway's verdict, step by step.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use moat_config::{ClientAuthMode, Config, EndpointConfig, EndpointKind};
-use moat_gateway::http_proxy::canonical::canonical_target;
-use moat_policy::{Client, HttpRequest, Outcome, Request, Rule};
-use moat_trust::{CaBundle, ClientIdentity, ClientVerifier, RefusalReason, RevocationLists};
+use moat_config::{Config, EndpointConfig, EndpointKind, EndpointSpec, FieldStyle};
+use moat_gateway::explain::{Ask, EndpointTrust, Verdict, explain};
+use moat_gateway::telemetry::HandshakeRefusal;
+use moat_policy::Outcome;
+use moat_trust::{CertificateRefused, ClientIdentity, RefusalReason};
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, UnixTime};
-use rustls::server::danger::ClientCertVerifier as _;
 
 /// Flags of `moat verify`.
 #[derive(Debug, clap::Args)]
@@ -52,39 +52,26 @@ pub struct VerifyArgs {
     pub source_ip: IpAddr,
 }
 
-/// What the gateway would be configured with.
-struct Target {
-    kind: EndpointKind,
-    domain: String,
-    cas: Vec<PathBuf>,
-    crls: Vec<PathBuf>,
-    client_auth: ClientAuthMode,
-    rules: Vec<Rule>,
-}
-
 /// Runs `moat verify`: prints every step, fails (exit 1) when the gateway would refuse.
 pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
-    let target = target(&args)?;
-    let cas = CaBundle::from_files(&target.cas)?;
-    let crls = RevocationLists::from_files(&target.crls, &cas)?;
-    let crl_count = crls.len();
-    let verifier = ClientVerifier::builder(cas.clone())
-        .with_crls(crls)
-        .build()?;
-
-    let host = args.host.clone().unwrap_or_else(|| target.domain.clone());
+    let endpoint = endpoint(&args)?;
+    let trust = EndpointTrust::load(&endpoint)?;
+    let (ca_count, crl_count) = trust.as_ref().map_or((0, 0), |trust| {
+        (trust.verifier.cas().len(), trust.crls.len())
+    });
+    let host = args.host.clone().unwrap_or_else(|| endpoint.domain.clone());
     println!(
-        "checking against {} CA(s) and {crl_count} CRL(s); request {} https://{host}{} from {}",
-        cas.len(),
-        args.method,
-        args.path,
-        args.source_ip
+        "checking against {ca_count} CA(s) and {crl_count} CRL(s); request {} https://{host}{} from {}",
+        args.method, args.path, args.source_ip
     );
 
-    let mut identity = None;
-    if let Some(path) = &args.cert {
-        let chain = read_chain(path)?;
-        let read = ClientIdentity::from_chain(&chain)
+    let chain = args
+        .cert
+        .as_ref()
+        .map(|path| read_chain(path))
+        .transpose()?;
+    if let (Some(path), Some(chain)) = (&args.cert, &chain) {
+        let read = ClientIdentity::from_chain(chain)
             .with_context(|| format!("{}: cannot read the certificate", path.display()))?;
         println!("certificate: {}", read.subject);
         println!("  issuer      {}", read.issuer);
@@ -96,154 +83,157 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
             timestamp(read.not_before),
             timestamp(read.not_after)
         );
-        let (leaf, intermediates) = chain.split_first().context("no certificate")?;
-        let outcome = verifier.verify_client_cert(leaf, intermediates, UnixTime::now());
-        let refusal = outcome.err().map(|error| {
-            let reason = RefusalReason::from_tls_error(&error).unwrap_or(RefusalReason::Malformed);
-            (reason, error)
-        });
-        let failed_step = refusal.as_ref().map(|(reason, _)| step_of(*reason));
-        let step = |name: &str, ok_text: String| match (&refusal, failed_step) {
-            (Some((reason, error)), Some(failed)) if failed == name => println!(
-                "  {name:<11} FAILED: {} ({error}); the client gets the TLS alert {:?}",
-                reason.as_str(),
-                reason.alert()
-            ),
-            (Some(_), Some(failed)) if step_index(name) > step_index(failed) => {
-                println!("  {name:<11} not reached")
-            }
-            _ => println!("  {name:<11} ok: {ok_text}"),
-        };
-        println!("CA checks (the gateway's verifier):");
-        step(
-            "chain",
-            match cas.issuer_of(&read) {
-                Some(ca) => format!(
-                    "chains to {} ({}, certificate #{})",
-                    ca.subject(),
-                    ca.source().display(),
-                    ca.position()
-                ),
-                None => "chains to a configured CA".to_owned(),
-            },
-        );
-        step("validity", "within its validity period now".to_owned());
-        step("usage", "allowed for TLS client authentication".to_owned());
-        step(
-            "revocation",
-            if crl_count == 0 {
-                "no CRL loaded, so revocation is not checked".to_owned()
-            } else {
-                format!("not listed in the {crl_count} loaded CRL(s)")
-            },
-        );
-        if let Some((reason, _)) = refusal {
-            anyhow::bail!(
-                "REFUSED at the handshake: {} (TLS alert {:?})",
-                reason.as_str(),
-                reason.alert()
-            );
-        }
-        identity = Some(read);
     } else {
         println!("certificate: none");
     }
 
-    let required_at_handshake = match target.kind {
-        EndpointKind::Tls => true,
-        EndpointKind::Http if target.rules.is_empty() => {
-            target.client_auth == ClientAuthMode::RequireAndVerify
-        }
-        EndpointKind::Http => {
-            target.client_auth == ClientAuthMode::RequireAndVerify
-                && moat_policy::certificate_required_at_handshake(&target.rules)
-        }
+    let ask = Ask {
+        chain: chain.as_deref(),
+        source: SocketAddr::new(args.source_ip, 0),
+        host: &host,
+        method: &args.method,
+        target: &args.path,
+        now: UnixTime::now(),
     };
-    if identity.is_none() && required_at_handshake {
-        anyhow::bail!(
-            "REFUSED at the handshake: no_certificate (TLS alert CertificateRequired): this \
-             endpoint demands a certificate before any request"
-        );
+    let explanation = explain(&endpoint, trust.as_ref(), &ask);
+    if let (Some(outcome), Some(trust)) = (&explanation.certificate, &trust) {
+        print_certificate_steps(outcome, trust, chain.as_deref().unwrap_or_default());
     }
-
-    // Rules judge, and the upstream receives, the canonical path.
-    let canonical = match canonical_target(&args.path) {
-        Ok(canonical) => canonical,
-        Err(rejection) => {
-            anyhow::bail!("REFUSED with 400: path {:?}: {rejection}", args.path)
+    match &explanation.path {
+        Some(Ok(canonical)) if canonical.changes().is_empty() => {
+            println!("path: {} (already canonical)", canonical.as_str());
         }
-    };
-    if canonical.changes().is_empty() {
-        println!("path: {} (already canonical)", canonical.as_str());
-    } else {
-        println!(
+        Some(Ok(canonical)) => println!(
             "path: {} -> canonical {} ({}); the rules judge and the upstream receives the canonical path",
             args.path,
             canonical.as_str(),
             canonical.changes().describe().join(", ")
-        );
+        ),
+        _ => {}
+    }
+    match &explanation.decision {
+        Some(decision) => println!(
+            "access policy ({} rule(s), first covering rule decides): {}",
+            endpoint.rules.len(),
+            decision.explanation
+        ),
+        None if matches!(explanation.verdict, Verdict::Pass | Verdict::Request { .. }) => {
+            println!("access policy: none; every client with a verified certificate passes")
+        }
+        None => {}
     }
 
-    if target.rules.is_empty() {
-        println!("access policy: none; every client with a verified certificate passes");
-        return match identity {
-            Some(_) => {
-                println!("verdict: PASS");
-                Ok(())
-            }
-            None => anyhow::bail!(
-                "REFUSED with 403: the endpoint asks for a certificate and none was presented"
-            ),
-        };
-    }
-    let http = (target.kind == EndpointKind::Http).then(|| HttpRequest {
-        method: &args.method,
-        host: Some(&host),
-        path: canonical.path(),
-        query: canonical.query(),
-        headers: None,
-    });
-    let request = Request {
-        source_ip: args.source_ip,
-        source_port: 0,
-        server: None,
-        sni: Some(&host),
-        tls_version: (target.kind == EndpointKind::Http).then_some("TLSv1.3"),
-        http,
-    };
-    let client = identity.as_ref().map(|identity| Client {
-        identity,
-        ca: cas.issuer_of(identity),
-    });
-    let decision = moat_policy::evaluate(&target.rules, &request, client.as_ref());
-    println!(
-        "access policy ({} rule(s), first covering rule decides): {}",
-        target.rules.len(),
-        decision.explanation
-    );
-    match decision.outcome {
-        Outcome::Allow | Outcome::Bypass => {
+    let rule = explanation
+        .decision
+        .as_ref()
+        .and_then(|decision| decision.rule.clone());
+    let refusal = explanation
+        .decision
+        .as_ref()
+        .and_then(|decision| match decision.outcome {
+            Outcome::Refuse(refusal) => Some(refusal.as_str()),
+            _ => None,
+        });
+    match explanation.verdict {
+        Verdict::Pass => {
             println!("verdict: PASS");
             Ok(())
         }
-        Outcome::Refuse(refusal) => {
-            let how = match target.kind {
-                EndpointKind::Http => "with 403",
-                EndpointKind::Tls => "at the handshake with the TLS alert access_denied",
+        Verdict::Handshake {
+            reason: HandshakeRefusal::Certificate(RefusalReason::NoCertificate),
+            ..
+        } => anyhow::bail!(
+            "REFUSED at the handshake: no_certificate (TLS alert CertificateRequired): this \
+             endpoint demands a certificate before any request"
+        ),
+        Verdict::Handshake {
+            reason: HandshakeRefusal::PolicyDenied,
+            ..
+        } => anyhow::bail!(
+            "REFUSED at the handshake with the TLS alert access_denied: {} by rule {:?}",
+            refusal.unwrap_or("not_allowed"),
+            rule.unwrap_or_default()
+        ),
+        Verdict::Handshake { reason, alert } => anyhow::bail!(
+            "REFUSED at the handshake: {} (TLS alert {alert:?})",
+            reason.as_str()
+        ),
+        Verdict::Request { status: 400, .. } => {
+            let rejection = match &explanation.path {
+                Some(Err(rejection)) => rejection.to_string(),
+                _ => "malformed request".to_owned(),
             };
-            match decision.rule.as_deref() {
-                Some(rule) => anyhow::bail!("REFUSED {how}: {} by rule {rule:?}", refusal.as_str()),
-                None => anyhow::bail!("REFUSED {how}: {}", refusal.as_str()),
-            }
+            anyhow::bail!("REFUSED with 400: path {:?}: {rejection}", args.path)
         }
+        Verdict::Request { status, code } => match (refusal, rule) {
+            (Some(refusal), Some(rule)) => {
+                anyhow::bail!("REFUSED with {status}: {refusal} by rule {rule:?}")
+            }
+            (Some(refusal), None) => anyhow::bail!("REFUSED with {status}: {refusal}"),
+            _ => anyhow::bail!(
+                "REFUSED with {status}: {code}: the endpoint asks for a certificate and none was presented"
+            ),
+        },
     }
 }
 
-/// The endpoint from --config, or one made of the flags.
-fn target(args: &VerifyArgs) -> anyhow::Result<Target> {
+/// The CA checks, one line each, marking the one that failed and those not reached.
+fn print_certificate_steps(
+    outcome: &Result<(), CertificateRefused>,
+    trust: &EndpointTrust,
+    chain: &[CertificateDer<'static>],
+) {
+    let failed = outcome
+        .as_ref()
+        .err()
+        .map(|refused| (refused, step_of(refused.reason)));
+    let step = |name: &str, ok_text: String| match failed {
+        Some((refused, failed)) if failed == name => println!(
+            "  {name:<11} FAILED: {} ({}); the client gets the TLS alert {:?}",
+            refused.reason.as_str(),
+            refused.error,
+            refused.reason.alert()
+        ),
+        Some((_, failed)) if step_index(name) > step_index(failed) => {
+            println!("  {name:<11} not reached")
+        }
+        _ => println!("  {name:<11} ok: {ok_text}"),
+    };
+    let cas = trust.verifier.cas();
+    let issuer = ClientIdentity::from_chain(chain)
+        .ok()
+        .and_then(|identity| {
+            cas.issuer_of(&identity).map(|ca| {
+                format!(
+                    "chains to {} ({}, certificate #{})",
+                    ca.subject(),
+                    ca.source().display(),
+                    ca.position()
+                )
+            })
+        })
+        .unwrap_or_else(|| "chains to a configured CA".to_owned());
+    println!("CA checks (the gateway's verifier):");
+    step("chain", issuer);
+    step("validity", "within its validity period now".to_owned());
+    step("usage", "allowed for TLS client authentication".to_owned());
+    let crl_count = trust.crls.len();
+    step(
+        "revocation",
+        if crl_count == 0 {
+            "no CRL loaded, so revocation is not checked".to_owned()
+        } else {
+            format!("not listed in the {crl_count} loaded CRL(s)")
+        },
+    );
+}
+
+/// The endpoint from --config (its CAs and CRLs replaced by --mutual-tls-cas / --crl when
+/// given), or an http endpoint made of the flags, validated as the gateway validates it.
+fn endpoint(args: &VerifyArgs) -> anyhow::Result<EndpointConfig> {
     if let Some(path) = &args.config {
         let config = Config::from_toml_file(path)?;
-        let endpoint: EndpointConfig = match &args.endpoint {
+        let mut endpoint: EndpointConfig = match &args.endpoint {
             Some(name) => config
                 .select(std::slice::from_ref(name), &path.display().to_string())?
                 .endpoints
@@ -264,44 +254,38 @@ fn target(args: &VerifyArgs) -> anyhow::Result<Target> {
                 ),
             },
         };
-        return Ok(Target {
-            kind: endpoint.kind,
-            domain: endpoint.domain,
-            cas: if args.mutual_tls_cas.is_empty() {
-                endpoint.mutual_tls_cas
-            } else {
-                args.mutual_tls_cas.clone()
-            },
-            crls: if args.crls.is_empty() {
-                endpoint.crls
-            } else {
-                args.crls.clone()
-            },
-            client_auth: endpoint.client_auth,
-            rules: endpoint.rules,
-        });
+        if !args.mutual_tls_cas.is_empty() {
+            endpoint.mutual_tls_cas = args.mutual_tls_cas.clone();
+        }
+        if !args.crls.is_empty() {
+            endpoint.crls = args.crls.clone();
+        }
+        return Ok(endpoint);
     }
     if args.mutual_tls_cas.is_empty() {
         anyhow::bail!(
             "no CAs to check against: give --mutual-tls-cas FILE, or --config moat.toml to use an endpoint's"
         );
     }
-    let rules = match &args.policy {
-        Some(file) => moat_config::load_policy_file(file, EndpointKind::Http)?,
-        None => Vec::new(),
-    };
-    Ok(Target {
-        kind: EndpointKind::Http,
-        domain: moat_config::DEFAULT_DOMAIN.to_owned(),
-        cas: args.mutual_tls_cas.clone(),
+    // The upstream is never contacted; the endpoint only needs one to be valid.
+    let spec = EndpointSpec {
+        name: Some("verify".to_owned()),
+        kind: Some("http".to_owned()),
+        upstream: Some("127.0.0.1:1".to_owned()),
+        mutual_tls_cas: args.mutual_tls_cas.clone(),
         crls: args.crls.clone(),
-        client_auth: ClientAuthMode::RequireAndVerify,
-        rules,
-    })
+        ..EndpointSpec::default()
+    };
+    let config = Config::from_specs(vec![spec], None, "moat verify", FieldStyle::Flags)?;
+    let mut endpoint = config.endpoints.into_iter().next().context("no endpoint")?;
+    if let Some(file) = &args.policy {
+        endpoint.rules = moat_config::load_policy_file(file, EndpointKind::Http)?;
+    }
+    Ok(endpoint)
 }
 
 /// The certificates of a PEM file, leaf first.
-fn read_chain(path: &PathBuf) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+fn read_chain(path: &std::path::Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
     let bytes =
         std::fs::read(path).with_context(|| format!("{}: cannot read the file", path.display()))?;
     let chain = CertificateDer::pem_slice_iter(&bytes)

@@ -14,7 +14,6 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::activity::{Activity, InFlight};
-use super::admission::{admit, admit_by_policy};
 use super::canonical::{CanonicalTarget, canonical_target};
 use super::headers::{self, ClientAddress, ForwardedFor};
 use super::host::{checked_host, endpoint_serves};
@@ -100,18 +99,7 @@ pub(super) async fn handle(
     };
 
     let admitted = head.and_then(|head| {
-        let rule = if proxy.rules.is_empty() {
-            admit(proxy.asks_for_certificate, info.client.is_some()).map(|()| None)
-        } else {
-            admit_by_policy(
-                &proxy.rules,
-                proxy.client_cas.as_ref(),
-                info,
-                &request,
-                &head,
-            )
-            .map(|decision| decision.rule)
-        }?;
+        let rule = proxy.admitter().admit(info, &request, &head)?;
         if method == Method::CONNECT {
             Err(Refusal::ConnectNotAllowed)
         } else {

@@ -206,6 +206,15 @@ impl HttpProxy {
         })
     }
 
+    /// The admission settings of this endpoint.
+    fn admitter(&self) -> admission::Admitter<'_> {
+        admission::Admitter {
+            rules: &self.rules,
+            asks_for_certificate: self.asks_for_certificate,
+            client_cas: self.client_cas.as_ref(),
+        }
+    }
+
     /// Reports each request's audit event and metrics to `telemetry` (by default they go to a
     /// registry nobody reads, and no audit event is written).
     pub fn with_telemetry(mut self, telemetry: Telemetry) -> HttpProxy {
