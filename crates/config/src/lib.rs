@@ -78,6 +78,6 @@ pub use model::{
     EndpointKind, ProxyProtocolVersion, TelemetryConfig, TerminateAt, Timeouts, TlsVersion,
     Upstream, UpstreamScheme,
 };
-pub use rules::{RuleSpec, load_policy_file, read_policy_file};
+pub use rules::{RuleSpec, load_policy_file, load_policy_str, read_policy_file};
 pub use spec::{DEFAULT_DOMAIN, DEFAULT_LISTEN, EndpointSpec, FieldStyle, TimeoutsSpec};
 pub use upstream::parse_upstream;

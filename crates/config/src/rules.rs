@@ -49,18 +49,27 @@ struct PolicyFile {
 
 /// Reads the `[[rules]]` of a `--policy` file (checked later with the endpoint).
 pub fn read_policy_file(path: &Path) -> Result<Vec<RuleSpec>, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    let text = read_text(path)?;
+    read_policy_str(&text, &path.display().to_string())
+}
+
+fn read_text(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_path_buf(),
         what: "policy file",
         source,
-    })?;
-    let file: PolicyFile = toml::from_str(&text).map_err(|error| ConfigError::Syntax {
-        origin: path.display().to_string(),
+    })
+}
+
+/// [`read_policy_file`] over text already in memory; `origin` names it in errors.
+fn read_policy_str(text: &str, origin: &str) -> Result<Vec<RuleSpec>, ConfigError> {
+    let file: PolicyFile = toml::from_str(text).map_err(|error| ConfigError::Syntax {
+        origin: origin.to_owned(),
         message: error.to_string().trim_end().replace('\n', " "),
     })?;
     if file.rules.is_empty() {
         return Err(ConfigError::Invalid {
-            origin: path.display().to_string(),
+            origin: origin.to_owned(),
             problems: vec![FieldError {
                 path: "rules".to_owned(),
                 message: "no rules; add [[rules]] tables with name, action and selectors"
@@ -74,7 +83,17 @@ pub fn read_policy_file(path: &Path) -> Result<Vec<RuleSpec>, ConfigError> {
 /// Reads and checks the `[[rules]]` of a policy file for an endpoint of `kind` that trusts
 /// client CAs, as `moat verify --policy` needs them without an endpoint to attach them to.
 pub fn load_policy_file(path: &Path, kind: EndpointKind) -> Result<Vec<Rule>, ConfigError> {
-    let specs = read_policy_file(path)?;
+    load_policy_str(&read_text(path)?, &path.display().to_string(), kind)
+}
+
+/// [`load_policy_file`] over text already in memory; `origin` names it in errors. The fuzz
+/// target `policy` drives this.
+pub fn load_policy_str(
+    text: &str,
+    origin: &str,
+    kind: EndpointKind,
+) -> Result<Vec<Rule>, ConfigError> {
+    let specs = read_policy_str(text, origin)?;
     let context = RuleContext {
         prefix: "rules".to_owned(),
         kind: Some(kind),
@@ -84,7 +103,7 @@ pub fn load_policy_file(path: &Path, kind: EndpointKind) -> Result<Vec<Rule>, Co
     match validate_rules(specs, &context, &mut problems) {
         Some(rules) => Ok(rules),
         None => Err(ConfigError::Invalid {
-            origin: path.display().to_string(),
+            origin: origin.to_owned(),
             problems,
         }),
     }

@@ -18,7 +18,7 @@ pub mod http_proxy;
 mod local_ca;
 pub mod proxy_protocol;
 mod reload;
-mod sni;
+pub mod sni;
 pub mod tcp_forward;
 pub mod telemetry;
 mod tls;

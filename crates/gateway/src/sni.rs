@@ -94,13 +94,67 @@ pub(crate) fn domain_serves(domain: &str, name: &str) -> bool {
 
 /// Why the ClientHello could not be read.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum ClientHelloError {
+pub enum ClientHelloError {
     /// The socket failed or closed first.
     #[error("{0}")]
     Io(#[from] std::io::Error),
-    /// The bytes were not a TLS ClientHello (rustls already sent its alert).
+    /// The bytes were not a TLS ClientHello (rustls's alert is to be sent back).
     #[error("{0}")]
     Tls(rustls::Error),
+}
+
+/// The synchronous half of [`read_client_hello`]: rustls's [`Acceptor`] fed with the bytes as
+/// they arrive, with no socket, so the shipped parsing is what the fuzz target `client_hello` runs.
+#[derive(Default)]
+pub struct ClientHelloReader {
+    acceptor: Acceptor,
+    /// The alert record rustls wants sent after [`ClientHelloError::Tls`].
+    alert: Vec<u8>,
+}
+
+impl ClientHelloReader {
+    /// A reader that has seen no bytes yet.
+    pub fn new() -> ClientHelloReader {
+        ClientHelloReader::default()
+    }
+
+    /// Takes the next bytes received (not empty: an empty read is the end of the stream).
+    /// `Ok(None)` asks for more; `Ok(Some)` holds the ClientHello, with any bytes after it
+    /// buffered for the handshake.
+    pub fn feed(&mut self, mut received: &[u8]) -> Result<Option<Accepted>, ClientHelloError> {
+        while !received.is_empty() {
+            if self.acceptor.read_tls(&mut received)? == 0 {
+                return Err(std::io::Error::other("the ClientHello is too large").into());
+            }
+        }
+        match self.acceptor.accept() {
+            Ok(accepted) => Ok(accepted),
+            Err((error, mut alert)) => {
+                self.alert.clear();
+                let _ = alert.write_all(&mut self.alert);
+                Err(ClientHelloError::Tls(error))
+            }
+        }
+    }
+
+    /// The alert record to send the client after [`ClientHelloError::Tls`] (empty otherwise).
+    pub fn take_alert(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.alert)
+    }
+}
+
+/// The server name (SNI) of a ClientHello that arrives as `reads`, one slice per socket read,
+/// then the end of the stream; `Ok(None)` when the ClientHello names no server.
+pub fn client_hello_server_name<'a>(
+    reads: impl IntoIterator<Item = &'a [u8]>,
+) -> Result<Option<String>, ClientHelloError> {
+    let mut reader = ClientHelloReader::new();
+    for read in reads.into_iter().filter(|read| !read.is_empty()) {
+        if let Some(accepted) = reader.feed(read)? {
+            return Ok(accepted.client_hello().server_name().map(str::to_owned));
+        }
+    }
+    Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into())
 }
 
 /// Reads from `stream` until a whole ClientHello has arrived; bytes after it stay buffered in
@@ -108,27 +162,22 @@ pub(crate) enum ClientHelloError {
 pub(crate) async fn read_client_hello(
     stream: &mut TcpStream,
 ) -> Result<Accepted, ClientHelloError> {
-    let mut acceptor = Acceptor::default();
+    let mut reader = ClientHelloReader::new();
     let mut buffer = vec![0u8; 16 * 1024];
     loop {
         let read = stream.read(&mut buffer).await?;
         if read == 0 {
             return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
         }
-        let mut received = &buffer[..read];
-        while !received.is_empty() {
-            if acceptor.read_tls(&mut received)? == 0 {
-                return Err(std::io::Error::other("the ClientHello is too large").into());
-            }
-        }
-        match acceptor.accept() {
+        match reader.feed(&buffer[..read]) {
             Ok(Some(accepted)) => return Ok(accepted),
             Ok(None) => continue,
-            Err((error, mut alert)) => {
-                let mut bytes = Vec::new();
-                let _ = alert.write_all(&mut bytes);
-                let _ = stream.write_all(&bytes).await;
-                return Err(ClientHelloError::Tls(error));
+            Err(error) => {
+                let alert = reader.take_alert();
+                if !alert.is_empty() {
+                    let _ = stream.write_all(&alert).await;
+                }
+                return Err(error);
             }
         }
     }
@@ -179,6 +228,45 @@ mod tests {
         for (name, expected) in table {
             assert_eq!(pick_index(&hosts, name), expected, "{name:?}");
         }
+    }
+
+    /// The first flight of a rustls client asking for `server_name`: its ClientHello record.
+    fn client_hello(server_name: &str) -> Vec<u8> {
+        let config = rustls::ClientConfig::builder()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+        let name = server_name.to_owned().try_into().unwrap();
+        let mut client = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+        let mut bytes = Vec::new();
+        client.write_tls(&mut bytes).unwrap();
+        bytes
+    }
+
+    #[test]
+    fn the_server_name_is_read_whether_the_hello_arrives_whole_or_a_byte_at_a_time() {
+        let hello = client_hello("app.example.com");
+        let whole = client_hello_server_name([hello.as_slice()]).unwrap();
+        assert_eq!(whole.as_deref(), Some("app.example.com"));
+        let bytewise = client_hello_server_name(hello.chunks(1)).unwrap();
+        assert_eq!(bytewise.as_deref(), Some("app.example.com"));
+    }
+
+    #[test]
+    fn a_cut_hello_is_an_early_end_and_garbage_is_a_tls_error_with_an_alert() {
+        let hello = client_hello("app.example.com");
+        let cut = client_hello_server_name([&hello[..hello.len() - 1]]).unwrap_err();
+        assert!(
+            matches!(&cut, ClientHelloError::Io(error) if error.kind() == std::io::ErrorKind::UnexpectedEof),
+            "{cut:?}"
+        );
+        let mut reader = ClientHelloReader::new();
+        let garbage = b"GET / HTTP/1.1\r\nHost: app.example.com\r\n\r\n";
+        assert!(matches!(
+            reader.feed(garbage),
+            Err(ClientHelloError::Tls(_))
+        ));
+        // An alert record: content type 21, then a TLS version.
+        assert_eq!(reader.take_alert().first(), Some(&21));
     }
 
     #[test]

@@ -69,12 +69,16 @@ struct RawCaConfig {
 impl CfsslCsr {
     /// Reads a cfssl CSR JSON file.
     pub fn load(path: &Path) -> Result<CfsslCsr, PkiError> {
-        let bytes = crate::files::read(path)?;
+        Self::from_json(path, &crate::files::read(path)?)
+    }
+
+    /// Parses cfssl CSR JSON already in memory; `path` names it in errors.
+    pub fn from_json(path: &Path, bytes: &[u8]) -> Result<CfsslCsr, PkiError> {
         let json_error = |reason: String| PkiError::CfsslJson {
             path: path.to_path_buf(),
             reason,
         };
-        let raw: RawCsr = serde_json::from_slice(&bytes)
+        let raw: RawCsr = serde_json::from_slice(bytes)
             .map_err(|error| json_error(format!("not a cfssl CSR JSON file ({error})")))?;
         if raw.common_name.trim().is_empty() {
             return Err(json_error(
@@ -168,8 +172,12 @@ struct RawSigning {
 impl SigningConfig {
     /// Reads `ca-config.json`.
     pub fn load(path: &Path) -> Result<SigningConfig, PkiError> {
-        let bytes = crate::files::read(path)?;
-        let raw: RawConfig = serde_json::from_slice(&bytes).map_err(|error| PkiError::CfsslJson {
+        Self::from_json(path, &crate::files::read(path)?)
+    }
+
+    /// Parses `ca-config.json` already in memory; `path` names it in errors.
+    pub fn from_json(path: &Path, bytes: &[u8]) -> Result<SigningConfig, PkiError> {
+        let raw: RawConfig = serde_json::from_slice(bytes).map_err(|error| PkiError::CfsslJson {
             path: path.to_path_buf(),
             reason: format!(
                 "not a cfssl signing configuration ({error}); expected {{\"signing\": {{\"default\": {{...}}, \"profiles\": {{...}}}}}}"

@@ -91,6 +91,14 @@ impl CaBundle {
         Ok(bundle)
     }
 
+    /// Reads the certificates of one file already in memory, as [`CaBundle::from_files`] reads
+    /// each file; `path` names it in errors. The fuzz target `ca_bundle` drives this.
+    pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<CaBundle, TrustError> {
+        let mut bundle = CaBundle::default();
+        bundle.add_file_bytes(path, bytes)?;
+        Ok(bundle)
+    }
+
     fn add_file_bytes(&mut self, path: &Path, bytes: &[u8]) -> Result<(), TrustError> {
         let ders = certificates_in(path, bytes)?;
         if ders.is_empty() {

@@ -84,6 +84,14 @@ impl RevocationLists {
         Ok(lists)
     }
 
+    /// Reads the CRLs of one file already in memory, as [`RevocationLists::from_files`] reads
+    /// each file; `path` names it in errors. The fuzz target `crl` drives this.
+    pub fn from_bytes(path: &Path, bytes: &[u8], cas: &CaBundle) -> Result<Self, TrustError> {
+        let mut lists = RevocationLists::default();
+        lists.add_file_bytes(path, bytes, cas)?;
+        Ok(lists)
+    }
+
     /// How many CRLs were loaded.
     pub fn len(&self) -> usize {
         self.crls.len()
