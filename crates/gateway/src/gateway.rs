@@ -495,6 +495,17 @@ async fn establish(
                 linger_after_alert(stream).await;
                 return None;
             }
+            Ok(Err(ClientHelloError::TooLarge)) => {
+                tracing::warn!(
+                    reason = "other",
+                    "handshake refused: the ClientHello and what came with it exceed the 64 KiB \
+                     rustls buffers before the handshake (an oversized SNI or extensions, or \
+                     data sent before the server answered)"
+                );
+                let reason = HandshakeRefusal::Other;
+                telemetry.handshake_refused(&unrouted(), peer_addr, reason, &Presented::default());
+                return None;
+            }
             Ok(Err(ClientHelloError::Io(error))) => {
                 tracing::info!(%error, "connection closed during the handshake");
                 let reason = HandshakeRefusal::ConnectionClosed;

@@ -101,6 +101,10 @@ pub enum ClientHelloError {
     /// The bytes were not a TLS ClientHello (rustls's alert is to be sent back).
     #[error("{0}")]
     Tls(rustls::Error),
+    /// The ClientHello is larger than the 64 KiB rustls buffers for a handshake message (an
+    /// oversized SNI or extensions), or the client sent more than a record of data behind it.
+    #[error("the ClientHello and what came with it exceed the 64 KiB rustls buffers")]
+    TooLarge,
 }
 
 /// The synchronous half of [`read_client_hello`]: rustls's [`Acceptor`] fed with the bytes as
@@ -123,10 +127,26 @@ impl ClientHelloReader {
     /// buffered for the handshake.
     pub fn feed(&mut self, mut received: &[u8]) -> Result<Option<Accepted>, ClientHelloError> {
         while !received.is_empty() {
-            if self.acceptor.read_tls(&mut received)? == 0 {
-                return Err(std::io::Error::other("the ClientHello is too large").into());
+            if self.read_tls(&mut received) {
+                continue;
+            }
+            // rustls takes one record (16 KiB) until it has joined the records it holds into a
+            // handshake message, then up to 64 KiB: let it, then read on.
+            if self.accept()?.is_some() || !self.read_tls(&mut received) {
+                return Err(ClientHelloError::TooLarge);
             }
         }
+        self.accept()
+    }
+
+    /// Hands rustls what it takes of `received`; false when it took nothing (its buffer is full).
+    fn read_tls(&mut self, received: &mut &[u8]) -> bool {
+        // Reading from a slice cannot fail; rustls refuses only when its buffer is full.
+        self.acceptor.read_tls(received).is_ok_and(|read| read > 0)
+    }
+
+    /// Lets rustls process what it holds: the ClientHello once it is whole.
+    fn accept(&mut self) -> Result<Option<Accepted>, ClientHelloError> {
         match self.acceptor.accept() {
             Ok(accepted) => Ok(accepted),
             Err((error, mut alert)) => {
