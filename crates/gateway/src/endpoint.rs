@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::hash::{DefaultHasher, Hash as _, Hasher as _};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -83,6 +84,46 @@ impl LoadedEndpoint {
             issued_leaf: tls.issued_leaf,
             file_digests,
         })
+    }
+
+    /// One line per endpoint at startup (or when a reload adds it) saying what it enforces, so an
+    /// operator can check the running setup against the intended one.
+    pub(crate) fn log_ready(&self, local_addr: SocketAddr) {
+        let endpoint = &self.config;
+        let upstream = format!("{}:{}", endpoint.upstream.host, endpoint.upstream.port);
+        tracing::info!(
+            endpoint = %endpoint.name,
+            kind = ?endpoint.kind,
+            listen = %local_addr,
+            domain = %endpoint.domain,
+            upstream = %upstream,
+            upstream_scheme = ?endpoint.upstream.scheme,
+            client_auth = ?endpoint.client_auth,
+            ca_files = endpoint.mutual_tls_cas.len(),
+            crl_files = endpoint.crls.len(),
+            tls_min_version = ?endpoint.tls_min_version,
+            sni_default = endpoint.default,
+            ca_hints = endpoint.ca_hints,
+            session_resumption = crate::tls::resumes_sessions(endpoint),
+            crl_expired = ?endpoint.crl_expired,
+            upstream_proxy_protocol = ?endpoint.upstream_proxy_protocol,
+            "endpoint ready"
+        );
+        if endpoint.mutual_tls_cas.is_empty() {
+            tracing::warn!(
+                endpoint = %endpoint.name,
+                "no client certificate is asked for: any client may connect; pass --mutual-tls-cas \
+                 (mutual_tls_cas in the config) to require one"
+            );
+        }
+        if endpoint.kind == EndpointKind::Tls {
+            // Until the edge/agent tunnel exists this process is both, so TLS ends here either way.
+            tracing::info!(
+                endpoint = %endpoint.name,
+                terminate_at = ?endpoint.terminate_at,
+                "TLS terminates in this process (no separate edge yet)"
+            );
+        }
     }
 
     /// True when `config` is this endpoint's configuration and none of its files changed since

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use moat_config::{Config, EndpointConfig, EndpointKind};
 use moat_trust::{ClientIdentity, RefusalReason};
-use rustls_pki_types::UnixTime;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
@@ -22,10 +21,9 @@ use crate::connection::ConnectionInfo;
 use crate::endpoint::{Handler, LoadedEndpoint};
 use crate::error::GatewayError;
 use crate::proxy_protocol;
-use crate::reload::{ListenKey, NewListener, Reloader, Slot};
+use crate::reload::{NewListener, Reloader};
 use crate::sni::{self, ClientHelloError, NoRoute, Routes};
 use crate::tcp_forward::ForwardEnd;
-use crate::telemetry::expiry;
 use crate::telemetry::metrics::OpenConnection;
 use crate::telemetry::presented::{Presented, capture_presented};
 use crate::telemetry::{HandshakeRefusal, Telemetry};
@@ -61,13 +59,12 @@ pub struct BoundEndpoint {
 
 /// Every endpoint bound and ready to serve.
 pub struct Gateway {
-    listeners: Vec<Listener>,
     /// One permit per client connection served, shared by every listener (`max_connections`).
     connection_slots: Arc<Semaphore>,
     bound: Vec<BoundEndpoint>,
     reloader: Reloader,
     telemetry: Telemetry,
-    /// Sockets bound by reloads for addresses the configuration gained.
+    /// Sockets bound by the first start and by reloads (for addresses the configuration gained).
     new_listeners: mpsc::UnboundedReceiver<NewListener>,
 }
 
@@ -89,64 +86,14 @@ impl Gateway {
     /// free port); endpoints with the same listen address share one socket. Any error is a
     /// startup error naming the file and the fix; on error nothing stays bound.
     pub async fn bind(config: &Config, options: &GatewayOptions) -> Result<Gateway, GatewayError> {
-        let mut groups: Vec<(ListenKey, Vec<Arc<LoadedEndpoint>>)> = Vec::new();
         let telemetry = options.telemetry.clone();
-        let mut certificates = Vec::new();
-        for endpoint in &config.endpoints {
-            let loaded = Arc::new(LoadedEndpoint::load(
-                endpoint,
-                &options.moat_home,
-                None,
-                &telemetry,
-            )?);
-            certificates.extend(expiry::certificates_in_use(
-                endpoint,
-                loaded.issued_leaf.as_ref(),
-            ));
-            loaded.log_stale_crls(UnixTime::now());
-            let key = ListenKey::of(endpoint);
-            match groups.iter_mut().find(|(group, _)| *group == key) {
-                Some((_, members)) => members.push(loaded),
-                None => groups.push((key, vec![loaded])),
-            }
-        }
-        let connection_slots = Arc::new(Semaphore::new(
-            config.max_connections.min(Semaphore::MAX_PERMITS),
-        ));
-        let mut listeners = Vec::with_capacity(groups.len());
-        let mut slots = Vec::with_capacity(groups.len());
-        let mut bound = Vec::with_capacity(config.endpoints.len());
-        for (key, members) in groups {
-            let first = &members[0].config;
-            let bind_error = |source| GatewayError::Bind {
-                endpoint: first.name.clone(),
-                address: first.listen,
-                source,
-            };
-            let listener = TcpListener::bind(first.listen).await.map_err(bind_error)?;
-            let local_addr = listener.local_addr().map_err(bind_error)?;
-            for member in &members {
-                log_endpoint_ready(&member.config, local_addr);
-                bound.push(bound_endpoint(member, local_addr));
-            }
-            let routes = Arc::new(ArcSwap::from_pointee(Routes::new(members)));
-            let (retire, retired) = watch::channel(false);
-            slots.push(Slot {
-                key,
-                routes: Arc::clone(&routes),
-                retire,
-                local_addr,
-            });
-            listeners.push(Listener {
-                listener,
-                local_addr,
-                routes,
-                telemetry: telemetry.clone(),
-                retired,
-                connection_slots: Arc::clone(&connection_slots),
-            });
-        }
-        telemetry.track_certificates(&certificates);
+        let (add_listener, new_listeners) = mpsc::unbounded_channel();
+        let reloader = Reloader::new(options.moat_home.clone(), add_listener, telemetry.clone());
+        let mut bound: Vec<BoundEndpoint> = reloader
+            .start(config.clone())?
+            .iter()
+            .map(|(endpoint, local_addr)| bound_endpoint(endpoint, *local_addr))
+            .collect();
         // Report in configuration order, whatever the grouping.
         bound.sort_by_key(|endpoint| {
             config
@@ -154,16 +101,10 @@ impl Gateway {
                 .iter()
                 .position(|configured| configured.name == endpoint.name)
         });
-        let (add_listener, new_listeners) = mpsc::unbounded_channel();
-        let reloader = Reloader::new(
-            config.clone(),
-            options.moat_home.clone(),
-            slots,
-            add_listener,
-            telemetry.clone(),
-        );
+        let connection_slots = Arc::new(Semaphore::new(
+            config.max_connections.min(Semaphore::MAX_PERMITS),
+        ));
         Ok(Gateway {
-            listeners,
             connection_slots,
             bound,
             reloader,
@@ -192,35 +133,42 @@ impl Gateway {
         // before shutdown) still see the flag, and only one value is ever sent.
         let (stop, stopping) = watch::channel(false);
         let mut loops = JoinSet::new();
-        for listener in self.listeners {
-            loops.spawn(accept_loop(listener, stopping.clone()));
+        let mut new_listeners = self.new_listeners;
+        let accept_on = |added: NewListener, loops: &mut JoinSet<()>| match TcpListener::from_std(
+            added.listener,
+        ) {
+            Ok(listener) => {
+                let local_addr = listener
+                    .local_addr()
+                    .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
+                loops.spawn(accept_loop(
+                    Listener {
+                        listener,
+                        local_addr,
+                        routes: added.routes,
+                        retired: added.retired,
+                        telemetry: self.telemetry.clone(),
+                        connection_slots: Arc::clone(&self.connection_slots),
+                    },
+                    stopping.clone(),
+                ));
+            }
+            Err(error) => tracing::error!(
+                %error,
+                "cannot accept on a bound socket; restart moat to serve it"
+            ),
+        };
+        // The sockets of the first start are waiting already.
+        while let Ok(added) = new_listeners.try_recv() {
+            accept_on(added, &mut loops);
         }
         self.telemetry.set_ready(true);
         let stale_crl_timer = tokio::spawn(self.reloader.clone().report_stale_crls_hourly());
-        let mut new_listeners = self.new_listeners;
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
                 _ = &mut shutdown => break,
-                Some(added) = new_listeners.recv() => {
-                    match TcpListener::from_std(added.listener) {
-                        Ok(listener) => {
-                            let local_addr = listener.local_addr().unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
-                            loops.spawn(accept_loop(
-                                Listener {
-                                    listener,
-                                    local_addr,
-                                    routes: added.routes,
-                                    retired: added.retired,
-                                    telemetry: self.telemetry.clone(),
-                                    connection_slots: Arc::clone(&self.connection_slots),
-                                },
-                                stopping.clone(),
-                            ));
-                        }
-                        Err(error) => tracing::error!(%error, "cannot accept on a socket bound by a reload; restart moat to serve it"),
-                    }
-                }
+                Some(added) = new_listeners.recv() => accept_on(added, &mut loops),
             }
         }
         self.telemetry.set_ready(false);
@@ -246,45 +194,6 @@ fn bound_endpoint(endpoint: &LoadedEndpoint, local_addr: SocketAddr) -> BoundEnd
         local_addr,
         url: format!("{scheme}://{}:{}", config.domain, local_addr.port()),
         local_ca: endpoint.local_ca.clone(),
-    }
-}
-
-/// One line per endpoint at startup (or when a reload adds it) saying what it enforces, so an
-/// operator can check the running setup against the intended one.
-pub(crate) fn log_endpoint_ready(endpoint: &EndpointConfig, local_addr: SocketAddr) {
-    let upstream = format!("{}:{}", endpoint.upstream.host, endpoint.upstream.port);
-    tracing::info!(
-        endpoint = %endpoint.name,
-        kind = ?endpoint.kind,
-        listen = %local_addr,
-        domain = %endpoint.domain,
-        upstream = %upstream,
-        upstream_scheme = ?endpoint.upstream.scheme,
-        client_auth = ?endpoint.client_auth,
-        ca_files = endpoint.mutual_tls_cas.len(),
-        crl_files = endpoint.crls.len(),
-        tls_min_version = ?endpoint.tls_min_version,
-        sni_default = endpoint.default,
-        ca_hints = endpoint.ca_hints,
-        session_resumption = crate::tls::resumes_sessions(endpoint),
-        crl_expired = ?endpoint.crl_expired,
-        upstream_proxy_protocol = ?endpoint.upstream_proxy_protocol,
-        "endpoint ready"
-    );
-    if endpoint.mutual_tls_cas.is_empty() {
-        tracing::warn!(
-            endpoint = %endpoint.name,
-            "no client certificate is asked for: any client may connect; pass --mutual-tls-cas \
-             (mutual_tls_cas in the config) to require one"
-        );
-    }
-    if endpoint.kind == EndpointKind::Tls {
-        // Until the edge/agent tunnel exists this process is both, so TLS ends here either way.
-        tracing::info!(
-            endpoint = %endpoint.name,
-            terminate_at = ?endpoint.terminate_at,
-            "TLS terminates in this process (no separate edge yet)"
-        );
     }
 }
 

@@ -11,7 +11,8 @@
 //! files are unchanged keeps its load, so its clients go on resuming.
 //!
 //! A listen address the configuration gains is bound by the reload; one it drops stops
-//! accepting, and the connections open on it go on until they end.
+//! accepting, and the connections open on it go on until they end. The first start is a reload
+//! from nothing ([`Reloader::start`]): one place binds, groups and routes endpoints.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -26,7 +27,6 @@ use tokio::sync::{mpsc, watch};
 
 use crate::endpoint::{LoadedEndpoint, files_of};
 use crate::error::GatewayError;
-use crate::gateway::log_endpoint_ready;
 use crate::sni::Routes;
 use crate::telemetry::Telemetry;
 use crate::telemetry::expiry;
@@ -104,23 +104,66 @@ pub struct ReloadSummary {
 }
 
 impl Reloader {
-    /// A reloader for the sockets in `slots`, which now serve `config`; sockets it binds later
-    /// are sent to `new_listeners`.
+    /// A reloader serving nothing yet; every socket it binds is sent to `new_listeners`.
     pub(crate) fn new(
-        config: Config,
         moat_home: PathBuf,
-        slots: Vec<Slot>,
         new_listeners: mpsc::UnboundedSender<NewListener>,
         telemetry: Telemetry,
     ) -> Reloader {
+        let nothing = Config {
+            endpoints: Vec::new(),
+            telemetry: Default::default(),
+            max_connections: moat_config::DEFAULT_MAX_CONNECTIONS,
+        };
         Reloader {
             inner: Arc::new(Inner {
                 moat_home,
                 telemetry,
-                state: Mutex::new(State { config, slots }),
+                state: Mutex::new(State {
+                    config: nothing,
+                    slots: Vec::new(),
+                }),
                 new_listeners,
             }),
         }
+    }
+
+    /// The first start: a reload from nothing, so the first bind and every later one go through
+    /// the same code. Returns every endpoint with the address it is bound to.
+    pub(crate) fn start(
+        &self,
+        config: Config,
+    ) -> Result<Vec<(Arc<LoadedEndpoint>, SocketAddr)>, GatewayError> {
+        self.lock_state().config.max_connections = config.max_connections;
+        self.apply(config)?;
+        self.inner
+            .telemetry
+            .track_certificates(&self.certificates_in_use());
+        let state = self.lock_state();
+        Ok(state
+            .slots
+            .iter()
+            .flat_map(|slot| {
+                slot.routes
+                    .load()
+                    .endpoints()
+                    .iter()
+                    .map(|endpoint| (Arc::clone(endpoint), slot.local_addr))
+                    .collect::<Vec<_>>()
+            })
+            .collect())
+    }
+
+    /// What the served endpoints use that expires (certificates, CAs, CRLs), for the gauges.
+    fn certificates_in_use(&self) -> Vec<expiry::ExpiringItem> {
+        self.lock_state()
+            .slots
+            .iter()
+            .flat_map(|slot| slot.routes.load().endpoints().to_vec())
+            .flat_map(|endpoint| {
+                expiry::certificates_in_use(&endpoint.config, endpoint.issued_leaf.as_ref())
+            })
+            .collect()
     }
 
     /// Every file the served endpoints read (certificates, keys, CAs, CRLs, upstream CAs, the
@@ -144,16 +187,7 @@ impl Reloader {
         match outcome {
             Ok(_) => {
                 telemetry.config_reloaded(ReloadOutcome::Success);
-                let certificates: Vec<_> = self
-                    .lock_state()
-                    .slots
-                    .iter()
-                    .flat_map(|slot| slot.routes.load().endpoints().to_vec())
-                    .flat_map(|endpoint| {
-                        expiry::certificates_in_use(&endpoint.config, endpoint.issued_leaf.as_ref())
-                    })
-                    .collect();
-                telemetry.track_certificates(&certificates);
+                telemetry.track_certificates(&self.certificates_in_use());
             }
             Err(_) => telemetry.config_reloaded(ReloadOutcome::Failure),
         }
@@ -247,7 +281,7 @@ impl Reloader {
                         member.config.name
                     ));
                 }
-                log_endpoint_ready(&member.config, *local_addr);
+                member.log_ready(*local_addr);
             }
         }
 
