@@ -15,13 +15,15 @@ mod evaluate;
 mod expression;
 mod lint;
 mod pattern;
+mod request;
 mod rule;
 mod selector;
 
-pub use evaluate::{Client, HttpRequest, Outcome, PolicyDecision, Refusal, Request, evaluate};
+pub use evaluate::{Outcome, PolicyDecision, Refusal, evaluate};
 pub use expression::{Expression, ExpressionError};
 pub use lint::{Warning, lint};
 pub use pattern::{HostPattern, PathPattern, TextPattern};
+pub use request::{Client, HttpRequest, Request};
 pub use rule::{
     Action, Rule, RuleError, RuleParts, certificate_required_at_handshake,
     rules_use_connection_facts, rules_use_issuer,

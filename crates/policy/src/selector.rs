@@ -6,8 +6,8 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use moat_trust::SubjectAltName;
 
-use crate::evaluate::{Client, Request};
 use crate::pattern::TextPattern;
+use crate::request::{Client, Request};
 
 /// A selector's value as written in the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
