@@ -22,7 +22,7 @@ use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, Signatu
 use rustls_pki_types::{CertificateDer, UnixTime};
 
 use crate::explain;
-use crate::telemetry::presented::record_certificate;
+use crate::telemetry::presented::{record_certificate, record_identity};
 
 /// What the handshake of one connection knows before the client's certificate arrives.
 #[derive(Debug)]
@@ -65,6 +65,8 @@ impl HandshakeVerifier {
             uses_issuer,
         }
     }
+    /// The rules' decision on an accepted chain; the identity read for it is recorded for the
+    /// connection, so the certificate is read once per handshake.
     fn decide(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -72,7 +74,8 @@ impl HandshakeVerifier {
     ) -> Option<PolicyDecision> {
         let mut chain = vec![end_entity.clone().into_owned()];
         chain.extend(intermediates.iter().map(|der| der.clone().into_owned()));
-        let identity = ClientIdentity::from_chain(&chain).ok()?;
+        let identity = Arc::new(ClientIdentity::from_chain(&chain).ok()?);
+        record_identity(Arc::clone(&identity));
         HANDSHAKE
             .try_with(|facts| {
                 let sni = facts.sni.clone();

@@ -348,12 +348,17 @@ async fn handle_connection(
     stopping: watch::Receiver<bool>,
 ) {
     let started = Instant::now();
-    let established = Box::pin(establish(
-        stream, peer_addr, local_addr, routes, &telemetry, started,
-    ))
-    .await;
-    if let Some(established) = established {
-        established.serve(&telemetry, stopping, started).await;
+    let established = Box::pin(establish(stream, peer_addr, local_addr, &routes, started)).await;
+    match established {
+        Ok(established) => {
+            let open = telemetry.handshake_accepted(
+                &established.info,
+                established.cipher_suite.clone(),
+                established.alpn.clone(),
+            );
+            established.serve(&telemetry, stopping, started, open).await;
+        }
+        Err(failed) => Box::pin(failed.report(&telemetry, peer_addr, &routes)).await,
     }
 }
 
@@ -363,20 +368,145 @@ struct Established {
     info: ConnectionInfo,
     config: Arc<EndpointConfig>,
     handler: Handler,
-    /// Counts the connection as open until it is served to the end.
-    open: OpenConnection,
+    /// What the audit event of the accepted handshake names besides `info`.
+    cipher_suite: Option<String>,
+    alpn: Option<String>,
+}
+
+/// Why a handshake ended without a connection.
+enum HandshakeFailure {
+    /// The first bytes were not a TLS ClientHello (rustls's alert was sent).
+    NotTls(rustls::Error),
+    /// The ClientHello and what came with it exceed what rustls buffers.
+    HelloTooLarge,
+    /// The client closed or reset the connection before the handshake finished.
+    Closed(std::io::Error),
+    /// The handshake took longer than `timeouts.request_header` allows.
+    TimedOut(Duration),
+    /// No endpoint on the address serves the SNI (or its absence).
+    UnrecognizedName(NoRoute),
+    /// The handshake failed: the certificate, the rules, or TLS itself refused.
+    Refused(std::io::Error, HandshakeRefusal),
+    /// The verifier accepted a certificate the connection cannot read (not expected).
+    UnreadableIdentity(moat_trust::TrustError),
+}
+
+/// A failed handshake with what its report needs.
+struct Failed {
+    failure: HandshakeFailure,
+    /// The endpoint the SNI chose; before that, every endpoint of the address.
+    endpoint: Option<String>,
+    /// What the client presented before the end.
+    presented: Presented,
+    /// The socket, when the client is owed an alert it should be able to read.
+    socket: Option<TcpStream>,
+}
+
+impl Failed {
+    /// A failure before any endpoint was chosen.
+    fn unrouted(failure: HandshakeFailure, socket: Option<TcpStream>) -> Failed {
+        Failed {
+            failure,
+            endpoint: None,
+            presented: Presented::default(),
+            socket,
+        }
+    }
+
+    /// The one place a failed handshake is logged, audited and counted, and its socket closed
+    /// so that the client reads the alert.
+    async fn report(self, telemetry: &Telemetry, peer_addr: SocketAddr, routes: &Routes) {
+        let Failed {
+            failure,
+            endpoint,
+            presented,
+            socket,
+        } = self;
+        let reason = match &failure {
+            HandshakeFailure::NotTls(error) => {
+                tracing::warn!(reason = "tls_error", %error, "handshake refused");
+                HandshakeRefusal::Other
+            }
+            HandshakeFailure::HelloTooLarge => {
+                tracing::warn!(
+                    reason = "other",
+                    "handshake refused: the ClientHello and what came with it exceed the 64 KiB \
+                     rustls buffers before the handshake (an oversized SNI or extensions, or \
+                     data sent before the server answered)"
+                );
+                HandshakeRefusal::Other
+            }
+            HandshakeFailure::Closed(error) => {
+                tracing::info!(%error, "connection closed during the handshake");
+                HandshakeRefusal::ConnectionClosed
+            }
+            HandshakeFailure::TimedOut(limit) => {
+                tracing::warn!(
+                    reason = "handshake_timeout",
+                    timeout_ms = limit.as_millis() as u64,
+                    "handshake refused: the client did not finish the TLS handshake in time"
+                );
+                HandshakeRefusal::HandshakeTimeout
+            }
+            HandshakeFailure::UnrecognizedName(no_route) => {
+                let served: Vec<&str> = routes
+                    .endpoints()
+                    .iter()
+                    .map(|endpoint| endpoint.config.domain.as_str())
+                    .collect();
+                match no_route {
+                    NoRoute::UnknownName(name) => tracing::warn!(
+                        reason = "unrecognized_name",
+                        sni = %name,
+                        served = ?served,
+                        "handshake refused: no endpoint on this address serves the requested name"
+                    ),
+                    NoRoute::NoServerName => tracing::warn!(
+                        reason = "unrecognized_name",
+                        served = ?served,
+                        "handshake refused: the client sent no SNI and no endpoint on this \
+                         address is marked default = true"
+                    ),
+                }
+                HandshakeRefusal::UnrecognizedName
+            }
+            HandshakeFailure::Refused(error, reason) => {
+                log_refused_handshake(error, *reason);
+                *reason
+            }
+            HandshakeFailure::UnreadableIdentity(error) => {
+                tracing::warn!(reason = "malformed", %error, "connection closed: cannot read the verified client certificate");
+                HandshakeRefusal::Certificate(RefusalReason::Malformed)
+            }
+        };
+        // Until the SNI picks an endpoint, refusals are counted under the names served here.
+        let endpoint = endpoint.unwrap_or_else(|| {
+            routes
+                .endpoints()
+                .iter()
+                .map(|endpoint| endpoint.config.name.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+        });
+        telemetry.handshake_refused(&endpoint, peer_addr, reason, &presented);
+        if let Some(mut socket) = socket {
+            if matches!(failure, HandshakeFailure::UnrecognizedName(_)) {
+                sni::refuse_unrecognized_name(&mut socket).await;
+            }
+            linger_after_alert(socket).await;
+        }
+    }
 }
 
 /// Reads the ClientHello, picks the endpoint its SNI names and runs the TLS handshake, all
-/// bounded by `timeouts.request_header`; `None` once a refused or failed handshake is reported.
+/// bounded by `timeouts.request_header`.
 async fn establish(
     mut stream: TcpStream,
     peer_addr: SocketAddr,
     local_addr: SocketAddr,
-    routes: Arc<Routes>,
-    telemetry: &Telemetry,
+    routes: &Routes,
     started: Instant,
-) -> Option<Established> {
+) -> Result<Established, Failed> {
     let _ = stream.set_nodelay(true);
     // Before the SNI is known the most patient endpoint of the address sets the limit.
     let hello_timeout = routes
@@ -385,85 +515,39 @@ async fn establish(
         .map(|endpoint| endpoint.config.timeouts.request_header)
         .max()
         .unwrap_or(Duration::from_secs(10));
-    // Until the SNI picks an endpoint, refusals are counted under the names served here.
-    let unrouted = || {
-        routes
-            .endpoints()
-            .iter()
-            .map(|endpoint| endpoint.config.name.as_str())
-            .collect::<Vec<_>>()
-            .join(",")
-    };
     let accepted =
         match tokio::time::timeout(hello_timeout, sni::read_client_hello(&mut stream)).await {
             Ok(Ok(accepted)) => accepted,
             Ok(Err(ClientHelloError::Tls(error))) => {
-                tracing::warn!(reason = "tls_error", %error, "handshake refused");
-                let reason = HandshakeRefusal::Other;
-                telemetry.handshake_refused(&unrouted(), peer_addr, reason, &Presented::default());
-                linger_after_alert(stream).await;
-                return None;
+                return Err(Failed::unrouted(
+                    HandshakeFailure::NotTls(error),
+                    Some(stream),
+                ));
             }
             Ok(Err(ClientHelloError::TooLarge)) => {
-                tracing::warn!(
-                    reason = "other",
-                    "handshake refused: the ClientHello and what came with it exceed the 64 KiB \
-                     rustls buffers before the handshake (an oversized SNI or extensions, or \
-                     data sent before the server answered)"
-                );
-                let reason = HandshakeRefusal::Other;
-                telemetry.handshake_refused(&unrouted(), peer_addr, reason, &Presented::default());
-                return None;
+                return Err(Failed::unrouted(HandshakeFailure::HelloTooLarge, None));
             }
             Ok(Err(ClientHelloError::Io(error))) => {
-                tracing::info!(%error, "connection closed during the handshake");
-                let reason = HandshakeRefusal::ConnectionClosed;
-                telemetry.handshake_refused(&unrouted(), peer_addr, reason, &Presented::default());
-                return None;
+                return Err(Failed::unrouted(HandshakeFailure::Closed(error), None));
             }
             Err(_) => {
-                tracing::warn!(
-                    reason = "handshake_timeout",
-                    timeout_ms = hello_timeout.as_millis() as u64,
-                    "handshake refused: the client did not finish the TLS handshake in time"
-                );
-                let reason = HandshakeRefusal::HandshakeTimeout;
-                telemetry.handshake_refused(&unrouted(), peer_addr, reason, &Presented::default());
-                return None;
+                let failure = HandshakeFailure::TimedOut(hello_timeout);
+                return Err(Failed::unrouted(failure, None));
             }
         };
     let server_name = accepted.client_hello().server_name().map(str::to_string);
     let endpoint = match routes.pick(server_name.as_deref()) {
         Ok(endpoint) => Arc::clone(endpoint),
         Err(no_route) => {
-            let served: Vec<&str> = routes
-                .endpoints()
-                .iter()
-                .map(|endpoint| endpoint.config.domain.as_str())
-                .collect();
-            match no_route {
-                NoRoute::UnknownName(name) => tracing::warn!(
-                    reason = "unrecognized_name",
-                    sni = %name,
-                    served = ?served,
-                    "handshake refused: no endpoint on this address serves the requested name"
-                ),
-                NoRoute::NoServerName => tracing::warn!(
-                    reason = "unrecognized_name",
-                    served = ?served,
-                    "handshake refused: the client sent no SNI and no endpoint on this address \
-                     is marked default = true"
-                ),
-            }
-            let reason = HandshakeRefusal::UnrecognizedName;
-            let presented = Presented {
-                sni: server_name.clone(),
-                certificate: None,
-            };
-            telemetry.handshake_refused(&unrouted(), peer_addr, reason, &presented);
-            sni::refuse_unrecognized_name(&mut stream).await;
-            linger_after_alert(stream).await;
-            return None;
+            return Err(Failed {
+                failure: HandshakeFailure::UnrecognizedName(no_route),
+                endpoint: None,
+                presented: Presented {
+                    sni: server_name,
+                    ..Presented::default()
+                },
+                socket: Some(stream),
+            });
         }
     };
     let config = Arc::clone(&endpoint.config);
@@ -492,40 +576,39 @@ async fn establish(
     );
     let (handshake, mut presented) = capture_presented(handshake).await;
     // The name the client asked for, from the ClientHello read before the handshake.
-    presented.sni = server_name.clone();
+    presented.sni = server_name;
+    let failed = |failure, presented, socket| Failed {
+        failure,
+        endpoint: Some(config.name.clone()),
+        presented,
+        socket,
+    };
     let tls = match handshake {
         Ok(Ok(tls)) => tls,
         Ok(Err((error, socket))) => {
             let verified = presented.certificate.as_ref().and_then(|c| c.refusal);
             let reason = HandshakeRefusal::from_handshake_error(&error, verified);
-            log_refused_handshake(&error, reason);
-            telemetry.handshake_refused(&config.name, peer_addr, reason, &presented);
-            linger_after_alert(socket).await;
-            return None;
+            let failure = HandshakeFailure::Refused(error, reason);
+            return Err(failed(failure, presented, Some(socket)));
         }
         Err(_) => {
-            tracing::warn!(
-                reason = "handshake_timeout",
-                timeout_ms = config.timeouts.request_header.as_millis() as u64,
-                "handshake refused: the client did not finish the TLS handshake in time"
-            );
-            let reason = HandshakeRefusal::HandshakeTimeout;
-            telemetry.handshake_refused(&config.name, peer_addr, reason, &presented);
-            return None;
+            let failure = HandshakeFailure::TimedOut(config.timeouts.request_header);
+            return Err(failed(failure, presented, None));
         }
     };
 
     let (_, session) = tls.get_ref();
-    let client = match session.peer_certificates() {
-        Some(chain) if !chain.is_empty() => match ClientIdentity::from_chain(chain) {
+    // The verifier read the chain when a tls endpoint's rules needed it; a resumed session or an
+    // http endpoint's handshake has not, so it is read here, once.
+    let client = match (presented.identity.take(), session.peer_certificates()) {
+        (Some(identity), _) => Some(identity),
+        (None, Some(chain)) if !chain.is_empty() => match ClientIdentity::from_chain(chain) {
             Ok(identity) => Some(Arc::new(identity)),
             Err(error) => {
                 // The verifier accepted it, so this is not expected; refuse rather than forward
                 // a connection whose identity cannot be told upstream.
-                tracing::warn!(reason = "malformed", %error, "connection closed: cannot read the verified client certificate");
-                let reason = HandshakeRefusal::Certificate(RefusalReason::Malformed);
-                telemetry.handshake_refused(&config.name, peer_addr, reason, &presented);
-                return None;
+                let failure = HandshakeFailure::UnreadableIdentity(error);
+                return Err(failed(failure, presented, None));
             }
         },
         _ => None,
@@ -563,25 +646,32 @@ async fn establish(
     let alpn = session
         .alpn_protocol()
         .map(|protocol| String::from_utf8_lossy(protocol).into_owned());
-    let open = telemetry.handshake_accepted(&info, cipher_suite, alpn);
-    Some(Established {
+    Ok(Established {
         tls,
         info,
         config,
         handler,
-        open,
+        cipher_suite,
+        alpn,
     })
 }
 
 impl Established {
     /// Hands the connection to its endpoint's HTTP proxy or TCP forwarder until it ends.
-    async fn serve(self, telemetry: &Telemetry, stopping: watch::Receiver<bool>, started: Instant) {
+    /// `_open` counts the connection as open until it is served to the end.
+    async fn serve(
+        self,
+        telemetry: &Telemetry,
+        stopping: watch::Receiver<bool>,
+        started: Instant,
+        _open: OpenConnection,
+    ) {
         let Established {
             tls,
             info,
             config,
             handler,
-            open: _open,
+            ..
         } = self;
         match handler {
             Handler::Http(proxy) => {

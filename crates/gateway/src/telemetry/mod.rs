@@ -132,11 +132,15 @@ impl Telemetry {
     ) {
         self.shared.metrics.handshake_refused(endpoint, reason);
         if let Some(audit) = &self.shared.audit {
-            let client_certificate = presented.certificate.as_ref().and_then(|presented| {
-                ClientIdentity::from_chain(std::slice::from_ref(&presented.certificate))
-                    .ok()
-                    .map(|identity| CertificateFacts::of(&identity))
-            });
+            let client_certificate = match (&presented.identity, &presented.certificate) {
+                (Some(identity), _) => Some(CertificateFacts::of(identity)),
+                (None, Some(presented)) => {
+                    ClientIdentity::from_chain(std::slice::from_ref(&presented.certificate))
+                        .ok()
+                        .map(|identity| CertificateFacts::of(&identity))
+                }
+                (None, None) => None,
+            };
             audit.record(&TlsHandshakeEvent {
                 event: "tls_handshake",
                 time: audit::now_rfc3339(),

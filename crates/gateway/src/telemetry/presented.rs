@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use moat_trust::RefusalReason;
+use moat_trust::{ClientIdentity, RefusalReason};
 use rustls_pki_types::CertificateDer;
 
 /// The client certificate of one handshake, as the verifier saw it.
@@ -24,6 +24,9 @@ pub struct Presented {
     pub sni: Option<String>,
     /// The client certificate, once the verifier saw it.
     pub certificate: Option<PresentedCertificate>,
+    /// The accepted chain as read by the verifier (when it needed it for a tls endpoint's rules),
+    /// so that the connection does not read the certificate again.
+    pub identity: Option<Arc<ClientIdentity>>,
 }
 
 type Slot = Arc<Mutex<Presented>>;
@@ -47,6 +50,12 @@ pub async fn capture_presented<F: Future>(handshake: F) -> (F::Output, Presented
 fn record(update: impl FnOnce(&mut Presented)) {
     let _ =
         PRESENTED.try_with(|slot| update(&mut slot.lock().unwrap_or_else(PoisonError::into_inner)));
+}
+
+/// Records the identity the verifier read from an accepted chain; does nothing outside
+/// [`capture_presented`].
+pub(crate) fn record_identity(identity: Arc<ClientIdentity>) {
+    record(|presented| presented.identity = Some(identity));
 }
 
 /// Records the current handshake's client certificate and the verifier's verdict on it (`None`
