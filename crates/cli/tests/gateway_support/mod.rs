@@ -7,6 +7,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -247,20 +248,38 @@ pub fn audit_events(path: &Path, count: usize) -> Vec<serde_json::Value> {
 /// A minimal HTTP/1.1 upstream: answers every request with `200` and body
 /// `hello from upstream <path>`; `/slow` waits 2 seconds first.
 pub fn start_http_upstream() -> SocketAddr {
+    start_observed_http_upstream().0
+}
+
+/// [`start_http_upstream`], with a count of the requests whose head it has read (counted
+/// before `/slow` starts waiting, so a test can tell when a request is in flight upstream).
+pub fn start_observed_http_upstream() -> (SocketAddr, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let address = listener.local_addr().unwrap();
+    let requests = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&requests);
     thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(stream) = stream else { return };
+            let counter = Arc::clone(&counter);
             thread::spawn(move || {
-                let _ = serve_http(stream);
+                let _ = serve_http(stream, &counter);
             });
         }
     });
-    address
+    (address, requests)
 }
 
-fn serve_http(stream: TcpStream) -> std::io::Result<()> {
+/// Polls `condition` every 10 ms until it holds; fails the test naming `what` after `limit`.
+pub fn wait_until(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !condition() {
+        assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn serve_http(stream: TcpStream, requests: &AtomicUsize) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut writer = stream;
     loop {
@@ -279,6 +298,7 @@ fn serve_http(stream: TcpStream) -> std::io::Result<()> {
                 break;
             }
         }
+        requests.fetch_add(1, Ordering::SeqCst);
         if path == "/slow" {
             thread::sleep(Duration::from_secs(2));
         }
