@@ -150,3 +150,38 @@ fn a_startup_error_names_its_endpoint_once() {
     );
     assert_eq!(stderr.matches("endpoint http:").count(), 1, "{stderr}");
 }
+
+#[test]
+fn a_fixed_port_taken_before_moat_binds_it_is_retried_on_another() {
+    // The test kit's guard against the free-port race: the first port offered is taken by
+    // another socket before moat starts, so moat fails to bind it and starts again elsewhere.
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path();
+    write_config(dir, "127.0.0.1:0");
+    let upstream = start_http_upstream().to_string();
+    let mut taken = Vec::new();
+    let moat = Moat::start_on_free_port(dir, 1, |port| {
+        if taken.is_empty() {
+            taken.push(std::net::TcpListener::bind(("127.0.0.1", port)).unwrap());
+        }
+        let listen = format!("127.0.0.1:{port}");
+        [
+            "http",
+            &upstream,
+            "--listen",
+            &listen,
+            "--crt",
+            "etc/server.crt",
+            "--key",
+            "etc/server.key",
+            "--mutual-tls-cas",
+            "etc/cas.pem",
+        ]
+        .map(String::from)
+        .to_vec()
+    });
+    let taken_port = taken[0].local_addr().unwrap().port();
+    assert_ne!(moat.port(), taken_port);
+    let web = request(dir, moat.port(), GET_ROOT, false);
+    assert!(web.ends_with("hello from upstream /"), "{web}");
+}

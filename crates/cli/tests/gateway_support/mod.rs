@@ -68,6 +68,34 @@ impl Moat {
         endpoints: usize,
         env: &[(&str, &str)],
     ) -> Moat {
+        Moat::launch(dir, args, endpoints, env).unwrap_or_else(|failure| panic!("{failure}"))
+    }
+
+    /// Starts moat with arguments that name a fixed port (a config where several endpoints
+    /// share one address cannot use port 0): `args_for(port)` returns the arguments, writing
+    /// any config file that names the port first. The port comes from [`with_free_port`], so
+    /// if another process binds it before moat does, moat is started again on another one.
+    pub fn start_on_free_port(
+        dir: &Path,
+        endpoints: usize,
+        mut args_for: impl FnMut(u16) -> Vec<String>,
+    ) -> Moat {
+        with_free_port("moat", |port| {
+            let args = args_for(port);
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            Moat::launch(dir, &args, endpoints, &[])
+        })
+    }
+
+    /// Starts moat and waits for its ready lines; `Err` when it could not bind an address
+    /// because another process holds it (the caller may retry on another port), a panic for
+    /// any other failure.
+    fn launch(
+        dir: &Path,
+        args: &[&str],
+        endpoints: usize,
+        env: &[(&str, &str)],
+    ) -> Result<Moat, String> {
         let log = dir.join("moat.log");
         let child = Command::new(env!("CARGO_BIN_EXE_moat"))
             .args(args)
@@ -109,16 +137,26 @@ impl Moat {
                     moat.stdout.push(line);
                 }
                 Err(_) => {
-                    let status = moat.child.try_wait().unwrap();
-                    panic!(
-                        "moat {args:?} did not report {endpoints} listening endpoint(s) (exit {status:?}); stdout: {:?}; log:\n{}",
+                    // Its stdout closes as it exits; give the exit a moment to be reaped.
+                    let mut status = moat.child.try_wait().unwrap();
+                    let reaped_by = Instant::now() + Duration::from_secs(2);
+                    while status.is_none() && Instant::now() < reaped_by {
+                        thread::sleep(Duration::from_millis(20));
+                        status = moat.child.try_wait().unwrap();
+                    }
+                    let log = moat.log();
+                    let failure = format!(
+                        "moat {args:?} did not report {endpoints} listening endpoint(s) (exit {status:?}); stdout: {:?}; log:\n{log}",
                         moat.stdout,
-                        moat.log()
                     );
+                    if status.is_some() && log.contains(ADDRESS_IN_USE) {
+                        return Err(failure);
+                    }
+                    panic!("{failure}");
                 }
             }
         }
-        moat
+        Ok(moat)
     }
 
     /// The next stdout line after the ready lines, waiting at most `limit` for it.
@@ -195,6 +233,9 @@ impl Drop for Moat {
         let _ = self.child.wait();
     }
 }
+
+/// `moat start` with every endpoint of `moat.toml` in the test directory.
+pub const START_ALL: [&str; 4] = ["start", "--config", "moat.toml", "--all"];
 
 /// `moat: endpoint NAME listening on SCHEME://ADDR` → (NAME, ADDR).
 fn parse_ready_line(line: &str) -> Option<(String, SocketAddr)> {
@@ -736,12 +777,18 @@ impl Drop for UpstreamProcess {
 }
 
 impl UpstreamProcess {
-    /// Waits until the port accepts connections (at most 15 s).
-    fn wait_ready(mut self, what: &str) -> UpstreamProcess {
+    /// Waits until the port accepts connections (at most 15 s). `Err` when the process exited
+    /// because another one took its port (its `log` says so), for [`with_free_port`] to retry.
+    fn wait_ready(mut self, what: &str, log: &Path) -> Result<UpstreamProcess, String> {
         let deadline = Instant::now() + Duration::from_secs(15);
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("{what} exited before listening ({status})");
+                let log = std::fs::read_to_string(log).unwrap_or_default();
+                let failure = format!("{what} exited before listening ({status}):\n{log}");
+                if log.contains(ADDRESS_IN_USE) {
+                    return Err(failure);
+                }
+                panic!("{failure}");
             }
             assert!(
                 Instant::now() < deadline,
@@ -750,17 +797,64 @@ impl UpstreamProcess {
             );
             thread::sleep(Duration::from_millis(50));
         }
-        self
+        Ok(self)
     }
 }
 
-/// A port that was free a moment ago, for servers that cannot be told to pick one themselves.
+/// How Linux words `EADDRINUSE` (errno 98) in moat's, nginx's and Python's bind errors.
+const ADDRESS_IN_USE: &str = "Address already in use";
+
+/// A port on 127.0.0.1 that was free a moment ago, for servers that must be told a port.
+///
+/// Between this check and the server's own bind another process may take the port, so start
+/// the server through [`with_free_port`], which retries. The port is drawn at random from
+/// below the kernel's ephemeral range (`ip_local_port_range`, 32768-60999 by default): every
+/// port-0 listener and outgoing connection of the tests running in parallel gets its port from
+/// that range, so none of them can take this one; only another draw of this function can.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::hash::{BuildHasher as _, Hasher as _};
+    const LOWEST: u16 = 10_000;
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    let span = ephemeral_start.saturating_sub(LOWEST);
+    // A machine whose ephemeral range starts low leaves no room below it: let the kernel pick.
+    if span < 1_000 {
+        return TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+    }
+    for _ in 0..100 {
+        // RandomState is seeded randomly per process and per call, a small RNG without a crate.
+        let random = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        let port = LOWEST + (random % u64::from(span)) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port below {ephemeral_start} after 100 tries");
+}
+
+/// Starts a server on a port from [`free_port`]: `start(port)` returns the server, or `Err`
+/// when the port was taken before the server could bind it; then it starts again on another
+/// port, up to 5 times.
+pub fn with_free_port<T>(what: &str, mut start: impl FnMut(u16) -> Result<T, String>) -> T {
+    let mut failures = Vec::new();
+    for _ in 0..5 {
+        match start(free_port()) {
+            Ok(server) => return server,
+            Err(failure) => failures.push(failure),
+        }
+    }
+    panic!(
+        "{what} found its port taken 5 times:\n{}",
+        failures.join("\n")
+    );
 }
 
 /// Starts nginx (Debian's package; `.ci/run` installs it) in `dir` with `server_body` as the
@@ -768,7 +862,10 @@ pub fn free_port() -> u16 {
 /// paths as nginx does (percent-decoding, dot segments, merged slashes) before choosing a
 /// location.
 pub fn start_nginx(dir: &Path, server_body: &str) -> UpstreamProcess {
-    let port = free_port();
+    with_free_port("nginx", |port| try_start_nginx(dir, server_body, port))
+}
+
+fn try_start_nginx(dir: &Path, server_body: &str, port: u16) -> Result<UpstreamProcess, String> {
     let prefix = dir.join("nginx");
     std::fs::create_dir_all(prefix.join("tmp")).unwrap();
     let p = prefix.display();
@@ -781,6 +878,8 @@ pub fn start_nginx(dir: &Path, server_body: &str) -> UpstreamProcess {
          server {{\nlisten 127.0.0.1:{port};\n{server_body}\n}}\n}}\n"
     );
     std::fs::write(prefix.join("nginx.conf"), conf).unwrap();
+    // nginx appends; a bind error of an earlier try must not be read as this one's.
+    let _ = std::fs::remove_file(prefix.join("error.log"));
     let nginx = ["/usr/sbin/nginx", "nginx"]
         .into_iter()
         .find(|candidate| Path::new(candidate).exists())
@@ -793,13 +892,17 @@ pub fn start_nginx(dir: &Path, server_body: &str) -> UpstreamProcess {
         .stderr(Stdio::null())
         .spawn()
         .expect("nginx starts (apt-get install nginx)");
-    UpstreamProcess { child, port }.wait_ready("nginx")
+    UpstreamProcess { child, port }.wait_ready("nginx", &prefix.join("error.log"))
 }
 
 /// Runs `python3 ARGS` in `dir` with `{port}` in ARGS replaced by a free port, and waits for it
 /// to listen there.
 pub fn start_python(dir: &Path, args: &[&str]) -> UpstreamProcess {
-    let port = free_port();
+    with_free_port("python3", |port| try_start_python(dir, args, port))
+}
+
+fn try_start_python(dir: &Path, args: &[&str], port: u16) -> Result<UpstreamProcess, String> {
+    let log = dir.join("python-upstream.log");
     let args: Vec<String> = args
         .iter()
         .map(|arg| arg.replace("{port}", &port.to_string()))
@@ -809,8 +912,8 @@ pub fn start_python(dir: &Path, args: &[&str]) -> UpstreamProcess {
         .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("python-upstream.log")).unwrap())
+        .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .expect("python3 starts");
-    UpstreamProcess { child, port }.wait_ready(&format!("python3 {args:?}"))
+    UpstreamProcess { child, port }.wait_ready(&format!("python3 {args:?}"), &log)
 }
