@@ -9,8 +9,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use gateway_support::{
-    ClientOptions, GET_ROOT, Moat, TestCa, Usage, curl, moat_output, rustls_request, s_client,
-    start_http_upstream, start_observed_http_upstream, wait_until, write_pair,
+    ClientOptions, GET_ROOT, Moat, TestCa, Usage, closed_port, curl, moat_output, rustls_request,
+    s_client, start_http_upstream, start_observed_http_upstream, wait_until, write_pair,
 };
 use rustls::AlertDescription;
 
@@ -351,12 +351,8 @@ fn unreachable_upstream_is_502_and_a_slow_one_504() {
     let scratch = tempfile::tempdir().unwrap();
     let dir = scratch.path();
     pki(dir);
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .to_string();
-    let down = Moat::serve_mtls(dir, "http", &closed, &[]);
+    let (_held, closed) = closed_port();
+    let down = Moat::serve_mtls(dir, "http", &closed.to_string(), &[]);
     let client = [
         "--cacert",
         "server-ca.crt",

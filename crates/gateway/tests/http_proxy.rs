@@ -257,10 +257,7 @@ async fn websocket_style_upgrade_is_tunnelled_both_ways() {
 #[tokio::test]
 async fn unreachable_upstream_gets_a_502_page() {
     bounded(async {
-        let closed = {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            listener.local_addr().unwrap()
-        };
+        let (_held, closed) = closed_port();
         let gateway = Gateway::start(endpoint(closed), Some(client_identity()), false).await;
         let request = Request::get("/")
             .header("host", "app.example.com")

@@ -840,6 +840,17 @@ pub fn free_port() -> u16 {
     panic!("no free port below {ephemeral_start} after 100 tries");
 }
 
+/// A port on 127.0.0.1 where nothing listens while the socket lives, e.g. for an upstream
+/// that is down: bound and never listening, so connections are refused and the kernel hands
+/// the port to no other bind (a port bound and dropped it could hand out again). Returns the
+/// socket and its address.
+pub fn closed_port() -> (tokio::net::TcpSocket, SocketAddr) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let address = socket.local_addr().unwrap();
+    (socket, address)
+}
+
 /// Starts a server on a port from [`free_port`]: `start(port)` returns the server, or `Err`
 /// when the port was taken before the server could bind it; then it starts again on another
 /// port, up to 5 times.

@@ -216,6 +216,16 @@ where
         .await;
 }
 
+/// A port on 127.0.0.1 where nothing listens while the socket lives: bound and never
+/// listening, so connections are refused and the kernel hands the port to no other bind (a
+/// port bound and dropped it could hand out again). Returns the socket and its address.
+pub fn closed_port() -> (tokio::net::TcpSocket, SocketAddr) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let address = socket.local_addr().unwrap();
+    (socket, address)
+}
+
 /// Polls `condition` every 10 ms until it holds; fails the test naming `what` after 10 s.
 pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
     let limit = Duration::from_secs(10);
