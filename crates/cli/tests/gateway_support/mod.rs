@@ -777,11 +777,12 @@ impl Drop for UpstreamProcess {
 }
 
 impl UpstreamProcess {
-    /// Waits until the port accepts connections (at most 15 s). `Err` when the process exited
-    /// because another one took its port (its `log` says so), for [`with_free_port`] to retry.
+    /// Waits until this process listens on its port (at most 15 s). `Err` when it exited
+    /// because another one took the port (its `log` says so), for [`with_free_port`] to retry.
+    /// "This process": a port that merely accepts connections may be the other one's.
     fn wait_ready(mut self, what: &str, log: &Path) -> Result<UpstreamProcess, String> {
         let deadline = Instant::now() + Duration::from_secs(15);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        while !listens_on(self.child.id(), self.port) {
             if let Ok(Some(status)) = self.child.try_wait() {
                 let log = std::fs::read_to_string(log).unwrap_or_default();
                 let failure = format!("{what} exited before listening ({status}):\n{log}");
@@ -801,6 +802,38 @@ impl UpstreamProcess {
     }
 }
 
+/// Whether process `pid` holds the socket listening on 127.0.0.1:`port` (or on any address),
+/// read from `/proc/net/tcp` (its inode) and `/proc/PID/fd` (the process's sockets).
+fn listens_on(pid: u32, port: u16) -> bool {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    let local = [
+        format!("0100007F:{port:04X}"),
+        format!("00000000:{port:04X}"),
+    ];
+    // Columns: sl local_address rem_address st ... inode (10th); state 0A is LISTEN.
+    let inodes: Vec<String> = table
+        .lines()
+        .skip(1)
+        .map(|line| line.split_whitespace().collect::<Vec<_>>())
+        .filter(|fields| fields.len() > 9 && local.contains(&fields[1].to_string()))
+        .filter(|fields| fields[3] == "0A")
+        .map(|fields| format!("socket:[{}]", fields[9]))
+        .collect();
+    if inodes.is_empty() {
+        return false;
+    }
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        std::fs::read_link(fd.path()).is_ok_and(|target| {
+            inodes
+                .iter()
+                .any(|inode| target.as_os_str() == inode.as_str())
+        })
+    })
+}
+
 /// How Linux words `EADDRINUSE` (errno 98) in moat's, nginx's and Python's bind errors.
 const ADDRESS_IN_USE: &str = "Address already in use";
 
@@ -810,7 +843,8 @@ const ADDRESS_IN_USE: &str = "Address already in use";
 /// the server through [`with_free_port`], which retries. The port is drawn at random from
 /// below the kernel's ephemeral range (`ip_local_port_range`, 32768-60999 by default): every
 /// port-0 listener and outgoing connection of the tests running in parallel gets its port from
-/// that range, so none of them can take this one; only another draw of this function can.
+/// that range, so none of them can take this one; only another draw of this function (or
+/// another process told a fixed port) can, and the retry covers that.
 pub fn free_port() -> u16 {
     use std::hash::{BuildHasher as _, Hasher as _};
     const LOWEST: u16 = 10_000;
