@@ -179,30 +179,37 @@ process_tree() {
   echo "$1"
   cat /proc/[0-9]*/stat 2>/dev/null | awk -v p="$1" '$4 == p {print $1}'
 }
-# Resident memory in KiB of a process tree.
+# Resident memory in KiB of a process tree. A reading that cannot be taken (the process is gone)
+# stops the run: a 0 in its place would become a fake figure in the report. Called as $(...), so
+# die leaves the subshell and the failed assignment stops the script (set -e).
 rss_kib() {
   local total=0 pid rss
   for pid in $(process_tree "$1"); do
-    rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
-    total=$((total + ${rss:-0}))
+    rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2>/dev/null) || true
+    [[ "$rss" =~ ^[0-9]+$ ]] || die "no VmRSS reading for process $pid (of $1); did it exit?"
+    total=$((total + rss))
   done
   echo "$total"
 }
 # CPU time (user + system, in clock ticks) a process tree has used so far. On a busy machine the
-# gateway does not get all of CPU 0, so work per CPU-second is the steadier comparison.
+# gateway does not get all of CPU 0, so work per CPU-second is the steadier comparison. A missing
+# reading stops the run, as in rss_kib.
 clock_ticks=$(getconf CLK_TCK)
 cpu_ticks() {
   local total=0 pid ticks
   for pid in $(process_tree "$1"); do
-    ticks=$(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)
-    total=$((total + ${ticks:-0}))
+    ticks=$(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null) || true
+    [[ "$ticks" =~ ^[0-9]+$ ]] || die "no CPU time reading for process $pid (of $1); did it exit?"
+    total=$((total + ticks))
   done
   echo "$total"
 }
 # "CPU% per-CPU-second": the gateway's share of CPU 0 since $1 ticks over $2 s, and $3 units of
 # work divided by the CPU seconds it took.
 cpu_usage() {
-  awk -v used="$(($(cpu_ticks "$gateway_pid") - $1))" -v hz="$clock_ticks" -v wall="$2" -v work="$3" \
+  local now
+  now=$(cpu_ticks "$gateway_pid") || exit 1
+  awk -v used="$((now - $1))" -v hz="$clock_ticks" -v wall="$2" -v work="$3" \
     'BEGIN {cpu = used / hz; printf "%.0f %.0f", 100 * cpu / wall, (cpu > 0) ? work / cpu : 0}'
 }
 
@@ -534,18 +541,26 @@ for name in "${http_gateways[@]}"; do
 
   ticks=$(cpu_ticks "$gateway_pid")
   # shellcheck disable=SC2046
-  answer=$(recorded timeout 300 taskset -c 1 $(curl_mtls) -o /dev/null -w '%{speed_download} %{time_total}' \
+  # --fail: an error status is a failed download, not a fast one; the size check catches a
+  # response cut short.
+  answer=$(recorded timeout 300 taskset -c 1 $(curl_mtls) --fail -o /dev/null \
+    -w '%{size_download} %{speed_download} %{time_total}' \
     "https://localhost:$gateway_port/download/$stream_bytes") || die "$name: download failed"
+  [ "${answer%% *}" = "$stream_bytes" ] ||
+    die "$name: downloaded ${answer%% *} bytes, asked for $stream_bytes"
+  answer=${answer#* }
   result[download,$name]=$(awk -v s="${answer% *}" 'BEGIN {printf "%.0f", s / 1e6}')
   usage=$(cpu_usage "$ticks" "${answer#* }" $((stream_bytes / 1000000)))
   result[download,$name,per_cpu]=${usage#* }
   ticks=$(cpu_ticks "$gateway_pid")
   # shellcheck disable=SC2046
-  answer=$(recorded timeout 300 taskset -c 1 $(curl_mtls) -H 'Expect:' -T "$work/upload.bin" \
-    -w ' %{speed_upload} %{time_total}' "https://localhost:$gateway_port/upload") || die "$name: upload failed"
+  answer=$(recorded timeout 300 taskset -c 1 $(curl_mtls) --fail -H 'Expect:' -T "$work/upload.bin" \
+    -w ' %{size_upload} %{speed_upload} %{time_total}' "https://localhost:$gateway_port/upload") ||
+    die "$name: upload failed"
   [ "$(field received "${answer/received /received=}")" = "$stream_bytes" ] ||
     die "$name: upstream did not receive the whole upload: $answer"
-  read -r speed seconds <<<"$(tail -n 1 <<<"$answer")"
+  read -r sent speed seconds <<<"$(tail -n 1 <<<"$answer")"
+  [ "$sent" = "$stream_bytes" ] || die "$name: curl sent $sent bytes, asked for $stream_bytes"
   result[upload,$name]=$(awk -v s="$speed" 'BEGIN {printf "%.0f", s / 1e6}')
   usage=$(cpu_usage "$ticks" "$seconds" $((stream_bytes / 1000000)))
   result[upload,$name,per_cpu]=${usage#* }

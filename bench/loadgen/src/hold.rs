@@ -62,6 +62,13 @@ pub async fn run(args: HoldArgs) -> anyhow::Result<()> {
         eprintln!("loadgen: first failure: {first}");
     }
     std::io::stdout().flush()?;
+    // Memory read with fewer connections than asked would be divided by the wrong count.
+    anyhow::ensure!(
+        failures.is_empty(),
+        "{} of {} connections failed to open",
+        failures.len(),
+        args.connections
+    );
     tokio::time::sleep(args.hold).await;
     drop(held);
     Ok(())

@@ -78,6 +78,12 @@ async fn transfer(dialer: &Dialer, args: &TcpArgs) -> anyhow::Result<()> {
             anyhow::ensure!(read > 0, "stream ended after {received} bytes");
             received += read as u64;
         }
+        // The upstream sends exactly what was asked; more means the stream carried other bytes.
+        anyhow::ensure!(
+            received == args.bytes,
+            "received {received} bytes, asked for {}",
+            args.bytes
+        );
     }
     Ok(())
 }

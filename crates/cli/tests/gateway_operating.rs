@@ -5,11 +5,12 @@ mod gateway_support;
 
 use std::io::{Read, Write};
 use std::path::Path;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use gateway_support::{
-    ClientOptions, GET_ROOT, Moat, TestCa, Usage, curl, moat_output, rustls_request, s_client,
-    start_http_upstream, write_pair,
+    ClientOptions, GET_ROOT, Moat, TestCa, Usage, closed_port, curl, moat_output, rustls_request,
+    s_client, start_http_upstream, start_observed_http_upstream, wait_until, write_pair,
 };
 use rustls::AlertDescription;
 
@@ -31,7 +32,12 @@ fn pki(dir: &Path) {
 }
 
 fn start_http(dir: &Path, extra: &[&str]) -> Moat {
-    let upstream = start_http_upstream().to_string();
+    start_http_to(dir, start_http_upstream(), extra)
+}
+
+/// [`start_http`] in front of a given upstream.
+fn start_http_to(dir: &Path, upstream: std::net::SocketAddr, extra: &[&str]) -> Moat {
+    let upstream = upstream.to_string();
     let mut args = vec![
         "http",
         upstream.as_str(),
@@ -164,7 +170,8 @@ fn sigterm_lets_an_in_flight_request_finish_then_exits() {
     let scratch = tempfile::tempdir().unwrap();
     let dir = scratch.path();
     pki(dir);
-    let mut moat = start_http(dir, &["--log-format", "json"]);
+    let (upstream, upstream_requests) = start_observed_http_upstream();
+    let mut moat = start_http_to(dir, upstream, &["--log-format", "json"]);
     let port = moat.port();
     let dir_path = dir.to_path_buf();
     // /slow answers after 2 seconds; SIGTERM arrives while it is in flight.
@@ -182,15 +189,20 @@ fn sigterm_lets_an_in_flight_request_finish_then_exits() {
             ],
         )
     });
-    std::thread::sleep(Duration::from_millis(700));
+    wait_until(
+        "/slow reaches the upstream",
+        Duration::from_secs(10),
+        || upstream_requests.load(Ordering::SeqCst) == 1,
+    );
     let signalled = Instant::now();
     moat.terminate();
-    // New connections are refused while the request drains.
-    std::thread::sleep(Duration::from_millis(200));
-    assert!(
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
-        "still accepting after SIGTERM"
+    // New connections are refused while the request drains (the upstream holds it 2 s).
+    wait_until(
+        "moat stops accepting after SIGTERM",
+        Duration::from_secs(1),
+        || std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
     );
+    assert!(!request.is_finished(), "the request ended before draining");
 
     let (code, body, stderr) = request.join().unwrap();
     assert_eq!(code, 0, "{stderr}");
@@ -339,12 +351,8 @@ fn unreachable_upstream_is_502_and_a_slow_one_504() {
     let scratch = tempfile::tempdir().unwrap();
     let dir = scratch.path();
     pki(dir);
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .to_string();
-    let down = Moat::serve_mtls(dir, "http", &closed, &[]);
+    let (_held, closed) = closed_port();
+    let down = Moat::serve_mtls(dir, "http", &closed.to_string(), &[]);
     let client = [
         "--cacert",
         "server-ca.crt",

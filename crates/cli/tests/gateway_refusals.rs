@@ -125,6 +125,20 @@ fn rustls_as(dir: &Path, port: u16, client: Option<&str>) -> Result<String, rust
     )
 }
 
+/// Asserts that `client` passes the handshake and gets the upstream's answer to `GET /`.
+fn assert_admitted(moat: &Moat, dir: &Path, client: &str) {
+    let response = rustls_as(dir, moat.port(), Some(client))
+        .unwrap_or_else(|error| panic!("{client} refused: {error}; log:\n{}", moat.log()));
+    assert!(
+        response.starts_with("HTTP/1.1 200 OK"),
+        "{client}: {response}"
+    );
+    assert!(
+        response.ends_with("hello from upstream /"),
+        "{client}: {response}"
+    );
+}
+
 fn s_client_as(dir: &Path, port: u16, client: Option<&str>) -> String {
     let mut args = vec!["-CAfile", "server-ca.crt"];
     let cert = client.map(|name| format!("{name}.crt"));
@@ -145,16 +159,7 @@ fn clients_of_each_bundled_ca_are_let_in() {
     let dir = fixture.dir.path();
     let moat = start(dir, "a.crl.pem");
     for client in ["alice", "bob", "carol"] {
-        let response = rustls_as(dir, moat.port(), Some(client))
-            .unwrap_or_else(|error| panic!("{client} refused: {error}; log:\n{}", moat.log()));
-        assert!(
-            response.starts_with("HTTP/1.1 200 OK"),
-            "{client}: {response}"
-        );
-        assert!(
-            response.ends_with("hello from upstream /"),
-            "{client}: {response}"
-        );
+        assert_admitted(&moat, dir, client);
         let output = s_client_as(dir, moat.port(), Some(client));
         assert!(
             output.contains("hello from upstream /"),
@@ -239,7 +244,7 @@ fn a_der_crl_revokes_too() {
     );
     let output = s_client_as(dir, moat.port(), Some("revoked"));
     assert!(output.contains("alert certificate revoked"), "{output}");
-    assert!(rustls_as(dir, moat.port(), Some("alice")).is_ok());
+    assert_admitted(&moat, dir, "alice");
 }
 
 #[test]
@@ -462,7 +467,7 @@ fn a_version_1_crl_from_openssl_ca_revokes_and_a_stale_or_forged_one_is_handled_
                 AlertDescription::CertificateRevoked
             ))
         );
-        assert!(rustls_as(dir, moat.port(), Some("v1-good")).is_ok());
+        assert_admitted(&moat, dir, "v1-good");
     }
     {
         let moat = Moat::serve_mtls(
@@ -476,7 +481,7 @@ fn a_version_1_crl_from_openssl_ca_revokes_and_a_stale_or_forged_one_is_handled_
             Err(rustls::Error::AlertReceived(AlertDescription::UnknownCA))
         );
         // Clients of the other CAs have no stale CRL and pass.
-        assert!(rustls_as(dir, moat.port(), Some("alice")).is_ok());
+        assert_admitted(&moat, dir, "alice");
     }
 
     // A version 1 CRL signed by another key under the same CA name stops startup.

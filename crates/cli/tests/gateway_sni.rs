@@ -3,7 +3,7 @@
 mod gateway_support;
 
 use gateway_support::{
-    ClientOptions, GET_ROOT, Moat, TestCa, Usage, client_config, free_port, rustls_exchange,
+    ClientOptions, GET_ROOT, Moat, START_ALL, TestCa, Usage, client_config, rustls_exchange,
     s_client, start_echo_upstream, start_http_upstream, write_pair,
 };
 
@@ -34,9 +34,9 @@ fn start_shared_address() -> SharedAddress {
 
     let http = start_http_upstream();
     let echo = start_echo_upstream();
-    let port = free_port();
-    let config = format!(
-        r#"
+    let config = |port: u16| {
+        format!(
+            r#"
 [[endpoints]]
 name = "a"
 kind = "http"
@@ -58,9 +58,12 @@ key = "b.key"
 mutual_tls_cas = ["ca-b.pem"]
 default = true
 "#
-    );
-    std::fs::write(path.join("moat.toml"), config).unwrap();
-    let moat = Moat::start(path, &["start", "--config", "moat.toml", "--all"], 2);
+        )
+    };
+    let moat = Moat::start_on_free_port(path, 2, |port| {
+        std::fs::write(path.join("moat.toml"), config(port)).unwrap();
+        START_ALL.map(String::from).to_vec()
+    });
     assert_eq!(
         moat.endpoints[0].1, moat.endpoints[1].1,
         "one shared address"
@@ -145,17 +148,18 @@ fn without_a_default_a_client_without_sni_is_refused() {
     write_pair(path, "a", &server_ca.server_leaf_for(&["a.test"], 1));
     write_pair(path, "b", &server_ca.server_leaf_for(&["b.test"], 2));
     let http = start_http_upstream();
-    let port = free_port();
-    let mut config = String::new();
-    for name in ["a", "b"] {
-        config.push_str(&format!(
-            "[[endpoints]]\nname = \"{name}\"\nkind = \"http\"\nlisten = \"127.0.0.1:{port}\"\n\
-             domain = \"{name}.test\"\nupstream = \"{http}\"\ncrt = \"{name}.crt\"\nkey = \"{name}.key\"\n\n"
-        ));
-    }
-    std::fs::write(path.join("moat.toml"), config).unwrap();
     std::fs::write(path.join("server-ca.pem"), &server_ca.pem).unwrap();
-    let moat = Moat::start(path, &["start", "--config", "moat.toml", "--all"], 2);
+    let moat = Moat::start_on_free_port(path, 2, |port| {
+        let mut config = String::new();
+        for name in ["a", "b"] {
+            config.push_str(&format!(
+                "[[endpoints]]\nname = \"{name}\"\nkind = \"http\"\nlisten = \"127.0.0.1:{port}\"\n\
+                 domain = \"{name}.test\"\nupstream = \"{http}\"\ncrt = \"{name}.crt\"\nkey = \"{name}.key\"\n\n"
+            ));
+        }
+        std::fs::write(path.join("moat.toml"), config).unwrap();
+        START_ALL.map(String::from).to_vec()
+    });
     let options = ClientOptions {
         server_ca: &path.join("server-ca.pem"),
         identity: None,

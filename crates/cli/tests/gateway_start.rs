@@ -3,13 +3,15 @@
 mod gateway_support;
 
 use std::path::Path;
+use std::time::Duration;
 
 use gateway_support::{
-    ClientOptions, GET_ROOT, Moat, TestCa, Usage, moat_output, rustls_request, start_echo_upstream,
-    start_http_upstream, write_pair,
+    ClientOptions, GET_ROOT, Moat, TestCa, Usage, free_port, moat_output, rustls_request,
+    start_echo_upstream, start_http_upstream, write_pair,
 };
 
-fn write_config(dir: &Path) {
+/// Writes `etc/moat.toml` with endpoints "web" (http, on `web_listen`) and "echo" (tls, port 0).
+fn write_config(dir: &Path, web_listen: &str) {
     let server_ca = TestCa::new("Server CA");
     std::fs::write(dir.join("server-ca.crt"), &server_ca.pem).unwrap();
     std::fs::create_dir(dir.join("etc")).unwrap();
@@ -32,7 +34,7 @@ fn write_config(dir: &Path) {
 [[endpoints]]
 name = "web"
 kind = "http"
-listen = "127.0.0.1:0"
+listen = "{web_listen}"
 upstream = "http://{web}"
 crt = "server.crt"
 key = "server.key"
@@ -75,7 +77,7 @@ fn request(dir: &Path, port: u16, send: &[u8], half_close: bool) -> String {
 fn start_all_runs_every_endpoint_of_the_file() {
     let scratch = tempfile::tempdir().unwrap();
     let dir = scratch.path();
-    write_config(dir);
+    write_config(dir, "127.0.0.1:0");
     let moat = Moat::start(dir, &["start", "--config", "etc/moat.toml", "--all"], 2);
     let names: Vec<&str> = moat
         .endpoints
@@ -96,7 +98,9 @@ fn start_all_runs_every_endpoint_of_the_file() {
 fn start_by_name_runs_only_that_endpoint() {
     let scratch = tempfile::tempdir().unwrap();
     let dir = scratch.path();
-    write_config(dir);
+    // web gets a fixed port so the test can see that nothing listens there.
+    let web_port = free_port();
+    write_config(dir, &format!("127.0.0.1:{web_port}"));
     let moat = Moat::start(dir, &["start", "--config", "etc/moat.toml", "echo"], 1);
     assert_eq!(moat.endpoints.len(), 1);
     assert_eq!(moat.endpoints[0].0, "echo");
@@ -104,6 +108,22 @@ fn start_by_name_runs_only_that_endpoint() {
         request(dir, moat.port(), b"only echo\n", true),
         "only echo\n"
     );
+    // "Only": web was not started. Binding its port succeeds only if no socket listens on it,
+    // and neither moat's output nor its log names web.
+    assert!(
+        std::net::TcpListener::bind(("127.0.0.1", web_port)).is_ok(),
+        "something listens on web's port {web_port}"
+    );
+    let mut stdout = moat.stdout.clone();
+    while let Some(line) = moat.next_stdout_line(Duration::from_millis(300)) {
+        stdout.push(line);
+    }
+    assert!(
+        stdout.iter().all(|line| !line.contains("web")),
+        "{stdout:#?}"
+    );
+    let log = moat.log();
+    assert!(!log.contains("web"), "{log}");
 
     let output = moat_output(dir, &["start", "--config", "etc/moat.toml", "mail"]);
     assert_eq!(output.status.code(), Some(1));
@@ -129,4 +149,39 @@ fn a_startup_error_names_its_endpoint_once() {
         "{stderr}"
     );
     assert_eq!(stderr.matches("endpoint http:").count(), 1, "{stderr}");
+}
+
+#[test]
+fn a_fixed_port_taken_before_moat_binds_it_is_retried_on_another() {
+    // The test kit's guard against the free-port race: the first port offered is taken by
+    // another socket before moat starts, so moat fails to bind it and starts again elsewhere.
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path();
+    write_config(dir, "127.0.0.1:0");
+    let upstream = start_http_upstream().to_string();
+    let mut taken = Vec::new();
+    let moat = Moat::start_on_free_port(dir, 1, |port| {
+        if taken.is_empty() {
+            taken.push(std::net::TcpListener::bind(("127.0.0.1", port)).unwrap());
+        }
+        let listen = format!("127.0.0.1:{port}");
+        [
+            "http",
+            &upstream,
+            "--listen",
+            &listen,
+            "--crt",
+            "etc/server.crt",
+            "--key",
+            "etc/server.key",
+            "--mutual-tls-cas",
+            "etc/cas.pem",
+        ]
+        .map(String::from)
+        .to_vec()
+    });
+    let taken_port = taken[0].local_addr().unwrap().port();
+    assert_ne!(moat.port(), taken_port);
+    let web = request(dir, moat.port(), GET_ROOT, false);
+    assert!(web.ends_with("hello from upstream /"), "{web}");
 }

@@ -201,11 +201,19 @@ fn reload_under_load_drops_no_request_and_applies_the_new_trust() {
             })
         })
         .collect();
-    // Each reload happens while the loops are busy: a few requests complete between two.
+    // Each reload happens while the loops are busy: a few requests complete between two. If
+    // they do not within 10 s the loops are failing or stuck, and the reload would not be
+    // under load: the test stops there.
     let requests_between_reloads = |at_least: usize| {
         let deadline = Instant::now() + Duration::from_secs(10);
         let target = done.load(Ordering::Relaxed) + at_least;
-        while done.load(Ordering::Relaxed) < target && Instant::now() < deadline {
+        while done.load(Ordering::Relaxed) < target {
+            assert!(
+                Instant::now() < deadline,
+                "the client loops completed {} of {at_least} requests in 10 s; log:\n{}",
+                at_least + done.load(Ordering::Relaxed) - target,
+                moat.log()
+            );
             thread::sleep(Duration::from_millis(5));
         }
     };
@@ -230,7 +238,10 @@ fn reload_under_load_drops_no_request_and_applies_the_new_trust() {
         requests_between_reloads(10);
         moat.signal("HUP");
         let log = wait_for_count(&moat, "reload complete", round as usize);
-        assert!(log.contains("cas.pem changed"), "{log}");
+        // This reload's own line: one "cas.pem changed" per reload so far, not an earlier one.
+        let round = round as usize;
+        assert_eq!(log.matches("reload complete").count(), round, "{log}");
+        assert_eq!(log.matches("cas.pem changed").count(), round, "{log}");
         // The connection opened before the first reload keeps working.
         let (status, body) = kept.get().unwrap();
         assert_eq!(status, "HTTP/1.1 200 OK");
@@ -251,10 +262,9 @@ fn reload_under_load_drops_no_request_and_applies_the_new_trust() {
     assert!(ok > 0, "the client loop made no request");
     eprintln!("{ok} requests on new connections, 11 on one kept-alive connection, 10 reloads");
     let log = moat.log();
-    assert!(
-        log.contains("server.crt changed") && log.contains("crl-b.pem changed"),
-        "{log}"
-    );
+    // Every one of the 10 reloads saw the new server certificate and CRL.
+    assert_eq!(log.matches("server.crt changed").count(), 10, "{log}");
+    assert_eq!(log.matches("crl-b.pem changed").count(), 10, "{log}");
 
     // CA A removed and bob revoked: both are refused from the next handshake on.
     let path = setup.path();

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gateway_support::{
-    ClientOptions, Moat, TestCa, UpstreamProcess, Usage, client_config, curl, free_port,
+    ClientOptions, Moat, START_ALL, TestCa, UpstreamProcess, Usage, client_config, curl,
     rustls_request, start_nginx, start_python, write_pair,
 };
 use rustls_pki_types::ServerName;
@@ -473,9 +473,11 @@ fn host_must_belong_to_the_endpoint_the_sni_chose_and_be_well_formed() {
     let dir = tempfile::tempdir().unwrap();
     setup(dir.path());
     let upstream = gateway_support::start_http_upstream();
-    let port = free_port();
-    shared_address_config(dir.path(), &format!("http://{upstream}"), port);
-    let _moat = Moat::start(dir.path(), &["start", "--config", "moat.toml", "--all"], 2);
+    let moat = Moat::start_on_free_port(dir.path(), 2, |port| {
+        shared_address_config(dir.path(), &format!("http://{upstream}"), port);
+        START_ALL.map(String::from).to_vec()
+    });
+    let port = moat.port();
 
     let request = |host_lines: &str| {
         format!("GET /x HTTP/1.1\r\n{host_lines}Connection: close\r\n\r\n").into_bytes()

@@ -284,8 +284,14 @@ fn rss_kib(pid: u32) -> Option<u64> {
 
 /// curl with the client certificate, trusting the test CA, bounded in time.
 fn curl(dir: &Path, args: &[&str]) -> Output {
+    curl_as(dir, "client", args)
+}
+
+/// [`curl`] presenting `NAME.crt` / `NAME.key` of the test directory.
+fn curl_as(dir: &Path, name: &str, args: &[&str]) -> Output {
+    let (cert, key) = (format!("{name}.crt"), format!("{name}.key"));
     let mut all = vec!["-sS", "--max-time", "120", "--cacert", "ca.crt"];
-    all.extend_from_slice(&["--cert", "client.crt", "--key", "client.key"]);
+    all.extend_from_slice(&["--cert", &cert, "--key", &key]);
     all.extend_from_slice(args);
     let output = run(dir, "curl", &all);
     assert!(
@@ -341,6 +347,82 @@ fn curl_over_http2_reaches_the_upstream_with_the_client_identity() {
     assert!(!stdout.contains("spoofed"), "{stdout}");
     assert!(stdout.contains("client-cert: :"), "{stdout}");
     assert!(stdout.contains("x-forwarded-proto: https"), "{stdout}");
+}
+
+/// What `openssl x509 -noout FLAG -in FILE` prints after its `=`, e.g. the `0A1B` of
+/// `serial=0A1B` or the `AB:CD:…` of `sha256 Fingerprint=AB:CD:…`.
+fn openssl_x509_reading(dir: &Path, file: &str, flags: &[&str]) -> String {
+    let mut args = vec!["x509", "-noout", "-in", file];
+    args.extend_from_slice(flags);
+    let output = run(dir, "openssl", &args);
+    assert!(output.status.success(), "openssl {args:?}: {output:?}");
+    let text = String::from_utf8(output.stdout).unwrap();
+    let (_, value) = text
+        .trim()
+        .split_once('=')
+        .unwrap_or_else(|| panic!("openssl {args:?} printed {text:?}"));
+    value.to_owned()
+}
+
+#[test]
+fn identity_headers_carry_openssls_serial_and_sha256_fingerprint_of_the_real_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    make_pki(dir.path());
+    // A second client whose serial has its top bit set, so DER stores it with a leading 00 byte
+    // that is no part of the number (openssl's -CAcreateserial serials are random either way).
+    openssl(
+        dir.path(),
+        "ecparam -name prime256v1 -genkey -noout -out high-serial.key",
+    );
+    openssl(
+        dir.path(),
+        "req -new -key high-serial.key -subj /CN=high-serial -out high-serial.csr",
+    );
+    openssl(
+        dir.path(),
+        "x509 -req -in high-serial.csr -CA ca.crt -CAkey ca.key -set_serial \
+         0x8d000000000000000000000000c1 -days 2 -extfile client.ext -out high-serial.crt",
+    );
+    let upstream = start_upstream(dir.path().join("unused"));
+    let moat = Moat::start(dir.path(), upstream);
+
+    for name in ["client", "high-serial"] {
+        let output = curl_as(
+            dir.path(),
+            name,
+            &[
+                "-H",
+                "Moat-Client-Serial: 01",
+                "-H",
+                "Moat-Client-Fingerprint-Sha256: spoofed",
+                &moat.url("/headers"),
+            ],
+        );
+        let received = String::from_utf8(output.stdout).unwrap();
+        let header = |header: &str| -> Vec<&str> {
+            received
+                .lines()
+                .filter_map(|line| line.strip_prefix(header)?.strip_prefix(": "))
+                .collect()
+        };
+        let file = format!("{name}.crt");
+        // moat's documented form (README: "Moat-Client-Serial (hex)"): lowercase hex, no
+        // colons, no sign-padding zero byte; openssl prints the same digits in uppercase.
+        let serial = openssl_x509_reading(dir.path(), &file, &["-serial"]).to_ascii_lowercase();
+        let fingerprint = openssl_x509_reading(dir.path(), &file, &["-fingerprint", "-sha256"])
+            .replace(':', "")
+            .to_ascii_lowercase();
+        assert_eq!(
+            header("moat-client-serial"),
+            [serial.as_str()],
+            "{name}: {received}"
+        );
+        assert_eq!(
+            header("moat-client-fingerprint-sha256"),
+            [fingerprint.as_str()],
+            "{name}: {received}"
+        );
+    }
 }
 
 #[test]

@@ -5,7 +5,8 @@ mod gateway_support;
 use std::path::Path;
 
 use gateway_support::{
-    ClientOptions, Moat, TestCa, Usage, rustls_request, start_echo_upstream, write_pair,
+    ClientOptions, Moat, TestCa, Usage, closed_port, rustls_request, start_echo_upstream,
+    write_pair,
 };
 use rustls::AlertDescription;
 
@@ -125,11 +126,7 @@ fn unreachable_tcp_upstream_closes_the_client_connection() {
     let scratch = tempfile::tempdir().unwrap();
     let dir = scratch.path();
     pki(dir);
-    // A port that was just free: nothing listens there.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let (_held, closed) = closed_port();
     let moat = start_tls(dir, &closed.to_string(), "edge");
     assert_eq!(
         send(dir, moat.port(), true, b"anyone there?\n"),

@@ -257,10 +257,7 @@ async fn websocket_style_upgrade_is_tunnelled_both_ways() {
 #[tokio::test]
 async fn unreachable_upstream_gets_a_502_page() {
     bounded(async {
-        let closed = {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            listener.local_addr().unwrap()
-        };
+        let (_held, closed) = closed_port();
         let gateway = Gateway::start(endpoint(closed), Some(client_identity()), false).await;
         let request = Request::get("/")
             .header("host", "app.example.com")
@@ -283,11 +280,7 @@ async fn slow_upstream_gets_a_504_page_after_the_response_timeout() {
         config.timeouts.upstream_response = Duration::from_millis(300);
         let gateway = Gateway::start(config, Some(client_identity()), false).await;
         let started = std::time::Instant::now();
-        let request = Request::get("/slow")
-            .header("host", "app.example.com")
-            .header("accept", "application/json")
-            .body(Full::new(Bytes::new()))
-            .unwrap();
+        let request = json_get("/slow");
         let response = send_http1(gateway.addr, request).await;
         assert_eq!(response.status, StatusCode::GATEWAY_TIMEOUT);
         assert!(
@@ -352,11 +345,7 @@ async fn request_mode_without_certificate_gets_a_403_page_naming_the_certificate
         assert!(body.contains("<h1>403 Forbidden</h1>"), "{body}");
         assert!(body.contains("A client certificate is required"), "{body}");
 
-        let request = Request::get("/headers")
-            .header("host", "app.example.com")
-            .header("accept", "application/json")
-            .body(Full::new(Bytes::new()))
-            .unwrap();
+        let request = json_get("/headers");
         let response = send_http1(gateway.addr, request).await;
         assert_eq!(response.status, StatusCode::FORBIDDEN);
         let json: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
@@ -469,7 +458,10 @@ async fn shutdown_lets_the_in_flight_request_finish_and_then_closes() {
             .write_all(b"GET /slow HTTP/1.1\r\nHost: app.example.com\r\n\r\n")
             .await
             .unwrap();
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        eventually("/slow reaches the upstream", || {
+            upstream.requests.load(Ordering::SeqCst) == 1
+        })
+        .await;
         gateway.shutdown.send(true).unwrap();
         let mut raw = Vec::new();
         stream.read_to_end(&mut raw).await.unwrap();
@@ -587,7 +579,10 @@ async fn shutdown_lets_an_in_flight_http2_request_finish() {
             .body(Full::new(Bytes::new()))
             .unwrap();
         let in_flight = tokio::spawn(send_http2(gateway.addr, request));
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        eventually("/slow reaches the upstream", || {
+            upstream.requests.load(Ordering::SeqCst) == 1
+        })
+        .await;
         gateway.shutdown.send(true).unwrap();
         let response = in_flight.await.unwrap();
         assert_eq!(response.status, StatusCode::OK);

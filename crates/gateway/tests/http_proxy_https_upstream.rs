@@ -3,7 +3,7 @@
 mod http_proxy_support;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::{Request, StatusCode};
@@ -41,8 +41,15 @@ fn upstream_pki(ca_name: &str) -> UpstreamPki {
     }
 }
 
+/// The test upstream behind TLS, and how each of its failed handshakes ended.
+struct TlsUpstream {
+    addr: SocketAddr,
+    /// The upstream side's TLS error for each handshake that failed, e.g. the alert moat sent.
+    refused: Arc<Mutex<Vec<rustls::Error>>>,
+}
+
 /// The test upstream's routes behind TLS.
-async fn start_tls_upstream(pki: &UpstreamPki) -> SocketAddr {
+async fn start_tls_upstream(pki: &UpstreamPki) -> TlsUpstream {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -54,20 +61,31 @@ async fn start_tls_upstream(pki: &UpstreamPki) -> SocketAddr {
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let refused = Arc::new(Mutex::new(Vec::new()));
+    let record = Arc::clone(&refused);
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 return;
             };
             let acceptor = acceptor.clone();
+            let record = Arc::clone(&record);
             tokio::spawn(async move {
-                if let Ok(tls) = acceptor.accept(stream).await {
-                    serve_upstream_connection(tls).await;
+                match acceptor.accept(stream).await {
+                    Ok(tls) => serve_upstream_connection(tls).await,
+                    Err(error) => {
+                        let tls_error = error
+                            .get_ref()
+                            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+                            .cloned()
+                            .unwrap_or_else(|| rustls::Error::General(error.to_string()));
+                        record.lock().unwrap().push(tls_error);
+                    }
                 }
             });
         }
     });
-    addr
+    TlsUpstream { addr, refused }
 }
 
 fn get_headers() -> Request<Full<Bytes>> {
@@ -85,7 +103,7 @@ async fn https_upstream_signed_by_the_upstream_ca_is_reached() {
         let dir = tempfile::tempdir().unwrap();
         let ca_file = dir.path().join("upstream-ca.pem");
         std::fs::write(&ca_file, &pki.ca_pem).unwrap();
-        let mut config = endpoint_with_scheme(upstream, UpstreamScheme::Https);
+        let mut config = endpoint_with_scheme(upstream.addr, UpstreamScheme::Https);
         config.upstream_ca = Some(ca_file);
         let gateway = Gateway::start(config, Some(client_identity()), false).await;
 
@@ -95,6 +113,7 @@ async fn https_upstream_signed_by_the_upstream_ca_is_reached() {
             response.echoed_headers().all("moat-client-subject"),
             vec!["CN=Test Client,O=Moat Tests"]
         );
+        assert_eq!(*upstream.refused.lock().unwrap(), vec![]);
     })
     .await;
 }
@@ -108,12 +127,27 @@ async fn https_upstream_signed_by_another_ca_gets_a_502() {
         let dir = tempfile::tempdir().unwrap();
         let ca_file = dir.path().join("other-ca.pem");
         std::fs::write(&ca_file, &other.ca_pem).unwrap();
-        let mut config = endpoint_with_scheme(upstream, UpstreamScheme::Https);
+        let mut config = endpoint_with_scheme(upstream.addr, UpstreamScheme::Https);
         config.upstream_ca = Some(ca_file);
         let gateway = Gateway::start(config, Some(client_identity()), false).await;
 
-        let response = send_http1(gateway.addr, get_headers()).await;
+        let request = json_get("/headers");
+        let response = send_http1(gateway.addr, request).await;
         assert_eq!(response.status, StatusCode::BAD_GATEWAY);
+        let page: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
+        assert_eq!(page["code"], "upstream_unreachable", "{page}");
+        // The cause: moat refused the upstream's certificate as issued by a CA it does not
+        // trust, which the upstream saw as moat's unknown_ca alert (RFC 8446 6.2), once.
+        eventually("the upstream sees the handshake end", || {
+            !upstream.refused.lock().unwrap().is_empty()
+        })
+        .await;
+        assert_eq!(
+            *upstream.refused.lock().unwrap(),
+            vec![rustls::Error::AlertReceived(
+                rustls::AlertDescription::UnknownCA
+            )]
+        );
     })
     .await;
 }

@@ -20,13 +20,16 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
 
 const TOTAL: u64 = 128 * 1024 * 1024;
 const CHUNK: usize = 64 * 1024;
 /// Socket buffers on both hops and hyper's read buffers hold a few MiB; a proxy that buffered
 /// bodies would let the whole 128 MiB through.
 const BOUNDED: u64 = 32 * 1024 * 1024;
-const PAUSE: Duration = Duration::from_millis(1500);
+/// A byte count that has not moved for this long has hit backpressure: on loopback a flowing
+/// stream moves megabytes in that time, even in a debug build on a busy machine.
+const STILL: Duration = Duration::from_millis(500);
 
 /// A body of `remaining` bytes made on demand, counting what was handed out.
 struct CountingBody {
@@ -71,9 +74,31 @@ impl Body for CountingBody {
     }
 }
 
-/// An upstream whose `/sink` waits before reading the request body and answers with its length,
-/// and whose `/source` answers with a `TOTAL`-byte body, counting the bytes handed to hyper.
-async fn start_upstream(produced: Arc<AtomicU64>) -> SocketAddr {
+/// Waits until `count` is above zero and has stopped moving for [`STILL`] (the sender is held
+/// back, or has sent everything); returns it. Fails the test if it keeps moving for 15 s.
+async fn settled(count: &AtomicU64) -> u64 {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let mut last = count.load(Ordering::SeqCst);
+    let mut since = tokio::time::Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let now = count.load(Ordering::SeqCst);
+        if now != last || now == 0 {
+            (last, since) = (now, tokio::time::Instant::now());
+        } else if since.elapsed() >= STILL {
+            return now;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the byte count kept moving for 15 s: {now}"
+        );
+    }
+}
+
+/// An upstream whose `/sink` reads nothing of the request body until `release` is notified,
+/// then answers with its length, and whose `/source` answers with a `TOTAL`-byte body, counting
+/// the bytes handed to hyper.
+async fn start_upstream(produced: Arc<AtomicU64>, release: Arc<Notify>) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -82,13 +107,15 @@ async fn start_upstream(produced: Arc<AtomicU64>) -> SocketAddr {
                 return;
             };
             let produced = Arc::clone(&produced);
+            let release = Arc::clone(&release);
             tokio::spawn(async move {
                 let service = service_fn(move |request: Request<Incoming>| {
                     let produced = Arc::clone(&produced);
+                    let release = Arc::clone(&release);
                     async move {
                         let body: BoxBody<Bytes, hyper::Error> = if request.uri().path() == "/sink"
                         {
-                            tokio::time::sleep(PAUSE).await;
+                            release.notified().await;
                             let mut body = request.into_body();
                             let mut received = 0u64;
                             while let Some(frame) = body.frame().await {
@@ -117,7 +144,8 @@ async fn start_upstream(produced: Arc<AtomicU64>) -> SocketAddr {
 }
 
 async fn upload_is_held_back_until_the_upstream_reads(http2: bool) {
-    let upstream = start_upstream(Arc::new(AtomicU64::new(0))).await;
+    let release = Arc::new(Notify::new());
+    let upstream = start_upstream(Arc::new(AtomicU64::new(0)), Arc::clone(&release)).await;
     let gateway = Gateway::start(endpoint(upstream), Some(client_identity()), http2).await;
     let sent = Arc::new(AtomicU64::new(0));
     let body = CountingBody::new(TOTAL, Arc::clone(&sent)).boxed();
@@ -144,12 +172,14 @@ async fn upload_is_held_back_until_the_upstream_reads(http2: bool) {
         tokio::spawn(async move { sender.send_request(request).await })
     };
 
-    tokio::time::sleep(PAUSE - Duration::from_millis(300)).await;
-    let in_flight = sent.load(Ordering::SeqCst);
+    // The upstream reads nothing until released: what the client could send by the time it
+    // is held back is what the two hops buffer.
+    let in_flight = settled(&sent).await;
     assert!(
         in_flight < BOUNDED,
         "client could send {in_flight} bytes while the upstream read nothing"
     );
+    release.notify_one();
 
     let response = response.await.unwrap().unwrap();
     assert_eq!(response.status(), StatusCode::OK);
@@ -159,7 +189,7 @@ async fn upload_is_held_back_until_the_upstream_reads(http2: bool) {
 
 async fn download_is_held_back_until_the_client_reads(http2: bool) {
     let produced = Arc::new(AtomicU64::new(0));
-    let upstream = start_upstream(Arc::clone(&produced)).await;
+    let upstream = start_upstream(Arc::clone(&produced), Arc::new(Notify::new())).await;
     let gateway = Gateway::start(endpoint(upstream), Some(client_identity()), http2).await;
     let request = Request::get(if http2 {
         "https://app.example.com/source"
@@ -186,8 +216,9 @@ async fn download_is_held_back_until_the_client_reads(http2: bool) {
     };
     assert_eq!(response.status(), StatusCode::OK);
 
-    tokio::time::sleep(PAUSE).await;
-    let in_flight = produced.load(Ordering::SeqCst);
+    // The client reads nothing yet: what the upstream could hand over by the time it is held
+    // back is what the two hops buffer.
+    let in_flight = settled(&produced).await;
     assert!(
         in_flight < BOUNDED,
         "upstream could send {in_flight} bytes while the client read nothing"

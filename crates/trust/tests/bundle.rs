@@ -32,20 +32,32 @@ fn every_ca_of_a_multi_ca_bundle_lets_its_clients_in() {
         assert_eq!(ca.der(), &cas[index].der);
         assert!(ca.not_after() > time::OffsetDateTime::now_utc().unix_timestamp());
     }
+    assert_lets_in_only_clients_of(bundle, &cas.iter().collect::<Vec<_>>());
+}
+
+/// A verifier over `bundle` accepts a client of each of `cas` and refuses a client of a CA
+/// outside them with `unknown_ca`.
+fn assert_lets_in_only_clients_of(bundle: CaBundle, cas: &[&Ca]) {
     let verifier = ClientVerifier::builder(bundle).build().unwrap();
     for (serial, ca) in cas.iter().enumerate() {
         let outcome = handshake(
             server_config(verifier.clone(), &[&TLS13]),
             client_config(Some(client(ca, serial as u64 + 1).credentials())),
         );
-        assert!(outcome.accepted, "client of {}: {outcome:?}", serial + 1);
+        assert!(outcome.accepted, "client of CA {}: {outcome:?}", serial + 1);
     }
     let foreign = client(&root_ca("Not In Bundle"), 9);
     let outcome = handshake(
         server_config(verifier, &[&TLS13]),
         client_config(Some(foreign.credentials())),
     );
-    assert!(!outcome.accepted);
+    assert!(!outcome.accepted, "{outcome:?}");
+    assert_eq!(
+        outcome.client,
+        Err(rustls::Error::AlertReceived(
+            rustls::AlertDescription::UnknownCA
+        ))
+    );
 }
 
 #[test]
@@ -56,8 +68,17 @@ fn cas_from_several_files_are_all_trusted_and_duplicates_kept_once() {
     let a = write(dir.path(), "a.pem", &one.pem);
     let b = write(dir.path(), "b.pem", format!("{}{}", two.pem, one.pem));
     let c = write(dir.path(), "c.der", &two.der);
-    let bundle = CaBundle::from_files(&[a, b, c]).unwrap();
+    let bundle = CaBundle::from_files(&[a.clone(), b.clone(), c]).unwrap();
     assert_eq!(bundle.len(), 2);
+    // Each CA once, where it first appeared: One as a.pem #1, Two as b.pem #1; One again in
+    // b.pem and Two again in c.der add nothing.
+    let kept: Vec<_> = bundle
+        .iter()
+        .map(|ca| (ca.der().to_vec(), ca.source().to_path_buf(), ca.position()))
+        .collect();
+    assert_eq!(kept, [(one.der.to_vec(), a, 1), (two.der.to_vec(), b, 1)]);
+    // "All trusted": a client of each CA is accepted, a client of neither is not.
+    assert_lets_in_only_clients_of(bundle, &[&one, &two]);
 }
 
 #[test]

@@ -7,6 +7,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -67,6 +68,34 @@ impl Moat {
         endpoints: usize,
         env: &[(&str, &str)],
     ) -> Moat {
+        Moat::launch(dir, args, endpoints, env).unwrap_or_else(|failure| panic!("{failure}"))
+    }
+
+    /// Starts moat with arguments that name a fixed port (a config where several endpoints
+    /// share one address cannot use port 0): `args_for(port)` returns the arguments, writing
+    /// any config file that names the port first. The port comes from [`with_free_port`], so
+    /// if another process binds it before moat does, moat is started again on another one.
+    pub fn start_on_free_port(
+        dir: &Path,
+        endpoints: usize,
+        mut args_for: impl FnMut(u16) -> Vec<String>,
+    ) -> Moat {
+        with_free_port("moat", |port| {
+            let args = args_for(port);
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            Moat::launch(dir, &args, endpoints, &[])
+        })
+    }
+
+    /// Starts moat and waits for its ready lines; `Err` when it could not bind an address
+    /// because another process holds it (the caller may retry on another port), a panic for
+    /// any other failure.
+    fn launch(
+        dir: &Path,
+        args: &[&str],
+        endpoints: usize,
+        env: &[(&str, &str)],
+    ) -> Result<Moat, String> {
         let log = dir.join("moat.log");
         let child = Command::new(env!("CARGO_BIN_EXE_moat"))
             .args(args)
@@ -108,16 +137,26 @@ impl Moat {
                     moat.stdout.push(line);
                 }
                 Err(_) => {
-                    let status = moat.child.try_wait().unwrap();
-                    panic!(
-                        "moat {args:?} did not report {endpoints} listening endpoint(s) (exit {status:?}); stdout: {:?}; log:\n{}",
+                    // Its stdout closes as it exits; give the exit a moment to be reaped.
+                    let mut status = moat.child.try_wait().unwrap();
+                    let reaped_by = Instant::now() + Duration::from_secs(2);
+                    while status.is_none() && Instant::now() < reaped_by {
+                        thread::sleep(Duration::from_millis(20));
+                        status = moat.child.try_wait().unwrap();
+                    }
+                    let log = moat.log();
+                    let failure = format!(
+                        "moat {args:?} did not report {endpoints} listening endpoint(s) (exit {status:?}); stdout: {:?}; log:\n{log}",
                         moat.stdout,
-                        moat.log()
                     );
+                    if status.is_some() && log.contains(ADDRESS_IN_USE) {
+                        return Err(failure);
+                    }
+                    panic!("{failure}");
                 }
             }
         }
-        moat
+        Ok(moat)
     }
 
     /// The next stdout line after the ready lines, waiting at most `limit` for it.
@@ -195,6 +234,9 @@ impl Drop for Moat {
     }
 }
 
+/// `moat start` with every endpoint of `moat.toml` in the test directory.
+pub const START_ALL: [&str; 4] = ["start", "--config", "moat.toml", "--all"];
+
 /// `moat: endpoint NAME listening on SCHEME://ADDR` → (NAME, ADDR).
 fn parse_ready_line(line: &str) -> Option<(String, SocketAddr)> {
     let rest = line.strip_prefix("moat: endpoint ")?;
@@ -247,20 +289,38 @@ pub fn audit_events(path: &Path, count: usize) -> Vec<serde_json::Value> {
 /// A minimal HTTP/1.1 upstream: answers every request with `200` and body
 /// `hello from upstream <path>`; `/slow` waits 2 seconds first.
 pub fn start_http_upstream() -> SocketAddr {
+    start_observed_http_upstream().0
+}
+
+/// [`start_http_upstream`], with a count of the requests whose head it has read (counted
+/// before `/slow` starts waiting, so a test can tell when a request is in flight upstream).
+pub fn start_observed_http_upstream() -> (SocketAddr, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let address = listener.local_addr().unwrap();
+    let requests = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&requests);
     thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(stream) = stream else { return };
+            let counter = Arc::clone(&counter);
             thread::spawn(move || {
-                let _ = serve_http(stream);
+                let _ = serve_http(stream, &counter);
             });
         }
     });
-    address
+    (address, requests)
 }
 
-fn serve_http(stream: TcpStream) -> std::io::Result<()> {
+/// Polls `condition` every 10 ms until it holds; fails the test naming `what` after `limit`.
+pub fn wait_until(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !condition() {
+        assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn serve_http(stream: TcpStream, requests: &AtomicUsize) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut writer = stream;
     loop {
@@ -279,6 +339,7 @@ fn serve_http(stream: TcpStream) -> std::io::Result<()> {
                 break;
             }
         }
+        requests.fetch_add(1, Ordering::SeqCst);
         if path == "/slow" {
             thread::sleep(Duration::from_secs(2));
         }
@@ -716,12 +777,19 @@ impl Drop for UpstreamProcess {
 }
 
 impl UpstreamProcess {
-    /// Waits until the port accepts connections (at most 15 s).
-    fn wait_ready(mut self, what: &str) -> UpstreamProcess {
+    /// Waits until this process listens on its port (at most 15 s). `Err` when it exited
+    /// because another one took the port (its `log` says so), for [`with_free_port`] to retry.
+    /// "This process": a port that merely accepts connections may be the other one's.
+    fn wait_ready(mut self, what: &str, log: &Path) -> Result<UpstreamProcess, String> {
         let deadline = Instant::now() + Duration::from_secs(15);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        while !listens_on(self.child.id(), self.port) {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("{what} exited before listening ({status})");
+                let log = std::fs::read_to_string(log).unwrap_or_default();
+                let failure = format!("{what} exited before listening ({status}):\n{log}");
+                if log.contains(ADDRESS_IN_USE) {
+                    return Err(failure);
+                }
+                panic!("{failure}");
             }
             assert!(
                 Instant::now() < deadline,
@@ -730,17 +798,108 @@ impl UpstreamProcess {
             );
             thread::sleep(Duration::from_millis(50));
         }
-        self
+        Ok(self)
     }
 }
 
-/// A port that was free a moment ago, for servers that cannot be told to pick one themselves.
+/// Whether process `pid` holds the socket listening on 127.0.0.1:`port` (or on any address),
+/// read from `/proc/net/tcp` (its inode) and `/proc/PID/fd` (the process's sockets).
+fn listens_on(pid: u32, port: u16) -> bool {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    let local = [
+        format!("0100007F:{port:04X}"),
+        format!("00000000:{port:04X}"),
+    ];
+    // Columns: sl local_address rem_address st ... inode (10th); state 0A is LISTEN.
+    let inodes: Vec<String> = table
+        .lines()
+        .skip(1)
+        .map(|line| line.split_whitespace().collect::<Vec<_>>())
+        .filter(|fields| fields.len() > 9 && local.contains(&fields[1].to_string()))
+        .filter(|fields| fields[3] == "0A")
+        .map(|fields| format!("socket:[{}]", fields[9]))
+        .collect();
+    if inodes.is_empty() {
+        return false;
+    }
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        std::fs::read_link(fd.path()).is_ok_and(|target| {
+            inodes
+                .iter()
+                .any(|inode| target.as_os_str() == inode.as_str())
+        })
+    })
+}
+
+/// How Linux words `EADDRINUSE` (errno 98) in moat's, nginx's and Python's bind errors.
+const ADDRESS_IN_USE: &str = "Address already in use";
+
+/// A port on 127.0.0.1 that was free a moment ago, for servers that must be told a port.
+///
+/// Between this check and the server's own bind another process may take the port, so start
+/// the server through [`with_free_port`], which retries. The port is drawn at random from
+/// below the kernel's ephemeral range (`ip_local_port_range`, 32768-60999 by default): every
+/// port-0 listener and outgoing connection of the tests running in parallel gets its port from
+/// that range, so none of them can take this one; only another draw of this function (or
+/// another process told a fixed port) can, and the retry covers that.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::hash::{BuildHasher as _, Hasher as _};
+    const LOWEST: u16 = 10_000;
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    let span = ephemeral_start.saturating_sub(LOWEST);
+    // A machine whose ephemeral range starts low leaves no room below it: let the kernel pick.
+    if span < 1_000 {
+        return TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+    }
+    for _ in 0..100 {
+        // RandomState is seeded randomly per process and per call, a small RNG without a crate.
+        let random = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        let port = LOWEST + (random % u64::from(span)) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port below {ephemeral_start} after 100 tries");
+}
+
+/// A port on 127.0.0.1 where nothing listens while the socket lives, e.g. for an upstream
+/// that is down: bound and never listening, so connections are refused and the kernel hands
+/// the port to no other bind (a port bound and dropped it could hand out again). Returns the
+/// socket and its address.
+pub fn closed_port() -> (tokio::net::TcpSocket, SocketAddr) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let address = socket.local_addr().unwrap();
+    (socket, address)
+}
+
+/// Starts a server on a port from [`free_port`]: `start(port)` returns the server, or `Err`
+/// when the port was taken before the server could bind it; then it starts again on another
+/// port, up to 5 times.
+pub fn with_free_port<T>(what: &str, mut start: impl FnMut(u16) -> Result<T, String>) -> T {
+    let mut failures = Vec::new();
+    for _ in 0..5 {
+        match start(free_port()) {
+            Ok(server) => return server,
+            Err(failure) => failures.push(failure),
+        }
+    }
+    panic!(
+        "{what} found its port taken 5 times:\n{}",
+        failures.join("\n")
+    );
 }
 
 /// Starts nginx (Debian's package; `.ci/run` installs it) in `dir` with `server_body` as the
@@ -748,7 +907,10 @@ pub fn free_port() -> u16 {
 /// paths as nginx does (percent-decoding, dot segments, merged slashes) before choosing a
 /// location.
 pub fn start_nginx(dir: &Path, server_body: &str) -> UpstreamProcess {
-    let port = free_port();
+    with_free_port("nginx", |port| try_start_nginx(dir, server_body, port))
+}
+
+fn try_start_nginx(dir: &Path, server_body: &str, port: u16) -> Result<UpstreamProcess, String> {
     let prefix = dir.join("nginx");
     std::fs::create_dir_all(prefix.join("tmp")).unwrap();
     let p = prefix.display();
@@ -761,6 +923,8 @@ pub fn start_nginx(dir: &Path, server_body: &str) -> UpstreamProcess {
          server {{\nlisten 127.0.0.1:{port};\n{server_body}\n}}\n}}\n"
     );
     std::fs::write(prefix.join("nginx.conf"), conf).unwrap();
+    // nginx appends; a bind error of an earlier try must not be read as this one's.
+    let _ = std::fs::remove_file(prefix.join("error.log"));
     let nginx = ["/usr/sbin/nginx", "nginx"]
         .into_iter()
         .find(|candidate| Path::new(candidate).exists())
@@ -773,13 +937,17 @@ pub fn start_nginx(dir: &Path, server_body: &str) -> UpstreamProcess {
         .stderr(Stdio::null())
         .spawn()
         .expect("nginx starts (apt-get install nginx)");
-    UpstreamProcess { child, port }.wait_ready("nginx")
+    UpstreamProcess { child, port }.wait_ready("nginx", &prefix.join("error.log"))
 }
 
 /// Runs `python3 ARGS` in `dir` with `{port}` in ARGS replaced by a free port, and waits for it
 /// to listen there.
 pub fn start_python(dir: &Path, args: &[&str]) -> UpstreamProcess {
-    let port = free_port();
+    with_free_port("python3", |port| try_start_python(dir, args, port))
+}
+
+fn try_start_python(dir: &Path, args: &[&str], port: u16) -> Result<UpstreamProcess, String> {
+    let log = dir.join("python-upstream.log");
     let args: Vec<String> = args
         .iter()
         .map(|arg| arg.replace("{port}", &port.to_string()))
@@ -789,8 +957,8 @@ pub fn start_python(dir: &Path, args: &[&str]) -> UpstreamProcess {
         .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("python-upstream.log")).unwrap())
+        .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .expect("python3 starts");
-    UpstreamProcess { child, port }.wait_ready(&format!("python3 {args:?}"))
+    UpstreamProcess { child, port }.wait_ready(&format!("python3 {args:?}"), &log)
 }

@@ -164,6 +164,8 @@ pub struct Upstream {
     pub addr: SocketAddr,
     /// TCP connections accepted so far.
     pub connections: Arc<AtomicUsize>,
+    /// Requests whose head arrived so far (counted before `/slow` starts waiting).
+    pub requests: Arc<AtomicUsize>,
 }
 
 impl Upstream {
@@ -171,17 +173,23 @@ impl Upstream {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let connections = Arc::new(AtomicUsize::new(0));
-        let counter = Arc::clone(&connections);
+        let requests = Arc::new(AtomicUsize::new(0));
+        let (connection_counter, request_counter) =
+            (Arc::clone(&connections), Arc::clone(&requests));
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
-                counter.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(serve_upstream_connection(stream));
+                connection_counter.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(serve_counted(stream, Arc::clone(&request_counter)));
             }
         });
-        Upstream { addr, connections }
+        Upstream {
+            addr,
+            connections,
+            requests,
+        }
     }
 }
 
@@ -190,10 +198,45 @@ pub async fn serve_upstream_connection<IO>(io: IO)
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    serve_counted(io, Arc::new(AtomicUsize::new(0))).await;
+}
+
+/// [`serve_upstream_connection`], counting each request in `requests` as it arrives.
+async fn serve_counted<IO>(io: IO, requests: Arc<AtomicUsize>)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |request| {
+        requests.fetch_add(1, Ordering::SeqCst);
+        upstream_route(request)
+    });
     let _ = hyper::server::conn::http1::Builder::new()
-        .serve_connection(TokioIo::new(io), service_fn(upstream_route))
+        .serve_connection(TokioIo::new(io), service)
         .with_upgrades()
         .await;
+}
+
+/// A port on 127.0.0.1 where nothing listens while the socket lives: bound and never
+/// listening, so connections are refused and the kernel hands the port to no other bind (a
+/// port bound and dropped it could hand out again). Returns the socket and its address.
+pub fn closed_port() -> (tokio::net::TcpSocket, SocketAddr) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let address = socket.local_addr().unwrap();
+    (socket, address)
+}
+
+/// Polls `condition` every 10 ms until it holds; fails the test naming `what` after 10 s.
+pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let limit = Duration::from_secs(10);
+    let deadline = tokio::time::Instant::now() + limit;
+    while !condition() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 fn text(status: StatusCode, body: String) -> Response<UpstreamBody> {
@@ -314,6 +357,15 @@ fn websocket_accept(key: &[u8]) -> String {
     input.extend_from_slice(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, &input);
     base64::engine::general_purpose::STANDARD.encode(digest.as_ref())
+}
+
+/// `GET path` on app.example.com from an API client: moat's own pages come back as JSON.
+pub fn json_get(path: &str) -> Request<Full<Bytes>> {
+    Request::get(path)
+        .header("host", "app.example.com")
+        .header("accept", "application/json")
+        .body(Full::new(Bytes::new()))
+        .unwrap()
 }
 
 /// A response read in full.
