@@ -1,6 +1,6 @@
 //! Bad input to `moat pki`: one clear line naming the file and the fix, a failure exit, nothing written.
 
-mod common;
+use crate::common;
 
 use common::Scratch;
 

@@ -1,7 +1,7 @@
 //! `moat verify` and the running gateway reach the same verdict for every refusal reason, the
 //! stale CRL under `crl_expired = "refuse"` included: both go through `moat_gateway::explain`.
 
-mod gateway_support;
+use crate::gateway_support;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -3,7 +3,7 @@
 //! audit stream holds exactly one event per handshake and per request, and `/metrics` parses as
 //! Prometheus text whose counters match the session.
 
-mod gateway_support;
+use crate::gateway_support;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -1,7 +1,7 @@
 //! A serving moat on an AMD CPU re-executes itself with glibc's vector-memcpy tunable (see
 //! crates/cli/src/memcpy_tuning.rs); a GLIBC_TUNABLES the user set is left alone.
 
-mod gateway_support;
+use crate::gateway_support;
 
 use gateway_support::{Moat, start_http_upstream};
 

@@ -1,6 +1,6 @@
 //! `moat pki issue`: client and server certificates that openssl, curl and browsers accept.
 
-mod common;
+use crate::common;
 
 use common::{Scratch, mode, text_of};
 

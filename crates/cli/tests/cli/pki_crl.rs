@@ -1,6 +1,6 @@
 //! `moat pki revoke` and `moat pki crl`: CRLs that openssl verifies and uses to refuse revoked certificates.
 
-mod common;
+use crate::common;
 
 use common::{Scratch, serial_of};
 

@@ -1,6 +1,6 @@
 //! `moat tls`: the decrypted byte stream of a verified client carried to a raw TCP upstream.
 
-mod gateway_support;
+use crate::gateway_support;
 
 use std::path::Path;
 

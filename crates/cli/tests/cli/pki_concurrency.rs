@@ -1,6 +1,6 @@
 //! `moat pki` commands run at the same time on one CA: none of their ledger changes is lost.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 

@@ -4,7 +4,7 @@
 //! that `openssl ca -gencrl` writes) are each refused with their own TLS alert, as both a rustls
 //! client and `openssl s_client` see it.
 
-mod gateway_support;
+use crate::gateway_support;
 
 use std::path::Path;
 

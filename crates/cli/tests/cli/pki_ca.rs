@@ -1,6 +1,6 @@
 //! `moat pki init-ca`: every key type, encrypted keys OpenSSL opens, intermediates and their chains.
 
-mod common;
+use crate::common;
 
 use common::{Scratch, mode, text_of};
 

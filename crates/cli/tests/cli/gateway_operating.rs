@@ -1,7 +1,7 @@
 //! Operating `moat http`: TLS version limits, the local CA when no certificate is given, graceful
 //! shutdown on SIGTERM, handshake timeout, JSON logs, and startup errors that name the fix.
 
-mod gateway_support;
+use crate::gateway_support;
 
 use std::io::{Read, Write};
 use std::path::Path;

@@ -1,7 +1,7 @@
 //! The ngrok mTLS guide (seeds/000) verbatim against `moat http`: an encrypted RSA 4096 CA and an
 //! X.509 v1 client certificate made with its openssl commands, then curl without and with it.
 
-mod gateway_support;
+use crate::gateway_support;
 
 use gateway_support::{Moat, TestCa, Usage, curl, openssl, start_http_upstream, write_pair};
 

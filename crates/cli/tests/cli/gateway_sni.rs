@@ -1,6 +1,6 @@
 //! Endpoints sharing one address, told apart by SNI (certificate, CAs, upstream); CA hints.
 
-mod gateway_support;
+use crate::gateway_support;
 
 use gateway_support::{
     ClientOptions, GET_ROOT, Moat, START_ALL, TestCa, Usage, client_config, rustls_exchange,

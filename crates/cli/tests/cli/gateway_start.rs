@@ -1,6 +1,6 @@
 //! `moat start --config moat.toml [NAME...|--all]`: the endpoints of a file, chosen by name.
 
-mod gateway_support;
+use crate::gateway_support;
 
 use std::path::Path;
 use std::time::Duration;

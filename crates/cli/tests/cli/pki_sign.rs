@@ -1,6 +1,6 @@
 //! `moat pki sign`: CSRs from `openssl req -new`, signed by moat CAs and by CAs openssl made.
 
-mod common;
+use crate::common;
 
 use common::{Scratch, text_of};
 

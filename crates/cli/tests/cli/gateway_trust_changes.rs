@@ -1,6 +1,6 @@
 //! Trust that changes while moat runs: reloads under load, resumption, stale CRLs.
 
-mod gateway_support;
+use crate::gateway_support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;

@@ -1,6 +1,6 @@
 //! The Cloudflare guide's cfssl workflow (seeds/004) with moat, and interop with cfssl both ways.
 
-mod common;
+use crate::common;
 
 use common::{Scratch, serial_of, text_of};
 

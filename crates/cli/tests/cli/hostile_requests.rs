@@ -2,7 +2,7 @@
 //! upstreams: path spellings against nginx, `Upgrade: h2c` against hypercorn, identity header
 //! aliases against Python's wsgiref, Host/SNI mismatches, slow and malformed bodies.
 
-mod gateway_support;
+use crate::gateway_support;
 
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;

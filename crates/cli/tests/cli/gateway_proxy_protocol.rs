@@ -1,6 +1,6 @@
 //! `moat tls --upstream-proxy-protocol 1|2`: a PROXY header, parsed with `ppp`, names the client.
 
-mod gateway_support;
+use crate::gateway_support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};

@@ -2,7 +2,7 @@
 //! rustls client, `moat verify` agreeing with the gateway on every case, and `moat config check`
 //! naming the rule in errors and warnings.
 
-mod gateway_support;
+use crate::gateway_support;
 
 use std::path::Path;
 
