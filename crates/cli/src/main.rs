@@ -1,5 +1,7 @@
 //! The `moat` command line: parses flags into library calls and reports errors with context.
 
+#![forbid(unsafe_code)]
+
 mod commands;
 mod memcpy_tuning;
 

@@ -5,6 +5,9 @@
 //! [`CertificateAuthority::issue`] / [`CertificateAuthority::sign_csr`] /
 //! [`CertificateAuthority::revoke`] / [`CertificateAuthority::crl`] do the work.
 
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
 pub mod ca;
 pub mod cfssl;
 pub mod csr;
