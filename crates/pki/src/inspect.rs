@@ -633,7 +633,7 @@ fn certificate_report(
         }
         if eku.server_auth && subject_alt_names.is_empty() {
             warnings.push(
-                "a server certificate without subjectAltName: clients ignore the CN and refuse it for any hostname; add --san dns:NAME"
+                "a server certificate without subjectAltName: clients ignore the CN and refuse it for any hostname; reissue it with a subjectAltName such as dns:NAME"
                     .to_owned(),
             );
         }
