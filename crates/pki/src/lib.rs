@@ -19,6 +19,7 @@ pub mod ledger;
 pub mod names;
 pub mod p12;
 pub mod profile;
+pub mod serial;
 
 /// The date and duration types of this API (lifetimes, notAfter), re-exported so callers use
 /// the same version.
@@ -34,3 +35,4 @@ pub use keys::KeyType;
 pub use ledger::RevocationReason;
 pub use names::{SubjectAltName, SubjectName};
 pub use profile::{Profile, Usage};
+pub use serial::{Fingerprint, Serial};
