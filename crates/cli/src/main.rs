@@ -1,6 +1,9 @@
 //! The `moat` command line: parses flags into library calls and reports errors with context.
 
+#![forbid(unsafe_code)]
+
 mod commands;
+mod flags;
 mod memcpy_tuning;
 
 use clap::{Parser, Subcommand};
@@ -62,18 +65,27 @@ fn main() -> std::process::ExitCode {
 
 /// The error and its causes on one line. The library errors already quote their cause in their
 /// own message (so that they read well alone), so a cause whose text is already shown is skipped
-/// rather than printed twice.
+/// rather than printed twice. A library error whose fix is a flag is shown in its flag wording
+/// ([`flags::with_flag`]), also where an outer message quotes it.
 pub(crate) fn error_report(error: &anyhow::Error) -> String {
     let mut report = String::new();
     for cause in error.chain() {
         let text = cause.to_string();
+        let shown = flags::with_flag(cause);
         if report.contains(&text) {
+            if let Some(shown) = shown {
+                report = report.replace(&text, &shown);
+            }
+            continue;
+        }
+        let shown = shown.unwrap_or(text);
+        if report.contains(&shown) {
             continue;
         }
         if !report.is_empty() {
             report.push_str(": ");
         }
-        report.push_str(&text);
+        report.push_str(&shown);
     }
     report
 }

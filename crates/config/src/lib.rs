@@ -62,6 +62,9 @@
 //! include = [{ valid_certificate = true }]
 //! ```
 
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
 mod duration;
 mod error;
 mod file;

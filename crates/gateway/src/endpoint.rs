@@ -112,8 +112,8 @@ impl LoadedEndpoint {
         if endpoint.mutual_tls_cas.is_empty() {
             tracing::warn!(
                 endpoint = %endpoint.name,
-                "no client certificate is asked for: any client may connect; pass --mutual-tls-cas \
-                 (mutual_tls_cas in the config) to require one"
+                "no client certificate is asked for: any client may connect; give the endpoint \
+                 the CAs that sign client certificates (mutual_tls_cas) to require one"
             );
         }
         if endpoint.kind == EndpointKind::Tls {

@@ -12,7 +12,7 @@ pub enum GatewayError {
     /// The listening socket could not be opened.
     #[error(
         "endpoint {endpoint}: cannot listen on {address}: {source}; choose another listen address \
-         (--listen) or stop the process that uses it"
+         or stop the process that uses it"
     )]
     Bind {
         /// The endpoint's name.
@@ -90,8 +90,8 @@ pub enum GatewayError {
     },
     /// moat's local CA could not be opened, created or used to issue a server certificate.
     #[error(
-        "endpoint {endpoint}: no --crt/--key given and moat's local CA in {dir} failed: {source}; \
-         fix or remove that directory, or pass --crt and --key", dir = dir.display()
+        "endpoint {endpoint}: no server certificate and key given and moat's local CA in {dir} \
+         failed: {source}; fix or remove that directory, or give a server certificate and key", dir = dir.display()
     )]
     LocalCa {
         /// The endpoint's name.

@@ -8,6 +8,9 @@
 //! reported to the process's [`telemetry::Telemetry`]: audit events, Prometheus metrics,
 //! readiness and certificate expiry.
 
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
 mod access;
 pub mod connection;
 mod endpoint;

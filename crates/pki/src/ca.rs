@@ -297,7 +297,7 @@ impl CertificateAuthority {
                 fix: if allowed == 0 {
                     "issue leaves from it, or make the intermediate from a CA above it".to_owned()
                 } else {
-                    format!("pass a --path-len below {allowed}")
+                    format!("make the new CA with a path length below {allowed}")
                 },
             });
         }
@@ -320,9 +320,9 @@ impl CertificateAuthority {
             }
         }
         if options.validity_days == 0 {
-            return Err(PkiError::InvalidRequest(
-                "a CA needs a lifetime of at least one day; pass --days N with N >= 1".to_owned(),
-            ));
+            return Err(PkiError::NoValidity {
+                problem: "a CA needs a lifetime of at least one day",
+            });
         }
         let distinguished_name = options.subject.to_distinguished_name()?;
         let key = keys::generate(options.key_type)?;
@@ -764,12 +764,10 @@ impl CertificateAuthority {
         })
     }
 
-    fn ledger_dir_or_error(&self, what: &str) -> Result<&Path, PkiError> {
-        self.dir.as_deref().ok_or_else(|| {
-            PkiError::LedgerRequired(format!(
-                "{}: {what} needs the CA's ledger; use a CA directory made by `moat pki init-ca` (--ca DIR), or list serials in a file and pass --serials",
-                self.cert_path.display()
-            ))
+    fn ledger_dir_or_error(&self, what: &'static str) -> Result<&Path, PkiError> {
+        self.dir.as_deref().ok_or_else(|| PkiError::LedgerRequired {
+            path: self.cert_path.clone(),
+            what,
         })
     }
 
@@ -781,7 +779,7 @@ impl CertificateAuthority {
         reason: RevocationReason,
     ) -> Result<RevokeOutcome, PkiError> {
         let dir = self.ledger_dir_or_error("revocation")?;
-        let serial = ledger::normalize_serial(serial, "--serial")?;
+        let serial = ledger::normalize_serial(serial, "the serial to revoke")?;
         Ledger::update(dir, |ledger| mark_revoked(ledger, dir, &serial, reason))
     }
 
@@ -848,9 +846,9 @@ impl CertificateAuthority {
         publish: impl FnOnce(&SignedCrl) -> Result<(), PkiError>,
     ) -> Result<SignedCrl, PkiError> {
         if options.validity <= Duration::ZERO {
-            return Err(PkiError::InvalidRequest(
-                "a CRL needs a positive lifetime; pass --days N with N >= 1".to_owned(),
-            ));
+            return Err(PkiError::NoValidity {
+                problem: "a CRL needs a positive lifetime",
+            });
         }
         match &self.dir {
             Some(dir) => Ledger::update(dir, |ledger| {
@@ -983,17 +981,21 @@ fn with_default_san(
         return Ok(given.to_vec());
     }
     if common_name.trim().is_empty() {
-        return Err(PkiError::InvalidRequest(format!(
-            "a {} certificate needs a name clients can check, but there is no SAN and no common name; pass --san dns:NAME",
-            profile.name
-        )));
+        return Err(PkiError::NoServerName {
+            problem: format!(
+                "a {} certificate needs a name clients can check, but there is no SAN and no common name",
+                profile.name
+            ),
+        });
     }
     let san = SubjectAltName::from_common_name(common_name);
     // Re-parse so a CN that is not a valid DNS name is reported as such.
     let checked: SubjectAltName = san.to_string().parse().map_err(|_| {
-        PkiError::InvalidRequest(format!(
-            "the common name {common_name:?} is not a DNS name or IP address, so it cannot be the server certificate's SAN; pass --san dns:NAME"
-        ))
+        PkiError::NoServerName {
+            problem: format!(
+                "the common name {common_name:?} is not a DNS name or IP address, so it cannot be the server certificate's SAN"
+            ),
+        }
     })?;
     Ok(vec![checked])
 }

@@ -24,7 +24,7 @@ pub enum PkiError {
         source: std::io::Error,
     },
     /// An output exists and overwriting was not asked for.
-    #[error("{}: already exists; pass --force to overwrite it or choose another output", path.display())]
+    #[error("{}: already exists; allow overwriting it or choose another output", path.display())]
     OutputExists {
         /// The existing output.
         path: PathBuf,
@@ -54,7 +54,7 @@ pub enum PkiError {
     },
     /// The key is encrypted and no passphrase was given.
     #[error(
-        "{}: the private key is encrypted; pass its passphrase with --passphrase-file FILE or the MOAT_CA_PASSPHRASE environment variable",
+        "{}: the private key is encrypted; give its passphrase in a file or in the MOAT_CA_PASSPHRASE environment variable",
         path.display()
     )]
     PassphraseRequired {
@@ -118,7 +118,7 @@ pub enum PkiError {
     },
     /// A CA directory lacks one of the files `init-ca` writes.
     #[error(
-        "{}: not a moat CA directory (missing {missing}); make one with `moat pki init-ca --out DIR` or pass --ca-cert and --ca-key",
+        "{}: not a moat CA directory (missing {missing}); make one with init-ca, or give the CA's certificate and key files instead",
         dir.display()
     )]
     NotACaDirectory {
@@ -203,7 +203,7 @@ pub enum PkiError {
     },
     /// An expiry or validity period does not parse or is out of range.
     #[error(
-        "{origin}: expiry {value:?} {reason}; write hours like \"8760h\" (cfssl) or pass --days N"
+        "{origin}: expiry {value:?} {reason}; write hours like \"8760h\" (cfssl) or give the validity in days"
     )]
     BadExpiry {
         /// Where it was written (file and profile, or the flag).
@@ -263,7 +263,7 @@ pub enum PkiError {
     },
     /// A serial to revoke was not issued by this CA.
     #[error(
-        "serial {serial} is not in {} (not issued by this CA); check the serial, or pass --cert with the certificate itself",
+        "serial {serial} is not in {} (not issued by this CA); check the serial, or revoke by the certificate file itself",
         ledger.display()
     )]
     UnknownSerial {
@@ -287,9 +287,30 @@ pub enum PkiError {
     /// The request is inconsistent (e.g. a server certificate with no name a client could check).
     #[error("{0}")]
     InvalidRequest(String),
+    /// A CA or CRL was asked for with no lifetime; the fix names the setting neutrally, so each
+    /// front end (flags, files) can name its own.
+    #[error("{problem}; give a validity of N >= 1 days")]
+    NoValidity {
+        /// What needs the lifetime, e.g. "a CA needs a lifetime of at least one day".
+        problem: &'static str,
+    },
+    /// A server certificate would carry no name a client can check against the hostname.
+    #[error("{problem}; give a subject alternative name such as dns:NAME")]
+    NoServerName {
+        /// Why no name could be derived from the request.
+        problem: String,
+    },
     /// Revocation and CRLs need the CA's ledger, which an external CA (cert + key files) lacks.
-    #[error("{0}")]
-    LedgerRequired(String),
+    #[error(
+        "{}: {what} needs the CA's ledger; use a CA directory made by init-ca, or list the serials in a file and give that file",
+        path.display()
+    )]
+    LedgerRequired {
+        /// The external CA's certificate file.
+        path: PathBuf,
+        /// What needed the ledger, e.g. "revocation".
+        what: &'static str,
+    },
     /// The certificate library refused the parameters.
     #[error("cannot build the {what}: {reason}")]
     Build {

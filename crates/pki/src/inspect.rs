@@ -19,6 +19,8 @@ use x509_parser::revocation_list::CertificateRevocationList;
 use x509_parser::time::ASN1Time;
 use x509_parser::x509::{AlgorithmIdentifier, SubjectPublicKeyInfo};
 
+use crate::serial::{Fingerprint, Serial};
+
 /// Why a file could not be inspected; each message names the file and the item.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -633,7 +635,7 @@ fn certificate_report(
         }
         if eku.server_auth && subject_alt_names.is_empty() {
             warnings.push(
-                "a server certificate without subjectAltName: clients ignore the CN and refuse it for any hostname; add --san dns:NAME"
+                "a server certificate without subjectAltName: clients ignore the CN and refuse it for any hostname; reissue it with a subjectAltName such as dns:NAME"
                     .to_owned(),
             );
         }
@@ -865,21 +867,12 @@ fn describe_algorithm(algorithm: &AlgorithmIdentifier<'_>) -> String {
 
 /// Uppercase hex of the serial's magnitude, as `openssl x509 -serial` prints it.
 fn serial_hex(raw: &[u8]) -> String {
-    let trimmed = match raw {
-        [0, rest @ ..] if !rest.is_empty() => rest,
-        other => other,
-    };
-    hex::encode_upper(trimmed)
+    Serial::from_der(raw).to_openssl_hex()
 }
 
+/// The SHA-256 fingerprint as `openssl x509 -fingerprint -sha256` prints it.
 fn sha256_fingerprint(der: &[u8]) -> String {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der);
-    digest
-        .as_ref()
-        .iter()
-        .map(|byte| format!("{byte:02X}"))
-        .collect::<Vec<_>>()
-        .join(":")
+    Fingerprint::of_der(der).to_openssl_hex()
 }
 
 /// `CN=name` when the subject has a CN, else the whole subject: short enough for one-line messages.

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::PkiError;
+use crate::serial::Serial;
 
 /// File name of the ledger inside a CA directory.
 pub const LEDGER_FILE: &str = "ledger.json";
@@ -225,51 +226,29 @@ impl LedgerLock {
     }
 }
 
-/// Normalises a serial as people paste it (`4F:3A:..`, `0x4f3a`, `4f3a`) to lower-case hex without
-/// separators or leading zeros; `origin` names where it came from in the error.
+/// Normalises a serial as people paste it (`4F:3A:..`, `0x4f3a`, `4f3a`) to the ledger's
+/// spelling ([`Serial::to_ledger_hex`]); `origin` names where it came from in the error.
 pub fn normalize_serial(text: &str, origin: &str) -> Result<String, PkiError> {
-    let trimmed = text.trim();
-    let without_prefix = trimmed
-        .strip_prefix("0x")
-        .or_else(|| trimmed.strip_prefix("0X"))
-        .unwrap_or(trimmed);
-    let digits: String = without_prefix
-        .chars()
-        .filter(|c| *c != ':' && *c != ' ')
-        .collect();
-    if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_hexdigit()) {
-        return Err(PkiError::BadSerial {
+    Serial::parse(text)
+        .map(|serial| serial.to_ledger_hex())
+        .ok_or_else(|| PkiError::BadSerial {
             origin: origin.to_owned(),
             value: text.to_owned(),
-        });
-    }
-    let significant = digits.trim_start_matches('0').to_ascii_lowercase();
-    Ok(if significant.is_empty() {
-        "0".to_owned()
-    } else {
-        significant
-    })
+        })
 }
 
-/// Serial bytes (big-endian, as in the certificate) to normalised hex.
+/// Serial bytes (big-endian, as in the certificate) in the ledger's spelling.
 pub fn serial_hex(bytes: &[u8]) -> String {
-    let significant = hex::encode(bytes);
-    let trimmed = significant.trim_start_matches('0');
-    if trimmed.is_empty() {
-        "0".to_owned()
-    } else {
-        trimmed.to_owned()
-    }
+    Serial::from_der(bytes).to_ledger_hex()
 }
 
-/// Normalised hex back to big-endian bytes for encoding.
+/// The ledger's spelling back to big-endian bytes for encoding (`[0]` for zero).
 pub(crate) fn serial_bytes(hex_serial: &str) -> Vec<u8> {
-    let padded = if hex_serial.len() % 2 == 1 {
-        format!("0{hex_serial}")
-    } else {
-        hex_serial.to_owned()
-    };
-    hex::decode(padded).unwrap_or_default()
+    match Serial::parse(hex_serial) {
+        Some(serial) if serial.as_bytes().is_empty() => vec![0],
+        Some(serial) => serial.as_bytes().to_vec(),
+        None => Vec::new(),
+    }
 }
 
 /// Reads a serials file as cfssl's `gencrl` takes it: one hex serial per line; blank lines and

@@ -5,6 +5,9 @@
 //! [`CertificateAuthority::issue`] / [`CertificateAuthority::sign_csr`] /
 //! [`CertificateAuthority::revoke`] / [`CertificateAuthority::crl`] do the work.
 
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
 pub mod ca;
 pub mod cfssl;
 pub mod csr;
@@ -16,6 +19,7 @@ pub mod ledger;
 pub mod names;
 pub mod p12;
 pub mod profile;
+pub mod serial;
 
 /// The date and duration types of this API (lifetimes, notAfter), re-exported so callers use
 /// the same version.
@@ -31,3 +35,4 @@ pub use keys::KeyType;
 pub use ledger::RevocationReason;
 pub use names::{SubjectAltName, SubjectName};
 pub use profile::{Profile, Usage};
+pub use serial::{Fingerprint, Serial};

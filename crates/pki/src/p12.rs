@@ -57,9 +57,7 @@ pub enum P12Error {
         path: String,
     },
     /// The key is passphrase-protected and no passphrase was given.
-    #[error(
-        "{path}: the private key is encrypted; pass its passphrase with --key-passphrase-file FILE"
-    )]
+    #[error("{path}: the private key is encrypted; give its passphrase in a file")]
     EncryptedKey {
         /// The file (or input) as given.
         path: String,
@@ -106,7 +104,7 @@ pub enum P12Error {
     #[error("cannot encode the PKCS#12 bundle: {0}")]
     Encode(#[from] p12_keystore::error::Error),
     /// The output exists and overwriting was not asked for.
-    #[error("{path}: already exists; pass --force to overwrite it or choose another --out")]
+    #[error("{path}: already exists; allow overwriting it or choose another output")]
     OutputExists {
         /// The output path.
         path: String,

@@ -11,6 +11,9 @@
 //! no rule covers it → refused
 //! ```
 
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
 mod evaluate;
 mod expression;
 mod lint;

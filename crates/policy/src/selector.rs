@@ -223,32 +223,15 @@ impl fmt::Display for Selector {
     }
 }
 
-/// Lowercase hex without separators or leading zeros (`0` for zero); `None` if not hex.
+/// A serial in one spelling (the ledger's: lowercase hex without leading zeros, `0` for zero) so
+/// that a rule and a certificate compare as numbers; `None` if not hex.
 fn normalize_serial(text: &str) -> Option<String> {
-    let digits: String = text
-        .chars()
-        .filter(|c| *c != ':' && !c.is_whitespace())
-        .collect();
-    let digits = digits.strip_prefix("0x").unwrap_or(&digits);
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    let trimmed = digits.trim_start_matches('0');
-    Some(if trimmed.is_empty() {
-        "0".to_owned()
-    } else {
-        trimmed.to_ascii_lowercase()
-    })
+    moat_pki::Serial::parse(text).map(|serial| serial.to_ledger_hex())
 }
 
 /// Lowercase hex of a SHA-256 digest without separators; `None` unless 64 hex digits.
 fn normalize_fingerprint(text: &str) -> Option<String> {
-    let digits: String = text
-        .chars()
-        .filter(|c| *c != ':' && !c.is_whitespace())
-        .collect();
-    (digits.len() == 64 && digits.bytes().all(|b| b.is_ascii_hexdigit()))
-        .then(|| digits.to_ascii_lowercase())
+    moat_pki::Fingerprint::parse(text).map(|fingerprint| fingerprint.to_string())
 }
 
 /// A CIDR network, or a single address as a /32 or /128.

@@ -4,6 +4,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use moat_pki::Serial;
 use rustls::RootCertStore;
 use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::server::WebPkiClientVerifier;
@@ -15,7 +16,7 @@ use x509_parser::revocation_list::CertificateRevocationList;
 use x509_parser::time::ASN1Time;
 
 use crate::bundle::{CaCertificate, looks_like_der};
-use crate::x509::{SignatureFailure, rfc4514, split_spki, trim_serial, verify_signed};
+use crate::x509::{SignatureFailure, rfc4514, split_spki, verify_signed};
 use crate::{CaBundle, TrustError, provider};
 
 /// One CRL, verified against the CA that issued it.
@@ -27,8 +28,8 @@ pub(crate) struct LoadedCrl {
     pub(crate) issuer_spki: Vec<u8>,
     /// The issuing CA's subject DER.
     pub(crate) issuer_subject: Vec<u8>,
-    /// Revoked serial numbers, without sign padding.
-    pub(crate) revoked: HashSet<Vec<u8>>,
+    /// Revoked serial numbers, compared by value (sign padding does not count).
+    pub(crate) revoked: HashSet<Serial>,
     /// The file it came from, for logs.
     pub(crate) source: PathBuf,
     /// The issuing CA, RFC 4514, for logs.
@@ -141,11 +142,11 @@ impl RevocationLists {
 
     /// True when a CRL issued by `ca` lists `raw_serial`.
     pub(crate) fn is_revoked(&self, ca: &CaCertificate, raw_serial: &[u8]) -> bool {
-        let serial = trim_serial(raw_serial);
+        let serial = Serial::from_der(raw_serial);
         self.crls.iter().any(|crl| {
             crl.issuer_spki == ca.spki_der()
                 && crl.issuer_subject == ca.subject_der()
-                && crl.revoked.contains(serial)
+                && crl.revoked.contains(&serial)
         })
     }
 
@@ -185,7 +186,7 @@ impl RevocationLists {
                 if refuse_expired && crl.next_update.is_some_and(|next| next < now) {
                     return Some(CrlFinding::Stale(&crl.source));
                 }
-                if crl.revoked.contains(trim_serial(cert.raw_serial())) {
+                if crl.revoked.contains(&Serial::from_der(cert.raw_serial())) {
                     return Some(CrlFinding::Revoked(&crl.source));
                 }
             }
@@ -306,7 +307,7 @@ fn load_one(
 
     let revoked = parsed
         .iter_revoked_certificates()
-        .map(|entry| trim_serial(entry.raw_serial()).to_vec())
+        .map(|entry| Serial::from_der(entry.raw_serial()))
         .collect();
     Ok(LoadedCrl {
         source: path.to_owned(),

@@ -70,7 +70,9 @@ pub enum TrustError {
     },
 
     /// The verifier was asked for without any CA to trust.
-    #[error("no CA certificate configured; give at least one CA file (--mutual-tls-cas)")]
+    #[error(
+        "no CA certificate configured; give at least one file of the CAs that sign client certificates"
+    )]
     NoCas,
 
     /// A CRL file holds no CRL.

@@ -2,7 +2,7 @@
 
 use std::net::IpAddr;
 
-use aws_lc_rs::digest::{SHA256, digest};
+use moat_pki::Fingerprint;
 use rustls_pki_types::CertificateDer;
 use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::GeneralName;
@@ -109,7 +109,7 @@ impl ClientIdentity {
             organizational_units: texts_of(&OID_X509_ORGANIZATIONAL_UNIT),
             issuer: rfc4514(cert.issuer()),
             serial_hex: serial_hex(cert.raw_serial()),
-            fingerprint_sha256: hex::encode(digest(&SHA256, leaf.as_ref())),
+            fingerprint_sha256: Fingerprint::of_der(leaf.as_ref()).to_string(),
             not_before: cert.validity().not_before.timestamp(),
             not_after: cert.validity().not_after.timestamp(),
             sans,

@@ -7,6 +7,9 @@
 //! after the handshake: ClientIdentity::from_chain(conn.peer_certificates())
 //! ```
 
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
 mod bundle;
 mod crl;
 mod error;

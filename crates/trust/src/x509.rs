@@ -1,7 +1,6 @@
 //! Small X.509 helpers shared by the bundle, CRL, verifier and identity code: names, serials, signatures.
 
-use std::fmt::Write as _;
-
+use moat_pki::Serial;
 use rustls::crypto::WebPkiSupportedAlgorithms;
 use x509_parser::asn1_rs::{Any, FromDer, ToDer};
 use x509_parser::x509::X509Name;
@@ -106,27 +105,10 @@ fn escape_value(value: &str, out: &mut String) {
     }
 }
 
-/// A serial number as lowercase hex without leading zero bytes (`00` for zero), as logs and
-/// headers show it.
+/// A serial number in moat's spelling (lowercase hex without leading zero bytes, `00` for
+/// zero), as logs and headers show it.
 pub(crate) fn serial_hex(raw_serial: &[u8]) -> String {
-    let trimmed = trim_serial(raw_serial);
-    if trimmed.is_empty() {
-        return "00".to_owned();
-    }
-    let mut out = String::with_capacity(trimmed.len() * 2);
-    for byte in trimmed {
-        let _ = write!(out, "{byte:02x}");
-    }
-    out
-}
-
-/// A serial's bytes without the sign-padding zeros, so that equal serials compare equal.
-pub(crate) fn trim_serial(raw_serial: &[u8]) -> &[u8] {
-    let start = raw_serial
-        .iter()
-        .position(|&b| b != 0)
-        .unwrap_or(raw_serial.len());
-    &raw_serial[start..]
+    Serial::from_der(raw_serial).to_string()
 }
 
 /// The parts of a SubjectPublicKeyInfo that signature algorithms are matched against.

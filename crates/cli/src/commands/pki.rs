@@ -384,7 +384,11 @@ pub struct RevokeArgs {
 fn revoke(args: RevokeArgs) -> anyhow::Result<()> {
     let authority = CertificateAuthority::open(&args.ca, args.passphrase.read()?.as_deref())?;
     let outcome = match (&args.serial, &args.cert) {
-        (Some(serial), _) => authority.revoke(serial, args.reason)?,
+        (Some(serial), _) => {
+            // Checked here first so that a mistyped serial is reported under its flag's name.
+            moat_pki::ledger::normalize_serial(serial, "--serial")?;
+            authority.revoke(serial, args.reason)?
+        }
         (None, Some(cert)) => authority.revoke_certificate(cert, args.reason)?,
         (None, None) => bail!("nothing to revoke; pass --serial HEX or --cert FILE"),
     };

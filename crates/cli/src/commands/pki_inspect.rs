@@ -22,7 +22,9 @@ pub fn run(args: InspectArgs) -> anyhow::Result<()> {
     for file in &args.files {
         match moat_pki::inspect::inspect_file(file) {
             Ok(found) => findings.extend(found),
-            Err(error) => failures.push(error.to_string()),
+            Err(error) => {
+                failures.push(crate::flags::with_flag(&error).unwrap_or_else(|| error.to_string()))
+            }
         }
     }
     if args.json {
