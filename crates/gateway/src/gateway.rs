@@ -11,7 +11,7 @@ use arc_swap::ArcSwap;
 use moat_config::{Config, EndpointConfig, EndpointKind};
 use moat_trust::{ClientIdentity, RefusalReason};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_rustls::StartHandshake;
 use tracing::Instrument as _;
@@ -221,22 +221,18 @@ async fn accept_loop(listener: Listener, stopping: watch::Receiver<bool>) {
                         [only] => tracing::info_span!("connection", endpoint = %only.config.name, peer = %peer),
                         _ => tracing::info_span!("connection", endpoint = tracing::field::Empty, peer = %peer),
                     };
-                    let connection =
-                        handle_connection(
+                    // The permit goes into the connection's own future: wrapping that future
+                    // in another that holds it would store the whole connection state twice.
+                    let connection = handle_connection(
                         stream,
                         peer,
                         address,
                         routes,
                         listener.telemetry.clone(),
                         stopping.clone(),
+                        slot,
                     );
-                    connections.spawn(
-                        async move {
-                            let _slot = slot;
-                            connection.await;
-                        }
-                        .instrument(span),
-                    );
+                    connections.spawn(connection.instrument(span));
                 }
                 Err(error) => {
                     // Usually out of file descriptors; pausing lets connections close.
@@ -346,6 +342,7 @@ async fn handle_connection(
     routes: Arc<Routes>,
     telemetry: Telemetry,
     stopping: watch::Receiver<bool>,
+    _slot: OwnedSemaphorePermit,
 ) {
     let started = Instant::now();
     let established = Box::pin(establish(stream, peer_addr, local_addr, &routes, started)).await;
