@@ -274,7 +274,15 @@ async fn forward(
     let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut request));
 
     let (mut parts, body) = request.into_parts();
-    let path_and_query = match PathAndQuery::try_from(head.target.as_str()) {
+    // Nearly always the client's target already is the canonical one: reuse it, unparsed.
+    let unchanged = parts
+        .uri
+        .path_and_query()
+        .filter(|sent| sent.as_str() == head.target.as_str())
+        .cloned();
+    let path_and_query = match unchanged
+        .map_or_else(|| PathAndQuery::try_from(head.target.as_str()), Ok)
+    {
         Ok(path_and_query) => path_and_query,
         Err(err) => {
             tracing::warn!(endpoint = %context.info.endpoint, error = %err, "cannot build upstream URI");
