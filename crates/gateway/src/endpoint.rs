@@ -7,14 +7,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use moat_config::{CrlExpiredPolicy, EndpointConfig, EndpointKind};
-use rustls::ServerConfig;
 use rustls_pki_types::UnixTime;
 
 use crate::error::GatewayError;
 use crate::http_proxy::HttpProxy;
 use crate::tcp_forward::TcpForwarder;
 use crate::telemetry::Telemetry;
-use crate::tls::{self, IssuedCredentials};
+use crate::tls::{self, IssuedCredentials, ServerTls};
 
 /// What happens to a connection after its handshake.
 #[derive(Clone)]
@@ -31,7 +30,7 @@ pub(crate) struct LoadedEndpoint {
     /// The validated configuration.
     pub config: Arc<EndpointConfig>,
     /// Certificate, versions, ALPN, client verifier, session cache and ticket keys.
-    pub tls: Arc<ServerConfig>,
+    pub tls: ServerTls,
     /// The HTTP proxy or TCP forwarder.
     pub handler: Handler,
     /// The local CA certificate to trust, when moat issued the server certificate.
@@ -76,7 +75,7 @@ impl LoadedEndpoint {
         };
         Ok(LoadedEndpoint {
             config: Arc::new(config.clone()),
-            tls: tls.config,
+            tls: tls.server,
             handler,
             local_ca: tls.local_ca,
             crls: tls.crls,

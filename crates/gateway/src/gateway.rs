@@ -16,7 +16,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::StartHandshake;
 use tracing::Instrument as _;
 
-use crate::access::{HANDSHAKE, HandshakeFacts};
+use crate::access::{CertificateVerdict, HandshakeFacts, take_verdict};
 use crate::connection::ConnectionInfo;
 use crate::endpoint::{Handler, LoadedEndpoint};
 use crate::error::GatewayError;
@@ -25,7 +25,7 @@ use crate::reload::{NewListener, Reloader};
 use crate::sni::{self, ClientHelloError, NoRoute, Routes};
 use crate::tcp_forward::ForwardEnd;
 use crate::telemetry::metrics::OpenConnection;
-use crate::telemetry::presented::{Presented, capture_presented};
+use crate::telemetry::presented::{Presented, PresentedCertificate};
 use crate::telemetry::{HandshakeRefusal, Telemetry};
 
 /// How long in-flight connections may take to finish after shutdown begins; whatever is still
@@ -556,56 +556,81 @@ async fn establish(
         .timeouts
         .request_header
         .saturating_sub(started.elapsed());
-    // The access policy of a tls endpoint decides inside the handshake and needs these facts.
-    let facts = Arc::new(HandshakeFacts {
+    // The verifier judges the certificate with these facts (a tls endpoint's rules read them).
+    let facts = HandshakeFacts {
         peer: peer_addr,
         local: local_addr,
         sni: server_name.clone(),
-    });
-    let handshake = tokio::time::timeout(
-        handshake_left,
-        HANDSHAKE.scope(
-            facts,
-            StartHandshake::from_parts(accepted, stream)
-                .into_stream(Arc::clone(&endpoint.tls))
-                .into_fallible(),
-        ),
-    );
-    let (handshake, mut presented) = capture_presented(handshake).await;
-    // The name the client asked for, from the ClientHello read before the handshake.
-    presented.sni = server_name;
-    let failed = |failure, presented, socket| Failed {
+    };
+    let failed = |failure, certificate, socket| Failed {
         failure,
         endpoint: Some(config.name.clone()),
-        presented,
+        presented: Presented {
+            sni: server_name.clone(),
+            certificate,
+        },
         socket,
     };
+    let (server_config, verdict_slot) = match endpoint.tls.for_handshake(facts) {
+        Ok(made) => made,
+        Err(error) => {
+            let error = std::io::Error::other(error);
+            let failure = HandshakeFailure::Refused(error, HandshakeRefusal::Other);
+            return Err(failed(failure, None, None));
+        }
+    };
+    let handshake = tokio::time::timeout(
+        handshake_left,
+        StartHandshake::from_parts(accepted, stream)
+            .into_stream(server_config)
+            .into_fallible(),
+    )
+    .await;
+    let verdict = verdict_slot.as_ref().and_then(take_verdict);
     let tls = match handshake {
         Ok(Ok(tls)) => tls,
         Ok(Err((error, socket))) => {
-            let verified = presented.certificate.as_ref().and_then(|c| c.refusal);
-            let reason = HandshakeRefusal::from_handshake_error(&error, verified);
+            let (reason, certificate) = match verdict {
+                Some(CertificateVerdict::Untrusted {
+                    certificate,
+                    reason,
+                }) => (
+                    HandshakeRefusal::Certificate(reason),
+                    Some(PresentedCertificate::Unread(certificate)),
+                ),
+                Some(CertificateVerdict::Denied(identity)) => (
+                    HandshakeRefusal::PolicyDenied,
+                    Some(PresentedCertificate::Read(identity)),
+                ),
+                // Accepted, then the handshake failed for another reason (e.g. the signature
+                // of CertificateVerify), or no certificate came at all.
+                Some(CertificateVerdict::Accepted(identity)) => (
+                    HandshakeRefusal::from_handshake_error(&error),
+                    Some(PresentedCertificate::Read(identity)),
+                ),
+                None => (HandshakeRefusal::from_handshake_error(&error), None),
+            };
             let failure = HandshakeFailure::Refused(error, reason);
-            return Err(failed(failure, presented, Some(socket)));
+            return Err(failed(failure, certificate, Some(socket)));
         }
         Err(_) => {
             let failure = HandshakeFailure::TimedOut(config.timeouts.request_header);
-            return Err(failed(failure, presented, None));
+            return Err(failed(failure, None, None));
         }
     };
 
     let (_, session) = tls.get_ref();
-    // The verifier read the chain when a tls endpoint's rules needed it; a resumed session or an
-    // http endpoint's handshake has not, so it is read here, once.
-    let client = match (presented.identity.take(), session.peer_certificates()) {
-        (Some(identity), _) => Some(identity),
-        (None, Some(chain)) if !chain.is_empty() => match ClientIdentity::from_chain(chain) {
+    // The verifier read the chain it accepted; a resumed session's was read by the handshake
+    // that made it, so it is read here, once.
+    let client = match (verdict, session.peer_certificates()) {
+        (Some(CertificateVerdict::Accepted(identity)), _) => Some(identity),
+        (_, Some(chain)) if !chain.is_empty() => match ClientIdentity::from_chain(chain) {
             Ok(identity) => Some(Arc::new(identity)),
             Err(error) => {
-                // The verifier accepted it, so this is not expected; refuse rather than forward
-                // a connection whose identity cannot be told upstream.
+                // The session's first handshake read it, so this is not expected; refuse
+                // rather than forward a connection whose identity cannot be told upstream.
                 let failure = HandshakeFailure::UnreadableIdentity(error);
-                return Err(failed(failure, presented, None));
+                return Err(failed(failure, None, None));
             }
         },
         _ => None,

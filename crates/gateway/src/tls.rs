@@ -1,5 +1,5 @@
-//! The rustls server configuration of one endpoint: its certificate, TLS versions, ALPN and the
-//! client-certificate verifier.
+//! The rustls server configuration of one endpoint: its certificate, TLS versions, ALPN,
+//! session resumption and, per handshake, the client-certificate verifier.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -11,16 +11,15 @@ use rustls::server::danger::ClientCertVerifier;
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::access::HandshakeVerifier;
+use crate::access::{ConnectionVerifier, EndpointAccess, HandshakeFacts, VerdictSlot};
 use crate::error::GatewayError;
 use crate::explain::EndpointTrust;
 use crate::local_ca;
 
 /// An endpoint's TLS setup, plus where its certificate came from.
 pub(crate) struct EndpointTls {
-    /// Shared by every connection of the endpoint; a new one (with its own session cache and
-    /// ticket keys) per load, so sessions never outlive the trust they were made under.
-    pub config: Arc<ServerConfig>,
+    /// What each handshake is configured with.
+    pub server: ServerTls,
     /// The local CA certificate clients must trust, when moat issued the server certificate.
     pub local_ca: Option<PathBuf>,
     /// The server certificate moat's local CA issued, whose expiry is tracked like a file's.
@@ -39,6 +38,12 @@ pub(crate) struct IssuedCredentials {
     key: PrivateKeyDer<'static>,
     ca_path: PathBuf,
 }
+
+/// The versions a `tls_min_version = "1.2"` endpoint speaks.
+const TLS_12_AND_13: &[&rustls::SupportedProtocolVersion] =
+    &[&rustls::version::TLS13, &rustls::version::TLS12];
+/// The versions a `tls_min_version = "1.3"` endpoint speaks.
+const TLS_13: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
 
 /// Builds the server configuration of `endpoint`, loading its certificate (or issuing one from
 /// the local CA under `moat_home`, or reusing `previous` when it was issued for the same domain)
@@ -63,15 +68,15 @@ pub(crate) fn endpoint_tls(
         key: key.clone_key(),
         ca_path: ca_path.clone(),
     });
-    let (verifier, crls) = client_verifier(endpoint)?;
+    let (access, crls) = endpoint_access(endpoint)?;
     let issued_leaf = local_ca.as_ref().and_then(|_| chain.first().cloned());
 
     let mut provider = rustls::crypto::aws_lc_rs::default_provider();
     provider.cipher_suites = server_cipher_preference();
     let provider = Arc::new(provider);
-    let versions: &[&'static rustls::SupportedProtocolVersion] = match endpoint.tls_min_version {
-        TlsVersion::Tls12 => &[&rustls::version::TLS13, &rustls::version::TLS12],
-        TlsVersion::Tls13 => &[&rustls::version::TLS13],
+    let versions = match endpoint.tls_min_version {
+        TlsVersion::Tls12 => TLS_12_AND_13,
+        TlsVersion::Tls13 => TLS_13,
     };
     let builder = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(versions)
@@ -79,12 +84,12 @@ pub(crate) fn endpoint_tls(
             endpoint: endpoint.name.clone(),
             source: Box::new(source),
         })?;
-    let builder = match verifier {
-        Some(verifier) => builder.with_client_cert_verifier(verifier),
-        None => builder.with_no_client_auth(),
-    };
-    let mut config = builder.with_single_cert(chain, key).map_err(|source| {
-        match (&endpoint.crt, &endpoint.key) {
+    // With client certificates, this is the template each handshake's own configuration is
+    // made from (`ServerTls::for_handshake`); it never runs a handshake itself.
+    let mut config = builder
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|source| match (&endpoint.crt, &endpoint.key) {
             (Some(crt), Some(key)) => GatewayError::ServerCertificate {
                 endpoint: endpoint.name.clone(),
                 crt: crt.clone(),
@@ -95,8 +100,7 @@ pub(crate) fn endpoint_tls(
                 endpoint: endpoint.name.clone(),
                 source: Box::new(source),
             },
-        }
-    })?;
+        })?;
     // The server's order decides (see server_cipher_preference), as nginx's
     // `ssl_prefer_server_ciphers on` and Go's crypto/tls do.
     config.ignore_client_order = true;
@@ -127,7 +131,11 @@ pub(crate) fn endpoint_tls(
         config.send_tls13_tickets = 0;
     }
     Ok(EndpointTls {
-        config: Arc::new(config),
+        server: ServerTls {
+            base: Arc::new(config),
+            access,
+            versions,
+        },
         local_ca,
         issued_leaf,
         crls,
@@ -169,11 +177,11 @@ fn server_cipher_preference() -> Vec<rustls::SupportedCipherSuite> {
     ]
 }
 
-/// The verifier demanding (or, for `client_auth = request`, asking for) a certificate from one
+/// The judgement demanding (or, for `client_auth = request`, asking for) a certificate from one
 /// of the endpoint's CAs; `None` when the endpoint trusts no CA and asks for no certificate.
-fn client_verifier(
+fn endpoint_access(
     endpoint: &EndpointConfig,
-) -> Result<(Option<Arc<dyn ClientCertVerifier>>, RevocationLists), GatewayError> {
+) -> Result<(Option<Arc<EndpointAccess>>, RevocationLists), GatewayError> {
     let Some(trust) = EndpointTrust::load(endpoint)? else {
         return Ok((None, RevocationLists::default()));
     };
@@ -183,9 +191,62 @@ fn client_verifier(
         EndpointKind::Tls => endpoint.rules.clone(),
         EndpointKind::Http => Vec::new(),
     };
-    let verifier: Arc<dyn ClientCertVerifier> =
-        Arc::new(HandshakeVerifier::new(trust.verifier, handshake_rules));
-    Ok((Some(verifier), trust.crls))
+    let access = EndpointAccess::new(trust.verifier, handshake_rules);
+    Ok((Some(Arc::new(access)), trust.crls))
+}
+
+/// How an endpoint's handshakes are configured. A new one per load (with its own session cache
+/// and ticket keys), so sessions never outlive the trust they were made under.
+///
+/// Without client certificates one `ServerConfig` serves every handshake. With them each
+/// handshake gets its own, whose [`ConnectionVerifier`] carries that connection's facts in and
+/// its verdict out (see `access.rs`); it shares the certificate, session cache, ticket keys and
+/// compression cache with the endpoint's, and costs a few small allocations against the
+/// ~1 ms of a full handshake.
+pub(crate) struct ServerTls {
+    /// The endpoint's configuration without a client verifier: used as it is when the endpoint
+    /// asks for no certificate, else the template of each handshake's.
+    base: Arc<ServerConfig>,
+    /// The endpoint's judgement of client certificates, when it asks for them.
+    access: Option<Arc<EndpointAccess>>,
+    versions: &'static [&'static rustls::SupportedProtocolVersion],
+}
+
+impl ServerTls {
+    /// The configuration of the handshake `facts` describes, and where its verifier leaves its
+    /// verdict (`None` when the endpoint asks for no certificate).
+    pub(crate) fn for_handshake(
+        &self,
+        facts: HandshakeFacts,
+    ) -> Result<(Arc<ServerConfig>, Option<VerdictSlot>), rustls::Error> {
+        let Some(access) = &self.access else {
+            return Ok((Arc::clone(&self.base), None));
+        };
+        let slot = VerdictSlot::default();
+        let verifier = ConnectionVerifier::new(Arc::clone(access), facts, Arc::clone(&slot));
+        let config = with_verifier(&self.base, self.versions, Arc::new(verifier))?;
+        Ok((Arc::new(config), Some(slot)))
+    }
+}
+
+/// `base` with `verifier`: everything `endpoint_tls` sets on a configuration, the caches and
+/// keys shared rather than copied (a session made on one handshake resumes on another).
+fn with_verifier(
+    base: &ServerConfig,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+    verifier: Arc<dyn ClientCertVerifier>,
+) -> Result<ServerConfig, rustls::Error> {
+    let mut config = ServerConfig::builder_with_provider(Arc::clone(base.crypto_provider()))
+        .with_protocol_versions(versions)?
+        .with_client_cert_verifier(verifier)
+        .with_cert_resolver(Arc::clone(&base.cert_resolver));
+    config.ignore_client_order = base.ignore_client_order;
+    config.alpn_protocols.clone_from(&base.alpn_protocols);
+    config.session_storage = Arc::clone(&base.session_storage);
+    config.ticketer = Arc::clone(&base.ticketer);
+    config.send_tls13_tickets = base.send_tls13_tickets;
+    config.cert_compression_cache = Arc::clone(&base.cert_compression_cache);
+    Ok(config)
 }
 
 type ServerCredentials = (
@@ -283,4 +344,44 @@ fn is_encrypted_key(pem: &[u8]) -> bool {
     let text = String::from_utf8_lossy(pem);
     text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----")
         || text.contains("Proc-Type: 4,ENCRYPTED")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A handshake's own configuration must be the endpoint's in every setting moat makes, and
+    /// share its session cache and ticket keys (else sessions would not resume across
+    /// connections).
+    #[test]
+    fn a_handshakes_configuration_is_the_endpoints_with_its_own_verifier() {
+        let certified =
+            rcgen::generate_simple_self_signed(vec!["moat.test".into()]).expect("test certificate");
+        let key = PrivateKeyDer::Pkcs8(certified.signing_key.serialize_der().into());
+        let mut base = ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_protocol_versions(TLS_13)
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![certified.cert.der().clone()], key)
+        .expect("server config");
+        base.ignore_client_order = true;
+        base.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        base.send_tls13_tickets = 0;
+        base.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+        let verifier = rustls::server::WebPkiClientVerifier::no_client_auth();
+        let made = with_verifier(&base, TLS_13, verifier).expect("per-handshake config");
+        assert!(made.ignore_client_order);
+        assert_eq!(made.alpn_protocols, base.alpn_protocols);
+        assert_eq!(made.send_tls13_tickets, 0);
+        assert!(Arc::ptr_eq(&made.session_storage, &base.session_storage));
+        assert!(Arc::ptr_eq(&made.ticketer, &base.ticketer));
+        assert!(Arc::ptr_eq(&made.cert_resolver, &base.cert_resolver));
+        assert!(Arc::ptr_eq(
+            &made.cert_compression_cache,
+            &base.cert_compression_cache
+        ));
+        assert!(Arc::ptr_eq(made.crypto_provider(), base.crypto_provider()));
+    }
 }

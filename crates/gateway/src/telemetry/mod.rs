@@ -26,7 +26,7 @@ use audit::{AuditLog, CertificateFacts, HttpRequestEvent, Outcome, TlsHandshakeE
 use expiry::{EXPIRY_WARNING_WINDOW, ExpiringItem};
 pub use metrics::ReloadOutcome;
 use metrics::{FinishedRequest, Metrics, OpenConnection};
-use presented::Presented;
+use presented::{Presented, PresentedCertificate};
 pub use reasons::HandshakeRefusal;
 
 /// The process's audit stream, metrics and readiness; cheap to clone, every clone shares them.
@@ -132,14 +132,14 @@ impl Telemetry {
     ) {
         self.shared.metrics.handshake_refused(endpoint, reason);
         if let Some(audit) = &self.shared.audit {
-            let client_certificate = match (&presented.identity, &presented.certificate) {
-                (Some(identity), _) => Some(CertificateFacts::of(identity)),
-                (None, Some(presented)) => {
-                    ClientIdentity::from_chain(std::slice::from_ref(&presented.certificate))
+            let client_certificate = match &presented.certificate {
+                Some(PresentedCertificate::Read(identity)) => Some(CertificateFacts::of(identity)),
+                Some(PresentedCertificate::Unread(certificate)) => {
+                    ClientIdentity::from_chain(std::slice::from_ref(certificate))
                         .ok()
                         .map(|identity| CertificateFacts::of(&identity))
                 }
-                (None, None) => None,
+                None => None,
             };
             audit.record(&TlsHandshakeEvent {
                 event: "tls_handshake",

@@ -50,22 +50,16 @@ impl HandshakeRefusal {
         }
     }
 
-    /// Classifies the error a failed server-side handshake returned. `verified` is the reason
-    /// the certificate verifier gave, when it refused the certificate: it tells `bad_signature`
-    /// from `malformed`, which the error alone cannot.
-    pub fn from_handshake_error(
-        error: &std::io::Error,
-        verified: Option<RefusalReason>,
-    ) -> HandshakeRefusal {
+    /// Classifies the error a failed server-side handshake returned when the certificate
+    /// verifier's own verdict does not say (it tells `bad_signature` from `malformed`, which the
+    /// error alone cannot).
+    pub fn from_handshake_error(error: &std::io::Error) -> HandshakeRefusal {
         let tls_error = error
             .get_ref()
             .and_then(|inner| inner.downcast_ref::<rustls::Error>());
         let Some(tls_error) = tls_error else {
             return HandshakeRefusal::ConnectionClosed;
         };
-        if let Some(reason) = verified {
-            return HandshakeRefusal::Certificate(reason);
-        }
         // The access policy of a tls endpoint refuses with this error (sent as access_denied)
         // after the trust checks passed.
         if let rustls::Error::InvalidCertificate(
@@ -109,22 +103,18 @@ mod tests {
     fn version_mismatch_reads_as_protocol_version() {
         let error = io(PeerIncompatible::Tls12NotOfferedOrEnabled.into());
         assert_eq!(
-            HandshakeRefusal::from_handshake_error(&error, None),
+            HandshakeRefusal::from_handshake_error(&error),
             HandshakeRefusal::ProtocolVersion
         );
     }
 
     #[test]
-    fn the_verifiers_reason_wins_over_the_alert() {
+    fn without_the_verifiers_verdict_bad_encoding_reads_as_malformed() {
         let error = io(rustls::Error::InvalidCertificate(
             rustls::CertificateError::BadEncoding,
         ));
         assert_eq!(
-            HandshakeRefusal::from_handshake_error(&error, Some(RefusalReason::BadSignature)),
-            HandshakeRefusal::Certificate(RefusalReason::BadSignature)
-        );
-        assert_eq!(
-            HandshakeRefusal::from_handshake_error(&error, None).as_str(),
+            HandshakeRefusal::from_handshake_error(&error).as_str(),
             "malformed"
         );
     }
@@ -133,12 +123,12 @@ mod tests {
     fn missing_certificate_and_plain_io_errors_have_their_reasons() {
         let error = io(rustls::Error::NoCertificatesPresented);
         assert_eq!(
-            HandshakeRefusal::from_handshake_error(&error, None).as_str(),
+            HandshakeRefusal::from_handshake_error(&error).as_str(),
             "no_certificate"
         );
         let reset = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
         assert_eq!(
-            HandshakeRefusal::from_handshake_error(&reset, None),
+            HandshakeRefusal::from_handshake_error(&reset),
             HandshakeRefusal::ConnectionClosed
         );
     }
