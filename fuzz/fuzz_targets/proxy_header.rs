@@ -7,7 +7,7 @@ use std::sync::Arc;
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use moat_config::ProxyProtocolVersion;
-use moat_gateway::connection::ConnectionInfo;
+use moat_telemetry::ConnectionInfo;
 use moat_gateway::proxy_protocol::header;
 
 /// PP2_TYPE_AUTHORITY: the SNI.

@@ -12,8 +12,8 @@ use rustls_pki_types::UnixTime;
 use crate::error::GatewayError;
 use crate::http_proxy::HttpProxy;
 use crate::tcp_forward::TcpForwarder;
-use crate::telemetry::Telemetry;
 use crate::tls::{self, IssuedCredentials, ServerTls};
+use moat_telemetry::Telemetry;
 
 /// What happens to a connection after its handshake.
 #[derive(Clone)]

@@ -24,7 +24,7 @@ use rustls_pki_types::{CertificateDer, UnixTime};
 
 use crate::error::GatewayError;
 use crate::http_proxy::canonical::{CanonicalTarget, PathRejection, canonical_target};
-use crate::telemetry::HandshakeRefusal;
+use moat_telemetry::HandshakeRefusal;
 
 /// An endpoint's trust as the gateway enforces it: the verifier built from its CAs, CRLs and
 /// settings, shared by every handshake of one load.

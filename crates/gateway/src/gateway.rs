@@ -17,16 +17,16 @@ use tokio_rustls::StartHandshake;
 use tracing::Instrument as _;
 
 use crate::access::{CertificateVerdict, HandshakeFacts, take_verdict};
-use crate::connection::ConnectionInfo;
 use crate::endpoint::{Handler, LoadedEndpoint};
 use crate::error::GatewayError;
 use crate::proxy_protocol;
 use crate::reload::{NewListener, Reloader};
 use crate::sni::{self, ClientHelloError, NoRoute, Routes};
 use crate::tcp_forward::ForwardEnd;
-use crate::telemetry::metrics::OpenConnection;
-use crate::telemetry::presented::{Presented, PresentedCertificate};
-use crate::telemetry::{HandshakeRefusal, Telemetry};
+use moat_telemetry::ConnectionInfo;
+use moat_telemetry::metrics::OpenConnection;
+use moat_telemetry::presented::{Presented, PresentedCertificate};
+use moat_telemetry::{HandshakeRefusal, Telemetry};
 
 /// How long in-flight connections may take to finish after shutdown begins; whatever is still
 /// open then is closed, so a stuck client cannot keep moat from exiting.
@@ -350,8 +350,8 @@ async fn handle_connection(
         Ok(established) => {
             let open = telemetry.handshake_accepted(
                 &established.info,
-                established.cipher_suite.clone(),
-                established.alpn.clone(),
+                established.cipher_suite.as_deref(),
+                established.alpn.as_deref(),
             );
             established.serve(&telemetry, stopping, started, open).await;
         }

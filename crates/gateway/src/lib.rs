@@ -5,14 +5,13 @@
 //! [`Gateway::serve`] accepts TLS connections and hands each to the endpoint's
 //! [`http_proxy::HttpProxy`] or [`tcp_forward::TcpForwarder`] until shutdown; a [`Reloader`]
 //! swaps in new certificates, trust and configuration meanwhile. Every handshake and request is
-//! reported to the process's [`telemetry::Telemetry`]: audit events, Prometheus metrics,
+//! reported to the process's [`moat_telemetry::Telemetry`]: audit events, Prometheus metrics,
 //! readiness and certificate expiry.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod access;
-pub mod connection;
 mod endpoint;
 mod error;
 pub mod explain;
@@ -23,7 +22,6 @@ pub mod proxy_protocol;
 mod reload;
 pub mod sni;
 pub mod tcp_forward;
-pub mod telemetry;
 mod tls;
 
 pub use error::GatewayError;

@@ -5,7 +5,7 @@
 use moat_config::ProxyProtocolVersion;
 use ppp::v2::{Builder, Command, Protocol, Type, Version, WriteToHeader as _};
 
-use crate::connection::ConnectionInfo;
+use moat_telemetry::ConnectionInfo;
 
 /// PP2_CLIENT_SSL: the client connected over TLS.
 const CLIENT_SSL: u8 = 0x01;

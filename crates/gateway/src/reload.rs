@@ -28,9 +28,9 @@ use tokio::sync::{mpsc, watch};
 use crate::endpoint::{LoadedEndpoint, files_of};
 use crate::error::GatewayError;
 use crate::sni::Routes;
-use crate::telemetry::Telemetry;
-use crate::telemetry::expiry;
-use crate::telemetry::metrics::ReloadOutcome;
+use moat_telemetry::Telemetry;
+use moat_telemetry::expiry;
+use moat_telemetry::metrics::ReloadOutcome;
 
 /// How often stale CRLs are reported again after the report at load.
 const STALE_CRL_REPORT_INTERVAL: Duration = Duration::from_secs(60 * 60);

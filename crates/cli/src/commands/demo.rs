@@ -123,7 +123,7 @@ async fn demonstrate(args: DemoArgs, files: &DemoFiles) -> anyhow::Result<()> {
     // The demo's server certificate comes from its own CA, so moat's local CA is never touched.
     let options = GatewayOptions {
         moat_home: files.ca_cert.with_file_name("unused-moat-home"),
-        telemetry: moat_gateway::telemetry::Telemetry::default(),
+        telemetry: moat_telemetry::Telemetry::default(),
     };
     let gateway = Gateway::bind(&config, &options).await?;
     let endpoint = gateway

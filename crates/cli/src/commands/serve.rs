@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use moat_config::{Config, EndpointSpec, FieldStyle, TimeoutsSpec};
-use moat_gateway::telemetry::Telemetry;
-use moat_gateway::telemetry::audit::{AuditLog, AuditTarget};
-use moat_gateway::telemetry::health::MetricsServer;
 use moat_gateway::{Gateway, GatewayOptions};
+use moat_telemetry::Telemetry;
+use moat_telemetry::audit::{AuditLog, AuditTarget};
+use moat_telemetry::health::MetricsServer;
 
 use super::reload::{self, ConfigSource};
 

@@ -6,8 +6,8 @@ use moat_trust::CaBundle;
 
 use super::forward::CheckedHead;
 use super::pages::Refusal;
-use crate::connection::ConnectionInfo;
 use crate::explain::{Admission, admit_request};
+use moat_telemetry::ConnectionInfo;
 
 /// The endpoint's admission settings, as the proxy holds them.
 pub(super) struct Admitter<'a> {

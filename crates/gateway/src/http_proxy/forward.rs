@@ -21,9 +21,9 @@ use super::pages::{CLIENT_CLOSED_REQUEST, PageFormat, Refusal, refusal_response}
 use super::request_body::{ClientBodyFailure, Progress, ProgressBody};
 use super::upstream::upstream_body;
 use super::{BodyError, HttpProxy, ProxyBody, upgrade};
-use crate::connection::ConnectionInfo;
-use crate::telemetry::RequestAudit;
-use crate::telemetry::audit::HttpRequestEvent;
+use moat_telemetry::ConnectionInfo;
+use moat_telemetry::RequestAudit;
+use moat_telemetry::audit::HttpRequestEvent;
 
 /// What every request on one client connection shares.
 pub(super) struct ConnectionContext {

@@ -48,10 +48,10 @@ use moat_config::{EndpointConfig, UpstreamScheme};
 use tokio::io::{AsyncBufRead, AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 
-use crate::connection::ConnectionInfo;
-use crate::telemetry::Telemetry;
 use activity::{Activity, ClientLimits, ObservedIo, Verdict};
 use forward::ConnectionContext;
+use moat_telemetry::ConnectionInfo;
+use moat_telemetry::Telemetry;
 use request_body::BodyLimits;
 use upstream::UpstreamClient;
 

@@ -9,8 +9,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
-use super::expiry::ExpiringItem;
-use super::reasons::HandshakeRefusal;
+use crate::events::{Event, Subscriber};
+use crate::expiry::ExpiringItem;
+use crate::reasons::HandshakeRefusal;
 
 /// The `Content-Type` of [`Metrics::render`]'s output; Prometheus scrapes it natively.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -295,6 +296,32 @@ impl Metrics {
             tracing::error!(%error, "cannot encode the metrics");
         }
         text
+    }
+}
+
+impl Subscriber for Metrics {
+    /// Counts handshakes, requests, bytes and reloads.
+    fn on_event(&self, event: &Event<'_>) {
+        match *event {
+            Event::HandshakeAccepted { info, .. } => self.handshake_accepted(&info.endpoint),
+            Event::HandshakeRefused {
+                endpoint, reason, ..
+            } => self.handshake_refused(endpoint, reason),
+            Event::RequestFinished(request) => self.request_finished(&FinishedRequest {
+                endpoint: &request.endpoint,
+                status: request.status,
+                rule: request.rule.as_deref(),
+                duration_seconds: request.duration_ms / 1000.0,
+                bytes_in: request.bytes_in,
+                bytes_out: request.bytes_out,
+            }),
+            Event::BytesForwarded {
+                endpoint,
+                from_client,
+                to_client,
+            } => self.add_bytes(endpoint, from_client, to_client),
+            Event::ConfigReloaded(outcome) => self.config_reloaded(outcome),
+        }
     }
 }
 

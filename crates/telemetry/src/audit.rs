@@ -16,6 +16,9 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use crate::events::{Event, Subscriber};
+use crate::presented::PresentedCertificate;
+
 /// Encoded events waiting for the writer, in bytes; beyond this the gateway drops events (and
 /// counts them) rather than stall connections behind a slow disk or a full stdout pipe. About
 /// ten thousand events.
@@ -233,6 +236,64 @@ fn write_events(shared: &Shared, mut output: Box<dyn Write + Send>, name: &str) 
     }
 }
 
+impl Subscriber for AuditLog {
+    /// One line per handshake and per request; other events are the metrics' alone.
+    fn on_event(&self, event: &Event<'_>) {
+        match *event {
+            Event::HandshakeAccepted {
+                info,
+                cipher_suite,
+                alpn,
+            } => self.record(&TlsHandshakeEvent {
+                event: "tls_handshake",
+                time: now_rfc3339(),
+                endpoint: info.endpoint.clone(),
+                peer: info.peer_addr,
+                sni: info.sni.clone(),
+                tls_version: Some(info.tls_version.to_owned()),
+                cipher_suite: cipher_suite.map(str::to_owned),
+                alpn: alpn.map(str::to_owned),
+                client_certificate: info.client.as_deref().map(CertificateFacts::of),
+                outcome: Outcome::Accepted,
+                reason: None,
+            }),
+            Event::HandshakeRefused {
+                endpoint,
+                peer,
+                reason,
+                presented,
+            } => self.record(&TlsHandshakeEvent {
+                event: "tls_handshake",
+                time: now_rfc3339(),
+                endpoint: endpoint.to_owned(),
+                peer,
+                sni: presented.sni.clone(),
+                tls_version: None,
+                cipher_suite: None,
+                alpn: None,
+                client_certificate: presented.certificate.as_ref().and_then(presented_facts),
+                outcome: Outcome::Refused,
+                reason: Some(reason.as_str()),
+            }),
+            Event::RequestFinished(request) => self.record(request),
+            Event::BytesForwarded { .. } | Event::ConfigReloaded(_) => {}
+        }
+    }
+}
+
+/// What the audit event of a refused handshake tells of the certificate: all of it when the
+/// verifier read it, else what can be read of it now.
+fn presented_facts(certificate: &PresentedCertificate) -> Option<CertificateFacts> {
+    match certificate {
+        PresentedCertificate::Read(identity) => Some(CertificateFacts::of(identity)),
+        PresentedCertificate::Unread(certificate) => {
+            ClientIdentity::from_chain(std::slice::from_ref(certificate))
+                .ok()
+                .map(|identity| CertificateFacts::of(&identity))
+        }
+    }
+}
+
 /// The current time as RFC 3339 UTC, e.g. `2026-11-23T15:31:54.123456Z`.
 pub fn now_rfc3339() -> String {
     OffsetDateTime::now_utc()
@@ -306,7 +367,7 @@ pub struct TlsHandshakeEvent {
     pub client_certificate: Option<CertificateFacts>,
     /// `accepted` or `refused`.
     pub outcome: Outcome,
-    /// For refusals, the stable reason (see [`super::HandshakeRefusal`]); `null` when accepted.
+    /// For refusals, the stable reason (see [`crate::HandshakeRefusal`]); `null` when accepted.
     pub reason: Option<&'static str>,
 }
 

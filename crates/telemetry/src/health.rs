@@ -11,7 +11,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-use super::Telemetry;
+use crate::Telemetry;
 
 /// Why the metrics listener could not start.
 #[derive(Debug, thiserror::Error)]
@@ -99,7 +99,7 @@ fn respond<B>(telemetry: &Telemetry, request: &Request<B>) -> Response<Full<Byte
             let mut response = text(StatusCode::OK, telemetry.metrics().render());
             response.headers_mut().insert(
                 header::CONTENT_TYPE,
-                header::HeaderValue::from_static(super::metrics::CONTENT_TYPE),
+                header::HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
             );
             response
         }

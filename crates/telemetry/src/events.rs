@@ -1,0 +1,61 @@
+//! The event stream: what the gateway reports, and the trait of those who consume it.
+//!
+//! Events are borrowed views of facts the gateway already holds, handed to every subscriber on
+//! the task where they happen; each subscriber takes what it needs (the metrics count, the audit
+//! log encodes a line, a live console would copy and send). Building nothing a subscriber does
+//! not ask for keeps a gateway without an audit log as cheap as before the stream existed.
+
+use std::net::SocketAddr;
+
+use crate::audit::HttpRequestEvent;
+use crate::connection::ConnectionInfo;
+use crate::metrics::ReloadOutcome;
+use crate::presented::Presented;
+use crate::reasons::HandshakeRefusal;
+
+/// One thing that happened.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub enum Event<'a> {
+    /// A TLS handshake completed; the connection is about to be served.
+    HandshakeAccepted {
+        /// The connection.
+        info: &'a ConnectionInfo,
+        /// The negotiated cipher suite, e.g. `TLS13_AES_128_GCM_SHA256`.
+        cipher_suite: Option<&'a str>,
+        /// The negotiated ALPN protocol.
+        alpn: Option<&'a str>,
+    },
+    /// A handshake was refused (or the connection closed or timed out before it completed).
+    HandshakeRefused {
+        /// The endpoint the SNI chose; before that, every endpoint of the address, joined by `,`.
+        endpoint: &'a str,
+        /// The client's address.
+        peer: SocketAddr,
+        /// Why.
+        reason: HandshakeRefusal,
+        /// What the client showed before the end.
+        presented: &'a Presented,
+    },
+    /// An HTTP request's response ended (or the client left).
+    RequestFinished(&'a HttpRequestEvent),
+    /// Bytes relayed for a `tls` endpoint's connection.
+    BytesForwarded {
+        /// The endpoint.
+        endpoint: &'a str,
+        /// From the client to the upstream.
+        from_client: u64,
+        /// From the upstream to the client.
+        to_client: u64,
+    },
+    /// A configuration reload ended.
+    ConfigReloaded(ReloadOutcome),
+}
+
+/// A consumer of the event stream (the audit log, the metrics, later a live console). Called
+/// synchronously on the task where the event happens, so it must not block: count, encode into
+/// a buffer, or copy and send.
+pub trait Subscriber: Send + Sync + std::fmt::Debug {
+    /// Takes what it needs of `event`.
+    fn on_event(&self, event: &Event<'_>);
+}
