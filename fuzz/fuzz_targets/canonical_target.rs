@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use moat_gateway::http_proxy::canonical::canonical_target;
+use moat_proxy::http::canonical::canonical_target;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(target) = std::str::from_utf8(data) else {

@@ -8,7 +8,7 @@ use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use moat_config::ProxyProtocolVersion;
 use moat_telemetry::ConnectionInfo;
-use moat_gateway::proxy_protocol::header;
+use moat_proxy::proxy_protocol::header;
 
 /// PP2_TYPE_AUTHORITY: the SNI.
 const AUTHORITY: u8 = 0x02;

@@ -65,6 +65,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod domain;
 mod duration;
 mod error;
 mod file;
@@ -74,6 +75,7 @@ mod rules;
 mod spec;
 mod upstream;
 
+pub use domain::domain_serves;
 pub use duration::parse_duration;
 pub use error::{ConfigError, FieldError};
 pub use model::{

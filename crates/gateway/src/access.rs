@@ -27,8 +27,6 @@ use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use rustls_pki_types::{CertificateDer, UnixTime};
 
-use crate::explain;
-
 /// What the handshake of one connection knows before the client's certificate arrives.
 #[derive(Debug)]
 pub(crate) struct HandshakeFacts {
@@ -144,7 +142,7 @@ impl EndpointAccess {
             http: None,
         };
         let cas = self.uses_issuer.then(|| self.trust.cas());
-        let decision = explain::decide_connection(&self.rules, cas, &request, identity);
+        let decision = moat_policy::decide_connection(&self.rules, cas, &request, identity);
         if !decision.is_allowed() {
             tracing::warn!(
                 reason = "policy_denied",

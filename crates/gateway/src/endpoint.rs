@@ -10,9 +10,9 @@ use moat_config::{CrlExpiredPolicy, EndpointConfig, EndpointKind};
 use rustls_pki_types::UnixTime;
 
 use crate::error::GatewayError;
-use crate::http_proxy::HttpProxy;
-use crate::tcp_forward::TcpForwarder;
 use crate::tls::{self, IssuedCredentials, ServerTls};
+use moat_proxy::http::HttpProxy;
+use moat_proxy::tcp_forward::TcpForwarder;
 use moat_telemetry::Telemetry;
 
 /// What happens to a connection after its handshake.

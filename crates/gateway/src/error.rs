@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use crate::http_proxy::ProxyError;
+use moat_proxy::http::ProxyError;
 
 /// A startup error of [`crate::Gateway::bind`]; nothing listens when one is returned.
 #[derive(Debug, thiserror::Error)]

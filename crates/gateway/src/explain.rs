@@ -3,8 +3,8 @@
 //! ```text
 //! EndpointTrust::load(endpoint) ──> the ClientVerifier the handshake runs (CAs, CRLs, crl_expired)
 //! certificate_required_at_handshake(endpoint) ──> whether no certificate ends the handshake
-//! decide_connection(rules, ...)  ──> a tls endpoint's rules, inside the handshake
-//! admit_request(rules, ...)      ──> an http endpoint's rules (or "a certificate is required"), per request
+//! moat_policy::decide_connection ──> a tls endpoint's rules, inside the handshake
+//! moat_policy::admit_request     ──> an http endpoint's rules (or "a certificate is required"), per request
 //! explain(endpoint, trust, ask)  ──> all of the above in the gateway's order, for `moat verify`
 //! ```
 //!
@@ -15,7 +15,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use moat_config::{ClientAuthMode, CrlExpiredPolicy, EndpointConfig, EndpointKind};
-use moat_policy::{Client, HttpRequest, Outcome, PolicyDecision, Request, Rule};
+use moat_policy::{
+    Admission, HttpRequest, Outcome, PolicyDecision, Request, admit_request, decide_connection,
+};
 use moat_trust::{
     CaBundle, CertificateRefused, ClientIdentity, ClientVerifier, RefusalReason, RevocationLists,
 };
@@ -23,7 +25,7 @@ use rustls::AlertDescription;
 use rustls_pki_types::{CertificateDer, UnixTime};
 
 use crate::error::GatewayError;
-use crate::http_proxy::canonical::{CanonicalTarget, PathRejection, canonical_target};
+use moat_proxy::http::canonical::{CanonicalTarget, PathRejection, canonical_target};
 use moat_telemetry::HandshakeRefusal;
 
 /// An endpoint's trust as the gateway enforces it: the verifier built from its CAs, CRLs and
@@ -83,61 +85,6 @@ pub fn certificate_required_at_handshake(endpoint: &EndpointConfig) -> bool {
                 && (endpoint.rules.is_empty()
                     || moat_policy::certificate_required_at_handshake(&endpoint.rules))
         }
-    }
-}
-
-/// The configured CA `identity` chains to, and the identity, as the policy wants them.
-fn client<'a>(identity: &'a ClientIdentity, cas: Option<&'a CaBundle>) -> Client<'a> {
-    Client {
-        identity,
-        ca: cas.and_then(|cas| cas.issuer_of(identity)),
-    }
-}
-
-/// A tls endpoint's rules over the connection (`facts` without an HTTP request), as the
-/// handshake applies them; `cas` names the CA a certificate chains to for issuer selectors.
-pub fn decide_connection(
-    rules: &[Rule],
-    cas: Option<&CaBundle>,
-    facts: &Request<'_>,
-    identity: &ClientIdentity,
-) -> PolicyDecision {
-    moat_policy::evaluate(rules, facts, Some(&client(identity, cas)))
-}
-
-/// Whether an http endpoint lets one request go upstream.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Admission {
-    /// It may; the rules' decision, when there are rules.
-    Admitted(Option<PolicyDecision>),
-    /// The endpoint asks for a certificate, has no rules, and the client presented none (403).
-    CertificateRequired,
-    /// A rule (or no rule) refused it (403 naming the rule).
-    Refused(PolicyDecision),
-}
-
-/// Decides one request of an http endpoint: its rules when it has any (judging the canonical
-/// path in `facts`), otherwise whether a certificate was presented where one is asked for.
-pub fn admit_request(
-    rules: &[Rule],
-    asks_for_certificate: bool,
-    cas: Option<&CaBundle>,
-    facts: &Request<'_>,
-    identity: Option<&ClientIdentity>,
-) -> Admission {
-    if rules.is_empty() {
-        return if !asks_for_certificate || identity.is_some() {
-            Admission::Admitted(None)
-        } else {
-            Admission::CertificateRequired
-        };
-    }
-    let client = identity.map(|identity| client(identity, cas));
-    let decision = moat_policy::evaluate(rules, facts, client.as_ref());
-    if decision.is_allowed() {
-        Admission::Admitted(Some(decision))
-    } else {
-        Admission::Refused(decision)
     }
 }
 

@@ -70,26 +70,11 @@ fn pick_index(hosts: &[(&str, bool)], server_name: Option<&str>) -> Result<usize
         .iter()
         .position(|(domain, _)| domain.eq_ignore_ascii_case(&name));
     let wildcard = || {
-        hosts
-            .iter()
-            .position(|(domain, _)| domain.starts_with("*.") && domain_serves(domain, &name))
+        hosts.iter().position(|(domain, _)| {
+            domain.starts_with("*.") && moat_config::domain_serves(domain, &name)
+        })
     };
     exact.or_else(wildcard).ok_or(NoRoute::UnknownName(name))
-}
-
-/// True when an endpoint for `domain` serves the host `name` (no port, no trailing dot): the
-/// same name without case, or one label under a `*.` domain. The SNI picks endpoints by it and
-/// a request's Host must pass it for the endpoint the SNI picked.
-pub(crate) fn domain_serves(domain: &str, name: &str) -> bool {
-    if domain.eq_ignore_ascii_case(name) {
-        return true;
-    }
-    match (domain.strip_prefix("*."), name.split_once('.')) {
-        (Some(parent), Some((label, rest))) => {
-            !label.is_empty() && parent.eq_ignore_ascii_case(rest)
-        }
-        _ => false,
-    }
 }
 
 /// Why the ClientHello could not be read.

@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod decide;
 mod evaluate;
 mod expression;
 mod lint;
@@ -22,6 +23,7 @@ mod request;
 mod rule;
 mod selector;
 
+pub use decide::{Admission, admit_request, decide_connection};
 pub use evaluate::{Outcome, PolicyDecision, Refusal, evaluate};
 pub use expression::{Expression, ExpressionError};
 pub use lint::{Warning, lint};

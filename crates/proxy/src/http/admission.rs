@@ -1,12 +1,11 @@
 //! Whether a request may reach the upstream: the gateway's one admission decision
-//! ([`crate::explain::admit_request`]) over the connection's facts, as a 403 refusal when not.
+//! ([`moat_policy::admit_request`]) over the connection's facts, as a 403 refusal when not.
 
-use moat_policy::{HttpRequest, Request, Rule};
+use moat_policy::{Admission, HttpRequest, Request, Rule, admit_request};
 use moat_trust::CaBundle;
 
 use super::forward::CheckedHead;
 use super::pages::Refusal;
-use crate::explain::{Admission, admit_request};
 use moat_telemetry::ConnectionInfo;
 
 /// The endpoint's admission settings, as the proxy holds them.

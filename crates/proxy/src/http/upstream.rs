@@ -1,6 +1,7 @@
-//! The pooled HTTP/1.1 client that carries requests to the upstream, over plain TCP or verified TLS.
+//! The pooled HTTP/1.1 client that carries requests to the upstream, plain or over verified TLS,
+//! on connections its [`UpstreamConnector`] opens.
 
-use std::future::Future as _;
+use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -10,16 +11,19 @@ use std::time::Duration;
 use super::ProxyError;
 use super::request_body::ProgressBody;
 use bytes::Bytes;
-use http::{Request, Response};
+use http::{Request, Response, Uri};
 use http_body_util::BodyExt as _;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::client::legacy::connect::{Connected, Connection};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use moat_config::{EndpointConfig, UpstreamScheme};
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject as _;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::connector::{UpstreamConnector, UpstreamStream};
 
 /// How long an unused pooled upstream connection is kept open for reuse.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -28,17 +32,19 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 #[derive(Clone, Debug)]
 pub(super) enum UpstreamClient {
     /// `http://` upstream.
-    Plain(Client<HttpConnector, ProgressBody>),
+    Plain(Client<Dial, ProgressBody>),
     /// `https://` upstream, verified against the endpoint's `upstream_ca`.
-    Tls(Client<HttpsConnector<HttpConnector>, ProgressBody>),
+    Tls(Client<HttpsConnector<Dial>, ProgressBody>),
 }
 
 impl UpstreamClient {
-    /// Builds the client for `endpoint`'s upstream, reading `upstream_ca` for an `https://` one.
-    pub(super) fn new(endpoint: &EndpointConfig) -> Result<Self, ProxyError> {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(endpoint.timeouts.upstream_connect));
-        connector.set_nodelay(true);
+    /// Builds the client for `endpoint`'s upstream, reading `upstream_ca` for an `https://` one;
+    /// its connections are opened by `connector`.
+    pub(super) fn new(
+        endpoint: &EndpointConfig,
+        connector: Arc<dyn UpstreamConnector>,
+    ) -> Result<Self, ProxyError> {
+        let connector = Dial(connector);
         let mut builder = Client::builder(TokioExecutor::new());
         builder
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
@@ -52,7 +58,6 @@ impl UpstreamClient {
                     }
                 })?;
                 let tls = tls_config(ca_path)?;
-                connector.enforce_http(false);
                 let https = hyper_rustls::HttpsConnectorBuilder::new()
                     .with_tls_config(tls)
                     .https_only()
@@ -75,6 +80,78 @@ impl UpstreamClient {
             Self::Plain(client) => client.request(request).await,
             Self::Tls(client) => client.request(request).await,
         }
+    }
+}
+
+/// The connector as hyper's pool calls it: every new connection comes from the endpoint's
+/// [`UpstreamConnector`], whatever the request's URI says (it always names the upstream).
+#[derive(Clone, Debug)]
+pub(super) struct Dial(Arc<dyn UpstreamConnector>);
+
+impl tower_service::Service<Uri> for Dial {
+    type Response = TokioIo<DialedStream>;
+    type Error = std::io::Error;
+    type Future = Pin<Box<dyn Future<Output = std::io::Result<TokioIo<DialedStream>>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: Uri) -> Self::Future {
+        let connector = Arc::clone(&self.0);
+        Box::pin(async move {
+            let stream = connector.connect().await?;
+            Ok(TokioIo::new(DialedStream(stream)))
+        })
+    }
+}
+
+/// A connection the [`UpstreamConnector`] opened, as hyper's pool holds it.
+pub(super) struct DialedStream(UpstreamStream);
+
+impl Connection for DialedStream {
+    fn connected(&self) -> Connected {
+        Connected::new()
+    }
+}
+
+impl AsyncRead for DialedStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for DialedStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
     }
 }
 

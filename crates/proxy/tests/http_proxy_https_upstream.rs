@@ -10,7 +10,7 @@ use http::{Request, StatusCode};
 use http_body_util::Full;
 use http_proxy_support::*;
 use moat_config::UpstreamScheme;
-use moat_gateway::http_proxy::{HttpProxy, ProxyError};
+use moat_proxy::http::{HttpProxy, ProxyError};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::net::TcpListener;
 
@@ -160,7 +160,10 @@ fn https_upstream_without_a_ca_is_refused_with_the_flag_to_add() {
         matches!(err, ProxyError::UpstreamCaMissing { .. }),
         "{err:?}"
     );
-    assert!(err.to_string().contains("--upstream-ca FILE"), "{err}");
+    assert!(
+        err.to_string().contains("set the endpoint's upstream_ca"),
+        "{err}"
+    );
 }
 
 #[test]

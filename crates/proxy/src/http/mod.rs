@@ -48,6 +48,7 @@ use moat_config::{EndpointConfig, UpstreamScheme};
 use tokio::io::{AsyncBufRead, AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 
+use crate::connector::{TcpConnector, UpstreamConnector};
 use activity::{Activity, ClientLimits, ObservedIo, Verdict};
 use forward::ConnectionContext;
 use moat_telemetry::ConnectionInfo;
@@ -67,8 +68,8 @@ type ProxyBody = BoxBody<Bytes, BodyError>;
 pub enum ProxyError {
     /// An `https://` upstream needs a CA to verify it; moat uses no system roots.
     #[error(
-        "the upstream is https:// but no upstream CA is set; pass \
-         --upstream-ca FILE (or upstream_ca in the config) with the CA that signed the upstream's certificate"
+        "the upstream is https:// but no upstream CA is set; set the endpoint's upstream_ca to \
+         the CA that signed the upstream's certificate"
     )]
     UpstreamCaMissing {
         /// The endpoint's name.
@@ -155,9 +156,25 @@ pub struct HttpProxy {
 }
 
 impl HttpProxy {
-    /// Builds the proxy for `endpoint`, reading its `upstream_ca` when the upstream is `https://`.
+    /// Builds the proxy for `endpoint`, dialing its upstream over TCP and reading its
+    /// `upstream_ca` when the upstream is `https://`.
     pub fn new(endpoint: &EndpointConfig) -> Result<HttpProxy, ProxyError> {
-        let client = UpstreamClient::new(endpoint)?;
+        let connector = TcpConnector::new(
+            &endpoint.upstream.host,
+            endpoint.upstream.port,
+            endpoint.timeouts.upstream_connect,
+        );
+        HttpProxy::with_connector(endpoint, Arc::new(connector))
+    }
+
+    /// Builds the proxy for `endpoint`, whose upstream connections `connector` opens (the
+    /// requests still name the endpoint's upstream in `Host`, and TLS to an `https://` upstream
+    /// still verifies its name).
+    pub fn with_connector(
+        endpoint: &EndpointConfig,
+        connector: Arc<dyn UpstreamConnector>,
+    ) -> Result<HttpProxy, ProxyError> {
+        let client = UpstreamClient::new(endpoint, connector)?;
         let client_cas = if !moat_policy::rules_use_issuer(&endpoint.rules) {
             None
         } else {

@@ -19,7 +19,7 @@ use moat_config::{
     ClientAuthMode, EndpointConfig, EndpointKind, TerminateAt, Timeouts, TlsVersion,
     Upstream as UpstreamAddr, UpstreamScheme,
 };
-use moat_gateway::http_proxy::HttpProxy;
+use moat_proxy::http::HttpProxy;
 use moat_telemetry::ConnectionInfo;
 use moat_trust::{ClientIdentity, SubjectAltName};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};

@@ -121,7 +121,7 @@ fn is_valid_host(text: &str) -> bool {
 /// case): the same name, or one label under a `*.` domain, as the SNI chooses endpoints.
 pub(super) fn endpoint_serves(domain: &str, host: &str) -> bool {
     let name = host_without_port(host).trim_end_matches('.');
-    crate::sni::domain_serves(domain, name)
+    moat_config::domain_serves(domain, name)
 }
 
 /// `host` without its `:port`; a bracketed IPv6 address keeps its brackets.

@@ -1,4 +1,5 @@
-//! `tls` endpoints: the decrypted byte stream of an accepted client, forwarded to a TCP upstream.
+//! `tls` endpoints: the decrypted byte stream of an accepted client, forwarded to the upstream
+//! its connector dials (TCP today).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -8,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use moat_config::EndpointConfig;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::net::TcpStream;
+
+use crate::connector::{TcpConnector, UpstreamConnector};
 
 /// Copy buffer per direction: one full TLS record (16 KiB of plaintext), so each read from or
 /// write to the TLS side moves a whole record. tokio's default (8 KiB) needs twice the system
@@ -18,9 +20,9 @@ const COPY_BUFFER_BYTES: usize = 16 * 1024;
 /// Forwards connections of one `tls` endpoint to its upstream.
 #[derive(Debug)]
 pub struct TcpForwarder {
-    /// `host:port` of the upstream, resolved on each connection so DNS changes are followed.
-    upstream: String,
-    /// Time allowed to open the upstream connection.
+    /// Opens each connection to the upstream.
+    connector: Arc<dyn UpstreamConnector>,
+    /// Time allowed to open the upstream connection (for the log line when it runs out).
     connect_timeout: Duration,
     /// A connection with no bytes in either direction for this long is closed.
     idle_timeout: Duration,
@@ -51,16 +53,23 @@ pub enum ForwardEnd {
 }
 
 impl TcpForwarder {
-    /// The forwarder for `endpoint` (whose upstream is a TCP address).
+    /// The forwarder for `endpoint`, dialing its upstream (a TCP address) over TCP.
     pub fn new(endpoint: &EndpointConfig) -> TcpForwarder {
-        let host = &endpoint.upstream.host;
-        let upstream = if host.contains(':') {
-            format!("[{host}]:{}", endpoint.upstream.port)
-        } else {
-            format!("{host}:{}", endpoint.upstream.port)
-        };
+        let connector = TcpConnector::new(
+            &endpoint.upstream.host,
+            endpoint.upstream.port,
+            endpoint.timeouts.upstream_connect,
+        );
+        TcpForwarder::with_connector(endpoint, Arc::new(connector))
+    }
+
+    /// The forwarder for `endpoint`, reaching its upstream through `connector`.
+    pub fn with_connector(
+        endpoint: &EndpointConfig,
+        connector: Arc<dyn UpstreamConnector>,
+    ) -> TcpForwarder {
         TcpForwarder {
-            upstream,
+            connector,
             connect_timeout: endpoint.timeouts.upstream_connect,
             idle_timeout: endpoint.timeouts.idle,
         }
@@ -82,30 +91,28 @@ impl TcpForwarder {
     where
         IO: AsyncRead + AsyncWrite + Unpin,
     {
-        let connect =
-            tokio::time::timeout(self.connect_timeout, TcpStream::connect(&self.upstream));
-        let mut upstream = match connect.await {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(error)) => {
-                tracing::warn!(upstream = %self.upstream, %error, "cannot connect to the upstream");
-                close_unread(&mut client).await;
-                return ForwardOutcome::unreachable();
-            }
-            Err(_) => {
+        let upstream_address = self.connector.address();
+        let mut upstream = match self.connector.connect().await {
+            Ok(stream) => stream,
+            Err(error) if error.kind() == std::io::ErrorKind::TimedOut => {
                 tracing::warn!(
-                    upstream = %self.upstream,
+                    upstream = %upstream_address,
                     timeout_ms = self.connect_timeout.as_millis() as u64,
                     "the upstream did not accept the connection in time"
                 );
                 close_unread(&mut client).await;
                 return ForwardOutcome::unreachable();
             }
+            Err(error) => {
+                tracing::warn!(upstream = %upstream_address, %error, "cannot connect to the upstream");
+                close_unread(&mut client).await;
+                return ForwardOutcome::unreachable();
+            }
         };
-        let _ = upstream.set_nodelay(true);
         if !preamble.is_empty()
             && let Err(error) = upstream.write_all(preamble).await
         {
-            tracing::warn!(upstream = %self.upstream, %error, "cannot send the PROXY protocol header to the upstream");
+            tracing::warn!(upstream = %upstream_address, %error, "cannot send the PROXY protocol header to the upstream");
             let _ = client.shutdown().await;
             return ForwardOutcome {
                 to_upstream: 0,

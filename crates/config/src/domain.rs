@@ -1,0 +1,16 @@
+//! Which host names an endpoint's `domain` covers, as the SNI routing and the Host check read it.
+
+/// True when an endpoint for `domain` serves the host `name` (no port, no trailing dot): the
+/// same name without case, or one label under a `*.` domain. The SNI picks endpoints by it and
+/// a request's Host must pass it for the endpoint the SNI picked.
+pub fn domain_serves(domain: &str, name: &str) -> bool {
+    if domain.eq_ignore_ascii_case(name) {
+        return true;
+    }
+    match (domain.strip_prefix("*."), name.split_once('.')) {
+        (Some(parent), Some((label, rest))) => {
+            !label.is_empty() && parent.eq_ignore_ascii_case(rest)
+        }
+        _ => false,
+    }
+}
