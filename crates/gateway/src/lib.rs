@@ -16,6 +16,7 @@ mod endpoint;
 mod error;
 pub mod explain;
 mod gateway;
+mod handshake;
 mod local_ca;
 mod reload;
 pub mod sni;
