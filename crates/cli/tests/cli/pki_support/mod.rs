@@ -3,11 +3,7 @@
 #![allow(dead_code)] // Each pki module uses a different subset.
 
 use crate::common::Scratch;
-
-/// A command line split at white space, for arguments that hold none.
-pub fn words(line: &str) -> Vec<&str> {
-    line.split_whitespace().collect()
-}
+pub use crate::common::words;
 
 /// `ARGS` followed by `MORE` (for an argument list with one or two extra flags).
 pub fn with<'a>(args: &[&'a str], more: &[&'a str]) -> Vec<&'a str> {
