@@ -460,6 +460,13 @@ impl ResumingClient {
     }
 
     /// One GET; the outcome and whether the handshake was resumed.
+    /// Asserts that one GET is answered 200 after a handshake of `kind`; `mode` names the case.
+    fn assert_served(&self, port: u16, kind: rustls::HandshakeKind, mode: Resumption) {
+        let (outcome, seen) = self.get(port);
+        assert!(outcome.unwrap().starts_with("HTTP/1.1 200"), "{mode:?}");
+        assert_eq!(seen, Some(kind), "{mode:?}");
+    }
+
     fn get(&self, port: u16) -> (Result<String, rustls::Error>, Option<rustls::HandshakeKind>) {
         let options = ClientOptions {
             server_ca: &self.server_ca,
@@ -507,12 +514,8 @@ fn a_revoked_client_cannot_resume_after_reload_and_others_still_resume() {
     let port = moat.port();
     for (mode, revoked, kept) in &pairs {
         for client in [revoked, kept] {
-            let (first, kind) = client.get(port);
-            assert!(first.unwrap().starts_with("HTTP/1.1 200"), "{mode:?}");
-            assert_eq!(kind, Some(rustls::HandshakeKind::Full), "{mode:?}");
-            let (second, kind) = client.get(port);
-            assert!(second.unwrap().starts_with("HTTP/1.1 200"), "{mode:?}");
-            assert_eq!(kind, Some(rustls::HandshakeKind::Resumed), "{mode:?}");
+            client.assert_served(port, rustls::HandshakeKind::Full, *mode);
+            client.assert_served(port, rustls::HandshakeKind::Resumed, *mode);
         }
     }
 
@@ -527,21 +530,15 @@ fn a_revoked_client_cannot_resume_after_reload_and_others_still_resume() {
             rustls::Error::AlertReceived(rustls::AlertDescription::CertificateRevoked),
             "{mode:?}: a session from before the revocation must not let the client back in"
         );
-        let (outcome, kind) = kept.get(port);
-        assert!(outcome.unwrap().starts_with("HTTP/1.1 200"), "{mode:?}");
-        assert_eq!(kind, Some(rustls::HandshakeKind::Full), "{mode:?}");
-        let (outcome, kind) = kept.get(port);
-        assert!(outcome.unwrap().starts_with("HTTP/1.1 200"), "{mode:?}");
-        assert_eq!(kind, Some(rustls::HandshakeKind::Resumed), "{mode:?}");
+        kept.assert_served(port, rustls::HandshakeKind::Full, *mode);
+        kept.assert_served(port, rustls::HandshakeKind::Resumed, *mode);
     }
 
     // A reload that changes nothing keeps the sessions: clients go on resuming.
     moat.signal("HUP");
     wait_for_count(&moat, "reload complete: nothing changed", 1);
     for (mode, _, kept) in &pairs {
-        let (outcome, kind) = kept.get(port);
-        assert!(outcome.unwrap().starts_with("HTTP/1.1 200"), "{mode:?}");
-        assert_eq!(kind, Some(rustls::HandshakeKind::Resumed), "{mode:?}");
+        kept.assert_served(port, rustls::HandshakeKind::Resumed, *mode);
     }
 }
 #[test]

@@ -2,7 +2,8 @@
 
 use crate::common::{Scratch, mode, serial_of, text_of};
 use crate::pki_support::{
-    ledger, ledger_count, moat_refuses, public_keys, valid_in_days, verify_as, words,
+    assert_lifetime_days, ledger, ledger_count, moat_refuses, public_keys, valid_in_days,
+    verify_as, words,
 };
 
 fn ca() -> Scratch {
@@ -41,8 +42,7 @@ fn client_certificate_passes_openssl_verify_as_sslclient_only() {
     assert_eq!(mode(&scratch.join("alice.key")), 0o600);
     scratch.openssl(&["pkey", "-in", "alice.key", "-noout"]);
     // 365 days by default.
-    assert!(valid_in_days(&scratch, "alice.crt", 364));
-    assert!(!valid_in_days(&scratch, "alice.crt", 366));
+    assert_lifetime_days(&scratch, "alice.crt", 365);
 }
 
 #[test]
@@ -59,8 +59,7 @@ fn server_certificate_gets_its_common_name_as_san_and_397_days() {
     let text = text_of(&scratch, "app.crt");
     assert!(text.contains("DNS:app.example.com"), "{text}");
     assert!(text.contains("TLS Web Server Authentication"), "{text}");
-    assert!(valid_in_days(&scratch, "app.crt", 396));
-    assert!(!valid_in_days(&scratch, "app.crt", 398));
+    assert_lifetime_days(&scratch, "app.crt", 397);
 }
 
 #[test]

@@ -97,24 +97,27 @@ fn bundle_info(scratch: &Scratch, out: &str, extra: &[&str]) -> String {
     pkcs12_ok(scratch, out, "-info -noout")
 }
 
+/// [`bundle_info`] of `out` names the `mac` and the `cipher` and not the `other` cipher, and the
+/// bundle holds client.crt with int.crt as its chain.
+fn assert_bundle_made_with(out: &str, extra: &[&str], mac: &str, cipher: &str, other: &str) {
+    let scratch = fixtures();
+    let info = bundle_info(&scratch, out, extra);
+    assert!(info.contains(mac), "{info}");
+    assert!(info.contains(cipher), "{info}");
+    assert!(!info.contains(other), "{info}");
+    assert_bundle_holds(&scratch, out, "client.crt", &["int.crt"]);
+}
+
 #[test]
 fn default_bundle_opens_with_openssl_using_aes256_and_sha256() {
-    let scratch = fixtures();
-    let info = bundle_info(&scratch, "client.p12", &[]);
-    assert!(info.contains("MAC: sha256"), "{info}");
-    assert!(info.contains("PBES2, PBKDF2, AES-256-CBC"), "{info}");
-    assert!(!info.contains("TripleDES"), "{info}");
-    assert_bundle_holds(&scratch, "client.p12", "client.crt", &["int.crt"]);
+    let (mac, cipher) = ("MAC: sha256", "PBES2, PBKDF2, AES-256-CBC");
+    assert_bundle_made_with("client.p12", &[], mac, cipher, "TripleDES");
 }
 
 #[test]
 fn legacy_bundle_opens_with_openssl3_using_3des_and_sha1() {
-    let scratch = fixtures();
-    let info = bundle_info(&scratch, "legacy.p12", &["--legacy"]);
-    assert!(info.contains("MAC: sha1"), "{info}");
-    assert!(info.contains("pbeWithSHA1And3-KeyTripleDES-CBC"), "{info}");
-    assert!(!info.contains("AES-256"), "{info}");
-    assert_bundle_holds(&scratch, "legacy.p12", "client.crt", &["int.crt"]);
+    let (mac, cipher) = ("MAC: sha1", "pbeWithSHA1And3-KeyTripleDES-CBC");
+    assert_bundle_made_with("legacy.p12", &["--legacy"], mac, cipher, "AES-256");
 }
 
 #[test]

@@ -311,25 +311,39 @@ pub fn wait_until(what: &str, limit: Duration, mut condition: impl FnMut() -> bo
     }
 }
 
+/// Reads one HTTP/1.1 request head: the path of its request line and its headers (names in
+/// lower case). `None` when the connection ends before a request line.
+pub fn read_request_head(
+    reader: &mut impl BufRead,
+) -> std::io::Result<Option<(String, Vec<(String, String)>)>> {
+    let mut request_line = String::new();
+    if reader.read_line(&mut request_line)? == 0 {
+        return Ok(None);
+    }
+    let path = request_line
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or("/")
+        .to_string();
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line)?;
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
+        }
+    }
+    Ok(Some((path, headers)))
+}
+
 fn serve_http(stream: TcpStream, requests: &AtomicUsize) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut writer = stream;
-    loop {
-        let mut request_line = String::new();
-        if reader.read_line(&mut request_line)? == 0 {
-            return Ok(());
-        }
-        let path = request_line
-            .split_whitespace()
-            .nth(1)
-            .unwrap_or("/")
-            .to_string();
-        loop {
-            let mut line = String::new();
-            if reader.read_line(&mut line)? == 0 || line.trim_end().is_empty() {
-                break;
-            }
-        }
+    while let Some((path, _headers)) = read_request_head(&mut reader)? {
         requests.fetch_add(1, Ordering::SeqCst);
         if path == "/slow" {
             thread::sleep(Duration::from_secs(2));
@@ -342,6 +356,7 @@ fn serve_http(stream: TcpStream, requests: &AtomicUsize) -> std::io::Result<()> 
         )?;
         writer.flush()?;
     }
+    Ok(())
 }
 
 /// A TCP echo server: every connection gets back what it sends, and a half-close once the

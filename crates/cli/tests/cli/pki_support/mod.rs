@@ -66,6 +66,19 @@ pub fn valid_in_days(scratch: &Scratch, cert: &str, days: u64) -> bool {
     scratch.run("openssl", &args).status.success()
 }
 
+/// Asserts that `cert` is valid for `days` days from now: still valid a day before, expired a day
+/// after.
+pub fn assert_lifetime_days(scratch: &Scratch, cert: &str, days: u64) {
+    assert!(
+        valid_in_days(scratch, cert, days - 1),
+        "{cert}: expires before {days} days"
+    );
+    assert!(
+        !valid_in_days(scratch, cert, days + 1),
+        "{cert}: valid beyond {days} days"
+    );
+}
+
 /// `openssl verify -CAfile CA -purpose PURPOSE [EXTRA] CERT`: (success, output).
 pub fn verify_as(
     scratch: &Scratch,
