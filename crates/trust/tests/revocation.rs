@@ -109,10 +109,7 @@ fn client_under_revoked_intermediate_is_refused_with_certificate_revoked() {
 #[test]
 fn client_of_a_ca_without_crl_is_still_accepted() {
     let dir = tempfile::tempdir().unwrap();
-    let with_crl = root_ca("CA With CRL");
-    let without_crl = root_ca("CA Without CRL");
-    let bundle = format!("{}{}", with_crl.pem, without_crl.pem);
-    let ca_path = write(dir.path(), "cas.pem", bundle);
+    let (with_crl, without_crl, ca_path) = two_roots(dir.path(), "CA With CRL", "CA Without CRL");
     let crl_path = write(dir.path(), "a.crl.pem", crl(&with_crl, &[71]).pem);
     let verifier = verifier(&[ca_path], &[crl_path]);
     assert_accepted(&verifier, client(&without_crl, 71).credentials());
@@ -402,9 +399,7 @@ fn crl_from_cfssl_gencrl_is_accepted_and_revokes() {
 #[test]
 fn one_pem_file_may_hold_the_crls_of_several_cas() {
     let dir = tempfile::tempdir().unwrap();
-    let one = root_ca("Multi CRL One");
-    let two = root_ca("Multi CRL Two");
-    let ca_path = write(dir.path(), "cas.pem", format!("{}{}", one.pem, two.pem));
+    let (one, two, ca_path) = two_roots(dir.path(), "Multi CRL One", "Multi CRL Two");
     let crl_path = write(
         dir.path(),
         "all.crl.pem",

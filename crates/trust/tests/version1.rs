@@ -37,6 +37,20 @@ fn outcome(
     )
 }
 
+/// The ngrok guide's CA `trusted` (with a client "friend") in one directory, configured in the
+/// verifier; another openssl CA `other` with the v1 client `name` in a second directory.
+fn trusted_and_other(
+    trusted: &str,
+    other: &str,
+    name: &str,
+) -> (tempfile::TempDir, tempfile::TempDir, Arc<ClientVerifier>) {
+    let (trusted_dir, other_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    openssl_v1_client(trusted_dir.path(), trusted, "friend");
+    openssl_v1_client(other_dir.path(), other, name);
+    let verifier = verifier(trusted_dir.path(), None);
+    (trusted_dir, other_dir, verifier)
+}
+
 #[test]
 fn ngrok_guide_version_1_client_is_accepted_with_tls12_and_tls13() {
     let dir = tempfile::tempdir().unwrap();
@@ -104,22 +118,16 @@ fn version_1_client_listed_in_a_crl_is_refused_with_certificate_revoked() {
 
 #[test]
 fn version_1_client_of_a_foreign_ca_is_refused_with_unknown_ca() {
-    let trusted = tempfile::tempdir().unwrap();
-    let foreign = tempfile::tempdir().unwrap();
-    openssl_v1_client(trusted.path(), "/CN=Trusted v1 CA", "friend");
-    openssl_v1_client(foreign.path(), "/CN=Foreign v1 CA", "stranger");
-    let verifier = verifier(trusted.path(), None);
+    let (_trusted, foreign, verifier) =
+        trusted_and_other("/CN=Trusted v1 CA", "/CN=Foreign v1 CA", "stranger");
     let outcome = outcome(&verifier, foreign.path(), "stranger", &TLS13);
     assert_client_alert(&outcome, AlertDescription::UnknownCA, "stranger");
 }
 
 #[test]
 fn version_1_client_signed_by_an_impostor_with_the_ca_name_is_refused_with_bad_certificate() {
-    let trusted = tempfile::tempdir().unwrap();
-    let impostor = tempfile::tempdir().unwrap();
-    openssl_v1_client(trusted.path(), "/CN=Shared Name CA", "friend");
-    openssl_v1_client(impostor.path(), "/CN=Shared Name CA", "forger");
-    let verifier = verifier(trusted.path(), None);
+    let (_trusted, impostor, verifier) =
+        trusted_and_other("/CN=Shared Name CA", "/CN=Shared Name CA", "forger");
     let (outcome, events) = capture_logs(|| outcome(&verifier, impostor.path(), "forger", &TLS12));
     assert_client_alert(&outcome, AlertDescription::BadCertificate, "forger");
     let warning = events

@@ -37,6 +37,17 @@ action = "allow"
 include = [{ valid_certificate = true }]
 "#;
 
+/// `moat verify` with the CA, CRL and policy of [`setup`].
+const VERIFY_SETUP: [&str; 7] = [
+    "verify",
+    "--mutual-tls-cas",
+    "cas.pem",
+    "--crl",
+    "cas.crl",
+    "--policy",
+    "policy.toml",
+];
+
 /// A server certificate for localhost (`server.crt`, trusted via `server-ca.pem`), a client CA
 /// (`cas.pem`) with clients ops-alice, dev-bob, service-a and revoked-rita (revoked by
 /// `cas.crl`), and `policy.toml`.
@@ -169,17 +180,7 @@ fn http_rules_decide_per_request_and_verify_agrees() {
         );
 
         // moat verify reaches the same verdict from the same files.
-        let mut args = vec![
-            "verify",
-            "--mutual-tls-cas",
-            "cas.pem",
-            "--crl",
-            "cas.crl",
-            "--policy",
-            "policy.toml",
-            "--path",
-            path,
-        ];
+        let mut args = [&VERIFY_SETUP[..], &["--path", path]].concat();
         let cert = client.map(|name| format!("{name}.crt"));
         if let Some(cert) = &cert {
             args.extend(["--cert", cert]);
@@ -219,15 +220,7 @@ fn verify_prints_each_step_and_the_deciding_rule() {
     let scratch = tempfile::tempdir().unwrap();
     let dir = scratch.path();
     setup(dir);
-    let base = [
-        "verify",
-        "--mutual-tls-cas",
-        "cas.pem",
-        "--crl",
-        "cas.crl",
-        "--policy",
-        "policy.toml",
-    ];
+    let base = VERIFY_SETUP;
 
     let mut args = base.to_vec();
     args.extend(["--cert", "dev-bob.crt", "--path", "/admin/x"]);

@@ -193,6 +193,13 @@ pub fn crl_dated(
     }
 }
 
+/// Two root CAs named `first` and `second`, written one after the other as `dir/cas.pem`.
+pub fn two_roots(dir: &Path, first: &str, second: &str) -> (Ca, Ca, PathBuf) {
+    let (one, two) = (root_ca(first), root_ca(second));
+    let path = write(dir, "cas.pem", format!("{}{}", one.pem, two.pem));
+    (one, two, path)
+}
+
 /// A bundle of the one CA `ca`, loaded from a PEM file as the gateway loads it.
 pub fn bundle_of(ca: &Ca) -> CaBundle {
     let dir = tempfile::tempdir().unwrap();
