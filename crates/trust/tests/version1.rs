@@ -130,10 +130,7 @@ fn version_1_client_signed_by_an_impostor_with_the_ca_name_is_refused_with_bad_c
         trusted_and_other("/CN=Shared Name CA", "/CN=Shared Name CA", "forger");
     let (outcome, events) = capture_logs(|| outcome(&verifier, impostor.path(), "forger", &TLS12));
     assert_client_alert(&outcome, AlertDescription::BadCertificate, "forger");
-    let warning = events
-        .iter()
-        .find(|e| e["level"] == "WARN")
-        .expect("a warning");
+    let warning = first_warning(&events);
     assert_eq!(warning["fields"]["reason"], "bad_signature");
     assert_eq!(warning["fields"]["subject"], "CN=forger");
 }
@@ -178,10 +175,7 @@ fn version_1_client_signed_by_an_intermediate_is_refused_with_unknown_ca_and_a_c
         )
     });
     assert_client_alert(&outcome, AlertDescription::UnknownCA, "deep");
-    let warning = events
-        .iter()
-        .find(|e| e["level"] == "WARN")
-        .expect("a warning");
+    let warning = first_warning(&events);
     assert_eq!(warning["fields"]["reason"], "unknown_ca");
     let detail = warning["fields"]["detail"].as_str().unwrap();
     assert!(

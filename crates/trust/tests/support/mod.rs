@@ -554,6 +554,14 @@ impl std::io::Write for ThreadCapture {
     }
 }
 
+/// The first WARN event of captured log events; the test fails when there is none.
+pub fn first_warning(events: &[serde_json::Value]) -> &serde_json::Value {
+    events
+        .iter()
+        .find(|event| event["level"] == "WARN")
+        .unwrap_or_else(|| panic!("a warning among {events:#?}"))
+}
+
 /// Log lines captured while a closure ran on this thread, as JSON objects (one per event).
 ///
 /// One global subscriber for the whole test binary: a per-test `with_default` subscriber loses
