@@ -311,11 +311,11 @@ pub fn wait_until(what: &str, limit: Duration, mut condition: impl FnMut() -> bo
     }
 }
 
-/// Reads one HTTP/1.1 request head: the path of its request line and its headers (names in
-/// lower case). `None` when the connection ends before a request line.
-pub fn read_request_head(
-    reader: &mut impl BufRead,
-) -> std::io::Result<Option<(String, Vec<(String, String)>)>> {
+/// A request's path and its headers (names in lower case), as [`read_request_head`] reads them.
+pub type RequestHead = (String, Vec<(String, String)>);
+
+/// Reads one HTTP/1.1 request head. `None` when the connection ends before a request line.
+pub fn read_request_head(reader: &mut impl BufRead) -> std::io::Result<Option<RequestHead>> {
     let mut request_line = String::new();
     if reader.read_line(&mut request_line)? == 0 {
         return Ok(None);
