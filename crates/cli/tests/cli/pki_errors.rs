@@ -11,10 +11,12 @@ fn ca() -> Scratch {
     scratch
 }
 
-/// Runs moat, which must fail, and asserts [`assert_refused`] of its error.
-fn refused(scratch: &Scratch, args: &[&str], expected: &str, before: &[String]) {
+/// Runs moat, which must fail, and asserts [`assert_refused`] of its error against the files
+/// the directory held before the run.
+fn refused(scratch: &Scratch, args: &[&str], expected: &str) {
+    let before = scratch.listing();
     let error = scratch.moat_err(args);
-    assert_refused(scratch, &error, expected, before);
+    assert_refused(scratch, &error, expected, &before);
 }
 
 /// Asserts a single-line error and that the scratch directory holds exactly `files`.
@@ -33,13 +35,11 @@ fn wrong_passphrase_for_a_moat_ca_names_the_key_file() {
     scratch.write("good", "right\n");
     scratch.write("bad", "wrong\n");
     scratch.moat_ok(&["pki", "init-ca", "--out", "ca", "--passphrase-file", "good"]);
-    let before = scratch.listing();
     let ledger = scratch.read("ca/ledger.json");
     refused(
         &scratch,
         &words("pki issue --ca ca --passphrase-file bad --profile client --cn x --out x"),
         "ca/ca.key: wrong passphrase for the encrypted private key (or the key is corrupted); check the passphrase file or MOAT_CA_PASSPHRASE",
-        &before,
     );
     assert_eq!(scratch.read("ca/ledger.json"), ledger);
 }
@@ -53,7 +53,6 @@ fn sign_line(csr: &str, ca: &str) -> String {
 fn key_that_does_not_match_the_ca_certificate_is_refused() {
     let scratch = ca();
     scratch.moat_ok(&["pki", "init-ca", "--out", "other"]);
-    let before = scratch.listing();
     refused(
         &scratch,
         &words(&sign_line(
@@ -61,7 +60,6 @@ fn key_that_does_not_match_the_ca_certificate_is_refused() {
             "--ca-cert ca/ca.crt --ca-key other/ca.key",
         )),
         "other/ca.key: this private key does not match the certificate ca/ca.crt (CN=Errors CA); pass the key that was generated with that certificate",
-        &before,
     );
 }
 
@@ -75,12 +73,10 @@ fn csr_with_a_bad_signature_is_refused_before_signing() {
     der[last] ^= 0x01;
     scratch.write("tampered.der", der);
     std::fs::remove_file(scratch.join("req.der")).unwrap();
-    let before = scratch.listing();
     refused(
         &scratch,
         &words(&sign_line("tampered.der", "--ca ca")),
         "tampered.der: the CSR's signature does not verify (the request was altered or corrupted); ask the requester for a fresh CSR from `openssl req -new`",
-        &before,
     );
     assert_eq!(ledger_count(&scratch, "ca"), Some(0));
 }
@@ -88,24 +84,20 @@ fn csr_with_a_bad_signature_is_refused_before_signing() {
 #[test]
 fn file_that_is_not_a_csr_is_refused() {
     let scratch = ca();
-    let before = scratch.listing();
     refused(
         &scratch,
         &words(&sign_line("ca/ca.crt", "--ca ca")),
         "ca/ca.crt: not a certificate signing request (no CERTIFICATE REQUEST section)",
-        &before,
     );
 }
 
 #[test]
 fn unknown_built_in_profile_is_refused_with_the_choices() {
     let scratch = ca();
-    let before = scratch.listing();
     refused(
         &scratch,
         &words("pki issue --ca ca --profile admin --cn x --out x"),
         "unknown profile \"admin\"; use one of: client, server (or pass --config ca-config.json for cfssl profiles)",
-        &before,
     );
 }
 
@@ -116,12 +108,10 @@ fn unparsable_expiry_in_a_ca_csr_json_is_refused() {
         "ca-csr.json",
         r#"{"CN": "X", "ca": {"expiry": "ten years"}}"#,
     );
-    let before = scratch.listing();
     refused(
         &scratch,
         &["pki", "init-ca", "--csr-json", "ca-csr.json", "--out", "ca"],
         "ca-csr.json \"ca\".\"expiry\": expiry \"ten years\" does not start with a number; write hours like \"8760h\" (cfssl) or pass --days N",
-        &before,
     );
 }
 
@@ -131,7 +121,6 @@ fn ca_that_is_not_a_ca_is_refused() {
     scratch.moat_ok(&words(
         "pki issue --ca ca --profile client --cn leaf --out leaf",
     ));
-    let before = scratch.listing();
     refused(
         &scratch,
         &words(&sign_line(
@@ -139,7 +128,6 @@ fn ca_that_is_not_a_ca_is_refused() {
             "--ca-cert leaf.crt --ca-key leaf.key",
         )),
         "leaf.crt: CN=leaf is not a CA (basicConstraints cA=false); pass a CA certificate",
-        &before,
     );
     // The guide's v1 client certificate (no extensions) cannot issue either.
     openssl_sign(
@@ -150,19 +138,16 @@ fn ca_that_is_not_a_ca_is_refused() {
         "v1.crt",
         &["-set_serial", "7"],
     );
-    let before = scratch.listing();
     refused(
         &scratch,
         &words(&sign_line("req.csr", "--ca-cert v1.crt --ca-key req.key")),
         "v1.crt: CN=requester is not a CA (no basicConstraints extension; an X.509 v1 or leaf certificate cannot issue (RFC 5280 4.2.1.9))",
-        &before,
     );
     // A directory without a CA.
     refused(
         &scratch,
         &words("pki issue --ca . --profile client --cn x --out x"),
         "not a moat CA directory (missing ca.crt); make one with `moat pki init-ca --out DIR` or pass --ca-cert and --ca-key",
-        &before,
     );
 }
 
@@ -175,11 +160,9 @@ fn bad_san_and_server_without_a_usable_name_are_refused() {
         &with(&server, &["--cn", "x", "--san", "host:foo"]),
         "subject alternative name \"host:foo\": unknown kind prefix; write dns:NAME, ip:ADDRESS, uri:URI or email:ADDRESS",
     );
-    let before = scratch.listing();
     refused(
         &scratch,
         &with(&server, &["--cn", "My Server"]),
         "the common name \"My Server\" is not a DNS name or IP address, so it cannot be the server certificate's SAN; pass --san dns:NAME",
-        &before,
     );
 }
