@@ -17,6 +17,15 @@ fn problems(error: ConfigError) -> Vec<String> {
     error.to_string().lines().map(str::to_string).collect()
 }
 
+/// The problems a `moat.toml` holding `text` is refused with, one a line, read in a new directory
+/// that holds the files `existing`; the directory too, as the messages name paths in it.
+fn refusal(text: &str, existing: &[&str]) -> (tempfile::TempDir, Vec<String>) {
+    let dir = tempfile::tempdir().unwrap();
+    touch(dir.path(), existing);
+    let error = Config::from_toml_str(text, "moat.toml", dir.path()).unwrap_err();
+    (dir, problems(error))
+}
+
 #[test]
 fn every_key_is_read_and_relative_paths_follow_the_file() {
     let dir = tempfile::tempdir().unwrap();
@@ -111,8 +120,6 @@ mutual_tls_cas = ["a.pem"]
 
 #[test]
 fn every_field_error_is_listed_with_its_path() {
-    let dir = tempfile::tempdir().unwrap();
-    touch(dir.path(), &["ca.pem"]);
     let text = r#"
 [[endpoints]]
 name = "ok"
@@ -132,8 +139,7 @@ tls_min_version = "1.1"
 [endpoints.timeouts]
 idle = "10"
 "#;
-    let error = Config::from_toml_str(text, "moat.toml", dir.path()).unwrap_err();
-    let lines = problems(error);
+    let (dir, lines) = refusal(text, &["ca.pem"]);
     let missing = dir.path().join("missing.crt");
     let nope = dir.path().join("nope.pem");
     assert_eq!(
@@ -153,7 +159,6 @@ idle = "10"
 
 #[test]
 fn unknown_keys_are_refused_per_endpoint() {
-    let dir = tempfile::tempdir().unwrap();
     let text = r#"
 [[endpoints]]
 name = "a"
@@ -168,7 +173,7 @@ upstream = "9000"
 [endpoints.timeouts]
 handshake = "1s"
 "#;
-    let lines = problems(Config::from_toml_str(text, "moat.toml", dir.path()).unwrap_err());
+    let (_dir, lines) = refusal(text, &[]);
     assert_eq!(lines.len(), 2, "{lines:?}");
     assert!(
         lines[0].starts_with("moat.toml: endpoints[0]: unknown field `upstrem`"),
@@ -197,7 +202,6 @@ fn unknown_top_level_key_and_bad_toml_are_refused() {
 
 #[test]
 fn duplicate_names_missing_fields_and_kind_rules() {
-    let dir = tempfile::tempdir().unwrap();
     let text = r#"
 [[endpoints]]
 name = "a"
@@ -213,7 +217,7 @@ upstream = "http://x:80"
 [[endpoints]]
 kind = "ftp"
 "#;
-    let lines = problems(Config::from_toml_str(text, "moat.toml", dir.path()).unwrap_err());
+    let (_dir, lines) = refusal(text, &[]);
     assert_eq!(
         lines,
         vec![
@@ -228,10 +232,9 @@ kind = "ftp"
 
 #[test]
 fn duplicate_names_are_refused() {
-    let dir = tempfile::tempdir().unwrap();
     let text = "[[endpoints]]\nname = \"a\"\nkind = \"http\"\nupstream = 1\n\
                 [[endpoints]]\nname = \"a\"\nkind = \"http\"\nupstream = 2\nlisten = \"0.0.0.0:9000\"\n";
-    let lines = problems(Config::from_toml_str(text, "moat.toml", dir.path()).unwrap_err());
+    let (_dir, lines) = refusal(text, &[]);
     assert_eq!(
         lines,
         vec![
@@ -282,8 +285,6 @@ fn select_keeps_named_endpoints_and_names_unknown_ones() {
 
 #[test]
 fn http_only_settings_are_refused_on_tls_endpoints() {
-    let dir = tempfile::tempdir().unwrap();
-    touch(dir.path(), &["ca.pem"]);
     let text = r#"
 [[endpoints]]
 name = "db"
@@ -294,7 +295,7 @@ client_auth = "request"
 [endpoints.timeouts]
 upstream_response = "5s"
 "#;
-    let lines = problems(Config::from_toml_str(text, "moat.toml", dir.path()).unwrap_err());
+    let (_dir, lines) = refusal(text, &["ca.pem"]);
     assert_eq!(lines.len(), 2, "{lines:?}");
     assert!(lines[0].starts_with(
         "moat.toml: endpoints[0].client_auth: \"request\" applies to http endpoints only"

@@ -84,9 +84,7 @@ fn cas_from_several_files_are_all_trusted_and_duplicates_kept_once() {
 #[test]
 fn certificate_request_names_every_configured_ca() {
     let dir = tempfile::tempdir().unwrap();
-    let one = root_ca("Hinted CA One");
-    let two = root_ca("Hinted CA Two");
-    let path = write(dir.path(), "cas.pem", format!("{}{}", one.pem, two.pem));
+    let (_one, _two, path) = two_roots(dir.path(), "Hinted CA One", "Hinted CA Two");
     let bundle = CaBundle::from_files(&[path]).unwrap();
     let expected: Vec<Vec<u8>> = bundle.iter().map(|ca| ca.subject_der().to_vec()).collect();
     let verifier = ClientVerifier::builder(bundle).build().unwrap();

@@ -11,65 +11,16 @@ use support::*;
 fn identity_fields_match_openssl() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    openssl(d, &["genrsa", "-out", "ca.key", "2048"]);
-    openssl(
-        d,
-        &[
-            "req",
-            "-new",
-            "-x509",
-            "-sha256",
-            "-days",
-            "30",
-            "-key",
-            "ca.key",
-            "-out",
-            "ca.crt",
-            "-subj",
-            "/C=US/O=Access/CN=Identity CA",
-        ],
-    );
-    openssl(d, &["genrsa", "-out", "c.key", "2048"]);
-    openssl(
-        d,
-        &[
-            "req",
-            "-new",
-            "-key",
-            "c.key",
-            "-out",
-            "c.csr",
-            "-subj",
-            "/C=US/O=Access/OU=Access Admins/OU=Ops/CN=James Royal, Jr.",
-        ],
-    );
+    openssl_root(d, "ca", "/C=US/O=Access/CN=Identity CA", "30");
+    let subject = "/C=US/O=Access/OU=Access Admins/OU=Ops/CN=James Royal, Jr.";
+    openssl_key_and_request_for(d, "c", subject);
     write(
         d,
         "c.ext",
         "extendedKeyUsage=clientAuth\nsubjectAltName=DNS:james.example.com,IP:10.1.2.3,IP:::1,URI:spiffe://example.org/james,email:james@example.com\n",
     );
-    openssl(
-        d,
-        &[
-            "x509",
-            "-req",
-            "-days",
-            "30",
-            "-sha256",
-            "-in",
-            "c.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-set_serial",
-            "0x00ab12cd",
-            "-extfile",
-            "c.ext",
-            "-out",
-            "c.crt",
-        ],
-    );
+    let extensions = ["-extfile", "c.ext"];
+    openssl_x509_sign(d, "c.csr", "ca", "c.crt", "30", "0x00ab12cd", &extensions);
     let leaf = read_cert(&d.join("c.crt"));
     let ca = read_cert(&d.join("ca.crt"));
     let identity = ClientIdentity::from_chain(&[leaf.clone(), ca.clone()]).unwrap();

@@ -5,7 +5,7 @@ mod support;
 
 use std::sync::Arc;
 
-use moat_trust::{CaBundle, ClientVerifier, RefusalReason};
+use moat_trust::{ClientVerifier, RefusalReason};
 use rcgen::ExtendedKeyUsagePurpose;
 use rustls::AlertDescription;
 use rustls::version::{TLS12, TLS13};
@@ -14,11 +14,7 @@ use support::*;
 use time::{Duration, OffsetDateTime};
 
 fn verifier_for(ca: &Ca) -> Arc<ClientVerifier> {
-    let dir = tempfile::tempdir().unwrap();
-    let path = write(dir.path(), "ca.pem", &ca.pem);
-    ClientVerifier::builder(CaBundle::from_files(&[path]).unwrap())
-        .build()
-        .unwrap()
+    ClientVerifier::builder(bundle_of(ca)).build().unwrap()
 }
 
 fn assert_refused(
@@ -34,29 +30,41 @@ fn assert_refused(
         }
         None => client_config(None),
     };
+    // Bad signatures share bad_certificate with malformed certificates on the wire.
+    let expected = if reason == RefusalReason::BadSignature {
+        RefusalReason::Malformed
+    } else {
+        reason
+    };
     for version in [&TLS13, &TLS12] {
         let server = server_config(verifier_for(ca), &[version]);
         let outcome = handshake(server, client.clone());
-        assert!(!outcome.accepted, "{version:?}: handshake was accepted");
-        match &outcome.client {
-            Err(rustls::Error::AlertReceived(received)) => {
-                assert_eq!(*received, alert, "{version:?}: client got the wrong alert")
-            }
-            other => panic!("{version:?}: client should have received {alert:?}, got {other:?}"),
-        }
-        let server_error = outcome
-            .server
-            .as_ref()
-            .expect_err("server should have failed");
-        let read_back = RefusalReason::from_tls_error(server_error);
-        // Bad signatures share bad_certificate with malformed certificates on the wire.
-        let expected = if reason == RefusalReason::BadSignature {
-            RefusalReason::Malformed
-        } else {
-            reason
-        };
-        assert_eq!(read_back, Some(expected), "{version:?}: {server_error}");
+        assert_refusal(outcome, alert, expected, &format!("{version:?}"));
     }
+}
+
+/// Asserts that a leaf of `ca` made from `spec` (signed directly by the CA) is refused with
+/// `alert` and `reason`.
+fn assert_leaf_refused(ca: &Ca, spec: LeafSpec, alert: AlertDescription, reason: RefusalReason) {
+    assert_refused(ca, Some(&leaf(spec, ca, &[])), alert, reason);
+}
+
+/// A leaf valid from `from` days from now to `to` days from now.
+fn dated(from: i64, to: i64) -> LeafSpec {
+    LeafSpec {
+        not_before: OffsetDateTime::now_utc() + Duration::days(from),
+        not_after: OffsetDateTime::now_utc() + Duration::days(to),
+        ..LeafSpec::default()
+    }
+}
+
+/// Asserts that `leaf` of the CA `ca` is accepted with TLS 1.3.
+fn assert_accepted_tls13(ca: &Ca, leaf: &Leaf) {
+    let outcome = handshake(
+        server_config(verifier_for(ca), &[&TLS13]),
+        client_config(Some(leaf.credentials())),
+    );
+    assert!(outcome.accepted, "{outcome:?}");
 }
 
 #[test]
@@ -99,19 +107,9 @@ fn client_of_foreign_ca_is_refused_with_unknown_ca() {
 
 #[test]
 fn expired_client_is_refused_with_certificate_expired() {
-    let ca = root_ca("Expiry CA");
-    let leaf = leaf(
-        LeafSpec {
-            not_before: OffsetDateTime::now_utc() - Duration::days(10),
-            not_after: OffsetDateTime::now_utc() - Duration::days(1),
-            ..LeafSpec::default()
-        },
-        &ca,
-        &[],
-    );
-    assert_refused(
-        &ca,
-        Some(&leaf),
+    assert_leaf_refused(
+        &root_ca("Expiry CA"),
+        dated(-10, -1),
         AlertDescription::CertificateExpired,
         RefusalReason::Expired,
     );
@@ -119,19 +117,9 @@ fn expired_client_is_refused_with_certificate_expired() {
 
 #[test]
 fn not_yet_valid_client_is_refused_with_certificate_expired() {
-    let ca = root_ca("Future CA");
-    let leaf = leaf(
-        LeafSpec {
-            not_before: OffsetDateTime::now_utc() + Duration::days(1),
-            not_after: OffsetDateTime::now_utc() + Duration::days(10),
-            ..LeafSpec::default()
-        },
-        &ca,
-        &[],
-    );
-    assert_refused(
-        &ca,
-        Some(&leaf),
+    assert_leaf_refused(
+        &root_ca("Future CA"),
+        dated(1, 10),
         AlertDescription::CertificateExpired,
         RefusalReason::NotYetValid,
     );
@@ -155,18 +143,13 @@ fn client_with_tampered_signature_is_refused_with_bad_certificate() {
 
 #[test]
 fn client_with_server_only_eku_is_refused_with_unsupported_certificate() {
-    let ca = root_ca("Usage CA");
-    let leaf = leaf(
-        LeafSpec {
-            extended_key_usages: vec![ExtendedKeyUsagePurpose::ServerAuth],
-            ..LeafSpec::default()
-        },
-        &ca,
-        &[],
-    );
-    assert_refused(
-        &ca,
-        Some(&leaf),
+    let server_only = LeafSpec {
+        extended_key_usages: vec![ExtendedKeyUsagePurpose::ServerAuth],
+        ..LeafSpec::default()
+    };
+    assert_leaf_refused(
+        &root_ca("Usage CA"),
+        server_only,
         AlertDescription::UnsupportedCertificate,
         RefusalReason::WrongUsage,
     );
@@ -175,19 +158,11 @@ fn client_with_server_only_eku_is_refused_with_unsupported_certificate() {
 #[test]
 fn client_without_eku_is_accepted() {
     let ca = root_ca("No EKU CA");
-    let leaf = leaf(
-        LeafSpec {
-            extended_key_usages: vec![],
-            ..LeafSpec::default()
-        },
-        &ca,
-        &[],
-    );
-    let outcome = handshake(
-        server_config(verifier_for(&ca), &[&TLS13]),
-        client_config(Some(leaf.credentials())),
-    );
-    assert!(outcome.accepted, "{outcome:?}");
+    let no_eku = LeafSpec {
+        extended_key_usages: vec![],
+        ..LeafSpec::default()
+    };
+    assert_accepted_tls13(&ca, &leaf(no_eku, &ca, &[]));
 }
 
 #[test]
@@ -208,11 +183,7 @@ fn client_chaining_through_an_intermediate_is_accepted() {
     let root = root_ca("Chain Root");
     let intermediate = intermediate_ca("Chain Intermediate", &root, 500);
     let leaf = leaf(LeafSpec::default(), &intermediate, &[&intermediate]);
-    let outcome = handshake(
-        server_config(verifier_for(&root), &[&TLS13]),
-        client_config(Some(leaf.credentials())),
-    );
-    assert!(outcome.accepted, "{outcome:?}");
+    assert_accepted_tls13(&root, &leaf);
 }
 
 #[test]

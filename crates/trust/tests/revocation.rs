@@ -21,13 +21,7 @@ fn verifier(ca_files: &[PathBuf], crl_files: &[PathBuf]) -> Arc<ClientVerifier> 
         .unwrap()
 }
 
-fn assert_accepted(
-    verifier: &Arc<ClientVerifier>,
-    credentials: (
-        Vec<rustls::pki_types::CertificateDer<'static>>,
-        rustls::pki_types::PrivateKeyDer<'static>,
-    ),
-) {
+fn assert_accepted(verifier: &Arc<ClientVerifier>, credentials: Credentials) {
     let client = client_config(Some(credentials));
     for version in [&TLS13, &TLS12] {
         let outcome = handshake(server_config(verifier.clone(), &[version]), client.clone());
@@ -35,58 +29,58 @@ fn assert_accepted(
     }
 }
 
-fn assert_revoked(
-    verifier: &Arc<ClientVerifier>,
-    credentials: (
-        Vec<rustls::pki_types::CertificateDer<'static>>,
-        rustls::pki_types::PrivateKeyDer<'static>,
-    ),
-) {
+fn assert_revoked(verifier: &Arc<ClientVerifier>, credentials: Credentials) {
     let client = client_config(Some(credentials));
     for version in [&TLS13, &TLS12] {
         let outcome = handshake(server_config(verifier.clone(), &[version]), client.clone());
-        assert!(!outcome.accepted, "{version:?}: accepted");
-        assert!(
-            matches!(
-                outcome.client,
-                Err(rustls::Error::AlertReceived(
-                    AlertDescription::CertificateRevoked
-                ))
-            ),
-            "{version:?}: {outcome:?}"
-        );
-        let server_error = outcome.server.unwrap_err();
-        assert_eq!(
-            RefusalReason::from_tls_error(&server_error),
-            Some(RefusalReason::Revoked)
+        let context = format!("{version:?}");
+        assert_refusal(
+            outcome,
+            AlertDescription::CertificateRevoked,
+            RefusalReason::Revoked,
+            &context,
         );
     }
 }
 
+/// With `ca` and its CRL `crl_file` (`contents`) configured, the client of `ca` with serial
+/// `revoked` is refused as revoked and the one with serial `good` accepted.
+fn assert_crl_revokes(
+    ca: &Ca,
+    crl_file: &str,
+    contents: impl AsRef<[u8]>,
+    revoked: u64,
+    good: u64,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let ca_path = write(dir.path(), "ca.pem", &ca.pem);
+    let crl_path = write(dir.path(), crl_file, contents);
+    let verifier = verifier(&[ca_path], &[crl_path]);
+    assert_revoked(&verifier, client(ca, revoked).credentials());
+    assert_accepted(&verifier, client(ca, good).credentials());
+}
+
+/// Loads the CRL `crl_file` (`contents`) against `ca` alone, which must fail; returns the CRL's
+/// path and the error.
+fn crl_error(ca: &Ca, crl_file: &str, contents: impl AsRef<[u8]>) -> (PathBuf, TrustError) {
+    let dir = tempfile::tempdir().unwrap();
+    let ca_path = write(dir.path(), "ca.pem", &ca.pem);
+    let crl_path = write(dir.path(), crl_file, contents);
+    let cas = CaBundle::from_files(&[ca_path]).unwrap();
+    let error = RevocationLists::from_files(std::slice::from_ref(&crl_path), &cas).unwrap_err();
+    (crl_path, error)
+}
+
 #[test]
 fn leaf_revoked_by_pem_crl_is_refused_with_certificate_revoked() {
-    let dir = tempfile::tempdir().unwrap();
     let ca = root_ca("PEM CRL CA");
-    let revoked = client(&ca, 41);
-    let good = client(&ca, 42);
-    let ca_path = write(dir.path(), "ca.pem", &ca.pem);
-    let crl_path = write(dir.path(), "ca.crl.pem", crl(&ca, &[41]).pem);
-    let verifier = verifier(&[ca_path], &[crl_path]);
-    assert_revoked(&verifier, revoked.credentials());
-    assert_accepted(&verifier, good.credentials());
+    assert_crl_revokes(&ca, "ca.crl.pem", crl(&ca, &[41]).pem, 41, 42);
 }
 
 #[test]
 fn leaf_revoked_by_der_crl_is_refused_with_certificate_revoked() {
-    let dir = tempfile::tempdir().unwrap();
     let ca = root_ca("DER CRL CA");
-    let revoked = client(&ca, 51);
-    let good = client(&ca, 52);
-    let ca_path = write(dir.path(), "ca.pem", &ca.pem);
-    let crl_path = write(dir.path(), "ca.crl", crl(&ca, &[51]).der);
-    let verifier = verifier(&[ca_path], &[crl_path]);
-    assert_revoked(&verifier, revoked.credentials());
-    assert_accepted(&verifier, good.credentials());
+    assert_crl_revokes(&ca, "ca.crl", crl(&ca, &[51]).der, 51, 52);
 }
 
 #[test]
@@ -115,10 +109,7 @@ fn client_under_revoked_intermediate_is_refused_with_certificate_revoked() {
 #[test]
 fn client_of_a_ca_without_crl_is_still_accepted() {
     let dir = tempfile::tempdir().unwrap();
-    let with_crl = root_ca("CA With CRL");
-    let without_crl = root_ca("CA Without CRL");
-    let bundle = format!("{}{}", with_crl.pem, without_crl.pem);
-    let ca_path = write(dir.path(), "cas.pem", bundle);
+    let (with_crl, without_crl, ca_path) = two_roots(dir.path(), "CA With CRL", "CA Without CRL");
     let crl_path = write(dir.path(), "a.crl.pem", crl(&with_crl, &[71]).pem);
     let verifier = verifier(&[ca_path], &[crl_path]);
     assert_accepted(&verifier, client(&without_crl, 71).credentials());
@@ -127,13 +118,9 @@ fn client_of_a_ca_without_crl_is_still_accepted() {
 
 #[test]
 fn crl_from_a_foreign_ca_is_a_startup_error_naming_the_file() {
-    let dir = tempfile::tempdir().unwrap();
     let ca = root_ca("Configured CA");
     let foreign = root_ca("Foreign CRL Issuer");
-    let ca_path = write(dir.path(), "ca.pem", &ca.pem);
-    let crl_path = write(dir.path(), "foreign.crl", crl(&foreign, &[1]).der);
-    let cas = CaBundle::from_files(&[ca_path]).unwrap();
-    let error = RevocationLists::from_files(std::slice::from_ref(&crl_path), &cas).unwrap_err();
+    let (crl_path, error) = crl_error(&ca, "foreign.crl", crl(&foreign, &[1]).der);
     assert!(
         matches!(error, TrustError::CrlUnknownIssuer { .. }),
         "{error:?}"
@@ -149,13 +136,9 @@ fn crl_from_a_foreign_ca_is_a_startup_error_naming_the_file() {
 
 #[test]
 fn crl_with_a_signature_from_another_key_is_a_startup_error() {
-    let dir = tempfile::tempdir().unwrap();
     let ca = root_ca("Same Name CA");
     let impostor = root_ca("Same Name CA");
-    let ca_path = write(dir.path(), "ca.pem", &ca.pem);
-    let crl_path = write(dir.path(), "forged.crl.pem", crl(&impostor, &[1]).pem);
-    let cas = CaBundle::from_files(&[ca_path]).unwrap();
-    let error = RevocationLists::from_files(std::slice::from_ref(&crl_path), &cas).unwrap_err();
+    let (crl_path, error) = crl_error(&ca, "forged.crl.pem", crl(&impostor, &[1]).pem);
     assert_eq!(
         error.to_string(),
         format!(
@@ -206,24 +189,7 @@ fn openssl_ca_dir(dir: &Path, with_crlnumber: bool) {
     write(dir, "serial", "1000\n");
     write(dir, "crlnumber", "1000\n");
     std::fs::create_dir(dir.join("newcerts")).unwrap();
-    openssl(dir, &["genrsa", "-out", "ca.key", "2048"]);
-    openssl(
-        dir,
-        &[
-            "req",
-            "-new",
-            "-x509",
-            "-sha256",
-            "-days",
-            "30",
-            "-key",
-            "ca.key",
-            "-out",
-            "ca.crt",
-            "-subj",
-            "/CN=OpenSSL CA Dir",
-        ],
-    );
+    openssl_root(dir, "ca", "/CN=OpenSSL CA Dir", "30");
 }
 
 /// Issues a v3 certificate `name` (and its key) from the `openssl ca` directory with the
@@ -232,34 +198,22 @@ fn openssl_ca_issue(dir: &Path, name: &str, extensions: &str) {
     openssl_key_and_request(dir, name);
     let csr = format!("{name}.csr");
     let crt = format!("{name}.crt");
-    openssl(
-        dir,
-        &[
-            "ca",
-            "-batch",
-            "-config",
-            "openssl.cnf",
-            "-extensions",
-            extensions,
-            "-in",
-            &csr,
-            "-out",
-            &crt,
-        ],
-    );
+    let args = [
+        "ca",
+        "-batch",
+        "-config",
+        "openssl.cnf",
+        "-extensions",
+        extensions,
+    ];
+    openssl(dir, &[&args[..], &["-in", &csr, "-out", &crt]].concat());
 }
 
-fn credentials_of(
-    dir: &Path,
-    name: &str,
-) -> (
-    Vec<rustls::pki_types::CertificateDer<'static>>,
-    rustls::pki_types::PrivateKeyDer<'static>,
-) {
-    (
-        vec![read_cert(&dir.join(format!("{name}.crt")))],
-        read_key(&dir.join(format!("{name}.key"))),
-    )
+/// `openssl ca -revoke CERT`, then `openssl ca -gencrl -out CRL EXTRA...`.
+fn openssl_ca_revoke_and_gencrl(dir: &Path, cert: &str, crl: &str, extra: &[&str]) {
+    openssl(dir, &["ca", "-config", "openssl.cnf", "-revoke", cert]);
+    let gencrl = ["ca", "-config", "openssl.cnf", "-gencrl", "-out", crl];
+    openssl(dir, &[&gencrl[..], extra].concat());
 }
 
 /// An `openssl ca` directory with clients alice (revoked) and bob, and `ca.crl.pem` from
@@ -268,20 +222,7 @@ fn openssl_ca_with_crl(dir: &Path, with_crlnumber: bool, extra: &[&str]) {
     openssl_ca_dir(dir, with_crlnumber);
     openssl_ca_issue(dir, "alice", "client_ext");
     openssl_ca_issue(dir, "bob", "client_ext");
-    openssl(
-        dir,
-        &["ca", "-config", "openssl.cnf", "-revoke", "alice.crt"],
-    );
-    let mut gencrl = vec![
-        "ca",
-        "-config",
-        "openssl.cnf",
-        "-gencrl",
-        "-out",
-        "ca.crl.pem",
-    ];
-    gencrl.extend_from_slice(extra);
-    openssl(dir, &gencrl);
+    openssl_ca_revoke_and_gencrl(dir, "alice.crt", "ca.crl.pem", extra);
     let text = openssl(dir, &["crl", "-in", "ca.crl.pem", "-noout", "-text"]);
     let version = if with_crlnumber {
         "Version 2"
@@ -297,18 +238,16 @@ fn crl_from_openssl_ca_gencrl_is_accepted_and_revokes() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         openssl_ca_with_crl(d, with_crlnumber, &[]);
-        openssl(
-            d,
-            &[
-                "crl",
-                "-in",
-                "ca.crl.pem",
-                "-outform",
-                "DER",
-                "-out",
-                "ca.crl.der",
-            ],
-        );
+        let to_der = [
+            "crl",
+            "-in",
+            "ca.crl.pem",
+            "-outform",
+            "DER",
+            "-out",
+            "ca.crl.der",
+        ];
+        openssl(d, &to_der);
         for crl_file in ["ca.crl.pem", "ca.crl.der"] {
             let verifier = verifier(&[d.join("ca.crt")], &[d.join(crl_file)]);
             assert_revoked(&verifier, credentials_of(d, "alice"));
@@ -328,43 +267,10 @@ fn version_1_crl_of_the_root_revokes_an_intermediate_of_a_v3_chain() {
         write(d, "leaf.ext", "extendedKeyUsage = clientAuth\n");
         let leaf = format!("{name}-leaf");
         openssl_key_and_request(d, &leaf);
-        openssl(
-            d,
-            &[
-                "x509",
-                "-req",
-                "-days",
-                "10",
-                "-in",
-                &format!("{leaf}.csr"),
-                "-CA",
-                &format!("{name}.crt"),
-                "-CAkey",
-                &format!("{name}.key"),
-                "-set_serial",
-                "0x77",
-                "-extfile",
-                "leaf.ext",
-                "-out",
-                &format!("{leaf}.crt"),
-            ],
-        );
+        let (csr, crt) = (format!("{leaf}.csr"), format!("{leaf}.crt"));
+        openssl_x509_sign(d, &csr, name, &crt, "10", "0x77", &["-extfile", "leaf.ext"]);
     }
-    openssl(
-        d,
-        &["ca", "-config", "openssl.cnf", "-revoke", "bad-issuing.crt"],
-    );
-    openssl(
-        d,
-        &[
-            "ca",
-            "-config",
-            "openssl.cnf",
-            "-gencrl",
-            "-out",
-            "root.crl",
-        ],
-    );
+    openssl_ca_revoke_and_gencrl(d, "bad-issuing.crt", "root.crl", &[]);
     let text = openssl(d, &["crl", "-in", "root.crl", "-noout", "-text"]);
     assert!(text.contains("Version 1"), "{text}");
     let verifier = verifier(&[d.join("ca.crt")], &[d.join("root.crl")]);
@@ -493,9 +399,7 @@ fn crl_from_cfssl_gencrl_is_accepted_and_revokes() {
 #[test]
 fn one_pem_file_may_hold_the_crls_of_several_cas() {
     let dir = tempfile::tempdir().unwrap();
-    let one = root_ca("Multi CRL One");
-    let two = root_ca("Multi CRL Two");
-    let ca_path = write(dir.path(), "cas.pem", format!("{}{}", one.pem, two.pem));
+    let (one, two, ca_path) = two_roots(dir.path(), "Multi CRL One", "Multi CRL Two");
     let crl_path = write(
         dir.path(),
         "all.crl.pem",
@@ -512,7 +416,6 @@ fn one_pem_file_may_hold_the_crls_of_several_cas() {
 
 #[test]
 fn a_crl_past_its_next_update_still_revokes() {
-    let dir = tempfile::tempdir().unwrap();
     let ca = root_ca("Stale CRL CA");
     let now = time::OffsetDateTime::now_utc();
     let stale = crl_dated(
@@ -521,16 +424,11 @@ fn a_crl_past_its_next_update_still_revokes() {
         now - time::Duration::days(10),
         now - time::Duration::days(3),
     );
-    let ca_path = write(dir.path(), "ca.pem", &ca.pem);
-    let crl_path = write(dir.path(), "stale.crl", stale.der);
-    let verifier = verifier(&[ca_path], &[crl_path]);
-    assert_revoked(&verifier, client(&ca, 91).credentials());
-    assert_accepted(&verifier, client(&ca, 92).credentials());
+    assert_crl_revokes(&ca, "stale.crl", stale.der, 91, 92);
 }
 
 #[test]
 fn a_crl_from_a_ca_whose_key_usage_lacks_crl_sign_is_a_startup_error() {
-    let dir = tempfile::tempdir().unwrap();
     let key = rcgen::KeyPair::generate().unwrap();
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     params
@@ -546,10 +444,7 @@ fn a_crl_from_a_ca_whose_key_usage_lacks_crl_sign_is_a_startup_error() {
         pem: cert.pem(),
         issuer: rcgen::Issuer::new(params, key),
     };
-    let ca_path = write(dir.path(), "ca.pem", &signer.pem);
-    let crl_path = write(dir.path(), "ca.crl", crl(&signer, &[1]).der);
-    let cas = CaBundle::from_files(&[ca_path]).unwrap();
-    let error = RevocationLists::from_files(std::slice::from_ref(&crl_path), &cas).unwrap_err();
+    let (crl_path, error) = crl_error(&signer, "ca.crl", crl(&signer, &[1]).der);
     assert_eq!(
         error.to_string(),
         format!(

@@ -3,7 +3,7 @@
 
 mod support;
 
-use moat_trust::{CaBundle, ClientVerifier, RefusalReason};
+use moat_trust::{ClientVerifier, RefusalReason};
 use rustls::AlertDescription;
 use rustls::server::danger::ClientCertVerifier;
 use rustls::version::{TLS12, TLS13};
@@ -11,10 +11,8 @@ use support::*;
 
 #[test]
 fn request_strategy_lets_a_certificateless_client_in_but_refuses_a_bad_certificate() {
-    let dir = tempfile::tempdir().unwrap();
     let ca = root_ca("Optional CA");
-    let path = write(dir.path(), "ca.pem", &ca.pem);
-    let verifier = ClientVerifier::builder(CaBundle::from_files(&[path]).unwrap())
+    let verifier = ClientVerifier::builder(bundle_of(&ca))
         .allow_unauthenticated()
         .build()
         .unwrap();
@@ -38,43 +36,23 @@ fn request_strategy_lets_a_certificateless_client_in_but_refuses_a_bad_certifica
             server_config(verifier.clone(), &[version]),
             client_config(Some(foreign.credentials())),
         );
-        assert!(
-            matches!(
-                refused.client,
-                Err(rustls::Error::AlertReceived(AlertDescription::UnknownCA))
-            ),
-            "{version:?}: {refused:?}"
-        );
-        assert_eq!(
-            RefusalReason::from_tls_error(&refused.server.unwrap_err()),
-            Some(RefusalReason::UnknownCa)
-        );
+        let context = format!("{version:?}");
+        let (alert, reason) = (AlertDescription::UnknownCA, RefusalReason::UnknownCa);
+        assert_refusal(refused, alert, reason, &context);
     }
 }
 
 #[test]
 fn default_strategy_requires_a_certificate() {
-    let dir = tempfile::tempdir().unwrap();
     let ca = root_ca("Mandatory CA");
-    let path = write(dir.path(), "ca.pem", &ca.pem);
-    let verifier = ClientVerifier::builder(CaBundle::from_files(&[path]).unwrap())
-        .build()
-        .unwrap();
+    let verifier = ClientVerifier::builder(bundle_of(&ca)).build().unwrap();
     assert!(verifier.client_auth_mandatory());
     let outcome = handshake(server_config(verifier, &[&TLS12]), client_config(None));
-    assert!(
-        matches!(
-            outcome.client,
-            Err(rustls::Error::AlertReceived(
-                AlertDescription::CertificateRequired
-            ))
-        ),
-        "{outcome:?}"
-    );
-    let error = outcome.server.unwrap_err();
-    assert_eq!(
-        RefusalReason::from_tls_error(&error),
-        Some(RefusalReason::NoCertificate)
+    let error = assert_refusal(
+        outcome,
+        AlertDescription::CertificateRequired,
+        RefusalReason::NoCertificate,
+        "no certificate",
     );
     let io_error = std::io::Error::new(std::io::ErrorKind::InvalidData, error);
     assert_eq!(

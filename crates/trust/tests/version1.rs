@@ -24,30 +24,31 @@ fn verifier(dir: &Path, crl: Option<&str>) -> Arc<ClientVerifier> {
     builder.build().unwrap()
 }
 
-fn credentials(
-    dir: &Path,
-    name: &str,
-) -> (
-    Vec<rustls::pki_types::CertificateDer<'static>>,
-    rustls::pki_types::PrivateKeyDer<'static>,
-) {
-    (
-        vec![read_cert(&dir.join(format!("{name}.crt")))],
-        read_key(&dir.join(format!("{name}.key"))),
-    )
-}
-
 fn outcome(
     verifier: &Arc<ClientVerifier>,
     dir: &Path,
     name: &str,
     version: &'static rustls::SupportedProtocolVersion,
 ) -> Outcome {
-    let (chain, key) = credentials(dir, name);
+    let (chain, key) = credentials_of(dir, name);
     handshake(
         server_config(verifier.clone(), &[version]),
         client_config_sending_raw_chain(chain, key),
     )
+}
+
+/// The ngrok guide's CA `trusted` (with a client "friend") in one directory, configured in the
+/// verifier; another openssl CA `other` with the v1 client `name` in a second directory.
+fn trusted_and_other(
+    trusted: &str,
+    other: &str,
+    name: &str,
+) -> (tempfile::TempDir, tempfile::TempDir, Arc<ClientVerifier>) {
+    let (trusted_dir, other_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    openssl_v1_client(trusted_dir.path(), trusted, "friend");
+    openssl_v1_client(other_dir.path(), other, name);
+    let verifier = verifier(trusted_dir.path(), None);
+    (trusted_dir, other_dir, verifier)
 }
 
 #[test]
@@ -66,7 +67,7 @@ fn ngrok_guide_version_1_client_is_accepted_with_tls12_and_tls13() {
         assert!(outcome.accepted, "{version:?}: {outcome:?}");
         outcome.server.unwrap();
     }
-    let identity = ClientIdentity::from_chain(&credentials(d, "ngrokclient").0).unwrap();
+    let identity = ClientIdentity::from_chain(&credentials_of(d, "ngrokclient").0).unwrap();
     assert_eq!(identity.version, 1);
     assert_eq!(identity.common_name.as_deref(), Some("ngrokclient"));
     assert_eq!(identity.issuer, "CN=ngrok guide CA");
@@ -107,19 +108,9 @@ fn version_1_client_listed_in_a_crl_is_refused_with_certificate_revoked() {
     let verifier = verifier(d, Some("ca.crl.pem"));
     for version in [&TLS13, &TLS12] {
         let refused = outcome(&verifier, d, "revoked", version);
-        assert!(
-            matches!(
-                refused.client,
-                Err(rustls::Error::AlertReceived(
-                    AlertDescription::CertificateRevoked
-                ))
-            ),
-            "{version:?}: {refused:?}"
-        );
-        assert_eq!(
-            RefusalReason::from_tls_error(&refused.server.unwrap_err()),
-            Some(RefusalReason::Revoked)
-        );
+        let context = format!("{version:?}");
+        let (alert, reason) = (AlertDescription::CertificateRevoked, RefusalReason::Revoked);
+        assert_refusal(refused, alert, reason, &context);
         let kept = outcome(&verifier, d, "kept", version);
         assert!(kept.accepted, "{version:?}: {kept:?}");
     }
@@ -127,42 +118,19 @@ fn version_1_client_listed_in_a_crl_is_refused_with_certificate_revoked() {
 
 #[test]
 fn version_1_client_of_a_foreign_ca_is_refused_with_unknown_ca() {
-    let trusted = tempfile::tempdir().unwrap();
-    let foreign = tempfile::tempdir().unwrap();
-    openssl_v1_client(trusted.path(), "/CN=Trusted v1 CA", "friend");
-    openssl_v1_client(foreign.path(), "/CN=Foreign v1 CA", "stranger");
-    let verifier = verifier(trusted.path(), None);
+    let (_trusted, foreign, verifier) =
+        trusted_and_other("/CN=Trusted v1 CA", "/CN=Foreign v1 CA", "stranger");
     let outcome = outcome(&verifier, foreign.path(), "stranger", &TLS13);
-    assert!(
-        matches!(
-            outcome.client,
-            Err(rustls::Error::AlertReceived(AlertDescription::UnknownCA))
-        ),
-        "{outcome:?}"
-    );
+    assert_client_alert(&outcome, AlertDescription::UnknownCA, "stranger");
 }
 
 #[test]
 fn version_1_client_signed_by_an_impostor_with_the_ca_name_is_refused_with_bad_certificate() {
-    let trusted = tempfile::tempdir().unwrap();
-    let impostor = tempfile::tempdir().unwrap();
-    openssl_v1_client(trusted.path(), "/CN=Shared Name CA", "friend");
-    openssl_v1_client(impostor.path(), "/CN=Shared Name CA", "forger");
-    let verifier = verifier(trusted.path(), None);
+    let (_trusted, impostor, verifier) =
+        trusted_and_other("/CN=Shared Name CA", "/CN=Shared Name CA", "forger");
     let (outcome, events) = capture_logs(|| outcome(&verifier, impostor.path(), "forger", &TLS12));
-    assert!(
-        matches!(
-            outcome.client,
-            Err(rustls::Error::AlertReceived(
-                AlertDescription::BadCertificate
-            ))
-        ),
-        "{outcome:?}"
-    );
-    let warning = events
-        .iter()
-        .find(|e| e["level"] == "WARN")
-        .expect("a warning");
+    assert_client_alert(&outcome, AlertDescription::BadCertificate, "forger");
+    let warning = first_warning(&events);
     assert_eq!(warning["fields"]["reason"], "bad_signature");
     assert_eq!(warning["fields"]["subject"], "CN=forger");
 }
@@ -173,124 +141,32 @@ fn expired_version_1_client_is_refused_with_certificate_expired() {
     let d = dir.path();
     openssl_v1_client(d, "/CN=v1 Expiry CA", "current");
     // `-days -1` makes a certificate whose notAfter is a day before now.
-    openssl(
-        d,
-        &[
-            "req",
-            "-new",
-            "-key",
-            "current.key",
-            "-out",
-            "old.csr",
-            "-subj",
-            "/CN=old",
-        ],
-    );
-    openssl(
-        d,
-        &[
-            "x509",
-            "-req",
-            "-days",
-            "-1",
-            "-sha256",
-            "-in",
-            "old.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-set_serial",
-            "0x0102",
-            "-out",
-            "old.crt",
-        ],
-    );
+    openssl_request(d, "current.key", "old.csr", "/CN=old");
+    openssl_x509_sign(d, "old.csr", "ca", "old.crt", "-1", "0x0102", &[]);
     std::fs::copy(d.join("current.key"), d.join("old.key")).unwrap();
     let verifier = verifier(d, None);
     let outcome = outcome(&verifier, d, "old", &TLS13);
-    assert!(
-        matches!(
-            outcome.client,
-            Err(rustls::Error::AlertReceived(
-                AlertDescription::CertificateExpired
-            ))
-        ),
-        "{outcome:?}"
-    );
-    assert_eq!(
-        RefusalReason::from_tls_error(&outcome.server.unwrap_err()),
-        Some(RefusalReason::Expired)
-    );
+    let (alert, reason) = (AlertDescription::CertificateExpired, RefusalReason::Expired);
+    assert_refusal(outcome, alert, reason, "old");
 }
 
 #[test]
 fn version_1_client_signed_by_an_intermediate_is_refused_with_unknown_ca_and_a_clear_log_line() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    openssl(d, &["genrsa", "-out", "ca.key", "2048"]);
-    openssl(
-        d,
-        &[
-            "req",
-            "-new",
-            "-x509",
-            "-sha256",
-            "-days",
-            "30",
-            "-key",
-            "ca.key",
-            "-out",
-            "ca.crt",
-            "-subj",
-            "/CN=v1 Root",
-        ],
-    );
+    openssl_root(d, "ca", "/CN=v1 Root", "30");
     // An intermediate CA (v3, cA=true) made by the root.
-    openssl(d, &["genrsa", "-out", "mid.key", "2048"]);
-    openssl(
-        d,
-        &[
-            "req",
-            "-new",
-            "-key",
-            "mid.key",
-            "-out",
-            "mid.csr",
-            "-subj",
-            "/CN=v1 Intermediate",
-        ],
-    );
+    openssl_key_and_request_for(d, "mid", "/CN=v1 Intermediate");
     write(
         d,
         "mid.ext",
         "basicConstraints=critical,CA:TRUE\nkeyUsage=keyCertSign,cRLSign\n",
     );
-    openssl(
-        d,
-        &[
-            "x509",
-            "-req",
-            "-days",
-            "30",
-            "-sha256",
-            "-in",
-            "mid.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-set_serial",
-            "0x77",
-            "-extfile",
-            "mid.ext",
-            "-out",
-            "mid.crt",
-        ],
-    );
+    let extensions = ["-extfile", "mid.ext"];
+    openssl_x509_sign(d, "mid.csr", "ca", "mid.crt", "30", "0x77", &extensions);
     openssl_v1_leaf(d, "mid", "deep");
     let verifier = verifier(d, None);
-    let mut chain = credentials(d, "deep");
+    let mut chain = credentials_of(d, "deep");
     chain.0.push(read_cert(&d.join("mid.crt")));
     let (outcome, events) = capture_logs(|| {
         handshake(
@@ -298,17 +174,8 @@ fn version_1_client_signed_by_an_intermediate_is_refused_with_unknown_ca_and_a_c
             client_config_sending_raw_chain(chain.0, chain.1),
         )
     });
-    assert!(
-        matches!(
-            outcome.client,
-            Err(rustls::Error::AlertReceived(AlertDescription::UnknownCA))
-        ),
-        "{outcome:?}"
-    );
-    let warning = events
-        .iter()
-        .find(|e| e["level"] == "WARN")
-        .expect("a warning");
+    assert_client_alert(&outcome, AlertDescription::UnknownCA, "deep");
+    let warning = first_warning(&events);
     assert_eq!(warning["fields"]["reason"], "unknown_ca");
     let detail = warning["fields"]["detail"].as_str().unwrap();
     assert!(

@@ -9,6 +9,7 @@ use std::path::Path;
 use gateway_support::{
     ClientOptions, Moat, TestCa, Usage, client_config, connect_from, curl, moat_output,
     rustls_exchange_over, rustls_request, start_echo_upstream, start_http_upstream, write_pair,
+    write_server_pki,
 };
 use rustls::AlertDescription;
 
@@ -36,17 +37,22 @@ action = "allow"
 include = [{ valid_certificate = true }]
 "#;
 
+/// `moat verify` with the CA, CRL and policy of [`setup`].
+const VERIFY_SETUP: [&str; 7] = [
+    "verify",
+    "--mutual-tls-cas",
+    "cas.pem",
+    "--crl",
+    "cas.crl",
+    "--policy",
+    "policy.toml",
+];
+
 /// A server certificate for localhost (`server.crt`, trusted via `server-ca.pem`), a client CA
 /// (`cas.pem`) with clients ops-alice, dev-bob, service-a and revoked-rita (revoked by
 /// `cas.crl`), and `policy.toml`.
 fn setup(dir: &Path) {
-    let server_ca = TestCa::new("Policy Test Server CA");
-    std::fs::write(dir.join("server-ca.pem"), &server_ca.pem).unwrap();
-    write_pair(
-        dir,
-        "server",
-        &server_ca.leaf("localhost", Usage::Server, 1),
-    );
+    write_server_pki(dir, "Policy Test Server CA", "server-ca.pem", 1);
     let clients = TestCa::new("Policy Test Clients CA");
     std::fs::write(dir.join("cas.pem"), &clients.pem).unwrap();
     for (serial, name) in [
@@ -174,17 +180,7 @@ fn http_rules_decide_per_request_and_verify_agrees() {
         );
 
         // moat verify reaches the same verdict from the same files.
-        let mut args = vec![
-            "verify",
-            "--mutual-tls-cas",
-            "cas.pem",
-            "--crl",
-            "cas.crl",
-            "--policy",
-            "policy.toml",
-            "--path",
-            path,
-        ];
+        let mut args = [&VERIFY_SETUP[..], &["--path", path]].concat();
         let cert = client.map(|name| format!("{name}.crt"));
         if let Some(cert) = &cert {
             args.extend(["--cert", cert]);
@@ -224,15 +220,7 @@ fn verify_prints_each_step_and_the_deciding_rule() {
     let scratch = tempfile::tempdir().unwrap();
     let dir = scratch.path();
     setup(dir);
-    let base = [
-        "verify",
-        "--mutual-tls-cas",
-        "cas.pem",
-        "--crl",
-        "cas.crl",
-        "--policy",
-        "policy.toml",
-    ];
+    let base = VERIFY_SETUP;
 
     let mut args = base.to_vec();
     args.extend(["--cert", "dev-bob.crt", "--path", "/admin/x"]);
@@ -278,7 +266,9 @@ fn verify_prints_each_step_and_the_deciding_rule() {
 
 /// `setup`, then `moat tls` (echoing upstream) with `tls-policy.toml` holding one allow rule
 /// `name` whose tests are `tests` (TOML lines).
-fn serve_tls_rule(dir: &Path, name: &str, tests: &str) -> Moat {
+fn serve_tls_rule(name: &str, tests: &str) -> (tempfile::TempDir, Moat) {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path();
     setup(dir);
     std::fs::write(
         dir.join("tls-policy.toml"),
@@ -286,18 +276,17 @@ fn serve_tls_rule(dir: &Path, name: &str, tests: &str) -> Moat {
     )
     .unwrap();
     let echo = start_echo_upstream().to_string();
-    Moat::serve_mtls(dir, "tls", &echo, &["--policy", "tls-policy.toml"])
+    let moat = Moat::serve_mtls(dir, "tls", &echo, &["--policy", "tls-policy.toml"]);
+    (scratch, moat)
 }
 
 #[test]
 fn tls_rules_refuse_the_handshake_with_access_denied() {
-    let scratch = tempfile::tempdir().unwrap();
-    let dir = scratch.path();
-    let moat = serve_tls_rule(
-        dir,
+    let (scratch, moat) = serve_tls_rule(
         "service-a-only",
         "expressions = [\"conn.tls.client.subject.common_name == 'service-a'\"]",
     );
+    let dir = scratch.path();
     let send = |client: &str, tls12_only: bool| {
         let cert = dir.join(format!("{client}.crt"));
         let key = dir.join(format!("{client}.key"));
@@ -358,13 +347,8 @@ fn ping_from(
 
 #[test]
 fn a_tls_session_cannot_resume_past_a_rule_on_the_client_address() {
-    let scratch = tempfile::tempdir().unwrap();
+    let (scratch, moat) = serve_tls_rule("local-only", "require = [{ source_ip = \"127.0.0.1\" }]");
     let dir = scratch.path();
-    let moat = serve_tls_rule(
-        dir,
-        "local-only",
-        "require = [{ source_ip = \"127.0.0.1\" }]",
-    );
     moat.wait_for_log("session resumption is off: the access rules read the client's address");
     let (allowed, denied) = ([127, 0, 0, 1], [127, 0, 0, 2]);
     let echoed = rustls::Error::General("ping\n".to_owned());
@@ -408,13 +392,11 @@ fn a_tls_session_cannot_resume_past_a_rule_on_the_client_address() {
 
 #[test]
 fn a_tls_session_resumes_when_the_rules_read_only_the_certificate() {
-    let scratch = tempfile::tempdir().unwrap();
-    let dir = scratch.path();
-    let moat = serve_tls_rule(
-        dir,
+    let (scratch, moat) = serve_tls_rule(
         "service-a-only",
         "include = [{ common_name = \"service-a\" }]",
     );
+    let dir = scratch.path();
     let echoed = rustls::Error::General("ping\n".to_owned());
     let local = [127, 0, 0, 1];
     for tls12_only in [false, true] {

@@ -1,9 +1,10 @@
 //! The ngrok mTLS guide (seeds/000) verbatim against `moat http`: an encrypted RSA 4096 CA and an
 //! X.509 v1 client certificate made with its openssl commands, then curl without and with it.
 
+use crate::common::words;
 use crate::gateway_support;
 
-use gateway_support::{Moat, TestCa, Usage, curl, openssl, start_http_upstream, write_pair};
+use gateway_support::{Moat, curl, openssl, start_http_upstream, write_server_pki};
 
 const PASS: &str = "pass:guide-passphrase";
 
@@ -52,13 +53,7 @@ fn ngrok_guide_client_certificate_gets_through_and_curl_without_one_fails() {
     std::fs::write(dir.join("client-cert-and-key.pem"), combined).unwrap();
 
     // The server certificate comes from a separate CA the clients trust.
-    let server_ca = TestCa::new("Server CA");
-    std::fs::write(dir.join("server-ca.crt"), &server_ca.pem).unwrap();
-    write_pair(
-        dir,
-        "server",
-        &server_ca.leaf("localhost", Usage::Server, 7),
-    );
+    write_server_pki(dir, "Server CA", "server-ca.crt", 7);
 
     let upstream = start_http_upstream();
     let upstream_port = upstream.port().to_string();
@@ -78,10 +73,13 @@ fn ngrok_guide_client_certificate_gets_through_and_curl_without_one_fails() {
     let url = format!("https://localhost:{}/guide", moat.port());
     let resolve = format!("localhost:{}:127.0.0.1", moat.port());
 
-    let (code, _, stderr) = curl(
-        dir,
-        &["--cacert", "server-ca.crt", "--resolve", &resolve, &url],
-    );
+    // curl to the guide's URL trusting the server CA, with `identity` flags.
+    let curl_as = |identity: &str| {
+        let trust = ["--cacert", "server-ca.crt", "--resolve", &resolve];
+        curl(dir, &[&trust[..], &words(identity), &[&url]].concat())
+    };
+
+    let (code, _, stderr) = curl_as("");
     // 56: failure receiving data — the server's certificate_required alert.
     assert_eq!(code, 56, "curl without a certificate: {stderr}");
     assert!(
@@ -89,35 +87,11 @@ fn ngrok_guide_client_certificate_gets_through_and_curl_without_one_fails() {
         "curl without a certificate: {stderr}"
     );
 
-    let (code, body, stderr) = curl(
-        dir,
-        &[
-            "--cacert",
-            "server-ca.crt",
-            "--resolve",
-            &resolve,
-            "--cert",
-            "ngrokclient.crt",
-            "--key",
-            "ngrokclient.key",
-            &url,
-        ],
-    );
+    let (code, body, stderr) = curl_as("--cert ngrokclient.crt --key ngrokclient.key");
     assert_eq!(code, 0, "curl with the guide's certificate: {stderr}");
     assert_eq!(body, "hello from upstream /guide");
 
-    let (code, body, stderr) = curl(
-        dir,
-        &[
-            "--cacert",
-            "server-ca.crt",
-            "--resolve",
-            &resolve,
-            "--cert",
-            "client-cert-and-key.pem",
-            &url,
-        ],
-    );
+    let (code, body, stderr) = curl_as("--cert client-cert-and-key.pem");
     assert_eq!(code, 0, "curl with the combined PEM: {stderr}");
     assert_eq!(body, "hello from upstream /guide");
 

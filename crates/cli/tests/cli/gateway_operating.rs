@@ -1,6 +1,7 @@
 //! Operating `moat http`: TLS version limits, the local CA when no certificate is given, graceful
 //! shutdown on SIGTERM, handshake timeout, JSON logs, and startup errors that name the fix.
 
+use crate::common::words;
 use crate::gateway_support;
 
 use std::io::{Read, Write};
@@ -9,26 +10,13 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use gateway_support::{
-    ClientOptions, GET_ROOT, Moat, TestCa, Usage, closed_port, curl, moat_output, rustls_request,
-    s_client, start_http_upstream, start_observed_http_upstream, wait_until, write_pair,
+    ClientOptions, GET_ROOT, Moat, client_files, closed_port, curl, gateway_pki_dir, moat_output,
+    rustls_request, s_client, start_http_upstream, start_observed_http_upstream, wait_until,
 };
 use rustls::AlertDescription;
 
-fn pki(dir: &Path) {
-    let server_ca = TestCa::new("Server CA");
-    std::fs::write(dir.join("server-ca.crt"), &server_ca.pem).unwrap();
-    write_pair(
-        dir,
-        "server",
-        &server_ca.leaf("localhost", Usage::Server, 1),
-    );
-    let client_ca = TestCa::new("Client CA");
-    std::fs::write(dir.join("cas.pem"), &client_ca.pem).unwrap();
-    write_pair(
-        dir,
-        "client",
-        &client_ca.leaf("ops-client", Usage::Client, 2),
-    );
+fn pki() -> tempfile::TempDir {
+    gateway_pki_dir("ops-client")
 }
 
 fn start_http(dir: &Path, extra: &[&str]) -> Moat {
@@ -37,21 +25,7 @@ fn start_http(dir: &Path, extra: &[&str]) -> Moat {
 
 /// [`start_http`] in front of a given upstream.
 fn start_http_to(dir: &Path, upstream: std::net::SocketAddr, extra: &[&str]) -> Moat {
-    let upstream = upstream.to_string();
-    let mut args = vec![
-        "http",
-        upstream.as_str(),
-        "--listen",
-        "127.0.0.1:0",
-        "--crt",
-        "server.crt",
-        "--key",
-        "server.key",
-        "--mutual-tls-cas",
-        "cas.pem",
-    ];
-    args.extend_from_slice(extra);
-    Moat::start(dir, &args, 1)
+    Moat::serve_mtls(dir, "http", &upstream.to_string(), extra)
 }
 
 /// A rustls client presenting client.crt, trusting server-ca.crt, sending one GET.
@@ -72,15 +46,10 @@ fn client_options<'a>(
 
 #[test]
 fn tls13_only_endpoint_refuses_a_tls12_client_with_protocol_version() {
-    let scratch = tempfile::tempdir().unwrap();
+    let scratch = pki();
     let dir = scratch.path();
-    pki(dir);
     let moat = start_http(dir, &["--tls-min-version", "1.3"]);
-    let (server_ca, cert, key) = (
-        dir.join("server-ca.crt"),
-        dir.join("client.crt"),
-        dir.join("client.key"),
-    );
+    let (server_ca, cert, key) = client_files(dir);
     let mut options = client_options(&server_ca, &cert, &key, true);
     assert_eq!(
         rustls_request(moat.port(), &options),
@@ -111,15 +80,10 @@ fn tls13_only_endpoint_refuses_a_tls12_client_with_protocol_version() {
 
 #[test]
 fn default_endpoint_still_serves_tls12_clients() {
-    let scratch = tempfile::tempdir().unwrap();
+    let scratch = pki();
     let dir = scratch.path();
-    pki(dir);
     let moat = start_http(dir, &[]);
-    let (server_ca, cert, key) = (
-        dir.join("server-ca.crt"),
-        dir.join("client.crt"),
-        dir.join("client.key"),
-    );
+    let (server_ca, cert, key) = client_files(dir);
     let options = client_options(&server_ca, &cert, &key, true);
     let response = rustls_request(moat.port(), &options).unwrap();
     assert!(response.ends_with("hello from upstream /"), "{response}");
@@ -128,9 +92,8 @@ fn default_endpoint_still_serves_tls12_clients() {
 
 #[test]
 fn without_crt_moat_issues_a_certificate_from_its_local_ca_and_prints_its_path() {
-    let scratch = tempfile::tempdir().unwrap();
+    let scratch = pki();
     let dir = scratch.path();
-    pki(dir);
     let upstream = start_http_upstream().to_string();
     let moat = Moat::serve(dir, "http", &upstream, &["--mutual-tls-cas", "cas.pem"]);
     let ca_path = dir.join("home/local-ca/ca.crt");
@@ -167,9 +130,8 @@ fn without_crt_moat_issues_a_certificate_from_its_local_ca_and_prints_its_path()
 
 #[test]
 fn sigterm_lets_an_in_flight_request_finish_then_exits() {
-    let scratch = tempfile::tempdir().unwrap();
+    let scratch = pki();
     let dir = scratch.path();
-    pki(dir);
     let (upstream, upstream_requests) = start_observed_http_upstream();
     let mut moat = start_http_to(dir, upstream, &["--log-format", "json"]);
     let port = moat.port();
@@ -222,9 +184,8 @@ fn sigterm_lets_an_in_flight_request_finish_then_exits() {
 
 #[test]
 fn sigint_stops_an_idle_gateway_promptly() {
-    let scratch = tempfile::tempdir().unwrap();
+    let scratch = pki();
     let dir = scratch.path();
-    pki(dir);
     let mut moat = start_http(dir, &[]);
     moat.signal("INT");
     let status = moat.wait_exit(Duration::from_secs(5));
@@ -235,9 +196,8 @@ fn sigint_stops_an_idle_gateway_promptly() {
 
 #[test]
 fn a_client_that_never_finishes_the_handshake_is_cut_off() {
-    let scratch = tempfile::tempdir().unwrap();
+    let scratch = pki();
     let dir = scratch.path();
-    pki(dir);
     let moat = start_http(dir, &["--request-header-timeout", "300ms"]);
     let mut silent = std::net::TcpStream::connect(("127.0.0.1", moat.port())).unwrap();
     silent
@@ -258,9 +218,8 @@ fn a_client_that_never_finishes_the_handshake_is_cut_off() {
 
 #[test]
 fn startup_errors_name_the_file_and_the_fix() {
-    let scratch = tempfile::tempdir().unwrap();
+    let scratch = pki();
     let dir = scratch.path();
-    pki(dir);
     let stderr_of = |args: &[&str]| {
         let output = moat_output(dir, args);
         assert_eq!(output.status.code(), Some(1), "{args:?}");
@@ -288,16 +247,9 @@ fn startup_errors_name_the_file_and_the_fix() {
     );
 
     // The client's key does not belong to the server certificate.
-    let stderr = stderr_of(&[
-        "http",
-        "8080",
-        "--listen",
-        "127.0.0.1:0",
-        "--crt",
-        "server.crt",
-        "--key",
-        "client.key",
-    ]);
+    let stderr = stderr_of(&words(
+        "http 8080 --listen 127.0.0.1:0 --crt server.crt --key client.key",
+    ));
     assert!(stderr.contains("cannot use"), "{stderr}");
     assert!(
         stderr.contains("give the key that belongs to the certificate"),
@@ -305,16 +257,9 @@ fn startup_errors_name_the_file_and_the_fix() {
     );
 
     std::fs::write(dir.join("not-a-key.pem"), "hello").unwrap();
-    let stderr = stderr_of(&[
-        "http",
-        "8080",
-        "--listen",
-        "127.0.0.1:0",
-        "--crt",
-        "server.crt",
-        "--key",
-        "not-a-key.pem",
-    ]);
+    let stderr = stderr_of(&words(
+        "http 8080 --listen 127.0.0.1:0 --crt server.crt --key not-a-key.pem",
+    ));
     assert!(
         stderr.contains("not-a-key.pem: no private key found"),
         "{stderr}"
@@ -330,16 +275,8 @@ fn startup_errors_name_the_file_and_the_fix() {
     // The port is taken by another listener.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = taken.local_addr().unwrap().to_string();
-    let stderr = stderr_of(&[
-        "http",
-        "8080",
-        "--listen",
-        &address,
-        "--crt",
-        "server.crt",
-        "--key",
-        "server.key",
-    ]);
+    let line = format!("http 8080 --listen {address} --crt server.crt --key server.key");
+    let stderr = stderr_of(&words(&line));
     assert!(
         stderr.contains(&format!("endpoint http: cannot listen on {address}")),
         "{stderr}"
@@ -348,53 +285,36 @@ fn startup_errors_name_the_file_and_the_fix() {
 
 #[test]
 fn unreachable_upstream_is_502_and_a_slow_one_504() {
-    let scratch = tempfile::tempdir().unwrap();
+    let scratch = pki();
     let dir = scratch.path();
-    pki(dir);
     let (_held, closed) = closed_port();
     let down = Moat::serve_mtls(dir, "http", &closed.to_string(), &[]);
-    let client = [
-        "--cacert",
-        "server-ca.crt",
-        "--cert",
-        "client.crt",
-        "--key",
-        "client.key",
-    ];
+    // curl's exit code, the HTTP status it got, its stderr.
+    let status_of = |url: &str| {
+        let client = "--cacert server-ca.crt --cert client.crt --key client.key -o /dev/null";
+        curl(
+            dir,
+            &[&words(client)[..], &["-w", "%{http_code}", url]].concat(),
+        )
+    };
     let url = format!("https://127.0.0.1:{}/", down.port());
-    let (code, status, stderr) = curl(
-        dir,
-        &[
-            &client[..],
-            &["-o", "/dev/null", "-w", "%{http_code}", &url],
-        ]
-        .concat(),
-    );
+    let (code, status, stderr) = status_of(&url);
     assert_eq!((code, status.as_str()), (0, "502"), "{stderr}");
 
     let slow = start_http(dir, &["--upstream-response-timeout", "300ms"]);
     let url = format!("https://127.0.0.1:{}/slow", slow.port());
-    let (code, status, stderr) = curl(
-        dir,
-        &[
-            &client[..],
-            &["-o", "/dev/null", "-w", "%{http_code}", &url],
-        ]
-        .concat(),
-    );
+    let (code, status, stderr) = status_of(&url);
     assert_eq!((code, status.as_str()), (0, "504"), "{stderr}");
 }
 
 #[test]
 fn connections_beyond_max_connections_are_closed_on_arrival_and_counted() {
-    let dir = tempfile::tempdir().unwrap();
-    pki(dir.path());
+    let dir = pki();
     let moat = start_http(
         dir.path(),
         &["--max-connections", "2", "--audit-log", "audit.jsonl"],
     );
-    let server_ca = dir.path().join("server-ca.crt");
-    let (cert, key) = (dir.path().join("client.crt"), dir.path().join("client.key"));
+    let (server_ca, cert, key) = client_files(dir.path());
     let options = client_options(&server_ca, &cert, &key, false);
     let config = gateway_support::client_config(&options);
     // A connection whose handshake is done, held open.

@@ -4,13 +4,14 @@
 //! that `openssl ca -gencrl` writes) are each refused with their own TLS alert, as both a rustls
 //! client and `openssl s_client` see it.
 
+use crate::common::words;
 use crate::gateway_support;
 
 use std::path::Path;
 
 use gateway_support::{
-    ClientOptions, GET_ROOT, Moat, TestCa, Usage, audit_events, moat_output, openssl,
-    rustls_request, s_client, start_http_upstream, write_pair,
+    ClientOptions, Moat, TestCa, Usage, audit_events, moat_output, openssl, rustls_request,
+    s_client, start_http_upstream, write_pair, write_server_pki,
 };
 use rustls::AlertDescription;
 
@@ -25,13 +26,7 @@ const REVOKED_SERIAL: u64 = 0x666;
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path();
-    let server_ca = TestCa::new("Server CA");
-    std::fs::write(path.join("server-ca.crt"), &server_ca.pem).unwrap();
-    write_pair(
-        path,
-        "server",
-        &server_ca.leaf("localhost", Usage::Server, 1),
-    );
+    write_server_pki(path, "Server CA", "server-ca.crt", 1);
 
     let trusted_a = TestCa::new("Team A CA");
     let trusted_b = TestCa::new("Team B CA");
@@ -44,34 +39,17 @@ fn fixture() -> Fixture {
     write_pair(path, "alice", &trusted_a.leaf("alice", Usage::Client, 10));
     write_pair(path, "bob", &trusted_b.leaf("bob", Usage::Client, 11));
     write_pair(path, "mallory", &foreign.leaf("mallory", Usage::Client, 12));
-    let now = time::OffsetDateTime::now_utc();
     write_pair(
         path,
         "expired",
-        &trusted_a.leaf_valid(
-            "expired",
-            Usage::Client,
-            13,
-            now - time::Duration::days(30),
-            now - time::Duration::days(1),
-        ),
+        &trusted_a.client_dated("expired", 13, -30, -1),
     );
     write_pair(
         path,
         "revoked",
         &trusted_a.leaf("revoked", Usage::Client, REVOKED_SERIAL),
     );
-    write_pair(
-        path,
-        "future",
-        &trusted_a.leaf_valid(
-            "future",
-            Usage::Client,
-            14,
-            now + time::Duration::days(1),
-            now + time::Duration::days(30),
-        ),
-    );
+    write_pair(path, "future", &trusted_a.client_dated("future", 14, 1, 30));
     // A server certificate presented as a client certificate: its EKU lacks clientAuth.
     write_pair(
         path,
@@ -89,40 +67,16 @@ fn fixture() -> Fixture {
 }
 
 fn start(dir: &Path, crl: &str) -> Moat {
-    let upstream = start_http_upstream();
-    Moat::start(
-        dir,
-        &[
-            "http",
-            &upstream.to_string(),
-            "--listen",
-            "127.0.0.1:0",
-            "--crt",
-            "server.crt",
-            "--key",
-            "server.key",
-            "--mutual-tls-cas",
-            "cas.pem",
-            "--crl",
-            crl,
-        ],
-        1,
-    )
+    let upstream = start_http_upstream().to_string();
+    Moat::serve_mtls(dir, "http", &upstream, &["--crl", crl])
 }
 
 fn rustls_as(dir: &Path, port: u16, client: Option<&str>) -> Result<String, rustls::Error> {
     let cert = client.map(|name| dir.join(format!("{name}.crt")));
     let key = client.map(|name| dir.join(format!("{name}.key")));
-    rustls_request(
-        port,
-        &ClientOptions {
-            server_ca: &dir.join("server-ca.crt"),
-            identity: cert.as_deref().zip(key.as_deref()),
-            tls12_only: false,
-            send: GET_ROOT,
-            half_close: false,
-        },
-    )
+    let server_ca = dir.join("server-ca.crt");
+    let identity = cert.as_deref().zip(key.as_deref());
+    rustls_request(port, &ClientOptions::get(&server_ca, identity))
 }
 
 /// Asserts that `client` passes the handshake and gets the upstream's answer to `GET /`.
@@ -259,18 +213,9 @@ fn a_leaf_in_the_ca_bundle_stops_startup_naming_it() {
     .unwrap();
     let output = moat_output(
         dir,
-        &[
-            "http",
-            "8080",
-            "--listen",
-            "127.0.0.1:0",
-            "--crt",
-            "server.crt",
-            "--key",
-            "server.key",
-            "--mutual-tls-cas",
-            "mixed.pem",
-        ],
+        &words(
+            "http 8080 --listen 127.0.0.1:0 --crt server.crt --key server.key --mutual-tls-cas mixed.pem",
+        ),
     );
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -290,25 +235,8 @@ fn a_leaf_in_the_ca_bundle_stops_startup_naming_it() {
 fn request_mode_lets_a_client_without_certificate_finish_the_handshake_and_answers_403() {
     let fixture = fixture();
     let dir = fixture.dir.path();
-    let upstream = start_http_upstream();
-    let moat = Moat::start(
-        dir,
-        &[
-            "http",
-            &upstream.to_string(),
-            "--listen",
-            "127.0.0.1:0",
-            "--crt",
-            "server.crt",
-            "--key",
-            "server.key",
-            "--mutual-tls-cas",
-            "cas.pem",
-            "--client-auth",
-            "request",
-        ],
-        1,
-    );
+    let upstream = start_http_upstream().to_string();
+    let moat = Moat::serve_mtls(dir, "http", &upstream, &["--client-auth", "request"]);
     let response = rustls_as(dir, moat.port(), None).unwrap();
     assert!(response.starts_with("HTTP/1.1 403 Forbidden"), "{response}");
     assert!(response.contains("client certificate"), "{response}");

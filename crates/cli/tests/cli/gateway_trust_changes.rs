@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use gateway_support::{
     ClientOptions, GET_ROOT, Moat, TestCa, Usage, client_config, rustls_exchange, rustls_request,
-    start_echo_upstream, start_http_upstream, write_pair,
+    start_echo_upstream, start_http_upstream, write_pair, write_server_pki,
 };
 use rustls_pki_types::ServerName;
 
@@ -125,13 +125,7 @@ impl Setup {
     fn new() -> Setup {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path();
-        let server_ca = TestCa::new("Server CA");
-        std::fs::write(path.join("server-ca.pem"), &server_ca.pem).unwrap();
-        write_pair(
-            path,
-            "server",
-            &server_ca.leaf("localhost", Usage::Server, 100),
-        );
+        let server_ca = write_server_pki(path, "Server CA", "server-ca.pem", 100);
         let ca_a = TestCa::new("Clients A");
         let ca_b = TestCa::new("Clients B");
         write_pair(path, "alice", &ca_a.leaf("alice", Usage::Client, 1));
@@ -166,6 +160,16 @@ impl Setup {
         args.extend_from_slice(extra);
         Moat::start(self.path(), &args, 1)
     }
+}
+
+/// Sends SIGHUP and returns the log line of the reload that fails.
+fn failed_reload(moat: &Moat) -> String {
+    moat.signal("HUP");
+    let log = moat.wait_for_log("reload failed");
+    log.lines()
+        .find(|line| line.contains("reload failed"))
+        .unwrap()
+        .to_owned()
 }
 
 #[test]
@@ -288,12 +292,7 @@ fn reload_under_load_drops_no_request_and_applies_the_new_trust() {
 
     // A broken CA file: the reload fails, names the file, and the running trust stays.
     replace(&path.join("cas.pem"), "this is not a certificate\n");
-    moat.signal("HUP");
-    let log = moat.wait_for_log("reload failed");
-    let failure = log
-        .lines()
-        .find(|line| line.contains("reload failed"))
-        .unwrap();
+    let failure = failed_reload(&moat);
     assert!(failure.contains("cas.pem"), "{failure}");
     assert!(
         failure.contains("still serving the previous configuration"),
@@ -385,12 +384,7 @@ fn a_config_file_reload_applies_new_keys_binds_and_releases_addresses_and_surviv
 
     // Broken TOML: the reload fails naming the file, and everything keeps serving.
     replace(&path.join("moat.toml"), "[[endpoints]\nname = ");
-    moat.signal("HUP");
-    let log = moat.wait_for_log("reload failed");
-    let failure = log
-        .lines()
-        .find(|line| line.contains("reload failed"))
-        .unwrap();
+    let failure = failed_reload(&moat);
     assert!(failure.contains("moat.toml: not valid TOML"), "{failure}");
     assert!(
         get_as(path, port, "bob")
@@ -466,6 +460,13 @@ impl ResumingClient {
     }
 
     /// One GET; the outcome and whether the handshake was resumed.
+    /// Asserts that one GET is answered 200 after a handshake of `kind`; `mode` names the case.
+    fn assert_served(&self, port: u16, kind: rustls::HandshakeKind, mode: Resumption) {
+        let (outcome, seen) = self.get(port);
+        assert!(outcome.unwrap().starts_with("HTTP/1.1 200"), "{mode:?}");
+        assert_eq!(seen, Some(kind), "{mode:?}");
+    }
+
     fn get(&self, port: u16) -> (Result<String, rustls::Error>, Option<rustls::HandshakeKind>) {
         let options = ClientOptions {
             server_ca: &self.server_ca,
@@ -513,12 +514,8 @@ fn a_revoked_client_cannot_resume_after_reload_and_others_still_resume() {
     let port = moat.port();
     for (mode, revoked, kept) in &pairs {
         for client in [revoked, kept] {
-            let (first, kind) = client.get(port);
-            assert!(first.unwrap().starts_with("HTTP/1.1 200"), "{mode:?}");
-            assert_eq!(kind, Some(rustls::HandshakeKind::Full), "{mode:?}");
-            let (second, kind) = client.get(port);
-            assert!(second.unwrap().starts_with("HTTP/1.1 200"), "{mode:?}");
-            assert_eq!(kind, Some(rustls::HandshakeKind::Resumed), "{mode:?}");
+            client.assert_served(port, rustls::HandshakeKind::Full, *mode);
+            client.assert_served(port, rustls::HandshakeKind::Resumed, *mode);
         }
     }
 
@@ -533,21 +530,15 @@ fn a_revoked_client_cannot_resume_after_reload_and_others_still_resume() {
             rustls::Error::AlertReceived(rustls::AlertDescription::CertificateRevoked),
             "{mode:?}: a session from before the revocation must not let the client back in"
         );
-        let (outcome, kind) = kept.get(port);
-        assert!(outcome.unwrap().starts_with("HTTP/1.1 200"), "{mode:?}");
-        assert_eq!(kind, Some(rustls::HandshakeKind::Full), "{mode:?}");
-        let (outcome, kind) = kept.get(port);
-        assert!(outcome.unwrap().starts_with("HTTP/1.1 200"), "{mode:?}");
-        assert_eq!(kind, Some(rustls::HandshakeKind::Resumed), "{mode:?}");
+        kept.assert_served(port, rustls::HandshakeKind::Full, *mode);
+        kept.assert_served(port, rustls::HandshakeKind::Resumed, *mode);
     }
 
     // A reload that changes nothing keeps the sessions: clients go on resuming.
     moat.signal("HUP");
     wait_for_count(&moat, "reload complete: nothing changed", 1);
     for (mode, _, kept) in &pairs {
-        let (outcome, kind) = kept.get(port);
-        assert!(outcome.unwrap().starts_with("HTTP/1.1 200"), "{mode:?}");
-        assert_eq!(kind, Some(rustls::HandshakeKind::Resumed), "{mode:?}");
+        kept.assert_served(port, rustls::HandshakeKind::Resumed, *mode);
     }
 }
 #[test]
@@ -731,22 +722,8 @@ fn start_with_stale_crl(setup: &Setup, extra: &[&str]) -> Moat {
     )
     .unwrap();
     let upstream = start_http_upstream().to_string();
-    let mut args = vec![
-        "http",
-        upstream.as_str(),
-        "--listen",
-        "127.0.0.1:0",
-        "--crt",
-        "server.crt",
-        "--key",
-        "server.key",
-        "--mutual-tls-cas",
-        "cas.pem",
-        "--crl",
-        "stale.crl",
-    ];
-    args.extend_from_slice(extra);
-    Moat::start(path, &args, 1)
+    let args = [&["--crl", "stale.crl"][..], extra].concat();
+    Moat::serve_mtls(path, "http", &upstream, &args)
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! upstreams: path spellings against nginx, `Upgrade: h2c` against hypercorn, identity header
 //! aliases against Python's wsgiref, Host/SNI mismatches, slow and malformed bodies.
 
+use crate::common::words;
 use crate::gateway_support;
 
 use std::io::{Read as _, Write as _};
@@ -64,6 +65,16 @@ fn setup(dir: &Path) {
     write_pair(dir, "olga", &others.leaf("olga", Usage::Client, 20));
     std::fs::write(dir.join("policy.toml"), POLICY).unwrap();
 }
+
+/// curl flags that trust the server CA of [`setup`] and present its client `alice`.
+const CURL_AS_ALICE: [&str; 6] = [
+    "--cacert",
+    "server-ca.pem",
+    "--cert",
+    "alice.crt",
+    "--key",
+    "alice.key",
+];
 
 /// Sends `raw` over TLS (SNI localhost, no ALPN: HTTP/1.1) as `client` and returns all the
 /// server sent back.
@@ -385,15 +396,7 @@ fn identity_and_forwarding_headers_cannot_be_spoofed_in_any_spelling() {
         "Forwarded: for=203.0.113.66;host=evil.example",
     ];
     for protocol in ["--http1.1", "--http2"] {
-        let mut args = vec![
-            protocol,
-            "--cacert",
-            "server-ca.pem",
-            "--cert",
-            "alice.crt",
-            "--key",
-            "alice.key",
-        ];
+        let mut args = [&[protocol][..], &CURL_AS_ALICE].concat();
         for spoof in &spoofs {
             args.extend(["-H", spoof]);
         }
@@ -527,21 +530,19 @@ fn host_must_belong_to_the_endpoint_the_sni_chose_and_be_well_formed() {
     let (code, out, err) = curl(
         dir.path(),
         &[
-            "--http2",
-            "--cacert",
-            "server-ca.pem",
-            "--cert",
-            "alice.crt",
-            "--key",
-            "alice.key",
-            "--resolve",
-            &format!("a.example.com:{port}:127.0.0.1"),
-            "-H",
-            &format!("Host: b.example.com:{port}"),
-            "-w",
-            "\n%{http_code} %{http_version}",
-            &format!("https://a.example.com:{port}/x"),
-        ],
+            &["--http2"][..],
+            &CURL_AS_ALICE,
+            &[
+                "--resolve",
+                &format!("a.example.com:{port}:127.0.0.1"),
+                "-H",
+                &format!("Host: b.example.com:{port}"),
+                "-w",
+                "\n%{http_code} %{http_version}",
+                &format!("https://a.example.com:{port}/x"),
+            ],
+        ]
+        .concat(),
     );
     assert_eq!(code, 0, "{err}");
     assert!(out.ends_with("421 2"), "{out}");
@@ -567,6 +568,17 @@ fn open_tls(dir: &Path, port: u16) -> rustls::StreamOwned<rustls::ClientConnecti
 }
 
 /// An upstream that reads whole request bodies before answering (as most do).
+/// [`setup`] in a new directory and `moat http` with `extra` flags in front of
+/// [`body_reading_upstream`].
+fn serve_body_app(extra: &[&str]) -> (tempfile::TempDir, UpstreamProcess, Moat) {
+    let dir = tempfile::tempdir().unwrap();
+    setup(dir.path());
+    let upstream = body_reading_upstream(dir.path());
+    let address = format!("http://127.0.0.1:{}", upstream.port);
+    let moat = Moat::serve_mtls(dir.path(), "http", &address, extra);
+    (dir, upstream, moat)
+}
+
 fn body_reading_upstream(dir: &Path) -> UpstreamProcess {
     std::fs::write(
         dir.join("body_app.py"),
@@ -606,22 +618,8 @@ ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
 
 #[test]
 fn a_request_body_slower_than_the_minimum_rate_is_cut_off_with_408() {
-    let dir = tempfile::tempdir().unwrap();
-    setup(dir.path());
-    let upstream = body_reading_upstream(dir.path());
-    let moat = Moat::serve_mtls(
-        dir.path(),
-        "http",
-        &format!("http://127.0.0.1:{}", upstream.port),
-        &[
-            "--request-body-timeout",
-            "2s",
-            "--request-body-min-rate",
-            "100",
-            "--audit-log",
-            "audit.jsonl",
-        ],
-    );
+    let extra = "--request-body-timeout 2s --request-body-min-rate 100 --audit-log audit.jsonl";
+    let (dir, _upstream, moat) = serve_body_app(&words(extra));
     let port = moat.port();
 
     // A body at a good rate passes: 1,000 bytes in ten 100-byte pieces, 100 ms apart.
@@ -699,15 +697,7 @@ fn audit_statuses(file: &Path, path: &str, count: usize) -> Vec<u64> {
 
 #[test]
 fn client_side_body_faults_are_the_clients_and_codings_moat_would_drop_are_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    setup(dir.path());
-    let upstream = body_reading_upstream(dir.path());
-    let moat = Moat::serve_mtls(
-        dir.path(),
-        "http",
-        &format!("http://127.0.0.1:{}", upstream.port),
-        &["--audit-log", "audit.jsonl"],
-    );
+    let (dir, _upstream, moat) = serve_body_app(&["--audit-log", "audit.jsonl"]);
     let port = moat.port();
     let send = |raw: &[u8]| raw_exchange(dir.path(), port, Some("alice"), raw);
 

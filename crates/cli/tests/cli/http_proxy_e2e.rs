@@ -4,6 +4,8 @@
 //! Drives the real binary through the `moat http` flags and its ready line
 //! `moat: endpoint NAME listening on https://127.0.0.1:PORT`, so the memory measured is moat's alone.
 
+use crate::gateway_support;
+
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -87,28 +89,7 @@ fn start_upstream(download: PathBuf) -> SocketAddr {
 fn serve_upstream(stream: TcpStream, download: &Path) -> io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut writer = stream;
-    loop {
-        let mut request_line = String::new();
-        if reader.read_line(&mut request_line)? == 0 {
-            return Ok(());
-        }
-        let path = request_line
-            .split_whitespace()
-            .nth(1)
-            .unwrap_or("/")
-            .to_string();
-        let mut headers = Vec::new();
-        loop {
-            let mut line = String::new();
-            reader.read_line(&mut line)?;
-            let line = line.trim_end().to_string();
-            if line.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = line.split_once(':') {
-                headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
-            }
-        }
+    while let Some((path, headers)) = gateway_support::read_request_head(&mut reader)? {
         let header = |name: &str| {
             headers
                 .iter()
@@ -166,6 +147,7 @@ fn serve_upstream(stream: TcpStream, download: &Path) -> io::Result<()> {
         }
         writer.flush()?;
     }
+    Ok(())
 }
 
 fn copy_chunked(reader: &mut impl BufRead, sink: &mut dyn Write) -> io::Result<()> {

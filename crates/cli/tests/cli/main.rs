@@ -1,9 +1,11 @@
 //! The `moat` binary end to end, as one test binary (as ripgrep's `tests/tests.rs`): each module
-//! is one behaviour users see; `common` (scratch directories, running moat, openssl and cfssl)
-//! and `gateway_support` (a running moat, test CAs, upstreams, TLS clients) are the shared kit.
+//! is one behaviour users see; `common` (scratch directories, running moat, openssl and cfssl),
+//! `gateway_support` (a running moat, test CAs, upstreams, TLS clients) and `pki_support` (openssl
+//! keys, CSRs and certificates, checks of what `moat pki` wrote) are the shared kit.
 
 mod common;
 mod gateway_support;
+mod pki_support;
 
 mod access_policy;
 mod config_check;

@@ -1,8 +1,7 @@
 //! `moat pki init-ca`: every key type, encrypted keys OpenSSL opens, intermediates and their chains.
 
-use crate::common;
-
-use common::{Scratch, mode, text_of};
+use crate::common::{self, Scratch, mode, text_of};
+use crate::pki_support::{ledger, ledger_count, moat_refuses, valid_in_days, verify_as, words};
 
 #[test]
 fn every_key_type_makes_a_self_signed_ca_with_critical_ca_constraints() {
@@ -16,16 +15,8 @@ fn every_key_type_makes_a_self_signed_ca_with_critical_ca_constraints() {
         ("rsa-4096", "4096 bit"),
     ] {
         let dir = format!("ca-{key_type}");
-        scratch.moat_ok(&[
-            "pki",
-            "init-ca",
-            "--out",
-            &dir,
-            "--cn",
-            "Root",
-            "--key-type",
-            key_type,
-        ]);
+        let line = format!("pki init-ca --out {dir} --cn Root --key-type {key_type}");
+        scratch.moat_ok(&words(&line));
         let cert = format!("{dir}/ca.crt");
         let text = text_of(&scratch, &cert);
         assert!(text.contains(openssl_name), "{key_type}: {text}");
@@ -48,10 +39,8 @@ fn every_key_type_makes_a_self_signed_ca_with_critical_ca_constraints() {
             0o600,
             "{key_type}"
         );
-        let ledger: serde_json::Value =
-            serde_json::from_str(&scratch.read(&format!("{dir}/ledger.json"))).unwrap();
-        assert_eq!(ledger["crl_number"], 0);
-        assert_eq!(ledger["certificates"].as_array().map(Vec::len), Some(0));
+        assert_eq!(ledger(&scratch, &dir)["crl_number"], 0);
+        assert_eq!(ledger_count(&scratch, &dir), Some(0));
     }
 }
 
@@ -62,41 +51,20 @@ fn default_ca_is_ecdsa_p256_valid_3650_days() {
     let text = text_of(&scratch, "ca/ca.crt");
     assert!(text.contains("prime256v1"), "{text}");
     assert!(text.contains("Subject: CN = moat CA"), "{text}");
-    let end = scratch.openssl(&[
-        "x509",
-        "-in",
-        "ca/ca.crt",
-        "-noout",
-        "-checkend",
-        &(3649 * 86400).to_string(),
-    ]);
+    let line = format!("x509 -in ca/ca.crt -noout -checkend {}", 3649 * 86400);
+    let end = scratch.openssl(&words(&line));
     assert!(end.contains("will not expire"), "{end}");
-    let output = scratch.run(
-        "openssl",
-        &[
-            "x509",
-            "-in",
-            "ca/ca.crt",
-            "-noout",
-            "-checkend",
-            &(3651 * 86400).to_string(),
-        ],
+    assert!(
+        !valid_in_days(&scratch, "ca/ca.crt", 3651),
+        "should expire within 3651 days"
     );
-    assert!(!output.status.success(), "should expire within 3651 days");
 }
 
 #[test]
 fn passphrase_file_encrypts_the_key_as_pkcs8_that_openssl_opens() {
     let scratch = Scratch::new();
     scratch.write("pass.txt", "correct horse\n");
-    scratch.moat_ok(&[
-        "pki",
-        "init-ca",
-        "--out",
-        "ca",
-        "--passphrase-file",
-        "pass.txt",
-    ]);
+    scratch.moat_ok(&words("pki init-ca --out ca --passphrase-file pass.txt"));
     let key = scratch.read("ca/ca.key");
     assert!(
         key.starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----"),
@@ -109,14 +77,7 @@ fn passphrase_file_encrypts_the_key_as_pkcs8_that_openssl_opens() {
             "{algorithm} missing: {structure}"
         );
     }
-    scratch.openssl(&[
-        "pkey",
-        "-in",
-        "ca/ca.key",
-        "-passin",
-        "file:pass.txt",
-        "-noout",
-    ]);
+    scratch.openssl(&words("pkey -in ca/ca.key -passin file:pass.txt -noout"));
     let wrong = scratch.run(
         "openssl",
         &["pkey", "-in", "ca/ca.key", "-passin", "pass:nope", "-noout"],
@@ -142,62 +103,27 @@ fn passphrase_from_environment_encrypts_and_opens_the_key() {
         "-noout",
     ]);
     let issued = scratch.moat_env(
-        &[
-            "pki",
-            "issue",
-            "--ca",
-            "ca",
-            "--profile",
-            "client",
-            "--cn",
-            "alice",
-            "--out",
-            "alice",
-        ],
+        &words("pki issue --ca ca --profile client --cn alice --out alice"),
         &[("MOAT_CA_PASSPHRASE", "from env")],
     );
     assert!(issued.status.success(), "{}", common::combined(&issued));
-    let refused = scratch.moat_err(&[
-        "pki",
-        "issue",
-        "--ca",
-        "ca",
-        "--profile",
-        "client",
-        "--cn",
-        "bob",
-        "--out",
-        "bob",
-    ]);
-    assert!(refused.contains("ca/ca.key: the private key is encrypted; pass its passphrase with --passphrase-file FILE or the MOAT_CA_PASSPHRASE environment variable"), "{refused}");
+    moat_refuses(
+        &scratch,
+        &words("pki issue --ca ca --profile client --cn bob --out bob"),
+        "ca/ca.key: the private key is encrypted; pass its passphrase with --passphrase-file FILE or the MOAT_CA_PASSPHRASE environment variable",
+    );
 }
 
 #[test]
 fn intermediate_ca_has_path_length_zero_and_chains_to_the_root() {
     let scratch = Scratch::new();
     scratch.write("root-pass", "root secret\n");
-    scratch.moat_ok(&[
-        "pki",
-        "init-ca",
-        "--out",
-        "root",
-        "--cn",
-        "Root",
-        "--passphrase-file",
-        "root-pass",
-    ]);
-    scratch.moat_ok(&[
-        "pki",
-        "init-ca",
-        "--out",
-        "int",
-        "--cn",
-        "Issuing",
-        "--parent",
-        "root",
-        "--parent-passphrase-file",
-        "root-pass",
-    ]);
+    scratch.moat_ok(&words(
+        "pki init-ca --out root --cn Root --passphrase-file root-pass",
+    ));
+    scratch.moat_ok(&words(
+        "pki init-ca --out int --cn Issuing --parent root --parent-passphrase-file root-pass",
+    ));
     let text = text_of(&scratch, "int/ca.crt");
     assert!(text.contains("CA:TRUE, pathlen:0"), "{text}");
     assert!(text.contains("Issuer: CN = Root"), "{text}");
@@ -205,36 +131,17 @@ fn intermediate_ca_has_path_length_zero_and_chains_to_the_root() {
     let (ok, output) = scratch.openssl_verify(&["-CAfile", "root/ca.crt", "int/ca.crt"]);
     assert!(ok, "{output}");
     // The root's ledger records the intermediate it signed.
-    let ledger: serde_json::Value =
-        serde_json::from_str(&scratch.read("root/ledger.json")).unwrap();
+    let ledger = ledger(&scratch, "root");
     assert_eq!(ledger["certificates"][0]["profile"], "intermediate-ca");
     assert_eq!(ledger["certificates"][0]["subject"], "CN=Issuing");
 
     // Leaves from the intermediate carry it in PREFIX.crt and verify through it.
-    scratch.moat_ok(&[
-        "pki",
-        "issue",
-        "--ca",
-        "int",
-        "--profile",
-        "client",
-        "--cn",
-        "alice",
-        "--out",
-        "alice",
-    ]);
-    scratch.moat_ok(&[
-        "pki",
-        "issue",
-        "--ca",
-        "int",
-        "--profile",
-        "server",
-        "--cn",
-        "app.example.com",
-        "--out",
-        "app",
-    ]);
+    scratch.moat_ok(&words(
+        "pki issue --ca int --profile client --cn alice --out alice",
+    ));
+    scratch.moat_ok(&words(
+        "pki issue --ca int --profile server --cn app.example.com --out app",
+    ));
     assert_eq!(
         scratch
             .read("alice.crt")
@@ -242,35 +149,25 @@ fn intermediate_ca_has_path_length_zero_and_chains_to_the_root() {
             .count(),
         2
     );
-    let (ok, output) = scratch.openssl_verify(&[
-        "-CAfile",
+    let (ok, output) = verify_as(
+        &scratch,
         "root/ca.crt",
-        "-untrusted",
-        "alice.crt",
-        "-purpose",
         "sslclient",
+        &["-untrusted", "alice.crt"],
         "alice.crt",
-    ]);
+    );
     assert!(ok, "{output}");
-    let (ok, output) = scratch.openssl_verify(&[
-        "-CAfile",
+    let (ok, output) = verify_as(
+        &scratch,
         "root/ca.crt",
-        "-untrusted",
-        "int/ca.crt",
-        "-purpose",
         "sslserver",
+        &["-untrusted", "int/ca.crt"],
         "app.crt",
-    ]);
+    );
     assert!(ok, "{output}");
     // Without the intermediate the leaf does not verify: the chain really goes through it.
-    let (ok, output) = scratch.openssl_verify(&[
-        "-CAfile",
-        "root/ca.crt",
-        "-partial_chain",
-        "-purpose",
-        "sslclient",
-        "alice.crt",
-    ]);
+    let partial = ["-partial_chain"];
+    let (ok, output) = verify_as(&scratch, "root/ca.crt", "sslclient", &partial, "alice.crt");
     assert!(!ok, "{output}");
 }
 
@@ -281,42 +178,22 @@ fn intermediate_below_a_path_length_zero_ca_is_refused_and_nothing_is_written() 
     scratch.moat_ok(&[
         "pki", "init-ca", "--out", "int", "--parent", "root", "--cn", "Int",
     ]);
-    let error = scratch.moat_err(&[
-        "pki", "init-ca", "--out", "sub", "--parent", "int", "--cn", "Sub",
-    ]);
-    assert!(
-        error.contains("int/ca.crt: the parent CA (CN=Int) allows 0 more CA level(s) below it"),
-        "{error}"
+    moat_refuses(
+        &scratch,
+        &words("pki init-ca --out sub --parent int --cn Sub"),
+        "int/ca.crt: the parent CA (CN=Int) allows 0 more CA level(s) below it",
     );
     assert!(!scratch.exists("sub/ca.crt") && !scratch.exists("sub/ca.key"));
     // A root-issued intermediate with room for one more level can have a sub-CA.
-    scratch.moat_ok(&[
-        "pki",
-        "init-ca",
-        "--out",
-        "int1",
-        "--parent",
-        "root",
-        "--cn",
-        "Int1",
-        "--path-len",
-        "1",
-    ]);
+    scratch.moat_ok(&words(
+        "pki init-ca --out int1 --parent root --cn Int1 --path-len 1",
+    ));
     scratch.moat_ok(&[
         "pki", "init-ca", "--out", "sub1", "--parent", "int1", "--cn", "Sub1",
     ]);
-    scratch.moat_ok(&[
-        "pki",
-        "issue",
-        "--ca",
-        "sub1",
-        "--profile",
-        "client",
-        "--cn",
-        "deep",
-        "--out",
-        "deep",
-    ]);
+    scratch.moat_ok(&words(
+        "pki issue --ca sub1 --profile client --cn deep --out deep",
+    ));
     assert_eq!(
         scratch
             .read("deep.crt")
@@ -324,15 +201,8 @@ fn intermediate_below_a_path_length_zero_ca_is_refused_and_nothing_is_written() 
             .count(),
         3
     );
-    let (ok, output) = scratch.openssl_verify(&[
-        "-CAfile",
-        "root/ca.crt",
-        "-untrusted",
-        "deep.crt",
-        "-purpose",
-        "sslclient",
-        "deep.crt",
-    ]);
+    let chain = ["-untrusted", "deep.crt"];
+    let (ok, output) = verify_as(&scratch, "root/ca.crt", "sslclient", &chain, "deep.crt");
     assert!(ok, "{output}");
 }
 
@@ -341,10 +211,10 @@ fn existing_ca_is_not_replaced_without_force() {
     let scratch = Scratch::new();
     scratch.moat_ok(&["pki", "init-ca", "--out", "ca", "--cn", "First"]);
     let before = scratch.read("ca/ca.crt");
-    let error = scratch.moat_err(&["pki", "init-ca", "--out", "ca", "--cn", "Second"]);
-    assert!(
-        error.contains("ca/ca.crt: already exists; pass --force to overwrite it"),
-        "{error}"
+    moat_refuses(
+        &scratch,
+        &["pki", "init-ca", "--out", "ca", "--cn", "Second"],
+        "ca/ca.crt: already exists; pass --force to overwrite it",
     );
     assert_eq!(scratch.read("ca/ca.crt"), before);
     scratch.moat_ok(&["pki", "init-ca", "--out", "ca", "--cn", "Second", "--force"]);

@@ -1,8 +1,7 @@
 //! The Cloudflare guide's cfssl workflow (seeds/004) with moat, and interop with cfssl both ways.
 
-use crate::common;
-
-use common::{Scratch, serial_of, text_of};
+use crate::common::{Scratch, serial_of, text_of};
+use crate::pki_support::{assert_lifetime_days, csr, moat_refuses, verify_as, with, words};
 
 /// `ca-csr.json` exactly as in the guide except where a test says otherwise.
 const CA_CSR: &str = r#"{
@@ -66,28 +65,28 @@ fn guide_files(scratch: &Scratch, key_size: &str) {
     scratch.write("client-csr.json", CLIENT_CSR.replace("4096", key_size));
 }
 
+/// `moat pki issue` from the CA in `ca` of `csr_json` with `config`'s `profile`, into `out`.
+fn issue_line(csr_json: &str, config: &str, profile: &str, out: &str) -> String {
+    format!(
+        "pki issue --ca ca --csr-json {csr_json} --config {config} --profile {profile} --out {out}"
+    )
+}
+
+/// A moat CA from the guide's `ca-csr.json` and the guide's client certificate from it.
+fn guide_ca_and_client(scratch: &Scratch) {
+    scratch.moat_ok(&words("pki init-ca --csr-json ca-csr.json --out ca"));
+    let line = issue_line("client-csr.json", "ca-config.json", "client", "client");
+    scratch.moat_ok(&words(&line));
+}
+
 #[test]
 fn guide_json_files_make_a_ca_and_client_certificate_with_moat() {
     let scratch = Scratch::new();
     guide_files(&scratch, "2048");
-    scratch.moat_ok(&["pki", "init-ca", "--csr-json", "ca-csr.json", "--out", "ca"]);
+    guide_ca_and_client(&scratch);
     let ca = text_of(&scratch, "ca/ca.crt");
     assert!(ca.contains("Subject: C = US, ST = Texas, L = Austin, O = Access Testing, OU = TX, CN = Access Testing CA"), "{ca}");
     assert!(ca.contains("Public-Key: (2048 bit)"), "{ca}");
-    scratch.moat_ok(&[
-        "pki",
-        "issue",
-        "--ca",
-        "ca",
-        "--csr-json",
-        "client-csr.json",
-        "--config",
-        "ca-config.json",
-        "--profile",
-        "client",
-        "--out",
-        "client",
-    ]);
     let client = text_of(&scratch, "client.crt");
     assert!(client.contains("Subject: C = US, ST = Texas, L = Austin, O = Access, OU = Access Admins, CN = James Royal"), "{client}");
     assert!(
@@ -100,65 +99,15 @@ fn guide_json_files_make_a_ca_and_client_certificate_with_moat() {
         "empty host must not become a SAN: {client}"
     );
     // "8760h" is 365 days.
-    let soon = scratch.run(
-        "openssl",
-        &[
-            "x509",
-            "-in",
-            "client.crt",
-            "-noout",
-            "-checkend",
-            &(364 * 86400).to_string(),
-        ],
-    );
-    assert!(soon.status.success());
-    let late = scratch.run(
-        "openssl",
-        &[
-            "x509",
-            "-in",
-            "client.crt",
-            "-noout",
-            "-checkend",
-            &(366 * 86400).to_string(),
-        ],
-    );
-    assert!(!late.status.success());
-    let (ok, output) = scratch.openssl_verify(&[
-        "-CAfile",
-        "ca/ca.crt",
-        "-purpose",
-        "sslclient",
-        "client.crt",
-    ]);
+    assert_lifetime_days(&scratch, "client.crt", 365);
+    let (ok, output) = verify_as(&scratch, "ca/ca.crt", "sslclient", &[], "client.crt");
     assert!(ok, "{output}");
     // The server profile with hosts gives SANs and verifies as a server.
     scratch.write("server-csr.json", r#"{"CN": "iot.widgetcorp.tech", "hosts": ["iot.widgetcorp.tech", "127.0.0.1"], "key": {"algo": "ecdsa", "size": 256}}"#);
-    scratch.moat_ok(&[
-        "pki",
-        "issue",
-        "--ca",
-        "ca",
-        "--csr-json",
-        "server-csr.json",
-        "--config",
-        "ca-config.json",
-        "--profile",
-        "server",
-        "--out",
-        "server",
-    ]);
-    let (ok, output) = scratch.openssl_verify(&[
-        "-CAfile",
-        "ca/ca.crt",
-        "-purpose",
-        "sslserver",
-        "-verify_hostname",
-        "iot.widgetcorp.tech",
-        "-verify_ip",
-        "127.0.0.1",
-        "server.crt",
-    ]);
+    let line = issue_line("server-csr.json", "ca-config.json", "server", "server");
+    scratch.moat_ok(&words(&line));
+    let names = words("-verify_hostname iot.widgetcorp.tech -verify_ip 127.0.0.1");
+    let (ok, output) = verify_as(&scratch, "ca/ca.crt", "sslserver", &names, "server.crt");
     assert!(ok, "{output}");
 }
 
@@ -166,7 +115,7 @@ fn guide_json_files_make_a_ca_and_client_certificate_with_moat() {
 fn guide_rsa_4096_ca_from_json_has_the_guides_key_size() {
     let scratch = Scratch::new();
     guide_files(&scratch, "4096");
-    scratch.moat_ok(&["pki", "init-ca", "--csr-json", "ca-csr.json", "--out", "ca"]);
+    scratch.moat_ok(&words("pki init-ca --csr-json ca-csr.json --out ca"));
     assert!(text_of(&scratch, "ca/ca.crt").contains("Public-Key: (4096 bit)"));
 }
 
@@ -177,34 +126,11 @@ fn cfssl_made_ca_signs_an_openssl_csr_through_moat() {
     scratch.shell("cfssl gencert -initca ca-csr.json 2>/dev/null | cfssljson -bare ca");
     assert!(scratch.exists("ca.pem") && scratch.exists("ca-key.pem"));
     scratch.openssl(&["genrsa", "-out", "client.key", "2048"]);
-    scratch.openssl(&[
-        "req",
-        "-new",
-        "-key",
-        "client.key",
-        "-out",
-        "client.csr",
-        "-subj",
-        "/CN=James Royal",
-    ]);
-    scratch.moat_ok(&[
-        "pki",
-        "sign",
-        "--csr",
-        "client.csr",
-        "--ca-cert",
-        "ca.pem",
-        "--ca-key",
-        "ca-key.pem",
-        "--config",
-        "ca-config.json",
-        "--profile",
-        "client",
-        "--out",
-        "client",
-    ]);
-    let (ok, output) =
-        scratch.openssl_verify(&["-CAfile", "ca.pem", "-purpose", "sslclient", "client.crt"]);
+    csr(&scratch, "client.key", "client.csr", "/CN=James Royal", &[]);
+    scratch.moat_ok(&words(
+        "pki sign --csr client.csr --ca-cert ca.pem --ca-key ca-key.pem --config ca-config.json --profile client --out client",
+    ));
+    let (ok, output) = verify_as(&scratch, "ca.pem", "sslclient", &[], "client.crt");
     assert!(ok, "{output}");
 }
 
@@ -212,44 +138,18 @@ fn cfssl_made_ca_signs_an_openssl_csr_through_moat() {
 fn cfssl_gencrl_with_a_moat_ca_lists_a_moat_serial_and_openssl_verifies_it() {
     let scratch = Scratch::new();
     scratch.moat_ok(&["pki", "init-ca", "--out", "ca", "--cn", "moat CA for cfssl"]);
-    scratch.moat_ok(&[
-        "pki",
-        "issue",
-        "--ca",
-        "ca",
-        "--profile",
-        "client",
-        "--cn",
-        "James Royal",
-        "--out",
-        "client",
-    ]);
+    let issue = words("pki issue --ca ca --profile client --out client");
+    scratch.moat_ok(&with(&issue, &["--cn", "James Royal"]));
     let serial = serial_of(&scratch, "client.crt");
     // cfssl 1.2's gencrl reads each line as a decimal number, whatever the guide says.
     let decimal = u128::from_str_radix(&serial, 16).unwrap().to_string();
     scratch.write("serials.txt", format!("{decimal}\n"));
     scratch.shell("cfssl gencrl serials.txt ca/ca.crt ca/ca.key | base64 -d > cfssl.crl");
-    let verified = scratch.openssl(&[
-        "crl",
-        "-in",
-        "cfssl.crl",
-        "-inform",
-        "DER",
-        "-CAfile",
-        "ca/ca.crt",
-        "-noout",
-        "-verify",
-    ]);
+    let verified = scratch.openssl(&words(
+        "crl -in cfssl.crl -inform DER -CAfile ca/ca.crt -noout -verify",
+    ));
     assert!(verified.contains("verify OK"), "{verified}");
-    let text = scratch.openssl(&[
-        "crl",
-        "-in",
-        "cfssl.crl",
-        "-inform",
-        "DER",
-        "-noout",
-        "-text",
-    ]);
+    let text = scratch.openssl(&words("crl -in cfssl.crl -inform DER -noout -text"));
     assert!(text.contains(&format!("Serial Number: {serial}")), "{text}");
 }
 
@@ -257,33 +157,10 @@ fn cfssl_gencrl_with_a_moat_ca_lists_a_moat_serial_and_openssl_verifies_it() {
 fn moat_crl_from_a_hex_serials_file_makes_openssl_refuse_the_certificate() {
     let scratch = Scratch::new();
     guide_files(&scratch, "2048");
-    scratch.moat_ok(&["pki", "init-ca", "--csr-json", "ca-csr.json", "--out", "ca"]);
-    scratch.moat_ok(&[
-        "pki",
-        "issue",
-        "--ca",
-        "ca",
-        "--csr-json",
-        "client-csr.json",
-        "--config",
-        "ca-config.json",
-        "--profile",
-        "client",
-        "--out",
-        "client",
-    ]);
+    guide_ca_and_client(&scratch);
     let serial = serial_of(&scratch, "client.crt");
     scratch.write("serials.txt", format!("{serial}\n"));
-    scratch.moat_ok(&[
-        "pki",
-        "crl",
-        "--ca",
-        "ca",
-        "--serials",
-        "serials.txt",
-        "--out",
-        "ca.crl",
-    ]);
+    scratch.moat_ok(&words("pki crl --ca ca --serials serials.txt --out ca.crl"));
     scratch.write(
         "ca-and-crl.pem",
         format!("{}{}", scratch.read("ca/ca.crt"), scratch.read("ca.crl")),
@@ -298,24 +175,6 @@ fn unknown_profile_and_bad_expiry_in_the_config_are_refused_and_nothing_is_writt
     let scratch = Scratch::new();
     guide_files(&scratch, "2048");
     scratch.moat_ok(&["pki", "init-ca", "--out", "ca"]);
-    let error = scratch.moat_err(&[
-        "pki",
-        "issue",
-        "--ca",
-        "ca",
-        "--csr-json",
-        "client-csr.json",
-        "--config",
-        "ca-config.json",
-        "--profile",
-        "peer",
-        "--out",
-        "client",
-    ]);
-    assert!(
-        error.contains("unknown profile \"peer\" in ca-config.json; use one of: client, server"),
-        "{error}"
-    );
     scratch.write(
         "bad-config.json",
         CA_CONFIG.replace(
@@ -323,42 +182,29 @@ fn unknown_profile_and_bad_expiry_in_the_config_are_refused_and_nothing_is_writt
             "\"expiry\": \"1y\"\n      },\n      \"client\"",
         ),
     );
-    let error = scratch.moat_err(&[
-        "pki",
-        "issue",
-        "--ca",
-        "ca",
-        "--csr-json",
-        "client-csr.json",
-        "--config",
-        "bad-config.json",
-        "--profile",
-        "client",
-        "--out",
-        "client",
-    ]);
-    assert!(error.contains("bad-config.json profile \"server\": expiry \"1y\" has a unit other than h, m or s; write hours like \"8760h\" (cfssl) or pass --days N"), "{error}");
     scratch.write(
         "bad-usage.json",
         CA_CONFIG.replace("\"client auth\"", "\"client-auth\""),
     );
-    let error = scratch.moat_err(&[
-        "pki",
-        "issue",
-        "--ca",
-        "ca",
-        "--csr-json",
-        "client-csr.json",
-        "--config",
-        "bad-usage.json",
-        "--profile",
-        "client",
-        "--out",
-        "client",
-    ]);
-    assert!(
-        error.contains("bad-usage.json: unknown usage \"client-auth\" in profile \"client\""),
-        "{error}"
-    );
+    for (config, profile, expected) in [
+        (
+            "ca-config.json",
+            "peer",
+            "unknown profile \"peer\" in ca-config.json; use one of: client, server",
+        ),
+        (
+            "bad-config.json",
+            "client",
+            "bad-config.json profile \"server\": expiry \"1y\" has a unit other than h, m or s; write hours like \"8760h\" (cfssl) or pass --days N",
+        ),
+        (
+            "bad-usage.json",
+            "client",
+            "bad-usage.json: unknown usage \"client-auth\" in profile \"client\"",
+        ),
+    ] {
+        let line = issue_line("client-csr.json", config, profile, "client");
+        moat_refuses(&scratch, &words(&line), expected);
+    }
     assert!(!scratch.exists("client.crt") && !scratch.exists("client.key"));
 }

@@ -6,6 +6,8 @@ use std::collections::BTreeSet;
 
 use common::{Scratch, combined, serial_of};
 
+use crate::pki_support::ledger;
+
 /// How many `moat pki issue` race each other; before the ledger lock 20 kept only 7 or 8 entries.
 const ISSUERS: usize = 20;
 /// How many of those certificates are revoked at the same time.
@@ -22,12 +24,8 @@ fn normalized(serial: &str) -> String {
     }
 }
 
-fn ledger(scratch: &Scratch) -> serde_json::Value {
-    serde_json::from_str(&scratch.read("ca/ledger.json")).expect("ledger.json is JSON")
-}
-
 fn ledger_serials(scratch: &Scratch) -> Vec<String> {
-    ledger(scratch)["certificates"]
+    ledger(scratch, "ca")["certificates"]
         .as_array()
         .expect("ledger.json has a certificates array")
         .iter()
@@ -35,8 +33,11 @@ fn ledger_serials(scratch: &Scratch) -> Vec<String> {
         .collect()
 }
 
-fn args(words: &[&str]) -> Vec<String> {
-    words.iter().map(|word| (*word).to_owned()).collect()
+/// `count` command lines, the `index`-th made by `line(index)`, as moat_parallel takes them.
+fn runs(count: usize, line: impl Fn(usize) -> String) -> Vec<Vec<String>> {
+    (0..count)
+        .map(|index| line(index).split_whitespace().map(str::to_owned).collect())
+        .collect()
 }
 
 fn assert_all_succeeded(what: &str, outputs: &[std::process::Output]) {
@@ -57,24 +58,10 @@ fn ca_with_parallel_clients() -> Scratch {
         ledger_serials(&scratch).is_empty(),
         "init-ca records no serial"
     );
-    let runs: Vec<Vec<String>> = (0..ISSUERS)
-        .map(|index| {
-            let name = format!("client{index}");
-            args(&[
-                "pki",
-                "issue",
-                "--ca",
-                "ca",
-                "--profile",
-                "client",
-                "--cn",
-                &name,
-                "--out",
-                &name,
-            ])
-        })
-        .collect();
-    assert_all_succeeded("moat pki issue", &scratch.moat_parallel(&runs));
+    let issues = runs(ISSUERS, |index| {
+        format!("pki issue --ca ca --profile client --cn client{index} --out client{index}")
+    });
+    assert_all_succeeded("moat pki issue", &scratch.moat_parallel(&issues));
     scratch
 }
 
@@ -98,22 +85,10 @@ fn twenty_parallel_issues_leave_twenty_ledger_entries() {
 #[test]
 fn ten_parallel_revocations_are_all_listed_in_the_next_crl() {
     let scratch = ca_with_parallel_clients();
-    let runs: Vec<Vec<String>> = (0..REVOKERS)
-        .map(|index| {
-            let cert = format!("client{index}.crt");
-            args(&[
-                "pki",
-                "revoke",
-                "--ca",
-                "ca",
-                "--cert",
-                &cert,
-                "--reason",
-                "keyCompromise",
-            ])
-        })
-        .collect();
-    assert_all_succeeded("moat pki revoke", &scratch.moat_parallel(&runs));
+    let revokes = runs(REVOKERS, |index| {
+        format!("pki revoke --ca ca --cert client{index}.crt --reason keyCompromise")
+    });
+    assert_all_succeeded("moat pki revoke", &scratch.moat_parallel(&revokes));
     let revoked: BTreeSet<String> = (0..REVOKERS)
         .map(|index| normalized(&serial_of(&scratch, &format!("client{index}.crt"))))
         .collect();
@@ -137,10 +112,8 @@ fn ten_parallel_revocations_are_all_listed_in_the_next_crl() {
 fn parallel_crls_get_distinct_numbers() {
     let scratch = Scratch::new();
     scratch.moat_ok(&["pki", "init-ca", "--out", "ca"]);
-    let runs: Vec<Vec<String>> = (0..5)
-        .map(|index| args(&["pki", "crl", "--ca", "ca", "--out", &format!("{index}.crl")]))
-        .collect();
-    let outputs = scratch.moat_parallel(&runs);
+    let crls = runs(5, |index| format!("pki crl --ca ca --out {index}.crl"));
+    let outputs = scratch.moat_parallel(&crls);
     assert_all_succeeded("moat pki crl", &outputs);
     let numbers: BTreeSet<String> = (0..5)
         .map(|index| {
@@ -160,5 +133,5 @@ fn parallel_crls_get_distinct_numbers() {
         .map(|number| format!("crlNumber=0x0{number}"))
         .collect();
     assert_eq!(numbers, expected);
-    assert_eq!(ledger(&scratch)["crl_number"], 5);
+    assert_eq!(ledger(&scratch, "ca")["crl_number"], 5);
 }

@@ -1,32 +1,22 @@
 //! Bad input to `moat pki`: one clear line naming the file and the fix, a failure exit, nothing written.
 
-use crate::common;
-
-use common::Scratch;
+use crate::common::Scratch;
+use crate::pki_support::{csr, ec_key, ledger_count, moat_refuses, openssl_sign, with, words};
 
 fn ca() -> Scratch {
     let scratch = Scratch::new();
     scratch.moat_ok(&["pki", "init-ca", "--out", "ca", "--cn", "Errors CA"]);
-    scratch.openssl(&[
-        "ecparam",
-        "-genkey",
-        "-name",
-        "prime256v1",
-        "-noout",
-        "-out",
-        "req.key",
-    ]);
-    scratch.openssl(&[
-        "req",
-        "-new",
-        "-key",
-        "req.key",
-        "-out",
-        "req.csr",
-        "-subj",
-        "/CN=requester",
-    ]);
+    ec_key(&scratch, "req.key");
+    csr(&scratch, "req.key", "req.csr", "/CN=requester", &[]);
     scratch
+}
+
+/// Runs moat, which must fail, and asserts [`assert_refused`] of its error against the files
+/// the directory held before the run.
+fn refused(scratch: &Scratch, args: &[&str], expected: &str) {
+    let before = scratch.listing();
+    let error = scratch.moat_err(args);
+    assert_refused(scratch, &error, expected, &before);
 }
 
 /// Asserts a single-line error and that the scratch directory holds exactly `files`.
@@ -45,55 +35,31 @@ fn wrong_passphrase_for_a_moat_ca_names_the_key_file() {
     scratch.write("good", "right\n");
     scratch.write("bad", "wrong\n");
     scratch.moat_ok(&["pki", "init-ca", "--out", "ca", "--passphrase-file", "good"]);
-    let before = scratch.listing();
     let ledger = scratch.read("ca/ledger.json");
-    let error = scratch.moat_err(&[
-        "pki",
-        "issue",
-        "--ca",
-        "ca",
-        "--passphrase-file",
-        "bad",
-        "--profile",
-        "client",
-        "--cn",
-        "x",
-        "--out",
-        "x",
-    ]);
-    assert_refused(
+    refused(
         &scratch,
-        &error,
+        &words("pki issue --ca ca --passphrase-file bad --profile client --cn x --out x"),
         "ca/ca.key: wrong passphrase for the encrypted private key (or the key is corrupted); check the passphrase file or MOAT_CA_PASSPHRASE",
-        &before,
     );
     assert_eq!(scratch.read("ca/ledger.json"), ledger);
+}
+
+/// `moat pki sign` of `csr` with the client profile and the CA flags `ca`, into `signed`.
+fn sign_line(csr: &str, ca: &str) -> String {
+    format!("pki sign --csr {csr} --profile client {ca} --out signed")
 }
 
 #[test]
 fn key_that_does_not_match_the_ca_certificate_is_refused() {
     let scratch = ca();
     scratch.moat_ok(&["pki", "init-ca", "--out", "other"]);
-    let before = scratch.listing();
-    let error = scratch.moat_err(&[
-        "pki",
-        "sign",
-        "--csr",
-        "req.csr",
-        "--profile",
-        "client",
-        "--ca-cert",
-        "ca/ca.crt",
-        "--ca-key",
-        "other/ca.key",
-        "--out",
-        "signed",
-    ]);
-    assert_refused(
+    refused(
         &scratch,
-        &error,
+        &words(&sign_line(
+            "req.csr",
+            "--ca-cert ca/ca.crt --ca-key other/ca.key",
+        )),
         "other/ca.key: this private key does not match the certificate ca/ca.crt (CN=Errors CA); pass the key that was generated with that certificate",
-        &before,
     );
 }
 
@@ -101,82 +67,37 @@ fn key_that_does_not_match_the_ca_certificate_is_refused() {
 fn csr_with_a_bad_signature_is_refused_before_signing() {
     let scratch = ca();
     // Flip one bit in the last byte of the DER (inside the signature).
-    scratch.openssl(&[
-        "req", "-in", "req.csr", "-outform", "DER", "-out", "req.der",
-    ]);
+    scratch.openssl(&words("req -in req.csr -outform DER -out req.der"));
     let mut der = std::fs::read(scratch.join("req.der")).unwrap();
     let last = der.len() - 1;
     der[last] ^= 0x01;
     scratch.write("tampered.der", der);
     std::fs::remove_file(scratch.join("req.der")).unwrap();
-    let before = scratch.listing();
-    let error = scratch.moat_err(&[
-        "pki",
-        "sign",
-        "--csr",
-        "tampered.der",
-        "--profile",
-        "client",
-        "--ca",
-        "ca",
-        "--out",
-        "signed",
-    ]);
-    assert_refused(
+    refused(
         &scratch,
-        &error,
+        &words(&sign_line("tampered.der", "--ca ca")),
         "tampered.der: the CSR's signature does not verify (the request was altered or corrupted); ask the requester for a fresh CSR from `openssl req -new`",
-        &before,
     );
-    let ledger: serde_json::Value = serde_json::from_str(&scratch.read("ca/ledger.json")).unwrap();
-    assert_eq!(ledger["certificates"].as_array().map(Vec::len), Some(0));
+    assert_eq!(ledger_count(&scratch, "ca"), Some(0));
 }
 
 #[test]
 fn file_that_is_not_a_csr_is_refused() {
     let scratch = ca();
-    let before = scratch.listing();
-    let error = scratch.moat_err(&[
-        "pki",
-        "sign",
-        "--csr",
-        "ca/ca.crt",
-        "--profile",
-        "client",
-        "--ca",
-        "ca",
-        "--out",
-        "signed",
-    ]);
-    assert_refused(
+    refused(
         &scratch,
-        &error,
+        &words(&sign_line("ca/ca.crt", "--ca ca")),
         "ca/ca.crt: not a certificate signing request (no CERTIFICATE REQUEST section)",
-        &before,
     );
 }
 
 #[test]
 fn unknown_built_in_profile_is_refused_with_the_choices() {
     let scratch = ca();
-    let before = scratch.listing();
-    let error = scratch.moat_err(&[
-        "pki",
-        "issue",
-        "--ca",
-        "ca",
-        "--profile",
-        "admin",
-        "--cn",
-        "x",
-        "--out",
-        "x",
-    ]);
-    assert_refused(
+    refused(
         &scratch,
-        &error,
+        &words("pki issue --ca ca --profile admin --cn x --out x"),
         "unknown profile \"admin\"; use one of: client, server (or pass --config ca-config.json for cfssl profiles)",
-        &before,
     );
 }
 
@@ -187,146 +108,61 @@ fn unparsable_expiry_in_a_ca_csr_json_is_refused() {
         "ca-csr.json",
         r#"{"CN": "X", "ca": {"expiry": "ten years"}}"#,
     );
-    let before = scratch.listing();
-    let error = scratch.moat_err(&["pki", "init-ca", "--csr-json", "ca-csr.json", "--out", "ca"]);
-    assert_refused(
+    refused(
         &scratch,
-        &error,
+        &["pki", "init-ca", "--csr-json", "ca-csr.json", "--out", "ca"],
         "ca-csr.json \"ca\".\"expiry\": expiry \"ten years\" does not start with a number; write hours like \"8760h\" (cfssl) or pass --days N",
-        &before,
     );
 }
 
 #[test]
 fn ca_that_is_not_a_ca_is_refused() {
     let scratch = ca();
-    scratch.moat_ok(&[
-        "pki",
-        "issue",
-        "--ca",
-        "ca",
-        "--profile",
-        "client",
-        "--cn",
-        "leaf",
-        "--out",
-        "leaf",
-    ]);
-    let before = scratch.listing();
-    let error = scratch.moat_err(&[
-        "pki",
-        "sign",
-        "--csr",
-        "req.csr",
-        "--profile",
-        "client",
-        "--ca-cert",
-        "leaf.crt",
-        "--ca-key",
-        "leaf.key",
-        "--out",
-        "signed",
-    ]);
-    assert_refused(
+    scratch.moat_ok(&words(
+        "pki issue --ca ca --profile client --cn leaf --out leaf",
+    ));
+    refused(
         &scratch,
-        &error,
+        &words(&sign_line(
+            "req.csr",
+            "--ca-cert leaf.crt --ca-key leaf.key",
+        )),
         "leaf.crt: CN=leaf is not a CA (basicConstraints cA=false); pass a CA certificate",
-        &before,
     );
     // The guide's v1 client certificate (no extensions) cannot issue either.
-    scratch.openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "req.csr",
-        "-CA",
-        "ca/ca.crt",
-        "-CAkey",
-        "ca/ca.key",
-        "-set_serial",
-        "7",
-        "-out",
-        "v1.crt",
-    ]);
-    let before = scratch.listing();
-    let error = scratch.moat_err(&[
-        "pki",
-        "sign",
-        "--csr",
-        "req.csr",
-        "--profile",
-        "client",
-        "--ca-cert",
-        "v1.crt",
-        "--ca-key",
-        "req.key",
-        "--out",
-        "signed",
-    ]);
-    assert_refused(
+    openssl_sign(
         &scratch,
-        &error,
+        "req.csr",
+        "ca/ca.crt",
+        "ca/ca.key",
+        "v1.crt",
+        &["-set_serial", "7"],
+    );
+    refused(
+        &scratch,
+        &words(&sign_line("req.csr", "--ca-cert v1.crt --ca-key req.key")),
         "v1.crt: CN=requester is not a CA (no basicConstraints extension; an X.509 v1 or leaf certificate cannot issue (RFC 5280 4.2.1.9))",
-        &before,
     );
     // A directory without a CA.
-    let error = scratch.moat_err(&[
-        "pki",
-        "issue",
-        "--ca",
-        ".",
-        "--profile",
-        "client",
-        "--cn",
-        "x",
-        "--out",
-        "x",
-    ]);
-    assert_refused(
+    refused(
         &scratch,
-        &error,
+        &words("pki issue --ca . --profile client --cn x --out x"),
         "not a moat CA directory (missing ca.crt); make one with `moat pki init-ca --out DIR` or pass --ca-cert and --ca-key",
-        &before,
     );
 }
 
 #[test]
 fn bad_san_and_server_without_a_usable_name_are_refused() {
     let scratch = ca();
-    let output = scratch.moat(&[
-        "pki",
-        "issue",
-        "--ca",
-        "ca",
-        "--profile",
-        "server",
-        "--cn",
-        "x",
-        "--san",
-        "host:foo",
-        "--out",
-        "x",
-    ]);
-    assert!(!output.status.success());
-    let error = String::from_utf8_lossy(&output.stderr);
-    assert!(error.contains("subject alternative name \"host:foo\": unknown kind prefix; write dns:NAME, ip:ADDRESS, uri:URI or email:ADDRESS"), "{error}");
-    let before = scratch.listing();
-    let error = scratch.moat_err(&[
-        "pki",
-        "issue",
-        "--ca",
-        "ca",
-        "--profile",
-        "server",
-        "--cn",
-        "My Server",
-        "--out",
-        "x",
-    ]);
-    assert_refused(
+    let server = words("pki issue --ca ca --profile server --out x");
+    moat_refuses(
         &scratch,
-        &error,
+        &with(&server, &["--cn", "x", "--san", "host:foo"]),
+        "subject alternative name \"host:foo\": unknown kind prefix; write dns:NAME, ip:ADDRESS, uri:URI or email:ADDRESS",
+    );
+    refused(
+        &scratch,
+        &with(&server, &["--cn", "My Server"]),
         "the common name \"My Server\" is not a DNS name or IP address, so it cannot be the server certificate's SAN; pass --san dns:NAME",
-        &before,
     );
 }

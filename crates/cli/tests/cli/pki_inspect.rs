@@ -1,45 +1,14 @@
 //! `moat pki inspect` against certificates, CSRs, CRLs and keys made by openssl.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
 use serde_json::Value;
 
-/// Runs a program in `dir` and returns its output.
-fn run(dir: &Path, program: &str, args: &[&str]) -> Output {
-    Command::new(program)
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap_or_else(|error| panic!("cannot run {program}: {error}"))
-}
-
-/// Runs openssl in `dir` and fails the test when it fails.
-fn openssl(dir: &Path, args: &[&str]) -> String {
-    let output = run(dir, "openssl", args);
-    assert!(
-        output.status.success(),
-        "openssl {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn moat(dir: &Path, args: &[&str]) -> Output {
-    run(dir, env!("CARGO_BIN_EXE_moat"), args)
-}
+use crate::common::{Scratch, serial_of};
+use crate::pki_support::{csr, ec_key, openssl_sign, self_signed, words};
 
 /// `moat pki inspect --json FILES`, parsed; the command must succeed.
-fn inspect_json(dir: &Path, files: &[&str]) -> Vec<Value> {
-    let mut args = vec!["pki", "inspect", "--json"];
-    args.extend_from_slice(files);
-    let output = moat(dir, &args);
-    assert!(
-        output.status.success(),
-        "moat {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let json: Value = serde_json::from_slice(&output.stdout).expect("inspect --json prints JSON");
+fn inspect_json(scratch: &Scratch, files: &[&str]) -> Vec<Value> {
+    let stdout = scratch.moat_ok(&[&["pki", "inspect", "--json"][..], files].concat());
+    let json: Value = serde_json::from_str(&stdout).expect("inspect --json prints JSON");
     json.as_array().expect("a JSON array").clone()
 }
 
@@ -58,194 +27,151 @@ fn has_warning(finding: &Value, needle: &str) -> bool {
         .any(|warning| warning.contains(needle))
 }
 
+/// Asserts that one of the finding's warnings holds `needle`, showing them all if not.
+fn assert_warns(finding: &Value, needle: &str) {
+    assert!(
+        has_warning(finding, needle),
+        "{needle:?} not in the warnings of {}: {:?}",
+        finding["subject"],
+        warnings(finding)
+    );
+}
+
+/// Asserts that the finding has no warnings, showing them if it has.
+fn assert_no_warnings(finding: &Value) {
+    assert!(
+        warnings(finding).is_empty(),
+        "unexpected warnings of {}: {:?}",
+        finding["subject"],
+        warnings(finding)
+    );
+}
+
 /// A CA made with `openssl req -x509` (v3, cA=true) plus an `openssl ca` setup for custom dates,
 /// extensions and CRLs.
-struct TestCa {
-    dir: tempfile::TempDir,
-}
-
-impl TestCa {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path();
-        openssl(path, &["genrsa", "-out", "ca.key", "2048"]);
-        openssl(
-            path,
-            &[
-                "req",
-                "-new",
-                "-x509",
-                "-sha256",
-                "-days",
-                "365",
-                "-key",
-                "ca.key",
-                "-out",
-                "ca.crt",
-                "-subj",
-                "/CN=Inspect Test CA/O=Lab",
-                "-addext",
-                "basicConstraints=critical,CA:TRUE,pathlen:1",
-                "-addext",
-                "keyUsage=critical,keyCertSign,cRLSign",
-            ],
-        );
-        std::fs::create_dir(path.join("newcerts")).unwrap();
-        std::fs::write(path.join("index.txt"), "").unwrap();
-        std::fs::write(path.join("serial"), "1000\n").unwrap();
-        std::fs::write(path.join("crlnumber"), "07\n").unwrap();
-        std::fs::write(
-            path.join("ca.cnf"),
-            "[ ca ]\ndefault_ca = lab\n[ lab ]\ndatabase = index.txt\nnew_certs_dir = newcerts\n\
-             serial = serial\ncrlnumber = crlnumber\ndefault_md = sha256\ndefault_days = 30\n\
-             default_crl_days = 7\npolicy = any\nunique_subject = no\ncopy_extensions = copy\n\
-             certificate = ca.crt\nprivate_key = ca.key\n\
-             [ any ]\ncommonName = supplied\n\
-             [ client ]\nbasicConstraints = CA:FALSE\nextendedKeyUsage = clientAuth\n\
-             [ server ]\nbasicConstraints = CA:FALSE\nextendedKeyUsage = serverAuth\n\
-             subjectAltName = DNS:app.example.com\n\
-             [ server_no_san ]\nbasicConstraints = CA:FALSE\nextendedKeyUsage = serverAuth\n\
-             [ email ]\nbasicConstraints = CA:FALSE\nextendedKeyUsage = emailProtection\n",
-        )
-        .unwrap();
-        Self { dir }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// Issues `NAME.crt` for CN=`cn` through `openssl ca` with an extension section and dates.
-    fn issue(
-        &self,
-        name: &str,
-        cn: &str,
-        extensions: &str,
-        dates: Option<(&str, &str)>,
-    ) -> PathBuf {
-        let key = format!("{name}.key");
-        let csr = format!("{name}.csr");
-        let crt = format!("{name}.crt");
-        let subject = format!("/CN={cn}");
-        openssl(self.path(), &["genrsa", "-out", &key, "2048"]);
-        openssl(
-            self.path(),
-            &["req", "-new", "-key", &key, "-out", &csr, "-subj", &subject],
-        );
-        let mut args = vec![
-            "ca",
-            "-batch",
-            "-notext",
-            "-config",
-            "ca.cnf",
-            "-extensions",
-            extensions,
-            "-in",
-            &csr,
-            "-out",
-            &crt,
-        ];
-        if let Some((start, end)) = dates {
-            args.extend_from_slice(&["-startdate", start, "-enddate", end]);
-        }
-        openssl(self.path(), &args);
-        self.path().join(crt)
-    }
-
-    /// The client certificate exactly as the ngrok guide makes it: `openssl x509 -req` with no
-    /// extension file, which yields X.509 version 1.
-    fn issue_v1_client(&self) {
-        openssl(self.path(), &["genrsa", "-out", "ngrokclient.key", "2048"]);
-        openssl(
-            self.path(),
-            &[
-                "req",
-                "-new",
-                "-key",
-                "ngrokclient.key",
-                "-out",
-                "ngrokclient.csr",
-                "-subj",
-                "/CN=ngrok client",
-            ],
-        );
-        openssl(
-            self.path(),
-            &[
-                "x509",
-                "-req",
-                "-days",
-                "365",
-                "-sha256",
-                "-in",
-                "ngrokclient.csr",
-                "-CA",
-                "ca.crt",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                "ngrokclient.crt",
-            ],
-        );
-    }
-
-    fn concat(&self, out: &str, parts: &[&str]) {
-        let mut text = String::new();
-        for part in parts {
-            text.push_str(&std::fs::read_to_string(self.path().join(part)).unwrap());
-        }
-        std::fs::write(self.path().join(out), text).unwrap();
-    }
-}
-
-/// `openssl x509 -serial` prints `serial=HEX`; moat must print the same HEX.
-fn openssl_serial(dir: &Path, cert: &str) -> String {
-    openssl(dir, &["x509", "-in", cert, "-noout", "-serial"])
-        .trim()
-        .trim_start_matches("serial=")
-        .to_owned()
-}
-
-fn openssl_sha256(dir: &Path, cert: &str) -> String {
-    let line = openssl(
-        dir,
-        &["x509", "-in", cert, "-noout", "-fingerprint", "-sha256"],
+fn test_ca() -> Scratch {
+    let scratch = Scratch::new();
+    scratch.openssl(&["genrsa", "-out", "ca.key", "2048"]);
+    let extensions = [
+        "-sha256",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE,pathlen:1",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    ];
+    self_signed(
+        &scratch,
+        "ca.key",
+        "ca.crt",
+        "/CN=Inspect Test CA/O=Lab",
+        "365",
+        &extensions,
     );
+    std::fs::create_dir(scratch.join("newcerts")).unwrap();
+    scratch.write("index.txt", "");
+    scratch.write("serial", "1000\n");
+    scratch.write("crlnumber", "07\n");
+    scratch.write(
+        "ca.cnf",
+        "[ ca ]\ndefault_ca = lab\n[ lab ]\ndatabase = index.txt\nnew_certs_dir = newcerts\n\
+         serial = serial\ncrlnumber = crlnumber\ndefault_md = sha256\ndefault_days = 30\n\
+         default_crl_days = 7\npolicy = any\nunique_subject = no\ncopy_extensions = copy\n\
+         certificate = ca.crt\nprivate_key = ca.key\n\
+         [ any ]\ncommonName = supplied\n\
+         [ client ]\nbasicConstraints = CA:FALSE\nextendedKeyUsage = clientAuth\n\
+         [ server ]\nbasicConstraints = CA:FALSE\nextendedKeyUsage = serverAuth\n\
+         subjectAltName = DNS:app.example.com\n\
+         [ server_no_san ]\nbasicConstraints = CA:FALSE\nextendedKeyUsage = serverAuth\n\
+         [ email ]\nbasicConstraints = CA:FALSE\nextendedKeyUsage = emailProtection\n",
+    );
+    scratch
+}
+
+/// Issues `NAME.crt` for CN=`cn` through `openssl ca` with an extension section and dates;
+/// returns the certificate's file name.
+fn issue(
+    ca: &Scratch,
+    name: &str,
+    cn: &str,
+    extensions: &str,
+    dates: Option<(&str, &str)>,
+) -> String {
+    let key = format!("{name}.key");
+    let csr_file = format!("{name}.csr");
+    let crt = format!("{name}.crt");
+    ca.openssl(&["genrsa", "-out", &key, "2048"]);
+    csr(ca, &key, &csr_file, &format!("/CN={cn}"), &[]);
+    let line = format!(
+        "ca -batch -notext -config ca.cnf -extensions {extensions} -in {csr_file} -out {crt}"
+    );
+    let mut args = words(&line);
+    if let Some((start, end)) = dates {
+        args.extend_from_slice(&["-startdate", start, "-enddate", end]);
+    }
+    ca.openssl(&args);
+    crt
+}
+
+/// The client certificate exactly as the ngrok guide makes it: `openssl x509 -req` with no
+/// extension file, which yields X.509 version 1.
+fn issue_v1_client(ca: &Scratch) {
+    ca.openssl(&["genrsa", "-out", "ngrokclient.key", "2048"]);
+    csr(
+        ca,
+        "ngrokclient.key",
+        "ngrokclient.csr",
+        "/CN=ngrok client",
+        &[],
+    );
+    let extra = words("-days 365 -sha256 -CAcreateserial");
+    openssl_sign(
+        ca,
+        "ngrokclient.csr",
+        "ca.crt",
+        "ca.key",
+        "ngrokclient.crt",
+        &extra,
+    );
+}
+
+/// Writes `out` as the files `parts` one after the other.
+fn concat(scratch: &Scratch, out: &str, parts: &[&str]) {
+    let text: String = parts.iter().map(|part| scratch.read(part)).collect();
+    scratch.write(out, text);
+}
+
+fn openssl_sha256(scratch: &Scratch, cert: &str) -> String {
+    let line = scratch.openssl(&["x509", "-in", cert, "-noout", "-fingerprint", "-sha256"]);
     line.trim().rsplit('=').next().unwrap().to_owned()
 }
 
 #[test]
 fn ngrok_guide_v1_client_is_reported_as_version_1_with_a_warning() {
-    let ca = TestCa::new();
-    ca.issue_v1_client();
-    let findings = inspect_json(ca.path(), &["ngrokclient.crt"]);
+    let ca = test_ca();
+    issue_v1_client(&ca);
+    let findings = inspect_json(&ca, &["ngrokclient.crt"]);
     assert_eq!(findings.len(), 1);
     let cert = &findings[0];
     assert_eq!(cert["kind"], "certificate");
     assert_eq!(cert["version"], 1);
     assert_eq!(cert["subject"], "CN=ngrok client");
     assert_eq!(cert["issuer"], "CN=Inspect Test CA, O=Lab");
-    assert_eq!(cert["serial"], openssl_serial(ca.path(), "ngrokclient.crt"));
+    assert_eq!(cert["serial"], serial_of(&ca, "ngrokclient.crt"));
     assert_eq!(
         cert["sha256_fingerprint"],
-        openssl_sha256(ca.path(), "ngrokclient.crt")
+        openssl_sha256(&ca, "ngrokclient.crt")
     );
     assert_eq!(cert["public_key"], "RSA 2048");
     assert!(cert["basic_constraints"].is_null());
     assert!(cert["extended_key_usage"].is_null());
-    assert!(
-        has_warning(cert, "X.509 version 1"),
-        "warnings: {:?}",
-        warnings(cert)
-    );
+    assert_warns(cert, "X.509 version 1");
     assert!(!has_warning(cert, "expired"));
 }
 
 #[test]
 fn v3_ca_shows_basic_constraints_key_usage_and_days_left_without_warnings() {
-    let ca = TestCa::new();
-    let findings = inspect_json(ca.path(), &["ca.crt"]);
+    let ca = test_ca();
+    let findings = inspect_json(&ca, &["ca.crt"]);
     let cert = &findings[0];
     assert_eq!(cert["version"], 3);
     assert_eq!(cert["basic_constraints"]["ca"], true);
@@ -258,49 +184,37 @@ fn v3_ca_shows_basic_constraints_key_usage_and_days_left_without_warnings() {
     assert_eq!(cert["self_signed"], true);
     let days_left = cert["days_left"].as_i64().unwrap();
     assert!((364..=365).contains(&days_left), "days_left {days_left}");
-    assert!(warnings(cert).is_empty(), "warnings: {:?}", warnings(cert));
+    assert_no_warnings(cert);
 }
 
 #[test]
 fn ca_bundle_with_a_leaf_warns_that_the_leaf_is_not_a_ca() {
-    let ca = TestCa::new();
-    ca.issue("client", "bundled leaf", "client", None);
-    ca.concat("cas.pem", &["ca.crt", "client.crt"]);
-    let findings = inspect_json(ca.path(), &["cas.pem"]);
+    let ca = test_ca();
+    issue(&ca, "client", "bundled leaf", "client", None);
+    concat(&ca, "cas.pem", &["ca.crt", "client.crt"]);
+    let findings = inspect_json(&ca, &["cas.pem"]);
     assert_eq!(
         findings.len(),
         2,
         "each certificate of the bundle is reported"
     );
-    assert!(
-        warnings(&findings[0]).is_empty(),
-        "{:?}",
-        warnings(&findings[0])
-    );
-    assert!(
-        has_warning(
-            &findings[1],
-            "certificate #2 (CN=bundled leaf) is not a CA (basicConstraints cA=false)"
-        ),
-        "warnings: {:?}",
-        warnings(&findings[1])
+    assert_no_warnings(&findings[0]);
+    assert_warns(
+        &findings[1],
+        "certificate #2 (CN=bundled leaf) is not a CA (basicConstraints cA=false)",
     );
     assert!(has_warning(&findings[1], "remove it from the bundle"));
 }
 
 #[test]
 fn leaf_followed_by_its_issuer_is_a_chain_not_a_bad_bundle() {
-    let ca = TestCa::new();
-    ca.issue("server", "app.example.com", "server", None);
-    ca.concat("fullchain.pem", &["server.crt", "ca.crt"]);
-    let findings = inspect_json(ca.path(), &["fullchain.pem"]);
+    let ca = test_ca();
+    issue(&ca, "server", "app.example.com", "server", None);
+    concat(&ca, "fullchain.pem", &["server.crt", "ca.crt"]);
+    let findings = inspect_json(&ca, &["fullchain.pem"]);
     assert_eq!(findings.len(), 2);
     for finding in &findings {
-        assert!(
-            warnings(finding).is_empty(),
-            "unexpected warnings: {:?}",
-            warnings(finding)
-        );
+        assert_no_warnings(finding);
     }
     assert_eq!(
         findings[0]["subject_alt_names"],
@@ -314,61 +228,51 @@ fn leaf_followed_by_its_issuer_is_a_chain_not_a_bad_bundle() {
 
 #[test]
 fn leaf_in_a_file_named_like_a_ca_is_flagged() {
-    let ca = TestCa::new();
-    ca.issue("client", "lonely leaf", "client", None);
-    std::fs::copy(ca.path().join("client.crt"), ca.path().join("root-ca.pem")).unwrap();
-    let findings = inspect_json(ca.path(), &["root-ca.pem"]);
-    assert!(
-        has_warning(&findings[0], "named like a CA file"),
-        "warnings: {:?}",
-        warnings(&findings[0])
-    );
+    let ca = test_ca();
+    issue(&ca, "client", "lonely leaf", "client", None);
+    std::fs::copy(ca.join("client.crt"), ca.join("root-ca.pem")).unwrap();
+    let findings = inspect_json(&ca, &["root-ca.pem"]);
+    assert_warns(&findings[0], "named like a CA file");
 }
 
 #[test]
 fn expired_and_not_yet_valid_certificates_are_flagged() {
-    let ca = TestCa::new();
-    ca.issue(
+    let ca = test_ca();
+    issue(
+        &ca,
         "old",
         "expired client",
         "client",
         Some(("20200101000000Z", "20200201000000Z")),
     );
-    ca.issue(
+    issue(
+        &ca,
         "future",
         "future client",
         "client",
         Some(("20990101000000Z", "20991231000000Z")),
     );
-    let findings = inspect_json(ca.path(), &["old.crt", "future.crt"]);
+    let findings = inspect_json(&ca, &["old.crt", "future.crt"]);
     let (old, future) = (&findings[0], &findings[1]);
     assert_eq!(old["not_after"], "2020-02-01T00:00:00Z");
     assert!(old["days_left"].as_i64().unwrap() < -1000);
-    assert!(
-        has_warning(old, "expired on 2020-02-01T00:00:00Z"),
-        "warnings: {:?}",
-        warnings(old)
-    );
+    assert_warns(old, "expired on 2020-02-01T00:00:00Z");
     assert!(has_warning(old, "certificate_expired"));
     assert!(!has_warning(old, "not yet valid"));
     assert_eq!(future["not_before"], "2099-01-01T00:00:00Z");
-    assert!(
-        has_warning(future, "not yet valid: valid from 2099-01-01T00:00:00Z"),
-        "warnings: {:?}",
-        warnings(future)
-    );
+    assert_warns(future, "not yet valid: valid from 2099-01-01T00:00:00Z");
     assert!(!has_warning(future, "expired"));
 }
 
 #[test]
 fn client_certificate_without_client_auth_is_flagged() {
-    let ca = TestCa::new();
-    ca.issue("client-mail", "mail only", "email", None);
-    ca.issue("client-server", "server eku", "server", None);
-    ca.issue("client-ok", "proper client", "client", None);
-    ca.issue("web", "no san server", "server_no_san", None);
+    let ca = test_ca();
+    issue(&ca, "client-mail", "mail only", "email", None);
+    issue(&ca, "client-server", "server eku", "server", None);
+    issue(&ca, "client-ok", "proper client", "client", None);
+    issue(&ca, "web", "no san server", "server_no_san", None);
     let findings = inspect_json(
-        ca.path(),
+        &ca,
         &[
             "client-mail.crt",
             "client-server.crt",
@@ -377,21 +281,12 @@ fn client_certificate_without_client_auth_is_flagged() {
         ],
     );
     for finding in &findings[..2] {
-        assert!(
-            has_warning(
-                finding,
-                "has no clientAuth: a gateway refuses it as a client certificate"
-            ),
-            "{}: {:?}",
-            finding["subject"],
-            warnings(finding)
+        assert_warns(
+            finding,
+            "has no clientAuth: a gateway refuses it as a client certificate",
         );
     }
-    assert!(
-        warnings(&findings[2]).is_empty(),
-        "{:?}",
-        warnings(&findings[2])
-    );
+    assert_no_warnings(&findings[2]);
     assert_eq!(
         findings[2]["extended_key_usage"],
         serde_json::json!(["clientAuth"])
@@ -408,48 +303,24 @@ fn client_certificate_without_client_auth_is_flagged() {
 
 #[test]
 fn csr_shows_requested_sans_and_whether_its_signature_verifies() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path();
-    openssl(
-        path,
-        &[
-            "ecparam",
-            "-genkey",
-            "-name",
-            "prime256v1",
-            "-noout",
-            "-out",
-            "req.key",
-        ],
+    let scratch = Scratch::new();
+    ec_key(&scratch, "req.key");
+    let sans = ["-addext", "subjectAltName=DNS:api.example.com,IP:10.0.0.7"];
+    csr(
+        &scratch,
+        "req.key",
+        "req.csr",
+        "/CN=api.example.com/O=Lab",
+        &sans,
     );
-    openssl(
-        path,
-        &[
-            "req",
-            "-new",
-            "-key",
-            "req.key",
-            "-out",
-            "req.csr",
-            "-subj",
-            "/CN=api.example.com/O=Lab",
-            "-addext",
-            "subjectAltName=DNS:api.example.com,IP:10.0.0.7",
-        ],
-    );
-    openssl(
-        path,
-        &[
-            "req", "-in", "req.csr", "-outform", "DER", "-out", "req.der",
-        ],
-    );
+    scratch.openssl(&words("req -in req.csr -outform DER -out req.der"));
     // Flip one bit of the signature: the last byte of the DER is inside it.
-    let mut der = std::fs::read(path.join("req.der")).unwrap();
+    let mut der = std::fs::read(scratch.join("req.der")).unwrap();
     let last = der.len() - 1;
     der[last] ^= 0x01;
-    std::fs::write(path.join("tampered.der"), der).unwrap();
+    scratch.write("tampered.der", der);
 
-    let findings = inspect_json(path, &["req.csr", "tampered.der"]);
+    let findings = inspect_json(&scratch, &["req.csr", "tampered.der"]);
     let (good, bad) = (&findings[0], &findings[1]);
     assert_eq!(good["kind"], "certificate_request");
     assert_eq!(good["subject"], "CN=api.example.com, O=Lab");
@@ -467,34 +338,16 @@ fn csr_shows_requested_sans_and_whether_its_signature_verifies() {
 
 #[test]
 fn crl_from_openssl_ca_lists_revoked_serials_with_reasons() {
-    let ca = TestCa::new();
-    let revoked = ca.issue("lost", "lost laptop", "client", None);
-    ca.issue("kept", "kept laptop", "client", None);
-    openssl(
-        ca.path(),
-        &[
-            "ca",
-            "-config",
-            "ca.cnf",
-            "-revoke",
-            revoked.to_str().unwrap(),
-            "-crl_reason",
-            "keyCompromise",
-        ],
-    );
-    openssl(
-        ca.path(),
-        &["ca", "-config", "ca.cnf", "-gencrl", "-out", "crl.pem"],
-    );
-    openssl(
-        ca.path(),
-        &[
-            "crl", "-in", "crl.pem", "-outform", "DER", "-out", "crl.der",
-        ],
-    );
-    let serial = openssl_serial(ca.path(), "lost.crt");
+    let ca = test_ca();
+    let revoked = issue(&ca, "lost", "lost laptop", "client", None);
+    issue(&ca, "kept", "kept laptop", "client", None);
+    let line = format!("ca -config ca.cnf -revoke {revoked} -crl_reason keyCompromise");
+    ca.openssl(&words(&line));
+    ca.openssl(&words("ca -config ca.cnf -gencrl -out crl.pem"));
+    ca.openssl(&words("crl -in crl.pem -outform DER -out crl.der"));
+    let serial = serial_of(&ca, "lost.crt");
 
-    let findings = inspect_json(ca.path(), &["crl.pem", "crl.der"]);
+    let findings = inspect_json(&ca, &["crl.pem", "crl.der"]);
     for crl in &findings {
         assert_eq!(crl["kind"], "crl");
         assert_eq!(crl["issuer"], "CN=Inspect Test CA, O=Lab");
@@ -510,43 +363,22 @@ fn crl_from_openssl_ca_lists_revoked_serials_with_reasons() {
 
 #[test]
 fn keys_show_type_and_size_but_never_key_material() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path();
-    openssl(path, &["genrsa", "-out", "rsa8.key", "3072"]);
-    openssl(
-        path,
-        &["rsa", "-in", "rsa8.key", "-traditional", "-out", "rsa1.key"],
-    );
-    openssl(
-        path,
-        &["ecparam", "-genkey", "-name", "secp384r1", "-out", "ec.key"],
-    );
-    openssl(
-        path,
-        &["genpkey", "-algorithm", "ed25519", "-out", "ed.key"],
-    );
-    openssl(
-        path,
-        &[
-            "pkey",
-            "-in",
-            "rsa8.key",
-            "-aes256",
-            "-passout",
-            "pass:secret",
-            "-out",
-            "enc.key",
-        ],
-    );
-    openssl(
-        path,
-        &["pkey", "-in", "rsa8.key", "-pubout", "-out", "pub.pem"],
-    );
+    let scratch = Scratch::new();
+    for line in [
+        "genrsa -out rsa8.key 3072",
+        "rsa -in rsa8.key -traditional -out rsa1.key",
+        "ecparam -genkey -name secp384r1 -out ec.key",
+        "genpkey -algorithm ed25519 -out ed.key",
+        "pkey -in rsa8.key -aes256 -passout pass:secret -out enc.key",
+        "pkey -in rsa8.key -pubout -out pub.pem",
+    ] {
+        scratch.openssl(&words(line));
+    }
     let files = [
         "rsa8.key", "rsa1.key", "ec.key", "ed.key", "enc.key", "pub.pem",
     ];
 
-    let findings = inspect_json(path, &files);
+    let findings = inspect_json(&scratch, &files);
     let summary: Vec<(String, String, Value)> = findings
         .iter()
         .map(|finding| {
@@ -577,20 +409,12 @@ fn keys_show_type_and_size_but_never_key_material() {
     assert_eq!(findings[4]["encrypted"], true);
 
     // No line of any key body may appear in either output format.
-    let mut args = vec!["pki", "inspect"];
-    args.extend_from_slice(&files);
-    let text = moat(path, &args);
-    assert!(text.status.success());
-    let json = moat(
-        path,
-        &[&["pki", "inspect", "--json"][..], &files[..]].concat(),
-    );
     let outputs = [
-        String::from_utf8_lossy(&text.stdout).into_owned(),
-        String::from_utf8_lossy(&json.stdout).into_owned(),
+        scratch.moat_ok(&[&["pki", "inspect"][..], &files[..]].concat()),
+        scratch.moat_ok(&[&["pki", "inspect", "--json"][..], &files[..]].concat()),
     ];
     for file in &files[..5] {
-        let pem = std::fs::read_to_string(path.join(file)).unwrap();
+        let pem = scratch.read(file);
         for line in pem
             .lines()
             .filter(|line| !line.starts_with("-----") && line.len() > 16)
@@ -607,11 +431,9 @@ fn keys_show_type_and_size_but_never_key_material() {
 
 #[test]
 fn text_output_shows_fields_days_left_and_warnings() {
-    let ca = TestCa::new();
-    ca.issue_v1_client();
-    let output = moat(ca.path(), &["pki", "inspect", "ca.crt", "ngrokclient.crt"]);
-    assert!(output.status.success());
-    let text = String::from_utf8_lossy(&output.stdout);
+    let ca = test_ca();
+    issue_v1_client(&ca);
+    let text = ca.moat_ok(&["pki", "inspect", "ca.crt", "ngrokclient.crt"]);
     assert!(text.contains("ca.crt #1: certificate"), "{text}");
     assert!(text.contains("ngrokclient.crt #1: certificate"), "{text}");
     assert!(
@@ -631,7 +453,7 @@ fn text_output_shows_fields_days_left_and_warnings() {
         text.contains("WARNING:              X.509 version 1"),
         "{text}"
     );
-    let fingerprint = openssl_sha256(ca.path(), "ca.crt");
+    let fingerprint = openssl_sha256(&ca, "ca.crt");
     assert!(
         text.contains(&format!("SHA-256 fingerprint:  {fingerprint}")),
         "{text}"
@@ -640,11 +462,9 @@ fn text_output_shows_fields_days_left_and_warnings() {
 
 #[test]
 fn unreadable_and_unrecognised_files_fail_naming_the_file() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("notes.txt"), "just some text\n").unwrap();
-    let output = moat(dir.path(), &["pki", "inspect", "notes.txt", "missing.pem"]);
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let scratch = Scratch::new();
+    scratch.write("notes.txt", "just some text\n");
+    let stderr = scratch.moat_err(&["pki", "inspect", "notes.txt", "missing.pem"]);
     assert!(
         stderr.contains("notes.txt: no certificate, CSR, CRL or key found"),
         "{stderr}"
@@ -657,24 +477,12 @@ fn unreadable_and_unrecognised_files_fail_naming_the_file() {
 
 #[test]
 fn legacy_encrypted_pem_key_is_reported_with_the_conversion_command() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path();
-    openssl(path, &["genrsa", "-out", "plain.key", "2048"]);
-    openssl(
-        path,
-        &[
-            "rsa",
-            "-in",
-            "plain.key",
-            "-traditional",
-            "-aes256",
-            "-passout",
-            "pass:secret",
-            "-out",
-            "legacy.key",
-        ],
-    );
-    let findings = inspect_json(path, &["legacy.key"]);
+    let scratch = Scratch::new();
+    scratch.openssl(&["genrsa", "-out", "plain.key", "2048"]);
+    scratch.openssl(&words(
+        "rsa -in plain.key -traditional -aes256 -passout pass:secret -out legacy.key",
+    ));
+    let findings = inspect_json(&scratch, &["legacy.key"]);
     assert_eq!(findings[0]["format"], "legacy encrypted PEM");
     assert_eq!(findings[0]["encrypted"], true);
     assert!(has_warning(&findings[0], "openssl pkcs8 -topk8"));
@@ -682,24 +490,16 @@ fn legacy_encrypted_pem_key_is_reported_with_the_conversion_command() {
 
 #[test]
 fn combined_pem_with_a_key_of_another_certificate_is_flagged() {
-    let ca = TestCa::new();
-    ca.issue("client", "combined client", "client", None);
-    ca.concat("client.pem", &["client.crt", "client.key"]);
-    ca.concat("mixed.pem", &["client.crt", "ca.key"]);
-    let findings = inspect_json(ca.path(), &["client.pem", "mixed.pem"]);
+    let ca = test_ca();
+    issue(&ca, "client", "combined client", "client", None);
+    concat(&ca, "client.pem", &["client.crt", "client.key"]);
+    concat(&ca, "mixed.pem", &["client.crt", "ca.key"]);
+    let findings = inspect_json(&ca, &["client.pem", "mixed.pem"]);
     assert_eq!(findings.len(), 4);
     assert_eq!(findings[1]["kind"], "private_key");
-    assert!(
-        warnings(&findings[1]).is_empty(),
-        "{:?}",
-        warnings(&findings[1])
-    );
-    assert!(
-        has_warning(
-            &findings[3],
-            "this key does not belong to the certificate(s) in the same file (CN=combined client)"
-        ),
-        "{:?}",
-        warnings(&findings[3])
+    assert_no_warnings(&findings[1]);
+    assert_warns(
+        &findings[3],
+        "this key does not belong to the certificate(s) in the same file (CN=combined client)",
     );
 }

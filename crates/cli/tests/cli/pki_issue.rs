@@ -1,8 +1,10 @@
 //! `moat pki issue`: client and server certificates that openssl, curl and browsers accept.
 
-use crate::common;
-
-use common::{Scratch, mode, text_of};
+use crate::common::{Scratch, mode, serial_of, text_of};
+use crate::pki_support::{
+    assert_lifetime_days, ledger, ledger_count, moat_refuses, public_keys, valid_in_days,
+    verify_as, words,
+};
 
 fn ca() -> Scratch {
     let scratch = Scratch::new();
@@ -13,33 +15,16 @@ fn ca() -> Scratch {
 #[test]
 fn client_certificate_passes_openssl_verify_as_sslclient_only() {
     let scratch = ca();
-    let stdout = scratch.moat_ok(&[
-        "pki",
-        "issue",
-        "--ca",
-        "ca",
-        "--profile",
-        "client",
-        "--cn",
-        "alice",
-        "--org",
-        "Example",
-        "--ou",
-        "Admins",
-        "--san",
-        "email:alice@example.com",
-        "--out",
-        "alice",
-    ]);
+    let stdout = scratch.moat_ok(&words(
+        "pki issue --ca ca --profile client --cn alice --org Example --ou Admins --san email:alice@example.com --out alice",
+    ));
     assert!(
         stdout.contains("wrote alice.crt, alice.key for O=Example, OU=Admins, CN=alice (serial "),
         "{stdout}"
     );
-    let (ok, output) =
-        scratch.openssl_verify(&["-CAfile", "ca/ca.crt", "-purpose", "sslclient", "alice.crt"]);
+    let (ok, output) = verify_as(&scratch, "ca/ca.crt", "sslclient", &[], "alice.crt");
     assert!(ok, "{output}");
-    let (ok, output) =
-        scratch.openssl_verify(&["-CAfile", "ca/ca.crt", "-purpose", "sslserver", "alice.crt"]);
+    let (ok, output) = verify_as(&scratch, "ca/ca.crt", "sslserver", &[], "alice.crt");
     assert!(
         !ok && output.contains("unsuitable certificate purpose"),
         "{output}"
@@ -57,118 +42,34 @@ fn client_certificate_passes_openssl_verify_as_sslclient_only() {
     assert_eq!(mode(&scratch.join("alice.key")), 0o600);
     scratch.openssl(&["pkey", "-in", "alice.key", "-noout"]);
     // 365 days by default.
-    let soon = scratch.run(
-        "openssl",
-        &[
-            "x509",
-            "-in",
-            "alice.crt",
-            "-noout",
-            "-checkend",
-            &(364 * 86400).to_string(),
-        ],
-    );
-    assert!(soon.status.success());
-    let late = scratch.run(
-        "openssl",
-        &[
-            "x509",
-            "-in",
-            "alice.crt",
-            "-noout",
-            "-checkend",
-            &(366 * 86400).to_string(),
-        ],
-    );
-    assert!(!late.status.success());
+    assert_lifetime_days(&scratch, "alice.crt", 365);
 }
 
 #[test]
 fn server_certificate_gets_its_common_name_as_san_and_397_days() {
     let scratch = ca();
-    scratch.moat_ok(&[
-        "pki",
-        "issue",
-        "--ca",
-        "ca",
-        "--profile",
-        "server",
-        "--cn",
-        "app.example.com",
-        "--out",
-        "app",
-    ]);
-    let (ok, output) = scratch.openssl_verify(&[
-        "-CAfile",
-        "ca/ca.crt",
-        "-purpose",
-        "sslserver",
-        "-verify_hostname",
-        "app.example.com",
-        "app.crt",
-    ]);
+    scratch.moat_ok(&words(
+        "pki issue --ca ca --profile server --cn app.example.com --out app",
+    ));
+    let name = ["-verify_hostname", "app.example.com"];
+    let (ok, output) = verify_as(&scratch, "ca/ca.crt", "sslserver", &name, "app.crt");
     assert!(ok, "{output}");
-    let (ok, output) =
-        scratch.openssl_verify(&["-CAfile", "ca/ca.crt", "-purpose", "sslclient", "app.crt"]);
+    let (ok, output) = verify_as(&scratch, "ca/ca.crt", "sslclient", &[], "app.crt");
     assert!(!ok, "{output}");
     let text = text_of(&scratch, "app.crt");
     assert!(text.contains("DNS:app.example.com"), "{text}");
     assert!(text.contains("TLS Web Server Authentication"), "{text}");
-    let soon = scratch.run(
-        "openssl",
-        &[
-            "x509",
-            "-in",
-            "app.crt",
-            "-noout",
-            "-checkend",
-            &(396 * 86400).to_string(),
-        ],
-    );
-    assert!(soon.status.success());
-    let late = scratch.run(
-        "openssl",
-        &[
-            "x509",
-            "-in",
-            "app.crt",
-            "-noout",
-            "-checkend",
-            &(398 * 86400).to_string(),
-        ],
-    );
-    assert!(!late.status.success());
+    assert_lifetime_days(&scratch, "app.crt", 397);
 }
 
 #[test]
 fn every_san_kind_and_key_type_is_encoded() {
     let scratch = ca();
-    scratch.moat_ok(&[
-        "pki",
-        "issue",
-        "--ca",
-        "ca",
-        "--profile",
-        "server",
-        "--cn",
-        "svc",
-        "--key-type",
-        "rsa-2048",
-        "--san",
-        "dns:svc.internal",
-        "--san",
-        "ip:10.1.2.3",
-        "--san",
-        "ip:::1",
-        "--san",
-        "uri:spiffe://example.org/svc",
-        "--san",
-        "email:ops@example.org",
-        "--days",
-        "30",
-        "--out",
-        "svc",
-    ]);
+    scratch.moat_ok(&words(
+        "pki issue --ca ca --profile server --cn svc --key-type rsa-2048 \
+         --san dns:svc.internal --san ip:10.1.2.3 --san ip:::1 \
+         --san uri:spiffe://example.org/svc --san email:ops@example.org --days 30 --out svc",
+    ));
     let text = text_of(&scratch, "svc.crt");
     for expected in [
         "DNS:svc.internal",
@@ -181,63 +82,26 @@ fn every_san_kind_and_key_type_is_encoded() {
     ] {
         assert!(text.contains(expected), "{expected} missing: {text}");
     }
-    let late = scratch.run(
-        "openssl",
-        &[
-            "x509",
-            "-in",
-            "svc.crt",
-            "-noout",
-            "-checkend",
-            &(31 * 86400).to_string(),
-        ],
+    assert!(
+        !valid_in_days(&scratch, "svc.crt", 31),
+        "--days 30 not applied"
     );
-    assert!(!late.status.success(), "--days 30 not applied");
-    let (ok, output) = scratch.openssl_verify(&[
-        "-CAfile",
-        "ca/ca.crt",
-        "-purpose",
-        "sslserver",
-        "-verify_ip",
-        "10.1.2.3",
-        "svc.crt",
-    ]);
+    let ip = ["-verify_ip", "10.1.2.3"];
+    let (ok, output) = verify_as(&scratch, "ca/ca.crt", "sslserver", &ip, "svc.crt");
     assert!(ok, "{output}");
 }
 
 #[test]
 fn serial_is_random_positive_128_bit_and_recorded_in_the_ledger() {
     let scratch = ca();
-    scratch.moat_ok(&[
-        "pki",
-        "issue",
-        "--ca",
-        "ca",
-        "--profile",
-        "client",
-        "--cn",
-        "a",
-        "--out",
-        "a",
-    ]);
-    scratch.moat_ok(&[
-        "pki",
-        "issue",
-        "--ca",
-        "ca",
-        "--profile",
-        "client",
-        "--cn",
-        "b",
-        "--out",
-        "b",
-    ]);
-    let a = common::serial_of(&scratch, "a.crt").to_lowercase();
-    let b = common::serial_of(&scratch, "b.crt").to_lowercase();
+    scratch.moat_ok(&words("pki issue --ca ca --profile client --cn a --out a"));
+    scratch.moat_ok(&words("pki issue --ca ca --profile client --cn b --out b"));
+    let a = serial_of(&scratch, "a.crt").to_lowercase();
+    let b = serial_of(&scratch, "b.crt").to_lowercase();
     assert_ne!(a, b);
     let a_trimmed = a.trim_start_matches('0');
     assert!(a_trimmed.len() > 24 && a_trimmed.len() <= 32, "{a}");
-    let ledger: serde_json::Value = serde_json::from_str(&scratch.read("ca/ledger.json")).unwrap();
+    let ledger = ledger(&scratch, "ca");
     let serials: Vec<&str> = ledger["certificates"]
         .as_array()
         .unwrap()
@@ -252,19 +116,9 @@ fn serial_is_random_positive_128_bit_and_recorded_in_the_ledger() {
 #[test]
 fn combined_pem_holds_certificate_then_key_for_curl() {
     let scratch = ca();
-    scratch.moat_ok(&[
-        "pki",
-        "issue",
-        "--ca",
-        "ca",
-        "--profile",
-        "client",
-        "--cn",
-        "bob",
-        "--out",
-        "bob",
-        "--combined",
-    ]);
+    scratch.moat_ok(&words(
+        "pki issue --ca ca --profile client --cn bob --out bob --combined",
+    ));
     let combined = scratch.read("bob.pem");
     let cert_at = combined.find("BEGIN CERTIFICATE").unwrap();
     let key_at = combined.find("BEGIN PRIVATE KEY").unwrap();
@@ -275,8 +129,7 @@ fn combined_pem_holds_certificate_then_key_for_curl() {
     );
     assert_eq!(mode(&scratch.join("bob.pem")), 0o600);
     // openssl reads the certificate and the key from the one file, and they match.
-    let cert_key = scratch.openssl(&["x509", "-in", "bob.pem", "-noout", "-pubkey"]);
-    let key_pub = scratch.openssl(&["pkey", "-in", "bob.pem", "-pubout"]);
+    let (cert_key, key_pub) = public_keys(&scratch, "bob.pem", "bob.pem");
     assert_eq!(cert_key, key_pub);
 }
 
@@ -284,45 +137,19 @@ fn combined_pem_holds_certificate_then_key_for_curl() {
 fn p12_bundle_opens_with_openssl_pkcs12_and_the_password_file() {
     let scratch = ca();
     scratch.write("p12pass", "bundle secret\n");
-    scratch.moat_ok(&[
-        "pki",
-        "issue",
-        "--ca",
-        "ca",
-        "--profile",
-        "client",
-        "--cn",
-        "carol",
-        "--out",
-        "carol",
-        "--p12",
-        "--p12-password-file",
-        "p12pass",
-    ]);
+    scratch.moat_ok(&words(
+        "pki issue --ca ca --profile client --cn carol --out carol --p12 --p12-password-file p12pass",
+    ));
     assert_eq!(mode(&scratch.join("carol.p12")), 0o600);
-    let info = scratch.openssl(&[
-        "pkcs12",
-        "-info",
-        "-in",
-        "carol.p12",
-        "-passin",
-        "file:p12pass",
-        "-nodes",
-    ]);
+    let info = scratch.openssl(&words(
+        "pkcs12 -info -in carol.p12 -passin file:p12pass -nodes",
+    ));
     assert!(info.contains("subject=CN = carol"), "{info}");
     assert!(info.contains("AES-256-CBC"), "{info}");
     assert!(info.contains("BEGIN PRIVATE KEY"), "{info}");
     let wrong = scratch.run(
         "openssl",
-        &[
-            "pkcs12",
-            "-info",
-            "-in",
-            "carol.p12",
-            "-passin",
-            "pass:wrong",
-            "-nodes",
-        ],
+        &words("pkcs12 -info -in carol.p12 -passin pass:wrong -nodes"),
     );
     assert!(!wrong.status.success());
 }
@@ -331,45 +158,16 @@ fn p12_bundle_opens_with_openssl_pkcs12_and_the_password_file() {
 fn existing_output_is_refused_without_force_and_nothing_is_written() {
     let scratch = ca();
     scratch.write("dave.key", "precious\n");
-    let error = scratch.moat_err(&[
-        "pki",
-        "issue",
-        "--ca",
-        "ca",
-        "--profile",
-        "client",
-        "--cn",
-        "dave",
-        "--out",
-        "dave",
-    ]);
-    assert!(
-        error.contains(
-            "dave.key: already exists; pass --force to overwrite it or choose another output"
-        ),
-        "{error}"
+    let issue = words("pki issue --ca ca --profile client --cn dave --out dave");
+    moat_refuses(
+        &scratch,
+        &issue,
+        "dave.key: already exists; pass --force to overwrite it or choose another output",
     );
     assert!(!scratch.exists("dave.crt"));
     assert_eq!(scratch.read("dave.key"), "precious\n");
-    let ledger: serde_json::Value = serde_json::from_str(&scratch.read("ca/ledger.json")).unwrap();
-    assert_eq!(
-        ledger["certificates"].as_array().map(Vec::len),
-        Some(0),
-        "nothing recorded"
-    );
-    scratch.moat_ok(&[
-        "pki",
-        "issue",
-        "--ca",
-        "ca",
-        "--profile",
-        "client",
-        "--cn",
-        "dave",
-        "--out",
-        "dave",
-        "--force",
-    ]);
+    assert_eq!(ledger_count(&scratch, "ca"), Some(0), "nothing recorded");
+    scratch.moat_ok(&[&issue[..], &["--force"]].concat());
     assert!(scratch.read("dave.key").contains("BEGIN PRIVATE KEY"));
     assert_eq!(mode(&scratch.join("dave.key")), 0o600);
 }

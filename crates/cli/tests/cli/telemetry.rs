@@ -3,6 +3,7 @@
 //! audit stream holds exactly one event per handshake and per request, and `/metrics` parses as
 //! Prometheus text whose counters match the session.
 
+use crate::common::words;
 use crate::gateway_support;
 
 use std::collections::BTreeMap;
@@ -13,46 +14,41 @@ use std::time::{Duration, Instant};
 
 use gateway_support::{
     ClientOptions, GET_ROOT, Moat, TestCa, Usage, audit_events, curl, rustls_request,
-    start_http_upstream, write_pair,
+    start_http_upstream, write_pair, write_server_pki,
 };
 use serde_json::Value;
 
 const REVOKED_SERIAL: u64 = 0x666;
 
+/// A directory with [`write_certificates`] and `moat KIND UPSTREAM` on it with the usual mTLS
+/// files and `extra` flags.
+fn serve(kind: &str, upstream: &str, extra: &[&str]) -> (tempfile::TempDir, Moat) {
+    let temp = tempfile::tempdir().unwrap();
+    write_certificates(temp.path());
+    let moat = Moat::serve_mtls(temp.path(), kind, upstream, extra);
+    (temp, moat)
+}
+
+/// [`serve`] of `moat http` in front of a fresh [`start_http_upstream`].
+fn serve_http(extra: &[&str]) -> (tempfile::TempDir, Moat) {
+    serve("http", &start_http_upstream().to_string(), extra)
+}
+
 /// Certificates for every case of the session, written into `dir`.
 fn write_certificates(dir: &Path) {
-    let server_ca = TestCa::new("Server CA");
-    std::fs::write(dir.join("server-ca.crt"), &server_ca.pem).unwrap();
-    write_pair(
-        dir,
-        "server",
-        &server_ca.leaf("localhost", Usage::Server, 1),
-    );
+    write_server_pki(dir, "Server CA", "server-ca.crt", 1);
 
     let team = TestCa::new("Team CA");
     std::fs::write(dir.join("cas.pem"), &team.pem).unwrap();
-    let now = time::OffsetDateTime::now_utc();
     write_pair(dir, "alice", &team.leaf("alice", Usage::Client, 10));
     write_pair(
         dir,
         "mallory",
         &TestCa::new("Foreign CA").leaf("mallory", Usage::Client, 11),
     );
-    let expired = team.leaf_valid(
-        "expired",
-        Usage::Client,
-        12,
-        now - time::Duration::days(30),
-        now - time::Duration::days(1),
-    );
+    let expired = team.client_dated("expired", 12, -30, -1);
     write_pair(dir, "expired", &expired);
-    let future = team.leaf_valid(
-        "future",
-        Usage::Client,
-        13,
-        now + time::Duration::days(1),
-        now + time::Duration::days(30),
-    );
+    let future = team.client_dated("future", 13, 1, 30);
     write_pair(dir, "future", &future);
     write_pair(
         dir,
@@ -610,23 +606,15 @@ fn scripted_session_leaves_one_audit_event_per_handshake_and_request_and_matchin
 
 #[test]
 fn audit_log_and_metrics_listen_flags_of_moat_http() {
-    let temp = tempfile::tempdir().unwrap();
+    let (temp, moat) = serve_http(&[
+        "--client-auth",
+        "request",
+        "--audit-log",
+        "flags-audit.jsonl",
+        "--metrics-listen",
+        "127.0.0.1:0",
+    ]);
     let dir = temp.path();
-    write_certificates(dir);
-    let upstream = start_http_upstream().to_string();
-    let moat = Moat::serve_mtls(
-        dir,
-        "http",
-        &upstream,
-        &[
-            "--client-auth",
-            "request",
-            "--audit-log",
-            "flags-audit.jsonl",
-            "--metrics-listen",
-            "127.0.0.1:0",
-        ],
-    );
     let metrics = metrics_address(&moat);
     let response = connect(dir, moat.port(), None, false).unwrap();
     assert!(response.starts_with("HTTP/1.1 403 Forbidden"), "{response}");
@@ -684,11 +672,8 @@ fn audit_log_and_metrics_listen_flags_of_moat_http() {
 
 #[test]
 fn without_audit_log_the_events_go_to_stdout_one_json_object_per_line() {
-    let temp = tempfile::tempdir().unwrap();
+    let (temp, moat) = serve_http(&[]);
     let dir = temp.path();
-    write_certificates(dir);
-    let upstream = start_http_upstream().to_string();
-    let moat = Moat::serve_mtls(dir, "http", &upstream, &[]);
     let response = connect(dir, moat.port(), Some("alice"), false).unwrap();
     assert!(response.ends_with("hello from upstream /"), "{response}");
     let mut kinds = Vec::new();
@@ -705,21 +690,13 @@ fn without_audit_log_the_events_go_to_stdout_one_json_object_per_line() {
 
 #[test]
 fn a_tls_endpoint_audits_its_handshakes_and_counts_forwarded_bytes() {
-    let temp = tempfile::tempdir().unwrap();
-    let dir = temp.path();
-    write_certificates(dir);
     let echo = gateway_support::start_echo_upstream().to_string();
-    let moat = Moat::serve_mtls(
-        dir,
+    let (temp, moat) = serve(
         "tls",
         &echo,
-        &[
-            "--audit-log",
-            "tls-audit.jsonl",
-            "--metrics-listen",
-            "127.0.0.1:0",
-        ],
+        &words("--audit-log tls-audit.jsonl --metrics-listen 127.0.0.1:0"),
     );
+    let dir = temp.path();
     let metrics = metrics_address(&moat);
     let payload = b"twelve bytes";
     let alice = (dir.join("alice.crt"), dir.join("alice.key"));
@@ -793,28 +770,10 @@ fn a_client_that_leaves_before_the_response_is_audited_as_499() {
     use rustls_pki_types::pem::PemObject as _;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
-    let temp = tempfile::tempdir().unwrap();
-    let dir = temp.path();
-    write_certificates(dir);
     let (upstream, heads) = start_silent_upstream();
-    let moat = Moat::start(
-        dir,
-        &[
-            "http",
-            &upstream.to_string(),
-            "--listen",
-            "127.0.0.1:0",
-            "--crt",
-            "server.crt",
-            "--key",
-            "server.key",
-            "--mutual-tls-cas",
-            "cas.pem",
-            "--audit-log",
-            "audit.jsonl",
-        ],
-        1,
-    );
+    let upstream = upstream.to_string();
+    let (temp, moat) = serve("http", &upstream, &["--audit-log", "audit.jsonl"]);
+    let dir = temp.path();
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(dir.join("server-ca.crt")).unwrap() {
         roots.add(cert.unwrap()).unwrap();
@@ -859,21 +818,13 @@ fn a_client_that_leaves_before_the_response_is_audited_as_499() {
 fn handshakes_that_never_start_properly_are_audited_with_their_reason() {
     use std::io::{Read as _, Write as _};
 
-    let temp = tempfile::tempdir().unwrap();
+    let (temp, moat) = serve_http(&[
+        "--request-header-timeout",
+        "500ms",
+        "--audit-log",
+        "audit.jsonl",
+    ]);
     let dir = temp.path();
-    write_certificates(dir);
-    let upstream = start_http_upstream().to_string();
-    let moat = Moat::serve_mtls(
-        dir,
-        "http",
-        &upstream,
-        &[
-            "--request-header-timeout",
-            "500ms",
-            "--audit-log",
-            "audit.jsonl",
-        ],
-    );
     let address = ("127.0.0.1", moat.port());
     // A TCP health check: connect and close.
     drop(std::net::TcpStream::connect(address).unwrap());

@@ -5,26 +5,12 @@ use crate::gateway_support;
 use std::path::Path;
 
 use gateway_support::{
-    ClientOptions, Moat, TestCa, Usage, closed_port, rustls_request, start_echo_upstream,
-    write_pair,
+    ClientOptions, Moat, closed_port, gateway_pki_dir, rustls_request, start_echo_upstream,
 };
 use rustls::AlertDescription;
 
-fn pki(dir: &Path) {
-    let server_ca = TestCa::new("Server CA");
-    std::fs::write(dir.join("server-ca.crt"), &server_ca.pem).unwrap();
-    write_pair(
-        dir,
-        "server",
-        &server_ca.leaf("localhost", Usage::Server, 1),
-    );
-    let client_ca = TestCa::new("Client CA");
-    std::fs::write(dir.join("cas.pem"), &client_ca.pem).unwrap();
-    write_pair(
-        dir,
-        "client",
-        &client_ca.leaf("echo-client", Usage::Client, 2),
-    );
+fn pki() -> tempfile::TempDir {
+    gateway_pki_dir("echo-client")
 }
 
 fn start_tls(dir: &Path, upstream: &str, terminate_at: &str) -> Moat {
@@ -32,22 +18,8 @@ fn start_tls(dir: &Path, upstream: &str, terminate_at: &str) -> Moat {
 }
 
 fn start_tls_with(dir: &Path, upstream: &str, terminate_at: &str, extra: &[&str]) -> Moat {
-    let mut args = vec![
-        "tls",
-        upstream,
-        "--listen",
-        "127.0.0.1:0",
-        "--terminate-at",
-        terminate_at,
-        "--crt",
-        "server.crt",
-        "--key",
-        "server.key",
-        "--mutual-tls-cas",
-        "cas.pem",
-    ];
-    args.extend_from_slice(extra);
-    Moat::start(dir, &args, 1)
+    let args = [&["--terminate-at", terminate_at][..], extra].concat();
+    Moat::serve_mtls(dir, "tls", upstream, &args)
 }
 
 /// Sends `payload` with close_notify after it, so the echo ends when the upstream has answered.
@@ -83,9 +55,8 @@ fn send_with(
 
 #[test]
 fn tls_endpoint_carries_a_tcp_echo_over_mutual_tls() {
-    let scratch = tempfile::tempdir().unwrap();
+    let scratch = pki();
     let dir = scratch.path();
-    pki(dir);
     let echo = start_echo_upstream();
     for terminate_at in ["edge", "agent"] {
         let moat = start_tls(dir, &echo.to_string(), terminate_at);
@@ -123,9 +94,8 @@ fn tls_endpoint_carries_a_tcp_echo_over_mutual_tls() {
 
 #[test]
 fn unreachable_tcp_upstream_closes_the_client_connection() {
-    let scratch = tempfile::tempdir().unwrap();
+    let scratch = pki();
     let dir = scratch.path();
-    pki(dir);
     let (_held, closed) = closed_port();
     let moat = start_tls(dir, &closed.to_string(), "edge");
     assert_eq!(
@@ -137,9 +107,8 @@ fn unreachable_tcp_upstream_closes_the_client_connection() {
 
 #[test]
 fn a_silent_forwarded_connection_is_closed_after_the_idle_timeout() {
-    let scratch = tempfile::tempdir().unwrap();
+    let scratch = pki();
     let dir = scratch.path();
-    pki(dir);
     let echo = start_echo_upstream();
     let moat = start_tls_with(dir, &echo.to_string(), "edge", &["--idle-timeout", "400ms"]);
     let started = std::time::Instant::now();

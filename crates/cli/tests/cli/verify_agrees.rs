@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use gateway_support::{
     ClientOptions, Moat, TestCa, Usage, audit_events, moat_output, rustls_request,
-    start_echo_upstream, start_http_upstream, write_pair,
+    start_echo_upstream, start_http_upstream, write_pair, write_server_pki,
 };
 
 /// What a client experienced: a TLS alert, or an HTTP status (or `echo` for a tls endpoint).
@@ -23,39 +23,13 @@ enum Seen {
 /// CRL is past its nextUpdate, `crl_expired = "refuse"`), `rules` (path rules) and `db` (a tls
 /// endpoint whose rule admits only CN=db-client).
 fn setup(dir: &Path) {
-    let server_ca = TestCa::new("Agree Server CA");
-    std::fs::write(dir.join("server-ca.pem"), &server_ca.pem).unwrap();
-    write_pair(
-        dir,
-        "server",
-        &server_ca.leaf("localhost", Usage::Server, 1),
-    );
+    write_server_pki(dir, "Agree Server CA", "server-ca.pem", 1);
     let ca = TestCa::new("Agree Clients CA");
     std::fs::write(dir.join("ca.pem"), &ca.pem).unwrap();
     let now = time::OffsetDateTime::now_utc();
     write_pair(dir, "good", &ca.leaf("good", Usage::Client, 10));
-    write_pair(
-        dir,
-        "expired",
-        &ca.leaf_valid(
-            "expired",
-            Usage::Client,
-            11,
-            now - time::Duration::days(30),
-            now - time::Duration::days(1),
-        ),
-    );
-    write_pair(
-        dir,
-        "early",
-        &ca.leaf_valid(
-            "early",
-            Usage::Client,
-            12,
-            now + time::Duration::days(1),
-            now + time::Duration::days(30),
-        ),
-    );
+    write_pair(dir, "expired", &ca.client_dated("expired", 11, -30, -1));
+    write_pair(dir, "early", &ca.client_dated("early", 12, 1, 30));
     write_pair(dir, "revoked", &ca.leaf("revoked", Usage::Client, 13));
     write_pair(
         dir,

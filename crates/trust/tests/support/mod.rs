@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-use moat_trust::ClientVerifier;
+use moat_trust::{CaBundle, ClientVerifier, RefusalReason};
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName,
     DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
@@ -16,7 +16,9 @@ use rcgen::{
 use rustls::client::WebPkiServerVerifier;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName};
-use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConfig, ServerConnection};
+use rustls::{
+    AlertDescription, ClientConfig, ClientConnection, RootCertStore, ServerConfig, ServerConnection,
+};
 use time::{Duration, OffsetDateTime};
 
 /// A CA that can sign leafs, intermediates and CRLs.
@@ -191,6 +193,20 @@ pub fn crl_dated(
     }
 }
 
+/// Two root CAs named `first` and `second`, written one after the other as `dir/cas.pem`.
+pub fn two_roots(dir: &Path, first: &str, second: &str) -> (Ca, Ca, PathBuf) {
+    let (one, two) = (root_ca(first), root_ca(second));
+    let path = write(dir, "cas.pem", format!("{}{}", one.pem, two.pem));
+    (one, two, path)
+}
+
+/// A bundle of the one CA `ca`, loaded from a PEM file as the gateway loads it.
+pub fn bundle_of(ca: &Ca) -> CaBundle {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "ca.pem", &ca.pem);
+    CaBundle::from_files(&[path]).unwrap()
+}
+
 /// Writes `contents` to `dir/name` and returns the path.
 pub fn write(dir: &Path, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
     let path = dir.join(name);
@@ -222,65 +238,91 @@ pub fn run(dir: &Path, program: &str, args: &[&str]) -> String {
 /// unencrypted CA key for speed: files ca.key, ca.crt, `name`.key, `name`.csr, `name`.crt.
 pub fn openssl_v1_client(dir: &Path, ca_subject: &str, name: &str) {
     if !dir.join("ca.crt").exists() {
-        openssl(dir, &["genrsa", "-out", "ca.key", "2048"]);
-        openssl(
-            dir,
-            &[
-                "req", "-new", "-x509", "-sha256", "-days", "365", "-key", "ca.key", "-out",
-                "ca.crt", "-subj", ca_subject,
-            ],
-        );
+        openssl_root(dir, "ca", ca_subject, "365");
     }
     openssl_v1_leaf(dir, "ca", name);
 }
 
 /// An RSA key `name.key` and a request `name.csr` for `/CN=name`.
 pub fn openssl_key_and_request(dir: &Path, name: &str) {
+    openssl_key_and_request_for(dir, name, &format!("/CN={name}"));
+}
+
+/// An RSA key `name.key` and a request `name.csr` for `subject`.
+pub fn openssl_key_and_request_for(dir: &Path, name: &str, subject: &str) {
     let key = format!("{name}.key");
     openssl(dir, &["genrsa", "-out", &key, "2048"]);
+    openssl_request(dir, &key, &format!("{name}.csr"), subject);
+}
+
+/// A request `csr` for `subject` with the existing key `key`.
+pub fn openssl_request(dir: &Path, key: &str, csr: &str, subject: &str) {
     openssl(
         dir,
-        &[
-            "req",
-            "-new",
-            "-key",
-            &key,
-            "-out",
-            &format!("{name}.csr"),
-            "-subj",
-            &format!("/CN={name}"),
-        ],
+        &["req", "-new", "-key", key, "-out", csr, "-subj", subject],
     );
+}
+
+/// A self-signed RSA CA, `name.key` and `name.crt`, for `subject`, valid `days` days.
+pub fn openssl_root(dir: &Path, name: &str, subject: &str, days: &str) {
+    let (key, crt) = (format!("{name}.key"), format!("{name}.crt"));
+    openssl(dir, &["genrsa", "-out", &key, "2048"]);
+    let args = [
+        "req", "-new", "-x509", "-sha256", "-days", days, "-key", &key, "-out", &crt,
+    ];
+    openssl(dir, &[&args[..], &["-subj", subject]].concat());
+}
+
+/// `csr` signed into `out` by the openssl CA `ca` (`ca.crt`, `ca.key`) with `openssl x509 -req
+/// -sha256`, valid `days` days, with serial `serial`, plus any `extra` arguments.
+pub fn openssl_x509_sign(
+    dir: &Path,
+    csr: &str,
+    ca: &str,
+    out: &str,
+    days: &str,
+    serial: &str,
+    extra: &[&str],
+) {
+    let (ca_crt, ca_key) = (format!("{ca}.crt"), format!("{ca}.key"));
+    let args = [
+        "x509",
+        "-req",
+        "-days",
+        days,
+        "-sha256",
+        "-in",
+        csr,
+        "-CA",
+        &ca_crt,
+        "-CAkey",
+        &ca_key,
+        "-set_serial",
+        serial,
+        "-out",
+        out,
+    ];
+    openssl(dir, &[&args[..], extra].concat());
 }
 
 /// Signs a v1 client `name` with the openssl CA `ca` (ca.crt/ca.key in `dir`) as seeds/000 does.
 pub fn openssl_v1_leaf(dir: &Path, ca: &str, name: &str) {
     let csr = format!("{name}.csr");
     let crt = format!("{name}.crt");
-    let ca_crt = format!("{ca}.crt");
-    let ca_key = format!("{ca}.key");
     openssl_key_and_request(dir, name);
     let serial = format!("0x{}", openssl(dir, &["rand", "-hex", "16"]).trim());
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-days",
-            "365",
-            "-sha256",
-            "-in",
-            &csr,
-            "-CA",
-            &ca_crt,
-            "-CAkey",
-            &ca_key,
-            "-set_serial",
-            &serial,
-            "-out",
-            &crt,
-        ],
-    );
+    openssl_x509_sign(dir, &csr, ca, &crt, "365", &serial, &[]);
+}
+
+/// A client's chain and key, as the rustls client config takes them.
+pub type Credentials = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
+
+/// The one-certificate chain `name.crt` and key `name.key` that openssl wrote in `dir`.
+pub fn credentials_of(dir: &Path, name: &str) -> Credentials {
+    (
+        vec![read_cert(&dir.join(format!("{name}.crt")))],
+        read_key(&dir.join(format!("{name}.key"))),
+    )
 }
 
 /// Reads the first certificate of a PEM file.
@@ -407,37 +449,17 @@ pub fn handshake(server_config: Arc<ServerConfig>, client_config: Arc<ClientConf
     let mut server_result = Ok(());
     let mut greeted = false;
     for _ in 0..16 {
-        let mut to_server = Vec::new();
-        while client.wants_write() {
-            client.write_tls(&mut to_server).unwrap();
-        }
-        if server_result.is_ok() && !to_server.is_empty() {
-            let mut slice = &to_server[..];
-            while !slice.is_empty() {
-                server.read_tls(&mut slice).unwrap();
-                if let Err(e) = server.process_new_packets() {
-                    server_result = Err(e);
-                    break;
-                }
-            }
+        let to_server = flight(&mut *client);
+        if server_result.is_ok() {
+            server_result = deliver(&to_server, &mut *server);
         }
         if server_result.is_ok() && !server.is_handshaking() && !greeted {
             server.writer().write_all(b"hello").unwrap();
             greeted = true;
         }
-        let mut to_client = Vec::new();
-        while server.wants_write() {
-            server.write_tls(&mut to_client).unwrap();
-        }
-        if client_result.is_ok() && !to_client.is_empty() {
-            let mut slice = &to_client[..];
-            while !slice.is_empty() {
-                client.read_tls(&mut slice).unwrap();
-                if let Err(e) = client.process_new_packets() {
-                    client_result = Err(e);
-                    break;
-                }
-            }
+        let to_client = flight(&mut *server);
+        if client_result.is_ok() {
+            client_result = deliver(&to_client, &mut *client);
         }
         let failed = client_result.is_err() || server_result.is_err();
         if failed && to_client.is_empty() && !server.wants_write() && !client.wants_write() {
@@ -462,6 +484,54 @@ pub fn handshake(server_config: Arc<ServerConfig>, client_config: Arc<ClientConf
     }
 }
 
+/// What one side has to send now.
+fn flight<Data>(from: &mut rustls::ConnectionCommon<Data>) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    while from.wants_write() {
+        from.write_tls(&mut bytes).unwrap();
+    }
+    bytes
+}
+
+/// Feeds `bytes` to the other side; its first error, if any (it reads nothing after it).
+fn deliver<Data>(
+    mut bytes: &[u8],
+    to: &mut rustls::ConnectionCommon<Data>,
+) -> Result<(), rustls::Error> {
+    while !bytes.is_empty() {
+        to.read_tls(&mut bytes).unwrap();
+        to.process_new_packets()?;
+    }
+    Ok(())
+}
+
+/// Asserts that the handshake was refused with the client receiving `alert`; `context` names the
+/// case in the panic message.
+pub fn assert_client_alert(outcome: &Outcome, alert: AlertDescription, context: &str) {
+    assert!(!outcome.accepted, "{context}: handshake was accepted");
+    match &outcome.client {
+        Err(rustls::Error::AlertReceived(received)) if *received == alert => {}
+        other => panic!("{context}: client should have received {alert:?}, got {other:?}"),
+    }
+}
+
+/// [`assert_client_alert`], and the server's error reads back as `reason`; returns that error.
+pub fn assert_refusal(
+    outcome: Outcome,
+    alert: AlertDescription,
+    reason: RefusalReason,
+    context: &str,
+) -> rustls::Error {
+    assert_client_alert(&outcome, alert, context);
+    let error = outcome.server.expect_err("the server should have failed");
+    assert_eq!(
+        RefusalReason::from_tls_error(&error),
+        Some(reason),
+        "{context}: {error}"
+    );
+    error
+}
+
 thread_local! {
     /// The log bytes of the capture running on this thread, if any.
     static CAPTURED: std::cell::RefCell<Option<Vec<u8>>> = const { std::cell::RefCell::new(None) };
@@ -482,6 +552,14 @@ impl std::io::Write for ThreadCapture {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+}
+
+/// The first WARN event of captured log events; the test fails when there is none.
+pub fn first_warning(events: &[serde_json::Value]) -> &serde_json::Value {
+    events
+        .iter()
+        .find(|event| event["level"] == "WARN")
+        .unwrap_or_else(|| panic!("a warning among {events:#?}"))
 }
 
 /// Log lines captured while a closure ran on this thread, as JSON objects (one per event).

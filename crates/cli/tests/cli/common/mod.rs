@@ -156,6 +156,11 @@ impl Scratch {
     }
 }
 
+/// A command line split at white space, for arguments that hold none.
+pub fn words(line: &str) -> Vec<&str> {
+    line.split_whitespace().collect()
+}
+
 /// stdout then stderr as text.
 pub fn combined(output: &Output) -> String {
     format!(

@@ -49,16 +49,7 @@ impl Moat {
     /// [`Moat::serve`] with the usual mTLS files of a test directory: `server.crt`,
     /// `server.key` and the client CAs in `cas.pem`.
     pub fn serve_mtls(dir: &Path, kind: &str, upstream: &str, extra: &[&str]) -> Moat {
-        let mut args = vec![
-            "--crt",
-            "server.crt",
-            "--key",
-            "server.key",
-            "--mutual-tls-cas",
-            "cas.pem",
-        ];
-        args.extend_from_slice(extra);
-        Moat::serve(dir, kind, upstream, &args)
+        Moat::serve(dir, kind, upstream, &[&MTLS_FILES[..], extra].concat())
     }
 
     /// Like [`Moat::start`], with extra environment variables.
@@ -320,25 +311,39 @@ pub fn wait_until(what: &str, limit: Duration, mut condition: impl FnMut() -> bo
     }
 }
 
+/// A request's path and its headers (names in lower case), as [`read_request_head`] reads them.
+pub type RequestHead = (String, Vec<(String, String)>);
+
+/// Reads one HTTP/1.1 request head. `None` when the connection ends before a request line.
+pub fn read_request_head(reader: &mut impl BufRead) -> std::io::Result<Option<RequestHead>> {
+    let mut request_line = String::new();
+    if reader.read_line(&mut request_line)? == 0 {
+        return Ok(None);
+    }
+    let path = request_line
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or("/")
+        .to_string();
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line)?;
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
+        }
+    }
+    Ok(Some((path, headers)))
+}
+
 fn serve_http(stream: TcpStream, requests: &AtomicUsize) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut writer = stream;
-    loop {
-        let mut request_line = String::new();
-        if reader.read_line(&mut request_line)? == 0 {
-            return Ok(());
-        }
-        let path = request_line
-            .split_whitespace()
-            .nth(1)
-            .unwrap_or("/")
-            .to_string();
-        loop {
-            let mut line = String::new();
-            if reader.read_line(&mut line)? == 0 || line.trim_end().is_empty() {
-                break;
-            }
-        }
+    while let Some((path, _headers)) = read_request_head(&mut reader)? {
         requests.fetch_add(1, Ordering::SeqCst);
         if path == "/slow" {
             thread::sleep(Duration::from_secs(2));
@@ -351,6 +356,7 @@ fn serve_http(stream: TcpStream, requests: &AtomicUsize) -> std::io::Result<()> 
         )?;
         writer.flush()?;
     }
+    Ok(())
 }
 
 /// A TCP echo server: every connection gets back what it sends, and a half-close once the
@@ -442,6 +448,22 @@ impl TestCa {
         )
     }
 
+    /// A client leaf valid from `from_days` to `to_days` days from now (negative: in the past).
+    pub fn client_dated(
+        &self,
+        common_name: &str,
+        serial: u64,
+        from_days: i64,
+        to_days: i64,
+    ) -> (String, String) {
+        let now = time::OffsetDateTime::now_utc();
+        let (not_before, not_after) = (
+            now + time::Duration::days(from_days),
+            now + time::Duration::days(to_days),
+        );
+        self.leaf_valid(common_name, Usage::Client, serial, not_before, not_after)
+    }
+
     /// A leaf with an explicit validity period; returns (certificate PEM, key PEM).
     pub fn leaf_valid(
         &self,
@@ -524,6 +546,52 @@ impl TestCa {
     }
 }
 
+/// The flags of the usual mTLS files of a test directory: `server.crt`, `server.key` and the
+/// client CAs in `cas.pem`.
+pub const MTLS_FILES: [&str; 6] = [
+    "--crt",
+    "server.crt",
+    "--key",
+    "server.key",
+    "--mutual-tls-cas",
+    "cas.pem",
+];
+
+/// The server side of a test directory: a CA named `ca_name` written as `ca_file` (for the
+/// clients to trust) and its certificate for localhost with `serial` as `server.crt` and
+/// `server.key`. Returns the CA.
+pub fn write_server_pki(dir: &Path, ca_name: &str, ca_file: &str, serial: u64) -> TestCa {
+    let server_ca = TestCa::new(ca_name);
+    std::fs::write(dir.join(ca_file), &server_ca.pem).unwrap();
+    write_pair(
+        dir,
+        "server",
+        &server_ca.leaf("localhost", Usage::Server, serial),
+    );
+    server_ca
+}
+
+/// The smallest mTLS test directory: [`write_server_pki`] ("Server CA" in `server-ca.crt`), a
+/// "Client CA" in `cas.pem` and its client `client_cn` as `client.crt` and `client.key`.
+pub fn gateway_pki_dir(client_cn: &str) -> tempfile::TempDir {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path();
+    write_server_pki(dir, "Server CA", "server-ca.crt", 1);
+    let client_ca = TestCa::new("Client CA");
+    std::fs::write(dir.join("cas.pem"), &client_ca.pem).unwrap();
+    write_pair(dir, "client", &client_ca.leaf(client_cn, Usage::Client, 2));
+    scratch
+}
+
+/// The files the client of [`gateway_pki_dir`] uses: `server-ca.crt`, `client.crt`, `client.key`.
+pub fn client_files(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    (
+        dir.join("server-ca.crt"),
+        dir.join("client.crt"),
+        dir.join("client.key"),
+    )
+}
+
 /// Writes a certificate and key pair as NAME.crt / NAME.key in `dir`.
 pub fn write_pair(dir: &Path, name: &str, pair: &(String, String)) {
     std::fs::write(dir.join(format!("{name}.crt")), &pair.0).unwrap();
@@ -546,6 +614,19 @@ pub struct ClientOptions<'a> {
     /// Send close_notify after them (a half-close for byte-stream protocols; an HTTP/1.1
     /// server treats it as the end of the connection).
     pub half_close: bool,
+}
+
+impl<'a> ClientOptions<'a> {
+    /// One `GET /` (TLS 1.2 or 1.3, no half-close) trusting `server_ca`, presenting `identity`.
+    pub fn get(server_ca: &'a Path, identity: Option<(&'a Path, &'a Path)>) -> Self {
+        ClientOptions {
+            server_ca,
+            identity,
+            tls12_only: false,
+            send: GET_ROOT,
+            half_close: false,
+        }
+    }
 }
 
 /// Connects to 127.0.0.1:`port` with an in-process rustls client, sends `options.send`
