@@ -10,6 +10,8 @@ use std::error::Error;
 use moat_gateway::GatewayError;
 use moat_pki::PkiError;
 use moat_pki::p12::P12Error;
+use moat_telemetry::audit::AuditError;
+use moat_telemetry::health::MetricsListenError;
 use moat_trust::TrustError;
 
 /// The message of `error` with the flag that fixes it, or `None` when its own message names no
@@ -34,7 +36,34 @@ pub(crate) fn with_flag(error: &(dyn Error + 'static)) -> Option<String> {
     if let Some(error) = error.downcast_ref::<GatewayError>() {
         return gateway(error);
     }
+    if let Some(error) = error.downcast_ref::<AuditError>() {
+        return audit(error);
+    }
+    if let Some(error) = error.downcast_ref::<MetricsListenError>() {
+        return metrics(error);
+    }
     None
+}
+
+fn audit(error: &AuditError) -> Option<String> {
+    match error {
+        AuditError::Open { path, source } => Some(format!(
+            "{}: cannot open the audit log for appending: {source}; check that its directory \
+             exists and is writable, or pass another --audit-log (audit_log in moat.toml)",
+            path.display()
+        )),
+        _ => None,
+    }
+}
+
+fn metrics(error: &MetricsListenError) -> Option<String> {
+    match error {
+        MetricsListenError::Bind { address, source } => Some(format!(
+            "cannot listen for metrics on {address}: {source}; choose another --metrics-listen \
+             (metrics_listen in moat.toml) or stop the process that uses it"
+        )),
+        _ => None,
+    }
 }
 
 fn pki(error: &PkiError) -> Option<String> {
@@ -168,6 +197,20 @@ mod tests {
                 "--key-passphrase-file FILE",
             ),
             (Box::new(TrustError::NoCas), "--mutual-tls-cas"),
+            (
+                Box::new(AuditError::Open {
+                    path: PathBuf::from("logs/audit.jsonl"),
+                    source: std::io::Error::from(std::io::ErrorKind::NotFound),
+                }),
+                "--audit-log",
+            ),
+            (
+                Box::new(MetricsListenError::Bind {
+                    address: "127.0.0.1:9090".parse().expect("an address"),
+                    source: std::io::Error::from(std::io::ErrorKind::AddrInUse),
+                }),
+                "--metrics-listen",
+            ),
         ];
         for (error, flag) in cases {
             let library = error.to_string();

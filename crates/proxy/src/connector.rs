@@ -6,8 +6,10 @@ use std::fmt;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
+use moat_config::EndpointConfig;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
@@ -51,6 +53,15 @@ impl TcpConnector {
             format!("{host}:{port}")
         };
         TcpConnector { address, timeout }
+    }
+
+    /// Dials `endpoint`'s upstream within its `timeouts.upstream_connect`.
+    pub fn to_upstream_of(endpoint: &EndpointConfig) -> Arc<dyn UpstreamConnector> {
+        Arc::new(TcpConnector::new(
+            &endpoint.upstream.host,
+            endpoint.upstream.port,
+            endpoint.timeouts.upstream_connect,
+        ))
     }
 }
 

@@ -55,12 +55,7 @@ pub enum ForwardEnd {
 impl TcpForwarder {
     /// The forwarder for `endpoint`, dialing its upstream (a TCP address) over TCP.
     pub fn new(endpoint: &EndpointConfig) -> TcpForwarder {
-        let connector = TcpConnector::new(
-            &endpoint.upstream.host,
-            endpoint.upstream.port,
-            endpoint.timeouts.upstream_connect,
-        );
-        TcpForwarder::with_connector(endpoint, Arc::new(connector))
+        TcpForwarder::with_connector(endpoint, TcpConnector::to_upstream_of(endpoint))
     }
 
     /// The forwarder for `endpoint`, reaching its upstream through `connector`.

@@ -47,7 +47,7 @@ pub enum AuditTarget {
 #[non_exhaustive]
 pub enum AuditError {
     /// The file could not be opened for appending.
-    #[error("{path}: cannot open the audit log for appending: {source}; check that its directory exists and is writable, or pass another --audit-log (audit_log in moat.toml)", path = path.display())]
+    #[error("{path}: cannot open the audit log for appending: {source}; check that its directory exists and is writable, or choose another audit log", path = path.display())]
     Open {
         /// The file.
         path: PathBuf,
@@ -439,6 +439,6 @@ mod tests {
         let error = AuditLog::open(&AuditTarget::File(path)).unwrap_err();
         let message = error.to_string();
         assert!(message.contains("missing-dir/audit.jsonl"), "{message}");
-        assert!(message.contains("--audit-log"), "{message}");
+        assert!(message.contains("choose another audit log"), "{message}");
     }
 }

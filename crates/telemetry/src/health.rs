@@ -19,8 +19,8 @@ use crate::Telemetry;
 pub enum MetricsListenError {
     /// The address could not be bound.
     #[error(
-        "cannot listen for metrics on {address}: {source}; choose another --metrics-listen \
-         (metrics_listen in moat.toml) or stop the process that uses it"
+        "cannot listen for metrics on {address}: {source}; choose another metrics address or \
+         stop the process that uses it"
     )]
     Bind {
         /// The address asked for.

@@ -159,12 +159,7 @@ impl HttpProxy {
     /// Builds the proxy for `endpoint`, dialing its upstream over TCP and reading its
     /// `upstream_ca` when the upstream is `https://`.
     pub fn new(endpoint: &EndpointConfig) -> Result<HttpProxy, ProxyError> {
-        let connector = TcpConnector::new(
-            &endpoint.upstream.host,
-            endpoint.upstream.port,
-            endpoint.timeouts.upstream_connect,
-        );
-        HttpProxy::with_connector(endpoint, Arc::new(connector))
+        HttpProxy::with_connector(endpoint, TcpConnector::to_upstream_of(endpoint))
     }
 
     /// Builds the proxy for `endpoint`, whose upstream connections `connector` opens (the
