@@ -71,8 +71,8 @@ mod file;
 mod model;
 mod operations;
 mod rules;
-mod spec;
 mod upstream;
+mod validate;
 
 pub use duration::parse_duration;
 pub use error::{ConfigError, FieldError};
@@ -82,5 +82,5 @@ pub use model::{
     Upstream, UpstreamScheme,
 };
 pub use rules::{RuleSpec, load_policy_file, load_policy_str, read_policy_file};
-pub use spec::{DEFAULT_DOMAIN, DEFAULT_LISTEN, EndpointSpec, FieldStyle, TimeoutsSpec};
 pub use upstream::parse_upstream;
+pub use validate::{DEFAULT_DOMAIN, DEFAULT_LISTEN, EndpointSpec, FieldStyle, TimeoutsSpec};
