@@ -70,7 +70,9 @@ mod error;
 mod file;
 mod model;
 mod operations;
+mod problems;
 mod rules;
+mod spec;
 mod upstream;
 mod validate;
 
@@ -81,6 +83,7 @@ pub use model::{
     EndpointKind, ProxyProtocolVersion, TelemetryConfig, TerminateAt, Timeouts, TlsVersion,
     Upstream, UpstreamScheme,
 };
+pub use problems::FieldStyle;
 pub use rules::{RuleSpec, load_policy_file, load_policy_str, read_policy_file};
+pub use spec::{DEFAULT_DOMAIN, DEFAULT_LISTEN, EndpointSpec, TimeoutsSpec};
 pub use upstream::parse_upstream;
-pub use validate::{DEFAULT_DOMAIN, DEFAULT_LISTEN, EndpointSpec, FieldStyle, TimeoutsSpec};

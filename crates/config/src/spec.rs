@@ -1,0 +1,194 @@
+//! The unvalidated endpoint description that both `moat.toml` and command-line flags fill in.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::rules::RuleSpec;
+
+/// The address an endpoint listens on when none is given.
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:8443";
+/// The hostname an endpoint serves when none is given.
+pub const DEFAULT_DOMAIN: &str = "localhost";
+
+/// One endpoint as written by the user, before validation: the keys of an `[[endpoints]]`
+/// table, which are also the `moat http` / `moat tls` flags. Values stay text so that every
+/// mistake is reported with its field, all at once.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointSpec {
+    /// Unique endpoint name (required in a file).
+    pub name: Option<String>,
+    /// `"http"` or `"tls"`.
+    pub kind: Option<String>,
+    /// `IP:PORT` to listen on; default `0.0.0.0:8443`.
+    pub listen: Option<String>,
+    /// The hostname served; default `localhost`.
+    pub domain: Option<String>,
+    /// `PORT`, `HOST:PORT` or a URL.
+    #[serde(default, deserialize_with = "upstream_text")]
+    pub upstream: Option<String>,
+    /// CA file verifying an `https://` upstream.
+    pub upstream_ca: Option<PathBuf>,
+    /// Server certificate chain (PEM).
+    pub crt: Option<PathBuf>,
+    /// Server private key (PEM).
+    pub key: Option<PathBuf>,
+    /// CA bundles whose client certificates are accepted.
+    #[serde(default, deserialize_with = "path_list")]
+    pub mutual_tls_cas: Vec<PathBuf>,
+    /// Certificate revocation lists (PEM or DER).
+    #[serde(default, deserialize_with = "path_list")]
+    pub crls: Vec<PathBuf>,
+    /// `"require-and-verify"` (default) or `"request"`.
+    pub client_auth: Option<String>,
+    /// `"1.2"` (default) or `"1.3"`.
+    #[serde(default, deserialize_with = "tls_version_text")]
+    pub tls_min_version: Option<String>,
+    /// `"edge"` (default) or `"agent"`; `tls` endpoints only.
+    pub terminate_at: Option<String>,
+    /// Time limits; each missing one keeps its default.
+    #[serde(default)]
+    pub timeouts: TimeoutsSpec,
+    /// Takes clients without SNI on a listen address shared by several endpoints.
+    pub default: Option<bool>,
+    /// `false` leaves the CA names out of the CertificateRequest.
+    pub ca_hints: Option<bool>,
+    /// `"warn"` (default) or `"refuse"`.
+    pub crl_expired: Option<String>,
+    /// `false` turns off TLS session resumption (session ids and tickets), so every
+    /// connection makes a full handshake and its certificate is verified again.
+    pub session_resumption: Option<bool>,
+    /// `1` or `2`: a PROXY protocol header to the upstream (tls endpoints).
+    #[serde(default, deserialize_with = "proxy_protocol_text")]
+    pub upstream_proxy_protocol: Option<String>,
+    /// Access rules in order (`[[endpoints.rules]]`); the first covering a request decides.
+    #[serde(default)]
+    pub rules: Vec<RuleSpec>,
+    /// The `--policy` file the rules were read from, so that errors name it (flags only).
+    #[serde(skip)]
+    pub policy_file: Option<PathBuf>,
+}
+
+/// The `[endpoints.timeouts]` table: durations such as `"10s"`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutsSpec {
+    /// TLS handshake and request headers; default 10s.
+    pub request_header: Option<String>,
+    /// Idle client connection; default 60s.
+    pub idle: Option<String>,
+    /// Opening the upstream connection; default 5s.
+    pub upstream_connect: Option<String>,
+    /// Waiting for the upstream's response; default 60s.
+    pub upstream_response: Option<String>,
+    /// Waiting for a slow request body, in all; default 20s.
+    pub request_body: Option<String>,
+    /// Bytes per second of request body that earn one more second of waiting; default 500.
+    pub request_body_min_rate: Option<u64>,
+}
+
+/// `upstream = 8080` as well as `upstream = "8080"`.
+fn upstream_text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    string_or_number(
+        deserializer,
+        "a port number or a string such as \"8080\" or \"http://127.0.0.1:8080\"",
+    )
+}
+
+/// `tls_min_version = 1.3` as well as `tls_min_version = "1.3"`.
+fn tls_version_text<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<String>, D::Error> {
+    string_or_number(deserializer, "\"1.2\" or \"1.3\"")
+}
+
+/// `upstream_proxy_protocol = 2` as well as `upstream_proxy_protocol = "2"`.
+fn proxy_protocol_text<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<String>, D::Error> {
+    string_or_number(deserializer, "1 or 2")
+}
+
+/// A string or a number, as text; anything else is refused with what the key takes
+/// (`expected`) and what was found, rather than serde's "did not match any variant".
+fn string_or_number<'de, D: Deserializer<'de>>(
+    deserializer: D,
+    expected: &'static str,
+) -> Result<Option<String>, D::Error> {
+    use serde::de::{Error, MapAccess, SeqAccess, Visitor};
+
+    struct Scalar(&'static str);
+
+    impl Scalar {
+        fn found<E: Error>(&self, found: &str) -> E {
+            E::custom(format!("expected {}, found {found}", self.0))
+        }
+    }
+
+    impl<'de> Visitor<'de> for Scalar {
+        type Value = String;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+        fn visit_str<E: Error>(self, text: &str) -> Result<String, E> {
+            Ok(text.to_owned())
+        }
+        fn visit_i64<E: Error>(self, number: i64) -> Result<String, E> {
+            Ok(number.to_string())
+        }
+        fn visit_u64<E: Error>(self, number: u64) -> Result<String, E> {
+            Ok(number.to_string())
+        }
+        fn visit_f64<E: Error>(self, number: f64) -> Result<String, E> {
+            Ok(number.to_string())
+        }
+        fn visit_bool<E: Error>(self, flag: bool) -> Result<String, E> {
+            Err(self.found(&format!("{flag}")))
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<String, A::Error> {
+            Err(self.found("an array"))
+        }
+        // Also a TOML date or time, which toml hands over as a one-key table.
+        fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<String, A::Error> {
+            Err(self.found("a table"))
+        }
+    }
+
+    deserializer.deserialize_any(Scalar(expected)).map(Some)
+}
+
+/// A list of file paths. A single string is refused with the list to write instead, and is
+/// not echoed when it holds a PEM rather than a path.
+fn path_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<PathBuf>, D::Error> {
+    use serde::de::{Error, SeqAccess, Visitor};
+
+    struct Paths;
+
+    impl<'de> Visitor<'de> for Paths {
+        type Value = Vec<PathBuf>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a list of files such as [\"FILE\"]")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<PathBuf>, A::Error> {
+            let mut paths = Vec::new();
+            while let Some(path) = seq.next_element()? {
+                paths.push(path);
+            }
+            Ok(paths)
+        }
+        fn visit_str<E: Error>(self, text: &str) -> Result<Vec<PathBuf>, E> {
+            Err(E::custom(if text.contains("-----BEGIN ") {
+                "expected a list of files, found the contents of a PEM file; give the path of \
+                 the file that holds it, as [\"FILE\"]"
+                    .to_owned()
+            } else {
+                format!("expected a list of files, found a string; write [{text:?}]")
+            }))
+        }
+    }
+
+    deserializer.deserialize_any(Paths)
+}
