@@ -5,7 +5,8 @@ use time::{Duration, OffsetDateTime};
 
 use super::{BACKDATE, CertificateAuthority, CrlOptions, SignedCrl};
 use crate::PkiError;
-use crate::ledger::{self, Ledger};
+use crate::ledger::Ledger;
+use crate::serial::Serial;
 
 impl CertificateAuthority {
     /// Signs a CRL listing the ledger's revocations plus `options.extra_serials`, with the next
@@ -54,7 +55,7 @@ impl CertificateAuthority {
     ) -> Result<SignedCrl, PkiError> {
         let now = OffsetDateTime::now_utc();
         let mut revoked: Vec<RevokedCertParams> = Vec::new();
-        let mut listed: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+        let mut listed: std::collections::BTreeSet<Serial> = std::collections::BTreeSet::new();
         for (entry, revocation) in ledger.revoked() {
             if listed.insert(entry.serial.clone()) {
                 let at = OffsetDateTime::parse(
@@ -63,7 +64,7 @@ impl CertificateAuthority {
                 )
                 .unwrap_or(now);
                 revoked.push(RevokedCertParams {
-                    serial_number: SerialNumber::from_slice(&ledger::serial_bytes(&entry.serial)),
+                    serial_number: serial_number(&entry.serial),
                     revocation_time: at,
                     reason_code: Some(revocation.reason.to_rcgen()),
                     invalidity_date: None,
@@ -73,7 +74,7 @@ impl CertificateAuthority {
         for serial in &options.extra_serials {
             if listed.insert(serial.clone()) {
                 revoked.push(RevokedCertParams {
-                    serial_number: SerialNumber::from_slice(&ledger::serial_bytes(serial)),
+                    serial_number: serial_number(serial),
                     revocation_time: now,
                     reason_code: None,
                     invalidity_date: None,
@@ -124,11 +125,19 @@ impl CertificateAuthority {
     }
 }
 
+/// A serial as the CRL encodes it: its magnitude, and a single zero byte for zero.
+fn serial_number(serial: &Serial) -> SerialNumber {
+    match serial.as_bytes() {
+        [] => SerialNumber::from_slice(&[0]),
+        bytes => SerialNumber::from_slice(bytes),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::ca::CaOptions;
-    use crate::ledger::{LOCK_FILE, LedgerLock};
+    use crate::ledger::{self, LOCK_FILE, LedgerLock};
 
     fn one_day() -> CrlOptions {
         CrlOptions {

@@ -6,6 +6,7 @@ use crate::keys::KeyType;
 use crate::ledger::LedgerEntry;
 use crate::names::{SubjectAltName, SubjectName};
 use crate::profile::Profile;
+use crate::serial::Serial;
 
 #[cfg(doc)]
 use super::CertificateAuthority;
@@ -96,9 +97,9 @@ pub struct CsrSigning {
 pub struct CrlOptions {
     /// Time until nextUpdate.
     pub validity: Duration,
-    /// More serials to list (lower-case hex, e.g. from [`ledger::read_serials_file`]), revoked
+    /// More serials to list (e.g. from [`ledger::read_serials_file`]), revoked
     /// with reason unspecified as of now.
-    pub extra_serials: Vec<String>,
+    pub extra_serials: Vec<Serial>,
 }
 
 /// A signed certificate revocation list.

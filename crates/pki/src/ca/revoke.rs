@@ -8,6 +8,7 @@ use time::OffsetDateTime;
 use super::{CertificateAuthority, RevokeOutcome, read_first_certificate};
 use crate::PkiError;
 use crate::ledger::{self, Ledger, LedgerEntry, Revocation, RevocationReason};
+use crate::serial::Serial;
 
 impl CertificateAuthority {
     /// Adds a certificate this CA signed to its ledger (no-op for a CA without one).
@@ -25,7 +26,7 @@ impl CertificateAuthority {
                 reason: error.to_string(),
             })?;
         let entry = LedgerEntry {
-            serial: ledger::serial_hex(parsed.raw_serial()),
+            serial: Serial::from_der(parsed.raw_serial()),
             subject: parsed.subject().to_string(),
             profile: profile.to_owned(),
             issued_at: rfc3339(OffsetDateTime::now_utc()),
@@ -45,16 +46,16 @@ impl CertificateAuthority {
         })
     }
 
-    /// Marks `serial` (any hex form) revoked in the ledger. A serial this CA never issued is an
+    /// Marks `serial` revoked in the ledger (read one as people write it with
+    /// [`ledger::parse_serial`]). A serial this CA never issued is an
     /// error; revoking twice keeps the first date and reason.
     pub fn revoke(
         &self,
-        serial: &str,
+        serial: &Serial,
         reason: RevocationReason,
     ) -> Result<RevokeOutcome, PkiError> {
         let dir = self.ledger_dir_or_error("revocation")?;
-        let serial = ledger::normalize_serial(serial, "the serial to revoke")?;
-        Ledger::update(dir, |ledger| mark_revoked(ledger, dir, &serial, reason))
+        Ledger::update(dir, |ledger| mark_revoked(ledger, dir, serial, reason))
     }
 
     /// Revokes the certificate in `cert_path` after checking this CA signed it; a certificate
@@ -87,7 +88,7 @@ impl CertificateAuthority {
                 ca: self.subject.clone(),
             });
         }
-        let serial = ledger::serial_hex(parsed.raw_serial());
+        let serial = Serial::from_der(parsed.raw_serial());
         Ledger::update(dir, |ledger| {
             if ledger.find_mut(&serial).is_none() {
                 ledger.certificates.push(LedgerEntry {
@@ -108,13 +109,13 @@ impl CertificateAuthority {
 fn mark_revoked(
     ledger: &mut Ledger,
     dir: &Path,
-    serial: &str,
+    serial: &Serial,
     reason: RevocationReason,
 ) -> Result<RevokeOutcome, PkiError> {
     let entry = ledger
         .find_mut(serial)
         .ok_or_else(|| PkiError::UnknownSerial {
-            serial: serial.to_owned(),
+            serial: serial.to_ledger_hex(),
             ledger: ledger::ledger_path(dir),
         })?;
     let newly_revoked = entry.revoked.is_none();

@@ -9,9 +9,9 @@ use super::{BACKDATE, CertificateAuthority, CsrSigning, IssuedCertificate, LeafR
 use crate::PkiError;
 use crate::csr::CertificateRequest;
 use crate::keys;
-use crate::ledger;
 use crate::names::SubjectAltName;
 use crate::profile::Profile;
+use crate::serial::Serial;
 
 impl CertificateAuthority {
     /// Makes a key and a leaf certificate for it, records it in the ledger and returns both.
@@ -133,7 +133,7 @@ impl CertificateAuthority {
             cert_pem: certificate.pem(),
             chain_pem: self.chain_pem.clone(),
             key_pem: None,
-            serial: ledger::serial_hex(parsed.raw_serial()),
+            serial: Serial::from_der(parsed.raw_serial()).to_ledger_hex(),
             subject: parsed.subject().to_string(),
             not_after: parsed.validity().not_after.to_datetime(),
             cert_der: der.clone(),

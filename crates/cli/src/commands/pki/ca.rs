@@ -359,9 +359,9 @@ pub(super) fn revoke(args: RevokeArgs) -> anyhow::Result<()> {
     let authority = CertificateAuthority::open(&args.ca, args.passphrase.read()?.as_deref())?;
     let outcome = match (&args.serial, &args.cert) {
         (Some(serial), _) => {
-            // Checked here first so that a mistyped serial is reported under its flag's name.
-            moat_pki::ledger::normalize_serial(serial, "--serial")?;
-            authority.revoke(serial, args.reason)?
+            // Parsed here so that a mistyped serial is reported under its flag's name.
+            let serial = moat_pki::ledger::parse_serial(serial, "--serial")?;
+            authority.revoke(&serial, args.reason)?
         }
         (None, Some(cert)) => authority.revoke_certificate(cert, args.reason)?,
         (None, None) => bail!("nothing to revoke; pass --serial HEX or --cert FILE"),
@@ -370,7 +370,7 @@ pub(super) fn revoke(args: RevokeArgs) -> anyhow::Result<()> {
     if outcome.newly_revoked {
         println!(
             "revoked serial {} ({}), reason {}; run `moat pki crl --ca {}` to publish it",
-            entry.serial,
+            entry.serial.to_ledger_hex(),
             entry.subject,
             args.reason,
             args.ca.display()
@@ -378,7 +378,10 @@ pub(super) fn revoke(args: RevokeArgs) -> anyhow::Result<()> {
     } else if let Some(revocation) = &entry.revoked {
         println!(
             "serial {} ({}) was already revoked at {} (reason {}); nothing changed",
-            entry.serial, entry.subject, revocation.at, revocation.reason
+            entry.serial.to_ledger_hex(),
+            entry.subject,
+            revocation.at,
+            revocation.reason
         );
     }
     Ok(())
