@@ -7,7 +7,8 @@ use rcgen::{
 };
 use time::{Duration, OffsetDateTime};
 
-use super::{BACKDATE, CA_CERT_FILE, CA_KEY_FILE, CHAIN_FILE, CaOptions, CertificateAuthority};
+use super::authority::{BACKDATE, CA_CERT_FILE, CA_KEY_FILE, CHAIN_FILE, CertificateAuthority};
+use super::options::CaOptions;
 use crate::PkiError;
 use crate::files::{PRIVATE_MODE, PUBLIC_MODE, PlannedFile};
 use crate::keys;

@@ -3,7 +3,8 @@
 use rcgen::{CertificateRevocationListParams, KeyIdMethod, RevokedCertParams, SerialNumber};
 use time::{Duration, OffsetDateTime};
 
-use super::{BACKDATE, CertificateAuthority, CrlOptions, SignedCrl};
+use super::authority::{BACKDATE, CertificateAuthority};
+use super::options::{CrlOptions, SignedCrl};
 use crate::PkiError;
 use crate::ledger::Ledger;
 use crate::serial::Serial;

@@ -6,7 +6,7 @@ use rcgen::KeyPair;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject as _;
 
-use super::{CA_CERT_FILE, CA_KEY_FILE, CHAIN_FILE, CertificateAuthority};
+use super::authority::{CA_CERT_FILE, CA_KEY_FILE, CHAIN_FILE, CertificateAuthority};
 use crate::PkiError;
 use crate::keys;
 use crate::ledger::{self, Ledger};

@@ -9,7 +9,7 @@ use crate::profile::Profile;
 use crate::serial::Serial;
 
 #[cfg(doc)]
-use super::CertificateAuthority;
+use super::authority::CertificateAuthority;
 #[cfg(doc)]
 use crate::ledger;
 

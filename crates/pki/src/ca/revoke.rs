@@ -5,7 +5,9 @@ use std::path::Path;
 use rustls_pki_types::CertificateDer;
 use time::OffsetDateTime;
 
-use super::{CertificateAuthority, RevokeOutcome, read_first_certificate};
+use super::authority::CertificateAuthority;
+use super::load::read_first_certificate;
+use super::options::RevokeOutcome;
 use crate::PkiError;
 use crate::ledger::{self, Ledger, LedgerEntry, Revocation, RevocationReason};
 use crate::serial::Serial;

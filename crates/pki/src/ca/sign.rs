@@ -4,8 +4,10 @@ use rcgen::{CertificateParams, IsCa, KeyIdMethod};
 use rustls_pki_types::CertificateDer;
 use time::{Duration, OffsetDateTime};
 
+use super::authority::{BACKDATE, CertificateAuthority};
 use super::create::random_serial;
-use super::{BACKDATE, CertificateAuthority, CsrSigning, IssuedCertificate, LeafRequest};
+use super::files::IssuedCertificate;
+use super::options::{CsrSigning, LeafRequest};
 use crate::PkiError;
 use crate::csr::CertificateRequest;
 use crate::keys;

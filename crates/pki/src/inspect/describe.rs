@@ -12,10 +12,12 @@ use super::oids::{
     describe_algorithm, describe_public_key, extended_key_usage_names, key_usage_names,
     public_key_warnings, reason_name,
 };
+use super::report::{
+    BasicConstraintsReport, CertificateReport, CrlReport, CsrReport, RevokedEntry,
+};
 use super::spelling::{
     asn1_rfc3339, describe_general_name, rfc3339, serial_hex, sha256_fingerprint,
 };
-use super::{BasicConstraintsReport, CertificateReport, CrlReport, CsrReport, RevokedEntry};
 
 /// A certificate's report, with validity judged at `now`.
 pub(super) fn certificate_report(

@@ -4,8 +4,9 @@ use std::path::Path;
 
 use x509_parser::certificate::X509Certificate;
 
+use super::keys;
+use super::report::Finding;
 use super::spelling::short_name;
-use super::{Finding, keys};
 
 /// In a combined file (certificate and key, as `curl --cert` takes it), flags a key that belongs
 /// to none of the certificates beside it.

@@ -5,6 +5,7 @@
 //! CA bundle, a client certificate without `clientAuth`, an X.509 v1 certificate, and so on.
 
 mod describe;
+mod error;
 mod heuristics;
 mod keys;
 mod oids;
@@ -23,6 +24,7 @@ use x509_parser::revocation_list::CertificateRevocationList;
 use x509_parser::x509::SubjectPublicKeyInfo;
 
 use describe::{certificate_report, crl_report, csr_report};
+pub use error::InspectError;
 use heuristics::{CertificateFacts, add_bundle_warnings, add_key_pairing_warnings};
 use oids::{describe_public_key, public_key_warnings};
 use pem::{ObjectKind, split_objects};
@@ -30,43 +32,6 @@ pub use report::{
     BasicConstraintsReport, CertificateReport, CrlReport, CsrReport, Finding, KeyReport,
     RevokedEntry,
 };
-
-/// Why a file could not be inspected; each message names the file and the item.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum InspectError {
-    /// The file could not be read at all.
-    #[error("{path}: cannot read the file: {source}")]
-    Read {
-        /// The file as given.
-        path: String,
-        /// The underlying I/O error.
-        source: std::io::Error,
-    },
-    /// The file holds nothing moat recognises.
-    #[error(
-        "{path}: no certificate, CSR, CRL or key found; expected PEM (-----BEGIN ...-----) or a single DER object"
-    )]
-    NothingFound {
-        /// The file as given.
-        path: String,
-    },
-    /// A PEM section or DER object is labelled as something but does not parse as it.
-    #[error("{path}: item #{item} ({label}) does not parse: {reason}")]
-    Unparsable {
-        /// The file as given.
-        path: String,
-        /// 1-based position of the item in the file.
-        item: usize,
-        /// The PEM label (or what the DER was taken for).
-        label: String,
-        /// The parser's explanation.
-        reason: String,
-    },
-    /// Serialising the findings to JSON failed (not expected for these plain structures).
-    #[error("cannot encode the findings as JSON: {0}")]
-    Json(#[from] serde_json::Error),
-}
 
 /// Inspects one file (PEM with any number of sections, or one DER object) at the current time.
 pub fn inspect_file(path: &Path) -> Result<Vec<Finding>, InspectError> {

@@ -6,7 +6,8 @@ use x509_parser::prelude::FromDer;
 use x509_parser::revocation_list::CertificateRevocationList;
 use x509_parser::x509::SubjectPublicKeyInfo;
 
-use super::{InspectError, keys};
+use super::error::InspectError;
+use super::keys;
 
 /// What an input object was taken for, from its PEM label or by trying DER parsers.
 #[derive(Debug, Clone, Copy)]
