@@ -7,7 +7,9 @@ use serde::Deserialize;
 
 use crate::error::{ConfigError, FieldError};
 use crate::model::{Config, TelemetryConfig};
-use crate::spec::{EndpointSpec, FieldStyle, validate_indexed};
+use crate::problems::FieldStyle;
+use crate::spec::EndpointSpec;
+use crate::validate::validate_indexed;
 
 /// The top level of `moat.toml`: `[[endpoints]]` and the process-wide telemetry keys; unknown
 /// keys are refused.

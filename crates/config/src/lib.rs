@@ -71,9 +71,11 @@ mod error;
 mod file;
 mod model;
 mod operations;
+mod problems;
 mod rules;
 mod spec;
 mod upstream;
+mod validate;
 
 pub use domain::domain_serves;
 pub use duration::parse_duration;
@@ -83,6 +85,7 @@ pub use model::{
     EndpointKind, ProxyProtocolVersion, TelemetryConfig, TerminateAt, Timeouts, TlsVersion,
     Upstream, UpstreamScheme,
 };
+pub use problems::FieldStyle;
 pub use rules::{RuleSpec, load_policy_file, load_policy_str, read_policy_file};
-pub use spec::{DEFAULT_DOMAIN, DEFAULT_LISTEN, EndpointSpec, FieldStyle, TimeoutsSpec};
+pub use spec::{DEFAULT_DOMAIN, DEFAULT_LISTEN, EndpointSpec, TimeoutsSpec};
 pub use upstream::parse_upstream;

@@ -5,7 +5,8 @@ use std::net::SocketAddr;
 
 use crate::error::FieldError;
 use crate::model::{CrlExpiredPolicy, EndpointConfig, EndpointKind, ProxyProtocolVersion};
-use crate::spec::{EndpointSpec, FieldStyle, Problems};
+use crate::problems::{FieldStyle, Problems};
+use crate::spec::EndpointSpec;
 
 /// The validated operating keys of one endpoint that need more than a default.
 #[derive(Clone, Copy)]

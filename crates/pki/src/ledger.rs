@@ -101,8 +101,10 @@ impl std::str::FromStr for RevocationReason {
 /// One certificate the CA signed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LedgerEntry {
-    /// Serial number, lower-case hex without separators.
-    pub serial: String,
+    /// Serial number; `ledger.json` spells it as [`Serial::to_ledger_hex`] does (lower-case hex
+    /// without separators or leading zeros).
+    #[serde(with = "ledger_hex")]
+    pub serial: Serial,
     /// Subject as OpenSSL prints it (`CN=alice, O=Example`).
     pub subject: String,
     /// Profile it was issued under.
@@ -174,11 +176,11 @@ impl Ledger {
         Ok(outcome)
     }
 
-    /// The entry for `serial` (lower-case hex), if this CA issued it.
-    pub fn find_mut(&mut self, serial: &str) -> Option<&mut LedgerEntry> {
+    /// The entry for `serial`, if this CA issued it.
+    pub fn find_mut(&mut self, serial: &Serial) -> Option<&mut LedgerEntry> {
         self.certificates
             .iter_mut()
-            .find(|entry| entry.serial == serial)
+            .find(|entry| entry.serial == *serial)
     }
 
     /// Revoked entries, for the CRL.
@@ -226,34 +228,42 @@ impl LedgerLock {
     }
 }
 
-/// Normalises a serial as people paste it (`4F:3A:..`, `0x4f3a`, `4f3a`) to the ledger's
-/// spelling ([`Serial::to_ledger_hex`]); `origin` names where it came from in the error.
-pub fn normalize_serial(text: &str, origin: &str) -> Result<String, PkiError> {
-    Serial::parse(text)
-        .map(|serial| serial.to_ledger_hex())
-        .ok_or_else(|| PkiError::BadSerial {
-            origin: origin.to_owned(),
-            value: text.to_owned(),
+/// Reads a serial as people paste it (`4F:3A:..`, `0x4f3a`, `4f3a`); `origin` names where it
+/// came from in the error.
+pub fn parse_serial(text: &str, origin: &str) -> Result<Serial, PkiError> {
+    Serial::parse(text).ok_or_else(|| PkiError::BadSerial {
+        origin: origin.to_owned(),
+        value: text.to_owned(),
+    })
+}
+
+/// How `ledger.json` stores a serial: the string [`Serial::to_ledger_hex`] prints, so ledgers
+/// written by earlier versions read the same and are written back byte for byte.
+mod ledger_hex {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::serial::Serial;
+
+    pub(super) fn serialize<S: Serializer>(
+        serial: &Serial,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&serial.to_ledger_hex())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Serial, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Serial::parse(&text).ok_or_else(|| {
+            serde::de::Error::custom(format!("serial {text:?} is not a hexadecimal number"))
         })
-}
-
-/// Serial bytes (big-endian, as in the certificate) in the ledger's spelling.
-pub fn serial_hex(bytes: &[u8]) -> String {
-    Serial::from_der(bytes).to_ledger_hex()
-}
-
-/// The ledger's spelling back to big-endian bytes for encoding (`[0]` for zero).
-pub(crate) fn serial_bytes(hex_serial: &str) -> Vec<u8> {
-    match Serial::parse(hex_serial) {
-        Some(serial) if serial.as_bytes().is_empty() => vec![0],
-        Some(serial) => serial.as_bytes().to_vec(),
-        None => Vec::new(),
     }
 }
 
 /// Reads a serials file as cfssl's `gencrl` takes it: one hex serial per line; blank lines and
 /// lines starting with `#` are skipped.
-pub fn read_serials_file(path: &Path) -> Result<Vec<String>, PkiError> {
+pub fn read_serials_file(path: &Path) -> Result<Vec<Serial>, PkiError> {
     let bytes = crate::files::read(path)?;
     let text = String::from_utf8_lossy(&bytes);
     let mut serials = Vec::new();
@@ -262,7 +272,7 @@ pub fn read_serials_file(path: &Path) -> Result<Vec<String>, PkiError> {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        serials.push(normalize_serial(
+        serials.push(parse_serial(
             line,
             &format!("{} line {}", path.display(), index + 1),
         )?);
@@ -278,6 +288,47 @@ pub fn ledger_path(ca_dir: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_ledger_reads_serials_as_values_and_is_written_back_byte_for_byte() {
+        let text = r#"{
+  "version": 1,
+  "crl_number": 3,
+  "certificates": [
+    {
+      "serial": "8f01",
+      "subject": "CN=alice",
+      "profile": "client",
+      "issued_at": "2030-01-01T00:00:00Z",
+      "not_after": "2031-01-01T00:00:00Z"
+    },
+    {
+      "serial": "a1b",
+      "subject": "CN=bob",
+      "profile": "server",
+      "issued_at": "2030-01-02T00:00:00Z",
+      "not_after": "2031-01-02T00:00:00Z",
+      "revoked": {
+        "at": "2030-02-01T00:00:00Z",
+        "reason": "keyCompromise"
+      }
+    }
+  ]
+}
+"#;
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = ledger_path(dir.path());
+        std::fs::write(&path, text).expect("write the ledger");
+        let mut ledger = Ledger::load(&path).expect("an existing ledger reads");
+        let pasted = parse_serial("0A:1B", "test").expect("a serial");
+        assert!(ledger.find_mut(&pasted).is_some(), "found by value");
+        ledger.save(&path).expect("save");
+        assert_eq!(std::fs::read_to_string(&path).expect("read back"), text);
+
+        std::fs::write(&path, text.replace("\"a1b\"", "\"zz\"")).expect("write");
+        let error = Ledger::load(&path).expect_err("not a serial");
+        assert!(error.to_string().contains("\"zz\""), "{error}");
+    }
 
     #[test]
     fn a_held_lock_makes_the_next_command_wait_then_fail_naming_the_lock_file() {

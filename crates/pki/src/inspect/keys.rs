@@ -2,7 +2,7 @@
 
 use x509_parser::asn1_rs::{Any, Class, FromDer, Oid, Tag};
 
-use super::KeyReport;
+use super::report::KeyReport;
 
 /// rsaEncryption.
 pub(super) const OID_RSA: &str = "1.2.840.113549.1.1.1";

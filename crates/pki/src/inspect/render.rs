@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use super::{CertificateReport, CrlReport, CsrReport, Finding, KeyReport};
+use super::report::{CertificateReport, CrlReport, CsrReport, Finding, KeyReport};
 
 /// Width of the label column, so values line up under each other.
 const LABEL_WIDTH: usize = 22;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::bail;
 use moat_pki::p12::{P12Format, P12Input, build_pkcs12, write_pkcs12};
 
-use super::pki::read_first_line;
+use super::secrets::read_first_line;
 
 /// Flags of `moat pki p12`.
 #[derive(Debug, clap::Args)]

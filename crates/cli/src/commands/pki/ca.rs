@@ -1,8 +1,8 @@
-//! `moat pki`: make CAs, issue and sign certificates, revoke them and publish CRLs.
+//! `moat pki init-ca`, `issue`, `sign`, `revoke` and `crl`: the commands that work on a CA.
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use moat_pki::cfssl::{CfsslCsr, SigningConfig};
 use moat_pki::ledger::read_serials_file;
 use moat_pki::p12::P12Format;
@@ -12,40 +12,10 @@ use moat_pki::{
     KeyType, LeafRequest, Profile, RevocationReason, SubjectAltName, SubjectName, WriteOptions,
 };
 
+use super::secrets::read_first_line;
+
 /// Environment variable holding the CA key's passphrase when no --passphrase-file is given.
 const PASSPHRASE_ENV: &str = "MOAT_CA_PASSPHRASE";
-
-/// The `moat pki` subcommands.
-#[derive(Debug, clap::Subcommand)]
-pub enum PkiCommand {
-    /// Make a CA: DIR/ca.crt, DIR/ca.key (0600) and DIR/ledger.json of issued and revoked serials.
-    InitCa(Box<InitCaArgs>),
-    /// Make a key and a client or server certificate signed by a moat CA.
-    Issue(Box<IssueArgs>),
-    /// Sign a certificate signing request (e.g. from `openssl req -new`) with a CA.
-    Sign(Box<SignArgs>),
-    /// Mark a certificate revoked in the CA's ledger (publish it with `moat pki crl`).
-    Revoke(Box<RevokeArgs>),
-    /// Write a certificate revocation list signed by the CA.
-    Crl(Box<CrlArgs>),
-    /// Show what certificates, CSRs, CRLs and keys contain, with warnings for what a gateway would refuse.
-    Inspect(super::pki_inspect::InspectArgs),
-    /// Bundle a certificate, its chain and its key into a PKCS#12 (.p12) file for browsers and keychains.
-    P12(super::pki_p12::P12Args),
-}
-
-/// Runs one `moat pki` subcommand.
-pub fn run(command: PkiCommand) -> anyhow::Result<()> {
-    match command {
-        PkiCommand::InitCa(args) => init_ca(*args),
-        PkiCommand::Issue(args) => issue(*args),
-        PkiCommand::Sign(args) => sign(*args),
-        PkiCommand::Revoke(args) => revoke(*args),
-        PkiCommand::Crl(args) => crl(*args),
-        PkiCommand::Inspect(args) => super::pki_inspect::run(args),
-        PkiCommand::P12(args) => super::pki_p12::run(args),
-    }
-}
 
 /// Where the CA key's passphrase comes from: a file (first line) or MOAT_CA_PASSPHRASE.
 #[derive(Debug, clap::Args)]
@@ -105,7 +75,8 @@ pub struct InitCaArgs {
     pub force: bool,
 }
 
-fn init_ca(args: InitCaArgs) -> anyhow::Result<()> {
+/// Runs `moat pki init-ca`: a root CA, or an intermediate under --parent.
+pub(super) fn init_ca(args: InitCaArgs) -> anyhow::Result<()> {
     let from_json = args.csr_json.as_deref().map(CfsslCsr::load).transpose()?;
     let mut subject = from_json
         .as_ref()
@@ -276,7 +247,8 @@ pub struct IssueArgs {
     pub force: bool,
 }
 
-fn issue(args: IssueArgs) -> anyhow::Result<()> {
+/// Runs `moat pki issue`: a new key and certificate, written as PREFIX.crt and PREFIX.key.
+pub(super) fn issue(args: IssueArgs) -> anyhow::Result<()> {
     let (profile, validity) = args.profile.resolve()?;
     let from_json = args.csr_json.as_deref().map(CfsslCsr::load).transpose()?;
     let mut subject = from_json
@@ -344,7 +316,8 @@ pub struct SignArgs {
     pub force: bool,
 }
 
-fn sign(args: SignArgs) -> anyhow::Result<()> {
+/// Runs `moat pki sign`: a certificate for a CSR, whose key stays with the requester.
+pub(super) fn sign(args: SignArgs) -> anyhow::Result<()> {
     let (profile, validity) = args.profile.resolve()?;
     let options = WriteOptions {
         overwrite: args.force,
@@ -381,13 +354,14 @@ pub struct RevokeArgs {
     pub reason: RevocationReason,
 }
 
-fn revoke(args: RevokeArgs) -> anyhow::Result<()> {
+/// Runs `moat pki revoke`: marks a serial or a certificate file revoked in the ledger.
+pub(super) fn revoke(args: RevokeArgs) -> anyhow::Result<()> {
     let authority = CertificateAuthority::open(&args.ca, args.passphrase.read()?.as_deref())?;
     let outcome = match (&args.serial, &args.cert) {
         (Some(serial), _) => {
-            // Checked here first so that a mistyped serial is reported under its flag's name.
-            moat_pki::ledger::normalize_serial(serial, "--serial")?;
-            authority.revoke(serial, args.reason)?
+            // Parsed here so that a mistyped serial is reported under its flag's name.
+            let serial = moat_pki::ledger::parse_serial(serial, "--serial")?;
+            authority.revoke(&serial, args.reason)?
         }
         (None, Some(cert)) => authority.revoke_certificate(cert, args.reason)?,
         (None, None) => bail!("nothing to revoke; pass --serial HEX or --cert FILE"),
@@ -396,7 +370,7 @@ fn revoke(args: RevokeArgs) -> anyhow::Result<()> {
     if outcome.newly_revoked {
         println!(
             "revoked serial {} ({}), reason {}; run `moat pki crl --ca {}` to publish it",
-            entry.serial,
+            entry.serial.to_ledger_hex(),
             entry.subject,
             args.reason,
             args.ca.display()
@@ -404,7 +378,10 @@ fn revoke(args: RevokeArgs) -> anyhow::Result<()> {
     } else if let Some(revocation) = &entry.revoked {
         println!(
             "serial {} ({}) was already revoked at {} (reason {}); nothing changed",
-            entry.serial, entry.subject, revocation.at, revocation.reason
+            entry.serial.to_ledger_hex(),
+            entry.subject,
+            revocation.at,
+            revocation.reason
         );
     }
     Ok(())
@@ -432,7 +409,8 @@ pub struct CrlArgs {
     pub force: bool,
 }
 
-fn crl(args: CrlArgs) -> anyhow::Result<()> {
+/// Runs `moat pki crl`: signs and writes the CA's revocation list.
+pub(super) fn crl(args: CrlArgs) -> anyhow::Result<()> {
     if !args.force && args.out.exists() {
         return Err(moat_pki::PkiError::OutputExists { path: args.out }.into());
     }
@@ -497,20 +475,6 @@ fn report(issued: &IssuedCertificate, written: &[PathBuf]) {
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default()
     );
-}
-
-/// A secret is its file's first line, without the line ending; `what` names it in errors.
-pub(crate) fn read_first_line(path: &Path, what: &str) -> anyhow::Result<String> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("{}: cannot read {what}", path.display()))?;
-    let secret = text.lines().next().unwrap_or_default().to_owned();
-    if secret.is_empty() {
-        bail!(
-            "{}: the file is empty; put {what} on its first line",
-            path.display()
-        );
-    }
-    Ok(secret)
 }
 
 fn parse_key_type(text: &str) -> Result<KeyType, String> {
