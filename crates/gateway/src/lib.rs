@@ -14,6 +14,7 @@
 mod access;
 mod endpoint;
 mod error;
+mod expiry_items;
 pub mod explain;
 mod gateway;
 mod handshake;

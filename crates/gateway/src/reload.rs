@@ -161,7 +161,10 @@ impl Reloader {
             .iter()
             .flat_map(|slot| slot.routes.load().endpoints().to_vec())
             .flat_map(|endpoint| {
-                expiry::certificates_in_use(&endpoint.config, endpoint.issued_leaf.as_ref())
+                crate::expiry_items::certificates_in_use(
+                    &endpoint.config,
+                    endpoint.issued_leaf.as_ref(),
+                )
             })
             .collect()
     }
