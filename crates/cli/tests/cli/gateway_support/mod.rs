@@ -27,10 +27,3 @@ pub use upstreams::{
 };
 pub use waiting::wait_until;
 // Also the kit's, though no test module names them yet (the kit's own files use them).
-#[allow(unused_imports)]
-pub use self::{
-    certificates::MTLS_FILES,
-    clients::{ClientOutcome, Exchange},
-    ports::with_free_port,
-    upstreams::RequestHead,
-};

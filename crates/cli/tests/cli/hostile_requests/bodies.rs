@@ -32,7 +32,6 @@ fn open_tls(dir: &Path, port: u16) -> rustls::StreamOwned<rustls::ClientConnecti
     rustls::StreamOwned::new(connection, socket)
 }
 
-/// An upstream that reads whole request bodies before answering (as most do).
 /// [`setup`] in a new directory and `moat http` with `extra` flags in front of
 /// [`body_reading_upstream`].
 fn serve_body_app(extra: &[&str]) -> (tempfile::TempDir, UpstreamProcess, Moat) {
@@ -44,6 +43,7 @@ fn serve_body_app(extra: &[&str]) -> (tempfile::TempDir, UpstreamProcess, Moat) 
     (dir, upstream, moat)
 }
 
+/// An upstream that reads whole request bodies before answering (as most do).
 fn body_reading_upstream(dir: &Path) -> UpstreamProcess {
     std::fs::write(
         dir.join("body_app.py"),
