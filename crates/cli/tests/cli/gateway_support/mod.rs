@@ -26,4 +26,3 @@ pub use upstreams::{
     start_observed_http_upstream, start_python,
 };
 pub use waiting::wait_until;
-// Also the kit's, though no test module names them yet (the kit's own files use them).
