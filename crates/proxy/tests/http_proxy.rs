@@ -5,53 +5,70 @@ mod http_proxy_support;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
-use http::{Request, StatusCode};
+use http::{Method, Request, StatusCode};
 use http_body_util::Full;
 use http_proxy_support::*;
-use moat_config::ClientAuthMode;
+use moat_config::{ClientAuthMode, EndpointConfig};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
+
+/// A response timeout far shorter than `/slow` takes.
+fn short_response_timeout(config: &mut EndpointConfig) {
+    config.timeouts.upstream_response = Duration::from_millis(300);
+}
+
+/// A header timeout shorter, and an idle timeout longer, than the client's pauses.
+fn short_header_and_idle_timeouts(config: &mut EndpointConfig) {
+    config.timeouts.request_header = Duration::from_millis(200);
+    config.timeouts.idle = Duration::from_millis(800);
+}
 
 #[tokio::test]
 async fn identity_headers_reach_the_upstream_and_spoofed_ones_do_not() {
     bounded(async {
-        let upstream = Upstream::start().await;
         let identity = client_identity();
-        let gateway = Gateway::start(endpoint(upstream.addr), Some(Arc::clone(&identity)), false).await;
-        let request = Request::get("/headers")
-            .header("host", "app.example.com")
-            .header("Client-Cert", ":c3Bvb2Y=:")
-            .header("client-cert-chain", ":c3Bvb2Y=:")
-            .header("Moat-Client-Subject", "CN=admin")
-            .header("MOAT-CLIENT-ROLE", "root")
-            .body(Full::new(Bytes::new()))
-            .unwrap();
+        let (_upstream, gateway) =
+            start_proxied_as(Some(Arc::clone(&identity)), false, |_| {}).await;
+        let request = app_request(
+            Method::GET,
+            "/headers",
+            &[
+                ("Client-Cert", ":c3Bvb2Y=:"),
+                ("client-cert-chain", ":c3Bvb2Y=:"),
+                ("Moat-Client-Subject", "CN=admin"),
+                ("MOAT-CLIENT-ROLE", "root"),
+            ],
+        );
         let response = send_http1(gateway.addr, request).await;
         assert_eq!(response.status, StatusCode::OK);
         let seen = response.echoed_headers();
 
         let cert = format!(":{}:", BASE64.encode(identity.certificate.as_ref()));
         let chain = format!(":{}:", BASE64.encode(identity.chain[0].as_ref()));
-        assert_eq!(seen.all("client-cert"), vec![cert.as_str()]);
-        assert_eq!(seen.all("client-cert-chain"), vec![chain.as_str()]);
-        assert_eq!(seen.all("moat-client-subject"), vec!["CN=Test Client,O=Moat Tests"]);
-        assert_eq!(seen.all("moat-client-issuer"), vec!["CN=Test CA"]);
-        assert_eq!(seen.all("moat-client-serial"), vec![identity.serial_hex.as_str()]);
-        assert_eq!(
-            seen.all("moat-client-fingerprint-sha256"),
-            vec![identity.fingerprint_sha256.as_str()]
-        );
-        assert_eq!(seen.all("moat-client-not-after"), vec!["2027-01-15T08:00:00Z"]);
-        assert_eq!(
-            seen.all("moat-client-san"),
-            vec!["DNS:client.example.com, URI:spiffe://example.com/client, IP:10.1.2.3, email:ops@example.com"]
-        );
-        assert!(seen.all("moat-client-role").is_empty(), "spoofed Moat-Client-Role was forwarded");
+        seen.assert_once(&[
+            ("client-cert", &cert),
+            ("client-cert-chain", &chain),
+            ("moat-client-subject", "CN=Test Client,O=Moat Tests"),
+            ("moat-client-issuer", "CN=Test CA"),
+            ("moat-client-serial", &identity.serial_hex),
+            (
+                "moat-client-fingerprint-sha256",
+                &identity.fingerprint_sha256,
+            ),
+            ("moat-client-not-after", "2027-01-15T08:00:00Z"),
+            (
+                "moat-client-san",
+                "DNS:client.example.com, URI:spiffe://example.com/client, IP:10.1.2.3, \
+                 email:ops@example.com",
+            ),
+        ]);
+        // The client's own Moat-Client-Role is not forwarded.
+        seen.assert_absent(&["moat-client-role"]);
     })
     .await;
 }
@@ -59,21 +76,20 @@ async fn identity_headers_reach_the_upstream_and_spoofed_ones_do_not() {
 #[tokio::test]
 async fn anonymous_client_cannot_smuggle_identity_headers_when_certificates_are_not_asked_for() {
     bounded(async {
-        let upstream = Upstream::start().await;
-        let mut config = endpoint(upstream.addr);
-        config.mutual_tls_cas.clear();
-        let gateway = Gateway::start(config, None, false).await;
-        let request = Request::get("/headers")
-            .header("host", "app.example.com")
-            .header("client-cert", ":c3Bvb2Y=:")
-            .header("moat-client-subject", "CN=admin")
-            .body(Full::new(Bytes::new()))
-            .unwrap();
+        let (_upstream, gateway) =
+            start_proxied_as(None, false, |config| config.mutual_tls_cas.clear()).await;
+        let request = app_request(
+            Method::GET,
+            "/headers",
+            &[
+                ("client-cert", ":c3Bvb2Y=:"),
+                ("moat-client-subject", "CN=admin"),
+            ],
+        );
         let response = send_http1(gateway.addr, request).await;
         assert_eq!(response.status, StatusCode::OK);
         let seen = response.echoed_headers();
-        assert!(seen.all("client-cert").is_empty());
-        assert!(seen.all("moat-client-subject").is_empty());
+        seen.assert_absent(&["client-cert", "moat-client-subject"]);
     })
     .await;
 }
@@ -81,36 +97,33 @@ async fn anonymous_client_cannot_smuggle_identity_headers_when_certificates_are_
 #[tokio::test]
 async fn forwarding_headers_are_set_and_hop_by_hop_headers_removed() {
     bounded(async {
-        let upstream = Upstream::start().await;
-        let gateway = Gateway::start(endpoint(upstream.addr), Some(client_identity()), false).await;
-        let mut stream = TcpStream::connect(gateway.addr).await.unwrap();
-        stream
-            .write_all(
-                b"GET /headers HTTP/1.1\r\nHost: app.example.com\r\nConnection: close, X-Hop\r\n\
-                  X-Hop: secret\r\nKeep-Alive: timeout=5\r\nProxy-Authorization: Basic Zm9vOmJhcg==\r\n\
-                  TE: trailers\r\nX-Forwarded-For: 203.0.113.9\r\nX-Forwarded-Proto: http\r\n\
-                  X-End-To-End: kept\r\n\r\n",
-            )
-            .await
-            .unwrap();
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).await.unwrap();
-        let raw = String::from_utf8(raw).unwrap();
+        let (_upstream, gateway) = start_proxied(false).await;
+        let mut stream = send_raw(
+            gateway.addr,
+            b"GET /headers HTTP/1.1\r\nHost: app.example.com\r\nConnection: close, X-Hop\r\n\
+              X-Hop: secret\r\nKeep-Alive: timeout=5\r\nProxy-Authorization: Basic Zm9vOmJhcg==\r\n\
+              TE: trailers\r\nX-Forwarded-For: 203.0.113.9\r\nX-Forwarded-Proto: http\r\n\
+              X-End-To-End: kept\r\n\r\n",
+        )
+        .await;
+        let raw = read_to_close(&mut stream).await;
         assert!(raw.starts_with("HTTP/1.1 200 OK\r\n"), "{raw}");
-        let body = raw.split_once("\r\n\r\n").unwrap().1;
-        let seen = EchoedHeaders::parse(body);
+        let seen = EchoedHeaders::in_raw_response(&raw);
 
         // moat is the first hop: what the client claimed is replaced, not appended to.
-        assert_eq!(seen.all("x-forwarded-for"), vec!["127.0.0.1"]);
-        assert_eq!(seen.all("x-forwarded-proto"), vec!["https"]);
-        assert_eq!(seen.all("x-forwarded-host"), vec!["app.example.com"]);
-        assert_eq!(seen.all("forwarded"), vec!["for=127.0.0.1;host=app.example.com;proto=https"]);
-        assert_eq!(seen.all("host"), vec!["app.example.com"]);
-        assert_eq!(seen.all("x-end-to-end"), vec!["kept"]);
-        assert_eq!(seen.all("te"), vec!["trailers"]);
-        for hop in ["x-hop", "keep-alive", "proxy-authorization"] {
-            assert!(seen.all(hop).is_empty(), "{hop} reached the upstream");
-        }
+        seen.assert_once(&[
+            ("x-forwarded-for", "127.0.0.1"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "app.example.com"),
+            (
+                "forwarded",
+                "for=127.0.0.1;host=app.example.com;proto=https",
+            ),
+            ("host", "app.example.com"),
+            ("x-end-to-end", "kept"),
+            ("te", "trailers"),
+        ]);
+        seen.assert_absent(&["x-hop", "keep-alive", "proxy-authorization"]);
         // The upstream's own hop-by-hop header does not reach the client either.
         let head = raw.split_once("\r\n\r\n").unwrap().0.to_ascii_lowercase();
         assert!(!head.contains("x-upstream-hop"), "{head}");
@@ -122,9 +135,7 @@ async fn forwarding_headers_are_set_and_hop_by_hop_headers_removed() {
 #[tokio::test]
 async fn http2_client_reaches_an_http1_upstream_with_host_and_identity() {
     bounded(async {
-        let upstream = Upstream::start().await;
-        let identity = client_identity();
-        let gateway = Gateway::start(endpoint(upstream.addr), Some(identity), true).await;
+        let (_upstream, gateway) = start_proxied(true).await;
         let request = Request::get("https://app.example.com/headers?x=1")
             .header("cookie", "a=1")
             .header("cookie", "b=2")
@@ -134,14 +145,12 @@ async fn http2_client_reaches_an_http1_upstream_with_host_and_identity() {
         let response = send_http2(gateway.addr, request).await;
         assert_eq!(response.status, StatusCode::OK);
         assert_eq!(response.version, http::Version::HTTP_2);
-        let seen = response.echoed_headers();
-        assert_eq!(seen.all("host"), vec!["app.example.com"]);
-        assert_eq!(seen.all("cookie"), vec!["a=1; b=2"]);
-        assert_eq!(
-            seen.all("moat-client-subject"),
-            vec!["CN=Test Client,O=Moat Tests"]
-        );
-        assert_eq!(seen.all("x-request-target"), vec!["/headers?x=1"]);
+        response.echoed_headers().assert_once(&[
+            ("host", "app.example.com"),
+            ("cookie", "a=1; b=2"),
+            ("moat-client-subject", "CN=Test Client,O=Moat Tests"),
+            ("x-request-target", "/headers?x=1"),
+        ]);
     })
     .await;
 }
@@ -149,21 +158,17 @@ async fn http2_client_reaches_an_http1_upstream_with_host_and_identity() {
 #[tokio::test]
 async fn absolute_form_target_names_the_host_over_the_host_header() {
     bounded(async {
-        let upstream = Upstream::start().await;
-        let gateway = Gateway::start(endpoint(upstream.addr), Some(client_identity()), false).await;
-        let mut stream = TcpStream::connect(gateway.addr).await.unwrap();
-        stream
-            .write_all(
-                b"GET http://app.example.com/headers HTTP/1.1\r\nHost: other.example\r\n\r\n",
-            )
-            .await
-            .unwrap();
-        let response = read_response_with_length(&mut stream).await;
-        let body = response.split_once("\r\n\r\n").unwrap().1;
-        let seen = EchoedHeaders::parse(body);
-        assert_eq!(seen.all("host"), vec!["app.example.com"]);
-        assert_eq!(seen.all("x-forwarded-host"), vec!["app.example.com"]);
-        assert_eq!(seen.all("x-request-target"), vec!["/headers"]);
+        let (_upstream, gateway) = start_proxied(false).await;
+        let response = exchange_raw(
+            gateway.addr,
+            b"GET http://app.example.com/headers HTTP/1.1\r\nHost: other.example\r\n\r\n",
+        )
+        .await;
+        EchoedHeaders::in_raw_response(&response).assert_once(&[
+            ("host", "app.example.com"),
+            ("x-forwarded-host", "app.example.com"),
+            ("x-request-target", "/headers"),
+        ]);
     })
     .await;
 }
@@ -171,9 +176,8 @@ async fn absolute_form_target_names_the_host_over_the_host_header() {
 #[tokio::test]
 async fn request_and_response_bodies_stream_through_both_protocols() {
     bounded(async {
-        let upstream = Upstream::start().await;
-        let gateway = Gateway::start(endpoint(upstream.addr), Some(client_identity()), false).await;
-        let gateway2 = Gateway::start(endpoint(upstream.addr), Some(client_identity()), true).await;
+        let (upstream, gateway) = start_proxied(false).await;
+        let gateway2 = Gateway::in_front_of(upstream.addr, true).await;
         let payload: Bytes = (0..4 * 1024 * 1024u32)
             .map(|i| (i % 251) as u8)
             .collect::<Vec<_>>()
@@ -200,17 +204,10 @@ async fn request_and_response_bodies_stream_through_both_protocols() {
 #[tokio::test]
 async fn upstream_connections_are_pooled_and_reused() {
     bounded(async {
-        let upstream = Upstream::start().await;
-        let gateway = Gateway::start(endpoint(upstream.addr), Some(client_identity()), false).await;
+        let (upstream, gateway) = start_proxied(false).await;
         for _ in 0..3 {
-            let request = Request::get("/headers")
-                .header("host", "app.example.com")
-                .body(Full::new(Bytes::new()))
-                .unwrap();
-            assert_eq!(
-                send_http1(gateway.addr, request).await.status,
-                StatusCode::OK
-            );
+            let response = send_http1(gateway.addr, get("/headers")).await;
+            assert_eq!(response.status, StatusCode::OK);
         }
         assert_eq!(upstream.connections.load(Ordering::SeqCst), 1);
     })
@@ -220,17 +217,14 @@ async fn upstream_connections_are_pooled_and_reused() {
 #[tokio::test]
 async fn websocket_style_upgrade_is_tunnelled_both_ways() {
     bounded(async {
-        let upstream = Upstream::start().await;
-        let gateway = Gateway::start(endpoint(upstream.addr), Some(client_identity()), false).await;
-        let mut stream = TcpStream::connect(gateway.addr).await.unwrap();
-        stream
-            .write_all(
-                b"GET /upgrade HTTP/1.1\r\nHost: app.example.com\r\nConnection: Upgrade\r\n\
-                  Upgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-                  Sec-WebSocket-Version: 13\r\n\r\n",
-            )
-            .await
-            .unwrap();
+        let (_upstream, gateway) = start_proxied(false).await;
+        let mut stream = send_raw(
+            gateway.addr,
+            b"GET /upgrade HTTP/1.1\r\nHost: app.example.com\r\nConnection: Upgrade\r\n\
+              Upgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+              Sec-WebSocket-Version: 13\r\n\r\n",
+        )
+        .await;
         let head = read_head(&mut stream).await;
         assert!(
             head.starts_with("HTTP/1.1 101 Switching Protocols\r\n"),
@@ -258,12 +252,8 @@ async fn websocket_style_upgrade_is_tunnelled_both_ways() {
 async fn unreachable_upstream_gets_a_502_page() {
     bounded(async {
         let (_held, closed) = closed_port();
-        let gateway = Gateway::start(endpoint(closed), Some(client_identity()), false).await;
-        let request = Request::get("/")
-            .header("host", "app.example.com")
-            .body(Full::new(Bytes::new()))
-            .unwrap();
-        let response = send_http1(gateway.addr, request).await;
+        let gateway = Gateway::in_front_of(closed, false).await;
+        let response = send_http1(gateway.addr, get("/")).await;
         assert_eq!(response.status, StatusCode::BAD_GATEWAY);
         let body = String::from_utf8(response.body.to_vec()).unwrap();
         assert!(body.contains("<h1>502 Bad Gateway</h1>"), "{body}");
@@ -275,19 +265,11 @@ async fn unreachable_upstream_gets_a_502_page() {
 #[tokio::test]
 async fn slow_upstream_gets_a_504_page_after_the_response_timeout() {
     bounded(async {
-        let upstream = Upstream::start().await;
-        let mut config = endpoint(upstream.addr);
-        config.timeouts.upstream_response = Duration::from_millis(300);
-        let gateway = Gateway::start(config, Some(client_identity()), false).await;
-        let started = std::time::Instant::now();
-        let request = json_get("/slow");
-        let response = send_http1(gateway.addr, request).await;
+        let (_upstream, gateway) = start_proxied_with(false, short_response_timeout).await;
+        let started = Instant::now();
+        let response = send_http1(gateway.addr, json_get("/slow")).await;
         assert_eq!(response.status, StatusCode::GATEWAY_TIMEOUT);
-        assert!(
-            started.elapsed() < Duration::from_secs(2),
-            "took {:?}",
-            started.elapsed()
-        );
+        assert_took(started, ..Duration::from_secs(2), "the 504");
         let json: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
         assert_eq!(json["code"], "upstream_timeout");
         assert_eq!(json["status"], 504);
@@ -298,17 +280,14 @@ async fn slow_upstream_gets_a_504_page_after_the_response_timeout() {
 #[tokio::test]
 async fn upstream_that_stalls_mid_body_is_cut_off_after_the_response_timeout() {
     bounded(async {
-        let upstream = Upstream::start().await;
-        let mut config = endpoint(upstream.addr);
-        config.timeouts.upstream_response = Duration::from_millis(300);
-        let gateway = Gateway::start(config, Some(client_identity()), false).await;
-        let started = std::time::Instant::now();
+        let (_upstream, gateway) = start_proxied_with(false, short_response_timeout).await;
+        let started = Instant::now();
 
-        let mut stream = TcpStream::connect(gateway.addr).await.unwrap();
-        stream
-            .write_all(b"GET /stall HTTP/1.1\r\nHost: app.example.com\r\n\r\n")
-            .await
-            .unwrap();
+        let mut stream = send_raw(
+            gateway.addr,
+            b"GET /stall HTTP/1.1\r\nHost: app.example.com\r\n\r\n",
+        )
+        .await;
         let head = read_head(&mut stream).await;
         assert!(head.starts_with("HTTP/1.1 200"), "{head}");
         assert!(head.contains("content-length: 1000"), "{head}");
@@ -316,10 +295,10 @@ async fn upstream_that_stalls_mid_body_is_cut_off_after_the_response_timeout() {
         // The proxy closes the connection short of the promised length instead of hanging.
         let _ = stream.read_to_end(&mut rest).await;
         assert_eq!(rest, b"first");
-        let elapsed = started.elapsed();
-        assert!(
-            elapsed >= Duration::from_millis(300) && elapsed < Duration::from_secs(3),
-            "cut off after {elapsed:?}"
+        assert_took(
+            started,
+            Duration::from_millis(300)..Duration::from_secs(3),
+            "cut off",
         );
     })
     .await;
@@ -328,16 +307,16 @@ async fn upstream_that_stalls_mid_body_is_cut_off_after_the_response_timeout() {
 #[tokio::test]
 async fn request_mode_without_certificate_gets_a_403_page_naming_the_certificate() {
     bounded(async {
-        let upstream = Upstream::start().await;
-        let mut config = endpoint(upstream.addr);
-        config.client_auth = ClientAuthMode::Request;
-        let gateway = Gateway::start(config, None, false).await;
+        let (upstream, gateway) = start_proxied_as(None, false, |config| {
+            config.client_auth = ClientAuthMode::Request;
+        })
+        .await;
 
-        let request = Request::get("/headers")
-            .header("host", "app.example.com")
-            .header("accept", "text/html,application/xhtml+xml,*/*;q=0.8")
-            .body(Full::new(Bytes::new()))
-            .unwrap();
+        let request = app_request(
+            Method::GET,
+            "/headers",
+            &[("accept", "text/html,application/xhtml+xml,*/*;q=0.8")],
+        );
         let response = send_http1(gateway.addr, request).await;
         assert_eq!(response.status, StatusCode::FORBIDDEN);
         assert_eq!(response.headers["content-type"], "text/html; charset=utf-8");
@@ -345,8 +324,7 @@ async fn request_mode_without_certificate_gets_a_403_page_naming_the_certificate
         assert!(body.contains("<h1>403 Forbidden</h1>"), "{body}");
         assert!(body.contains("A client certificate is required"), "{body}");
 
-        let request = json_get("/headers");
-        let response = send_http1(gateway.addr, request).await;
+        let response = send_http1(gateway.addr, json_get("/headers")).await;
         assert_eq!(response.status, StatusCode::FORBIDDEN);
         let json: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
         assert_eq!(json["code"], "client_certificate_required");
@@ -368,20 +346,15 @@ async fn request_mode_without_certificate_gets_a_403_page_naming_the_certificate
 #[tokio::test]
 async fn request_mode_with_certificate_is_forwarded() {
     bounded(async {
-        let upstream = Upstream::start().await;
-        let mut config = endpoint(upstream.addr);
-        config.client_auth = ClientAuthMode::Request;
-        let gateway = Gateway::start(config, Some(client_identity()), false).await;
-        let request = Request::get("/headers")
-            .header("host", "app.example.com")
-            .body(Full::new(Bytes::new()))
-            .unwrap();
-        let response = send_http1(gateway.addr, request).await;
+        let (_upstream, gateway) = start_proxied_with(false, |config| {
+            config.client_auth = ClientAuthMode::Request;
+        })
+        .await;
+        let response = send_http1(gateway.addr, get("/headers")).await;
         assert_eq!(response.status, StatusCode::OK);
-        assert_eq!(
-            response.echoed_headers().all("moat-client-subject"),
-            vec!["CN=Test Client,O=Moat Tests"]
-        );
+        response
+            .echoed_headers()
+            .assert_once(&[("moat-client-subject", "CN=Test Client,O=Moat Tests")]);
     })
     .await;
 }
@@ -389,29 +362,17 @@ async fn request_mode_with_certificate_is_forwarded() {
 #[tokio::test]
 async fn client_that_never_finishes_its_headers_is_disconnected() {
     bounded(async {
-        let upstream = Upstream::start().await;
-        let mut config = endpoint(upstream.addr);
-        config.timeouts.request_header = Duration::from_millis(300);
-        let gateway = Gateway::start(config, Some(client_identity()), false).await;
-        let mut stream = TcpStream::connect(gateway.addr).await.unwrap();
-        stream
-            .write_all(b"GET / HTTP/1.1\r\nHost: app")
-            .await
-            .unwrap();
-        let started = std::time::Instant::now();
-        let mut buf = [0u8; 64];
-        let read = stream.read(&mut buf).await.unwrap_or(0);
-        assert_eq!(read, 0, "expected the connection to close");
-        assert!(
-            started.elapsed() >= Duration::from_millis(250),
-            "closed too early: {:?}",
-            started.elapsed()
-        );
-        assert!(
-            started.elapsed() < Duration::from_secs(3),
-            "closed too late: {:?}",
-            started.elapsed()
-        );
+        let (_upstream, gateway) = start_proxied_with(false, |config| {
+            config.timeouts.request_header = Duration::from_millis(300);
+        })
+        .await;
+        let mut stream = send_raw(gateway.addr, b"GET / HTTP/1.1\r\nHost: app").await;
+        assert_closes(
+            &mut stream,
+            Duration::from_millis(250)..Duration::from_secs(3),
+            "the connection",
+        )
+        .await;
     })
     .await;
 }
@@ -419,14 +380,9 @@ async fn client_that_never_finishes_its_headers_is_disconnected() {
 #[tokio::test]
 async fn idle_keep_alive_connection_is_closed_after_the_idle_timeout_only() {
     bounded(async {
-        let upstream = Upstream::start().await;
-        let mut config = endpoint(upstream.addr);
-        config.timeouts.request_header = Duration::from_millis(200);
-        config.timeouts.idle = Duration::from_millis(800);
-        let gateway = Gateway::start(config, Some(client_identity()), false).await;
-        let mut stream = TcpStream::connect(gateway.addr).await.unwrap();
+        let (_upstream, gateway) = start_proxied_with(false, short_header_and_idle_timeouts).await;
         let request = b"GET /headers HTTP/1.1\r\nHost: app.example.com\r\n\r\n";
-        stream.write_all(request).await.unwrap();
+        let mut stream = send_raw(gateway.addr, request).await;
         read_response_with_length(&mut stream).await;
 
         // Longer than the header timeout but shorter than the idle timeout: still open.
@@ -435,15 +391,12 @@ async fn idle_keep_alive_connection_is_closed_after_the_idle_timeout_only() {
         let second = read_response_with_length(&mut stream).await;
         assert!(second.starts_with("HTTP/1.1 200"), "{second}");
 
-        let started = std::time::Instant::now();
-        let mut buf = [0u8; 64];
-        let read = stream.read(&mut buf).await.unwrap_or(0);
-        assert_eq!(read, 0, "expected the idle connection to close");
-        assert!(
-            started.elapsed() >= Duration::from_millis(600),
-            "closed too early: {:?}",
-            started.elapsed()
-        );
+        assert_closes(
+            &mut stream,
+            Duration::from_millis(600)..,
+            "the idle connection",
+        )
+        .await;
     })
     .await;
 }
@@ -451,21 +404,14 @@ async fn idle_keep_alive_connection_is_closed_after_the_idle_timeout_only() {
 #[tokio::test]
 async fn shutdown_lets_the_in_flight_request_finish_and_then_closes() {
     bounded(async {
-        let upstream = Upstream::start().await;
-        let gateway = Gateway::start(endpoint(upstream.addr), Some(client_identity()), false).await;
-        let mut stream = TcpStream::connect(gateway.addr).await.unwrap();
-        stream
-            .write_all(b"GET /slow HTTP/1.1\r\nHost: app.example.com\r\n\r\n")
-            .await
-            .unwrap();
-        eventually("/slow reaches the upstream", || {
-            upstream.requests.load(Ordering::SeqCst) == 1
-        })
+        let (upstream, gateway) = start_proxied(false).await;
+        let mut stream = send_raw(
+            gateway.addr,
+            b"GET /slow HTTP/1.1\r\nHost: app.example.com\r\n\r\n",
+        )
         .await;
-        gateway.shutdown.send(true).unwrap();
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).await.unwrap();
-        let raw = String::from_utf8(raw).unwrap();
+        shut_down_once_requested(&upstream, &gateway).await;
+        let raw = read_to_close(&mut stream).await;
         assert!(raw.starts_with("HTTP/1.1 200 OK\r\n"), "{raw}");
         assert!(raw.ends_with("late"), "{raw}");
     })
@@ -475,14 +421,12 @@ async fn shutdown_lets_the_in_flight_request_finish_and_then_closes() {
 #[tokio::test]
 async fn connect_requests_are_not_tunnelled() {
     bounded(async {
-        let upstream = Upstream::start().await;
-        let gateway = Gateway::start(endpoint(upstream.addr), Some(client_identity()), false).await;
-        let mut stream = TcpStream::connect(gateway.addr).await.unwrap();
-        stream
-            .write_all(b"CONNECT internal.example:22 HTTP/1.1\r\nHost: internal.example:22\r\n\r\n")
-            .await
-            .unwrap();
-        let response = read_response_with_length(&mut stream).await;
+        let (upstream, gateway) = start_proxied(false).await;
+        let response = exchange_raw(
+            gateway.addr,
+            b"CONNECT internal.example:22 HTTP/1.1\r\nHost: internal.example:22\r\n\r\n",
+        )
+        .await;
         assert!(
             response.starts_with("HTTP/1.1 501 Not Implemented\r\n"),
             "{response}"
@@ -517,18 +461,10 @@ async fn upstream_that_never_completes_the_tcp_handshake_gets_a_502_after_the_co
         config.timeouts.upstream_connect = Duration::from_millis(300);
         config.timeouts.upstream_response = Duration::from_secs(20);
         let gateway = Gateway::start(config, Some(client_identity()), false).await;
-        let started = std::time::Instant::now();
-        let request = Request::get("/")
-            .header("host", "app.example.com")
-            .body(Full::new(Bytes::new()))
-            .unwrap();
-        let response = send_http1(gateway.addr, request).await;
+        let started = Instant::now();
+        let response = send_http1(gateway.addr, get("/")).await;
         assert_eq!(response.status, StatusCode::BAD_GATEWAY);
-        assert!(
-            started.elapsed() < Duration::from_secs(3),
-            "took {:?}",
-            started.elapsed()
-        );
+        assert_took(started, ..Duration::from_secs(3), "the 502");
         drop(stuck);
     })
     .await;
@@ -537,34 +473,20 @@ async fn upstream_that_never_completes_the_tcp_handshake_gets_a_502_after_the_co
 #[tokio::test]
 async fn idle_http2_connection_is_closed_after_the_idle_timeout() {
     bounded(async {
-        let upstream = Upstream::start().await;
-        let mut config = endpoint(upstream.addr);
-        config.timeouts.request_header = Duration::from_millis(200);
-        config.timeouts.idle = Duration::from_millis(800);
-        let gateway = Gateway::start(config, Some(client_identity()), true).await;
-        let stream = TcpStream::connect(gateway.addr).await.unwrap();
-        let (mut sender, connection) = hyper::client::conn::http2::handshake(
-            hyper_util::rt::TokioExecutor::new(),
-            hyper_util::rt::TokioIo::new(stream),
-        )
-        .await
-        .unwrap();
-        let connection = tokio::spawn(connection);
-        let started = std::time::Instant::now();
+        let (_upstream, gateway) = start_proxied_with(true, short_header_and_idle_timeouts).await;
+        let (mut client, connection) = Client::connect(gateway.addr, true).await;
+        let started = Instant::now();
         for _ in 0..2 {
-            let request = Request::get("https://app.example.com/headers")
-                .body(Full::new(Bytes::new()))
-                .unwrap();
-            let response = sender.send_request(request).await.unwrap();
+            let response = client.send(get_h2("/headers")).await;
             assert_eq!(response.status(), StatusCode::OK);
             // Longer than the header timeout, shorter than the idle timeout.
             tokio::time::sleep(Duration::from_millis(400)).await;
         }
         connection.await.unwrap().unwrap();
-        assert!(
-            started.elapsed() >= Duration::from_millis(1200),
-            "closed too early: {:?}",
-            started.elapsed()
+        assert_took(
+            started,
+            Duration::from_millis(1200)..,
+            "the HTTP/2 connection closed",
         );
     })
     .await;
@@ -573,17 +495,9 @@ async fn idle_http2_connection_is_closed_after_the_idle_timeout() {
 #[tokio::test]
 async fn shutdown_lets_an_in_flight_http2_request_finish() {
     bounded(async {
-        let upstream = Upstream::start().await;
-        let gateway = Gateway::start(endpoint(upstream.addr), Some(client_identity()), true).await;
-        let request = Request::get("https://app.example.com/slow")
-            .body(Full::new(Bytes::new()))
-            .unwrap();
-        let in_flight = tokio::spawn(send_http2(gateway.addr, request));
-        eventually("/slow reaches the upstream", || {
-            upstream.requests.load(Ordering::SeqCst) == 1
-        })
-        .await;
-        gateway.shutdown.send(true).unwrap();
+        let (upstream, gateway) = start_proxied(true).await;
+        let in_flight = tokio::spawn(send_http2(gateway.addr, get_h2("/slow")));
+        shut_down_once_requested(&upstream, &gateway).await;
         let response = in_flight.await.unwrap();
         assert_eq!(response.status, StatusCode::OK);
         assert_eq!(&response.body[..], b"late");

@@ -5,9 +5,7 @@ mod http_proxy_support;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
-use http::{Request, StatusCode};
-use http_body_util::Full;
+use http::StatusCode;
 use http_proxy_support::*;
 use moat_config::UpstreamScheme;
 use moat_proxy::http::{HttpProxy, ProxyError};
@@ -88,11 +86,16 @@ async fn start_tls_upstream(pki: &UpstreamPki) -> TlsUpstream {
     TlsUpstream { addr, refused }
 }
 
-fn get_headers() -> Request<Full<Bytes>> {
-    Request::get("/headers")
-        .header("host", "app.example.com")
-        .body(Full::new(Bytes::new()))
-        .unwrap()
+/// A gateway in front of the TLS `upstream`, trusting only `ca_pem` for it; the CA file lives
+/// in the returned directory.
+async fn gateway_trusting(upstream: SocketAddr, ca_pem: &str) -> (tempfile::TempDir, Gateway) {
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("upstream-ca.pem");
+    std::fs::write(&ca_file, ca_pem).unwrap();
+    let mut config = endpoint_with_scheme(upstream, UpstreamScheme::Https);
+    config.upstream_ca = Some(ca_file);
+    let gateway = Gateway::start(config, Some(client_identity()), false).await;
+    (dir, gateway)
 }
 
 #[tokio::test]
@@ -100,19 +103,13 @@ async fn https_upstream_signed_by_the_upstream_ca_is_reached() {
     bounded(async {
         let pki = upstream_pki("Upstream CA");
         let upstream = start_tls_upstream(&pki).await;
-        let dir = tempfile::tempdir().unwrap();
-        let ca_file = dir.path().join("upstream-ca.pem");
-        std::fs::write(&ca_file, &pki.ca_pem).unwrap();
-        let mut config = endpoint_with_scheme(upstream.addr, UpstreamScheme::Https);
-        config.upstream_ca = Some(ca_file);
-        let gateway = Gateway::start(config, Some(client_identity()), false).await;
+        let (_dir, gateway) = gateway_trusting(upstream.addr, &pki.ca_pem).await;
 
-        let response = send_http1(gateway.addr, get_headers()).await;
+        let response = send_http1(gateway.addr, get("/headers")).await;
         assert_eq!(response.status, StatusCode::OK);
-        assert_eq!(
-            response.echoed_headers().all("moat-client-subject"),
-            vec!["CN=Test Client,O=Moat Tests"]
-        );
+        response
+            .echoed_headers()
+            .assert_once(&[("moat-client-subject", "CN=Test Client,O=Moat Tests")]);
         assert_eq!(*upstream.refused.lock().unwrap(), vec![]);
     })
     .await;
@@ -124,15 +121,9 @@ async fn https_upstream_signed_by_another_ca_gets_a_502() {
         let pki = upstream_pki("Upstream CA");
         let upstream = start_tls_upstream(&pki).await;
         let other = upstream_pki("Someone Else's CA");
-        let dir = tempfile::tempdir().unwrap();
-        let ca_file = dir.path().join("other-ca.pem");
-        std::fs::write(&ca_file, &other.ca_pem).unwrap();
-        let mut config = endpoint_with_scheme(upstream.addr, UpstreamScheme::Https);
-        config.upstream_ca = Some(ca_file);
-        let gateway = Gateway::start(config, Some(client_identity()), false).await;
+        let (_dir, gateway) = gateway_trusting(upstream.addr, &other.ca_pem).await;
 
-        let request = json_get("/headers");
-        let response = send_http1(gateway.addr, request).await;
+        let response = send_http1(gateway.addr, json_get("/headers")).await;
         assert_eq!(response.status, StatusCode::BAD_GATEWAY);
         let page: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
         assert_eq!(page["code"], "upstream_unreachable", "{page}");

@@ -5,11 +5,10 @@ mod http_proxy_support;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
-use http::{Request, StatusCode};
-use http_body_util::Full;
+use http::{Method, StatusCode};
 use http_proxy_support::*;
 use moat_config::ClientAuthMode;
+use tracing::subscriber::DefaultGuard;
 
 /// Log output collected in memory.
 #[derive(Clone, Default)]
@@ -26,9 +25,24 @@ impl Write for Captured {
 }
 
 impl Captured {
+    /// Collects this thread's log output, as JSON lines, until the guard is dropped.
+    fn install() -> (Captured, DefaultGuard) {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_writer(move || writer.clone())
+            .finish();
+        (captured, tracing::subscriber::set_default(subscriber))
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+
     fn request_lines(&self) -> Vec<String> {
-        String::from_utf8(self.0.lock().unwrap().clone())
-            .unwrap()
+        self.text()
             .lines()
             .filter(|line| line.contains("\"message\":\"request\""))
             .map(str::to_owned)
@@ -40,38 +54,19 @@ impl Captured {
 // thread-local subscriber sees the proxy's events.
 #[tokio::test]
 async fn each_request_logs_one_line_with_method_host_path_status_timing_and_client() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = Captured::install();
 
     bounded(async {
-        let upstream = Upstream::start().await;
-        let gateway = Gateway::start(endpoint(upstream.addr), Some(client_identity()), false).await;
-        let request = Request::get("/headers?token=secret")
-            .header("host", "app.example.com")
-            .body(Full::new(Bytes::new()))
-            .unwrap();
-        assert_eq!(
-            send_http1(gateway.addr, request).await.status,
-            StatusCode::OK
-        );
+        let (upstream, gateway) = start_proxied(false).await;
+        let response = send_http1(gateway.addr, get("/headers?token=secret")).await;
+        assert_eq!(response.status, StatusCode::OK);
 
         let mut config = endpoint(upstream.addr);
         config.client_auth = ClientAuthMode::Request;
         let anonymous = Gateway::start(config, None, false).await;
-        let request = Request::post("/denied")
-            .header("host", "app.example.com")
-            .body(Full::new(Bytes::new()))
-            .unwrap();
-        assert_eq!(
-            send_http1(anonymous.addr, request).await.status,
-            StatusCode::FORBIDDEN
-        );
+        let request = app_request(Method::POST, "/denied", &[]);
+        let response = send_http1(anonymous.addr, request).await;
+        assert_eq!(response.status, StatusCode::FORBIDDEN);
     })
     .await;
 
@@ -106,14 +101,7 @@ async fn each_request_logs_one_line_with_method_host_path_status_timing_and_clie
 #[tokio::test]
 async fn an_upstream_that_cuts_its_response_short_is_logged() {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = Captured::install();
 
     bounded(async {
         // Promises 100 bytes, sends 10, closes.
@@ -127,12 +115,12 @@ async fn an_upstream_that_cuts_its_response_short_is_logged() {
                 .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789")
                 .await;
         });
-        let gateway = Gateway::start(endpoint(upstream), Some(client_identity()), false).await;
-        let mut client = tokio::net::TcpStream::connect(gateway.addr).await.unwrap();
-        client
-            .write_all(b"GET /short HTTP/1.1\r\nHost: app.example.com\r\n\r\n")
-            .await
-            .unwrap();
+        let gateway = Gateway::in_front_of(upstream, false).await;
+        let mut client = send_raw(
+            gateway.addr,
+            b"GET /short HTTP/1.1\r\nHost: app.example.com\r\n\r\n",
+        )
+        .await;
         let mut received = Vec::new();
         let _ = client.read_to_end(&mut received).await;
         let received = String::from_utf8_lossy(&received);
@@ -140,7 +128,7 @@ async fn an_upstream_that_cuts_its_response_short_is_logged() {
     })
     .await;
 
-    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let log = captured.text();
     assert!(
         log.contains("upstream response cut short: the upstream closed or broke the connection before the end of its body"),
         "{log}"

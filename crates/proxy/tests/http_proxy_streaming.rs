@@ -18,8 +18,8 @@ use http_body_util::{BodyExt as _, Full};
 use http_proxy_support::*;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::{TcpListener, TcpStream};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
 const TOTAL: u64 = 128 * 1024 * 1024;
@@ -146,31 +146,17 @@ async fn start_upstream(produced: Arc<AtomicU64>, release: Arc<Notify>) -> Socke
 async fn upload_is_held_back_until_the_upstream_reads(http2: bool) {
     let release = Arc::new(Notify::new());
     let upstream = start_upstream(Arc::new(AtomicU64::new(0)), Arc::clone(&release)).await;
-    let gateway = Gateway::start(endpoint(upstream), Some(client_identity()), http2).await;
+    let gateway = Gateway::in_front_of(upstream, http2).await;
     let sent = Arc::new(AtomicU64::new(0));
-    let body = CountingBody::new(TOTAL, Arc::clone(&sent)).boxed();
-    let stream = TcpStream::connect(gateway.addr).await.unwrap();
-    let response = if http2 {
-        let (mut sender, connection) =
-            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-                .await
-                .unwrap();
-        tokio::spawn(connection);
-        let request = Request::post("https://app.example.com/sink")
-            .body(body)
-            .unwrap();
-        tokio::spawn(async move { sender.send_request(request).await })
+    let body = CountingBody::new(TOTAL, Arc::clone(&sent));
+    let (mut client, _) = Client::connect(gateway.addr, http2).await;
+    let request = if http2 {
+        Request::post("https://app.example.com/sink")
     } else {
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .unwrap();
-        tokio::spawn(connection);
-        let request = Request::post("/sink")
-            .header("host", "app.example.com")
-            .body(body)
-            .unwrap();
-        tokio::spawn(async move { sender.send_request(request).await })
+        Request::post("/sink").header("host", "app.example.com")
     };
+    let request = request.body(body).unwrap();
+    let response = tokio::spawn(async move { client.send(request).await });
 
     // The upstream reads nothing until released: what the client could send by the time it
     // is held back is what the two hops buffer.
@@ -181,7 +167,7 @@ async fn upload_is_held_back_until_the_upstream_reads(http2: bool) {
     );
     release.notify_one();
 
-    let response = response.await.unwrap().unwrap();
+    let response = response.await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let received = response.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(std::str::from_utf8(&received).unwrap(), TOTAL.to_string());
@@ -190,7 +176,7 @@ async fn upload_is_held_back_until_the_upstream_reads(http2: bool) {
 async fn download_is_held_back_until_the_client_reads(http2: bool) {
     let produced = Arc::new(AtomicU64::new(0));
     let upstream = start_upstream(Arc::clone(&produced), Arc::new(Notify::new())).await;
-    let gateway = Gateway::start(endpoint(upstream), Some(client_identity()), http2).await;
+    let gateway = Gateway::in_front_of(upstream, http2).await;
     let request = Request::get(if http2 {
         "https://app.example.com/source"
     } else {
@@ -199,21 +185,8 @@ async fn download_is_held_back_until_the_client_reads(http2: bool) {
     .header("host", "app.example.com")
     .body(Full::new(Bytes::new()))
     .unwrap();
-    let stream = TcpStream::connect(gateway.addr).await.unwrap();
-    let response = if http2 {
-        let (mut sender, connection) =
-            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-                .await
-                .unwrap();
-        tokio::spawn(connection);
-        sender.send_request(request).await.unwrap()
-    } else {
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .unwrap();
-        tokio::spawn(connection);
-        sender.send_request(request).await.unwrap()
-    };
+    let (mut client, _) = Client::connect(gateway.addr, http2).await;
+    let response = client.send(request).await;
     assert_eq!(response.status(), StatusCode::OK);
 
     // The client reads nothing yet: what the upstream could hand over by the time it is held
@@ -234,22 +207,20 @@ async fn download_is_held_back_until_the_client_reads(http2: bool) {
     assert_eq!(received, TOTAL);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn http1_upload_streams_with_backpressure() {
-    bounded(upload_is_held_back_until_the_upstream_reads(false)).await;
+/// One test per scenario and protocol, each on its own two-thread runtime (the tests stay
+/// apart, so they run in parallel and each fails under its own name).
+macro_rules! backpressure_tests {
+    ($($name:ident: $scenario:ident(http2: $http2:expr);)*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            bounded($scenario($http2)).await;
+        }
+    )*};
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn http2_upload_streams_with_backpressure() {
-    bounded(upload_is_held_back_until_the_upstream_reads(true)).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn http1_download_streams_with_backpressure() {
-    bounded(download_is_held_back_until_the_client_reads(false)).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn http2_download_streams_with_backpressure() {
-    bounded(download_is_held_back_until_the_client_reads(true)).await;
+backpressure_tests! {
+    http1_upload_streams_with_backpressure: upload_is_held_back_until_the_upstream_reads(http2: false);
+    http2_upload_streams_with_backpressure: upload_is_held_back_until_the_upstream_reads(http2: true);
+    http1_download_streams_with_backpressure: download_is_held_back_until_the_client_reads(http2: false);
+    http2_download_streams_with_backpressure: download_is_held_back_until_the_client_reads(http2: true);
 }

@@ -2,14 +2,16 @@
 #![allow(dead_code)]
 
 use std::convert::Infallible;
+use std::fmt::Debug;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::ops::RangeBounds;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{HeaderMap, Request, Response, StatusCode, Version};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
@@ -25,6 +27,7 @@ use moat_trust::{ClientIdentity, SubjectAltName};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 /// Every test finishes within this bound or fails.
 pub async fn bounded<F: Future<Output = ()>>(test: F) {
@@ -154,6 +157,48 @@ impl Gateway {
         });
         Gateway { addr, shutdown }
     }
+
+    /// A gateway in front of `upstream` with the default [`endpoint`] and a verified client.
+    pub async fn in_front_of(upstream: SocketAddr, http2: bool) -> Gateway {
+        Gateway::start(endpoint(upstream), Some(client_identity()), http2).await
+    }
+}
+
+/// A test [`Upstream`] and a [`Gateway`] in front of it (default [`endpoint`], verified client).
+pub async fn start_proxied(http2: bool) -> (Upstream, Gateway) {
+    start_proxied_as(Some(client_identity()), http2, |_| {}).await
+}
+
+/// Like [`start_proxied`], the endpoint adjusted by `configure`.
+pub async fn start_proxied_with(
+    http2: bool,
+    configure: impl FnOnce(&mut EndpointConfig),
+) -> (Upstream, Gateway) {
+    start_proxied_as(Some(client_identity()), http2, configure).await
+}
+
+/// A test [`Upstream`] and a [`Gateway`] in front of it serving `client` (`None`: a client
+/// without a certificate), its endpoint adjusted by `configure`.
+pub async fn start_proxied_as(
+    client: Option<Arc<ClientIdentity>>,
+    http2: bool,
+    configure: impl FnOnce(&mut EndpointConfig),
+) -> (Upstream, Gateway) {
+    let upstream = Upstream::start().await;
+    let mut config = endpoint(upstream.addr);
+    configure(&mut config);
+    let gateway = Gateway::start(config, client, http2).await;
+    (upstream, gateway)
+}
+
+/// Waits until `upstream` has the head of a request, then tells `gateway` to shut down: the
+/// request is in flight when the shutdown begins.
+pub async fn shut_down_once_requested(upstream: &Upstream, gateway: &Gateway) {
+    eventually("the request reaches the upstream", || {
+        upstream.requests.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    gateway.shutdown.send(true).unwrap();
 }
 
 type UpstreamBody = BoxBody<Bytes, hyper::Error>;
@@ -359,13 +404,34 @@ fn websocket_accept(key: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(digest.as_ref())
 }
 
-/// `GET path` on app.example.com from an API client: moat's own pages come back as JSON.
-pub fn json_get(path: &str) -> Request<Full<Bytes>> {
-    Request::get(path)
-        .header("host", "app.example.com")
-        .header("accept", "application/json")
+/// `method path` with no body, as an HTTP/1.1 client sends it: a `host: app.example.com`
+/// header, then `headers` in order.
+pub fn app_request(method: Method, path: &str, headers: &[(&str, &str)]) -> Request<Full<Bytes>> {
+    let mut builder = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "app.example.com");
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    builder.body(Full::new(Bytes::new())).unwrap()
+}
+
+/// `GET path` on app.example.com, as an HTTP/1.1 client sends it.
+pub fn get(path: &str) -> Request<Full<Bytes>> {
+    app_request(Method::GET, path, &[])
+}
+
+/// `GET https://app.example.com` + `path`, as an HTTP/2 client sends it (no `host` header).
+pub fn get_h2(path: &str) -> Request<Full<Bytes>> {
+    Request::get(format!("https://app.example.com{path}"))
         .body(Full::new(Bytes::new()))
         .unwrap()
+}
+
+/// `GET path` on app.example.com from an API client: moat's own pages come back as JSON.
+pub fn json_get(path: &str) -> Request<Full<Bytes>> {
+    app_request(Method::GET, path, &[("accept", "application/json")])
 }
 
 /// A response read in full.
@@ -386,6 +452,11 @@ impl Collected {
 pub struct EchoedHeaders(Vec<(String, String)>);
 
 impl EchoedHeaders {
+    /// The headers echoed in the body of a raw HTTP/1.1 response (head, blank line, body).
+    pub fn in_raw_response(raw: &str) -> EchoedHeaders {
+        EchoedHeaders::parse(raw.split_once("\r\n\r\n").unwrap().1)
+    }
+
     pub fn parse(body: &str) -> EchoedHeaders {
         EchoedHeaders(
             body.lines()
@@ -393,6 +464,24 @@ impl EchoedHeaders {
                 .map(|(name, value)| (name.to_string(), value.to_string()))
                 .collect(),
         )
+    }
+
+    /// Asserts that each `(name, value)` header arrived once, with that value.
+    pub fn assert_once(&self, expected: &[(&str, &str)]) {
+        for (name, value) in expected {
+            assert_eq!(
+                self.all(name),
+                vec![*value],
+                "{name} as the upstream saw it"
+            );
+        }
+    }
+
+    /// Asserts that none of `names` reached the upstream.
+    pub fn assert_absent(&self, names: &[&str]) {
+        for name in names {
+            assert!(self.all(name).is_empty(), "{name} reached the upstream");
+        }
     }
 
     /// Every value of `name`, in the order received.
@@ -415,25 +504,99 @@ async fn collect(response: Response<Incoming>) -> Collected {
     }
 }
 
+/// What the test clients send as a request body: [`Full`], or a body made on demand.
+pub type ClientBody = BoxBody<Bytes, Infallible>;
+
+/// A hyper client connection: HTTP/2 with prior knowledge, or HTTP/1.1.
+pub enum Client {
+    Http1(hyper::client::conn::http1::SendRequest<ClientBody>),
+    Http2(hyper::client::conn::http2::SendRequest<ClientBody>),
+}
+
+impl Client {
+    /// Connects to `addr` (HTTP/2 when `http2`); returns the client and the task driving the
+    /// connection, which ends when the connection closes.
+    pub async fn connect(addr: SocketAddr, http2: bool) -> (Client, JoinHandle<hyper::Result<()>>) {
+        let io = TokioIo::new(TcpStream::connect(addr).await.unwrap());
+        if http2 {
+            let (sender, connection) =
+                hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+                    .await
+                    .unwrap();
+            (Client::Http2(sender), tokio::spawn(connection))
+        } else {
+            let (sender, connection) = hyper::client::conn::http1::handshake(io).await.unwrap();
+            (Client::Http1(sender), tokio::spawn(connection))
+        }
+    }
+
+    /// Sends `request` and returns the response head, its body still to read.
+    pub async fn send<B>(&mut self, request: Request<B>) -> Response<Incoming>
+    where
+        B: hyper::body::Body<Data = Bytes, Error = Infallible> + Send + Sync + 'static,
+    {
+        let request = request.map(|body| body.boxed());
+        match self {
+            Client::Http1(sender) => sender.send_request(request).await,
+            Client::Http2(sender) => sender.send_request(request).await,
+        }
+        .unwrap()
+    }
+}
+
 /// One HTTP/1.1 request on a fresh connection.
 pub async fn send_http1(addr: SocketAddr, request: Request<Full<Bytes>>) -> Collected {
-    let stream = TcpStream::connect(addr).await.unwrap();
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    collect(sender.send_request(request).await.unwrap()).await
+    let (mut client, _) = Client::connect(addr, false).await;
+    collect(client.send(request).await).await
 }
 
 /// One HTTP/2 request (prior knowledge) on a fresh connection.
 pub async fn send_http2(addr: SocketAddr, request: Request<Full<Bytes>>) -> Collected {
-    let stream = TcpStream::connect(addr).await.unwrap();
-    let (mut sender, connection) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(connection);
-    collect(sender.send_request(request).await.unwrap()).await
+    let (mut client, _) = Client::connect(addr, true).await;
+    collect(client.send(request).await).await
+}
+
+/// Opens a connection to `addr` and writes `request` on it as it is.
+pub async fn send_raw(addr: SocketAddr, request: &[u8]) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    stream
+}
+
+/// Writes `request` as it is on a fresh connection to `addr` and reads one response that has a
+/// `content-length`, returning head and body as text.
+pub async fn exchange_raw(addr: SocketAddr, request: &[u8]) -> String {
+    read_response_with_length(&mut send_raw(addr, request).await).await
+}
+
+/// Reads everything until the peer closes `stream`, as UTF-8 text.
+pub async fn read_to_close(stream: &mut TcpStream) -> String {
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.unwrap();
+    String::from_utf8(raw).unwrap()
+}
+
+/// Asserts that the time since `started` lies in `range`; the failure names `what`.
+pub fn assert_took(started: Instant, range: impl RangeBounds<Duration> + Debug, what: &str) {
+    let elapsed = started.elapsed();
+    assert!(
+        range.contains(&elapsed),
+        "{what} after {elapsed:?}, outside {range:?}"
+    );
+}
+
+/// Reads from `stream` once and asserts that the peer closed it (end of stream, or an error)
+/// within `range` from now; the failures name `what`.
+pub async fn assert_closes(
+    stream: &mut TcpStream,
+    range: impl RangeBounds<Duration> + Debug,
+    what: &str,
+) {
+    let started = Instant::now();
+    let mut buf = [0u8; 64];
+    let read = stream.read(&mut buf).await.unwrap_or(0);
+    assert_eq!(read, 0, "expected {what} to close");
+    assert_took(started, range, &format!("{what} closed"));
 }
 
 /// Reads a response head (through the blank line) byte by byte, leaving the rest unread.
