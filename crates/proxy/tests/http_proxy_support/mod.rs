@@ -129,7 +129,15 @@ impl Gateway {
         client: Option<Arc<ClientIdentity>>,
         http2: bool,
     ) -> Gateway {
-        let proxy = Arc::new(HttpProxy::new(&config).unwrap());
+        Gateway::serving(Arc::new(HttpProxy::new(&config).unwrap()), client, http2).await
+    }
+
+    /// Serves `proxy` (whatever connector it reaches its upstream with) to `client`.
+    pub async fn serving(
+        proxy: Arc<HttpProxy>,
+        client: Option<Arc<ClientIdentity>>,
+        http2: bool,
+    ) -> Gateway {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (shutdown, shutdown_rx) = watch::channel(false);
