@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Regression check between two moat binaries (e.g. the last release build and a change's): both
+# run side by side on CPU 0 as bench/run.sh runs moat (one serving thread, audit log to a file,
+# same PKI, CRL and upstream), and each client measures them in alternating rounds:
+#   bench/loadgen  keep-alive (64 connections) and a full mTLS handshake per request (16)
+#   openssl s_time a full handshake per connection, one at a time
+#   curl           HTTP/1.1 keep-alive, 16 parallel connections, 20,000 requests
+#
+#   bench/ab.sh OLD_MOAT NEW_MOAT [ROUNDS]     (ROUNDS defaults to 3)
+#
+# Prints one line per round, client and binary. The machine's speed drifts between rounds, so
+# compare the two binaries within a round, and look at the medians.
+set -euo pipefail
+
+[ $# -ge 2 ] || { echo "usage: bench/ab.sh OLD_MOAT NEW_MOAT [ROUNDS]" >&2; exit 2; }
+old=$1 new=$2 rounds=${3:-3}
+repo=$(cd "$(dirname "$0")/.." && pwd)
+target_dir="${CARGO_TARGET_DIR:-$repo/target}"
+timeout 1800 cargo build --release --locked --manifest-path "$repo/bench/loadgen/Cargo.toml" \
+  --target-dir "$target_dir/loadgen" >/dev/null 2>&1
+loadgen="$target_dir/loadgen/release/loadgen"
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+pki=$work/pki
+"$new" pki init-ca --out "$pki/ca" --cn "moat A/B CA" >/dev/null
+"$new" pki issue --ca "$pki/ca" --profile server --cn localhost --san dns:localhost \
+  --san ip:127.0.0.1 --key-type rsa-2048 --out "$pki/server" >/dev/null
+"$new" pki issue --ca "$pki/ca" --profile client --cn ab-client --key-type ecdsa-p256 \
+  --out "$pki/client" >/dev/null
+"$new" pki crl --ca "$pki/ca" --out "$pki/crl.pem" >/dev/null
+
+upstream_http=$(free_port)
+upstream_tcp=$(free_port)
+taskset -c 1 "$loadgen" upstream --http "127.0.0.1:$upstream_http" --tcp "127.0.0.1:$upstream_tcp" \
+  >"$work/upstream.log" 2>&1 &
+pids+=($!)
+
+declare -A port binary=([old]="$old" [new]="$new")
+for version in old new; do
+  port[$version]=$(free_port)
+  env TOKIO_WORKER_THREADS=1 RUST_LOG=warn taskset -c 0 "${binary[$version]}" http \
+    "127.0.0.1:$upstream_http" --listen "127.0.0.1:${port[$version]}" --domain localhost \
+    --crt "$pki/server.crt" --key "$pki/server.key" --mutual-tls-cas "$pki/ca/ca.crt" \
+    --crl "$pki/crl.pem" --request-header-timeout 120s --idle-timeout 300s \
+    --audit-log "$work/$version-audit.jsonl" >"$work/$version.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/${port[$version]}") 2>/dev/null && break
+    sleep 0.1
+  done
+  : >"$work/urls-$version"
+  for _ in $(seq 20000); do
+    printf 'url = "https://localhost:%s/small"\noutput = "/dev/null"\n' "${port[$version]}" \
+      >>"$work/urls-$version"
+  done
+done
+
+tls=(--server-name localhost --ca "$pki/ca/ca.crt" --cert "$pki/client.crt" --key "$pki/client.key")
+for round in $(seq "$rounds"); do
+  for version in old new; do
+    for scenario in keepalive handshake; do
+      case $scenario in
+        keepalive) shape=(--connections 64) ;;
+        handshake) shape=(--connections 16 --new-connection-per-request) ;;
+      esac
+      line=$(timeout 60 taskset -c 1 "$loadgen" http --connect "127.0.0.1:${port[$version]}" \
+        "${tls[@]}" --duration 7s "${shape[@]}")
+      echo "round=$round client=loadgen scenario=$scenario moat=$version $line"
+    done
+  done
+  for version in old new; do
+    line=$(timeout 60 taskset -c 1 openssl s_time -connect "127.0.0.1:${port[$version]}" \
+      -cert "$pki/client.crt" -key "$pki/client.key" -CAfile "$pki/ca/ca.crt" -new -time 7 \
+      -www /small 2>/dev/null | grep -m1 'connections in')
+    echo "round=$round client=s_time scenario=handshake moat=$version $line"
+  done
+  for version in old new; do
+    start=$(date +%s.%N)
+    timeout 120 taskset -c 1 curl -sS --fail --http1.1 --parallel --parallel-max 16 \
+      --no-progress-meter --cacert "$pki/ca/ca.crt" --cert "$pki/client.crt" \
+      --key "$pki/client.key" --resolve "localhost:${port[$version]}:127.0.0.1" \
+      -K "$work/urls-$version"
+    end=$(date +%s.%N)
+    echo "round=$round client=curl scenario=keepalive moat=$version rps=$(echo "20000 / ($end - $start)" | bc -l | cut -d. -f1)"
+  done
+done
