@@ -170,9 +170,10 @@ pub enum ControlError {
     #[error("control message is not valid: {0}")]
     Json(#[from] serde_json::Error),
     /// The control stream ended inside a message.
-    #[error("control stream ended {buffered} bytes into a message")]
+    #[error("control stream ended inside a message, {buffered} bytes of it received")]
     Truncated {
-        /// The bytes of the message received.
+        /// The message's bytes received: of its body once the 4-byte prefix is complete,
+        /// else of the prefix.
         buffered: usize,
     },
     /// The control stream failed (reset, or the session ended).
