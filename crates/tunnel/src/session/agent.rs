@@ -1,6 +1,7 @@
 //! `AgentSession`: the agent's side, the HTTP/2 server on the connection it dialled, accepting the edge's streams.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use h2::RecvStream;
@@ -20,6 +21,10 @@ use crate::stream::{REFUSAL, TunnelStream};
 /// The largest header block the agent takes: a stream header with a chain of
 /// `MAX_CHAIN_CERTIFICATES` (10) base64 certificates of a few KiB each fits with room.
 const MAX_HEADER_LIST: u32 = 64 * 1024;
+
+/// How long the agent keeps the socket after its graceful shutdown completes: enough for
+/// the edge's last frames over any working path (RTTs are well under a second).
+const LINGER: Duration = Duration::from_secs(2);
 
 /// The agent's side of a session with one edge.
 #[derive(Debug)]
@@ -217,7 +222,15 @@ async fn drive<T>(
     if let Err(error) = &end {
         tracing::debug!(%error, "tunnel session (agent side) ended");
     }
+    let linger = closing && end.is_ok();
     ended.send_replace(Some(end));
+    if linger {
+        // After our GOAWAY both sides close once the last stream ends; closing the socket
+        // at once would answer the edge's own closing GOAWAY with a TCP reset, and the edge
+        // would see a clean shutdown as "broken pipe". So the socket lingers, as nginx's
+        // lingering_close does, until the edge has closed its side.
+        tokio::time::sleep(LINGER).await;
+    }
     drop(connection);
 }
 

@@ -119,6 +119,11 @@ impl StreamOpener {
     }
 
     async fn open(&self, request: Request<()>) -> Result<TunnelStream, SessionError> {
+        // The driver publishes the end before it drops the connection: in between, h2 would
+        // still take a stream that can never be served.
+        if let Some(ended) = self.status.ended() {
+            return Err(ended);
+        }
         let explain = |error| self.status.explain(error);
         let mut send = self.send.clone().ready().await.map_err(explain)?;
         let (response, body) = send.send_request(request, false).map_err(explain)?;

@@ -121,14 +121,20 @@ impl Status {
         }
     }
 
+    /// Why the session has ended, if it has: `Closed` for a clean end.
+    fn ended(&self) -> Option<SessionError> {
+        match &*self.0.borrow() {
+            Some(Err(ended)) => Some(ended.clone()),
+            Some(Ok(())) => Some(SessionError::Closed),
+            None => None,
+        }
+    }
+
     /// An h2 error seen by a handle, explained by the session's end when it has ended:
     /// `PeerSilent` says more than the "broken pipe" the streams see.
     fn explain(&self, error: h2::Error) -> SessionError {
-        match &*self.0.borrow() {
-            Some(Err(ended)) => ended.clone(),
-            Some(Ok(())) => SessionError::Closed,
-            None => SessionError::Http2(Arc::new(error)),
-        }
+        self.ended()
+            .unwrap_or_else(|| SessionError::Http2(Arc::new(error)))
     }
 }
 

@@ -1,8 +1,8 @@
 //! The control channel: the hello, registration round trips, over-size messages refused both ways.
 
 use moat_tunnel::{
-    AgentControl, AgentMessage, ControlError, EdgeMessage, EndpointKind, EndpointSpec,
-    PROTOCOL_VERSION, SessionSettings, TerminateAt,
+    AgentControl, AgentMessage, ControlError, EdgeMessage, EdgeSession, EndpointKind, EndpointSpec,
+    PROTOCOL_VERSION, SessionSettings, TerminateAt, TunnelStream,
 };
 use tokio::io::AsyncWriteExt;
 
@@ -114,25 +114,33 @@ async fn an_over_size_message_is_refused_before_sending() {
     .await;
 }
 
+/// The agent's control channel over a data stream whose edge end wrote `raw` (and then
+/// shut down, when `end`): a peer that breaks the framing. The edge's session and stream
+/// come along, to stay open while the channel reads.
+async fn control_after_raw_bytes(
+    raw: &[u8],
+    end: bool,
+) -> (AgentControl, EdgeSession, TunnelStream) {
+    let (edge, mut agent) = session_pair(&SessionSettings::default()).await;
+    let mut stream = edge
+        .open_stream(&header("app.example.com", 1))
+        .await
+        .expect("open");
+    stream.write_all(raw).await.expect("raw bytes");
+    if end {
+        stream.shutdown().await.expect("shutdown");
+    }
+    let (_, accepted) = agent.accept().await.expect("a stream");
+    (AgentControl::new(accepted, MIB), edge, stream)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_over_size_message_is_refused_from_its_length_prefix() {
     bounded(async {
-        let (edge, mut agent) = session_pair(&SessionSettings::default()).await;
-        // A control channel over a data stream, its peer writing raw bytes: a prefix that
-        // announces 2 MiB, then only a little of it.
-        let mut raw = edge
-            .open_stream(&header("app.example.com", 1))
-            .await
-            .expect("open");
-        let announced = (2 * MIB) as u32;
-        raw.write_all(&announced.to_be_bytes())
-            .await
-            .expect("prefix");
-        raw.write_all(b"{\"type\":\"remove\"")
-            .await
-            .expect("some of the body");
-        let (_, stream) = agent.accept().await.expect("a stream");
-        let mut control = AgentControl::new(stream, MIB);
+        // A prefix that announces 2 MiB, then only a little of it.
+        let mut raw = ((2 * MIB) as u32).to_be_bytes().to_vec();
+        raw.extend_from_slice(b"{\"type\":\"remove\"");
+        let (mut control, _edge, _stream) = control_after_raw_bytes(&raw, false).await;
         match control.recv().await {
             Err(ControlError::TooLarge { size, limit }) => {
                 assert_eq!(size, 2 * MIB as u64);
@@ -147,18 +155,9 @@ async fn an_over_size_message_is_refused_from_its_length_prefix() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_control_stream_cut_inside_a_message_is_truncated() {
     bounded(async {
-        let (edge, mut agent) = session_pair(&SessionSettings::default()).await;
-        let mut raw = edge
-            .open_stream(&header("app.example.com", 1))
-            .await
-            .expect("open");
-        raw.write_all(&100u32.to_be_bytes()).await.expect("prefix");
-        raw.write_all(b"{\"type\":")
-            .await
-            .expect("part of the body");
-        raw.shutdown().await.expect("shutdown");
-        let (_, stream) = agent.accept().await.expect("a stream");
-        let mut control = AgentControl::new(stream, MIB);
+        let mut raw = 100u32.to_be_bytes().to_vec();
+        raw.extend_from_slice(b"{\"type\":");
+        let (mut control, _edge, _stream) = control_after_raw_bytes(&raw, true).await;
         match control.recv().await {
             // The 8 bytes of the body; the prefix was read.
             Err(ControlError::Truncated { buffered }) => assert_eq!(buffered, 8),

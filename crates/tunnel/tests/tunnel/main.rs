@@ -5,6 +5,7 @@ mod control;
 mod dead_peer;
 mod flow;
 mod header;
+mod lifecycle;
 mod many;
 mod stream_cap;
 mod support;
