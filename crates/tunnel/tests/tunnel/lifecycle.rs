@@ -1,13 +1,13 @@
-//! A session's start and end: the hello checks, the handshake timeout, streams the agent
-//! refuses, and GOAWAY. A raw h2 client stands in for an edge that breaks the rules.
+//! A session's start and end: hello checks, handshake timeout, refused streams, GOAWAY; raw h2 peers break the rules.
 
+use std::io;
 use std::time::Duration;
 
 use bytes::Bytes;
 use h2::client::SendRequest;
 use http::{HeaderMap, HeaderValue, Method, Request, StatusCode};
 use moat_tunnel::header::CLIENT_ADDR;
-use moat_tunnel::{AgentSession, HandshakeError, SessionSettings};
+use moat_tunnel::{AgentSession, EdgeSession, HandshakeError, SessionSettings};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
@@ -58,14 +58,22 @@ fn open_control(
     (response, body)
 }
 
+/// The agent's handshake error when the edge's first control message is `first`.
+async fn agent_refuses_first_message(first: serde_json::Value) -> HandshakeError {
+    let (mut send, agent) = raw_edge(&SessionSettings::default()).await;
+    let _control = open_control(&mut send, first);
+    agent
+        .await
+        .expect("agent task")
+        .expect_err("the handshake must fail")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hello_of_another_version_fails_the_handshake() {
     bounded(async {
-        let (mut send, agent) = raw_edge(&SessionSettings::default()).await;
         let hello = serde_json::json!({ "type": "hello", "version": 2, "software": "moat 9" });
-        let _control = open_control(&mut send, hello);
-        match agent.await.expect("agent task") {
-            Err(HandshakeError::Version { ours: 1, theirs: 2 }) => {}
+        match agent_refuses_first_message(hello).await {
+            HandshakeError::Version { ours: 1, theirs: 2 } => {}
             other => panic!("expected Version {{ ours: 1, theirs: 2 }}, got {other:?}"),
         }
     })
@@ -75,11 +83,9 @@ async fn a_hello_of_another_version_fails_the_handshake() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_first_message_other_than_hello_fails_the_handshake() {
     bounded(async {
-        let (mut send, agent) = raw_edge(&SessionSettings::default()).await;
         let registered = serde_json::json!({ "type": "registered", "hostname": "a", "url": "b" });
-        let _control = open_control(&mut send, registered);
-        match agent.await.expect("agent task") {
-            Err(HandshakeError::NotHello { got: "registered" }) => {}
+        match agent_refuses_first_message(registered).await {
+            HandshakeError::NotHello { got: "registered" } => {}
             other => panic!("expected NotHello, got {other:?}"),
         }
     })
@@ -198,6 +204,55 @@ async fn shutdown_lets_open_streams_finish_then_closes_cleanly() {
         drop((stream, accepted, edge_control, agent_control));
         assert_eq!(incoming.closed().await.map_err(|e| e.to_string()), Ok(()));
         assert_eq!(opener.closed().await.map_err(|e| e.to_string()), Ok(()));
+    })
+    .await;
+}
+
+/// A raw h2 agent: answers the control stream with its hello, then refuses every stream
+/// with 503 and a reason, as an agent with no upstream for the endpoint might.
+async fn refusing_agent(agent_io: TcpStream) {
+    let mut connection = h2::server::handshake(agent_io).await.expect("h2 server");
+    let (control_request, mut respond) = connection
+        .accept()
+        .await
+        .expect("a control stream")
+        .expect("no error");
+    let mut control = respond
+        .send_response(http::Response::new(()), false)
+        .expect("control response");
+    let hello = serde_json::json!({ "type": "hello", "version": 1, "software": "raw agent" });
+    control.send_data(frame(hello), false).expect("hello");
+    let _control = (control_request, control);
+    while let Some(Ok((_request, mut respond))) = connection.accept().await {
+        let mut refusal = http::Response::new(());
+        *refusal.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+        refusal.headers_mut().insert(
+            "moat-tunnel-refusal",
+            HeaderValue::from_static("no upstream for app.example.com"),
+        );
+        let _ = respond.send_response(refusal, true);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_stream_reads_as_connection_refused_with_the_reason() {
+    bounded(async {
+        let (edge_io, agent_io) = tcp_pair().await;
+        tokio::spawn(refusing_agent(agent_io));
+        let edge = EdgeSession::handshake(edge_io, &SessionSettings::default())
+            .await
+            .expect("edge handshake");
+        let mut stream = edge
+            .open_stream(&header("app.example.com", 1))
+            .await
+            .expect("open");
+        let mut buffer = [0; 16];
+        let error = stream.read(&mut buffer).await.expect_err("refused");
+        assert_eq!(error.kind(), io::ErrorKind::ConnectionRefused);
+        assert_eq!(
+            error.to_string(),
+            "agent refused the stream (503 Service Unavailable): no upstream for app.example.com"
+        );
     })
     .await;
 }
