@@ -11,7 +11,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{Notify, mpsc, watch};
 
 use super::{
-    CONTROL_PATH, End, HandshakeError, STREAM_PATH, SessionError, Status, exchange_hello, heartbeat,
+    CONTROL_PATH, End, HandshakeError, STREAM_PATH, SessionError, Status, exchange_hello,
+    heartbeat, within_timeout,
 };
 use crate::control::{AgentControl, Hello};
 use crate::header::StreamHeader;
@@ -64,10 +65,7 @@ impl AgentSession {
     where
         T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let within = settings.handshake_timeout;
-        tokio::time::timeout(within, handshake(io, settings))
-            .await
-            .map_err(|_| HandshakeError::TimedOut { after: within })?
+        within_timeout(settings, handshake(io, settings)).await
     }
 
     /// The next stream the edge opens, with its header; `None` once the session has ended

@@ -10,7 +10,7 @@ use tokio::sync::watch;
 
 use super::{
     CONTROL_URI, End, HandshakeError, OpenError, STREAM_URI, SessionError, Status, exchange_hello,
-    heartbeat,
+    heartbeat, within_timeout,
 };
 use crate::control::{EdgeControl, Hello};
 use crate::header::StreamHeader;
@@ -44,36 +44,7 @@ impl EdgeSession {
     where
         T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let within = settings.handshake_timeout;
-        let (send, connection) = tokio::time::timeout(
-            within,
-            client::Builder::new()
-                .enable_push(false)
-                .initial_window_size(settings.stream_window)
-                .initial_connection_window_size(settings.connection_window)
-                // Until the agent's SETTINGS arrive, assume its cap is ours (+1 for control).
-                .initial_max_send_streams(settings.max_concurrent_streams as usize + 1)
-                .handshake::<_, Bytes>(io),
-        )
-        .await
-        .map_err(|_| HandshakeError::TimedOut { after: within })?
-        .map_err(HandshakeError::Http2)?;
-        let (ended, status) = Status::new();
-        tokio::spawn(drive(connection, settings.clone(), ended));
-        let opener = StreamOpener { send, status };
-        let (control, peer) = tokio::time::timeout(within, async {
-            let stream = opener.open(request(CONTROL_URI)).await?;
-            let mut control = EdgeControl::new(stream, settings.max_control_message);
-            let peer = exchange_hello(&mut control).await?;
-            Ok::<_, HandshakeError>((control, peer))
-        })
-        .await
-        .map_err(|_| HandshakeError::TimedOut { after: within })??;
-        Ok(EdgeSession {
-            opener,
-            control,
-            peer,
-        })
+        within_timeout(settings, handshake(io, settings)).await
     }
 
     /// Opens a stream for one public connection; see [`StreamOpener::open_stream`].
@@ -137,6 +108,32 @@ impl StreamOpener {
     pub async fn closed(&self) -> Result<(), SessionError> {
         self.status.closed().await
     }
+}
+
+async fn handshake<T>(io: T, settings: &SessionSettings) -> Result<EdgeSession, HandshakeError>
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (send, connection) = client::Builder::new()
+        .enable_push(false)
+        .initial_window_size(settings.stream_window)
+        .initial_connection_window_size(settings.connection_window)
+        // Until the agent's SETTINGS arrive, assume its cap is ours (+1 for control).
+        .initial_max_send_streams(settings.max_concurrent_streams as usize + 1)
+        .handshake::<_, Bytes>(io)
+        .await
+        .map_err(HandshakeError::Http2)?;
+    let (ended, status) = Status::new();
+    tokio::spawn(drive(connection, settings.clone(), ended));
+    let opener = StreamOpener { send, status };
+    let stream = opener.open(request(CONTROL_URI)).await?;
+    let mut control = EdgeControl::new(stream, settings.max_control_message);
+    let peer = exchange_hello(&mut control).await?;
+    Ok(EdgeSession {
+        opener,
+        control,
+        peer,
+    })
 }
 
 /// A `POST` to `uri`, one of the two constant URIs.

@@ -16,6 +16,7 @@ use crate::control::{
     AgentMessage, ControlChannel, ControlError, EdgeMessage, Hello, PROTOCOL_VERSION,
 };
 use crate::header::HeaderError;
+use crate::settings::SessionSettings;
 
 pub use agent::{AgentSession, IncomingStreams};
 pub use edge::{EdgeSession, StreamOpener};
@@ -158,6 +159,17 @@ async fn heartbeat(
         }
         tokio::time::sleep_until(sent + interval).await;
     }
+}
+
+/// Runs a handshake within `settings.handshake_timeout`.
+async fn within_timeout<S>(
+    settings: &SessionSettings,
+    handshake: impl Future<Output = Result<S, HandshakeError>>,
+) -> Result<S, HandshakeError> {
+    let within = settings.handshake_timeout;
+    tokio::time::timeout(within, handshake)
+        .await
+        .map_err(|_| HandshakeError::TimedOut { after: within })?
 }
 
 /// A control message that can be a hello.
