@@ -1,5 +1,6 @@
 //! `AgentSession`: the agent's side, the HTTP/2 server on the connection it dialled, accepting the edge's streams.
 
+use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -203,6 +204,7 @@ async fn drive<T>(
         tokio::select! {
             accepted = connection.accept() => match accepted {
                 None => break Ok(()),
+                Some(Err(error)) if closing && hung_up(&error) => break Ok(()),
                 Some(Err(error)) => break Err(SessionError::Http2(Arc::new(error))),
                 Some(Ok((request, respond))) => route(request, respond, &mut control_seen, &incoming),
             },
@@ -230,6 +232,20 @@ async fn drive<T>(
         tokio::time::sleep(LINGER).await;
     }
     drop(connection);
+}
+
+/// The peer closed its socket. After our GOAWAY that is how a shutdown ends, whoever closes
+/// first: the edge closes as soon as it has no stream left, and a frame we were still
+/// writing (a reset, the final GOAWAY) then meets a closed socket.
+fn hung_up(error: &h2::Error) -> bool {
+    error.get_io().is_some_and(|error| {
+        matches!(
+            error.kind(),
+            io::ErrorKind::BrokenPipe
+                | io::ErrorKind::ConnectionReset
+                | io::ErrorKind::UnexpectedEof
+        )
+    })
 }
 
 /// Answers one stream: 200 and hand it over, or a refusal naming the reason.
