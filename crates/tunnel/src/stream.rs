@@ -174,12 +174,14 @@ impl AsyncWrite for TunnelWriter {
             let available = this.send.capacity().min(buf.len());
             if available > 0 {
                 let data = Bytes::copy_from_slice(&buf[..available]);
-                this.send.send_data(data, false).map_err(io_error)?;
-                return Poll::Ready(Ok(available));
+                return match this.send.send_data(data, false) {
+                    Ok(()) => Poll::Ready(Ok(available)),
+                    Err(error) => Poll::Ready(Err(this.failure(cx, error))),
+                };
             }
             match ready!(this.send.poll_capacity(cx)) {
                 Some(Ok(_)) => continue,
-                Some(Err(error)) => return Poll::Ready(Err(io_error(error))),
+                Some(Err(error)) => return Poll::Ready(Err(this.failure(cx, error))),
                 // The stream can no longer send: reset by the peer or the session ended.
                 None => return this.poll_gone(cx),
             }
@@ -192,11 +194,13 @@ impl AsyncWrite for TunnelWriter {
         Poll::Ready(Ok(()))
     }
 
-    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if !this.ended {
             // An empty DATA frame with END_STREAM, queued after any data still waiting for window.
-            this.send.send_data(Bytes::new(), true).map_err(io_error)?;
+            if let Err(error) = this.send.send_data(Bytes::new(), true) {
+                return Poll::Ready(Err(this.failure(cx, error)));
+            }
             this.ended = true;
         }
         Poll::Ready(Ok(()))
@@ -204,6 +208,15 @@ impl AsyncWrite for TunnelWriter {
 }
 
 impl TunnelWriter {
+    /// An error from sending, told as the peer's reset when that is what it was (h2 itself
+    /// only says the stream is no longer active).
+    fn failure(&mut self, cx: &mut Context<'_>, error: h2::Error) -> io::Error {
+        match self.send.poll_reset(cx) {
+            Poll::Ready(Ok(reason)) => reset_error(reason),
+            _ => io_error(error),
+        }
+    }
+
     /// Why a stream that can no longer send is gone.
     fn poll_gone(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         let error = match ready!(self.send.poll_reset(cx)) {

@@ -124,6 +124,8 @@ async fn a_stream_dropped_by_the_agent_reads_as_a_reset_at_the_edge() {
             .await
             .expect_err("writing to a reset stream");
         assert_eq!(error.kind(), io::ErrorKind::ConnectionReset, "{error}");
+        let error = stream.shutdown().await.expect_err("ending a reset stream");
+        assert_eq!(error.kind(), io::ErrorKind::ConnectionReset, "{error}");
         // The session outlives the stream.
         let _next = edge
             .open_stream(&header("app.example.com", 4))
