@@ -39,6 +39,7 @@ async fn a_stalled_reader_blocks_its_stream_while_another_moves_8_mib() {
         let b_data = pattern(8 * MIB, 5);
         let sent = b_data.clone();
         let (_b_reader, mut b_writer) = b.into_split();
+        let started = std::time::Instant::now();
         let send_b = tokio::spawn(async move {
             b_writer.write_all(&sent).await.expect("write B");
             b_writer.shutdown().await.expect("shutdown B");
@@ -50,6 +51,8 @@ async fn a_stalled_reader_blocks_its_stream_while_another_moves_8_mib() {
             .await
             .expect("read B");
         let _b_writer = send_b.await.expect("B sender");
+        let took = started.elapsed();
+        eprintln!("8 MiB on B past the stalled A in {} ms", took.as_millis());
         assert_eq!(b_received.len(), 8 * MIB);
         assert!(b_received == b_data, "B's bytes differ");
 
