@@ -58,12 +58,24 @@ async fn the_fifth_stream_waits_until_one_of_four_ends() {
 
         // And the cap holds again: four open, a sixth waits.
         let sixth_header = header("app.example.com", 6);
-        let sixth = edge.open_stream(&sixth_header);
-        tokio::pin!(sixth);
+        let mut sixth = Box::pin(edge.open_stream(&sixth_header));
         assert!(
             poll_once(&mut sixth).is_pending(),
             "a sixth stream is over the cap"
         );
+
+        // Giving up on the sixth withdraws it: when a slot frees, the seventh gets it and
+        // the agent never sees the sixth.
+        drop(sixth);
+        let (second, second_at_agent) = open.remove(0);
+        drop((second, second_at_agent));
+        let seventh_header = header("app.example.com", 7);
+        let _seventh = edge
+            .open_stream(&seventh_header)
+            .await
+            .expect("the seventh opens");
+        let (got, _) = agent.accept().await.expect("the seventh stream");
+        assert_eq!(got, seventh_header);
     })
     .await;
 }
