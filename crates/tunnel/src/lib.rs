@@ -45,6 +45,9 @@
 //!   with [`SessionError::PeerSilent`] when a PONG takes longer than `heartbeat_tolerance`
 //!   (15 s), so the edge withdraws a dead agent's endpoints and the agent reconnects. The
 //!   driver task (one per session) drops the transport when the session ends.
+//! - **Shutdown**: [`AgentSession::shutdown`] (or dropping its acceptor) sends GOAWAY; open
+//!   streams run to their end, then both sides close and the session ends `Ok`. The agent's
+//!   socket lingers 2 s so that the edge's own closing frames do not meet a TCP reset.
 //! - **Limits** ([`SessionSettings`]): 10,000 concurrent data streams (the control stream
 //!   is extra), 256 KiB stream window, 16 MiB connection window — the most a session buffers
 //!   on its receiving side, whatever the stream count.
