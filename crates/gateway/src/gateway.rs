@@ -16,7 +16,7 @@ use tracing::Instrument as _;
 
 use crate::endpoint::{Handler, LoadedEndpoint};
 use crate::error::GatewayError;
-use crate::handshake::{Established, establish};
+use crate::handshake::{ClientStream, Established, establish};
 use crate::reload::{NewListener, Reloader};
 use crate::sni::Routes;
 use moat_proxy::proxy_protocol;
@@ -218,6 +218,8 @@ async fn accept_loop(listener: Listener, stopping: watch::Receiver<bool>) {
                         [only] => tracing::info_span!("connection", endpoint = %only.config.name, peer = %peer),
                         _ => tracing::info_span!("connection", endpoint = tracing::field::Empty, peer = %peer),
                     };
+                    // Requests and responses are written whole; Nagle would only delay them.
+                    let _ = stream.set_nodelay(true);
                     // The permit goes into the connection's own future: wrapping that future
                     // in another that holds it would store the whole connection state twice.
                     let connection = handle_connection(
@@ -332,8 +334,8 @@ async fn stopped(mut stopping: watch::Receiver<bool>) {
 /// so an idle keep-alive connection would otherwise carry the handshake's state and the largest
 /// of the handlers' states (several KiB) for minutes. Boxed, the handshake's memory is returned
 /// when it ends and each connection holds only its own handler's state.
-async fn handle_connection(
-    stream: TcpStream,
+async fn handle_connection<S: ClientStream>(
+    stream: S,
     peer_addr: SocketAddr,
     local_addr: SocketAddr,
     routes: Arc<Routes>,
@@ -356,7 +358,7 @@ async fn handle_connection(
     }
 }
 
-impl Established {
+impl<S: ClientStream> Established<S> {
     /// Hands the connection to its endpoint's HTTP proxy or TCP forwarder until it ends.
     /// `_open` counts the connection as open until it is served to the end.
     async fn serve(

@@ -11,16 +11,22 @@ use moat_telemetry::ConnectionInfo;
 use moat_telemetry::presented::{Presented, PresentedCertificate};
 use moat_telemetry::{HandshakeRefusal, Telemetry};
 use moat_trust::{ClientIdentity, RefusalReason};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::StartHandshake;
 
 use crate::access::{CertificateVerdict, HandshakeFacts, take_verdict};
 use crate::endpoint::Handler;
 use crate::sni::{self, ClientHelloError, NoRoute, Routes};
 
+/// The byte stream a client connection arrives on: an accepted socket, or a stream an edge
+/// relayed over its tunnel; the handshake and everything after it are the same for both.
+pub(crate) trait ClientStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> ClientStream for S {}
+
 /// A client connection whose handshake succeeded, with the endpoint that serves it.
-pub(crate) struct Established {
-    pub(crate) tls: tokio_rustls::server::TlsStream<TcpStream>,
+pub(crate) struct Established<S> {
+    pub(crate) tls: tokio_rustls::server::TlsStream<S>,
     pub(crate) info: ConnectionInfo,
     pub(crate) config: Arc<EndpointConfig>,
     pub(crate) handler: Handler,
@@ -48,19 +54,19 @@ pub(crate) enum HandshakeFailure {
 }
 
 /// A failed handshake with what its report needs.
-pub(crate) struct Failed {
+pub(crate) struct Failed<S> {
     failure: HandshakeFailure,
     /// The endpoint the SNI chose; before that, every endpoint of the address.
     endpoint: Option<String>,
     /// What the client presented before the end.
     presented: Presented,
-    /// The socket, when the client is owed an alert it should be able to read.
-    socket: Option<TcpStream>,
+    /// The stream, when the client is owed an alert it should be able to read.
+    socket: Option<S>,
 }
 
-impl Failed {
+impl<S: ClientStream> Failed<S> {
     /// A failure before any endpoint was chosen.
-    pub(crate) fn unrouted(failure: HandshakeFailure, socket: Option<TcpStream>) -> Failed {
+    pub(crate) fn unrouted(failure: HandshakeFailure, socket: Option<S>) -> Failed<S> {
         Failed {
             failure,
             endpoint: None,
@@ -161,14 +167,13 @@ impl Failed {
 
 /// Reads the ClientHello, picks the endpoint its SNI names and runs the TLS handshake, all
 /// bounded by `timeouts.request_header`.
-pub(crate) async fn establish(
-    mut stream: TcpStream,
+pub(crate) async fn establish<S: ClientStream>(
+    mut stream: S,
     peer_addr: SocketAddr,
     local_addr: SocketAddr,
     routes: &Routes,
     started: Instant,
-) -> Result<Established, Failed> {
-    let _ = stream.set_nodelay(true);
+) -> Result<Established<S>, Failed<S>> {
     // Before the SNI is known the most patient endpoint of the address sets the limit.
     let hello_timeout = routes
         .endpoints()
@@ -349,7 +354,7 @@ const ALERT_LINGER: Duration = Duration::from_secs(1);
 /// discards what the client still sends (its Finished, often its first request) for a moment.
 /// Closing a socket with unread bytes makes the kernel send RST, and a client that receives RST
 /// may drop the alert unread and report "connection reset" instead of the refusal's reason.
-async fn linger_after_alert(mut socket: TcpStream) {
+async fn linger_after_alert<S: ClientStream>(mut socket: S) {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let _ = socket.shutdown().await;
     let mut discard = [0u8; 4096];

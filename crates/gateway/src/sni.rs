@@ -9,8 +9,7 @@
 use std::sync::Arc;
 
 use rustls::server::{Accepted, Acceptor};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 
 use crate::endpoint::LoadedEndpoint;
 
@@ -164,8 +163,8 @@ pub fn client_hello_server_name<'a>(
 
 /// Reads from `stream` until a whole ClientHello has arrived; bytes after it stay buffered in
 /// the returned [`Accepted`] and are handed to the handshake.
-pub(crate) async fn read_client_hello(
-    stream: &mut TcpStream,
+pub(crate) async fn read_client_hello<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
 ) -> Result<Accepted, ClientHelloError> {
     let mut reader = ClientHelloReader::new();
     let mut buffer = vec![0u8; 16 * 1024];
@@ -195,7 +194,7 @@ pub(crate) async fn read_client_hello(
 const UNRECOGNIZED_NAME_ALERT: [u8; 7] = [21, 3, 3, 0, 2, 2, 112];
 
 /// Refuses a client no endpoint serves with `unrecognized_name`.
-pub(crate) async fn refuse_unrecognized_name(stream: &mut TcpStream) {
+pub(crate) async fn refuse_unrecognized_name<S: AsyncWrite + Unpin>(stream: &mut S) {
     let _ = stream.write_all(&UNRECOGNIZED_NAME_ALERT).await;
     let _ = stream.flush().await;
 }
