@@ -9,12 +9,13 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use moat_config::{Config, EndpointKind};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::Instrument as _;
 
 use crate::endpoint::{Handler, LoadedEndpoint};
+use crate::entrance::{Entrance, HandedIn};
 use crate::error::GatewayError;
 use crate::handshake::{ClientStream, Established, establish};
 use crate::reload::{NewListener, Reloader};
@@ -76,6 +77,8 @@ struct Listener {
     retired: watch::Receiver<bool>,
     /// The process's connection permits; a connection accepted without one is closed at once.
     connection_slots: Arc<Semaphore>,
+    /// Connections handed in through the address's [`Entrance`], served like accepted ones.
+    handed_in: mpsc::Receiver<HandedIn>,
 }
 
 impl Gateway {
@@ -115,6 +118,14 @@ impl Gateway {
         self.bound.clone()
     }
 
+    /// The entrance through which a connection that arrived on a stream (an edge's tunnel)
+    /// is served like one accepted on `local_addr`, the address endpoints are bound to (as in
+    /// [`BoundEndpoint::local_addr`]); `None` when no endpoint is served there. Take it before
+    /// [`Gateway::serve`]; connections handed in wait until serving starts.
+    pub fn entrance(&self, local_addr: SocketAddr) -> Option<Entrance> {
+        self.reloader.entrance(local_addr)
+    }
+
     /// The handle that swaps in new certificates, trust and configuration while serving.
     pub fn reloader(&self) -> Reloader {
         self.reloader.clone()
@@ -144,6 +155,7 @@ impl Gateway {
                         local_addr,
                         routes: added.routes,
                         retired: added.retired,
+                        handed_in: added.handed_in,
                         telemetry: self.telemetry.clone(),
                         connection_slots: Arc::clone(&self.connection_slots),
                     },
@@ -194,8 +206,9 @@ fn bound_endpoint(endpoint: &LoadedEndpoint, local_addr: SocketAddr) -> BoundEnd
     }
 }
 
-/// Accepts connections on one address until shutdown, then drains them.
-async fn accept_loop(listener: Listener, stopping: watch::Receiver<bool>) {
+/// Accepts connections on one address, and takes those handed in through its entrance, until
+/// shutdown, then drains them.
+async fn accept_loop(mut listener: Listener, stopping: watch::Receiver<bool>) {
     let mut connections = JoinSet::new();
     let stop_signal = stopped(stopping.clone());
     tokio::pin!(stop_signal);
@@ -207,31 +220,9 @@ async fn accept_loop(listener: Listener, stopping: watch::Receiver<bool>) {
         tokio::select! {
             accepted = listener.listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    let routes = listener.routes.load_full();
-                    let Ok(slot) = Arc::clone(&listener.connection_slots).try_acquire_owned() else {
-                        over_limit.refuse(stream, peer, &routes, &listener.telemetry);
-                        continue;
-                    };
-                    // With one endpoint on the address its name is known before the ClientHello;
-                    // otherwise it is recorded once the SNI has picked it.
-                    let span = match routes.endpoints() {
-                        [only] => tracing::info_span!("connection", endpoint = %only.config.name, peer = %peer),
-                        _ => tracing::info_span!("connection", endpoint = tracing::field::Empty, peer = %peer),
-                    };
                     // Requests and responses are written whole; Nagle would only delay them.
                     let _ = stream.set_nodelay(true);
-                    // The permit goes into the connection's own future: wrapping that future
-                    // in another that holds it would store the whole connection state twice.
-                    let connection = handle_connection(
-                        stream,
-                        peer,
-                        address,
-                        routes,
-                        listener.telemetry.clone(),
-                        stopping.clone(),
-                        slot,
-                    );
-                    connections.spawn(connection.instrument(span));
+                    listener.start(stream, peer, &mut connections, &stopping, &mut over_limit);
                 }
                 Err(error) => {
                     // Usually out of file descriptors; pausing lets connections close.
@@ -239,12 +230,17 @@ async fn accept_loop(listener: Listener, stopping: watch::Receiver<bool>) {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },
+            Some(HandedIn { stream, peer }) = listener.handed_in.recv() => {
+                listener.start(stream, peer, &mut connections, &stopping, &mut over_limit);
+            }
             Some(_) = connections.join_next() => {}
             _ = &mut stop_signal => break,
             _ = &mut retire_signal => break,
         }
     }
     drop(listener.listener);
+    // Connections still queued at the entrance are closed with it.
+    drop(listener.handed_in);
     if !*stopping.borrow() {
         // Retired by a reload: open connections go on until they end or moat shuts down.
         tracing::info!(listen = %address, open = connections.len(), "stopped listening: the address left the configuration");
@@ -271,6 +267,45 @@ async fn accept_loop(listener: Listener, stopping: watch::Receiver<bool>) {
     }
 }
 
+impl Listener {
+    /// Starts serving one client connection, accepted or handed in, on its own task in
+    /// `connections`; without a free permit it is closed and reported as `connection_limit`.
+    fn start<S: ClientStream>(
+        &self,
+        stream: S,
+        peer: SocketAddr,
+        connections: &mut JoinSet<()>,
+        stopping: &watch::Receiver<bool>,
+        over_limit: &mut OverLimit,
+    ) {
+        let routes = self.routes.load_full();
+        let Ok(slot) = Arc::clone(&self.connection_slots).try_acquire_owned() else {
+            over_limit.refuse(stream, peer, &routes, &self.telemetry);
+            return;
+        };
+        // With one endpoint on the address its name is known before the ClientHello;
+        // otherwise it is recorded once the SNI has picked it.
+        let span = match routes.endpoints() {
+            [only] => {
+                tracing::info_span!("connection", endpoint = %only.config.name, peer = %peer)
+            }
+            _ => tracing::info_span!("connection", endpoint = tracing::field::Empty, peer = %peer),
+        };
+        // The permit goes into the connection's own future: wrapping that future in another
+        // that holds it would store the whole connection state twice.
+        let connection = handle_connection(
+            stream,
+            peer,
+            self.local_addr,
+            routes,
+            self.telemetry.clone(),
+            stopping.clone(),
+            slot,
+        );
+        connections.spawn(connection.instrument(span));
+    }
+}
+
 /// Connections refused because `max_connections` are open, and when that was last logged.
 #[derive(Default)]
 struct OverLimit {
@@ -281,13 +316,7 @@ struct OverLimit {
 impl OverLimit {
     /// Closes a connection accepted while every permit is taken: its audit event and metric
     /// say `connection_limit`, and a warning is logged at most once a second with the count.
-    fn refuse(
-        &mut self,
-        stream: TcpStream,
-        peer: SocketAddr,
-        routes: &Routes,
-        telemetry: &Telemetry,
-    ) {
+    fn refuse<S>(&mut self, stream: S, peer: SocketAddr, routes: &Routes, telemetry: &Telemetry) {
         drop(stream);
         let names = routes
             .endpoints()

@@ -4,15 +4,17 @@
 //! (endpoints with the same listen address share one, and the SNI picks among them);
 //! [`Gateway::serve`] accepts TLS connections and hands each to the endpoint's
 //! [`moat_proxy::HttpProxy`] or [`moat_proxy::TcpForwarder`] until shutdown; a [`Reloader`]
-//! swaps in new certificates, trust and configuration meanwhile. Every handshake and request is
-//! reported to the process's [`moat_telemetry::Telemetry`]: audit events, Prometheus metrics,
-//! readiness and certificate expiry.
+//! swaps in new certificates, trust and configuration meanwhile; an [`Entrance`] takes a client
+//! connection that arrived on a stream (an edge's tunnel) into the same path. Every handshake
+//! and request is reported to the process's [`moat_telemetry::Telemetry`]: audit events,
+//! Prometheus metrics, readiness and certificate expiry.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod access;
 mod endpoint;
+mod entrance;
 mod error;
 mod expiry_items;
 pub mod explain;
@@ -23,6 +25,7 @@ mod reload;
 pub mod sni;
 mod tls;
 
+pub use entrance::{Entrance, EntranceClosed};
 pub use error::GatewayError;
 pub use gateway::{BoundEndpoint, DRAIN_DEADLINE, Gateway, GatewayOptions};
 pub use local_ca::local_ca_dir;

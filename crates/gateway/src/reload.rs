@@ -26,6 +26,7 @@ use rustls_pki_types::UnixTime;
 use tokio::sync::{mpsc, watch};
 
 use crate::endpoint::{LoadedEndpoint, files_of};
+use crate::entrance::{self, Entrance, HandedIn};
 use crate::error::GatewayError;
 use crate::sni::Routes;
 use moat_telemetry::Telemetry;
@@ -87,6 +88,8 @@ pub(crate) struct Slot {
     pub(crate) retire: watch::Sender<bool>,
     /// The address it is bound to.
     pub(crate) local_addr: SocketAddr,
+    /// Where connections that arrive on streams join the socket's accepted ones.
+    pub(crate) entrance: Entrance,
 }
 
 /// A socket bound by a reload for an address the configuration gained.
@@ -94,6 +97,8 @@ pub(crate) struct NewListener {
     pub(crate) listener: std::net::TcpListener,
     pub(crate) routes: Arc<ArcSwap<Routes>>,
     pub(crate) retired: watch::Receiver<bool>,
+    /// The connections handed in through the address's [`Entrance`].
+    pub(crate) handed_in: mpsc::Receiver<HandedIn>,
 }
 
 /// What a successful reload changed, one sentence per change.
@@ -167,6 +172,18 @@ impl Reloader {
                 )
             })
             .collect()
+    }
+
+    /// The entrance for connections that arrive on streams to the endpoints served on
+    /// `local_addr` (the address they are bound to, as in
+    /// [`BoundEndpoint::local_addr`](crate::BoundEndpoint::local_addr)); `None` when no endpoint
+    /// is served there. For an address a reload added, ask after that reload.
+    pub fn entrance(&self, local_addr: SocketAddr) -> Option<Entrance> {
+        self.lock_state()
+            .slots
+            .iter()
+            .find(|slot| slot.local_addr == local_addr)
+            .map(|slot| slot.entrance.clone())
     }
 
     /// Every file the served endpoints read (certificates, keys, CAs, CRLs, upstream CAs, the
@@ -306,17 +323,20 @@ impl Reloader {
         for (key, members, listener, local_addr) in fresh {
             let routes = Arc::new(ArcSwap::from_pointee(Routes::new(members)));
             let (retire, retired) = watch::channel(false);
+            let (queue, handed_in) = entrance::queue();
             state.slots.push(Slot {
                 key,
                 routes: Arc::clone(&routes),
                 retire,
                 local_addr,
+                entrance: Entrance::new(local_addr, queue),
             });
             // Closed only when the gateway stopped serving, and then nothing is to be served.
             let _ = self.inner.new_listeners.send(NewListener {
                 listener,
                 routes,
                 retired,
+                handed_in,
             });
         }
         let now = UnixTime::now();
