@@ -3,7 +3,7 @@
 use std::fmt;
 use std::path::Path;
 
-use moat_config::domain_serves;
+use moat_config::{domain_serves, valid_domain};
 use moat_policy::{Selector, SelectorValue};
 use moat_trust::ClientIdentity;
 use serde::{Deserialize, Serialize};
@@ -45,21 +45,9 @@ impl HostnameGlob {
         if name.contains('*') {
             return Err(bad("has a wildcard other than one leading \"*.\""));
         }
-        if name.len() > 253 {
-            return Err(bad("is longer than a DNS name may be (253)"));
-        }
-        let label_ok = |label: &str| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label
-                    .bytes()
-                    .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_')
-        };
-        if !name.split('.').all(label_ok) {
+        if !valid_domain(&normal) {
             return Err(bad(
-                "is not a DNS name (labels of 1-63 letters, digits, '-' or '_', not starting or ending with '-')",
+                "is not a DNS name (at most 253 characters, labels of 1-63 letters, digits or '-', not starting or ending with '-')",
             ));
         }
         if normal.starts_with("*.") && !name.contains('.') {

@@ -1,29 +1,19 @@
 //! Joining: the agent CA signs the CSR as a client certificate, records it, and binds the grant.
 
-use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::process::Command;
 
-use moat_edge::{AgentCaError, EdgeState, JoinError, RedeemError};
+use moat_edge::{AgentCaError, EdgeState, JoinError, JoinedAgent, RedeemError};
 use rcgen::SanType;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject as _;
 
-use crate::support::{NOW, csr, edge, identity, token};
+use crate::support::{NOW, assert_private, csr, edge, identity, token};
 
-/// `openssl verify -purpose sslclient` of `certificate_pem` against `ca_pem`: (passed, output).
-fn openssl_verify(dir: &Path, ca_pem: &str, certificate_pem: &str) -> (bool, String) {
-    std::fs::write(dir.join("ca.pem"), ca_pem).expect("write the CA");
-    std::fs::write(dir.join("agent.pem"), certificate_pem).expect("write the certificate");
+/// Runs openssl with `args` in `dir`: (succeeded, stdout and stderr).
+fn openssl(dir: &Path, args: &[&str]) -> (bool, String) {
     let output = Command::new("openssl")
-        .args([
-            "verify",
-            "-purpose",
-            "sslclient",
-            "-CAfile",
-            "ca.pem",
-            "agent.pem",
-        ])
+        .args(args)
         .current_dir(dir)
         .output()
         .expect("openssl runs");
@@ -35,23 +25,34 @@ fn openssl_verify(dir: &Path, ca_pem: &str, certificate_pem: &str) -> (bool, Str
     (output.status.success(), text)
 }
 
-/// `openssl x509 -noout -subject -ext extendedKeyUsage,subjectAltName` of a certificate.
+/// `openssl verify -purpose sslclient` of `certificate_pem` against `ca_pem`: (passed, output).
+fn openssl_verify(dir: &Path, ca_pem: &str, certificate_pem: &str) -> (bool, String) {
+    std::fs::write(dir.join("ca.pem"), ca_pem).expect("write the CA");
+    std::fs::write(dir.join("agent.pem"), certificate_pem).expect("write the certificate");
+    let args = [
+        "verify",
+        "-purpose",
+        "sslclient",
+        "-CAfile",
+        "ca.pem",
+        "agent.pem",
+    ];
+    openssl(dir, &args)
+}
+
+/// The subject, extended key usages and SANs of a certificate, as openssl prints them.
 fn openssl_show(dir: &Path, certificate_pem: &str) -> String {
     std::fs::write(dir.join("show.pem"), certificate_pem).expect("write the certificate");
-    let output = Command::new("openssl")
-        .args([
-            "x509",
-            "-in",
-            "show.pem",
-            "-noout",
-            "-subject",
-            "-ext",
-            "extendedKeyUsage,subjectAltName",
-        ])
-        .current_dir(dir)
-        .output()
-        .expect("openssl runs");
-    String::from_utf8_lossy(&output.stdout).into_owned()
+    let args = [
+        "x509",
+        "-in",
+        "show.pem",
+        "-noout",
+        "-subject",
+        "-ext",
+        "extendedKeyUsage,subjectAltName",
+    ];
+    openssl(dir, &args).1
 }
 
 #[test]
@@ -60,11 +61,7 @@ fn a_joined_agent_gets_a_client_certificate_the_ledger_lists_and_its_grant() {
     let scratch = tempfile::tempdir().expect("temporary directory");
     let edge = edge(dir.path());
     let key = dir.path().join("agent-ca/ca.key");
-    let mode = std::fs::metadata(&key)
-        .expect("ca.key")
-        .permissions()
-        .mode();
-    assert_eq!(mode & 0o777, 0o600, "{}", key.display());
+    assert_private(&key);
 
     let made = token(&edge);
     // The CSR asks for more than a name; the edge gives it only the name.
@@ -120,24 +117,14 @@ fn a_joined_agent_gets_a_client_certificate_the_ledger_lists_and_its_grant() {
         .expect_err("not granted");
     assert_eq!(refusal.allowed, vec!["*.a.example.com".to_owned()]);
     let stored = std::fs::read_to_string(edge.grant_store().path()).expect("grants.json");
-    let mode = std::fs::metadata(edge.grant_store().path())
-        .expect("metadata")
-        .permissions()
-        .mode();
-    assert_eq!(mode & 0o777, 0o600);
+    assert_private(edge.grant_store().path());
     assert!(
         stored.contains("\"laptop\"") && stored.contains(made.id.as_str()),
         "{stored}"
     );
 
     // The token is spent.
-    let error = edge
-        .join(
-            &made.to_text(),
-            csr("laptop-2", vec![], None).as_bytes(),
-            NOW,
-        )
-        .expect_err("second join");
+    let error = join_as(&edge, &made.to_text(), "laptop-2", NOW).expect_err("second join");
     assert!(
         matches!(error, JoinError::Redeem(RedeemError::AlreadyUsed { .. })),
         "{error:?}"
@@ -177,6 +164,16 @@ fn the_lifetime_is_ninety_days_unless_configured() {
     assert!((6..=7).contains(&days), "{days} days");
 }
 
+/// Joins with `token_text` and a fresh key's CSR asking for `name` (none when empty).
+fn join_as(
+    edge: &EdgeState,
+    token_text: &str,
+    name: &str,
+    now: u64,
+) -> Result<JoinedAgent, JoinError> {
+    edge.join(token_text, csr(name, vec![], None).as_bytes(), now)
+}
+
 fn token_at(edge: &EdgeState, now: u64) -> String {
     edge.new_token(
         "127.0.0.1:4443",
@@ -214,28 +211,16 @@ fn a_bad_name_is_refused_naming_the_rule_and_the_token_stays_unused() {
             "{error}"
         );
     }
-    edge.join(&made.to_text(), csr("laptop", vec![], None).as_bytes(), NOW)
-        .expect("the token still works");
+    join_as(&edge, &made.to_text(), "laptop", NOW).expect("the token still works");
 }
 
 #[test]
 fn a_taken_name_is_refused_before_signing() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let edge = edge(dir.path());
-    edge.join(
-        &token(&edge).to_text(),
-        csr("laptop", vec![], None).as_bytes(),
-        NOW,
-    )
-    .expect("first laptop");
+    join_as(&edge, &token(&edge).to_text(), "laptop", NOW).expect("first laptop");
     let second = token(&edge);
-    let error = edge
-        .join(
-            &second.to_text(),
-            csr("LAPTOP", vec![], None).as_bytes(),
-            NOW,
-        )
-        .expect_err("same name");
+    let error = join_as(&edge, &second.to_text(), "LAPTOP", NOW).expect_err("same name");
     assert!(
         matches!(
             error,
@@ -246,12 +231,7 @@ fn a_taken_name_is_refused_before_signing() {
     // Refused before signing: the ledger holds one agent certificate; the token is unused.
     let ledger = std::fs::read_to_string(dir.path().join("agent-ca/ledger.json")).expect("ledger");
     assert_eq!(ledger.matches("CN=laptop").count(), 1, "{ledger}");
-    edge.join(
-        &second.to_text(),
-        csr("desktop", vec![], None).as_bytes(),
-        NOW,
-    )
-    .expect("the token still works");
+    join_as(&edge, &second.to_text(), "desktop", NOW).expect("the token still works");
 }
 
 #[test]
@@ -280,9 +260,7 @@ fn with_agent_cas_no_ca_is_made_and_joining_is_refused() {
     // A token made by this edge before it was given --agent-cas.
     let before = tempfile::tempdir().expect("temporary directory");
     let text = token(&crate::support::edge(before.path())).to_text();
-    let error = edge
-        .join(&text, csr("laptop", vec![], None).as_bytes(), NOW)
-        .expect_err("joining unavailable");
+    let error = join_as(&edge, &text, "laptop", NOW).expect_err("joining unavailable");
     assert!(
         matches!(
             error,

@@ -74,3 +74,19 @@ pub fn identity(common_name: &str, dns_sans: &[&str]) -> ClientIdentity {
     let certificate = params.self_signed(&key).expect("a certificate");
     ClientIdentity::from_chain(&[certificate.der().clone()]).expect("an identity")
 }
+
+/// Asserts that `path` is readable and writable by its owner only (0600).
+pub fn assert_private(path: &Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(path)
+        .unwrap_or_else(|error| panic!("{}: {error}", path.display()))
+        .permissions()
+        .mode();
+    assert_eq!(
+        mode & 0o777,
+        0o600,
+        "{} is {:o}",
+        path.display(),
+        mode & 0o777
+    );
+}

@@ -1,13 +1,12 @@
 //! Join tokens: the text format, strict parsing, and redeeming once.
 
-use std::os::unix::fs::PermissionsExt as _;
 use std::sync::{Arc, Barrier};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use moat_edge::{JoinToken, RedeemError, TokenError, TokenSecret};
 
-use crate::support::{NOW, edge, token};
+use crate::support::{NOW, assert_private, edge, token};
 
 #[test]
 fn a_token_reads_back_as_it_was_made_and_pins_the_agent_ca() {
@@ -307,9 +306,5 @@ fn the_token_file_holds_no_secret_and_is_private() {
         text.contains(&made.secret.sha256_hex()),
         "its hash is: {text}"
     );
-    let mode = std::fs::metadata(&path)
-        .expect("metadata")
-        .permissions()
-        .mode();
-    assert_eq!(mode & 0o777, 0o600, "{}", path.display());
+    assert_private(&path);
 }
