@@ -177,6 +177,16 @@ pub enum TokenError {
         /// The time it was checked at.
         now: u64,
     },
+    /// The CA the edge presented is not the one the token pins.
+    #[error(
+        "the edge presented an agent CA with SHA-256 {presented}, but the join token pins {pinned}; this is not the edge that made the token (or its agent CA was replaced): check the --edge address, or {NEW_TOKEN}"
+    )]
+    PinMismatch {
+        /// The fingerprint the token carries.
+        pinned: String,
+        /// The fingerprint of the CA the edge presented.
+        presented: String,
+    },
     /// The system's random generator failed.
     #[error("cannot make a join token: the system random generator failed")]
     Random,
@@ -199,6 +209,21 @@ impl JoinToken {
             "{TOKEN_PREFIX}{TOKEN_VERSION}.{}",
             URL_SAFE_NO_PAD.encode(json)
         )
+    }
+
+    /// Checks that `ca_certificate_der`, the CA the edge presents (on the agent listener, and with
+    /// the signed certificate), is the one this token pins: what `moat agent join` trusts the
+    /// edge by, instead of trusting whatever it is shown first.
+    pub fn check_pin(&self, ca_certificate_der: &[u8]) -> Result<(), TokenError> {
+        let presented = Fingerprint::of_der(ca_certificate_der);
+        if presented == self.ca_fingerprint {
+            Ok(())
+        } else {
+            Err(TokenError::PinMismatch {
+                pinned: self.ca_fingerprint.to_string(),
+                presented: presented.to_string(),
+            })
+        }
     }
 
     /// Reads a token strictly and refuses one that expired before `now` (Unix seconds).

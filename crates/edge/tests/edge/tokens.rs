@@ -28,6 +28,15 @@ fn a_token_reads_back_as_it_was_made_and_pins_the_agent_ca() {
     assert_eq!(read.secret.sha256_hex(), made.secret.sha256_hex());
     let ca = edge.agent_trust().agent_ca().expect("own CA");
     assert_eq!(read.ca_fingerprint, ca.fingerprint());
+    read.check_pin(ca.authority().certificate_der())
+        .expect("the edge's own CA passes the pin");
+    let other_dir = tempfile::tempdir().expect("temporary directory");
+    let other = crate::support::edge(other_dir.path());
+    let other_ca = other.agent_trust().agent_ca().expect("own CA");
+    let error = read
+        .check_pin(other_ca.authority().certificate_der())
+        .expect_err("another edge's CA");
+    assert!(matches!(error, TokenError::PinMismatch { .. }), "{error:?}");
     assert!(
         !format!("{read:?}").contains(&URL_SAFE_NO_PAD.encode(secret_bytes(&text))),
         "Debug hides the secret"
