@@ -29,5 +29,5 @@ pub use agent_ca::{AgentCa, AgentCaError, AgentName, AgentNameError, AgentTrust}
 pub use grants::{AgentSelector, BindError, Grant, GrantRefusal, GrantStore, Grants, HostnameGlob};
 pub use join::{EdgeState, JoinError, JoinedAgent};
 pub use state_file::StateError;
-pub use token::{JoinToken, TokenError, TokenId, TokenSecret};
+pub use token::{JoinToken, TokenError, TokenExpired, TokenId, TokenSecret};
 pub use tokens::{RedeemError, RedeemedToken, TokenRecord, TokenStore};

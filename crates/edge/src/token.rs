@@ -128,6 +128,19 @@ struct Wire {
     grant: Vec<String>,
 }
 
+/// A token presented after its expiry: the agent learns it from the token's text, the edge from
+/// its own record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("join token {id} expired at {expired_at} (Unix time; it is now {now}); {NEW_TOKEN}")]
+pub struct TokenExpired {
+    /// The token's id.
+    pub id: String,
+    /// When it expired (Unix seconds).
+    pub expired_at: u64,
+    /// When it was presented (Unix seconds).
+    pub now: u64,
+}
+
 /// Why a token's text was refused. No message repeats the token, which holds a secret.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -167,16 +180,9 @@ pub enum TokenError {
         /// What is wrong with it.
         problem: String,
     },
-    /// The token expired.
-    #[error("join token {id} expired at {expired_at} (Unix time; it is now {now}); {NEW_TOKEN}")]
-    Expired {
-        /// The token's id.
-        id: String,
-        /// When it expired (Unix seconds).
-        expired_at: u64,
-        /// The time it was checked at.
-        now: u64,
-    },
+    /// The token expired (by the expiry it carries).
+    #[error(transparent)]
+    Expired(TokenExpired),
     /// The CA the edge presented is not the one the token pins.
     #[error(
         "the edge presented an agent CA with SHA-256 {presented}, but the join token pins {pinned}; this is not the edge that made the token (or its agent CA was replaced): check the --edge address, or {NEW_TOKEN}"
@@ -270,11 +276,11 @@ impl JoinToken {
                 problem: format!("holds {error}"),
             })?;
         if wire.expires <= now {
-            return Err(TokenError::Expired {
+            return Err(TokenError::Expired(TokenExpired {
                 id: id.to_string(),
                 expired_at: wire.expires,
                 now,
-            });
+            }));
         }
         Ok(JoinToken {
             edge: wire.edge,

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::grants::HostnameGlob;
 use crate::state_file::{StateError, StateFile};
-use crate::token::{JoinToken, TokenError, TokenId, TokenSecret, check_edge_address};
+use crate::token::{JoinToken, TokenError, TokenExpired, TokenId, TokenSecret, check_edge_address};
 
 /// How long a token works unless `--ttl` says otherwise.
 pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(24 * 60 * 60);
@@ -86,16 +86,9 @@ pub enum RedeemError {
         /// The id presented.
         id: String,
     },
-    /// The token expired.
-    #[error("join token {id} expired at {expired_at} (Unix time; it is now {now}); {NEW_TOKEN}")]
-    Expired {
-        /// The token's id.
-        id: String,
-        /// When it expired.
-        expired_at: u64,
-        /// When it was presented.
-        now: u64,
-    },
+    /// The token expired (by the edge's record).
+    #[error(transparent)]
+    Expired(TokenExpired),
     /// The token was already redeemed; tokens work once.
     #[error(
         "join token {id} was already used at {used_at} (Unix time); a token works once; {NEW_TOKEN}"
@@ -227,11 +220,11 @@ impl TokenStore {
                 });
             }
             if record.expires_at <= now {
-                return refuse(RedeemError::Expired {
+                return refuse(RedeemError::Expired(TokenExpired {
                     id: id.to_string(),
                     expired_at: record.expires_at,
                     now,
-                });
+                }));
             }
             let redeemed = RedeemedToken {
                 id: id.clone(),

@@ -154,7 +154,7 @@ fn each_malformed_token_is_its_own_error() {
         (
             "expired",
             set("expires", (NOW - 1).into()),
-            |e| matches!(e, TokenError::Expired { expired_at, now, .. } if *expired_at == NOW - 1 && *now == NOW),
+            |e| matches!(e, TokenError::Expired(expired) if expired.expired_at == NOW - 1 && expired.now == NOW),
         ),
     ];
     let secret = URL_SAFE_NO_PAD.encode(secret_bytes(&good));
@@ -195,7 +195,7 @@ fn a_token_is_redeemed_once_and_refusals_say_why() {
         .redeem(&made.id, &made.secret, NOW + 3600)
         .expect_err("expired");
     assert!(
-        matches!(error, RedeemError::Expired { expired_at, .. } if expired_at == NOW + 3600),
+        matches!(&error, RedeemError::Expired(expired) if expired.expired_at == NOW + 3600),
         "{error:?}"
     );
 
