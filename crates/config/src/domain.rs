@@ -14,3 +14,20 @@ pub fn domain_serves(domain: &str, name: &str) -> bool {
         _ => false,
     }
 }
+
+/// True for a domain as SNI carries it and an endpoint (or an edge grant) names it: dot-separated
+/// labels of 1-63 letters, digits and `-` (not first or last), 253 at most, optionally `*.` first.
+pub fn valid_domain(domain: &str) -> bool {
+    let domain = domain.strip_prefix("*.").unwrap_or(domain);
+    !domain.is_empty()
+        && domain.len() <= 253
+        && domain.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}

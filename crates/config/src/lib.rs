@@ -77,7 +77,7 @@ mod spec;
 mod upstream;
 mod validate;
 
-pub use domain::domain_serves;
+pub use domain::{domain_serves, valid_domain};
 pub use duration::parse_duration;
 pub use error::{ConfigError, FieldError};
 pub use model::{

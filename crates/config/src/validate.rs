@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use crate::domain::valid_domain;
 use crate::duration::parse_duration;
 use crate::error::{ConfigError, FieldError};
 use crate::model::{
@@ -433,20 +434,4 @@ fn valid_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-}
-
-/// A DNS name as SNI carries it: dot-separated labels of letters, digits, `-` (and `*` first).
-fn valid_domain(domain: &str) -> bool {
-    let domain = domain.strip_prefix("*.").unwrap_or(domain);
-    !domain.is_empty()
-        && domain.len() <= 253
-        && domain.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        })
 }

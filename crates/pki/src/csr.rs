@@ -86,6 +86,18 @@ impl CertificateRequest {
         &self.subject_text
     }
 
+    /// The common name the requester asked for, when the subject has one that is text.
+    pub fn common_name(&self) -> Option<String> {
+        self.subject
+            .get(&DnType::CommonName)
+            .and_then(|value| match value {
+                DnValue::Utf8String(text) => Some(text.clone()),
+                DnValue::PrintableString(text) => Some(text.as_str().to_owned()),
+                DnValue::Ia5String(text) => Some(text.as_str().to_owned()),
+                _ => None,
+            })
+    }
+
     /// The SANs the requester asked for.
     pub fn subject_alt_names(&self) -> &[SubjectAltName] {
         &self.subject_alt_names

@@ -1,7 +1,9 @@
 //! Writing outputs so that a crash or an error never leaves a half-written or world-readable file.
 
+use std::fs::{File, TryLockError};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use crate::PkiError;
 
@@ -100,6 +102,42 @@ pub fn write_set(files: &[PlannedFile], overwrite: bool) -> Result<(), PkiError>
         written.push(&file.path);
     }
     Ok(())
+}
+
+/// How often a process waiting for a lock file tries it again.
+const LOCK_RETRY: Duration = Duration::from_millis(20);
+
+/// Why [`lock_exclusive`] returned without the lock; each caller names its own file and fix.
+#[derive(Debug)]
+pub enum LockFailure {
+    /// The lock file could not be created, opened or locked.
+    Io(std::io::Error),
+    /// Another holder kept the lock for the whole wait.
+    StillHeld,
+}
+
+/// Takes an exclusive advisory lock (flock) on `path`, creating the file if needed and waiting up
+/// to `wait` for another holder. The lock lasts as long as the returned file is open and dies with
+/// the process, so a killed command never leaves it held. Lock a file that stays put (never one
+/// that is replaced by a rename), so every process locks the same file.
+pub fn lock_exclusive(path: &Path, wait: Duration) -> Result<File, LockFailure> {
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(LockFailure::Io)?;
+    let started = Instant::now();
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(TryLockError::WouldBlock) if started.elapsed() < wait => {
+                std::thread::sleep(LOCK_RETRY);
+            }
+            Err(TryLockError::WouldBlock) => return Err(LockFailure::StillHeld),
+            Err(TryLockError::Error(source)) => return Err(LockFailure::Io(source)),
+        }
+    }
 }
 
 /// Reads a whole file, naming it in the error.

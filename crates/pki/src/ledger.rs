@@ -1,12 +1,15 @@
 //! The CA's ledger: every serial it issued, which of them are revoked and why, and the last CRL number.
 
-use std::fs::{File, TryLockError};
+use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+#[cfg(test)]
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
 use crate::PkiError;
+use crate::files::LockFailure;
 use crate::serial::Serial;
 
 /// File name of the ledger inside a CA directory.
@@ -17,8 +20,6 @@ pub const LOCK_FILE: &str = "ledger.lock";
 /// How long a command waits for another one to finish its ledger change before giving up.
 /// Issuing an RSA-4096 key, the slowest change, takes a few seconds; 30 s leaves room for a queue.
 pub const LOCK_WAIT: Duration = Duration::from_secs(30);
-/// How often a waiting command tries the lock again.
-const LOCK_RETRY: Duration = Duration::from_millis(20);
 
 /// Why a certificate was revoked (RFC 5280 5.3.1), with the names `--reason` accepts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -206,24 +207,10 @@ impl LedgerLock {
             path: path.clone(),
             source,
         };
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(lock_error)?;
-        let started = Instant::now();
-        loop {
-            match file.try_lock() {
-                Ok(()) => return Ok(LedgerLock { _file: file }),
-                Err(TryLockError::WouldBlock) if started.elapsed() < wait => {
-                    std::thread::sleep(LOCK_RETRY);
-                }
-                Err(TryLockError::WouldBlock) => {
-                    return Err(PkiError::LedgerLocked { path, waited: wait });
-                }
-                Err(TryLockError::Error(source)) => return Err(lock_error(source)),
-            }
+        match crate::files::lock_exclusive(&path, wait) {
+            Ok(file) => Ok(LedgerLock { _file: file }),
+            Err(LockFailure::StillHeld) => Err(PkiError::LedgerLocked { path, waited: wait }),
+            Err(LockFailure::Io(source)) => Err(lock_error(source)),
         }
     }
 }

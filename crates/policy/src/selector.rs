@@ -4,7 +4,7 @@ use std::fmt;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use moat_trust::SubjectAltName;
+use moat_trust::{CaCertificate, ClientIdentity, SubjectAltName};
 
 use crate::pattern::TextPattern;
 use crate::request::{Client, Request};
@@ -151,7 +151,17 @@ impl Selector {
         let Some(client) = client else {
             return false;
         };
-        let identity = client.identity;
+        self.matches_certificate(client.identity, client.ca)
+    }
+
+    /// True when the verified certificate `identity` (chaining to `ca`, when known) satisfies
+    /// this selector; false for `source_ip`, which tests the connection. For callers that judge
+    /// a certificate outside a request, such as the edge choosing an agent's grants.
+    pub fn matches_certificate(
+        &self,
+        identity: &ClientIdentity,
+        ca: Option<&CaCertificate>,
+    ) -> bool {
         let sans = identity.sans.iter();
         match self {
             Selector::CommonName(pattern) => identity
@@ -186,7 +196,7 @@ impl Selector {
                 .any(|ou| pattern.matches(ou)),
             Selector::Issuer(issuer) => {
                 identity.issuer == *issuer
-                    || client.ca.is_some_and(|ca| {
+                    || ca.is_some_and(|ca| {
                         ca.subject() == issuer
                             || ca
                                 .source()

@@ -11,7 +11,7 @@ use super::options::{CsrSigning, LeafRequest};
 use crate::PkiError;
 use crate::csr::CertificateRequest;
 use crate::keys;
-use crate::names::SubjectAltName;
+use crate::names::{SubjectAltName, SubjectName};
 use crate::profile::Profile;
 use crate::serial::Serial;
 
@@ -50,21 +50,47 @@ impl CertificateAuthority {
         request: &CertificateRequest,
         signing: &CsrSigning,
     ) -> Result<IssuedCertificate, PkiError> {
-        let common_name = request
-            .subject
-            .get(&rcgen::DnType::CommonName)
-            .and_then(|value| match value {
-                rcgen::DnValue::Utf8String(text) => Some(text.clone()),
-                rcgen::DnValue::PrintableString(text) => Some(text.as_str().to_owned()),
-                rcgen::DnValue::Ia5String(text) => Some(text.as_str().to_owned()),
-                _ => None,
-            })
-            .unwrap_or_default();
-        let subject_alt_names =
-            with_default_san(&common_name, &request.subject_alt_names, &signing.profile)?;
+        let common_name = request.common_name().unwrap_or_default();
+        self.sign_request(
+            request,
+            request.subject.clone(),
+            &common_name,
+            &request.subject_alt_names,
+            signing,
+        )
+    }
+
+    /// Signs the public key of a verified CSR under a subject this CA chooses, leaving out the
+    /// subject and SANs the CSR asks for, and records it in the ledger (when this CA has one).
+    /// For a CA that assigns identities itself (the edge's agent CA): a requester cannot add a
+    /// name that a grant or an access rule would match.
+    pub fn sign_csr_as(
+        &self,
+        request: &CertificateRequest,
+        subject: &SubjectName,
+        signing: &CsrSigning,
+    ) -> Result<IssuedCertificate, PkiError> {
+        self.sign_request(
+            request,
+            subject.to_distinguished_name()?,
+            &subject.common_name,
+            &[],
+            signing,
+        )
+    }
+
+    fn sign_request(
+        &self,
+        request: &CertificateRequest,
+        subject: rcgen::DistinguishedName,
+        common_name: &str,
+        subject_alt_names: &[SubjectAltName],
+        signing: &CsrSigning,
+    ) -> Result<IssuedCertificate, PkiError> {
+        let subject_alt_names = with_default_san(common_name, subject_alt_names, &signing.profile)?;
         let validity = self.validity(signing.validity, &signing.profile)?;
         let issued = self.sign(
-            request.subject.clone(),
+            subject,
             &subject_alt_names,
             &signing.profile,
             validity,
