@@ -477,3 +477,92 @@ async fn handed_in_connections_take_the_sockets_permits_and_are_drained_at_shutd
     })
     .await;
 }
+
+/// The whole terminate-at-agent path below the edge and agent commands: a public client's raw
+/// TLS bytes cross a tunnel session (edge → agent) and the agent hands the stream to its
+/// gateway with the client address from the stream header. The gateway judges the client as if
+/// it had connected directly: alice is served with her identity and address, a client without
+/// a certificate gets the `certificate_required` alert through the tunnel.
+#[tokio::test]
+async fn a_client_relayed_through_a_tunnel_session_is_judged_by_the_agents_gateway() {
+    use moat_tunnel::{AgentSession, EdgeSession, SessionSettings, StreamHeader};
+
+    within_bound(async {
+        let files = Files::new();
+        let (upstream, mut heads) = upstream().await;
+        let toml = http_endpoint("app", "app.test", "127.0.0.1:0", upstream);
+        let running = Running::start(&files, &toml).await;
+
+        // The agent dials the edge over loopback TCP; the tunnel runs over that connection.
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("edge listener");
+        let edge_addr = listener.local_addr().expect("edge address");
+        let (accepted, dialled) =
+            tokio::join!(listener.accept(), tokio::net::TcpStream::connect(edge_addr));
+        let settings = SessionSettings::default();
+        let (edge, agent) = tokio::join!(
+            EdgeSession::handshake(accepted.expect("accepted").0, &settings),
+            AgentSession::handshake(dialled.expect("dialled"), &settings)
+        );
+        let (edge, mut agent) = (edge.expect("edge session"), agent.expect("agent session"));
+
+        // The agent: every stream goes to the gateway, from the client the header names.
+        let entrance = running.entrance.clone();
+        tokio::spawn(async move {
+            while let Some((header, stream)) = agent.accept().await {
+                if entrance.hand_in(stream, header.client_addr).await.is_err() {
+                    return;
+                }
+            }
+        });
+        // The edge: relays one public client's bytes, untouched, over a new stream.
+        let relay = |client_end: tokio::io::DuplexStream| {
+            let header = StreamHeader {
+                endpoint: "app.test".to_owned(),
+                client_addr: PEER.parse().expect("peer"),
+                server_addr: "192.0.2.1:443".parse().expect("public address"),
+                sni: Some("app.test".to_owned()),
+                terminated_at_edge: false,
+                client_identity: None,
+            };
+            let opener = edge.opener();
+            tokio::spawn(async move {
+                let mut public = client_end;
+                let mut tunnel = opener.open_stream(&header).await.expect("a tunnel stream");
+                let _ = tokio::io::copy_bidirectional(&mut public, &mut tunnel).await;
+            });
+        };
+
+        let (client, public) = tokio::io::duplex(64 * 1024);
+        relay(public);
+        let response = get(&files.client(true), "app.test", client).await;
+        let response = response.expect("a response through the tunnel");
+        assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
+        let head = heads
+            .recv()
+            .await
+            .expect("the request reached the upstream");
+        let head = head.to_ascii_lowercase();
+        assert!(head.contains("moat-client-subject: cn=alice"), "{head}");
+        assert!(head.contains("x-forwarded-for: 203.0.113.7\r\n"), "{head}");
+
+        let (client, public) = tokio::io::duplex(64 * 1024);
+        relay(public);
+        let refused = get(&files.client(false), "app.test", client).await;
+        assert_eq!(
+            refused,
+            Err(rustls::Error::AlertReceived(
+                AlertDescription::CertificateRequired
+            ))
+        );
+
+        let audit = running.stop().await;
+        let refusals = events_with(&audit, "reason", "no_certificate");
+        assert_eq!(refusals.len(), 1, "{audit:?}");
+        for line in &audit {
+            assert!(line.contains("\"peer\":\"203.0.113.7:5555\""), "{line}");
+        }
+    })
+    .await;
+}
