@@ -258,6 +258,28 @@ fn events_with<'a>(audit: &'a [String], name: &str, value: &str) -> Vec<&'a str>
         .collect()
 }
 
+/// Checks that `response` is the upstream's 200 and that the request's head, the next one
+/// `heads` received, carried alice's identity and the entrance's client address.
+async fn assert_served_as_alice(
+    response: Result<String, rustls::Error>,
+    heads: &mut mpsc::UnboundedReceiver<String>,
+) {
+    let response = response.expect("a response");
+    assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
+    let head = heads
+        .recv()
+        .await
+        .expect("the request reached the upstream");
+    let head = head.to_ascii_lowercase();
+    assert!(head.contains("moat-client-subject: cn=alice"), "{head}");
+    assert!(head.contains("x-forwarded-for: 203.0.113.7\r\n"), "{head}");
+}
+
+/// Checks that the client's handshake ended with the server's `alert`.
+fn assert_alert(outcome: Result<String, rustls::Error>, alert: AlertDescription) {
+    assert_eq!(outcome, Err(rustls::Error::AlertReceived(alert)));
+}
+
 /// One http endpoint for `domain` on `listen`, asking for certificates of the test CA.
 fn http_endpoint(name: &str, domain: &str, listen: &str, upstream: SocketAddr) -> String {
     format!(
@@ -277,15 +299,7 @@ async fn a_handed_in_client_is_served_with_its_identity_and_the_given_address() 
 
         let stream = running.connect_from(PEER).await;
         let response = get(&files.client(true), "app.test", stream).await;
-        let response = response.expect("a response");
-        assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
-        let head = heads
-            .recv()
-            .await
-            .expect("the request reached the upstream");
-        let head = head.to_ascii_lowercase();
-        assert!(head.contains("moat-client-subject: cn=alice"), "{head}");
-        assert!(head.contains("x-forwarded-for: 203.0.113.7\r\n"), "{head}");
+        assert_served_as_alice(response, &mut heads).await;
 
         let entrance = running.entrance.clone();
         let audit = running.stop().await;
@@ -325,20 +339,10 @@ async fn a_handed_in_client_is_refused_with_the_sockets_alerts() {
 
         let stream = running.connect_from(PEER).await;
         let without_certificate = get(&files.client(false), "app.test", stream).await;
-        assert_eq!(
-            without_certificate,
-            Err(rustls::Error::AlertReceived(
-                AlertDescription::CertificateRequired
-            ))
-        );
+        assert_alert(without_certificate, AlertDescription::CertificateRequired);
         let stream = running.connect_from(PEER).await;
         let unknown_name = get(&files.client(true), "unknown.test", stream).await;
-        assert_eq!(
-            unknown_name,
-            Err(rustls::Error::AlertReceived(
-                AlertDescription::UnrecognisedName
-            ))
-        );
+        assert_alert(unknown_name, AlertDescription::UnrecognisedName);
 
         let audit = running.stop().await;
         let refusals = events_with(&audit, "event", "tls_handshake");
@@ -407,10 +411,7 @@ async fn a_tls_endpoints_rule_and_proxy_header_see_the_address_handed_in() {
 
         let elsewhere = "198.51.100.9:5555";
         let denied = get(&alice, "app.test", running.connect_from(elsewhere).await).await;
-        assert_eq!(
-            denied,
-            Err(rustls::Error::AlertReceived(AlertDescription::AccessDenied))
-        );
+        assert_alert(denied, AlertDescription::AccessDenied);
         let audit = running.stop().await;
         let refused = events_with(&audit, "reason", "policy_denied");
         assert_eq!(refused.len(), 1, "{audit:?}");
@@ -537,25 +538,12 @@ async fn a_client_relayed_through_a_tunnel_session_is_judged_by_the_agents_gatew
         let (client, public) = tokio::io::duplex(64 * 1024);
         relay(public);
         let response = get(&files.client(true), "app.test", client).await;
-        let response = response.expect("a response through the tunnel");
-        assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
-        let head = heads
-            .recv()
-            .await
-            .expect("the request reached the upstream");
-        let head = head.to_ascii_lowercase();
-        assert!(head.contains("moat-client-subject: cn=alice"), "{head}");
-        assert!(head.contains("x-forwarded-for: 203.0.113.7\r\n"), "{head}");
+        assert_served_as_alice(response, &mut heads).await;
 
         let (client, public) = tokio::io::duplex(64 * 1024);
         relay(public);
         let refused = get(&files.client(false), "app.test", client).await;
-        assert_eq!(
-            refused,
-            Err(rustls::Error::AlertReceived(
-                AlertDescription::CertificateRequired
-            ))
-        );
+        assert_alert(refused, AlertDescription::CertificateRequired);
 
         let audit = running.stop().await;
         let refusals = events_with(&audit, "reason", "no_certificate");
