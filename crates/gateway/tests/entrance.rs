@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use moat_config::Config;
-use moat_gateway::{Entrance, EntranceClosed, Gateway, GatewayOptions};
+use moat_gateway::{Entrance, EntranceClosed, Gateway, GatewayError, GatewayOptions};
 use moat_telemetry::Telemetry;
 use moat_telemetry::audit::{AuditLog, AuditTarget};
 use rcgen::{
@@ -120,6 +120,28 @@ struct Running {
 impl Running {
     /// Binds the endpoints of `toml` (read in `files`' directory) and serves them.
     async fn start(files: &Files, toml: &str) -> Running {
+        Running::try_start(files, toml).await.expect("bind")
+    }
+
+    /// Like [`Running::start`] for endpoints on one fixed shared port, made by `toml_for(port)`:
+    /// a port found free may be taken by another process before the gateway binds it, so a new
+    /// one is tried then (up to 10 times) instead of failing the test.
+    async fn start_on_shared_port(files: &Files, toml_for: impl Fn(u16) -> String) -> Running {
+        for _ in 0..10 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|socket| socket.local_addr())
+                .expect("a free port")
+                .port();
+            match Running::try_start(files, &toml_for(port)).await {
+                Ok(running) => return running,
+                Err(GatewayError::Bind { .. }) => continue,
+                Err(error) => panic!("bind: {error}"),
+            }
+        }
+        panic!("no free port stayed free for 10 tries");
+    }
+
+    async fn try_start(files: &Files, toml: &str) -> Result<Running, GatewayError> {
         let config = Config::from_toml_str(toml, "moat.toml", files.path()).expect("config");
         let audit_file = files.path().join("audit.jsonl");
         let audit = AuditLog::open(&AuditTarget::File(audit_file.clone())).expect("audit log");
@@ -127,7 +149,7 @@ impl Running {
             moat_home: files.path().join("home"),
             telemetry: Telemetry::new(Some(audit.clone())),
         };
-        let gateway = Gateway::bind(&config, &options).await.expect("bind");
+        let gateway = Gateway::bind(&config, &options).await?;
         let local_addr = gateway.endpoints()[0].local_addr;
         let entrance = gateway.entrance(local_addr).expect("an entrance");
         assert_eq!(entrance.local_addr(), local_addr);
@@ -138,13 +160,13 @@ impl Running {
             };
             gateway.serve(shutdown).await.expect("serve");
         });
-        Running {
+        Ok(Running {
             entrance,
             audit,
             audit_file,
             stop: Some(stop),
             serving,
-        }
+        })
     }
 
     /// Hands a fresh in-memory connection from `peer` in, and returns the client's end.
@@ -325,17 +347,15 @@ async fn a_handed_in_client_is_refused_with_the_sockets_alerts() {
         let files = Files::new();
         let (upstream, _heads) = upstream().await;
         // A fixed address shared by two endpoints, so that the SNI must name one of them.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|socket| socket.local_addr())
-            .expect("a free port")
-            .port();
-        let listen = format!("127.0.0.1:{port}");
-        let toml = [
-            http_endpoint("app", "app.test", &listen, upstream),
-            http_endpoint("other", "other.test", &listen, upstream),
-        ]
-        .concat();
-        let running = Running::start(&files, &toml).await;
+        let running = Running::start_on_shared_port(&files, |port| {
+            let listen = format!("127.0.0.1:{port}");
+            [
+                http_endpoint("app", "app.test", &listen, upstream),
+                http_endpoint("other", "other.test", &listen, upstream),
+            ]
+            .concat()
+        })
+        .await;
 
         let stream = running.connect_from(PEER).await;
         let without_certificate = get(&files.client(false), "app.test", stream).await;
