@@ -48,9 +48,18 @@
 //! - **Shutdown**: [`AgentSession::shutdown`] (or dropping its acceptor) sends GOAWAY; open
 //!   streams run to their end, then both sides close and the session ends `Ok`. The agent's
 //!   socket lingers 2 s so that the edge's own closing frames do not meet a TCP reset.
+//! - **Flow control is per stream only**, in both directions and on both sides. Unread bytes
+//!   count against the connection window too, so a connection window smaller than the
+//!   streams' windows together lets stalled readers stop every stream: a 16 MiB one did with
+//!   64 stalled streams of 256 KiB. Each side therefore advertises HTTP/2's largest
+//!   connection window (2^31 − 1 bytes) and keeps `stream_window × (streams + 1)` within it
+//!   (lowering the stream window if need be), so a reader that stops holds its own stream's
+//!   window and nothing else. The memory bound is per stream: at most one stream window of
+//!   unread bytes per open stream: 192 KiB × 10,001 ≈ 1.83 GiB per session and side, reached
+//!   only when every one of 10,000 streams' readers has stalled.
 //! - **Limits** ([`SessionSettings`]): 10,000 concurrent data streams (the control stream
-//!   is extra), 256 KiB stream window, 16 MiB connection window — the most a session buffers
-//!   on its receiving side, whatever the stream count.
+//!   is extra) and a 192 KiB stream window, the largest multiple of 64 KiB at which the
+//!   windows of 10,001 streams fit in one connection window.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

@@ -132,8 +132,9 @@ where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let connection = server::Builder::new()
-        .initial_window_size(settings.stream_window)
-        .initial_connection_window_size(settings.connection_window)
+        // Per-stream flow control only: see `SessionSettings::connection_window`.
+        .initial_window_size(settings.effective_stream_window())
+        .initial_connection_window_size(settings.connection_window())
         // The control stream does not count against the data streams' cap.
         .max_concurrent_streams(settings.max_concurrent_streams.saturating_add(1))
         .max_header_list_size(MAX_HEADER_LIST)

@@ -116,8 +116,9 @@ where
 {
     let (send, connection) = client::Builder::new()
         .enable_push(false)
-        .initial_window_size(settings.stream_window)
-        .initial_connection_window_size(settings.connection_window)
+        // Per-stream flow control only: see `SessionSettings::connection_window`.
+        .initial_window_size(settings.effective_stream_window())
+        .initial_connection_window_size(settings.connection_window())
         // Until the agent's SETTINGS arrive, assume its cap is ours (+1 for control).
         .initial_max_send_streams(settings.max_concurrent_streams as usize + 1)
         .handshake::<_, Bytes>(io)
