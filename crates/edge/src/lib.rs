@@ -1,7 +1,8 @@
 //! The edge's trust in agents: its agent CA, one-time join tokens, and grants of hostnames to agents.
 //!
 //! Library only; the `moat edge` listener and the `moat edge token` / `moat agent join` commands
-//! call it. [`EdgeState`] opens an edge's state directory (`$MOAT_HOME/edge`):
+//! call it. [`link`] carries it over the network: the agent listener's TLS, the join exchange,
+//! and the agent's credentials and tunnel dial. [`EdgeState`] opens an edge's state directory (`$MOAT_HOME/edge`):
 //!
 //! ```text
 //! agent-ca/        the agent CA (ca.crt, ca.key 0600, ledger.json): made on first start unless --agent-cas
@@ -21,6 +22,7 @@
 pub mod agent_ca;
 pub mod grants;
 pub mod join;
+pub mod link;
 pub mod state_file;
 pub mod token;
 pub mod tokens;
@@ -28,6 +30,10 @@ pub mod tokens;
 pub use agent_ca::{AgentCa, AgentCaError, AgentName, AgentNameError, AgentTrust};
 pub use grants::{AgentSelector, BindError, Grant, GrantRefusal, GrantStore, Grants, HostnameGlob};
 pub use join::{EdgeState, JoinError, JoinedAgent};
+pub use link::{
+    AgentCredentials, AgentInfo, AgentListenerTls, Arrival, JOIN_ALPN, JoinAnswer, JoinRequest,
+    LinkError, accept, dial, join, serve_join,
+};
 pub use state_file::StateError;
 pub use token::{JoinToken, TokenError, TokenExpired, TokenId, TokenSecret};
 pub use tokens::{RedeemError, RedeemedToken, TokenRecord, TokenStore};

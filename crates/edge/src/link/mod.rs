@@ -1,0 +1,47 @@
+//! The agent link: the edge's agent listener TLS, the join exchange, and the agent's credentials and dial.
+//!
+//! ```text
+//! agent                                        edge (agent listener, AgentListenerTls)
+//! join(token) ── TLS 1.3, ALPN moat-join/1 ──> accept() -> Arrival::Join -> serve_join()
+//!   trusts only the CA the token pins           JoinRequest {token, csr_pem}
+//!   <───────── JoinAnswer::Joined {certificate, CA, name, grant} | Refused {message}
+//!   writes AgentCredentials ($MOAT_HOME/agent)
+//! dial(credentials) ── TLS 1.3, client cert, ──> accept() -> Arrival::Tunnel {agent identity}
+//!                      ALPN moat-tunnel/1          (certificate verified against the agents' CAs)
+//! ```
+//!
+//! The listener's certificate always comes from the edge's own agent CA, whose SHA-256 join
+//! tokens carry: a joining agent has no other way to know the edge, and trusts nothing on first use.
+
+mod address;
+mod arrival;
+mod connect;
+mod credentials;
+mod dial;
+mod error;
+mod join_client;
+mod join_server;
+mod join_wire;
+mod listener_tls;
+mod pin;
+
+use std::sync::Arc;
+
+pub use arrival::{Arrival, accept};
+pub use credentials::{
+    AGENT_CERT_FILE, AGENT_INFO_FILE, AGENT_KEY_FILE, AgentCredentials, AgentInfo, EDGE_CA_FILE,
+};
+pub use dial::dial;
+pub use error::LinkError;
+pub use join_client::{JOIN_ANSWER_TIMEOUT, JOIN_CONNECT_TIMEOUT, join};
+pub use join_server::{JOIN_REQUEST_TIMEOUT, serve_join};
+pub use join_wire::{JOIN_ALPN, JoinAnswer, JoinRequest, MAX_JOIN_MESSAGE};
+pub use listener_tls::{
+    AGENT_LISTENER_DIR, AgentListenerTls, LISTENER_CERT_FILE, LISTENER_KEY_FILE, LOOPBACK_NAMES,
+    RENEW_BEFORE_SECS,
+};
+
+/// Both sides' crypto: aws-lc-rs, as the gateway and moat-trust use, so they agree on algorithms.
+pub(crate) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
