@@ -141,6 +141,9 @@ fn wanted_names(names: &[String]) -> Result<BTreeSet<ListenerName>, LinkError> {
             Err(_) => match format!("dns:{bare}").parse::<SubjectAltName>() {
                 Ok(SubjectAltName::Dns(dns)) => ListenerName::Dns(dns),
                 Ok(other) => return Err(bad(format!("reads as {other}"))),
+                Err(moat_pki::PkiError::BadSubjectAltName { reason, .. }) => {
+                    return Err(bad(reason));
+                }
                 Err(error) => return Err(bad(error.to_string())),
             },
         };
