@@ -49,6 +49,7 @@ impl AgentListenerTls {
     /// certificates optional (joining agents have none yet) but verified against the agents'
     /// CAs whenever one is presented. The certificate is issued again when the names change,
     /// the agent CA changed, or it is within [`RENEW_BEFORE_SECS`] of expiring.
+    /// Blocking (file locks, key generation): call it before serving, or from `spawn_blocking`.
     pub fn open(state: &EdgeState, names: &[String]) -> Result<AgentListenerTls, LinkError> {
         let wanted = wanted_names(names)?;
         let owned_ca;
