@@ -6,7 +6,10 @@
 //!
 //! ```text
 //! agent-ca/        the agent CA (ca.crt, ca.key 0600, ledger.json): made on first start unless --agent-cas
+//!                  (the agent listener makes it even then: its certificate comes from this CA)
 //! agent-ca.lock    taken while the CA is opened or made
+//! agent-listener/  the agent listener's certificate (listener.crt: leaf + agent CA; listener.key 0600)
+//! agent-listener.lock  taken while that certificate is checked or issued
 //! tokens.json      join tokens: id, SHA-256 of the secret, expiry, grant, used_at (0600)
 //! tokens.lock      taken for every change of tokens.json
 //! grants.json      grants bound to joined agents: agent CN -> hostname globs (0600)

@@ -7,6 +7,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
+use super::error::Side;
 use super::{JOIN_ALPN, LinkError};
 
 /// What arrived on the agent listener.
@@ -50,10 +51,7 @@ pub async fn accept(
             peer: peer.to_string(),
             after: handshake_timeout,
         })?
-        .map_err(|source| LinkError::Handshake {
-            peer: peer.to_string(),
-            source,
-        })?;
+        .map_err(|source| LinkError::handshake(peer.to_string(), source, Side::Edge))?;
     let connection = stream.get_ref().1;
     match connection.alpn_protocol() {
         Some(alpn) if alpn == moat_tunnel::ALPN => {

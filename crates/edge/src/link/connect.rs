@@ -9,6 +9,7 @@ use tokio_rustls::client::TlsStream;
 
 use super::LinkError;
 use super::address::EdgeAddress;
+use super::error::Side;
 
 /// Connects to `address` and runs the TLS handshake with `config`, all within `timeout`.
 /// A failed handshake is [`LinkError::Handshake`] carrying rustls's error.
@@ -32,9 +33,8 @@ pub(crate) async fn connect_tls(
         TlsConnector::from(config)
             .connect(address.server_name(), tcp)
             .await
-            .map_err(|source| LinkError::Handshake {
-                peer: address.as_str().to_owned(),
-                source,
+            .map_err(|source| {
+                LinkError::handshake(address.as_str().to_owned(), source, Side::Agent)
             })
     };
     tokio::time::timeout(timeout, attempt)

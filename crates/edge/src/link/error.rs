@@ -86,12 +86,14 @@ pub enum LinkError {
         after: Duration,
     },
     /// The TLS handshake failed (certificate refused, alert received, connection closed).
-    #[error("TLS handshake with {peer} failed: {source}")]
+    #[error("TLS handshake with {peer} failed: {source}{hint}")]
     Handshake {
         /// The edge address, or the agent's socket address.
         peer: String,
         /// rustls's or the socket's error.
         source: std::io::Error,
+        /// What the cause usually means and what to do, starting with "; " (empty when unknown).
+        hint: &'static str,
     },
     /// The edge's certificate chain does not hold the agent CA the join token pins.
     #[error(
@@ -189,4 +191,66 @@ pub enum LinkError {
         /// What is wrong.
         problem: String,
     },
+}
+
+/// Which end of the agent link saw a handshake fail: the same rustls error calls for a
+/// different fix on each side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Side {
+    /// The edge, judging an agent.
+    Edge,
+    /// An agent, judging the edge.
+    Agent,
+}
+
+impl LinkError {
+    /// A failed handshake, with the fix its cause usually calls for.
+    pub(crate) fn handshake(peer: String, source: std::io::Error, side: Side) -> LinkError {
+        let hint = handshake_hint(&source, side);
+        LinkError::Handshake { peer, source, hint }
+    }
+}
+
+fn handshake_hint(source: &std::io::Error, side: Side) -> &'static str {
+    use rustls::{AlertDescription as Alert, CertificateError as Cert, Error};
+    let Some(error) = source
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<Error>())
+    else {
+        return "";
+    };
+    match (side, error) {
+        (Side::Edge, Error::InvalidCertificate(Cert::UnknownIssuer | Cert::BadSignature)) => {
+            "; the agent's certificate is not from a CA the edge trusts for agents: the agent must join this edge, or get a certificate from one of its agent CAs"
+        }
+        (Side::Edge, Error::InvalidCertificate(Cert::Expired | Cert::ExpiredContext { .. })) => {
+            "; the agent's certificate expired: the agent must join the edge again"
+        }
+        (Side::Edge, Error::AlertReceived(_)) => {
+            "; the agent refused the edge's certificate: a joining agent's token pins another edge's agent CA, or a dialing agent's edge CA is not this edge's"
+        }
+        (Side::Edge, Error::PeerIncompatible(_) | Error::NoApplicationProtocol) => {
+            "; the client does not speak TLS 1.3 with ALPN moat-tunnel/1 or moat-join/1: only moat agents connect here"
+        }
+        (
+            Side::Agent,
+            Error::InvalidCertificate(Cert::NotValidForName | Cert::NotValidForNameContext { .. }),
+        ) => {
+            "; the edge's certificate does not carry this host: dial the edge by a name or address its operator gave the agent listener"
+        }
+        (Side::Agent, Error::InvalidCertificate(Cert::UnknownIssuer | Cert::BadSignature)) => {
+            "; the edge's certificate is not from the agent CA this agent trusts: the edge's agent CA was replaced, or this is another edge; join again with a new token"
+        }
+        (Side::Agent, Error::InvalidCertificate(Cert::Expired | Cert::ExpiredContext { .. })) => {
+            "; the edge's listener certificate expired: the edge renews it when it starts, so its operator should restart it"
+        }
+        (Side::Agent, Error::AlertReceived(Alert::NoApplicationProtocol))
+        | (Side::Agent, Error::PeerIncompatible(_)) => {
+            "; the address is not a moat edge's agent listener, or the edge runs an incompatible version"
+        }
+        (Side::Agent, Error::AlertReceived(_)) => {
+            "; the edge refused this agent's certificate: join the edge again"
+        }
+        _ => "",
+    }
 }

@@ -49,6 +49,7 @@ impl AgentListenerTls {
     /// certificates optional (joining agents have none yet) but verified against the agents'
     /// CAs whenever one is presented. The certificate is issued again when the names change,
     /// the agent CA changed, or it is within [`RENEW_BEFORE_SECS`] of expiring.
+    /// Blocking (file locks, key generation): call it before serving, or from `spawn_blocking`.
     pub fn open(state: &EdgeState, names: &[String]) -> Result<AgentListenerTls, LinkError> {
         let wanted = wanted_names(names)?;
         let owned_ca;
@@ -141,6 +142,9 @@ fn wanted_names(names: &[String]) -> Result<BTreeSet<ListenerName>, LinkError> {
             Err(_) => match format!("dns:{bare}").parse::<SubjectAltName>() {
                 Ok(SubjectAltName::Dns(dns)) => ListenerName::Dns(dns),
                 Ok(other) => return Err(bad(format!("reads as {other}"))),
+                Err(moat_pki::PkiError::BadSubjectAltName { reason, .. }) => {
+                    return Err(bad(reason));
+                }
                 Err(error) => return Err(bad(error.to_string())),
             },
         };

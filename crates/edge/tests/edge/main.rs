@@ -2,5 +2,6 @@
 
 mod grants;
 mod join;
+mod link;
 mod support;
 mod tokens;
