@@ -28,6 +28,11 @@ enum Command {
     Tls(commands::serve::TlsArgs),
     /// Run the endpoints of a moat.toml configuration file.
     Start(commands::serve::StartArgs),
+    /// Run a public edge that agents publish their services through, or make join tokens.
+    Edge(commands::edge::EdgeArgs),
+    /// Join an edge as an agent (then publish with `moat http|tls --edge`).
+    #[command(subcommand)]
+    Agent(commands::agent::AgentCommand),
     /// Validate a moat.toml configuration file.
     #[command(subcommand)]
     Config(commands::config::ConfigCommand),
@@ -50,6 +55,8 @@ fn main() -> std::process::ExitCode {
         Command::Http(args) => commands::serve::run_http(args),
         Command::Tls(args) => commands::serve::run_tls(args),
         Command::Start(args) => commands::serve::run_start(args),
+        Command::Edge(args) => commands::edge::run(args),
+        Command::Agent(command) => commands::agent::run(command),
         Command::Config(command) => commands::config::run(command),
         Command::Demo(args) => commands::demo::run(args),
         Command::Verify(args) => commands::verify::run(args),

@@ -24,7 +24,7 @@
 //! crls = ["ca.crl"]                 # PEM or DER
 //! client_auth = "require-and-verify" # or "request" (http only: no certificate -> 403)
 //! tls_min_version = "1.2"           # or "1.3"
-//! # terminate_at = "edge"           # tls endpoints only: "edge" or "agent"
+//! # terminate_at = "edge"           # through an edge: TLS ends at "edge" or "agent"
 //! default = false                   # on a shared listen address: takes clients without SNI
 //! ca_hints = true                   # false: no CA names in the CertificateRequest
 //! session_resumption = true         # false: no session ids or tickets; every connection does a

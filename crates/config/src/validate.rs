@@ -294,13 +294,6 @@ fn validate_endpoint(
 
     let terminate_at = match (spec.terminate_at.as_deref(), kind) {
         (None, _) => Some(TerminateAt::default()),
-        (Some(_), Some(EndpointKind::Http)) => {
-            problems.push(
-                "terminate_at",
-                "applies to tls endpoints only; an http endpoint always terminates TLS at moat; remove it",
-            );
-            None
-        }
         (Some("edge"), _) => Some(TerminateAt::Edge),
         (Some("agent"), _) => Some(TerminateAt::Agent),
         (Some(other), _) => {

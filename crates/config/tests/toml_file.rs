@@ -207,7 +207,7 @@ fn duplicate_names_missing_fields_and_kind_rules() {
 name = "a"
 kind = "http"
 upstream = "8080"
-terminate_at = "edge"
+terminate_at = "middle"
 
 [[endpoints]]
 name = "a"
@@ -221,7 +221,7 @@ kind = "ftp"
     assert_eq!(
         lines,
         vec![
-            "moat.toml: endpoints[0].terminate_at: applies to tls endpoints only; an http endpoint always terminates TLS at moat; remove it",
+            "moat.toml: endpoints[0].terminate_at: \"middle\" is not a termination point; use \"edge\" or \"agent\"",
             "moat.toml: endpoints[1].upstream: \"http://x:80\" is an HTTP URL but a tls endpoint forwards raw TCP; give host:port, or use an http endpoint",
             "moat.toml: endpoints[2].kind: \"ftp\" is not an endpoint kind; use \"http\" or \"tls\"",
             "moat.toml: endpoints[2].name: missing; add e.g. name = \"app\"",

@@ -11,17 +11,22 @@ use rustls_pki_types::UnixTime;
 
 use crate::error::GatewayError;
 use crate::tls::{self, IssuedCredentials, ServerTls};
+use crate::upstream_route::{RelayTarget, UpstreamRoute};
 use moat_proxy::http::HttpProxy;
 use moat_proxy::tcp_forward::TcpForwarder;
 use moat_telemetry::Telemetry;
 
-/// What happens to a connection after its handshake.
+/// What happens to a connection once its ClientHello picked the endpoint.
 #[derive(Clone)]
 pub(crate) enum Handler {
-    /// Reverse-proxy HTTP requests.
+    /// Handshake, then reverse-proxy HTTP requests.
     Http(Arc<HttpProxy>),
-    /// Forward the decrypted byte stream.
+    /// Handshake, then forward the decrypted byte stream.
     Tcp(Arc<TcpForwarder>),
+    /// No handshake here: relay the client's bytes, ClientHello included.
+    Relay(Arc<dyn RelayTarget>),
+    /// No handshake: refuse with `unrecognized_name` (a tls endpoint nobody serves now).
+    Unrecognized,
 }
 
 /// One endpoint as loaded from its files. A reload builds new ones and swaps them in;
@@ -29,8 +34,9 @@ pub(crate) enum Handler {
 pub(crate) struct LoadedEndpoint {
     /// The validated configuration.
     pub config: Arc<EndpointConfig>,
-    /// Certificate, versions, ALPN, client verifier, session cache and ticket keys.
-    pub tls: ServerTls,
+    /// Certificate, versions, ALPN, client verifier, session cache and ticket keys; `None`
+    /// when TLS does not end here (relayed or refused endpoints).
+    pub tls: Option<ServerTls>,
     /// The HTTP proxy or TCP forwarder.
     pub handler: Handler,
     /// The local CA certificate to trust, when moat issued the server certificate.
@@ -46,36 +52,65 @@ pub(crate) struct LoadedEndpoint {
 }
 
 impl LoadedEndpoint {
-    /// Loads `config`'s certificate, CAs and CRLs and builds its handler. `previous` is the
-    /// same endpoint's last load, whose locally issued certificate is reused; the handler
-    /// reports to `telemetry`.
+    /// Loads `config`'s certificate, CAs and CRLs and builds its handler for `route` (`None`:
+    /// its upstream over TCP). `previous` is the same endpoint's last load, whose locally
+    /// issued certificate is reused; the handler reports to `telemetry`.
     pub(crate) fn load(
         config: &EndpointConfig,
         moat_home: &Path,
         previous: Option<&LoadedEndpoint>,
         telemetry: &Telemetry,
+        route: Option<UpstreamRoute>,
     ) -> Result<LoadedEndpoint, GatewayError> {
         let file_digests = digest_files(config);
-        let tls = tls::endpoint_tls(
-            config,
-            moat_home,
-            previous.and_then(|previous| previous.issued.as_ref()),
-        )?;
         telemetry.metrics().register_endpoint(&config.name);
-        let handler = match config.kind {
-            EndpointKind::Http => Handler::Http(Arc::new(
-                HttpProxy::new(config)
-                    .map_err(|source| GatewayError::Proxy {
-                        endpoint: config.name.clone(),
-                        source: Box::new(source),
-                    })?
-                    .with_telemetry(telemetry.clone()),
-            )),
-            EndpointKind::Tls => Handler::Tcp(Arc::new(TcpForwarder::new(config))),
+        let handler = match (config.kind, route) {
+            (_, Some(UpstreamRoute::Relay(target))) => Handler::Relay(target),
+            (EndpointKind::Tls, Some(UpstreamRoute::Offline)) => Handler::Unrecognized,
+            (EndpointKind::Http, route) => {
+                let proxy = match route {
+                    Some(UpstreamRoute::Through(connector)) => {
+                        HttpProxy::with_connector(config, connector)
+                    }
+                    Some(UpstreamRoute::Offline) => HttpProxy::offline(config),
+                    _ => HttpProxy::new(config),
+                };
+                let proxy = proxy.map_err(|source| GatewayError::Proxy {
+                    endpoint: config.name.clone(),
+                    source: Box::new(source),
+                })?;
+                Handler::Http(Arc::new(proxy.with_telemetry(telemetry.clone())))
+            }
+            (EndpointKind::Tls, Some(UpstreamRoute::Through(connector))) => {
+                Handler::Tcp(Arc::new(TcpForwarder::with_connector(config, connector)))
+            }
+            (EndpointKind::Tls, None) => Handler::Tcp(Arc::new(TcpForwarder::new(config))),
+        };
+        let terminates_here = matches!(handler, Handler::Http(_) | Handler::Tcp(_));
+        let Some(tls) = terminates_here
+            .then(|| {
+                tls::endpoint_tls(
+                    config,
+                    moat_home,
+                    previous.and_then(|previous| previous.issued.as_ref()),
+                )
+            })
+            .transpose()?
+        else {
+            return Ok(LoadedEndpoint {
+                config: Arc::new(config.clone()),
+                tls: None,
+                handler,
+                local_ca: None,
+                crls: moat_trust::RevocationLists::default(),
+                issued: None,
+                issued_leaf: None,
+                file_digests,
+            });
         };
         Ok(LoadedEndpoint {
             config: Arc::new(config.clone()),
-            tls: tls.server,
+            tls: Some(tls.server),
             handler,
             local_ca: tls.local_ca,
             crls: tls.crls,

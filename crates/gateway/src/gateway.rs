@@ -17,11 +17,13 @@ use tracing::Instrument as _;
 use crate::endpoint::{Handler, LoadedEndpoint};
 use crate::entrance::{Entrance, HandedIn};
 use crate::error::GatewayError;
-use crate::handshake::{ClientStream, Established, establish};
+use crate::handshake::{Arrival, ClientStream, Established, Relayed, establish};
 use crate::reload::{NewListener, Reloader};
 use crate::sni::Routes;
+use crate::upstream_route::{RelayTarget, RelayedClient, UpstreamRoutes};
+use moat_proxy::connector::{Connecting, UpstreamConnector};
 use moat_proxy::proxy_protocol;
-use moat_proxy::tcp_forward::ForwardEnd;
+use moat_proxy::tcp_forward::{ForwardEnd, TcpForwarder};
 use moat_telemetry::metrics::OpenConnection;
 use moat_telemetry::presented::Presented;
 use moat_telemetry::{HandshakeRefusal, Telemetry};
@@ -38,6 +40,13 @@ pub struct GatewayOptions {
     pub moat_home: PathBuf,
     /// Audit stream, metrics and readiness shared by every endpoint.
     pub telemetry: Telemetry,
+    /// Where endpoints' clients go when not to their upstream over TCP (an edge's tunnels);
+    /// `None`: every upstream is dialed over TCP.
+    pub upstream_routes: Option<Arc<dyn UpstreamRoutes>>,
+    /// When true, a client whose SNI names no endpoint is refused with `unrecognized_name`
+    /// even on an address with a single endpoint (an edge serves only the names published on
+    /// it); when false, a lone endpoint takes every client whatever name it asked for.
+    pub strict_sni: bool,
 }
 
 /// What a bound endpoint tells the user: where to connect and which CA to trust.
@@ -88,7 +97,7 @@ impl Gateway {
     pub async fn bind(config: &Config, options: &GatewayOptions) -> Result<Gateway, GatewayError> {
         let telemetry = options.telemetry.clone();
         let (add_listener, new_listeners) = mpsc::unbounded_channel();
-        let reloader = Reloader::new(options.moat_home.clone(), add_listener, telemetry.clone());
+        let reloader = Reloader::new(options, add_listener);
         let mut bound: Vec<BoundEndpoint> = reloader
             .start(config.clone())?
             .iter()
@@ -373,9 +382,17 @@ async fn handle_connection<S: ClientStream>(
     _slot: OwnedSemaphorePermit,
 ) {
     let started = Instant::now();
-    let established = Box::pin(establish(stream, peer_addr, local_addr, &routes, started)).await;
-    match established {
-        Ok(established) => {
+    let arrival = Box::pin(establish(stream, peer_addr, local_addr, &routes, started)).await;
+    match arrival {
+        Ok(Arrival::Relayed(relayed)) => {
+            let client = RelayedClient {
+                peer: peer_addr,
+                local: local_addr,
+                sni: relayed.sni.clone(),
+            };
+            Box::pin(relayed.serve(client, &telemetry, started)).await;
+        }
+        Ok(Arrival::Established(established)) => {
             let open = telemetry.handshake_accepted(
                 &established.info,
                 established.cipher_suite.as_deref(),
@@ -384,6 +401,70 @@ async fn handle_connection<S: ClientStream>(
             established.serve(&telemetry, stopping, started, open).await;
         }
         Err(failed) => Box::pin(failed.report(&telemetry, peer_addr, &routes)).await,
+    }
+}
+
+impl<S: ClientStream> Relayed<S> {
+    /// Sends the client's bytes, its ClientHello first, to the endpoint's relay target and
+    /// copies both ways until the connection ends; TLS ends at the far side.
+    async fn serve(self, client: RelayedClient, telemetry: &Telemetry, started: Instant) {
+        let Relayed {
+            stream,
+            received,
+            target,
+            config,
+            ..
+        } = self;
+        let connector = Arc::new(RelayConnection {
+            target,
+            client: std::sync::Mutex::new(Some(client)),
+        });
+        let forwarder = TcpForwarder::with_connector(&config, connector);
+        let outcome = forwarder.forward_with_preamble(stream, &received).await;
+        let (to_upstream, to_client) = (outcome.to_upstream, outcome.to_client);
+        telemetry.forwarded_bytes(&config.name, to_upstream, to_client);
+        tracing::info!(
+            to_upstream,
+            to_client,
+            duration_ms = started.elapsed().as_millis() as u64,
+            end = ?outcome.end,
+            "relayed connection closed (TLS ended beyond this gateway)"
+        );
+    }
+}
+
+/// One relayed client's way to its target, as the forwarder's connector.
+struct RelayConnection {
+    target: Arc<dyn RelayTarget>,
+    /// Taken by the one connection opened.
+    client: std::sync::Mutex<Option<RelayedClient>>,
+}
+
+impl std::fmt::Debug for RelayConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.target.fmt(f)
+    }
+}
+
+impl UpstreamConnector for RelayConnection {
+    fn connect(&self) -> Connecting<'_> {
+        let client = self
+            .client
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        match client {
+            Some(client) => self.target.open(client),
+            None => Box::pin(async {
+                Err(std::io::Error::other(
+                    "a relayed client connection is opened once",
+                ))
+            }),
+        }
+    }
+
+    fn address(&self) -> &str {
+        "relay"
     }
 }
 
@@ -412,6 +493,8 @@ impl<S: ClientStream> Established<S> {
                     "connection closed"
                 );
             }
+            // `establish` completes no handshake for these: they never get here.
+            Handler::Relay(_) | Handler::Unrecognized => {}
             Handler::Tcp(forwarder) => {
                 let preamble = config
                     .upstream_proxy_protocol

@@ -17,6 +17,7 @@ use tokio_rustls::StartHandshake;
 use crate::access::{CertificateVerdict, HandshakeFacts, take_verdict};
 use crate::endpoint::Handler;
 use crate::sni::{self, ClientHelloError, NoRoute, Routes};
+use crate::upstream_route::RelayTarget;
 
 /// The byte stream a client connection arrives on: an accepted socket, or a stream an edge
 /// relayed over its tunnel; the handshake and everything after it are the same for both.
@@ -33,6 +34,27 @@ pub(crate) struct Established<S> {
     /// What the audit event of the accepted handshake names besides `info`.
     pub(crate) cipher_suite: Option<String>,
     pub(crate) alpn: Option<String>,
+}
+
+/// A client whose endpoint does not terminate TLS here: its bytes go, untouched, to the
+/// endpoint's relay target.
+pub(crate) struct Relayed<S> {
+    pub(crate) stream: S,
+    /// Everything read from the client so far (its ClientHello), to be sent first.
+    pub(crate) received: Vec<u8>,
+    pub(crate) target: Arc<dyn RelayTarget>,
+    pub(crate) config: Arc<EndpointConfig>,
+    pub(crate) sni: Option<String>,
+}
+
+/// Where a client's ClientHello led. Not boxed: the value lives only until `handle_connection`
+/// matches it, and a box would cost an allocation per handshake on the common path.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Arrival<S> {
+    /// The handshake succeeded here.
+    Established(Established<S>),
+    /// The endpoint is relayed: no handshake here.
+    Relayed(Relayed<S>),
 }
 
 /// Why a handshake ended without a connection.
@@ -165,15 +187,15 @@ impl<S: ClientStream> Failed<S> {
     }
 }
 
-/// Reads the ClientHello, picks the endpoint its SNI names and runs the TLS handshake, all
-/// bounded by `timeouts.request_header`.
+/// Reads the ClientHello, picks the endpoint its SNI names and runs the TLS handshake (or
+/// hands the client to the endpoint's relay), all bounded by `timeouts.request_header`.
 pub(crate) async fn establish<S: ClientStream>(
     mut stream: S,
     peer_addr: SocketAddr,
     local_addr: SocketAddr,
     routes: &Routes,
     started: Instant,
-) -> Result<Established<S>, Failed<S>> {
+) -> Result<Arrival<S>, Failed<S>> {
     // Before the SNI is known the most patient endpoint of the address sets the limit.
     let hello_timeout = routes
         .endpoints()
@@ -181,26 +203,27 @@ pub(crate) async fn establish<S: ClientStream>(
         .map(|endpoint| endpoint.config.timeouts.request_header)
         .max()
         .unwrap_or(Duration::from_secs(10));
-    let accepted =
-        match tokio::time::timeout(hello_timeout, sni::read_client_hello(&mut stream)).await {
-            Ok(Ok(accepted)) => accepted,
-            Ok(Err(ClientHelloError::Tls(error))) => {
-                return Err(Failed::unrouted(
-                    HandshakeFailure::NotTls(error),
-                    Some(stream),
-                ));
-            }
-            Ok(Err(ClientHelloError::TooLarge)) => {
-                return Err(Failed::unrouted(HandshakeFailure::HelloTooLarge, None));
-            }
-            Ok(Err(ClientHelloError::Io(error))) => {
-                return Err(Failed::unrouted(HandshakeFailure::Closed(error), None));
-            }
-            Err(_) => {
-                let failure = HandshakeFailure::TimedOut(hello_timeout);
-                return Err(Failed::unrouted(failure, None));
-            }
-        };
+    let hello = match tokio::time::timeout(hello_timeout, sni::read_client_hello(&mut stream)).await
+    {
+        Ok(Ok(hello)) => hello,
+        Ok(Err(ClientHelloError::Tls(error))) => {
+            return Err(Failed::unrouted(
+                HandshakeFailure::NotTls(error),
+                Some(stream),
+            ));
+        }
+        Ok(Err(ClientHelloError::TooLarge)) => {
+            return Err(Failed::unrouted(HandshakeFailure::HelloTooLarge, None));
+        }
+        Ok(Err(ClientHelloError::Io(error))) => {
+            return Err(Failed::unrouted(HandshakeFailure::Closed(error), None));
+        }
+        Err(_) => {
+            let failure = HandshakeFailure::TimedOut(hello_timeout);
+            return Err(Failed::unrouted(failure, None));
+        }
+    };
+    let accepted = hello.accepted;
     let server_name = accepted.client_hello().server_name().map(str::to_string);
     let endpoint = match routes.pick(server_name.as_deref()) {
         Ok(endpoint) => Arc::clone(endpoint),
@@ -221,6 +244,31 @@ pub(crate) async fn establish<S: ClientStream>(
         tracing::Span::current().record("endpoint", config.name.as_str());
     }
     let handler = endpoint.handler.clone();
+    let endpoint_tls = match (&handler, &endpoint.tls) {
+        (Handler::Relay(target), _) => {
+            return Ok(Arrival::Relayed(Relayed {
+                stream,
+                received: hello.received,
+                target: Arc::clone(target),
+                config,
+                sni: server_name,
+            }));
+        }
+        (Handler::Http(_) | Handler::Tcp(_), Some(tls)) => tls,
+        // A tls endpoint nobody serves now is refused like a name nobody serves.
+        (Handler::Unrecognized, _) | (_, None) => {
+            let name = server_name.clone().unwrap_or_default();
+            return Err(Failed {
+                failure: HandshakeFailure::UnrecognizedName(NoRoute::UnknownName(name)),
+                endpoint: Some(config.name.clone()),
+                presented: Presented {
+                    sni: server_name,
+                    ..Presented::default()
+                },
+                socket: Some(stream),
+            });
+        }
+    };
     let handshake_left = config
         .timeouts
         .request_header
@@ -240,7 +288,7 @@ pub(crate) async fn establish<S: ClientStream>(
         },
         socket,
     };
-    let (server_config, verdict_slot) = match endpoint.tls.for_handshake(facts) {
+    let (server_config, verdict_slot) = match endpoint_tls.for_handshake(facts) {
         Ok(made) => made,
         Err(error) => {
             let error = std::io::Error::other(error);
@@ -337,14 +385,14 @@ pub(crate) async fn establish<S: ClientStream>(
     let alpn = session
         .alpn_protocol()
         .map(|protocol| String::from_utf8_lossy(protocol).into_owned());
-    Ok(Established {
+    Ok(Arrival::Established(Established {
         tls,
         info,
         config,
         handler,
         cipher_suite,
         alpn,
-    })
+    }))
 }
 
 /// How long a refused client's remaining bytes are read and discarded after the alert.

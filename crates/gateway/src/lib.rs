@@ -24,6 +24,7 @@ mod local_ca;
 mod reload;
 pub mod sni;
 mod tls;
+mod upstream_route;
 
 pub use entrance::{Entrance, EntranceClosed};
 pub use error::GatewayError;
@@ -31,3 +32,4 @@ pub use gateway::{BoundEndpoint, DRAIN_DEADLINE, Gateway, GatewayOptions};
 pub use local_ca::local_ca_dir;
 pub use reload::{ReloadSummary, Reloader};
 pub use tls::resumes_sessions;
+pub use upstream_route::{RelayTarget, RelayedClient, UpstreamRoute, UpstreamRoutes};

@@ -25,10 +25,12 @@ use moat_config::{Config, EndpointConfig};
 use rustls_pki_types::UnixTime;
 use tokio::sync::{mpsc, watch};
 
+use crate::GatewayOptions;
 use crate::endpoint::{LoadedEndpoint, files_of};
 use crate::entrance::{self, Entrance, HandedIn};
 use crate::error::GatewayError;
 use crate::sni::Routes;
+use crate::upstream_route::UpstreamRoutes;
 use moat_telemetry::Telemetry;
 use moat_telemetry::expiry;
 use moat_telemetry::metrics::ReloadOutcome;
@@ -65,6 +67,10 @@ pub struct Reloader {
 
 struct Inner {
     moat_home: PathBuf,
+    /// Where endpoints' clients go when not to their upstream over TCP.
+    upstream_routes: Option<Arc<dyn UpstreamRoutes>>,
+    /// Whether a lone endpoint on an address still requires its name in the SNI.
+    strict_sni: bool,
     /// Counts reloads and republishes the expiry of what the new load uses.
     telemetry: Telemetry,
     /// The served configuration and sockets; the lock also keeps reloads from overlapping.
@@ -111,9 +117,8 @@ pub struct ReloadSummary {
 impl Reloader {
     /// A reloader serving nothing yet; every socket it binds is sent to `new_listeners`.
     pub(crate) fn new(
-        moat_home: PathBuf,
+        options: &GatewayOptions,
         new_listeners: mpsc::UnboundedSender<NewListener>,
-        telemetry: Telemetry,
     ) -> Reloader {
         let nothing = Config {
             endpoints: Vec::new(),
@@ -122,8 +127,10 @@ impl Reloader {
         };
         Reloader {
             inner: Arc::new(Inner {
-                moat_home,
-                telemetry,
+                moat_home: options.moat_home.clone(),
+                upstream_routes: options.upstream_routes.clone(),
+                strict_sni: options.strict_sni,
+                telemetry: options.telemetry.clone(),
                 state: Mutex::new(State {
                     config: nothing,
                     slots: Vec::new(),
@@ -235,6 +242,10 @@ impl Reloader {
                     &self.inner.moat_home,
                     previous.map(Arc::as_ref),
                     &self.inner.telemetry,
+                    self.inner
+                        .upstream_routes
+                        .as_ref()
+                        .and_then(|routes| routes.route(endpoint)),
                 )?),
             };
             let key = ListenKey::of(endpoint);
@@ -311,7 +322,8 @@ impl Reloader {
             match groups.iter().position(|(key, _)| *key == slot.key) {
                 Some(index) => {
                     let (_, members) = groups.swap_remove(index);
-                    slot.routes.store(Arc::new(Routes::new(members)));
+                    slot.routes
+                        .store(Arc::new(Routes::new(members, self.inner.strict_sni)));
                     kept.push(slot);
                 }
                 None => {
@@ -321,7 +333,10 @@ impl Reloader {
         }
         state.slots = kept;
         for (key, members, listener, local_addr) in fresh {
-            let routes = Arc::new(ArcSwap::from_pointee(Routes::new(members)));
+            let routes = Arc::new(ArcSwap::from_pointee(Routes::new(
+                members,
+                self.inner.strict_sni,
+            )));
             let (retire, retired) = watch::channel(false);
             let (queue, handed_in) = entrance::queue();
             state.slots.push(Slot {

@@ -17,6 +17,8 @@ use crate::endpoint::LoadedEndpoint;
 pub(crate) struct Routes {
     /// In configuration order.
     endpoints: Vec<Arc<LoadedEndpoint>>,
+    /// A lone endpoint too requires its name (an edge); otherwise it takes every client.
+    strict: bool,
 }
 
 /// Why no endpoint on the address serves a ClientHello.
@@ -30,8 +32,8 @@ pub(crate) enum NoRoute {
 
 impl Routes {
     /// The endpoints of one address (at least one).
-    pub(crate) fn new(endpoints: Vec<Arc<LoadedEndpoint>>) -> Routes {
-        Routes { endpoints }
+    pub(crate) fn new(endpoints: Vec<Arc<LoadedEndpoint>>, strict: bool) -> Routes {
+        Routes { endpoints, strict }
     }
 
     /// The endpoints, in configuration order.
@@ -49,13 +51,17 @@ impl Routes {
             .iter()
             .map(|endpoint| (endpoint.config.domain.as_str(), endpoint.config.default))
             .collect();
-        pick_index(&hosts, server_name).map(|index| &self.endpoints[index])
+        pick_index(&hosts, server_name, self.strict).map(|index| &self.endpoints[index])
     }
 }
 
 /// [`Routes::pick`] over `(domain, default)` pairs: the index of the chosen one.
-fn pick_index(hosts: &[(&str, bool)], server_name: Option<&str>) -> Result<usize, NoRoute> {
-    if hosts.len() == 1 {
+fn pick_index(
+    hosts: &[(&str, bool)],
+    server_name: Option<&str>,
+    strict: bool,
+) -> Result<usize, NoRoute> {
+    if hosts.len() == 1 && !strict {
         return Ok(0);
     }
     let Some(name) = server_name else {
@@ -161,20 +167,30 @@ pub fn client_hello_server_name<'a>(
     Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into())
 }
 
-/// Reads from `stream` until a whole ClientHello has arrived; bytes after it stay buffered in
-/// the returned [`Accepted`] and are handed to the handshake.
+/// A ClientHello read whole: rustls's view of it, and every byte read from the client so far.
+pub(crate) struct ReadHello {
+    /// The parsed ClientHello; bytes after it stay buffered here for the handshake.
+    pub(crate) accepted: Accepted,
+    /// The bytes exactly as they arrived (the ClientHello and whatever followed it in the same
+    /// reads), for a relay that hands the untouched handshake to the endpoint's real terminator.
+    pub(crate) received: Vec<u8>,
+}
+
+/// Reads from `stream` until a whole ClientHello has arrived.
 pub(crate) async fn read_client_hello<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
-) -> Result<Accepted, ClientHelloError> {
+) -> Result<ReadHello, ClientHelloError> {
     let mut reader = ClientHelloReader::new();
     let mut buffer = vec![0u8; 16 * 1024];
+    let mut received = Vec::new();
     loop {
         let read = stream.read(&mut buffer).await?;
         if read == 0 {
             return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
         }
+        received.extend_from_slice(&buffer[..read]);
         match reader.feed(&buffer[..read]) {
-            Ok(Some(accepted)) => return Ok(accepted),
+            Ok(Some(accepted)) => return Ok(ReadHello { accepted, received }),
             Ok(None) => continue,
             Err(error) => {
                 let alert = reader.take_alert();
@@ -230,7 +246,8 @@ mod tests {
             (None, Ok(2)),
         ];
         for (name, expected) in table {
-            assert_eq!(pick_index(&hosts, name), expected, "{name:?}");
+            assert_eq!(pick_index(&hosts, name, false), expected, "{name:?}");
+            assert_eq!(pick_index(&hosts, name, true), expected, "{name:?}");
         }
     }
 
@@ -276,9 +293,20 @@ mod tests {
     #[test]
     fn without_a_default_no_name_is_refused_and_a_lone_endpoint_takes_everyone() {
         let two = [("a.test", false), ("b.test", false)];
-        assert_eq!(pick_index(&two, None), Err(NoRoute::NoServerName));
+        assert_eq!(pick_index(&two, None, false), Err(NoRoute::NoServerName));
         let one = [("a.test", false)];
-        assert_eq!(pick_index(&one, Some("z.test")), Ok(0));
-        assert_eq!(pick_index(&one, None), Ok(0));
+        assert_eq!(pick_index(&one, Some("z.test"), false), Ok(0));
+        assert_eq!(pick_index(&one, None, false), Ok(0));
+    }
+
+    #[test]
+    fn strict_routes_refuse_other_names_even_with_a_lone_endpoint() {
+        let one = [("*.tunnel.test", false)];
+        assert_eq!(pick_index(&one, Some("app.tunnel.test"), true), Ok(0));
+        assert_eq!(
+            pick_index(&one, Some("z.test"), true),
+            Err(NoRoute::UnknownName("z.test".into()))
+        );
+        assert_eq!(pick_index(&one, None, true), Err(NoRoute::NoServerName));
     }
 }

@@ -148,6 +148,8 @@ impl Running {
         let options = GatewayOptions {
             moat_home: files.path().join("home"),
             telemetry: Telemetry::new(Some(audit.clone())),
+            upstream_routes: None,
+            strict_sni: false,
         };
         let gateway = Gateway::bind(&config, &options).await?;
         let local_addr = gateway.endpoints()[0].local_addr;

@@ -133,6 +133,15 @@ pub struct EndpointSpec {
     /// Access rules, in the form the edge crate defines.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rules: Option<serde_json::Value>,
+    /// The upstream as the agent's configuration names it (`http://127.0.0.1:8080`): the
+    /// authority an edge-terminating proxy writes in requests, so the service sees the same
+    /// `Host` as behind a local gateway. Only the agent dials it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<String>,
+    /// The CA bundle (PEM) that verifies an `https://` upstream, for an edge whose proxy
+    /// speaks TLS to it through the stream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_ca_pem: Option<String>,
 }
 
 impl fmt::Debug for EndpointSpec {
@@ -150,6 +159,8 @@ impl fmt::Debug for EndpointSpec {
             )
             .field("crls_pem", &self.crls_pem)
             .field("rules", &self.rules)
+            .field("upstream", &self.upstream)
+            .field("upstream_ca_pem", &self.upstream_ca_pem)
             .finish()
     }
 }

@@ -124,6 +124,8 @@ async fn demonstrate(args: DemoArgs, files: &DemoFiles) -> anyhow::Result<()> {
     let options = GatewayOptions {
         moat_home: files.ca_cert.with_file_name("unused-moat-home"),
         telemetry: moat_telemetry::Telemetry::default(),
+        upstream_routes: None,
+        strict_sni: false,
     };
     let gateway = Gateway::bind(&config, &options).await?;
     let endpoint = gateway

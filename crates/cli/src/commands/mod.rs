@@ -1,7 +1,9 @@
 //! One module per top-level command; each turns its flags into calls on the libraries.
 
+pub mod agent;
 pub mod config;
 pub mod demo;
+pub mod edge;
 pub mod pki;
 pub mod reload;
 pub mod serve;

@@ -90,6 +90,20 @@ pub struct EndpointArgs {
     /// changes (checked every second); SIGHUP reloads with or without it.
     #[arg(long)]
     pub watch: bool,
+    /// Publish through the moat edge at HOST:PORT (its agent listener) instead of listening:
+    /// this process dials out and the edge serves the public hostname (--domain; without it
+    /// the edge assigns one). Needs `moat agent join` first.
+    #[arg(long, value_name = "HOST:PORT", conflicts_with = "watch")]
+    pub edge: Option<String>,
+    /// Where TLS is terminated when publishing through an edge: edge (the edge holds the
+    /// certificate and checks clients with the CAs uploaded to it) or agent (the edge relays
+    /// the encrypted bytes by SNI and this process terminates them).
+    #[arg(long, value_name = "WHERE", value_parser = ["edge", "agent"], requires = "edge")]
+    pub terminate_at: Option<String>,
+    /// Share the hostname with other agents that publish it with --pool: new connections go
+    /// to the member with the fewest open streams.
+    #[arg(long, requires = "edge")]
+    pub pool: bool,
     #[command(flatten)]
     pub log: LogArgs,
 }
@@ -130,10 +144,6 @@ pub struct TlsArgs {
     pub upstream: String,
     #[command(flatten)]
     pub endpoint: EndpointArgs,
-    /// Where TLS is terminated: edge or agent (both terminate in this process until the
-    /// edge/agent tunnel exists).
-    #[arg(long, value_name = "WHERE", value_parser = ["edge", "agent"])]
-    pub terminate_at: Option<String>,
     /// Send a PROXY protocol header (version 1 or 2) at the start of each upstream connection;
     /// v2 also carries the TLS version, the SNI and the client certificate's CN.
     #[arg(long, value_name = "VERSION", value_parser = ["1", "2"])]
@@ -190,6 +200,7 @@ impl EndpointArgs {
                 request_body_min_rate: None,
             },
             policy_file: self.policy.clone(),
+            terminate_at: self.terminate_at.clone(),
             ..EndpointSpec::default()
         }
     }
@@ -223,7 +234,6 @@ fn http_config(args: &HttpArgs) -> anyhow::Result<Config> {
 /// The configuration of `moat tls`'s flags, reading the `--policy` file.
 fn tls_config(args: &TlsArgs) -> anyhow::Result<Config> {
     let mut spec = args.endpoint.spec("tls", &args.upstream);
-    spec.terminate_at = args.terminate_at.clone();
     spec.upstream_proxy_protocol = args.upstream_proxy_protocol.clone();
     load_policy(&mut spec)?;
     Ok(Config::from_specs(
@@ -251,6 +261,9 @@ pub fn run_tls(args: TlsArgs) -> anyhow::Result<()> {
 /// read again with the certificates, CAs and CRLs; `--watch` polls all of them.
 fn serve_flags(endpoint: &EndpointArgs, source: ConfigSource) -> anyhow::Result<()> {
     let config = source()?;
+    if let Some(edge) = &endpoint.edge {
+        return super::agent::publish(config, &endpoint.log, edge, endpoint.pool);
+    }
     serve(config, &endpoint.log, source, endpoint.watch.then(Vec::new))
 }
 
@@ -293,14 +306,7 @@ fn serve(
     let source: ConfigSource = Arc::new(move || source().map(with_cap));
     init_logging(&log.log_format);
     crate::memcpy_tuning::log_if_tuned();
-    let audit_log = match &log.audit_log {
-        Some(path) if path.as_os_str() == "-" => None,
-        Some(path) => Some(path.clone()),
-        None => config.telemetry.audit_log.clone(),
-    };
-    let audit_target = audit_log.map_or(AuditTarget::Stdout, AuditTarget::File);
-    let audit = AuditLog::open(&audit_target)?;
-    let telemetry = Telemetry::new(Some(audit.clone()));
+    let (audit, telemetry) = open_telemetry(log, config.telemetry.audit_log.clone())?;
     let metrics_listen = log.metrics_listen.or(config.telemetry.metrics_listen);
     for endpoint in &config.endpoints {
         for warning in moat_policy::lint(&endpoint.rules) {
@@ -310,6 +316,8 @@ fn serve(
     let options = GatewayOptions {
         moat_home: moat_home()?,
         telemetry: telemetry.clone(),
+        upstream_routes: None,
+        strict_sni: false,
     };
     let runtime = runtime_for(worker_threads())
         .enable_all()
@@ -317,12 +325,7 @@ fn serve(
         .context("cannot start the async runtime")?;
     let served = runtime.block_on(async {
         let shutdown = shutdown_signal();
-        if let Some(address) = metrics_listen {
-            let metrics = MetricsServer::bind(address, telemetry.clone()).await?;
-            // Tests and scripts parse this line; keep the address last.
-            println!("moat: metrics listening on http://{}", metrics.local_addr());
-            tokio::spawn(metrics.serve());
-        }
+        serve_metrics(metrics_listen, &telemetry).await?;
         let gateway = Gateway::bind(&config, &options).await?;
         let hangups = reload::catch_sighup();
         for endpoint in gateway.endpoints() {
@@ -364,6 +367,37 @@ fn serve(
     served
 }
 
+/// The audit stream (`--audit-log`, else `configured`, else stdout) and the telemetry that
+/// writes to it.
+pub(crate) fn open_telemetry(
+    log: &LogArgs,
+    configured: Option<PathBuf>,
+) -> anyhow::Result<(AuditLog, Telemetry)> {
+    let audit_log = match &log.audit_log {
+        Some(path) if path.as_os_str() == "-" => None,
+        Some(path) => Some(path.clone()),
+        None => configured,
+    };
+    let audit_target = audit_log.map_or(AuditTarget::Stdout, AuditTarget::File);
+    let audit = AuditLog::open(&audit_target)?;
+    let telemetry = Telemetry::new(Some(audit.clone()));
+    Ok((audit, telemetry))
+}
+
+/// Serves Prometheus metrics on `address` (when given) and prints where.
+pub(crate) async fn serve_metrics(
+    address: Option<SocketAddr>,
+    telemetry: &Telemetry,
+) -> anyhow::Result<()> {
+    if let Some(address) = address {
+        let metrics = MetricsServer::bind(address, telemetry.clone()).await?;
+        // Tests and scripts parse this line; keep the address last.
+        println!("moat: metrics listening on http://{}", metrics.local_addr());
+        tokio::spawn(metrics.serve());
+    }
+    Ok(())
+}
+
 /// Listens for SIGINT (Ctrl-C) and SIGTERM from the moment it is called, and returns a future
 /// that resolves when either arrives. The handlers are installed here rather than at the future's
 /// first poll so that a signal sent right after the ready line (scripts do this) stops moat
@@ -396,7 +430,7 @@ pub(crate) fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send 
 }
 
 /// Logs go to stderr (stdout carries the ready lines); `RUST_LOG` overrides the `info` level.
-fn init_logging(format: &str) {
+pub(crate) fn init_logging(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
@@ -429,7 +463,7 @@ pub fn moat_home() -> anyhow::Result<PathBuf> {
 
 /// How many threads serve connections: `TOKIO_WORKER_THREADS` when set (as tokio reads it),
 /// else one per CPU moat may run on (its affinity mask, so `taskset` counts).
-fn worker_threads() -> usize {
+pub(crate) fn worker_threads() -> usize {
     std::env::var("TOKIO_WORKER_THREADS")
         .ok()
         .and_then(|value| value.trim().parse::<usize>().ok())
@@ -440,7 +474,7 @@ fn worker_threads() -> usize {
 /// The runtime for `threads` workers. With one, everything runs on the thread that starts the
 /// gateway: a multi-threaded runtime would still hand each connection from the accepting thread
 /// to its single worker and wake one from the other, which on one CPU costs a context switch.
-fn runtime_for(threads: usize) -> tokio::runtime::Builder {
+pub(crate) fn runtime_for(threads: usize) -> tokio::runtime::Builder {
     if threads == 1 {
         tokio::runtime::Builder::new_current_thread()
     } else {

@@ -32,4 +32,5 @@ mod pki_sign;
 mod readme;
 mod telemetry;
 mod tls_forward;
+mod tunnel;
 mod verify_agrees;

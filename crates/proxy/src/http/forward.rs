@@ -99,6 +99,10 @@ pub(super) async fn handle(
     };
 
     let admitted = head.and_then(|head| {
+        if proxy.offline {
+            let host = head.host.clone().unwrap_or_else(|| proxy.domain.clone());
+            return Err(Refusal::EndpointOffline { host });
+        }
         let rule = proxy.admitter().admit(info, &request, &head)?;
         if method == Method::CONNECT {
             Err(Refusal::ConnectNotAllowed)

@@ -153,6 +153,9 @@ pub struct HttpProxy {
     domain: String,
     /// Where each finished request's audit event and metrics go.
     telemetry: Telemetry,
+    /// True for an edge's stand-in for endpoints no agent publishes now: every request is
+    /// answered 404 "endpoint offline" and nothing is dialed.
+    offline: bool,
 }
 
 impl HttpProxy {
@@ -215,7 +218,17 @@ impl HttpProxy {
             },
             domain: endpoint.domain.clone(),
             telemetry: Telemetry::default(),
+            offline: false,
         })
+    }
+
+    /// The proxy an edge serves for hostnames whose agent is gone: it answers every request
+    /// with 404 "endpoint offline" naming the host (JSON when the client asks for it), audited
+    /// like any request, and never dials `endpoint`'s upstream.
+    pub fn offline(endpoint: &EndpointConfig) -> Result<HttpProxy, ProxyError> {
+        let mut proxy = HttpProxy::new(endpoint)?;
+        proxy.offline = true;
+        Ok(proxy)
     }
 
     /// The admission settings of this endpoint.

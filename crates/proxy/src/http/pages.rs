@@ -38,6 +38,12 @@ pub(super) enum Refusal {
     InvalidRequestBody,
     /// The client left mid-request; the status (nginx's 499) is only recorded, never sent.
     ClientClosedRequest,
+    /// Nothing publishes the host any more (404): the agent behind it stopped or lost its
+    /// connection to the edge.
+    EndpointOffline {
+        /// The host the request named, or the endpoint's domain when it named none.
+        host: String,
+    },
 }
 
 impl Refusal {
@@ -51,6 +57,7 @@ impl Refusal {
                 StatusCode::BAD_REQUEST
             }
             Self::MisdirectedRequest => StatusCode::MISDIRECTED_REQUEST,
+            Self::EndpointOffline { .. } => StatusCode::NOT_FOUND,
             Self::UnsupportedTransferCoding => StatusCode::NOT_IMPLEMENTED,
             Self::RequestBodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::ClientClosedRequest => {
@@ -89,6 +96,12 @@ impl Refusal {
             }
             Self::UpstreamTimedOut => {
                 "The service behind the gateway did not answer in time. Try again later."
+            }
+            Self::EndpointOffline { host } => {
+                return format!(
+                    "Endpoint offline: nothing serves {host} right now. The agent that publishes \
+                     it is stopped or not connected to this edge; try again once it is back."
+                );
             }
             Self::InvalidPath(rejection) => {
                 return format!(
@@ -149,6 +162,7 @@ impl Refusal {
             Self::RequestBodyTimeout => "request_body_timeout",
             Self::InvalidRequestBody => "invalid_request_body",
             Self::ClientClosedRequest => "client_closed_request",
+            Self::EndpointOffline { .. } => "endpoint_offline",
         }
     }
 }

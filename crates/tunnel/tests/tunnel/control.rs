@@ -25,6 +25,8 @@ fn endpoint(hostname: &str) -> EndpointSpec {
         ),
         crls_pem: None,
         rules: Some(serde_json::json!([{ "path": "/admin/*", "common_name": "ops" }])),
+        upstream: Some("http://127.0.0.1:8080".to_owned()),
+        upstream_ca_pem: None,
     }
 }
 

@@ -1,0 +1,387 @@
+//! `Agent`: keeps a session to the edge, registers the endpoints, and serves the streams.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use moat_config::{Config, EndpointConfig, TerminateAt};
+use moat_edge::AgentCredentials;
+use moat_gateway::{Entrance, Gateway, GatewayOptions};
+use moat_proxy::connector::{TcpConnector, UpstreamConnector};
+use moat_telemetry::Telemetry;
+use moat_tunnel::{
+    AgentMessage, AgentSession, EdgeMessage, IncomingStreams, SessionSettings, StreamHeader,
+    TunnelStream,
+};
+use tokio::sync::{mpsc, watch};
+
+use crate::backoff::Backoff;
+use crate::publish::{self, PublishError};
+
+/// How long dialing the edge (TCP and TLS) may take.
+const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the agent reports as it goes, for the command to print.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentEvent {
+    /// The session to the edge is up.
+    Connected {
+        /// The edge's address.
+        edge: String,
+    },
+    /// The edge publishes an endpoint.
+    Published {
+        /// The endpoint's name in the agent's configuration.
+        endpoint: String,
+        /// The hostname the edge serves it on.
+        hostname: String,
+        /// Where the public reaches it.
+        url: String,
+    },
+    /// The edge refused to publish an endpoint.
+    Refused {
+        /// The endpoint's name in the agent's configuration.
+        endpoint: String,
+        /// The edge's reason.
+        reason: String,
+    },
+    /// The session ended; the agent tries again after `retry_in`.
+    Disconnected {
+        /// Why it ended.
+        reason: String,
+        /// The delay before the next attempt.
+        retry_in: Duration,
+    },
+}
+
+/// Why the agent could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AgentError {
+    /// The agent's credentials could not be read.
+    #[error(transparent)]
+    Credentials(#[from] moat_edge::LinkError),
+    /// An endpoint cannot be published.
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+    /// The gateway for agent-terminated endpoints could not start.
+    #[error(transparent)]
+    Gateway(#[from] moat_gateway::GatewayError),
+    /// The agent's gateway bound an endpoint without an entrance (a defect in moat).
+    #[error("endpoint {endpoint}: the agent's gateway serves it without an entrance for streams")]
+    NoEntrance {
+        /// The endpoint.
+        endpoint: String,
+    },
+}
+
+/// One endpoint as the agent serves its streams.
+#[derive(Debug, Clone)]
+enum Served {
+    /// TLS ended at the edge: a stream is a plaintext connection for the upstream.
+    AtEdge(Arc<dyn UpstreamConnector>),
+    /// TLS ends here: a stream goes through the gateway's entrance.
+    AtAgent(Entrance),
+}
+
+/// An agent, ready to connect.
+pub struct Agent {
+    edge: String,
+    credentials: AgentCredentials,
+    endpoints: Vec<EndpointConfig>,
+    specs: Vec<moat_tunnel::EndpointSpec>,
+    served: Vec<Served>,
+    gateway: Option<Gateway>,
+    settings: SessionSettings,
+}
+
+impl Agent {
+    /// Prepares to publish `config`'s endpoints through the edge at `edge` (`host:port`) with
+    /// the credentials joined into `credentials_dir`. Endpoints whose TLS ends here are served
+    /// by a gateway of their own, on loopback only.
+    pub async fn new(
+        edge: String,
+        credentials_dir: PathBuf,
+        config: &Config,
+        pool: bool,
+        moat_home: PathBuf,
+        telemetry: Telemetry,
+    ) -> Result<Agent, AgentError> {
+        let credentials = AgentCredentials::load(&credentials_dir)?;
+        let mut specs = Vec::new();
+        for endpoint in &config.endpoints {
+            specs.push(publish::spec_of(endpoint, pool)?);
+        }
+        // The agent's own gateway serves only streams; its sockets listen on loopback.
+        let local: Vec<EndpointConfig> = config
+            .endpoints
+            .iter()
+            .filter(|endpoint| endpoint.terminate_at == TerminateAt::Agent)
+            .map(|endpoint| EndpointConfig {
+                listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+                ..endpoint.clone()
+            })
+            .collect();
+        let gateway = if local.is_empty() {
+            None
+        } else {
+            let local_config = Config {
+                endpoints: local,
+                ..config.clone()
+            };
+            let options = GatewayOptions {
+                moat_home,
+                telemetry,
+                upstream_routes: None,
+                strict_sni: false,
+            };
+            Some(Gateway::bind(&local_config, &options).await?)
+        };
+        let mut served = Vec::new();
+        for endpoint in &config.endpoints {
+            served.push(match endpoint.terminate_at {
+                TerminateAt::Edge => Served::AtEdge(TcpConnector::to_upstream_of(endpoint)),
+                TerminateAt::Agent => {
+                    let entrance = gateway.as_ref().and_then(|gateway| {
+                        gateway
+                            .endpoints()
+                            .iter()
+                            .find(|bound| bound.name == endpoint.name)
+                            .and_then(|bound| gateway.entrance(bound.local_addr))
+                    });
+                    match entrance {
+                        Some(entrance) => Served::AtAgent(entrance),
+                        None => {
+                            return Err(AgentError::NoEntrance {
+                                endpoint: endpoint.name.clone(),
+                            });
+                        }
+                    }
+                }
+            });
+        }
+        Ok(Agent {
+            edge,
+            credentials,
+            endpoints: config.endpoints.clone(),
+            specs,
+            served,
+            gateway,
+            settings: SessionSettings::default(),
+        })
+    }
+
+    /// Changes the session's heartbeat tolerance (how soon a silent edge is given up on).
+    pub fn with_heartbeat_tolerance(mut self, tolerance: Duration) -> Agent {
+        self.settings.heartbeat_tolerance = tolerance;
+        self
+    }
+
+    /// Keeps a session to the edge until `shutdown` resolves, reporting to `events`. On
+    /// shutdown the session is closed cleanly, so the edge withdraws the endpoints at once.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+        events: mpsc::UnboundedSender<AgentEvent>,
+    ) -> Result<(), AgentError> {
+        let (stop, stopping) = watch::channel(false);
+        let shutdown_watch = tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        });
+        let gateway_task = self.gateway.map(|gateway| {
+            let mut stopping = stopping.clone();
+            tokio::spawn(gateway.serve(async move {
+                let _ = stopping.wait_for(|stop| *stop).await;
+            }))
+        });
+        let link = Link {
+            edge: self.edge,
+            credentials: self.credentials,
+            endpoints: self.endpoints,
+            specs: self.specs,
+            served: self.served,
+            settings: self.settings,
+            events,
+        };
+        let mut backoff = Backoff::new();
+        let mut stopping = stopping;
+        while !*stopping.borrow() {
+            let reason = link.session(&mut backoff, &mut stopping.clone()).await;
+            if *stopping.borrow() {
+                break;
+            }
+            let retry_in = backoff.next_delay();
+            tracing::warn!(edge = %link.edge, reason = %reason, retry_in_ms = retry_in.as_millis() as u64, "disconnected from the edge; reconnecting");
+            let _ = link
+                .events
+                .send(AgentEvent::Disconnected { reason, retry_in });
+            tokio::select! {
+                _ = tokio::time::sleep(retry_in) => {}
+                _ = stopped(&mut stopping) => break,
+            }
+        }
+        shutdown_watch.abort();
+        if let Some(task) = gateway_task {
+            let _ = task.await;
+        }
+        Ok(())
+    }
+}
+
+/// What one session needs.
+struct Link {
+    edge: String,
+    credentials: AgentCredentials,
+    endpoints: Vec<EndpointConfig>,
+    specs: Vec<moat_tunnel::EndpointSpec>,
+    served: Vec<Served>,
+    settings: SessionSettings,
+    events: mpsc::UnboundedSender<AgentEvent>,
+}
+
+impl Link {
+    /// One session: dial, register, serve streams until it ends; returns why it ended.
+    async fn session(&self, backoff: &mut Backoff, stopping: &mut watch::Receiver<bool>) -> String {
+        let connecting = async {
+            let tls = moat_edge::dial(&self.credentials, &self.edge, DIAL_TIMEOUT)
+                .await
+                .map_err(|error| error.to_string())?;
+            AgentSession::handshake(tls, &self.settings)
+                .await
+                .map_err(|error| error.to_string())
+        };
+        let session = tokio::select! {
+            connected = connecting => match connected {
+                Ok(session) => session,
+                Err(reason) => return reason,
+            },
+            _ = stopped(stopping) => return "shutting down".to_owned(),
+        };
+        let (incoming, mut control) = session.into_parts();
+        tracing::info!(edge = %self.edge, "connected to the edge");
+        let _ = self.events.send(AgentEvent::Connected {
+            edge: self.edge.clone(),
+        });
+        let register = AgentMessage::Register {
+            endpoints: self.specs.clone(),
+        };
+        if let Err(error) = control.send(&register).await {
+            return format!("cannot register: {error}");
+        }
+        // The edge answers each endpoint in order; streams name the hostname it granted.
+        let mut by_hostname: HashMap<String, Served> = HashMap::new();
+        for (endpoint, served) in self.endpoints.iter().zip(&self.served) {
+            match control.recv().await {
+                Ok(Some(EdgeMessage::Registered { hostname, url })) => {
+                    tracing::info!(endpoint = %endpoint.name, %hostname, %url, "endpoint published");
+                    let _ = self.events.send(AgentEvent::Published {
+                        endpoint: endpoint.name.clone(),
+                        hostname: hostname.clone(),
+                        url,
+                    });
+                    by_hostname.insert(hostname, served.clone());
+                }
+                Ok(Some(EdgeMessage::Refused { hostname, reason })) => {
+                    tracing::error!(endpoint = %endpoint.name, %hostname, %reason, "the edge refused to publish the endpoint");
+                    let _ = self.events.send(AgentEvent::Refused {
+                        endpoint: endpoint.name.clone(),
+                        reason,
+                    });
+                }
+                Ok(Some(EdgeMessage::Hello(_))) => {}
+                Ok(None) => return "the edge closed the session".to_owned(),
+                Err(error) => return format!("control channel: {error}"),
+            }
+        }
+        backoff.reset();
+        let by_hostname = Arc::new(by_hostname);
+        serve_streams(incoming, control, by_hostname, stopping).await
+    }
+}
+
+/// Serves the edge's streams until the session ends (or shutdown closes it).
+async fn serve_streams(
+    mut incoming: IncomingStreams,
+    mut control: moat_tunnel::AgentControl,
+    served: Arc<HashMap<String, Served>>,
+    stopping: &mut watch::Receiver<bool>,
+) -> String {
+    let mut control_open = true;
+    loop {
+        tokio::select! {
+            stream = incoming.accept() => match stream {
+                Some((header, stream)) => {
+                    let served = Arc::clone(&served);
+                    tokio::spawn(serve_stream(header, stream, served));
+                }
+                None => {
+                    return match incoming.closed().await {
+                        Ok(()) => "the edge closed the session".to_owned(),
+                        Err(error) => error.to_string(),
+                    };
+                }
+            },
+            message = control.recv(), if control_open => match message {
+                Ok(Some(message)) => tracing::debug!(?message, "message from the edge"),
+                Ok(None) => control_open = false,
+                Err(error) => {
+                    tracing::warn!(%error, "control channel failed");
+                    control_open = false;
+                }
+            },
+            _ = stopped(stopping) => {
+                // GOAWAY: the edge withdraws the endpoints; open streams finish.
+                incoming.shutdown();
+                let _ = tokio::time::timeout(Duration::from_secs(5), incoming.closed()).await;
+                return "shutting down".to_owned();
+            }
+        }
+    }
+}
+
+/// One stream: to the upstream (TLS ended at the edge) or through the gateway (TLS ends here).
+async fn serve_stream(
+    header: StreamHeader,
+    stream: TunnelStream,
+    served: Arc<HashMap<String, Served>>,
+) {
+    match (served.get(&header.endpoint), header.terminated_at_edge) {
+        (Some(Served::AtEdge(connector)), true) => {
+            let mut stream = stream;
+            match connector.connect().await {
+                Ok(mut upstream) => {
+                    let _ = tokio::io::copy_bidirectional(&mut stream, &mut upstream).await;
+                }
+                Err(error) => {
+                    tracing::warn!(endpoint = %header.endpoint, upstream = %connector.address(), %error, "cannot reach the upstream");
+                }
+            }
+        }
+        (Some(Served::AtAgent(entrance)), false) => {
+            if let Err(error) = entrance.hand_in(stream, header.client_addr).await {
+                tracing::warn!(endpoint = %header.endpoint, %error, "the agent's gateway is not accepting");
+            }
+        }
+        (Some(_), claimed_at_edge) => {
+            // An edge must not skip the agent's own verification, nor get plaintext from it.
+            tracing::warn!(
+                endpoint = %header.endpoint,
+                claimed_at_edge,
+                "stream refused: its header says TLS ended elsewhere than the endpoint terminates it"
+            );
+        }
+        (None, _) => {
+            tracing::warn!(endpoint = %header.endpoint, "stream refused: this agent does not publish that endpoint");
+        }
+    }
+}
+
+/// Resolves once `stopping` turns true (or its sender is gone); the guard `wait_for` returns is
+/// not `Send`, so it is dropped here rather than held across the caller's `select!`.
+async fn stopped(stopping: &mut watch::Receiver<bool>) {
+    let _ = stopping.wait_for(|stop| *stop).await;
+}

@@ -1,0 +1,120 @@
+//! What the agent asks the edge to publish: each endpoint of its configuration as an
+//! `EndpointSpec`, with the material the edge needs when TLS ends there.
+
+use std::path::Path;
+
+use moat_config::{EndpointConfig, EndpointKind, TerminateAt, UpstreamScheme};
+use moat_tunnel::EndpointSpec;
+
+/// Why an endpoint cannot be published.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PublishError {
+    /// A file the edge needs could not be read.
+    #[error("endpoint {endpoint}: cannot read {}: {source}", path.display())]
+    Read {
+        /// The endpoint.
+        endpoint: String,
+        /// The file.
+        path: std::path::PathBuf,
+        /// The system's reason.
+        source: std::io::Error,
+    },
+    /// Rules written inline cannot be sent yet; a policy file can.
+    #[error(
+        "endpoint {endpoint}: its access rules are enforced at the edge, which receives them as a policy file; move the rules into a policy file, or terminate TLS at the agent"
+    )]
+    InlineRules {
+        /// The endpoint.
+        endpoint: String,
+    },
+}
+
+/// The hostname the agent asks for: the endpoint's domain, or none (the edge assigns one
+/// under its own domain) when the endpoint kept the default `localhost`.
+pub(crate) fn hostname_of(endpoint: &EndpointConfig) -> String {
+    if endpoint.domain == "localhost" {
+        String::new()
+    } else {
+        endpoint.domain.clone()
+    }
+}
+
+/// The registration of `endpoint`.
+pub(crate) fn spec_of(endpoint: &EndpointConfig, pool: bool) -> Result<EndpointSpec, PublishError> {
+    let read = |path: &Path| {
+        std::fs::read_to_string(path).map_err(|source| PublishError::Read {
+            endpoint: endpoint.name.clone(),
+            path: path.to_path_buf(),
+            source,
+        })
+    };
+    let read_all = |paths: &[std::path::PathBuf]| -> Result<Option<String>, PublishError> {
+        if paths.is_empty() {
+            return Ok(None);
+        }
+        let mut text = String::new();
+        for path in paths {
+            text.push_str(&read(path)?);
+            if !text.ends_with('\n') {
+                text.push('\n');
+            }
+        }
+        Ok(Some(text))
+    };
+    let at_edge = endpoint.terminate_at == TerminateAt::Edge;
+    let mut spec = EndpointSpec {
+        hostname: hostname_of(endpoint),
+        kind: match endpoint.kind {
+            EndpointKind::Http => moat_tunnel::EndpointKind::Http,
+            EndpointKind::Tls => moat_tunnel::EndpointKind::Tls,
+        },
+        terminate_at: if at_edge {
+            moat_tunnel::TerminateAt::Edge
+        } else {
+            moat_tunnel::TerminateAt::Agent
+        },
+        pool,
+        mutual_tls_cas_pem: None,
+        certificate_pem: None,
+        private_key_pem: None,
+        crls_pem: None,
+        rules: None,
+        upstream: None,
+        upstream_ca_pem: None,
+    };
+    if !at_edge {
+        // The edge relays the client's bytes: it needs nothing of the endpoint's.
+        return Ok(spec);
+    }
+    spec.mutual_tls_cas_pem = read_all(&endpoint.mutual_tls_cas)?;
+    spec.crls_pem = read_all(&endpoint.crls)?;
+    if let (Some(crt), Some(key)) = (&endpoint.crt, &endpoint.key) {
+        spec.certificate_pem = Some(read(crt)?);
+        spec.private_key_pem = Some(read(key)?);
+    }
+    if let Some(upstream_ca) = &endpoint.upstream_ca {
+        spec.upstream_ca_pem = Some(read(upstream_ca)?);
+    }
+    match (&endpoint.policy_file, endpoint.rules.is_empty()) {
+        (Some(policy), _) => spec.rules = Some(serde_json::Value::String(read(policy)?)),
+        (None, false) => {
+            return Err(PublishError::InlineRules {
+                endpoint: endpoint.name.clone(),
+            });
+        }
+        (None, true) => {}
+    }
+    let upstream = &endpoint.upstream;
+    let host = if upstream.host.contains(':') {
+        format!("[{}]", upstream.host)
+    } else {
+        upstream.host.clone()
+    };
+    spec.upstream = Some(match upstream.scheme {
+        UpstreamScheme::Http => format!("http://{host}:{}", upstream.port),
+        UpstreamScheme::Https => format!("https://{host}:{}", upstream.port),
+        UpstreamScheme::Tcp => format!("{host}:{}", upstream.port),
+    });
+    Ok(spec)
+}

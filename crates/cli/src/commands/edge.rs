@@ -1,0 +1,201 @@
+//! `moat edge` and `moat edge token`: the public side of the tunnel.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use moat_edge::{AgentSelector, EdgeState, Grant, HostnameGlob};
+use moat_edge_server::{Edge, EdgeSettings};
+
+use super::serve::{
+    LogArgs, init_logging, moat_home, open_telemetry, runtime_for, serve_metrics, shutdown_signal,
+    worker_threads,
+};
+
+/// Flags of `moat edge` (run the edge) and its subcommands.
+#[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct EdgeArgs {
+    #[command(subcommand)]
+    pub command: Option<EdgeCommand>,
+    #[command(flatten)]
+    pub run: EdgeRunArgs,
+}
+
+/// `moat edge` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum EdgeCommand {
+    /// Print a one-time join token for an agent (`moat agent join --token-file FILE`).
+    Token(TokenArgs),
+}
+
+/// Flags of `moat edge` itself.
+#[derive(Debug, clap::Args)]
+pub struct EdgeRunArgs {
+    /// Where public clients connect.
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:443")]
+    pub listen: SocketAddr,
+    /// Where agents connect (mutual TLS).
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:4443")]
+    pub agent_listen: SocketAddr,
+    /// The names agents reach the agent listener by, for its certificate (repeatable; the
+    /// first is the address join tokens carry). localhost and loopback are always included.
+    #[arg(long = "agent-name", value_name = "NAME")]
+    pub agent_names: Vec<String>,
+    /// The edge's wildcard domain, e.g. '*.tunnel.example.com': hostnames under it need no
+    /// certificate from the agent, unnamed endpoints get a name under it, and a name under it
+    /// that nobody publishes answers 404 "endpoint offline".
+    #[arg(long, value_name = "DOMAIN")]
+    pub domain: Option<String>,
+    /// Certificate chain (PEM) for --domain; without --crt/--key moat's local CA issues one.
+    #[arg(long, value_name = "FILE", requires = "key")]
+    pub crt: Option<PathBuf>,
+    /// Private key (PEM) of --crt.
+    #[arg(long, value_name = "FILE", requires = "crt")]
+    pub key: Option<PathBuf>,
+    /// CAs (PEM) whose certificates agents present, instead of the edge's own agent CA (then
+    /// agents cannot join with tokens).
+    #[arg(long, value_name = "FILE")]
+    pub agent_cas: Option<PathBuf>,
+    /// Let agents whose certificate CN matches AGENT publish hostnames matching HOSTS, as
+    /// AGENT=HOSTS (globs, e.g. 'ci-*=*.ci.example.com'; repeatable). Joined agents also get
+    /// the grant of their token.
+    #[arg(long = "grant", value_name = "AGENT=HOSTS")]
+    pub grants: Vec<String>,
+    /// How long an agent may stay silent before its endpoints are withdrawn (default 15s).
+    #[arg(long, value_name = "DURATION", default_value = "15s")]
+    pub heartbeat_tolerance: String,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+/// Flags of `moat edge token`.
+#[derive(Debug, clap::Args)]
+pub struct TokenArgs {
+    /// Hostnames the joining agent may publish (globs, repeatable), e.g. '*.a.example.com'.
+    #[arg(long = "grant", value_name = "GLOB")]
+    pub grants: Vec<String>,
+    /// How long the token works.
+    #[arg(long, value_name = "DURATION", default_value = "1h")]
+    pub ttl: String,
+    /// The address agents dial (the agent listener); default: where the edge last started.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub edge_address: Option<String>,
+}
+
+/// The file where a running edge records the address join tokens carry.
+const ADDRESS_FILE: &str = "agent-address";
+
+/// Runs `moat edge`.
+pub fn run(args: EdgeArgs) -> anyhow::Result<()> {
+    match args.command {
+        Some(EdgeCommand::Token(token)) => print_token(token),
+        None => run_edge(args.run),
+    }
+}
+
+fn parse_grant(text: &str) -> anyhow::Result<Grant> {
+    let (agent, hosts) = text.split_once('=').with_context(|| {
+        format!("--grant {text:?}: give AGENT=HOSTS, e.g. 'ci-*=*.ci.example.com'")
+    })?;
+    let agents = AgentSelector::parse("--grant", agent.trim())
+        .with_context(|| format!("--grant {text:?}: the agent pattern"))?;
+    let hostnames = hosts
+        .split(',')
+        .map(|glob| HostnameGlob::parse(glob.trim()))
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("--grant {text:?}: the hostnames"))?;
+    Ok(Grant { agents, hostnames })
+}
+
+fn run_edge(args: EdgeRunArgs) -> anyhow::Result<()> {
+    init_logging(&args.log.log_format);
+    let grants = args
+        .grants
+        .iter()
+        .map(|text| parse_grant(text))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let heartbeat_tolerance = moat_config::parse_duration(&args.heartbeat_tolerance)
+        .map_err(|problem| anyhow::anyhow!("--heartbeat-tolerance: {problem}"))?;
+    if let Some(domain) = &args.domain
+        && !moat_config::valid_domain(domain)
+    {
+        anyhow::bail!(
+            "--domain {domain:?}: give a hostname or a wildcard such as '*.tunnel.example.com'"
+        );
+    }
+    let settings = EdgeSettings {
+        listen: args.listen,
+        agent_listen: args.agent_listen,
+        agent_names: args.agent_names.clone(),
+        domain: args.domain.clone(),
+        crt: args.crt.clone(),
+        key: args.key.clone(),
+        agent_cas: args.agent_cas.clone(),
+        grants,
+        heartbeat_tolerance,
+        moat_home: moat_home()?,
+    };
+    let state_dir = settings.state_dir();
+    let (audit, telemetry) = open_telemetry(&args.log, None)?;
+    let runtime = runtime_for(worker_threads())
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let outcome = runtime.block_on(async {
+        let shutdown = shutdown_signal();
+        serve_metrics(args.log.metrics_listen, &telemetry).await?;
+        let edge = Edge::bind(settings, telemetry.clone()).await?;
+        let agent_addr = edge.agent_addr();
+        let host = args
+            .agent_names
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "localhost".to_owned());
+        let token_address = format!("{host}:{}", agent_addr.port());
+        std::fs::write(state_dir.join(ADDRESS_FILE), &token_address).with_context(|| {
+            format!("cannot record the agent address in {}", state_dir.display())
+        })?;
+        // Tests and scripts parse these lines; keep the address last.
+        println!("moat: edge agent listener on {agent_addr}");
+        println!("moat: edge public listener on {}", edge.public_addr());
+        println!("moat: make a join token with: moat edge token --grant 'HOSTNAME-GLOB'");
+        edge.serve(shutdown).await?;
+        anyhow::Ok(())
+    });
+    audit.close();
+    outcome
+}
+
+fn print_token(args: TokenArgs) -> anyhow::Result<()> {
+    let state_dir = moat_home()?.join("edge");
+    let edge_address = match &args.edge_address {
+        Some(address) => address.clone(),
+        None => std::fs::read_to_string(state_dir.join(ADDRESS_FILE))
+            .map(|text| text.trim().to_owned())
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "no edge has started with MOAT_HOME={}; start `moat edge` first or give --edge-address HOST:PORT",
+                    state_dir.parent().map_or(String::new(), |home| home.display().to_string())
+                )
+            })?,
+    };
+    let grant = args
+        .grants
+        .iter()
+        .map(|glob| HostnameGlob::parse(glob))
+        .collect::<Result<Vec<_>, _>>()
+        .context("--grant")?;
+    let ttl: Duration = moat_config::parse_duration(&args.ttl)
+        .map_err(|problem| anyhow::anyhow!("--ttl: {problem}"))?;
+    let state = EdgeState::open(&state_dir, None).context("cannot open the edge's state")?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs());
+    let token = state
+        .new_token(&edge_address, grant, ttl, now)
+        .context("cannot make a join token")?;
+    println!("{}", token.to_text());
+    Ok(())
+}

@@ -1,0 +1,235 @@
+//! Publishing an http endpoint through an edge, TLS ending at the edge or at the agent: the
+//! same verdicts as a local gateway (alerts, 403 naming the rule), and "endpoint offline" once
+//! the agent is gone.
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::kit::{
+    RunningEdge, client_certificate, curl_through, join, make_token, server_certificate,
+    start_agent, start_edge,
+};
+use crate::gateway_support::{TestCa, start_http_upstream, wait_until};
+
+const POLICY: &str = r#"
+[[rules]]
+name = "no-admin"
+paths = ["/admin/*"]
+action = "deny"
+
+[[rules]]
+name = "clients"
+action = "allow"
+include = [{ common_name = "alice" }]
+"#;
+
+/// A test directory with a server CA (`server-ca.crt`), a client CA (`cas.pem`) with client
+/// `alice`, a foreign CA's client `mallory`, the policy above, and a joined agent.
+fn joined_setup(dir: &Path, edge: &RunningEdge, grant: &str) -> TestCa {
+    let server_ca = TestCa::new("Server CA");
+    std::fs::write(dir.join("server-ca.crt"), &server_ca.pem).unwrap();
+    let client_ca = TestCa::new("Client CA");
+    std::fs::write(dir.join("cas.pem"), &client_ca.pem).unwrap();
+    client_certificate(dir, &client_ca, "alice", 10);
+    client_certificate(dir, &TestCa::new("Foreign CA"), "mallory", 11);
+    std::fs::write(dir.join("policy.toml"), POLICY).unwrap();
+    let _ = edge;
+    make_token(dir, "token", &["--grant", grant]);
+    let (joined, output) = join(dir, "token");
+    assert!(joined, "moat agent join: {output}");
+    assert!(output.contains("joined the edge"), "{output}");
+    server_ca
+}
+
+/// Checks the verdicts a protected endpoint gives through the edge at `host`.
+fn assert_mtls_verdicts(dir: &Path, edge: &RunningEdge, host: &str) {
+    let alice = ["--cert", "alice.crt", "--key", "alice.key"];
+    let (code, body, stderr) = curl_through(dir, edge, host, "/hello", &alice);
+    assert_eq!(
+        (code, body.as_str()),
+        (0, "hello from upstream /hello"),
+        "{stderr}"
+    );
+
+    // With access rules the rules decide, as on a local gateway: no certificate is a 403
+    // naming the rule that wants one.
+    let json_only = ["-H", "Accept: application/json"];
+    let (code, body, stderr) = curl_through(dir, edge, host, "/hello", &json_only);
+    assert_eq!(code, 0, "no certificate: {stderr}");
+    assert!(
+        body.contains("\"code\":\"client_certificate_required\"")
+            && body.contains("\"rule\":\"clients\""),
+        "no certificate: {body}"
+    );
+
+    let mallory = ["--cert", "mallory.crt", "--key", "mallory.key"];
+    let (code, _, stderr) = curl_through(dir, edge, host, "/hello", &mallory);
+    assert_ne!(code, 0, "a foreign CA's client: {stderr}");
+    assert!(stderr.contains("alert unknown ca"), "{stderr}");
+
+    let json = [&alice[..], &["-H", "Accept: application/json"]].concat();
+    let (code, body, stderr) = curl_through(dir, edge, host, "/admin/x", &json);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        body.contains("\"status\":403") && body.contains("\"rule\":\"no-admin\""),
+        "{body}"
+    );
+}
+
+#[test]
+fn an_endpoint_terminated_at_the_edge_is_judged_there_and_goes_offline_with_its_agent() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path();
+    let edge = start_edge(dir, &["--domain", "*.tunnel.test"]);
+    let server_ca = joined_setup(dir, &edge, "*.tunnel.test");
+    server_certificate(dir, &server_ca, "app.tunnel.test", 20);
+    let upstream = start_http_upstream().to_string();
+    let publish = [
+        "--domain",
+        "app.tunnel.test",
+        "--crt",
+        "server-app.tunnel.test.crt",
+        "--key",
+        "server-app.tunnel.test.key",
+        "--mutual-tls-cas",
+        "cas.pem",
+        "--policy",
+        "policy.toml",
+    ];
+    let (mut agent, url) = start_agent(dir, &edge, "http", &upstream, &publish);
+    assert_eq!(url, format!("https://app.tunnel.test:{}", edge.public_port));
+    assert_mtls_verdicts(dir, &edge, "app.tunnel.test");
+    // The edge judged it: its audit stream has the refusal and the request.
+    let audit = || std::fs::read_to_string(dir.join("edge-audit.jsonl")).unwrap_or_default();
+    wait_until(
+        "the edge audits the refusals",
+        Duration::from_secs(10),
+        || {
+            let audit = audit();
+            audit.contains("\"reason\":\"unknown_ca\"") && audit.contains("\"rule\":\"no-admin\"")
+        },
+    );
+
+    agent.signal("KILL");
+    agent.wait_exit(Duration::from_secs(10));
+    let offline = || {
+        let (_, body, _) = curl_through(
+            dir,
+            &edge,
+            "app.tunnel.test",
+            "/hello",
+            &["--insecure", "-H", "Accept: application/json"],
+        );
+        body
+    };
+    wait_until("the endpoint goes offline", Duration::from_secs(20), || {
+        offline().contains("\"code\":\"endpoint_offline\"")
+    });
+    let body = offline();
+    assert!(
+        body.contains("\"status\":404") && body.contains("app.tunnel.test"),
+        "{body}"
+    );
+    // What the agent uploaded is gone from the edge.
+    let uploads = dir.join("home/edge/uploads");
+    let left: Vec<_> = std::fs::read_dir(&uploads)
+        .map(|entries| entries.flatten().map(|entry| entry.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "uploads left: {left:?}");
+
+    // Started again, the agent publishes the hostname again.
+    let (_agent, _) = start_agent(dir, &edge, "http", &upstream, &publish);
+    assert_mtls_verdicts(dir, &edge, "app.tunnel.test");
+}
+
+#[test]
+fn an_endpoint_terminated_at_the_agent_is_relayed_untouched() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path();
+    // No --domain: the edge has no certificate for anything; it can only relay.
+    let edge = start_edge(dir, &[]);
+    let server_ca = joined_setup(dir, &edge, "*.agent.test");
+    server_certificate(dir, &server_ca, "app.agent.test", 21);
+    let upstream = start_http_upstream().to_string();
+    let publish = [
+        "--terminate-at",
+        "agent",
+        "--domain",
+        "app.agent.test",
+        "--crt",
+        "server-app.agent.test.crt",
+        "--key",
+        "server-app.agent.test.key",
+        "--mutual-tls-cas",
+        "cas.pem",
+        "--policy",
+        "policy.toml",
+    ];
+    let (agent, _) = start_agent(dir, &edge, "http", &upstream, &publish);
+    assert_mtls_verdicts(dir, &edge, "app.agent.test");
+    // The agent judged it, with the client's real address from the stream header.
+    let log = agent.log();
+    assert!(log.contains("peer=127.0.0.1:"), "{log}");
+    // The edge holds no key for the hostname.
+    let edge_files = walk(&dir.join("home/edge"));
+    assert!(
+        !edge_files.iter().any(|path| path.ends_with("server.key")),
+        "{edge_files:?}"
+    );
+    // A name nobody publishes is refused at the handshake.
+    let (code, _, stderr) = curl_through(dir, &edge, "other.agent.test", "/", &[]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("unrecognized name"), "{stderr}");
+}
+
+#[test]
+fn a_token_joins_once_and_a_hostname_outside_the_grant_is_refused_naming_it() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path();
+    let edge = start_edge(dir, &["--domain", "*.tunnel.test"]);
+    joined_setup(dir, &edge, "*.mine.tunnel.test");
+    let (joined, output) = join(dir, "token");
+    assert!(!joined, "a used token joined again: {output}");
+    assert!(output.contains("used"), "{output}");
+
+    let upstream = start_http_upstream().to_string();
+    let edge_address = format!("127.0.0.1:{}", edge.agent_port);
+    let agent = crate::gateway_support::Moat::start(
+        dir,
+        &[
+            "http",
+            &upstream,
+            "--edge",
+            &edge_address,
+            "--domain",
+            "theirs.tunnel.test",
+        ],
+        0,
+    );
+    let line = loop {
+        let line = agent
+            .next_stdout_line(Duration::from_secs(30))
+            .unwrap_or_else(|| panic!("no answer from the edge; log:\n{}", agent.log()));
+        if line.contains("refused") {
+            break line;
+        }
+    };
+    assert!(
+        line.contains("may not publish") && line.contains("*.mine.tunnel.test"),
+        "{line}"
+    );
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}

@@ -1,0 +1,118 @@
+//! `Edge`: the public gateway and the agent listener of one `moat edge` process.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use moat_edge::{AgentListenerTls, EdgeState};
+use moat_gateway::{Gateway, GatewayOptions};
+use moat_telemetry::Telemetry;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+use crate::agents::serve_agents;
+use crate::error::EdgeError;
+use crate::registry::Registry;
+use crate::routes::EdgeRoutes;
+use crate::settings::EdgeSettings;
+
+/// A bound edge, ready to serve.
+pub struct Edge {
+    gateway: Gateway,
+    registry: Arc<Registry>,
+    agent_listener: TcpListener,
+    acceptor: TlsAcceptor,
+}
+
+impl Edge {
+    /// Opens the edge's state (making the agent CA on first start unless agents' CAs are
+    /// given), binds the public listener with the edge's own endpoint and the agent listener.
+    pub async fn bind(settings: EdgeSettings, telemetry: Telemetry) -> Result<Edge, EdgeError> {
+        let state = Arc::new(EdgeState::open(
+            &settings.state_dir(),
+            settings.agent_cas.as_deref(),
+        )?);
+        let listener_tls = AgentListenerTls::open(&state, &settings.agent_names)?;
+        let agent_listener = TcpListener::bind(settings.agent_listen)
+            .await
+            .map_err(|source| EdgeError::AgentListen {
+                address: settings.agent_listen,
+                source,
+            })?;
+        let public_addr = concrete_address(settings.listen)?;
+        let moat_home = settings.moat_home.clone();
+        let registry = Arc::new(Registry::new(settings, state, public_addr));
+        let config = registry
+            .current_config()
+            .map_err(EdgeError::Configuration)?;
+        let options = GatewayOptions {
+            moat_home,
+            telemetry,
+            upstream_routes: Some(Arc::new(EdgeRoutes {
+                registry: Arc::downgrade(&registry),
+            })),
+            strict_sni: true,
+        };
+        let gateway = Gateway::bind(&config, &options).await?;
+        registry.serve_with(gateway.reloader());
+        Ok(Edge {
+            gateway,
+            registry,
+            agent_listener,
+            acceptor: TlsAcceptor::from(listener_tls.server_config()),
+        })
+    }
+
+    /// Where public clients connect.
+    pub fn public_addr(&self) -> SocketAddr {
+        self.registry.public_addr()
+    }
+
+    /// Where agents connect.
+    pub fn agent_addr(&self) -> SocketAddr {
+        self.agent_listener
+            .local_addr()
+            .unwrap_or(self.registry.settings().agent_listen)
+    }
+
+    /// The edge's trust state: tokens are made with it.
+    pub fn state(&self) -> &Arc<EdgeState> {
+        self.registry.state()
+    }
+
+    /// Serves clients and agents until `shutdown` resolves; open client connections drain (as
+    /// the gateway's do) with their agents still connected, then the agents are let go.
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), EdgeError> {
+        let (stop, stopping) = watch::channel(false);
+        let agents = tokio::spawn(serve_agents(
+            self.agent_listener,
+            self.acceptor,
+            Arc::clone(&self.registry),
+            stopping,
+        ));
+        let served = self.gateway.serve(shutdown).await;
+        let _ = stop.send(true);
+        let _ = agents.await;
+        Ok(served?)
+    }
+}
+
+/// `listen` with port 0 replaced by a free port: every endpoint the edge serves shares one
+/// public socket, which the gateway binds by address.
+fn concrete_address(listen: SocketAddr) -> Result<SocketAddr, EdgeError> {
+    if listen.port() != 0 {
+        return Ok(listen);
+    }
+    let probe = std::net::TcpListener::bind(listen).map_err(|source| EdgeError::Listen {
+        address: listen,
+        source,
+    })?;
+    probe.local_addr().map_err(|source| EdgeError::Listen {
+        address: listen,
+        source,
+    })
+}
