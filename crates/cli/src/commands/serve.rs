@@ -97,8 +97,9 @@ pub struct EndpointArgs {
     pub edge: Option<String>,
     /// Where TLS is terminated when publishing through an edge: edge (the edge holds the
     /// certificate and checks clients with the CAs uploaded to it) or agent (the edge relays
-    /// the encrypted bytes by SNI and this process terminates them).
-    #[arg(long, value_name = "WHERE", value_parser = ["edge", "agent"], requires = "edge")]
+    /// the encrypted bytes by SNI and this process terminates them). Without --edge this
+    /// process is the only one, and TLS ends here either way.
+    #[arg(long, value_name = "WHERE", value_parser = ["edge", "agent"])]
     pub terminate_at: Option<String>,
     /// Share the hostname with other agents that publish it with --pool: new connections go
     /// to the member with the fewest open streams.
