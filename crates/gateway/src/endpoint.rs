@@ -143,20 +143,25 @@ impl LoadedEndpoint {
             upstream_proxy_protocol = ?endpoint.upstream_proxy_protocol,
             "endpoint ready"
         );
-        if endpoint.mutual_tls_cas.is_empty() {
+        if endpoint.mutual_tls_cas.is_empty()
+            && matches!(self.handler, Handler::Http(_) | Handler::Tcp(_))
+        {
             tracing::warn!(
                 endpoint = %endpoint.name,
                 "no client certificate is asked for: any client may connect; give the endpoint \
                  the CAs that sign client certificates (mutual_tls_cas) to require one"
             );
         }
-        if endpoint.kind == EndpointKind::Tls {
-            // Until the edge/agent tunnel exists this process is both, so TLS ends here either way.
-            tracing::info!(
+        match self.handler {
+            Handler::Relay(_) => tracing::info!(
                 endpoint = %endpoint.name,
-                terminate_at = ?endpoint.terminate_at,
-                "TLS terminates in this process (no separate edge yet)"
-            );
+                "TLS terminates beyond this process: clients' bytes are relayed by SNI"
+            ),
+            Handler::Unrecognized => tracing::info!(
+                endpoint = %endpoint.name,
+                "nothing serves this name now: clients are refused with unrecognized_name"
+            ),
+            Handler::Http(_) | Handler::Tcp(_) => {}
         }
     }
 
