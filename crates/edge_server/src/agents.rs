@@ -134,8 +134,9 @@ async fn run_session<S>(
                     let _ = tokio::task::spawn_blocking(move || registry.withdraw(&link, &hostnames)).await;
                 }
                 Ok(Some(AgentMessage::Hello(_))) => {}
-                Ok(None) => break "the agent closed its session".to_owned(),
-                Err(error) => break format!("control channel: {error}"),
+                // The control stream ends with the session: the session says why.
+                Ok(None) => break session_end(&opener, "the agent closed its session".to_owned()).await,
+                Err(error) => break session_end(&opener, format!("control channel: {error}")).await,
             },
             ended = opener.closed() => break match ended {
                 Ok(()) => "the agent closed its session".to_owned(),
@@ -150,6 +151,14 @@ async fn run_session<S>(
         registry_for_cleanup.disconnect(&link_for_cleanup, &reason)
     })
     .await;
+}
+
+/// Why the session ended, when it ends within a moment of its control stream; else `otherwise`.
+async fn session_end(opener: &moat_tunnel::StreamOpener, otherwise: String) -> String {
+    match tokio::time::timeout(Duration::from_secs(1), opener.closed()).await {
+        Ok(Err(error)) => error.to_string(),
+        Ok(Ok(())) | Err(_) => otherwise,
+    }
 }
 
 /// Resolves once `stopping` turns true (or its sender is gone); the guard `wait_for` returns is

@@ -43,6 +43,13 @@ impl Moat {
         Moat::serve(dir, kind, upstream, &[&MTLS_FILES[..], extra].concat())
     }
 
+    /// Like [`Moat::start`], logging to `dir/LOG_NAME.log`: several moat processes in one
+    /// directory (an edge and its agents) each keep their own log.
+    pub fn start_logged(dir: &Path, log_name: &str, args: &[&str], endpoints: usize) -> Moat {
+        Moat::launch_logged(dir, log_name, args, endpoints, &[])
+            .unwrap_or_else(|failure| panic!("{failure}"))
+    }
+
     /// Like [`Moat::start`], with extra environment variables.
     pub fn start_with_env(
         dir: &Path,
@@ -78,7 +85,18 @@ impl Moat {
         endpoints: usize,
         env: &[(&str, &str)],
     ) -> Result<Moat, String> {
-        let log = dir.join("moat.log");
+        Moat::launch_logged(dir, "moat", args, endpoints, env)
+    }
+
+    /// [`Moat::launch`] logging to `dir/LOG_NAME.log`.
+    fn launch_logged(
+        dir: &Path,
+        log_name: &str,
+        args: &[&str],
+        endpoints: usize,
+        env: &[(&str, &str)],
+    ) -> Result<Moat, String> {
+        let log = dir.join(format!("{log_name}.log"));
         let child = Command::new(env!("CARGO_BIN_EXE_moat"))
             .args(args)
             .current_dir(dir)

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use super::ports::{ADDRESS_IN_USE, with_free_port};
 
 /// A minimal HTTP/1.1 upstream: answers every request with `200` and body
-/// `hello from upstream <path>`; `/slow` waits 2 seconds first.
+/// `hello from upstream <path>`; `/slow` waits 2 seconds first; `/headers` answers with the
+/// request's headers, one `name: value` line each.
 pub fn start_http_upstream() -> SocketAddr {
     start_observed_http_upstream().0
 }
@@ -68,12 +69,20 @@ pub fn read_request_head(reader: &mut impl BufRead) -> std::io::Result<Option<Re
 fn serve_http(stream: TcpStream, requests: &AtomicUsize) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut writer = stream;
-    while let Some((path, _headers)) = read_request_head(&mut reader)? {
+    while let Some((path, headers)) = read_request_head(&mut reader)? {
         requests.fetch_add(1, Ordering::SeqCst);
         if path == "/slow" {
             thread::sleep(Duration::from_secs(2));
         }
-        let body = format!("hello from upstream {path}");
+        let body = if path == "/headers" {
+            // What the gateway sent, one `name: value` line per header, names in lower case.
+            headers
+                .iter()
+                .map(|(name, value)| format!("{name}: {value}\n"))
+                .collect()
+        } else {
+            format!("hello from upstream {path}")
+        };
         write!(
             writer,
             "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n{body}",

@@ -7,26 +7,33 @@ use crate::gateway_support::{Moat, TestCa, Usage, curl, moat_output, write_pair}
 
 /// A `moat edge` on loopback with its two addresses.
 pub struct RunningEdge {
-    pub _moat: Moat,
+    pub moat: Moat,
     pub agent_port: u16,
     pub public_port: u16,
 }
 
 /// Starts `moat edge` in `dir` (MOAT_HOME dir/home) on free loopback ports, with `extra` flags.
 pub fn start_edge(dir: &Path, extra: &[&str]) -> RunningEdge {
+    start_edge_at(dir, 0, 0, extra)
+}
+
+/// [`start_edge`] on the given ports (0: a free one), e.g. to restart an edge where it was.
+pub fn start_edge_at(dir: &Path, public_port: u16, agent_port: u16, extra: &[&str]) -> RunningEdge {
+    let listen = format!("127.0.0.1:{public_port}");
+    let agent_listen = format!("127.0.0.1:{agent_port}");
     let mut args = vec![
         "edge",
         "--listen",
-        "127.0.0.1:0",
+        listen.as_str(),
         "--agent-listen",
-        "127.0.0.1:0",
+        agent_listen.as_str(),
         "--agent-name",
         "127.0.0.1",
         "--audit-log",
         "edge-audit.jsonl",
     ];
     args.extend_from_slice(extra);
-    let moat = Moat::start(dir, &args, 0);
+    let moat = Moat::start_logged(dir, "edge", &args, 0);
     let mut agent_port = None;
     let mut public_port = None;
     while agent_port.is_none() || public_port.is_none() {
@@ -45,10 +52,19 @@ pub fn start_edge(dir: &Path, extra: &[&str]) -> RunningEdge {
         }
     }
     RunningEdge {
-        _moat: moat,
+        moat,
         agent_port: agent_port.unwrap(),
         public_port: public_port.unwrap(),
     }
+}
+
+/// A log name no other agent of this test process has: `agent-N`.
+pub fn next_agent_log() -> String {
+    static AGENTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
+    format!(
+        "agent-{}",
+        AGENTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
 }
 
 /// Prints a join token with `moat edge token ARGS` in `dir` and writes it to `dir/NAME`.
@@ -89,7 +105,7 @@ pub fn start_agent(
     let edge_address = format!("127.0.0.1:{}", edge.agent_port);
     let mut args = vec![kind, upstream, "--edge", edge_address.as_str()];
     args.extend_from_slice(extra);
-    let agent = Moat::start(dir, &args, 0);
+    let agent = Moat::start_logged(dir, &next_agent_log(), &args, 0);
     let url = loop {
         let line = agent
             .next_stdout_line(Duration::from_secs(30))
@@ -129,8 +145,26 @@ pub fn curl_through(
     path: &str,
     identity: &[&str],
 ) -> (i32, String, String) {
-    let resolve = format!("{host}:{}:127.0.0.1", edge.public_port);
-    let url = format!("https://{host}:{}{path}", edge.public_port);
+    curl_to(dir, edge.public_port, host, path, identity)
+}
+
+/// [`curl_through`] an edge known by its public port (for threads: the edge is not `Sync`).
+pub fn curl_to(
+    dir: &Path,
+    public_port: u16,
+    host: &str,
+    path: &str,
+    identity: &[&str],
+) -> (i32, String, String) {
+    let resolve = format!("{host}:{public_port}:127.0.0.1");
+    let url = format!("https://{host}:{public_port}{path}");
     let trust = ["--cacert", "server-ca.crt", "--resolve", resolve.as_str()];
     curl(dir, &[&trust[..], identity, &[url.as_str()]].concat())
+}
+
+/// The JSON body the edge answers for `host` to a client without a certificate that does not
+/// check the server's (`--insecure`): "endpoint offline" once nobody publishes it.
+pub fn offline_answer(dir: &Path, edge: &RunningEdge, host: &str) -> String {
+    let json = ["--insecure", "-H", "Accept: application/json"];
+    curl_through(dir, edge, host, "/", &json).1
 }

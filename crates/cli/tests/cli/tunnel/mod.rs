@@ -2,4 +2,5 @@
 //! publishing, mutual TLS at the edge or at the agent, refusals, and an agent that dies.
 
 mod kit;
+mod lifecycle;
 mod publish;

@@ -6,8 +6,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::kit::{
-    RunningEdge, client_certificate, curl_through, join, make_token, server_certificate,
-    start_agent, start_edge,
+    RunningEdge, client_certificate, curl_through, join, make_token, offline_answer,
+    server_certificate, start_agent, start_edge,
 };
 use crate::gateway_support::{TestCa, start_http_upstream, wait_until};
 
@@ -112,16 +112,7 @@ fn an_endpoint_terminated_at_the_edge_is_judged_there_and_goes_offline_with_its_
 
     agent.signal("KILL");
     agent.wait_exit(Duration::from_secs(10));
-    let offline = || {
-        let (_, body, _) = curl_through(
-            dir,
-            &edge,
-            "app.tunnel.test",
-            "/hello",
-            &["--insecure", "-H", "Accept: application/json"],
-        );
-        body
-    };
+    let offline = || offline_answer(dir, &edge, "app.tunnel.test");
     wait_until("the endpoint goes offline", Duration::from_secs(20), || {
         offline().contains("\"code\":\"endpoint_offline\"")
     });
@@ -194,8 +185,9 @@ fn a_token_joins_once_and_a_hostname_outside_the_grant_is_refused_naming_it() {
 
     let upstream = start_http_upstream().to_string();
     let edge_address = format!("127.0.0.1:{}", edge.agent_port);
-    let agent = crate::gateway_support::Moat::start(
+    let agent = crate::gateway_support::Moat::start_logged(
         dir,
+        "agent",
         &[
             "http",
             &upstream,
@@ -232,4 +224,88 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
         }
     }
     files
+}
+
+#[test]
+fn alerts_and_identity_headers_are_the_gateways_at_the_edge_and_at_the_agent() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path();
+    let edge = start_edge(dir, &["--domain", "*.tunnel.test"]);
+    let server_ca = TestCa::new("Server CA");
+    std::fs::write(dir.join("server-ca.crt"), &server_ca.pem).unwrap();
+    let client_ca = TestCa::new("Client CA");
+    std::fs::write(dir.join("cas.pem"), &client_ca.pem).unwrap();
+    client_certificate(dir, &client_ca, "alice", 10);
+    client_certificate(dir, &client_ca, "revoked", 12);
+    std::fs::write(dir.join("crl.pem"), client_ca.crl(&[12]).0).unwrap();
+    client_certificate(dir, &TestCa::new("Foreign CA"), "mallory", 11);
+    make_token(dir, "token", &["--grant", "*.tunnel.test"]);
+    let (joined, output) = join(dir, "token");
+    assert!(joined, "{output}");
+    let upstream = start_http_upstream().to_string();
+    for (terminate_at, host, serial) in [
+        ("edge", "edge.tunnel.test", 30),
+        ("agent", "agent.tunnel.test", 31),
+    ] {
+        server_certificate(dir, &server_ca, host, serial);
+        let crt = format!("server-{host}.crt");
+        let key = format!("server-{host}.key");
+        let flags = [
+            "--terminate-at",
+            terminate_at,
+            "--domain",
+            host,
+            "--crt",
+            &crt,
+            "--key",
+            &key,
+            "--mutual-tls-cas",
+            "cas.pem",
+            "--crl",
+            "crl.pem",
+        ];
+        let (_agent, _) = start_agent(dir, &edge, "http", &upstream, &flags);
+
+        let (code, _, stderr) = curl_through(dir, &edge, host, "/", &[]);
+        assert_eq!(code, 56, "{terminate_at}: no certificate: {stderr}");
+        assert!(
+            stderr.contains("alert certificate required"),
+            "{terminate_at}: {stderr}"
+        );
+        let revoked = ["--cert", "revoked.crt", "--key", "revoked.key"];
+        let (code, _, stderr) = curl_through(dir, &edge, host, "/", &revoked);
+        assert_ne!(code, 0, "{terminate_at}: a revoked client");
+        assert!(
+            stderr.contains("alert certificate revoked"),
+            "{terminate_at}: {stderr}"
+        );
+        let mallory = ["--cert", "mallory.crt", "--key", "mallory.key"];
+        let (_, _, stderr) = curl_through(dir, &edge, host, "/", &mallory);
+        assert!(
+            stderr.contains("alert unknown ca"),
+            "{terminate_at}: {stderr}"
+        );
+
+        // The upstream sees alice's identity, never the copy she sent herself.
+        let spoofing = [
+            "--cert",
+            "alice.crt",
+            "--key",
+            "alice.key",
+            "-H",
+            "Moat-Client-Subject: CN=admin",
+            "-H",
+            "Client-Cert: :Zm9v:",
+        ];
+        let (code, headers, stderr) = curl_through(dir, &edge, host, "/headers", &spoofing);
+        assert_eq!(code, 0, "{terminate_at}: {stderr}");
+        assert!(
+            headers.contains("moat-client-subject: CN=alice\n"),
+            "{terminate_at}: {headers}"
+        );
+        assert!(
+            !headers.contains("CN=admin") && !headers.contains(":Zm9v:"),
+            "{terminate_at}: {headers}"
+        );
+    }
 }
