@@ -334,7 +334,13 @@ async fn serve_streams(
                 }
             },
             _ = stopped(stopping) => {
-                // GOAWAY: the edge withdraws the endpoints; open streams finish.
+                // Withdraw first, so the edge stops sending new clients at once; then GOAWAY:
+                // open streams finish and the session closes.
+                let hostnames: Vec<String> = served.keys().cloned().collect();
+                let withdraw = AgentMessage::Remove { hostnames };
+                if let Err(error) = control.send(&withdraw).await {
+                    tracing::warn!(%error, "cannot withdraw the endpoints; the edge drops them when the session closes");
+                }
                 incoming.shutdown();
                 let _ = tokio::time::timeout(Duration::from_secs(5), incoming.closed()).await;
                 return "shutting down".to_owned();

@@ -69,3 +69,55 @@ fn readme_pki_session_runs_as_written() {
         assert_eq!(mode & 0o777, 0o600, "{file}");
     }
 }
+
+#[test]
+fn readme_tunnel_quickstart_runs_as_written() {
+    use std::os::unix::process::CommandExt as _;
+    let session = shell_block_after(&readme(), "### Try it on one machine");
+    let scratch = tempfile::tempdir().unwrap();
+    let moat_dir = Path::new(env!("CARGO_BIN_EXE_moat")).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        moat_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    // Its own process group, so that whatever the session leaves running is stopped below.
+    let session_shell = Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &session])
+        .current_dir(scratch.path())
+        .env("PATH", path)
+        .env_remove("RUST_LOG")
+        .process_group(0)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let group = format!("-{}", session_shell.id());
+    let output = session_shell.wait_with_output().unwrap();
+    let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let logs: String = ["edge.log", "agent.log"]
+        .iter()
+        .map(|name| std::fs::read_to_string(scratch.path().join(name)).unwrap_or_default())
+        .collect();
+    assert!(output.status.success(), "{stdout}\n{stderr}\n{logs}");
+    assert!(
+        stdout.contains("joined the edge at localhost:4443"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("<!DOCTYPE HTML>"),
+        "the service's page: {stdout}"
+    );
+    assert!(
+        stderr.contains("alert certificate required")
+            && stdout.contains("refused without a certificate"),
+        "{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("\"code\":\"endpoint_offline\"")
+            && stdout.contains("nothing serves app.tunnel.localhost right now"),
+        "{stdout}\n{logs}"
+    );
+}

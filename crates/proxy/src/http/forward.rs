@@ -100,7 +100,10 @@ pub(super) async fn handle(
 
     let admitted = head.and_then(|head| {
         if proxy.offline {
-            let host = head.host.clone().unwrap_or_else(|| proxy.domain.clone());
+            let host = match &head.host {
+                Some(host) => hostname_of(host).to_owned(),
+                None => proxy.domain.clone(),
+            };
             return Err(Refusal::EndpointOffline { host });
         }
         let rule = proxy.admitter().admit(info, &request, &head)?;
@@ -493,5 +496,38 @@ impl Body for TrackedBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// The hostname of a checked `Host` value: without its port (`app.example.com:8443`), brackets
+/// kept on an IPv6 literal (`[::1]:8443` → `[::1]`).
+fn hostname_of(host: &str) -> &str {
+    match host.rsplit_once(':') {
+        Some((name, port))
+            if !port.is_empty()
+                && port.bytes().all(|b| b.is_ascii_digit())
+                && (!name.contains(':') || name.ends_with(']')) =>
+        {
+            name
+        }
+        _ => host,
+    }
+}
+
+#[cfg(test)]
+mod hostname_tests {
+    use super::hostname_of;
+
+    #[test]
+    fn the_port_is_left_out_of_a_hostname() {
+        for (host, name) in [
+            ("app.example.com:8443", "app.example.com"),
+            ("app.example.com", "app.example.com"),
+            ("[::1]:8443", "[::1]"),
+            ("[::1]", "[::1]"),
+            ("127.0.0.1:80", "127.0.0.1"),
+        ] {
+            assert_eq!(hostname_of(host), name, "{host}");
+        }
     }
 }
