@@ -1,4 +1,5 @@
-//! `moat demo`: mTLS end to end in a temporary directory, a refused and an accepted request.
+//! `moat demo`: mTLS end to end in a temporary directory, a refused and an accepted request,
+//! directly and through an edge.
 //!
 //! The demo uses the same library calls as `moat pki` and `moat http`, so what it shows is what
 //! a user gets; only the upstream (a hello service) and the two clients are built in.
@@ -83,9 +84,10 @@ fn make_certificates(dir: &Path) -> anyhow::Result<DemoFiles> {
     };
 
     let mut server = LeafRequest::server("localhost");
-    server
-        .subject_alt_names
-        .push(SubjectAltName::Ip([127, 0, 0, 1].into()));
+    server.subject_alt_names.extend([
+        SubjectAltName::Ip([127, 0, 0, 1].into()),
+        SubjectAltName::Dns(super::demo_tunnel::TUNNEL_HOST.to_owned()),
+    ]);
     let server_prefix = dir.join("server");
     ca.issue(&server)
         .and_then(|issued| issued.write(&server_prefix, &write))
@@ -145,10 +147,16 @@ async fn demonstrate(args: DemoArgs, files: &DemoFiles) -> anyhow::Result<()> {
     }));
 
     println!("1. request without a client certificate:");
-    let anonymous = request(address, &files.ca_cert, None).await?;
+    let anonymous = request(address, "localhost", &files.ca_cert, None).await?;
     println!("   {}", anonymous.describe());
     println!("2. request with the client certificate (CN={CLIENT_NAME}):");
-    let identified = request(address, &files.ca_cert, Some(&files.client_pem)).await?;
+    let identified = request(
+        address,
+        "localhost",
+        &files.ca_cert,
+        Some(&files.client_pem),
+    )
+    .await?;
     println!("   {}", identified.describe());
     println!();
     println!("Try it with curl:");
@@ -162,12 +170,48 @@ async fn demonstrate(args: DemoArgs, files: &DemoFiles) -> anyhow::Result<()> {
         shell_quote(&files.client_pem.display().to_string())
     );
 
-    let outcomes_as_expected =
-        matches!(anonymous, Outcome::Refused(_)) && matches!(identified, Outcome::Status(200, _));
+    println!();
+
+    // The same endpoint, published through an edge by an agent that dialled out to it.
+    let workdir = files
+        .ca_cert
+        .parent()
+        .and_then(Path::parent)
+        .context("the demo directory")?;
+    let tunnel = super::demo_tunnel::TunnelDemo::start(workdir, &config).await?;
+    let host = super::demo_tunnel::TUNNEL_HOST;
+    let tunnel_url = format!("https://{host}:{}/", tunnel.public_addr.port());
+    println!("Through a tunnel: an agent dialled out to an edge and published the endpoint there");
+    println!(
+        "  edge                {tunnel_url} (TLS and the client certificate checked at the edge)"
+    );
+    println!("3. request through the edge without a client certificate:");
+    let tunnel_anonymous = request(tunnel.public_addr, host, &files.ca_cert, None).await?;
+    println!("   {}", tunnel_anonymous.describe());
+    println!("4. request through the edge with the client certificate:");
+    let tunnel_identified = request(
+        tunnel.public_addr,
+        host,
+        &files.ca_cert,
+        Some(&files.client_pem),
+    )
+    .await?;
+    println!("   {}", tunnel_identified.describe());
+    println!(
+        "  curl --cacert {} --cert {} {tunnel_url}",
+        shell_quote(&files.ca_cert.display().to_string()),
+        shell_quote(&files.client_pem.display().to_string())
+    );
+
+    let outcomes_as_expected = matches!(anonymous, Outcome::Refused(_))
+        && matches!(identified, Outcome::Status(200, _))
+        && matches!(tunnel_anonymous, Outcome::Refused(_))
+        && matches!(tunnel_identified, Outcome::Status(200, _));
     if let Some(shutdown) = shutdown {
         println!("Serving until Ctrl-C.");
         shutdown.await;
     }
+    tunnel.stop().await;
     let _ = stop.send(());
     serving.await.context("the demo endpoint stopped")??;
     anyhow::ensure!(
@@ -234,6 +278,7 @@ impl Outcome {
 /// Makes `GET /` over TLS, presenting the combined certificate-and-key file when given.
 async fn request(
     address: SocketAddr,
+    host: &str,
     ca_cert: &Path,
     client_pem: Option<&Path>,
 ) -> anyhow::Result<Outcome> {
@@ -261,7 +306,7 @@ async fn request(
     let tcp = TcpStream::connect(address)
         .await
         .with_context(|| format!("cannot connect to the demo endpoint at {address}"))?;
-    let server_name = ServerName::try_from("localhost")?;
+    let server_name = ServerName::try_from(host.to_owned())?;
     let stream = match connector.connect(server_name, tcp).await {
         Ok(stream) => stream,
         Err(error) => return Ok(Outcome::Refused(explain(&error))),
@@ -273,7 +318,7 @@ async fn request(
         };
     let connection = tokio::spawn(connection);
     let get = hyper::Request::get("/")
-        .header(hyper::header::HOST, format!("localhost:{}", address.port()))
+        .header(hyper::header::HOST, format!("{host}:{}", address.port()))
         .body(http_body_util::Empty::<Bytes>::new())?;
     let response = match sender.send_request(get).await {
         Ok(response) => response,

@@ -3,6 +3,7 @@
 pub mod agent;
 pub mod config;
 pub mod demo;
+mod demo_tunnel;
 pub mod edge;
 pub mod pki;
 pub mod reload;

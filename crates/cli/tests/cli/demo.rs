@@ -27,6 +27,16 @@ fn demo_once_shows_a_refused_and_an_accepted_request() {
         stdout.contains("accepted: HTTP 200, upstream says: hello CN=demo-client"),
         "{stdout}"
     );
+    // The same two requests through the demo's edge and agent.
+    let tunnel = stdout
+        .split_once("Through a tunnel")
+        .map(|(_, tunnel)| tunnel)
+        .unwrap_or_else(|| panic!("the demo shows no tunnel: {stdout}"));
+    assert!(
+        tunnel.contains("refused: the server sent the TLS alert certificate_required")
+            && tunnel.contains("accepted: HTTP 200, upstream says: hello CN=demo-client"),
+        "{tunnel}"
+    );
     // The temporary directory is gone once the demo exits.
     let dir = stdout
         .lines()
@@ -66,7 +76,7 @@ fn the_printed_curl_commands_are_refused_and_accepted() {
             break;
         }
     }
-    assert_eq!(curls.len(), 2, "{curls:?}");
+    assert_eq!(curls.len(), 3, "{curls:?}");
 
     let run = |command: &str| {
         Command::new("sh")
@@ -89,6 +99,18 @@ fn the_printed_curl_commands_are_refused_and_accepted() {
     );
     assert_eq!(
         String::from_utf8_lossy(&accepted.stdout),
+        "hello CN=demo-client, from the upstream behind moat\n"
+    );
+    // The third goes through the edge (curl resolves *.localhost to loopback itself).
+    let through_edge = run(&curls[2]);
+    assert!(
+        curls[2].contains("https://demo.tunnel.localhost:") && through_edge.status.success(),
+        "{}: {}",
+        curls[2],
+        String::from_utf8_lossy(&through_edge.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&through_edge.stdout),
         "hello CN=demo-client, from the upstream behind moat\n"
     );
 
