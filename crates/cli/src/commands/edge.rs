@@ -265,3 +265,27 @@ fn print_token(args: TokenArgs) -> anyhow::Result<()> {
     println!("{}", token.to_text());
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_grant_flag_and_a_grant_table_read_alike() {
+        let flag = parse_grant("ci-*=*.ci.example.com, status.example.com").unwrap();
+        let table = grant_of("ci-*", ["*.ci.example.com", "status.example.com"]).unwrap();
+        for grant in [flag, table] {
+            assert_eq!(
+                grant.agents.to_string(),
+                AgentSelector::parse("common_name", "ci-*")
+                    .unwrap()
+                    .to_string()
+            );
+            let hostnames: Vec<String> = grant.hostnames.iter().map(ToString::to_string).collect();
+            assert_eq!(hostnames, ["*.ci.example.com", "status.example.com"]);
+        }
+        assert!(parse_grant("ci-*").is_err());
+        assert!(parse_grant("=a.example.com").is_err());
+        assert!(parse_grant("ci-*=*.com").is_err());
+    }
+}

@@ -273,15 +273,15 @@ fn serve_flags(endpoint: &EndpointArgs, source: ConfigSource) -> anyhow::Result<
 /// Runs `moat start`.
 pub fn run_start(args: StartArgs) -> anyhow::Result<()> {
     let (path, names, all) = (args.config.clone(), args.names.clone(), args.all);
-    let source: ConfigSource = Arc::new(move || {
+    let load = move || -> anyhow::Result<Config> {
         let config = Config::from_toml_file(&path)?;
         Ok(if all {
             config
         } else {
             config.select(&names, &path.display().to_string())?
         })
-    });
-    let config = source()?;
+    };
+    let config = load()?;
     let file = args.config.display();
     if config.endpoints.is_empty() {
         anyhow::bail!(
@@ -317,6 +317,19 @@ pub fn run_start(args: StartArgs) -> anyhow::Result<()> {
             .with_context(|| format!("{file}: publish = true needs an [agent] table"))?;
         return super::agent::publish(config, &args.log, &edge);
     }
+    // A reload keeps listening endpoints listening: one marked publish = true since is refused.
+    let origin = args.config.display().to_string();
+    let source: ConfigSource = Arc::new(move || {
+        let config = load()?;
+        if let Some(endpoint) = config.endpoints.iter().find(|endpoint| endpoint.publish) {
+            anyhow::bail!(
+                "{origin}: endpoint {} is now published through the edge (publish = true); a \
+                 reload does not move an endpoint to the edge: restart moat",
+                endpoint.name
+            );
+        }
+        Ok(config)
+    });
     let watch = args.watch.then(|| vec![args.config.clone()]);
     serve(config, &args.log, source, watch)
 }
