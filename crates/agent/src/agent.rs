@@ -100,20 +100,20 @@ pub struct Agent {
 
 impl Agent {
     /// Prepares to publish `config`'s endpoints through the edge at `edge` (`host:port`) with
-    /// the credentials joined into `credentials_dir`. Endpoints whose TLS ends here are served
-    /// by a gateway of their own, on loopback only.
+    /// the credentials joined into `credentials_dir`; each endpoint's `pool` says whether its
+    /// hostname is shared with other agents. Endpoints whose TLS ends here are served by a
+    /// gateway of their own, on loopback only.
     pub async fn new(
         edge: String,
         credentials_dir: PathBuf,
         config: &Config,
-        pool: bool,
         moat_home: PathBuf,
         telemetry: Telemetry,
     ) -> Result<Agent, AgentError> {
         let credentials = AgentCredentials::load(&credentials_dir)?;
         let mut specs = Vec::new();
         for endpoint in &config.endpoints {
-            specs.push(publish::spec_of(endpoint, pool)?);
+            specs.push(publish::spec_of(endpoint)?);
         }
         // The agent's own gateway serves only streams; its sockets listen on loopback.
         let local: Vec<EndpointConfig> = config

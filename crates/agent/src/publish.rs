@@ -41,7 +41,7 @@ pub(crate) fn hostname_of(endpoint: &EndpointConfig) -> String {
 }
 
 /// The registration of `endpoint`.
-pub(crate) fn spec_of(endpoint: &EndpointConfig, pool: bool) -> Result<EndpointSpec, PublishError> {
+pub(crate) fn spec_of(endpoint: &EndpointConfig) -> Result<EndpointSpec, PublishError> {
     let read = |path: &Path| {
         std::fs::read_to_string(path).map_err(|source| PublishError::Read {
             endpoint: endpoint.name.clone(),
@@ -74,7 +74,7 @@ pub(crate) fn spec_of(endpoint: &EndpointConfig, pool: bool) -> Result<EndpointS
         } else {
             moat_tunnel::TerminateAt::Agent
         },
-        pool,
+        pool: endpoint.pool,
         mutual_tls_cas_pem: None,
         certificate_pem: None,
         private_key_pem: None,

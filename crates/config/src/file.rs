@@ -8,7 +8,8 @@ use serde::Deserialize;
 use crate::error::{ConfigError, FieldError};
 use crate::model::{Config, TelemetryConfig};
 use crate::problems::FieldStyle;
-use crate::spec::EndpointSpec;
+use crate::spec::{AgentSpec, EdgeSpec, EndpointSpec, GrantSpec};
+use crate::tunnel::{validate_agent, validate_edge};
 use crate::validate::validate_indexed;
 
 /// The top level of `moat.toml`: `[[endpoints]]` and the process-wide telemetry keys; unknown
@@ -24,6 +25,10 @@ struct FileTopLevel {
     metrics_listen: Option<String>,
     /// Client connections served at once, across every endpoint.
     max_connections: Option<i64>,
+    /// The `[edge]` table, decoded on its own so its problems carry its path.
+    edge: Option<toml::Value>,
+    /// The `[agent]` table.
+    agent: Option<toml::Value>,
 }
 
 /// Resolves the top-level telemetry keys, recording a problem for an unusable address.
@@ -54,23 +59,64 @@ fn telemetry_config(
     }
 }
 
-/// A key of `endpoints[index]` that has the wrong type: toml ends serde's message with
-/// `` in `KEY` ``, which becomes the field path, as validation names fields.
-fn structural_error(index: usize, error: &toml::de::Error) -> FieldError {
+/// A key of the table at `table` (`endpoints[1]`, `edge`) that has the wrong type: toml ends
+/// serde's message with `` in `KEY` ``, which becomes the field path, as validation names fields.
+fn structural_error(table: &str, error: &toml::de::Error) -> FieldError {
     let message = error.to_string().trim_end().replace('\n', " ");
     let keyed = message
         .strip_suffix('`')
         .and_then(|rest| rest.rsplit_once(" in `"));
     match keyed {
         Some((message, key)) => FieldError {
-            path: format!("endpoints[{index}].{key}"),
+            path: format!("{table}.{key}"),
             message: message.to_owned(),
         },
         None => FieldError {
-            path: format!("endpoints[{index}]"),
+            path: table.to_owned(),
             message,
         },
     }
+}
+
+/// Decodes the `[edge]` table, each `[[edge.grants]]` on its own so that a mistake in one is
+/// reported with its index and does not hide the others.
+fn decode_edge(mut value: toml::Value, problems: &mut Vec<FieldError>) -> Option<EdgeSpec> {
+    let grants = value
+        .as_table_mut()
+        .and_then(|table| table.remove("grants"));
+    let mut spec = match EdgeSpec::deserialize(value) {
+        Ok(spec) => Some(spec),
+        Err(error) => {
+            problems.push(structural_error("edge", &error));
+            None
+        }
+    };
+    let grants = match grants {
+        None => Vec::new(),
+        Some(toml::Value::Array(grants)) => grants,
+        Some(_) => {
+            problems.push(FieldError {
+                path: "edge.grants".to_owned(),
+                message: "expected [[edge.grants]] tables, each with agents and hostnames"
+                    .to_owned(),
+            });
+            return None;
+        }
+    };
+    for (index, grant) in grants.into_iter().enumerate() {
+        match GrantSpec::deserialize(grant) {
+            Ok(grant) => {
+                if let Some(spec) = &mut spec {
+                    spec.grants.push(grant);
+                }
+            }
+            Err(error) => {
+                // The rest of the table is still checked; the problem refuses the file.
+                problems.push(structural_error(&format!("edge.grants[{index}]"), &error));
+            }
+        }
+    }
+    spec
 }
 
 impl Config {
@@ -100,7 +146,36 @@ impl Config {
         for (index, value) in top.endpoints.into_iter().enumerate() {
             match EndpointSpec::deserialize(value) {
                 Ok(spec) => specs.push((index, spec)),
-                Err(error) => structural.push(structural_error(index, &error)),
+                Err(error) => {
+                    structural.push(structural_error(&format!("endpoints[{index}]"), &error))
+                }
+            }
+        }
+        let has_edge = top.edge.is_some();
+        let edge = top
+            .edge
+            .and_then(|value| decode_edge(value, &mut structural))
+            .and_then(|spec| validate_edge(spec, base_dir, &mut structural));
+        let has_agent = top.agent.is_some();
+        let agent = top
+            .agent
+            .and_then(|value| match AgentSpec::deserialize(value) {
+                Ok(spec) => validate_agent(spec, &mut structural),
+                Err(error) => {
+                    structural.push(structural_error("agent", &error));
+                    None
+                }
+            });
+        if !has_agent {
+            for (index, spec) in &specs {
+                if spec.publish == Some(true) {
+                    structural.push(FieldError {
+                        path: format!("endpoints[{index}].publish"),
+                        message: "needs the edge to publish through; add an [agent] table with \
+                                  edge = \"HOST:PORT\" (the edge's agent listener)"
+                            .to_owned(),
+                    });
+                }
             }
         }
         let telemetry =
@@ -116,10 +191,20 @@ impl Config {
                 crate::model::DEFAULT_MAX_CONNECTIONS
             }
         };
-        let config = validate_indexed(specs, Some(base_dir), origin, FieldStyle::File, structural)?;
+        // A file for `moat edge` alone needs no endpoints.
+        let config = validate_indexed(
+            specs,
+            Some(base_dir),
+            origin,
+            FieldStyle::File,
+            structural,
+            !has_edge,
+        )?;
         Ok(Config {
             telemetry,
             max_connections,
+            edge,
+            agent,
             ..config
         })
     }
@@ -154,6 +239,8 @@ impl Config {
             endpoints: chosen,
             telemetry: self.telemetry,
             max_connections: self.max_connections,
+            edge: self.edge,
+            agent: self.agent,
         })
     }
 }

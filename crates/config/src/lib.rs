@@ -32,6 +32,8 @@
 //!                                   # source_ip or expressions never resume)
 //! crl_expired = "warn"              # or "refuse": a CRL past nextUpdate refuses its CA's clients
 //! # upstream_proxy_protocol = 2     # tls endpoints only: PROXY protocol header, 1 or 2
+//! # publish = true                  # published through the [agent]'s edge instead of listening
+//! # pool = true                     # published: share the hostname with other pooling agents
 //!
 //! [endpoints.timeouts]              # units ms, s, m, h; these are the defaults
 //! request_header = "10s"            # TLS handshake and request headers
@@ -60,6 +62,23 @@
 //! name = "everyone"
 //! action = "allow"
 //! include = [{ valid_certificate = true }]
+//!
+//! [agent]                           # `moat start` publishes the publish = true endpoints
+//! edge = "edge.example.com:4443"    # the edge's agent listener
+//!
+//! [edge]                            # `moat edge --config FILE`; the settings of its flags
+//! listen = "0.0.0.0:443"            # public clients; default
+//! agent_listen = "0.0.0.0:4443"     # agents; default
+//! agent_names = ["edge.example.com"] # in the agent listener's certificate; first: in tokens
+//! domain = "*.tunnel.example.com"   # names under it need no certificate from the agent
+//! crt = "tunnel.crt"                # with key, for domain; both absent: moat's local CA
+//! key = "tunnel.key"
+//! agent_cas = "agents.pem"          # agents' own CAs instead of the edge's agent CA
+//! heartbeat_tolerance = "15s"       # silence before an agent's endpoints are withdrawn
+//!
+//! [[edge.grants]]                   # agents (certificate CN glob) may publish hostnames
+//! agents = "ci-*"
+//! hostnames = ["*.ci.example.com"]
 //! ```
 
 #![forbid(unsafe_code)]
@@ -74,6 +93,7 @@ mod operations;
 mod problems;
 mod rules;
 mod spec;
+mod tunnel;
 mod upstream;
 mod validate;
 
@@ -81,11 +101,14 @@ pub use domain::{domain_serves, valid_domain};
 pub use duration::parse_duration;
 pub use error::{ConfigError, FieldError};
 pub use model::{
-    ClientAuthMode, Config, CrlExpiredPolicy, DEFAULT_MAX_CONNECTIONS, EndpointConfig,
-    EndpointKind, ProxyProtocolVersion, TelemetryConfig, TerminateAt, Timeouts, TlsVersion,
-    Upstream, UpstreamScheme,
+    AgentConfig, ClientAuthMode, Config, CrlExpiredPolicy, DEFAULT_MAX_CONNECTIONS, EdgeConfig,
+    EdgeGrant, EndpointConfig, EndpointKind, ProxyProtocolVersion, TelemetryConfig, TerminateAt,
+    Timeouts, TlsVersion, Upstream, UpstreamScheme,
 };
 pub use problems::FieldStyle;
 pub use rules::{RuleSpec, load_policy_file, load_policy_str, read_policy_file};
-pub use spec::{DEFAULT_DOMAIN, DEFAULT_LISTEN, EndpointSpec, TimeoutsSpec};
+pub use spec::{
+    AgentSpec, DEFAULT_AGENT_LISTEN, DEFAULT_DOMAIN, DEFAULT_EDGE_LISTEN,
+    DEFAULT_HEARTBEAT_TOLERANCE, DEFAULT_LISTEN, EdgeSpec, EndpointSpec, GrantSpec, TimeoutsSpec,
+};
 pub use upstream::parse_upstream;

@@ -14,6 +14,51 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     /// Client connections served at once across every endpoint; one more is closed at once.
     pub max_connections: usize,
+    /// The `[edge]` table: what `moat edge` runs; `None` when the file has none.
+    pub edge: Option<EdgeConfig>,
+    /// The `[agent]` table: the edge that `publish = true` endpoints go through.
+    pub agent: Option<AgentConfig>,
+}
+
+/// The settings of an edge (`moat edge`): where it listens, its domain and certificate, whom it
+/// trusts as agents and what they may publish. Globs stay text; the edge parses them again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EdgeConfig {
+    /// Where public clients connect.
+    pub listen: SocketAddr,
+    /// Where agents connect (mutual TLS).
+    pub agent_listen: SocketAddr,
+    /// Names agents reach the agent listener by; the first is the address tokens carry.
+    pub agent_names: Vec<String>,
+    /// The edge's domain, usually a wildcard such as `*.tunnel.example.com`.
+    pub domain: Option<String>,
+    /// Certificate chain for `domain`; `None`: moat's local CA issues one.
+    pub crt: Option<PathBuf>,
+    /// Private key of `crt`; present exactly when `crt` is.
+    pub key: Option<PathBuf>,
+    /// CAs of the agents' own certificates, instead of the edge's agent CA.
+    pub agent_cas: Option<PathBuf>,
+    /// Which agents may publish which hostnames, besides the grants of join tokens.
+    pub grants: Vec<EdgeGrant>,
+    /// How long an agent may stay silent before its endpoints are withdrawn.
+    pub heartbeat_tolerance: Duration,
+}
+
+/// One grant of an edge: agents whose certificate CN matches `agents` may publish hostnames
+/// matching one of `hostnames`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EdgeGrant {
+    /// A CN, exact or a glob (`ci-*`).
+    pub agents: String,
+    /// Exact hostnames or `*.` and a domain; at least one.
+    pub hostnames: Vec<String>,
+}
+
+/// The settings of an agent: the edge its published endpoints go through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentConfig {
+    /// `HOST:PORT` of the edge's agent listener.
+    pub edge: String,
 }
 
 /// How many client connections moat serves at once unless told otherwise: about 150 MB of
@@ -59,8 +104,14 @@ pub struct EndpointConfig {
     pub client_auth: ClientAuthMode,
     /// The oldest TLS version accepted.
     pub tls_min_version: TlsVersion,
-    /// Where TLS ends for `moat tls` (both terminate in this process until the edge exists).
+    /// Where TLS is terminated when the endpoint is published through an edge (without an
+    /// edge it ends in this process either way).
     pub terminate_at: TerminateAt,
+    /// Published through an edge (by the agent) instead of listening on `listen`.
+    pub publish: bool,
+    /// When published: share the hostname with other agents that pool it (the edge sends each
+    /// new connection to the member with the fewest open streams).
+    pub pool: bool,
     /// Limits on slow clients and slow upstreams.
     pub timeouts: Timeouts,
     /// On a listen address shared by several endpoints, this one takes clients that send no

@@ -86,7 +86,8 @@ pub(crate) fn check_shared_addresses(
     let mut domains: HashMap<(SocketAddr, String), usize> = HashMap::new();
     let mut defaults: HashMap<SocketAddr, usize> = HashMap::new();
     for (endpoint, &index) in endpoints.iter().zip(indices) {
-        if endpoint.listen.port() == 0 {
+        // A published endpoint does not listen: the edge serves it.
+        if endpoint.listen.port() == 0 || endpoint.publish {
             continue;
         }
         let mut problems = Problems { style, index, list };

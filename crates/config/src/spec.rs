@@ -45,8 +45,12 @@ pub struct EndpointSpec {
     /// `"1.2"` (default) or `"1.3"`.
     #[serde(default, deserialize_with = "tls_version_text")]
     pub tls_min_version: Option<String>,
-    /// `"edge"` (default) or `"agent"`; `tls` endpoints only.
+    /// `"edge"` (default) or `"agent"`: where TLS ends when the endpoint is published.
     pub terminate_at: Option<String>,
+    /// `true`: published through the edge of the `[agent]` table instead of listening.
+    pub publish: Option<bool>,
+    /// `true`: share the published hostname with other agents that pool it.
+    pub pool: Option<bool>,
     /// Time limits; each missing one keeps its default.
     #[serde(default)]
     pub timeouts: TimeoutsSpec,
@@ -86,6 +90,57 @@ pub struct TimeoutsSpec {
     pub request_body: Option<String>,
     /// Bytes per second of request body that earn one more second of waiting; default 500.
     pub request_body_min_rate: Option<u64>,
+}
+
+/// The address the edge listens on for public clients when none is given.
+pub const DEFAULT_EDGE_LISTEN: &str = "0.0.0.0:443";
+/// The address the edge listens on for agents when none is given.
+pub const DEFAULT_AGENT_LISTEN: &str = "0.0.0.0:4443";
+/// How long an agent may stay silent before the edge withdraws its endpoints, unless told.
+pub const DEFAULT_HEARTBEAT_TOLERANCE: &str = "15s";
+
+/// The `[edge]` table as written (the settings of `moat edge`), before validation.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EdgeSpec {
+    /// `IP:PORT` where public clients connect; default `0.0.0.0:443`.
+    pub listen: Option<String>,
+    /// `IP:PORT` where agents connect; default `0.0.0.0:4443`.
+    pub agent_listen: Option<String>,
+    /// Names agents reach the agent listener by (its certificate); the first goes in tokens.
+    #[serde(default)]
+    pub agent_names: Vec<String>,
+    /// The edge's (wildcard) domain, e.g. `*.tunnel.example.com`.
+    pub domain: Option<String>,
+    /// Certificate chain (PEM) for `domain`.
+    pub crt: Option<PathBuf>,
+    /// Private key (PEM) of `crt`.
+    pub key: Option<PathBuf>,
+    /// CAs (PEM) of the agents' own certificates, instead of the edge's agent CA.
+    pub agent_cas: Option<PathBuf>,
+    /// Silence allowed before an agent's endpoints are withdrawn; default `15s`.
+    pub heartbeat_tolerance: Option<String>,
+    /// `[[edge.grants]]`: which agents may publish which hostnames.
+    #[serde(default)]
+    pub grants: Vec<GrantSpec>,
+}
+
+/// One `[[edge.grants]]` table as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantSpec {
+    /// The agents' certificate CN, exact or a glob such as `ci-*`.
+    pub agents: Option<String>,
+    /// Hostname globs they may publish: exact names or `*.` and a domain.
+    pub hostnames: Option<Vec<String>>,
+}
+
+/// The `[agent]` table as written: the edge this process publishes through.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentSpec {
+    /// `HOST:PORT` of the edge's agent listener.
+    pub edge: Option<String>,
 }
 
 /// `upstream = 8080` as well as `upstream = "8080"`.

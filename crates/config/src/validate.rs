@@ -36,18 +36,22 @@ impl Config {
             origin,
             style,
             Vec::new(),
+            true,
         )
     }
 }
 
 /// Validates specs that keep their position in the source (some may have been dropped earlier
 /// with a problem already in `problems`), so field paths name the right `endpoints[INDEX]`.
+/// `require_endpoints`: no endpoint at all is a problem (a file with an `[edge]` table may
+/// have none).
 pub(crate) fn validate_indexed(
     specs: Vec<(usize, EndpointSpec)>,
     base_dir: Option<&Path>,
     origin: &str,
     style: FieldStyle,
     mut problems: Vec<FieldError>,
+    require_endpoints: bool,
 ) -> Result<Config, ConfigError> {
     let mut endpoints = Vec::new();
     let mut seen_names: HashMap<String, usize> = HashMap::new();
@@ -73,7 +77,7 @@ pub(crate) fn validate_indexed(
         }
     }
     check_shared_addresses(&endpoints, &indices, style, &mut problems);
-    if problems.is_empty() && endpoints.is_empty() {
+    if require_endpoints && problems.is_empty() && endpoints.is_empty() {
         problems.push(FieldError {
             path: "endpoints".to_string(),
             message:
@@ -86,6 +90,8 @@ pub(crate) fn validate_indexed(
             endpoints,
             telemetry: crate::TelemetryConfig::default(),
             max_connections: crate::model::DEFAULT_MAX_CONNECTIONS,
+            edge: None,
+            agent: None,
         })
     } else {
         Err(ConfigError::Invalid {
@@ -305,6 +311,16 @@ fn validate_endpoint(
         }
     };
 
+    let publish = spec.publish.unwrap_or(false);
+    let pool = spec.pool.unwrap_or(false);
+    if pool && !publish {
+        problems.push(
+            "pool",
+            "applies only to an endpoint published through an edge (publish = true): a pool \
+             shares a hostname the edge serves; remove it or publish the endpoint",
+        );
+    }
+
     let timeouts = validate_timeouts(&spec.timeouts, problems);
 
     let rule_context = RuleContext {
@@ -335,6 +351,8 @@ fn validate_endpoint(
         client_auth: client_auth?,
         tls_min_version: tls_min_version?,
         terminate_at: terminate_at?,
+        publish,
+        pool,
         timeouts: timeouts?,
         default: spec.default.unwrap_or(false),
         ca_hints: spec.ca_hints.unwrap_or(true),

@@ -376,6 +376,8 @@ impl Registry {
             endpoints,
             telemetry: TelemetryConfig::default(),
             max_connections: moat_config::DEFAULT_MAX_CONNECTIONS,
+            edge: None,
+            agent: None,
         })
     }
 
@@ -431,6 +433,8 @@ impl Registry {
             client_auth: ClientAuthMode::RequireAndVerify,
             tls_min_version: TlsVersion::Tls12,
             terminate_at: TerminateAt::Edge,
+            publish: false,
+            pool: false,
             timeouts: Timeouts::default(),
             default: false,
             ca_hints: true,

@@ -124,6 +124,8 @@ impl Reloader {
             endpoints: Vec::new(),
             telemetry: Default::default(),
             max_connections: moat_config::DEFAULT_MAX_CONNECTIONS,
+            edge: None,
+            agent: None,
         };
         Reloader {
             inner: Arc::new(Inner {

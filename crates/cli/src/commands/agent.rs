@@ -87,8 +87,9 @@ fn join(args: JoinArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Publishes `config`'s endpoints through the edge at `edge` until a signal.
-pub(crate) fn publish(config: Config, log: &LogArgs, edge: &str, pool: bool) -> anyhow::Result<()> {
+/// Publishes `config`'s endpoints through the edge at `edge` until a signal; each endpoint's
+/// `pool` says whether it shares its hostname.
+pub(crate) fn publish(config: Config, log: &LogArgs, edge: &str) -> anyhow::Result<()> {
     init_logging(&log.log_format);
     let (audit, telemetry) = open_telemetry(log, config.telemetry.audit_log.clone())?;
     let metrics_listen = log.metrics_listen.or(config.telemetry.metrics_listen);
@@ -104,7 +105,6 @@ pub(crate) fn publish(config: Config, log: &LogArgs, edge: &str, pool: bool) -> 
             edge.to_owned(),
             dir.clone(),
             &config,
-            pool,
             moat_home()?,
             telemetry.clone(),
         )

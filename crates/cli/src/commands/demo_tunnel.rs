@@ -70,12 +70,12 @@ impl TunnelDemo {
         let mut published = config.clone();
         for endpoint in &mut published.endpoints {
             endpoint.domain = TUNNEL_HOST.to_owned();
+            endpoint.publish = true;
         }
         let agent = Agent::new(
             agent_address,
             credentials,
             &published,
-            false,
             dir.join("agent-home"),
             moat_telemetry::Telemetry::default(),
         )

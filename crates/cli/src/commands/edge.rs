@@ -1,10 +1,11 @@
 //! `moat edge` and `moat edge token`: the public side of the tunnel.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use moat_config::{Config, EdgeConfig, TelemetryConfig};
 use moat_edge::{AgentSelector, EdgeState, Grant, HostnameGlob};
 use moat_edge_server::{Edge, EdgeSettings};
 
@@ -33,11 +34,22 @@ pub enum EdgeCommand {
 /// Flags of `moat edge` itself.
 #[derive(Debug, clap::Args)]
 pub struct EdgeRunArgs {
+    /// Run the edge from the [edge] table of this moat.toml instead of the flags below (which
+    /// cannot be combined with it; the logging flags can).
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with_all = [
+            "listen", "agent_listen", "agent_names", "domain", "crt", "key", "agent_cas",
+            "grants", "heartbeat_tolerance",
+        ]
+    )]
+    pub config: Option<PathBuf>,
     /// Where public clients connect.
-    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:443")]
+    #[arg(long, value_name = "ADDR", default_value = moat_config::DEFAULT_EDGE_LISTEN)]
     pub listen: SocketAddr,
     /// Where agents connect (mutual TLS).
-    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:4443")]
+    #[arg(long, value_name = "ADDR", default_value = moat_config::DEFAULT_AGENT_LISTEN)]
     pub agent_listen: SocketAddr,
     /// The names agents reach the agent listener by, for its certificate (repeatable; the
     /// first is the address join tokens carry). localhost and loopback are always included.
@@ -64,7 +76,7 @@ pub struct EdgeRunArgs {
     #[arg(long = "grant", value_name = "AGENT=HOSTS")]
     pub grants: Vec<String>,
     /// How long an agent may stay silent before its endpoints are withdrawn (default 15s).
-    #[arg(long, value_name = "DURATION", default_value = "15s")]
+    #[arg(long, value_name = "DURATION", default_value = moat_config::DEFAULT_HEARTBEAT_TOLERANCE)]
     pub heartbeat_tolerance: String,
     #[command(flatten)]
     pub log: LogArgs,
@@ -95,22 +107,30 @@ pub fn run(args: EdgeArgs) -> anyhow::Result<()> {
     }
 }
 
+/// One grant: agents whose certificate CN matches the glob `agents` may publish hostnames
+/// matching one of `hostnames`. `--grant AGENT=HOSTS` and `[[edge.grants]]` both come here.
+pub(crate) fn grant_of<'a>(
+    agents: &str,
+    hostnames: impl IntoIterator<Item = &'a str>,
+) -> anyhow::Result<Grant> {
+    let agents = AgentSelector::parse("common_name", agents.trim()).context("the agent pattern")?;
+    let hostnames = hostnames
+        .into_iter()
+        .map(|glob| HostnameGlob::parse(glob.trim()))
+        .collect::<Result<Vec<_>, _>>()
+        .context("the hostnames")?;
+    Ok(Grant { agents, hostnames })
+}
+
 fn parse_grant(text: &str) -> anyhow::Result<Grant> {
     let (agent, hosts) = text.split_once('=').with_context(|| {
         format!("--grant {text:?}: give AGENT=HOSTS, e.g. 'ci-*=*.ci.example.com'")
     })?;
-    let agents = AgentSelector::parse("--grant", agent.trim())
-        .with_context(|| format!("--grant {text:?}: the agent pattern"))?;
-    let hostnames = hosts
-        .split(',')
-        .map(|glob| HostnameGlob::parse(glob.trim()))
-        .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("--grant {text:?}: the hostnames"))?;
-    Ok(Grant { agents, hostnames })
+    grant_of(agent, hosts.split(',')).with_context(|| format!("--grant {text:?}"))
 }
 
-fn run_edge(args: EdgeRunArgs) -> anyhow::Result<()> {
-    init_logging(&args.log.log_format);
+/// The edge's settings from its flags.
+fn settings_from_flags(args: &EdgeRunArgs) -> anyhow::Result<EdgeSettings> {
     let grants = args
         .grants
         .iter()
@@ -125,7 +145,7 @@ fn run_edge(args: EdgeRunArgs) -> anyhow::Result<()> {
             "--domain {domain:?}: give a hostname or a wildcard such as '*.tunnel.example.com'"
         );
     }
-    let settings = EdgeSettings {
+    Ok(EdgeSettings {
         listen: args.listen,
         agent_listen: args.agent_listen,
         agent_names: args.agent_names.clone(),
@@ -136,20 +156,66 @@ fn run_edge(args: EdgeRunArgs) -> anyhow::Result<()> {
         grants,
         heartbeat_tolerance,
         moat_home: moat_home()?,
+    })
+}
+
+/// The edge's settings from the `[edge]` table of an already validated file.
+fn settings_from_file(edge: &EdgeConfig, file: &Path) -> anyhow::Result<EdgeSettings> {
+    let grants = edge
+        .grants
+        .iter()
+        .enumerate()
+        .map(|(index, grant)| {
+            grant_of(&grant.agents, grant.hostnames.iter().map(String::as_str))
+                .with_context(|| format!("{}: edge.grants[{index}]", file.display()))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(EdgeSettings {
+        listen: edge.listen,
+        agent_listen: edge.agent_listen,
+        agent_names: edge.agent_names.clone(),
+        domain: edge.domain.clone(),
+        crt: edge.crt.clone(),
+        key: edge.key.clone(),
+        agent_cas: edge.agent_cas.clone(),
+        grants,
+        heartbeat_tolerance: edge.heartbeat_tolerance,
+        moat_home: moat_home()?,
+    })
+}
+
+fn run_edge(args: EdgeRunArgs) -> anyhow::Result<()> {
+    init_logging(&args.log.log_format);
+    // From the file: its [edge] table, and its audit_log and metrics_listen unless the flags
+    // say otherwise.
+    let (settings, telemetry_config) = match &args.config {
+        Some(file) => {
+            let config = Config::from_toml_file(file)?;
+            let edge = config.edge.as_ref().with_context(|| {
+                format!(
+                    "{}: no [edge] table; add one (its keys are moat edge's settings: listen, \
+                     agent_listen, domain, ...)",
+                    file.display()
+                )
+            })?;
+            (settings_from_file(edge, file)?, config.telemetry)
+        }
+        None => (settings_from_flags(&args)?, TelemetryConfig::default()),
     };
+    let agent_names = settings.agent_names.clone();
+    let metrics_listen = args.log.metrics_listen.or(telemetry_config.metrics_listen);
     let state_dir = settings.state_dir();
-    let (audit, telemetry) = open_telemetry(&args.log, None)?;
+    let (audit, telemetry) = open_telemetry(&args.log, telemetry_config.audit_log)?;
     let runtime = runtime_for(worker_threads())
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     let outcome = runtime.block_on(async {
         let shutdown = shutdown_signal();
-        serve_metrics(args.log.metrics_listen, &telemetry).await?;
+        serve_metrics(metrics_listen, &telemetry).await?;
         let edge = Edge::bind(settings, telemetry.clone()).await?;
         let agent_addr = edge.agent_addr();
-        let host = args
-            .agent_names
+        let host = agent_names
             .first()
             .cloned()
             .unwrap_or_else(|| "localhost".to_owned());
@@ -198,4 +264,28 @@ fn print_token(args: TokenArgs) -> anyhow::Result<()> {
         .context("cannot make a join token")?;
     println!("{}", token.to_text());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_grant_flag_and_a_grant_table_read_alike() {
+        let flag = parse_grant("ci-*=*.ci.example.com, status.example.com").unwrap();
+        let table = grant_of("ci-*", ["*.ci.example.com", "status.example.com"]).unwrap();
+        for grant in [flag, table] {
+            assert_eq!(
+                grant.agents.to_string(),
+                AgentSelector::parse("common_name", "ci-*")
+                    .unwrap()
+                    .to_string()
+            );
+            let hostnames: Vec<String> = grant.hostnames.iter().map(ToString::to_string).collect();
+            assert_eq!(hostnames, ["*.ci.example.com", "status.example.com"]);
+        }
+        assert!(parse_grant("ci-*").is_err());
+        assert!(parse_grant("=a.example.com").is_err());
+        assert!(parse_grant("ci-*=*.com").is_err());
+    }
 }

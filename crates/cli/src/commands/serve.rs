@@ -202,6 +202,8 @@ impl EndpointArgs {
             },
             policy_file: self.policy.clone(),
             terminate_at: self.terminate_at.clone(),
+            publish: self.edge.is_some().then_some(true),
+            pool: self.pool.then_some(true),
             ..EndpointSpec::default()
         }
     }
@@ -263,7 +265,7 @@ pub fn run_tls(args: TlsArgs) -> anyhow::Result<()> {
 fn serve_flags(endpoint: &EndpointArgs, source: ConfigSource) -> anyhow::Result<()> {
     let config = source()?;
     if let Some(edge) = &endpoint.edge {
-        return super::agent::publish(config, &endpoint.log, edge, endpoint.pool);
+        return super::agent::publish(config, &endpoint.log, edge);
     }
     serve(config, &endpoint.log, source, endpoint.watch.then(Vec::new))
 }
@@ -271,15 +273,63 @@ fn serve_flags(endpoint: &EndpointArgs, source: ConfigSource) -> anyhow::Result<
 /// Runs `moat start`.
 pub fn run_start(args: StartArgs) -> anyhow::Result<()> {
     let (path, names, all) = (args.config.clone(), args.names.clone(), args.all);
-    let source: ConfigSource = Arc::new(move || {
+    let load = move || -> anyhow::Result<Config> {
         let config = Config::from_toml_file(&path)?;
         Ok(if all {
             config
         } else {
             config.select(&names, &path.display().to_string())?
         })
+    };
+    let config = load()?;
+    let file = args.config.display();
+    if config.endpoints.is_empty() {
+        anyhow::bail!(
+            "{file}: no endpoints to start; add [[endpoints]] tables (an [edge] table runs with \
+             `moat edge --config {file}`)"
+        );
+    }
+    let (published, local): (Vec<_>, Vec<_>) = config
+        .endpoints
+        .iter()
+        .partition(|endpoint| endpoint.publish);
+    if !published.is_empty() {
+        if let Some(endpoint) = local.first() {
+            anyhow::bail!(
+                "{file}: endpoint {} is published through the edge (publish = true) and {} \
+                 listens here; one `moat start` does one or the other: start them separately \
+                 by name (moat start --config {file} NAME...)",
+                published[0].name,
+                endpoint.name
+            );
+        }
+        if args.watch {
+            anyhow::bail!(
+                "{file}: --watch reloads listening endpoints only; published ones (publish = \
+                 true) are not reloaded: restart the agent to apply a change"
+            );
+        }
+        // Validation refuses published endpoints without an [agent] table.
+        let edge = config
+            .agent
+            .as_ref()
+            .map(|agent| agent.edge.clone())
+            .with_context(|| format!("{file}: publish = true needs an [agent] table"))?;
+        return super::agent::publish(config, &args.log, &edge);
+    }
+    // A reload keeps listening endpoints listening: one marked publish = true since is refused.
+    let origin = args.config.display().to_string();
+    let source: ConfigSource = Arc::new(move || {
+        let config = load()?;
+        if let Some(endpoint) = config.endpoints.iter().find(|endpoint| endpoint.publish) {
+            anyhow::bail!(
+                "{origin}: endpoint {} is now published through the edge (publish = true); a \
+                 reload does not move an endpoint to the edge: restart moat",
+                endpoint.name
+            );
+        }
+        Ok(config)
     });
-    let config = source()?;
     let watch = args.watch.then(|| vec![args.config.clone()]);
     serve(config, &args.log, source, watch)
 }

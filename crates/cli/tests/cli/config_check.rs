@@ -1,4 +1,5 @@
-//! `moat config check FILE`: "ok: N endpoints", or every error with its field and exit 1.
+//! `moat config check FILE`: "ok: N endpoints" (after a line each on [edge] and [agent]), or
+//! every error with its field and exit 1.
 
 use std::process::Command;
 
@@ -191,4 +192,107 @@ fn a_file_list_given_one_string_shows_the_list_to_write() {
     ] {
         assert_refused(dir, &format!("upstream = 8080\n{line}"), error);
     }
+}
+
+#[test]
+fn edge_and_agent_tables_are_checked_and_summarised() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path();
+    std::fs::write(dir.join("agents.pem"), "not checked here").unwrap();
+    std::fs::write(
+        dir.join("moat.toml"),
+        r#"
+[agent]
+edge = "edge.example.com:4443"
+
+[[endpoints]]
+name = "app"
+kind = "http"
+upstream = "8080"
+domain = "app.tunnel.example.com"
+publish = true
+pool = true
+
+[[endpoints]]
+name = "db"
+kind = "tls"
+upstream = "5432"
+publish = true
+terminate_at = "agent"
+
+[edge]
+listen = "0.0.0.0:443"
+agent_names = ["edge.example.com"]
+domain = "*.tunnel.example.com"
+agent_cas = "agents.pem"
+
+[[edge.grants]]
+agents = "ci-*"
+hostnames = ["*.ci.example.com", "status.example.com"]
+"#,
+    )
+    .unwrap();
+    let (code, stdout, stderr) = check(dir, "moat.toml");
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(
+        stdout,
+        "edge: clients on 0.0.0.0:443, agents on 0.0.0.0:4443, tokens name edge.example.com, \
+         domain *.tunnel.example.com, agents' own CAs, grants \
+         ci-*=*.ci.example.com,status.example.com, heartbeat tolerance 15s\n\
+         agent: edge edge.example.com:4443, publishes app (TLS ends at the edge, pooled), \
+         db (TLS ends at the agent)\n\
+         ok: 2 endpoints, [edge], [agent]\n"
+    );
+
+    // A file for the edge alone has no endpoints.
+    std::fs::write(
+        dir.join("edge.toml"),
+        "[edge]\nheartbeat_tolerance = \"1m\"\n",
+    )
+    .unwrap();
+    let (code, stdout, stderr) = check(dir, "edge.toml");
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(
+        stdout,
+        "edge: clients on 0.0.0.0:443, agents on 0.0.0.0:4443, no domain, no grants but join \
+         tokens', heartbeat tolerance 60s\n\
+         ok: 0 endpoints, [edge]\n"
+    );
+}
+
+#[test]
+fn an_invalid_edge_or_agent_table_names_the_field() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path();
+    std::fs::write(
+        dir.join("moat.toml"),
+        r#"
+[agent]
+edge = "edge.example.com"
+
+[[endpoints]]
+name = "app"
+kind = "http"
+upstream = "8080"
+publish = true
+
+[edge]
+domain = "*.tunnel.example.com"
+
+[[edge.grants]]
+agents = "ci-*"
+hostnames = ["ok.example.com", "*.com"]
+"#,
+    )
+    .unwrap();
+    let (code, stdout, stderr) = check(dir, "moat.toml");
+    assert_eq!(code, Some(1));
+    assert_eq!(stdout, "");
+    assert_eq!(
+        stderr,
+        "moat: moat.toml: edge.grants[0].hostnames[1]: \"*.com\" covers a whole top-level \
+         domain; write e.g. \"*.example.com\"\n\
+         moat.toml: agent.edge: \"edge.example.com\" is not HOST:PORT; give the edge's agent \
+         listener, e.g. \"edge.example.com:4443\"\n"
+    );
 }

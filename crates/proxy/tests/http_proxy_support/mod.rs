@@ -61,6 +61,8 @@ pub fn endpoint_with_scheme(upstream: SocketAddr, scheme: UpstreamScheme) -> End
         client_auth: ClientAuthMode::RequireAndVerify,
         tls_min_version: TlsVersion::Tls12,
         terminate_at: TerminateAt::Edge,
+        publish: false,
+        pool: false,
         timeouts: Timeouts::default(),
         default: false,
         ca_hints: true,

@@ -33,7 +33,12 @@ pub fn start_edge_at(dir: &Path, public_port: u16, agent_port: u16, extra: &[&st
         "edge-audit.jsonl",
     ];
     args.extend_from_slice(extra);
-    let moat = Moat::start_logged(dir, "edge", &args, 0);
+    start_edge_with(dir, &args)
+}
+
+/// Starts `moat ARGS` (an edge: `edge ...`) in `dir` and waits for its two listener lines.
+pub fn start_edge_with(dir: &Path, args: &[&str]) -> RunningEdge {
+    let moat = Moat::start_logged(dir, "edge", args, 0);
     let mut agent_port = None;
     let mut public_port = None;
     while agent_port.is_none() || public_port.is_none() {
@@ -105,7 +110,13 @@ pub fn start_agent(
     let edge_address = format!("127.0.0.1:{}", edge.agent_port);
     let mut args = vec![kind, upstream, "--edge", edge_address.as_str()];
     args.extend_from_slice(extra);
-    let agent = Moat::start_logged(dir, &next_agent_log(), &args, 0);
+    start_agent_with(dir, &args)
+}
+
+/// Starts `moat ARGS` (an agent) in `dir` and waits for the edge to publish its first
+/// endpoint; returns the process and the URL printed.
+pub fn start_agent_with(dir: &Path, args: &[&str]) -> (Moat, String) {
+    let agent = Moat::start_logged(dir, &next_agent_log(), args, 0);
     let url = loop {
         let line = agent
             .next_stdout_line(Duration::from_secs(30))
