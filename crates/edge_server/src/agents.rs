@@ -7,8 +7,9 @@ use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 use moat_edge::Arrival;
+use moat_telemetry::AgentDisconnect;
 use moat_trust::ClientIdentity;
-use moat_tunnel::{AgentMessage, EdgeSession, SessionSettings};
+use moat_tunnel::{AgentMessage, EdgeSession, SessionError, SessionSettings};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -109,7 +110,9 @@ async fn run_session<S>(
         open_streams: AtomicUsize::new(0),
     });
     tracing::info!(agent = %link.name, address = %peer, "agent connected");
-    let reason = loop {
+    let telemetry = registry.telemetry().clone();
+    telemetry.agent_connected(&link.name, peer, &link.identity.serial_hex);
+    let (ending, reason) = loop {
         tokio::select! {
             message = control.recv() => match message {
                 Ok(Some(AgentMessage::Register { endpoints })) => {
@@ -120,7 +123,7 @@ async fn run_session<S>(
                         tokio::task::spawn_blocking(move || registry.register(&link, endpoints)).await
                     };
                     let Ok(answers) = answers else {
-                        break "registration failed inside the edge".to_owned();
+                        break (AgentDisconnect::Error, "registration failed inside the edge".to_owned());
                     };
                     for answer in answers {
                         if let Err(error) = control.send(&answer).await {
@@ -134,16 +137,20 @@ async fn run_session<S>(
                     let _ = tokio::task::spawn_blocking(move || registry.withdraw(&link, &hostnames)).await;
                 }
                 Ok(Some(AgentMessage::Hello(_))) => {}
-                Ok(None) => break "the agent closed its session".to_owned(),
-                Err(error) => break format!("control channel: {error}"),
+                Ok(None) => break (AgentDisconnect::Closed, "the agent closed its session".to_owned()),
+                Err(error) => break (AgentDisconnect::Error, format!("control channel: {error}")),
             },
             ended = opener.closed() => break match ended {
-                Ok(()) => "the agent closed its session".to_owned(),
-                Err(error) => error.to_string(),
+                Ok(()) => (AgentDisconnect::Closed, "the agent closed its session".to_owned()),
+                Err(error @ SessionError::PeerSilent { .. }) => {
+                    (AgentDisconnect::HeartbeatTimeout, error.to_string())
+                }
+                Err(error) => (AgentDisconnect::Error, error.to_string()),
             },
         }
     };
     tracing::info!(agent = %link.name, address = %peer, reason = %reason, "agent disconnected");
+    telemetry.agent_disconnected(&link.name, peer, ending, &reason);
     let registry_for_cleanup = Arc::clone(&registry);
     let link_for_cleanup = Arc::clone(&link);
     let _ = tokio::task::spawn_blocking(move || {

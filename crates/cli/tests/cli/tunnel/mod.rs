@@ -1,5 +1,7 @@
 //! `moat edge` and an agent (`moat http|tls --edge`) as real processes on loopback: joining,
-//! publishing, mutual TLS at the edge or at the agent, refusals, and an agent that dies.
+//! publishing, mutual TLS at the edge or at the agent, refusals, an agent that dies, and what
+//! the edge reports of it all (audit events, metrics).
 
 mod kit;
+mod observability;
 mod publish;
