@@ -142,6 +142,8 @@ async fn run_session<S>(
             },
             ended = opener.closed() => break match ended {
                 Ok(()) => (AgentDisconnect::Closed, "the agent closed its session".to_owned()),
+                // The session's driver ended without a failure to report.
+                Err(error @ SessionError::Closed) => (AgentDisconnect::Closed, error.to_string()),
                 Err(error @ SessionError::PeerSilent { .. }) => {
                     (AgentDisconnect::HeartbeatTimeout, error.to_string())
                 }

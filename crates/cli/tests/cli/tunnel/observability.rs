@@ -199,10 +199,8 @@ fn the_edge_audits_and_counts_its_agents_and_forgets_their_uploads_when_they_die
         disconnected["agent_address"], connected["agent_address"],
         "{disconnected}"
     );
-    assert!(
-        ["closed", "error"].contains(&disconnected["reason"].as_str().unwrap_or_default()),
-        "a killed agent's connection closes or fails: {disconnected}"
-    );
+    // Killed, the agent never closed its TLS session: the edge saw the connection fail.
+    assert_eq!(disconnected["reason"], "error", "{disconnected}");
     assert!(disconnected["detail"].as_str().is_some(), "{disconnected}");
     let removed = &events_named(dir, "endpoint_removed")[0];
     assert_eq!(removed["hostname"], HOST, "{removed}");
@@ -237,4 +235,30 @@ fn the_edge_audits_and_counts_its_agents_and_forgets_their_uploads_when_they_die
     );
     // Nothing of what the agent uploaded is watched any more.
     assert!(uploaded_expiry_series(&text).is_empty(), "{text}");
+}
+
+#[test]
+fn an_agent_that_stops_cleanly_is_audited_as_closed_and_its_endpoint_as_removed() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path();
+    let edge = start_edge(dir, &["--domain", "*.tunnel.test"]);
+    make_token(dir, "token", &["--grant", "*.tunnel.test"]);
+    let (joined, output) = join(dir, "token");
+    assert!(joined, "moat agent join: {output}");
+    let upstream = start_http_upstream().to_string();
+    let (mut agent, _) = start_agent(dir, &edge, "http", &upstream, &["--domain", HOST]);
+
+    agent.signal("TERM");
+    agent.wait_exit(Duration::from_secs(10));
+    wait_until(
+        "the edge audits the agent's clean end",
+        Duration::from_secs(10),
+        || !events_named(dir, "endpoint_removed").is_empty(),
+    );
+    let disconnected = events_named(dir, "agent_disconnected");
+    assert_eq!(disconnected.len(), 1, "{disconnected:?}");
+    assert_eq!(disconnected[0]["reason"], "closed", "{}", disconnected[0]);
+    let removed = &events_named(dir, "endpoint_removed")[0];
+    assert_eq!(removed["hostname"], HOST, "{removed}");
+    assert_eq!(removed["reason"], "agent_disconnected", "{removed}");
 }
