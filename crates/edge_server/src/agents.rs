@@ -9,7 +9,9 @@ use std::time::Duration;
 use moat_edge::Arrival;
 use moat_telemetry::AgentDisconnect;
 use moat_trust::ClientIdentity;
-use moat_tunnel::{AgentMessage, EdgeSession, SessionError, SessionSettings};
+use moat_tunnel::{
+    AgentMessage, ControlError, EdgeSession, SessionError, SessionSettings, StreamOpener,
+};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -19,6 +21,9 @@ use crate::registry::{AgentLink, Registry};
 
 /// How long an agent has to finish its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a failed control channel waits for the session to say why it ended.
+const SESSION_END_GRACE: Duration = Duration::from_millis(500);
 
 /// Accepts agents until `stopping` turns true, then ends their sessions.
 pub(crate) async fn serve_agents(
@@ -138,17 +143,9 @@ async fn run_session<S>(
                 }
                 Ok(Some(AgentMessage::Hello(_))) => {}
                 Ok(None) => break (AgentDisconnect::Closed, "the agent closed its session".to_owned()),
-                Err(error) => break (AgentDisconnect::Error, format!("control channel: {error}")),
+                Err(error) => break control_failed(&opener, error).await,
             },
-            ended = opener.closed() => break match ended {
-                Ok(()) => (AgentDisconnect::Closed, "the agent closed its session".to_owned()),
-                // The session's driver ended without a failure to report.
-                Err(error @ SessionError::Closed) => (AgentDisconnect::Closed, error.to_string()),
-                Err(error @ SessionError::PeerSilent { .. }) => {
-                    (AgentDisconnect::HeartbeatTimeout, error.to_string())
-                }
-                Err(error) => (AgentDisconnect::Error, error.to_string()),
-            },
+            ended = opener.closed() => break session_ended(ended),
         }
     };
     tracing::info!(agent = %link.name, address = %peer, reason = %reason, "agent disconnected");
@@ -159,6 +156,31 @@ async fn run_session<S>(
         registry_for_cleanup.disconnect(&link_for_cleanup, &reason)
     })
     .await;
+}
+
+/// Why the session ended, from how it ended.
+fn session_ended(ended: Result<(), SessionError>) -> (AgentDisconnect, String) {
+    match ended {
+        Ok(()) => (
+            AgentDisconnect::Closed,
+            "the agent closed its session".to_owned(),
+        ),
+        // The session's driver ended without a failure to report.
+        Err(error @ SessionError::Closed) => (AgentDisconnect::Closed, error.to_string()),
+        Err(error @ SessionError::PeerSilent { .. }) => {
+            (AgentDisconnect::HeartbeatTimeout, error.to_string())
+        }
+        Err(error) => (AgentDisconnect::Error, error.to_string()),
+    }
+}
+
+/// Why the session ended when its control channel failed: the session's own end when it has
+/// one (a heartbeat timeout reaches the channel only as a broken pipe), else the channel's error.
+async fn control_failed(opener: &StreamOpener, error: ControlError) -> (AgentDisconnect, String) {
+    match tokio::time::timeout(SESSION_END_GRACE, opener.closed()).await {
+        Ok(ended) => session_ended(ended),
+        Err(_) => (AgentDisconnect::Error, format!("control channel: {error}")),
+    }
 }
 
 /// Resolves once `stopping` turns true (or its sender is gone); the guard `wait_for` returns is

@@ -262,3 +262,34 @@ fn an_agent_that_stops_cleanly_is_audited_as_closed_and_its_endpoint_as_removed(
     assert_eq!(removed["hostname"], HOST, "{removed}");
     assert_eq!(removed["reason"], "agent_disconnected", "{removed}");
 }
+
+#[test]
+fn a_silent_agent_is_audited_as_a_heartbeat_timeout() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path();
+    let edge = start_edge(
+        dir,
+        &["--domain", "*.tunnel.test", "--heartbeat-tolerance", "1s"],
+    );
+    make_token(dir, "token", &["--grant", "*.tunnel.test"]);
+    let (joined, output) = join(dir, "token");
+    assert!(joined, "moat agent join: {output}");
+    let upstream = start_http_upstream().to_string();
+    let (agent, _) = start_agent(dir, &edge, "http", &upstream, &["--domain", HOST]);
+
+    // Stopped, the agent's connection stays open but answers no PING.
+    agent.signal("STOP");
+    wait_until(
+        "the edge gives up on the silent agent",
+        Duration::from_secs(20),
+        || !events_named(dir, "endpoint_removed").is_empty(),
+    );
+    let disconnected = events_named(dir, "agent_disconnected");
+    assert_eq!(disconnected.len(), 1, "{disconnected:?}");
+    assert_eq!(
+        disconnected[0]["reason"], "heartbeat_timeout",
+        "{}",
+        disconnected[0]
+    );
+    agent.signal("KILL");
+}
