@@ -334,12 +334,15 @@ async fn serve_streams(
                 }
             },
             _ = stopped(stopping) => {
-                // Withdraw first, so the edge stops sending new clients at once; then GOAWAY:
-                // open streams finish and the session closes.
-                let hostnames: Vec<String> = served.keys().cloned().collect();
-                let withdraw = AgentMessage::Remove { hostnames };
-                if let Err(error) = control.send(&withdraw).await {
-                    tracing::warn!(%error, "cannot withdraw the endpoints; the edge drops them when the session closes");
+                // Ending the control channel is how the edge learns the agent leaves on
+                // purpose: it withdraws the endpoints at once and records a clean close. A
+                // GOAWAY alone would leave the endpoints published, failing new clients, until
+                // the connection ended. Open streams still finish.
+                let (mut sender, _receiver) = control.into_split();
+                match tokio::time::timeout(Duration::from_secs(1), sender.close()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(error)) => tracing::debug!(%error, "cannot end the control channel"),
+                    Err(_) => tracing::debug!("the control channel did not end within 1 s"),
                 }
                 incoming.shutdown();
                 let _ = tokio::time::timeout(Duration::from_secs(5), incoming.closed()).await;

@@ -7,8 +7,11 @@ use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 use moat_edge::Arrival;
+use moat_telemetry::AgentDisconnect;
 use moat_trust::ClientIdentity;
-use moat_tunnel::{AgentMessage, EdgeSession, SessionSettings};
+use moat_tunnel::{
+    AgentMessage, ControlError, EdgeSession, SessionError, SessionSettings, StreamOpener,
+};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -18,6 +21,9 @@ use crate::registry::{AgentLink, Registry};
 
 /// How long an agent has to finish its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a failed control channel waits for the session to say why it ended.
+const SESSION_END_GRACE: Duration = Duration::from_millis(500);
 
 /// Accepts agents until `stopping` turns true, then ends their sessions.
 pub(crate) async fn serve_agents(
@@ -109,7 +115,9 @@ async fn run_session<S>(
         open_streams: AtomicUsize::new(0),
     });
     tracing::info!(agent = %link.name, address = %peer, "agent connected");
-    let reason = loop {
+    let telemetry = registry.telemetry().clone();
+    telemetry.agent_connected(&link.name, peer, &link.identity.serial_hex);
+    let (ending, reason) = loop {
         tokio::select! {
             message = control.recv() => match message {
                 Ok(Some(AgentMessage::Register { endpoints })) => {
@@ -120,7 +128,7 @@ async fn run_session<S>(
                         tokio::task::spawn_blocking(move || registry.register(&link, endpoints)).await
                     };
                     let Ok(answers) = answers else {
-                        break "registration failed inside the edge".to_owned();
+                        break (AgentDisconnect::Error, "registration failed inside the edge".to_owned());
                     };
                     for answer in answers {
                         if let Err(error) = control.send(&answer).await {
@@ -134,17 +142,14 @@ async fn run_session<S>(
                     let _ = tokio::task::spawn_blocking(move || registry.withdraw(&link, &hostnames)).await;
                 }
                 Ok(Some(AgentMessage::Hello(_))) => {}
-                // The control stream ends with the session: the session says why.
-                Ok(None) => break session_end(&opener, "the agent closed its session".to_owned()).await,
-                Err(error) => break session_end(&opener, format!("control channel: {error}")).await,
+                Ok(None) => break (AgentDisconnect::Closed, "the agent closed its session".to_owned()),
+                Err(error) => break control_failed(&opener, error).await,
             },
-            ended = opener.closed() => break match ended {
-                Ok(()) => "the agent closed its session".to_owned(),
-                Err(error) => error.to_string(),
-            },
+            ended = opener.closed() => break session_ended(ended),
         }
     };
     tracing::info!(agent = %link.name, address = %peer, reason = %reason, "agent disconnected");
+    telemetry.agent_disconnected(&link.name, peer, ending, &reason);
     let registry_for_cleanup = Arc::clone(&registry);
     let link_for_cleanup = Arc::clone(&link);
     let _ = tokio::task::spawn_blocking(move || {
@@ -153,11 +158,28 @@ async fn run_session<S>(
     .await;
 }
 
-/// Why the session ended, when it ends within a moment of its control stream; else `otherwise`.
-async fn session_end(opener: &moat_tunnel::StreamOpener, otherwise: String) -> String {
-    match tokio::time::timeout(Duration::from_secs(1), opener.closed()).await {
-        Ok(Err(error)) => error.to_string(),
-        Ok(Ok(())) | Err(_) => otherwise,
+/// Why the session ended, from how it ended.
+fn session_ended(ended: Result<(), SessionError>) -> (AgentDisconnect, String) {
+    match ended {
+        Ok(()) => (
+            AgentDisconnect::Closed,
+            "the agent closed its session".to_owned(),
+        ),
+        // The session's driver ended without a failure to report.
+        Err(error @ SessionError::Closed) => (AgentDisconnect::Closed, error.to_string()),
+        Err(error @ SessionError::PeerSilent { .. }) => {
+            (AgentDisconnect::HeartbeatTimeout, error.to_string())
+        }
+        Err(error) => (AgentDisconnect::Error, error.to_string()),
+    }
+}
+
+/// Why the session ended when its control channel failed: the session's own end when it has
+/// one (a heartbeat timeout reaches the channel only as a broken pipe), else the channel's error.
+async fn control_failed(opener: &StreamOpener, error: ControlError) -> (AgentDisconnect, String) {
+    match tokio::time::timeout(SESSION_END_GRACE, opener.closed()).await {
+        Ok(ended) => session_ended(ended),
+        Err(_) => (AgentDisconnect::Error, format!("control channel: {error}")),
     }
 }
 

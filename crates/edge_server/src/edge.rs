@@ -42,7 +42,13 @@ impl Edge {
             })?;
         let public_addr = concrete_address(settings.listen)?;
         let moat_home = settings.moat_home.clone();
-        let registry = Arc::new(Registry::new(settings, state, public_addr));
+        telemetry.metrics().register_edge();
+        let registry = Arc::new(Registry::new(
+            settings,
+            state,
+            public_addr,
+            telemetry.clone(),
+        ));
         let config = registry
             .current_config()
             .map_err(EdgeError::Configuration)?;

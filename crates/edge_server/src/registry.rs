@@ -12,6 +12,7 @@ use moat_config::{
 };
 use moat_edge::EdgeState;
 use moat_gateway::Reloader;
+use moat_telemetry::{EndpointRemoval, Telemetry};
 use moat_trust::ClientIdentity;
 use moat_tunnel::{EdgeMessage, EndpointSpec, StreamOpener};
 
@@ -76,6 +77,8 @@ pub(crate) struct Registry {
     published: Mutex<Published>,
     reloader: OnceLock<Reloader>,
     next_link: AtomicU64,
+    /// Where agent sessions and endpoint changes are reported (the gateway's own telemetry).
+    telemetry: Telemetry,
 }
 
 impl Registry {
@@ -83,6 +86,7 @@ impl Registry {
         settings: EdgeSettings,
         state: Arc<EdgeState>,
         public_addr: SocketAddr,
+        telemetry: Telemetry,
     ) -> Registry {
         Registry {
             settings,
@@ -91,7 +95,13 @@ impl Registry {
             published: Mutex::new(Published::default()),
             reloader: OnceLock::new(),
             next_link: AtomicU64::new(1),
+            telemetry,
         }
+    }
+
+    /// Where the edge reports agent sessions, endpoint changes and tunnel streams.
+    pub(crate) fn telemetry(&self) -> &Telemetry {
+        &self.telemetry
     }
 
     /// The settings the edge started with.
@@ -144,6 +154,7 @@ impl Registry {
         let mut answers = Vec::new();
         for mut spec in specs {
             let asked = spec.hostname.clone();
+            let (kind, terminate_at, pool) = (spec.kind, spec.terminate_at, spec.pool);
             let outcome = self
                 .admit(&published, link, &mut spec)
                 .and_then(|hostname| self.add(&mut published, link, spec, hostname));
@@ -156,6 +167,13 @@ impl Registry {
                             agent_address = %link.address,
                             "endpoint published"
                         );
+                        self.telemetry.endpoint_published(
+                            &hostname,
+                            &link.name,
+                            kind_name(kind),
+                            terminate_at_name(terminate_at),
+                            pool,
+                        );
                         answers.push(EdgeMessage::Registered {
                             url: self.url_of(&hostname, &published),
                             hostname,
@@ -163,6 +181,11 @@ impl Registry {
                     }
                     Err(reason) => {
                         remove_member(&mut published, &hostname, link.id);
+                        self.telemetry.endpoint_removed(
+                            &hostname,
+                            &link.name,
+                            EndpointRemoval::RefusedOnLoad,
+                        );
                         let _ = self.apply(&published);
                         answers.push(refused(&hostname, reason));
                     }
@@ -180,6 +203,8 @@ impl Registry {
             let hostname = hostname.trim_end_matches('.').to_ascii_lowercase();
             if remove_member(&mut published, &hostname, link.id) {
                 tracing::info!(hostname = %hostname, agent = %link.name, "endpoint removed: the agent withdrew it");
+                self.telemetry
+                    .endpoint_removed(&hostname, &link.name, EndpointRemoval::Withdrawn);
             }
         }
         if let Err(error) = self.apply(&published) {
@@ -204,6 +229,11 @@ impl Registry {
         for hostname in &held {
             remove_member(&mut published, hostname, link.id);
             tracing::info!(hostname = %hostname, agent = %link.name, reason, "endpoint removed: its agent disconnected");
+            self.telemetry.endpoint_removed(
+                hostname,
+                &link.name,
+                EndpointRemoval::AgentDisconnected,
+            );
         }
         if let Err(error) = self.apply(&published) {
             tracing::error!(%error, "cannot apply the edge's configuration after an agent left");
@@ -548,6 +578,22 @@ fn remove_member(published: &mut Published, hostname: &str, link: u64) -> bool {
         }
     }
     true
+}
+
+/// `http` or `tls`, as audit events name an endpoint's kind.
+fn kind_name(kind: moat_tunnel::EndpointKind) -> &'static str {
+    match kind {
+        moat_tunnel::EndpointKind::Http => "http",
+        moat_tunnel::EndpointKind::Tls => "tls",
+    }
+}
+
+/// `edge` or `agent`, as audit events name where an endpoint's TLS ends.
+fn terminate_at_name(terminate_at: moat_tunnel::TerminateAt) -> &'static str {
+    match terminate_at {
+        moat_tunnel::TerminateAt::Edge => "edge",
+        moat_tunnel::TerminateAt::Agent => "agent",
+    }
 }
 
 fn refused(hostname: &str, reason: String) -> EdgeMessage {

@@ -11,6 +11,7 @@ use std::task::{Context, Poll};
 use moat_config::{EndpointConfig, TerminateAt};
 use moat_gateway::{RelayTarget, RelayedClient, UpstreamRoute, UpstreamRoutes};
 use moat_proxy::connector::{Connecting, UpstreamConnector, UpstreamStream};
+use moat_telemetry::metrics::OpenTunnelStream;
 use moat_tunnel::{StreamHeader, TunnelStream};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -61,7 +62,10 @@ impl Tunnel {
             )
         })?;
         link.open_streams.fetch_add(1, Ordering::Relaxed);
-        let counted = OpenStream { link };
+        let counted = OpenStream {
+            link,
+            _gauge: registry.telemetry().tunnel_stream_opened(&self.hostname),
+        };
         let stream = counted
             .link
             .opener
@@ -123,10 +127,12 @@ impl RelayTarget for Tunnel {
     }
 }
 
-/// Counts a stream as open on its agent until dropped.
+/// Counts a stream as open on its agent (for the pool's choice) and for its endpoint (in the
+/// metrics) until dropped.
 #[derive(Debug)]
 struct OpenStream {
     link: Arc<AgentLink>,
+    _gauge: OpenTunnelStream,
 }
 
 impl Drop for OpenStream {

@@ -1,5 +1,5 @@
-//! Audit events: one JSON object per line for every TLS handshake and every HTTP request,
-//! written to stdout or appended to a file in batches by a thread of their own.
+//! Audit events: one JSON object per line for every TLS handshake and every HTTP request (and,
+//! on an edge, every agent session and every endpoint it publishes), written to stdout or appended to a file in batches by a thread of their own.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -237,7 +237,8 @@ fn write_events(shared: &Shared, mut output: Box<dyn Write + Send>, name: &str) 
 }
 
 impl Subscriber for AuditLog {
-    /// One line per handshake and per request; other events are the metrics' alone.
+    /// One line per handshake, request, agent session change and published or removed endpoint;
+    /// bytes and reloads are the metrics' alone.
     fn on_event(&self, event: &Event<'_>) {
         match *event {
             Event::HandshakeAccepted {
@@ -276,6 +277,56 @@ impl Subscriber for AuditLog {
                 reason: Some(reason.as_str()),
             }),
             Event::RequestFinished(request) => self.record(request),
+            Event::AgentConnected {
+                agent,
+                address,
+                serial,
+            } => self.record(&AgentConnectedEvent {
+                event: "agent_connected",
+                time: now_rfc3339(),
+                agent,
+                agent_address: address,
+                agent_serial: serial,
+            }),
+            Event::AgentDisconnected {
+                agent,
+                address,
+                reason,
+                detail,
+            } => self.record(&AgentDisconnectedEvent {
+                event: "agent_disconnected",
+                time: now_rfc3339(),
+                agent,
+                agent_address: address,
+                reason: reason.as_str(),
+                detail,
+            }),
+            Event::EndpointPublished {
+                hostname,
+                agent,
+                kind,
+                terminate_at,
+                pool,
+            } => self.record(&EndpointPublishedEvent {
+                event: "endpoint_published",
+                time: now_rfc3339(),
+                hostname,
+                agent,
+                kind,
+                terminate_at,
+                pool,
+            }),
+            Event::EndpointRemoved {
+                hostname,
+                agent,
+                reason,
+            } => self.record(&EndpointRemovedEvent {
+                event: "endpoint_removed",
+                time: now_rfc3339(),
+                hostname,
+                agent,
+                reason: reason.as_str(),
+            }),
             Event::BytesForwarded { .. } | Event::ConfigReloaded(_) => {}
         }
     }
@@ -405,9 +456,208 @@ pub struct HttpRequestEvent {
     pub bytes_out: u64,
 }
 
+/// An agent opened its session with the edge.
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentConnectedEvent<'a> {
+    /// Always `agent_connected`.
+    pub event: &'static str,
+    /// When the session opened, RFC 3339 UTC.
+    pub time: String,
+    /// The agent's certificate's CN, else its subject.
+    pub agent: &'a str,
+    /// Where the agent connected from.
+    pub agent_address: SocketAddr,
+    /// The agent's certificate's serial number, hex.
+    pub agent_serial: &'a str,
+}
+
+/// An agent's session with the edge ended; its endpoints are removed next.
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentDisconnectedEvent<'a> {
+    /// Always `agent_disconnected`.
+    pub event: &'static str,
+    /// When the edge noticed, RFC 3339 UTC.
+    pub time: String,
+    /// The agent's name.
+    pub agent: &'a str,
+    /// Where the agent had connected from.
+    pub agent_address: SocketAddr,
+    /// `closed`, `heartbeat_timeout` or `error` (see [`crate::AgentDisconnect`]).
+    pub reason: &'static str,
+    /// What happened, in words (not stable).
+    pub detail: &'a str,
+}
+
+/// The edge serves a hostname for an agent.
+#[derive(Debug, Clone, Serialize)]
+pub struct EndpointPublishedEvent<'a> {
+    /// Always `endpoint_published`.
+    pub event: &'static str,
+    /// When the edge's gateway started serving it, RFC 3339 UTC.
+    pub time: String,
+    /// The public hostname.
+    pub hostname: &'a str,
+    /// The agent publishing it.
+    pub agent: &'a str,
+    /// `http` or `tls`.
+    pub kind: &'a str,
+    /// `edge` or `agent`.
+    pub terminate_at: &'a str,
+    /// Whether other agents may share the hostname.
+    pub pool: bool,
+}
+
+/// The edge stopped serving a hostname for an agent.
+#[derive(Debug, Clone, Serialize)]
+pub struct EndpointRemovedEvent<'a> {
+    /// Always `endpoint_removed`.
+    pub event: &'static str,
+    /// When, RFC 3339 UTC.
+    pub time: String,
+    /// The public hostname.
+    pub hostname: &'a str,
+    /// The agent that published it.
+    pub agent: &'a str,
+    /// `withdrawn`, `agent_disconnected` or `refused_on_load` (see [`crate::EndpointRemoval`]).
+    pub reason: &'static str,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reasons::{AgentDisconnect, EndpointRemoval};
+
+    /// The JSON lines `events` produce through an audit log.
+    fn audited(events: &[Event<'_>]) -> Vec<serde_json::Value> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let log = AuditLog::open(&AuditTarget::File(path.clone())).unwrap();
+        for event in events {
+            log.on_event(event);
+        }
+        log.close();
+        std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
+    }
+
+    /// `value` without its `time`, after checking that it is RFC 3339.
+    fn timeless(mut value: serde_json::Value) -> serde_json::Value {
+        let time = value["time"].as_str().unwrap().to_owned();
+        OffsetDateTime::parse(&time, &Rfc3339).unwrap();
+        value.as_object_mut().unwrap().remove("time");
+        value
+    }
+
+    #[test]
+    fn agent_sessions_are_audited_with_their_certificate_and_why_they_ended() {
+        let address: SocketAddr = "192.0.2.7:50123".parse().unwrap();
+        let lines = audited(&[
+            Event::AgentConnected {
+                agent: "laptop",
+                address,
+                serial: "0a1b",
+            },
+            Event::AgentDisconnected {
+                agent: "laptop",
+                address,
+                reason: AgentDisconnect::HeartbeatTimeout,
+                detail: "the peer answered no heartbeat within 15000 ms",
+            },
+        ]);
+        let lines: Vec<_> = lines.into_iter().map(timeless).collect();
+        assert_eq!(
+            lines,
+            [
+                serde_json::json!({
+                    "event": "agent_connected",
+                    "agent": "laptop",
+                    "agent_address": "192.0.2.7:50123",
+                    "agent_serial": "0a1b",
+                }),
+                serde_json::json!({
+                    "event": "agent_disconnected",
+                    "agent": "laptop",
+                    "agent_address": "192.0.2.7:50123",
+                    "reason": "heartbeat_timeout",
+                    "detail": "the peer answered no heartbeat within 15000 ms",
+                }),
+            ]
+        );
+    }
+
+    #[test]
+    fn published_and_removed_endpoints_are_audited_with_the_agent_and_the_reason() {
+        let lines = audited(&[
+            Event::EndpointPublished {
+                hostname: "app.tunnel.test",
+                agent: "laptop",
+                kind: "http",
+                terminate_at: "edge",
+                pool: false,
+            },
+            Event::EndpointRemoved {
+                hostname: "app.tunnel.test",
+                agent: "laptop",
+                reason: EndpointRemoval::AgentDisconnected,
+            },
+            Event::EndpointRemoved {
+                hostname: "db.tunnel.test",
+                agent: "laptop",
+                reason: EndpointRemoval::RefusedOnLoad,
+            },
+        ]);
+        let lines: Vec<_> = lines.into_iter().map(timeless).collect();
+        assert_eq!(
+            lines,
+            [
+                serde_json::json!({
+                    "event": "endpoint_published",
+                    "hostname": "app.tunnel.test",
+                    "agent": "laptop",
+                    "kind": "http",
+                    "terminate_at": "edge",
+                    "pool": false,
+                }),
+                serde_json::json!({
+                    "event": "endpoint_removed",
+                    "hostname": "app.tunnel.test",
+                    "agent": "laptop",
+                    "reason": "agent_disconnected",
+                }),
+                serde_json::json!({
+                    "event": "endpoint_removed",
+                    "hostname": "db.tunnel.test",
+                    "agent": "laptop",
+                    "reason": "refused_on_load",
+                }),
+            ]
+        );
+    }
+
+    #[test]
+    fn every_removal_and_disconnect_reason_has_its_stable_name() {
+        assert_eq!(
+            [
+                AgentDisconnect::Closed,
+                AgentDisconnect::HeartbeatTimeout,
+                AgentDisconnect::Error
+            ]
+            .map(|reason| reason.as_str()),
+            ["closed", "heartbeat_timeout", "error"]
+        );
+        assert_eq!(
+            [
+                EndpointRemoval::Withdrawn,
+                EndpointRemoval::AgentDisconnected,
+                EndpointRemoval::RefusedOnLoad
+            ]
+            .map(|reason| reason.as_str()),
+            ["withdrawn", "agent_disconnected", "refused_on_load"]
+        );
+    }
 
     #[test]
     fn events_are_appended_one_json_line_each() {

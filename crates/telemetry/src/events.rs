@@ -11,7 +11,7 @@ use crate::audit::HttpRequestEvent;
 use crate::connection::ConnectionInfo;
 use crate::metrics::ReloadOutcome;
 use crate::presented::Presented;
-use crate::reasons::HandshakeRefusal;
+use crate::reasons::{AgentDisconnect, EndpointRemoval, HandshakeRefusal};
 
 /// One thing that happened.
 #[derive(Debug, Clone, Copy)]
@@ -50,6 +50,48 @@ pub enum Event<'a> {
     },
     /// A configuration reload ended.
     ConfigReloaded(ReloadOutcome),
+    /// An agent opened its session with the edge.
+    AgentConnected {
+        /// The agent's name: its certificate's CN, else its subject.
+        agent: &'a str,
+        /// Where it connected from.
+        address: SocketAddr,
+        /// Its certificate's serial number, hex.
+        serial: &'a str,
+    },
+    /// An agent's session with the edge ended.
+    AgentDisconnected {
+        /// The agent's name.
+        agent: &'a str,
+        /// Where it had connected from.
+        address: SocketAddr,
+        /// Why, as a stable word.
+        reason: AgentDisconnect,
+        /// What happened, in words.
+        detail: &'a str,
+    },
+    /// The edge serves a hostname for an agent (one event per member of a pool).
+    EndpointPublished {
+        /// The hostname.
+        hostname: &'a str,
+        /// The agent publishing it.
+        agent: &'a str,
+        /// `http` or `tls`.
+        kind: &'a str,
+        /// Where TLS ends: `edge` or `agent`.
+        terminate_at: &'a str,
+        /// Whether other agents may share the hostname.
+        pool: bool,
+    },
+    /// The edge stopped serving a hostname for an agent.
+    EndpointRemoved {
+        /// The hostname.
+        hostname: &'a str,
+        /// The agent that published it.
+        agent: &'a str,
+        /// Why.
+        reason: EndpointRemoval,
+    },
 }
 
 /// A consumer of the event stream (the audit log, the metrics, later a live console). Called

@@ -1,12 +1,14 @@
-//! What moat reports: an event stream (every handshake, request, relay and reload) that several
-//! subscribers consume, the audit log and the Prometheus metrics first; health probes and expiry
-//! warnings. One [`Telemetry`] is shared by every endpoint of the process, and by the edge and
-//! the agent that will reuse the gateway.
+//! What moat reports: an event stream (every handshake, request, relay and reload; an edge's agents
+//! and endpoints) that several subscribers consume, the audit log and the Prometheus metrics first;
+//! health probes and expiry warnings. One [`Telemetry`] is shared by every endpoint of the process,
+//! and by the edge and the agent that will reuse the gateway.
 //!
 //! ```text
 //! gateway handshake ──> Telemetry::handshake_* ─┐
-//! http request done ──> RequestAudit::finish   ─┼─> Event ──> Metrics   (moat_handshakes_total, ...)
-//! tls relay, reload ──> Telemetry::*           ─┘         ──> AuditLog  (tls_handshake, http_request)
+//! http request done ──> RequestAudit::finish   ─┤
+//! tls relay, reload ──> Telemetry::*           ─┼─> Event ──> Metrics   (moat_handshakes_total, ...)
+//! edge agents       ──> Telemetry::agent_*     ─┤         ──> AuditLog  (tls_handshake, http_request,
+//! edge endpoints    ──> Telemetry::endpoint_*  ─┘                        agent_connected, ...)
 //!                                                          ──> any Subscriber added later
 //! MetricsServer     ──> /metrics /healthz /readyz
 //! ```
@@ -35,9 +37,9 @@ pub use connection::ConnectionInfo;
 pub use events::{Event, Subscriber};
 use expiry::{EXPIRY_WARNING_WINDOW, ExpiringItem};
 pub use metrics::ReloadOutcome;
-use metrics::{Metrics, OpenConnection};
+use metrics::{Metrics, OpenConnection, OpenTunnelStream};
 use presented::Presented;
-pub use reasons::HandshakeRefusal;
+pub use reasons::{AgentDisconnect, EndpointRemoval, HandshakeRefusal};
 
 /// The process's event stream, metrics and readiness; cheap to clone, every clone shares them.
 #[derive(Debug, Clone)]
@@ -160,6 +162,63 @@ impl Telemetry {
             from_client,
             to_client,
         });
+    }
+
+    /// Records that an agent opened its session with the edge.
+    pub fn agent_connected(&self, agent: &str, address: SocketAddr, serial: &str) {
+        self.emit(&Event::AgentConnected {
+            agent,
+            address,
+            serial,
+        });
+    }
+
+    /// Records that an agent's session with the edge ended, why (`reason`) and how (`detail`).
+    pub fn agent_disconnected(
+        &self,
+        agent: &str,
+        address: SocketAddr,
+        reason: AgentDisconnect,
+        detail: &str,
+    ) {
+        self.emit(&Event::AgentDisconnected {
+            agent,
+            address,
+            reason,
+            detail,
+        });
+    }
+
+    /// Records that the edge serves `hostname` for `agent`.
+    pub fn endpoint_published(
+        &self,
+        hostname: &str,
+        agent: &str,
+        kind: &str,
+        terminate_at: &str,
+        pool: bool,
+    ) {
+        self.emit(&Event::EndpointPublished {
+            hostname,
+            agent,
+            kind,
+            terminate_at,
+            pool,
+        });
+    }
+
+    /// Records that the edge no longer serves `hostname` for `agent`.
+    pub fn endpoint_removed(&self, hostname: &str, agent: &str, reason: EndpointRemoval) {
+        self.emit(&Event::EndpointRemoved {
+            hostname,
+            agent,
+            reason,
+        });
+    }
+
+    /// Counts a stream to an agent as open for `endpoint` while the guard lives.
+    pub fn tunnel_stream_opened(&self, endpoint: &str) -> OpenTunnelStream {
+        self.shared.metrics.tunnel_stream_opened(endpoint)
     }
 
     /// Adds `subscriber` to the stream: it receives every event from now on.

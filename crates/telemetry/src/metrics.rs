@@ -1,6 +1,6 @@
 //! The Prometheus metrics of the gateway, kept in one registry and rendered as OpenMetrics text.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -11,7 +11,7 @@ use prometheus_client::registry::{Registry, Unit};
 
 use crate::events::{Event, Subscriber};
 use crate::expiry::ExpiringItem;
-use crate::reasons::HandshakeRefusal;
+use crate::reasons::{EndpointRemoval, HandshakeRefusal};
 
 /// The `Content-Type` of [`Metrics::render`]'s output; Prometheus scrapes it natively.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -80,7 +80,8 @@ fn duration_histogram() -> Histogram {
 /// the one registry.
 #[derive(Debug)]
 pub struct Metrics {
-    registry: Registry,
+    /// Locked only to render and to add the edge's metrics.
+    registry: Mutex<Registry>,
     handshakes: Family<HandshakeLabels, Counter>,
     requests: Family<RequestLabels, Counter>,
     request_duration: Family<EndpointLabels, Histogram, fn() -> Histogram>,
@@ -89,6 +90,17 @@ pub struct Metrics {
     sent_bytes: Family<EndpointLabels, Counter>,
     config_reloads: Family<ReloadLabels, Counter>,
     certificate_expiry: Family<ExpiryLabels, Gauge>,
+    /// The edge's metrics: counted by every process, exported only by an edge.
+    edge: EdgeMetrics,
+}
+
+/// What an edge adds: its agents, their endpoints and the streams to them.
+#[derive(Debug, Default)]
+struct EdgeMetrics {
+    agents_connected: Gauge,
+    endpoints_published: Gauge,
+    streams_open: Family<EndpointLabels, Gauge>,
+    registered: OnceLock<()>,
 }
 
 impl Default for Metrics {
@@ -163,7 +175,7 @@ impl Metrics {
             certificate_expiry.clone(),
         );
         Metrics {
-            registry,
+            registry: Mutex::new(registry),
             handshakes,
             requests,
             request_duration,
@@ -172,17 +184,62 @@ impl Metrics {
             sent_bytes,
             config_reloads,
             certificate_expiry,
+            edge: EdgeMetrics::default(),
+        }
+    }
+
+    fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Adds the edge's metrics to the export (once; later calls change nothing), so that only
+    /// an edge shows them: the agents connected, the endpoints they publish, the tunnel
+    /// streams open per endpoint.
+    pub fn register_edge(&self) {
+        self.edge.registered.get_or_init(|| {
+            let mut registry = self.registry();
+            registry.register(
+                "moat_edge_agents_connected",
+                "Agents with a session open on this edge",
+                self.edge.agents_connected.clone(),
+            );
+            registry.register(
+                "moat_edge_endpoints_published",
+                "Endpoints agents publish on this edge (a hostname pooled by several agents \
+                 counts once per agent)",
+                self.edge.endpoints_published.clone(),
+            );
+            registry.register(
+                "moat_tunnel_streams_open",
+                "Streams open to agents, by the endpoint they serve",
+                self.edge.streams_open.clone(),
+            );
+        });
+    }
+
+    /// Counts a stream to an agent as open for `endpoint` until the returned guard is dropped.
+    pub fn tunnel_stream_opened(self: &Arc<Self>, endpoint: &str) -> OpenTunnelStream {
+        let labels = EndpointLabels {
+            endpoint: endpoint.to_owned(),
+        };
+        self.edge.streams_open.get_or_create(&labels).inc();
+        OpenTunnelStream {
+            metrics: Arc::clone(self),
+            labels,
         }
     }
 
     /// Exports the audit log's count of dropped events as `moat_audit_events_dropped_total`, so
     /// that an alert can fire when the audit trail has gaps.
     pub fn register_audit_drops(&mut self, dropped: Counter) {
-        self.registry.register(
-            "moat_audit_events_dropped",
-            "Audit events lost because the audit log could not keep up",
-            dropped,
-        );
+        self.registry
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .register(
+                "moat_audit_events_dropped",
+                "Audit events lost because the audit log could not keep up",
+                dropped,
+            );
     }
 
     /// Creates an endpoint's series at zero, so that dashboards and `rate()` see them before the
@@ -292,7 +349,7 @@ impl Metrics {
         let mut text = String::new();
         // Writing into a String cannot fail; an encoding error would only come from a label
         // value the registry already accepted, so the partial text is still served.
-        if let Err(error) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
+        if let Err(error) = prometheus_client::encoding::text::encode(&mut text, &self.registry()) {
             tracing::error!(%error, "cannot encode the metrics");
         }
         text
@@ -300,7 +357,7 @@ impl Metrics {
 }
 
 impl Subscriber for Metrics {
-    /// Counts handshakes, requests, bytes and reloads.
+    /// Counts handshakes, requests, bytes, reloads, agents and their endpoints.
     fn on_event(&self, event: &Event<'_>) {
         match *event {
             Event::HandshakeAccepted { info, .. } => self.handshake_accepted(&info.endpoint),
@@ -321,6 +378,21 @@ impl Subscriber for Metrics {
                 to_client,
             } => self.add_bytes(endpoint, from_client, to_client),
             Event::ConfigReloaded(outcome) => self.config_reloaded(outcome),
+            Event::AgentConnected { .. } => {
+                self.edge.agents_connected.inc();
+            }
+            Event::AgentDisconnected { .. } => {
+                self.edge.agents_connected.dec();
+            }
+            Event::EndpointPublished { .. } => {
+                self.edge.endpoints_published.inc();
+            }
+            // A registration refused on load was never counted as published.
+            Event::EndpointRemoved { reason, .. } => {
+                if reason != EndpointRemoval::RefusedOnLoad {
+                    self.edge.endpoints_published.dec();
+                }
+            }
         }
     }
 }
@@ -353,6 +425,23 @@ impl Drop for OpenConnection {
     fn drop(&mut self) {
         self.metrics
             .open_connections
+            .get_or_create(&self.labels)
+            .dec();
+    }
+}
+
+/// Keeps one stream to an agent counted in `moat_tunnel_streams_open` while it lives.
+#[derive(Debug)]
+pub struct OpenTunnelStream {
+    metrics: Arc<Metrics>,
+    labels: EndpointLabels,
+}
+
+impl Drop for OpenTunnelStream {
+    fn drop(&mut self) {
+        self.metrics
+            .edge
+            .streams_open
             .get_or_create(&self.labels)
             .dec();
     }
@@ -402,6 +491,88 @@ mod tests {
                 .render()
                 .contains("moat_open_connections{endpoint=\"app\"} 0")
         );
+    }
+
+    #[test]
+    fn edge_metrics_are_exported_only_by_an_edge_and_follow_its_agents() {
+        use std::net::SocketAddr;
+
+        let metrics = Arc::new(Metrics::new());
+        let address: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        metrics.on_event(&Event::AgentConnected {
+            agent: "laptop",
+            address,
+            serial: "01",
+        });
+        assert!(!metrics.render().contains("moat_edge"), "not an edge yet");
+
+        metrics.register_edge();
+        metrics.register_edge();
+        let published = |hostname| Event::EndpointPublished {
+            hostname,
+            agent: "laptop",
+            kind: "http",
+            terminate_at: "edge",
+            pool: false,
+        };
+        let removed = |hostname, reason| Event::EndpointRemoved {
+            hostname,
+            agent: "laptop",
+            reason,
+        };
+        metrics.on_event(&published("app.test"));
+        metrics.on_event(&published("db.test"));
+        // Rolled back: the registration was never served, nor counted.
+        metrics.on_event(&removed("bad.test", EndpointRemoval::RefusedOnLoad));
+        metrics.on_event(&removed("db.test", EndpointRemoval::Withdrawn));
+        let stream = metrics.tunnel_stream_opened("app.test");
+        let text = metrics.render();
+        assert_eq!(text.matches("# TYPE moat_edge_agents_connected").count(), 1);
+        assert!(text.contains("moat_edge_agents_connected 1\n"), "{text}");
+        assert!(text.contains("moat_edge_endpoints_published 1\n"), "{text}");
+        assert!(
+            text.contains("moat_tunnel_streams_open{endpoint=\"app.test\"} 1"),
+            "{text}"
+        );
+
+        drop(stream);
+        metrics.on_event(&Event::AgentDisconnected {
+            agent: "laptop",
+            address,
+            reason: crate::reasons::AgentDisconnect::Closed,
+            detail: "the agent closed its session",
+        });
+        metrics.on_event(&removed("app.test", EndpointRemoval::AgentDisconnected));
+        let text = metrics.render();
+        assert!(text.contains("moat_edge_agents_connected 0\n"), "{text}");
+        assert!(text.contains("moat_edge_endpoints_published 0\n"), "{text}");
+        assert!(
+            text.contains("moat_tunnel_streams_open{endpoint=\"app.test\"} 0"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn expiry_gauges_of_items_no_longer_in_use_vanish() {
+        use crate::expiry::ItemKind;
+
+        let item = |endpoint: &str, file: &str| ExpiringItem {
+            endpoint: endpoint.into(),
+            kind: ItemKind::Ca,
+            subject: "CN=Client CA".into(),
+            file: file.into(),
+            expires_at: 2_000_000_000,
+        };
+        let metrics = Metrics::new();
+        metrics.set_certificate_expiry(&[
+            item("app.test", "/edge/uploads/1-app.test/client-cas.pem"),
+            item("local", "/etc/moat/cas.pem"),
+        ]);
+        assert!(metrics.render().contains("1-app.test/client-cas.pem"));
+        metrics.set_certificate_expiry(&[item("local", "/etc/moat/cas.pem")]);
+        let text = metrics.render();
+        assert!(!text.contains("app.test"), "{text}");
+        assert!(text.contains("/etc/moat/cas.pem"), "{text}");
     }
 
     #[test]

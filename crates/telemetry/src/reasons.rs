@@ -1,4 +1,5 @@
-//! Why a TLS handshake did not complete, as the stable names audit events and metrics carry.
+//! The stable names audit events and metrics carry for why something ended: a TLS handshake
+//! that did not complete, an agent's session with the edge, an endpoint the edge served.
 
 use moat_trust::RefusalReason;
 use rustls::PeerIncompatible;
@@ -86,6 +87,66 @@ impl HandshakeRefusal {
 }
 
 impl std::fmt::Display for HandshakeRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why an agent's session with the edge ended, as the stable `reason` of `agent_disconnected`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum AgentDisconnect {
+    /// The agent (or the connection under it) closed the session cleanly.
+    Closed,
+    /// The agent answered no heartbeat within the edge's tolerance: dead, or its path is.
+    HeartbeatTimeout,
+    /// The session failed otherwise (a transport or protocol error).
+    Error,
+}
+
+impl AgentDisconnect {
+    /// The stable snake_case name: `closed`, `heartbeat_timeout` or `error`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            AgentDisconnect::Closed => "closed",
+            AgentDisconnect::HeartbeatTimeout => "heartbeat_timeout",
+            AgentDisconnect::Error => "error",
+        }
+    }
+}
+
+impl std::fmt::Display for AgentDisconnect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why the edge stopped serving an endpoint an agent published, as the stable `reason` of
+/// `endpoint_removed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum EndpointRemoval {
+    /// The agent withdrew it while staying connected.
+    Withdrawn,
+    /// The agent's session ended.
+    AgentDisconnected,
+    /// The gateway could not load it (a bad certificate, CA or rule): the registration was
+    /// rolled back before the endpoint was ever served.
+    RefusedOnLoad,
+}
+
+impl EndpointRemoval {
+    /// The stable snake_case name: `withdrawn`, `agent_disconnected` or `refused_on_load`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            EndpointRemoval::Withdrawn => "withdrawn",
+            EndpointRemoval::AgentDisconnected => "agent_disconnected",
+            EndpointRemoval::RefusedOnLoad => "refused_on_load",
+        }
+    }
+}
+
+impl std::fmt::Display for EndpointRemoval {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }

@@ -1,15 +1,18 @@
 //! A running edge, join tokens, joined agents and curl through the edge.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
 use crate::gateway_support::{Moat, TestCa, Usage, curl, moat_output, write_pair};
 
-/// A `moat edge` on loopback with its two addresses.
+/// A `moat edge` on loopback with its two addresses (three with `--metrics-listen`).
 pub struct RunningEdge {
     pub moat: Moat,
     pub agent_port: u16,
     pub public_port: u16,
+    /// Where `/metrics` answers, when the edge was started with `--metrics-listen`.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// Starts `moat edge` in `dir` (MOAT_HOME dir/home) on free loopback ports, with `extra` flags.
@@ -41,6 +44,7 @@ pub fn start_edge_with(dir: &Path, args: &[&str]) -> RunningEdge {
     let moat = Moat::start_logged(dir, "edge", args, 0);
     let mut agent_port = None;
     let mut public_port = None;
+    let mut metrics_addr = None;
     while agent_port.is_none() || public_port.is_none() {
         let line = moat
             .next_stdout_line(Duration::from_secs(30))
@@ -54,12 +58,15 @@ pub fn start_edge_with(dir: &Path, args: &[&str]) -> RunningEdge {
             agent_port = port();
         } else if line.starts_with("moat: edge public listener on ") {
             public_port = port();
+        } else if let Some(address) = line.strip_prefix("moat: metrics listening on http://") {
+            metrics_addr = address.trim().parse().ok();
         }
     }
     RunningEdge {
         moat,
         agent_port: agent_port.unwrap(),
         public_port: public_port.unwrap(),
+        metrics_addr,
     }
 }
 

@@ -1,7 +1,9 @@
 //! `moat edge` and an agent (`moat http|tls --edge`) as real processes on loopback: joining,
-//! publishing, mutual TLS at the edge or at the agent, refusals, and an agent that dies.
+//! publishing, mutual TLS at the edge or at the agent, refusals, an agent that dies, and what
+//! the edge reports of it all (audit events, metrics).
 
 mod config_file;
 mod kit;
 mod lifecycle;
+mod observability;
 mod publish;
