@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use moat_config::{EndpointConfig, EndpointKind, TerminateAt, UpstreamScheme};
+use moat_config::{ClientAuthMode, EndpointConfig, EndpointKind, TerminateAt, UpstreamScheme};
 use moat_tunnel::EndpointSpec;
 
 /// Why an endpoint cannot be published.
@@ -75,6 +75,7 @@ pub(crate) fn spec_of(endpoint: &EndpointConfig) -> Result<EndpointSpec, Publish
             moat_tunnel::TerminateAt::Agent
         },
         pool: endpoint.pool,
+        client_certificate_optional: endpoint.client_auth == ClientAuthMode::Request,
         mutual_tls_cas_pem: None,
         certificate_pem: None,
         private_key_pem: None,

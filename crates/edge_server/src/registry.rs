@@ -530,6 +530,11 @@ impl Registry {
             crls: uploaded.crls.iter().cloned().collect(),
             terminate_at,
             rules,
+            client_auth: if spec.client_certificate_optional {
+                ClientAuthMode::Request
+            } else {
+                ClientAuthMode::RequireAndVerify
+            },
             ..self.endpoint_base()
         })
     }

@@ -118,6 +118,11 @@ pub struct EndpointSpec {
     /// Whether several agents may serve the hostname together, streams spread among them.
     #[serde(default)]
     pub pool: bool,
+    /// Whether a client without a certificate may finish the handshake at the edge, for the
+    /// access rules to judge its requests (moat's `request` client authentication); by default
+    /// the handshake requires one.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub client_certificate_optional: bool,
     /// The CAs whose client certificates are accepted (PEM bundle), for mutual TLS at the edge.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mutual_tls_cas_pem: Option<String>,
@@ -151,6 +156,10 @@ impl fmt::Debug for EndpointSpec {
             .field("kind", &self.kind)
             .field("terminate_at", &self.terminate_at)
             .field("pool", &self.pool)
+            .field(
+                "client_certificate_optional",
+                &self.client_certificate_optional,
+            )
             .field("mutual_tls_cas_pem", &self.mutual_tls_cas_pem)
             .field("certificate_pem", &self.certificate_pem)
             .field(

@@ -16,6 +16,7 @@ fn endpoint(hostname: &str) -> EndpointSpec {
         kind: EndpointKind::Http,
         terminate_at: TerminateAt::Edge,
         pool: true,
+        client_certificate_optional: true,
         mutual_tls_cas_pem: Some(
             "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".to_owned(),
         ),

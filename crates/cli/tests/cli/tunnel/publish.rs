@@ -309,3 +309,40 @@ fn alerts_and_identity_headers_are_the_gateways_at_the_edge_and_at_the_agent() {
         );
     }
 }
+
+#[test]
+fn client_auth_request_lets_the_handshake_finish_at_the_edge_and_answers_403() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path();
+    let edge = start_edge(dir, &["--domain", "*.tunnel.test"]);
+    let server_ca = joined_setup(dir, &edge, "*.tunnel.test");
+    server_certificate(dir, &server_ca, "optional.tunnel.test", 40);
+    let upstream = start_http_upstream().to_string();
+    let publish = [
+        "--domain",
+        "optional.tunnel.test",
+        "--crt",
+        "server-optional.tunnel.test.crt",
+        "--key",
+        "server-optional.tunnel.test.key",
+        "--mutual-tls-cas",
+        "cas.pem",
+        "--client-auth",
+        "request",
+    ];
+    let (_agent, _) = start_agent(dir, &edge, "http", &upstream, &publish);
+    let json = ["-H", "Accept: application/json"];
+    let (code, body, stderr) = curl_through(dir, &edge, "optional.tunnel.test", "/", &json);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        body.contains("\"status\":403") && body.contains("client_certificate_required"),
+        "{body}"
+    );
+    let alice = ["--cert", "alice.crt", "--key", "alice.key"];
+    let (code, body, stderr) = curl_through(dir, &edge, "optional.tunnel.test", "/ok", &alice);
+    assert_eq!(
+        (code, body.as_str()),
+        (0, "hello from upstream /ok"),
+        "{stderr}"
+    );
+}
