@@ -186,3 +186,45 @@ pub fn offline_answer(dir: &Path, edge: &RunningEdge, host: &str) -> String {
     let json = ["--insecure", "-H", "Accept: application/json"];
     curl_through(dir, edge, host, "/", &json).1
 }
+
+/// The PKI of a tunnel test directory, from [`joined_with_alice`].
+pub struct TunnelPki {
+    /// Signs the published endpoints' server certificates (`server-ca.crt`).
+    pub server_ca: TestCa,
+    /// The client CA the endpoints trust (`cas.pem`); alice's issuer.
+    pub client_ca: TestCa,
+}
+
+/// Writes `server-ca.crt`, the client CA `cas.pem` and its client `alice` in `dir`, makes a join
+/// token for `grant` and joins the agent whose credentials live in `dir`.
+pub fn joined_with_alice(dir: &Path, grant: &str) -> TunnelPki {
+    let server_ca = TestCa::new("Server CA");
+    std::fs::write(dir.join("server-ca.crt"), &server_ca.pem).unwrap();
+    let client_ca = TestCa::new("Client CA");
+    std::fs::write(dir.join("cas.pem"), &client_ca.pem).unwrap();
+    client_certificate(dir, &client_ca, "alice", 10);
+    make_token(dir, "token", &["--grant", grant]);
+    let (joined, output) = join(dir, "token");
+    assert!(joined, "moat agent join: {output}");
+    TunnelPki {
+        server_ca,
+        client_ca,
+    }
+}
+
+/// The flags that publish `host` with the certificate `server-HOST.crt`/`.key` and the client
+/// CAs `cas.pem`, followed by `extra`.
+pub fn publish_flags(host: &str, extra: &[&str]) -> Vec<String> {
+    let mut flags = vec![
+        "--domain".to_owned(),
+        host.to_owned(),
+        "--crt".to_owned(),
+        format!("server-{host}.crt"),
+        "--key".to_owned(),
+        format!("server-{host}.key"),
+        "--mutual-tls-cas".to_owned(),
+        "cas.pem".to_owned(),
+    ];
+    flags.extend(extra.iter().map(|flag| flag.to_string()));
+    flags
+}

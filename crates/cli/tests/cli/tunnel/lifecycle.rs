@@ -6,8 +6,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::kit::{
-    RunningEdge, client_certificate, curl_through, curl_to, join, make_token, offline_answer,
-    server_certificate, start_agent, start_edge, start_edge_at,
+    RunningEdge, curl_through, curl_to, joined_with_alice, make_token, offline_answer,
+    publish_flags, server_certificate, start_agent, start_edge, start_edge_at,
 };
 use crate::gateway_support::{
     Moat, TestCa, start_http_upstream, start_observed_http_upstream, wait_until,
@@ -16,30 +16,7 @@ use crate::gateway_support::{
 /// A directory with a server CA, a client CA with client `alice`, and a joined agent allowed
 /// `grant`; returns the server CA.
 fn setup(dir: &Path, grant: &str) -> TestCa {
-    let server_ca = TestCa::new("Server CA");
-    std::fs::write(dir.join("server-ca.crt"), &server_ca.pem).unwrap();
-    let client_ca = TestCa::new("Client CA");
-    std::fs::write(dir.join("cas.pem"), &client_ca.pem).unwrap();
-    client_certificate(dir, &client_ca, "alice", 10);
-    make_token(dir, "token", &["--grant", grant]);
-    let (joined, output) = join(dir, "token");
-    assert!(joined, "moat agent join: {output}");
-    server_ca
-}
-
-/// The flags that publish `host` at the edge with the certificate `server-HOST.*` and `cas.pem`.
-fn published_at_edge(host: &str) -> Vec<String> {
-    [
-        "--domain".to_owned(),
-        host.to_owned(),
-        "--crt".to_owned(),
-        format!("server-{host}.crt"),
-        "--key".to_owned(),
-        format!("server-{host}.key"),
-        "--mutual-tls-cas".to_owned(),
-        "cas.pem".to_owned(),
-    ]
-    .to_vec()
+    joined_with_alice(dir, grant).server_ca
 }
 
 /// An edge (with `edge_flags` besides its domain `*.tunnel.test`), a joined agent publishing
@@ -59,7 +36,7 @@ fn publish_app(dir: &Path, edge_flags: &[&str]) -> Published {
     let server_ca = setup(dir, "*.tunnel.test");
     server_certificate(dir, &server_ca, "app.tunnel.test", 20);
     let upstream = start_http_upstream().to_string();
-    let flags = published_at_edge("app.tunnel.test");
+    let flags = publish_flags("app.tunnel.test", &[]);
     let borrowed: Vec<&str> = flags.iter().map(String::as_str).collect();
     let (agent, _) = start_agent(dir, &edge, "http", &upstream, &borrowed);
     Published {
@@ -154,8 +131,7 @@ fn a_pool_shares_new_connections_and_loses_a_killed_member_without_failing_reque
     server_certificate(dir, &server_ca, "pool.tunnel.test", 20);
     let (first_upstream, first_count) = start_observed_http_upstream();
     let (second_upstream, second_count) = start_observed_http_upstream();
-    let mut flags = published_at_edge("pool.tunnel.test");
-    flags.push("--pool".to_owned());
+    let flags = publish_flags("pool.tunnel.test", &["--pool"]);
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let (mut first, _) = start_agent(dir, &edge, "http", &first_upstream.to_string(), &flags);
     let (_second, _) = start_agent(dir, &edge, "http", &second_upstream.to_string(), &flags);

@@ -5,5 +5,6 @@
 mod config_file;
 mod kit;
 mod lifecycle;
+mod load;
 mod observability;
 mod publish;

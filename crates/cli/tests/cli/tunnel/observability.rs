@@ -8,9 +8,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::kit::{
-    client_certificate, curl_through, join, make_token, server_certificate, start_agent, start_edge,
+    curl_through, join, joined_with_alice, make_token, publish_flags, server_certificate,
+    start_agent, start_edge,
 };
-use crate::gateway_support::{TestCa, start_http_upstream, wait_until};
+use crate::gateway_support::{start_http_upstream, wait_until};
 
 const HOST: &str = "app.tunnel.test";
 
@@ -96,29 +97,12 @@ fn the_edge_audits_and_counts_its_agents_and_forgets_their_uploads_when_they_die
         "{text}"
     );
 
-    let server_ca = TestCa::new("Server CA");
-    std::fs::write(dir.join("server-ca.crt"), &server_ca.pem).unwrap();
+    let server_ca = joined_with_alice(dir, "*.tunnel.test").server_ca;
     server_certificate(dir, &server_ca, HOST, 20);
-    let client_ca = TestCa::new("Client CA");
-    std::fs::write(dir.join("cas.pem"), &client_ca.pem).unwrap();
-    client_certificate(dir, &client_ca, "alice", 10);
-    make_token(dir, "token", &["--grant", "*.tunnel.test"]);
-    let (joined, output) = join(dir, "token");
-    assert!(joined, "moat agent join: {output}");
 
     let upstream = start_http_upstream().to_string();
-    let crt = format!("server-{HOST}.crt");
-    let key = format!("server-{HOST}.key");
-    let publish = [
-        "--domain",
-        HOST,
-        "--crt",
-        &crt,
-        "--key",
-        &key,
-        "--mutual-tls-cas",
-        "cas.pem",
-    ];
+    let publish = publish_flags(HOST, &[]);
+    let publish: Vec<&str> = publish.iter().map(String::as_str).collect();
     let (mut agent, _) = start_agent(dir, &edge, "http", &upstream, &publish);
 
     wait_until(

@@ -6,8 +6,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::kit::{
-    RunningEdge, client_certificate, curl_through, join, make_token, offline_answer,
-    server_certificate, start_agent, start_edge,
+    RunningEdge, TunnelPki, client_certificate, curl_through, join, joined_with_alice,
+    offline_answer, publish_flags, server_certificate, start_agent, start_edge,
 };
 use crate::gateway_support::{TestCa, start_http_upstream, wait_until};
 
@@ -26,19 +26,11 @@ include = [{ common_name = "alice" }]
 /// A test directory with a server CA (`server-ca.crt`), a client CA (`cas.pem`) with client
 /// `alice`, a foreign CA's client `mallory`, the policy above, and a joined agent.
 fn joined_setup(dir: &Path, edge: &RunningEdge, grant: &str) -> TestCa {
-    let server_ca = TestCa::new("Server CA");
-    std::fs::write(dir.join("server-ca.crt"), &server_ca.pem).unwrap();
-    let client_ca = TestCa::new("Client CA");
-    std::fs::write(dir.join("cas.pem"), &client_ca.pem).unwrap();
-    client_certificate(dir, &client_ca, "alice", 10);
+    let _ = edge;
+    let pki = joined_with_alice(dir, grant);
     client_certificate(dir, &TestCa::new("Foreign CA"), "mallory", 11);
     std::fs::write(dir.join("policy.toml"), POLICY).unwrap();
-    let _ = edge;
-    make_token(dir, "token", &["--grant", grant]);
-    let (joined, output) = join(dir, "token");
-    assert!(joined, "moat agent join: {output}");
-    assert!(output.contains("joined the edge"), "{output}");
-    server_ca
+    pki.server_ca
 }
 
 /// Checks the verdicts a protected endpoint gives through the edge at `host`.
@@ -231,39 +223,21 @@ fn alerts_and_identity_headers_are_the_gateways_at_the_edge_and_at_the_agent() {
     let scratch = tempfile::tempdir().unwrap();
     let dir = scratch.path();
     let edge = start_edge(dir, &["--domain", "*.tunnel.test"]);
-    let server_ca = TestCa::new("Server CA");
-    std::fs::write(dir.join("server-ca.crt"), &server_ca.pem).unwrap();
-    let client_ca = TestCa::new("Client CA");
-    std::fs::write(dir.join("cas.pem"), &client_ca.pem).unwrap();
-    client_certificate(dir, &client_ca, "alice", 10);
+    let TunnelPki {
+        server_ca,
+        client_ca,
+    } = joined_with_alice(dir, "*.tunnel.test");
     client_certificate(dir, &client_ca, "revoked", 12);
     std::fs::write(dir.join("crl.pem"), client_ca.crl(&[12]).0).unwrap();
     client_certificate(dir, &TestCa::new("Foreign CA"), "mallory", 11);
-    make_token(dir, "token", &["--grant", "*.tunnel.test"]);
-    let (joined, output) = join(dir, "token");
-    assert!(joined, "{output}");
     let upstream = start_http_upstream().to_string();
     for (terminate_at, host, serial) in [
         ("edge", "edge.tunnel.test", 30),
         ("agent", "agent.tunnel.test", 31),
     ] {
         server_certificate(dir, &server_ca, host, serial);
-        let crt = format!("server-{host}.crt");
-        let key = format!("server-{host}.key");
-        let flags = [
-            "--terminate-at",
-            terminate_at,
-            "--domain",
-            host,
-            "--crt",
-            &crt,
-            "--key",
-            &key,
-            "--mutual-tls-cas",
-            "cas.pem",
-            "--crl",
-            "crl.pem",
-        ];
+        let flags = publish_flags(host, &["--terminate-at", terminate_at, "--crl", "crl.pem"]);
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
         let (_agent, _) = start_agent(dir, &edge, "http", &upstream, &flags);
 
         let (code, _, stderr) = curl_through(dir, &edge, host, "/", &[]);
