@@ -371,7 +371,10 @@ async fn serve_stream(
             }
         }
         (Some(Served::AtAgent(entrance)), false) => {
-            if let Err(error) = entrance.hand_in(stream, header.client_addr).await {
+            if let Err(error) = entrance
+                .hand_in_to(stream, header.client_addr, header.server_addr)
+                .await
+            {
                 tracing::warn!(endpoint = %header.endpoint, %error, "the agent's gateway is not accepting");
             }
         }

@@ -26,6 +26,9 @@ pub(crate) struct HandedIn {
     pub(crate) stream: Box<dyn ClientStream>,
     /// The client's address, as the caller vouches for it.
     pub(crate) peer: SocketAddr,
+    /// The address the client connected to (an edge's public address), for the logs, audit
+    /// events and PROXY headers that name it.
+    pub(crate) local: SocketAddr,
 }
 
 /// The queue from the entrances of one listen address to its accept loop.
@@ -79,9 +82,25 @@ impl Entrance {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        self.hand_in_to(stream, peer, self.local_addr).await
+    }
+
+    /// [`Entrance::hand_in`] for a client that connected to `local`, another address than the
+    /// gateway's own (an edge's public address, from the stream header): what its logs, audit
+    /// events and PROXY protocol headers name as the connection's destination.
+    pub async fn hand_in_to<S>(
+        &self,
+        stream: S,
+        peer: SocketAddr,
+        local: SocketAddr,
+    ) -> Result<(), EntranceClosed>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         let handed = HandedIn {
             stream: Box::new(stream),
             peer,
+            local,
         };
         self.queue.send(handed).await.map_err(|_| EntranceClosed {
             listen: self.local_addr,

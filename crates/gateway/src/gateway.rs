@@ -231,7 +231,7 @@ async fn accept_loop(mut listener: Listener, stopping: watch::Receiver<bool>) {
                 Ok((stream, peer)) => {
                     // Requests and responses are written whole; Nagle would only delay them.
                     let _ = stream.set_nodelay(true);
-                    listener.start(stream, peer, &mut connections, &stopping, &mut over_limit);
+                    listener.start(stream, peer, address, &mut connections, &stopping, &mut over_limit);
                 }
                 Err(error) => {
                     // Usually out of file descriptors; pausing lets connections close.
@@ -239,8 +239,8 @@ async fn accept_loop(mut listener: Listener, stopping: watch::Receiver<bool>) {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },
-            Some(HandedIn { stream, peer }) = listener.handed_in.recv() => {
-                listener.start(stream, peer, &mut connections, &stopping, &mut over_limit);
+            Some(HandedIn { stream, peer, local }) = listener.handed_in.recv() => {
+                listener.start(stream, peer, local, &mut connections, &stopping, &mut over_limit);
             }
             Some(_) = connections.join_next() => {}
             _ = &mut stop_signal => break,
@@ -283,6 +283,7 @@ impl Listener {
         &self,
         stream: S,
         peer: SocketAddr,
+        local: SocketAddr,
         connections: &mut JoinSet<()>,
         stopping: &watch::Receiver<bool>,
         over_limit: &mut OverLimit,
@@ -305,7 +306,7 @@ impl Listener {
         let connection = handle_connection(
             stream,
             peer,
-            self.local_addr,
+            local,
             routes,
             self.telemetry.clone(),
             stopping.clone(),

@@ -2,9 +2,11 @@
 //! publishing, mutual TLS at the edge or at the agent, refusals, an agent that dies, and what
 //! the edge reports of it all (audit events, metrics).
 
+mod agent_trust;
 mod config_file;
 mod kit;
 mod lifecycle;
 mod load;
 mod observability;
 mod publish;
+mod tls;
