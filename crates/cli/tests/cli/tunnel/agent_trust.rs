@@ -3,8 +3,10 @@
 
 use std::time::Duration;
 
-use super::kit::{join, joined_with_alice, make_token, start_edge, start_edge_at};
-use crate::gateway_support::{Moat, TestCa, start_http_upstream};
+use super::kit::{
+    join, joined_with_alice, make_token, start_agent_verdict, start_edge, start_edge_at,
+};
+use crate::gateway_support::{TestCa, start_http_upstream};
 
 #[test]
 fn an_expired_token_is_refused() {
@@ -46,23 +48,13 @@ fn an_agent_certificate_from_another_ca_is_refused_at_the_handshake() {
     );
 
     let upstream = start_http_upstream().to_string();
-    let edge_address = format!("127.0.0.1:{agent_port}");
-    let agent = Moat::start_logged(
+    let (_agent, line) = start_agent_verdict(
         dir,
         "agent",
-        &[
-            "http",
-            &upstream,
-            "--edge",
-            &edge_address,
-            "--domain",
-            "app.tunnel.test",
-        ],
-        0,
+        agent_port,
+        &upstream,
+        &["--domain", "app.tunnel.test"],
     );
-    let line = std::iter::from_fn(|| agent.next_stdout_line(Duration::from_secs(20)))
-        .find(|line| line.contains("disconnected") || line.contains("published"))
-        .unwrap_or_else(|| panic!("the agent said nothing; log:\n{}", agent.log()));
     assert!(
         line.starts_with("moat: disconnected from the edge"),
         "{line}"

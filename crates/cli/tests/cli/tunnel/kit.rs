@@ -228,3 +228,27 @@ pub fn publish_flags(host: &str, extra: &[&str]) -> Vec<String> {
     flags.extend(extra.iter().map(|flag| flag.to_string()));
     flags
 }
+
+/// Starts `moat http UPSTREAM --edge 127.0.0.1:AGENT_PORT EXTRA...` in `dir` (logging to
+/// `dir/LOG_NAME.log`) and returns it with the first line that tells how the edge took it:
+/// published, refused, or disconnected.
+pub fn start_agent_verdict(
+    dir: &Path,
+    log_name: &str,
+    agent_port: u16,
+    upstream: &str,
+    extra: &[&str],
+) -> (Moat, String) {
+    let edge_address = format!("127.0.0.1:{agent_port}");
+    let mut args = vec!["http", upstream, "--edge", edge_address.as_str()];
+    args.extend_from_slice(extra);
+    let agent = Moat::start_logged(dir, log_name, &args, 0);
+    let verdict = std::iter::from_fn(|| agent.next_stdout_line(Duration::from_secs(30)))
+        .find(|line| {
+            line.contains(" published at ")
+                || line.contains(" refused ")
+                || line.contains("disconnected")
+        })
+        .unwrap_or_else(|| panic!("no answer from the edge; log:\n{}", agent.log()));
+    (agent, verdict)
+}

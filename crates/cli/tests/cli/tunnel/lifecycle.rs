@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::kit::{
     RunningEdge, curl_through, curl_to, joined_with_alice, make_token, offline_answer,
-    publish_flags, server_certificate, start_agent, start_edge, start_edge_at,
+    publish_flags, server_certificate, start_agent, start_agent_verdict, start_edge, start_edge_at,
 };
 use crate::gateway_support::{
     Moat, TestCa, start_http_upstream, start_observed_http_upstream, wait_until,
@@ -217,18 +217,8 @@ fn another_agent_cannot_take_a_published_hostname() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let edge_address = format!("127.0.0.1:{}", edge.agent_port);
-    let mut args = vec!["http", upstream.as_str(), "--edge", edge_address.as_str()];
-    args.extend_from_slice(&flags);
-    let intruder = Moat::start_logged(other, "intruder", &args, 0);
-    let line = loop {
-        let line = intruder
-            .next_stdout_line(Duration::from_secs(30))
-            .unwrap_or_else(|| panic!("no answer from the edge; log:\n{}", intruder.log()));
-        if line.contains("refused") || line.contains("published") {
-            break line;
-        }
-    };
+    let (_intruder, line) =
+        start_agent_verdict(other, "intruder", edge.agent_port, &upstream, &flags);
     assert!(
         line.contains("refused") && line.contains("app.tunnel.test is published by agent"),
         "{line}"

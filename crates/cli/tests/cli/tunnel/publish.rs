@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use super::kit::{
     RunningEdge, TunnelPki, client_certificate, curl_through, join, joined_with_alice,
-    offline_answer, publish_flags, server_certificate, start_agent, start_edge,
+    offline_answer, publish_flags, server_certificate, start_agent, start_agent_verdict,
+    start_edge,
 };
 use crate::gateway_support::{TestCa, start_http_upstream, wait_until};
 
@@ -176,28 +177,13 @@ fn a_token_joins_once_and_a_hostname_outside_the_grant_is_refused_naming_it() {
     assert!(output.contains("used"), "{output}");
 
     let upstream = start_http_upstream().to_string();
-    let edge_address = format!("127.0.0.1:{}", edge.agent_port);
-    let agent = crate::gateway_support::Moat::start_logged(
+    let (_agent, line) = start_agent_verdict(
         dir,
         "agent",
-        &[
-            "http",
-            &upstream,
-            "--edge",
-            &edge_address,
-            "--domain",
-            "theirs.tunnel.test",
-        ],
-        0,
+        edge.agent_port,
+        &upstream,
+        &["--domain", "theirs.tunnel.test"],
     );
-    let line = loop {
-        let line = agent
-            .next_stdout_line(Duration::from_secs(30))
-            .unwrap_or_else(|| panic!("no answer from the edge; log:\n{}", agent.log()));
-        if line.contains("refused") {
-            break line;
-        }
-    };
     assert!(
         line.contains("may not publish") && line.contains("*.mine.tunnel.test"),
         "{line}"
