@@ -177,7 +177,7 @@ pub struct GrantRefusal {
 
 fn allowed_text(allowed: &[String]) -> String {
     if allowed.is_empty() {
-        "no grant covers this agent; join it with a token made by `moat edge token --grant GLOB`, or grant its certificate hostnames in the edge's configuration".to_owned()
+        "no grant covers this agent; join it with a token that grants hostnames, or grant its certificate hostnames in the edge's configuration".to_owned()
     } else {
         format!(
             "its grant covers {}; publish a hostname under it, or ask the edge's operator for a grant that covers this one",

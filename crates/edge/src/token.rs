@@ -24,7 +24,7 @@ pub const TOKEN_PREFIX: &str = "moat-join-";
 /// The token format this moat writes and reads.
 pub const TOKEN_VERSION: u32 = 1;
 /// The fix every refusal of a token ends with.
-const NEW_TOKEN: &str = "ask the edge's operator for a new one (`moat edge token`)";
+const NEW_TOKEN: &str = "ask the edge's operator for a new one";
 
 /// A token's id: 16 lower-case hex digits, random. It names the token in the edge's store and
 /// logs; it is not secret.
@@ -147,7 +147,7 @@ pub struct TokenExpired {
 pub enum TokenError {
     /// The text does not start with `moat-join-`.
     #[error(
-        "not a moat join token (it should start with \"{TOKEN_PREFIX}1.\"); copy the whole token `moat edge token` printed, or {NEW_TOKEN}"
+        "not a moat join token (it should start with \"{TOKEN_PREFIX}1.\"); copy the whole token the edge printed, or {NEW_TOKEN}"
     )]
     NotAJoinToken,
     /// A version this moat does not read.
@@ -185,7 +185,7 @@ pub enum TokenError {
     Expired(TokenExpired),
     /// The CA the edge presented is not the one the token pins.
     #[error(
-        "the edge presented an agent CA with SHA-256 {presented}, but the join token pins {pinned}; this is not the edge that made the token (or its agent CA was replaced): check the --edge address, or {NEW_TOKEN}"
+        "the edge presented an agent CA with SHA-256 {presented}, but the join token pins {pinned}; this is not the edge that made the token (or its agent CA was replaced): check the edge's address, or {NEW_TOKEN}"
     )]
     PinMismatch {
         /// The fingerprint the token carries.

@@ -13,7 +13,7 @@ use crate::token::{JoinToken, TokenError, TokenExpired, TokenId, TokenSecret, ch
 /// How long a token works unless `--ttl` says otherwise.
 pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 /// The fix every refusal of a redemption ends with.
-const NEW_TOKEN: &str = "make a new token with `moat edge token` and join with it";
+const NEW_TOKEN: &str = "make a new join token on the edge and join with it";
 
 /// One token as `tokens.json` stores it: never the secret itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -65,7 +65,7 @@ fn join(args: JoinArgs) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     let credentials = runtime
         .block_on(moat_edge::join(token.trim(), &dir, args.name.as_deref()))
-        .context("cannot join the edge")?;
+        .context("cannot join the edge (join tokens are made on the edge with `moat edge token --grant GLOB`)")?;
     println!(
         "moat: joined the edge at {} as {}; credentials in {}",
         credentials.edge(),

@@ -72,7 +72,9 @@ fn a_refusal_names_the_agent_the_hostname_and_what_it_may_publish() {
         .expect_err("no grant");
     assert!(refusal.allowed.is_empty());
     assert!(
-        refusal.to_string().contains("moat edge token --grant GLOB"),
+        refusal
+            .to_string()
+            .contains("join it with a token that grants hostnames"),
         "{refusal}"
     );
 }

@@ -163,7 +163,7 @@ fn each_malformed_token_is_its_own_error() {
         assert!(expected(&error), "{name}: got {error:?}");
         let message = error.to_string();
         assert!(
-            message.contains("moat edge token"),
+            message.contains("ask the edge's operator for a new one"),
             "{name}: the fix: {message}"
         );
         assert!(
@@ -213,7 +213,7 @@ fn a_token_is_redeemed_once_and_refusals_say_why() {
     assert!(
         error
             .to_string()
-            .contains("make a new token with `moat edge token`"),
+            .contains("make a new join token on the edge"),
         "{error}"
     );
 
