@@ -3,13 +3,21 @@
 
 use std::path::Path;
 
-use moat_config::{ClientAuthMode, EndpointConfig, EndpointKind, TerminateAt, UpstreamScheme};
+use moat_config::{
+    ClientAuthMode, EndpointConfig, EndpointKind, ProxyProtocolVersion, TerminateAt, UpstreamScheme,
+};
 use moat_tunnel::EndpointSpec;
 
 /// Why an endpoint cannot be published.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum PublishError {
+    /// The endpoint's rules could not be written out for the edge (not expected).
+    #[error("endpoint {endpoint}: its access rules cannot be written out for the edge")]
+    Rules {
+        /// The endpoint.
+        endpoint: String,
+    },
     /// A file the edge needs could not be read.
     #[error("endpoint {endpoint}: cannot read {}: {source}", path.display())]
     Read {
@@ -19,14 +27,6 @@ pub enum PublishError {
         path: std::path::PathBuf,
         /// The system's reason.
         source: std::io::Error,
-    },
-    /// Rules written inline cannot be sent yet; a policy file can.
-    #[error(
-        "endpoint {endpoint}: its access rules are enforced at the edge, which receives them as a policy file; move the rules into a policy file, or terminate TLS at the agent"
-    )]
-    InlineRules {
-        /// The endpoint.
-        endpoint: String,
     },
 }
 
@@ -83,11 +83,19 @@ pub(crate) fn spec_of(endpoint: &EndpointConfig) -> Result<EndpointSpec, Publish
         rules: None,
         upstream: None,
         upstream_ca_pem: None,
+        upstream_proxy_protocol: None,
     };
     if !at_edge {
         // The edge relays the client's bytes: it needs nothing of the endpoint's.
         return Ok(spec);
     }
+    // The edge accepted the client, so the edge writes the header; the agent's own gateway
+    // writes it for the endpoints it terminates.
+    spec.upstream_proxy_protocol = match endpoint.upstream_proxy_protocol {
+        Some(ProxyProtocolVersion::V1) => Some(1),
+        Some(ProxyProtocolVersion::V2) => Some(2),
+        None => None,
+    };
     spec.mutual_tls_cas_pem = read_all(&endpoint.mutual_tls_cas)?;
     spec.crls_pem = read_all(&endpoint.crls)?;
     if let (Some(crt), Some(key)) = (&endpoint.crt, &endpoint.key) {
@@ -97,15 +105,17 @@ pub(crate) fn spec_of(endpoint: &EndpointConfig) -> Result<EndpointSpec, Publish
     if let Some(upstream_ca) = &endpoint.upstream_ca {
         spec.upstream_ca_pem = Some(read(upstream_ca)?);
     }
-    match (&endpoint.policy_file, endpoint.rules.is_empty()) {
-        (Some(policy), _) => spec.rules = Some(serde_json::Value::String(read(policy)?)),
-        (None, false) => {
-            return Err(PublishError::InlineRules {
+    // The rules as the agent has them: its policy file's text, or those written in moat.toml.
+    spec.rules = match &endpoint.policy_file {
+        Some(policy) => Some(read(policy)?),
+        None if endpoint.rule_specs.is_empty() => None,
+        None => Some(
+            moat_config::policy_text(&endpoint.rule_specs).ok_or_else(|| PublishError::Rules {
                 endpoint: endpoint.name.clone(),
-            });
-        }
-        (None, true) => {}
+            })?,
+        ),
     }
+    .map(serde_json::Value::String);
     let upstream = &endpoint.upstream;
     let host = if upstream.host.contains(':') {
         format!("[{}]", upstream.host)

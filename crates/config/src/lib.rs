@@ -106,7 +106,7 @@ pub use model::{
     Timeouts, TlsVersion, Upstream, UpstreamScheme,
 };
 pub use problems::FieldStyle;
-pub use rules::{RuleSpec, load_policy_file, load_policy_str, read_policy_file};
+pub use rules::{RuleSpec, load_policy_file, load_policy_str, policy_text, read_policy_file};
 pub use spec::{
     AgentSpec, DEFAULT_AGENT_LISTEN, DEFAULT_DOMAIN, DEFAULT_EDGE_LISTEN,
     DEFAULT_HEARTBEAT_TOLERANCE, DEFAULT_LISTEN, EdgeSpec, EndpointSpec, GrantSpec, TimeoutsSpec,

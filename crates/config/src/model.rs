@@ -129,6 +129,8 @@ pub struct EndpointConfig {
     pub upstream_proxy_protocol: Option<ProxyProtocolVersion>,
     /// Access rules in order; empty means every client with a verified certificate passes.
     pub rules: Vec<moat_policy::Rule>,
+    /// The same rules as written, for an agent that hands them to the edge enforcing them.
+    pub rule_specs: Vec<crate::rules::RuleSpec>,
     /// The `--policy` file the rules came from (flags only), so that a reload and `--watch`
     /// know to read it again.
     pub policy_file: Option<PathBuf>,

@@ -6,13 +6,13 @@ use std::path::Path;
 use moat_policy::{
     Action, Expression, HostPattern, PathPattern, Rule, RuleParts, Selector, SelectorValue,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{ConfigError, FieldError};
 use crate::model::EndpointKind;
 
 /// One rule as written: `[[endpoints.rules]]` in `moat.toml`, `[[rules]]` in a policy file.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleSpec {
     /// Names the rule in 403 pages, logs and errors (required).
@@ -45,6 +45,17 @@ pub struct RuleSpec {
 struct PolicyFile {
     #[serde(default)]
     rules: Vec<RuleSpec>,
+}
+
+/// `rules` as the text of a policy file (`[[rules]]` tables), which [`load_policy_str`] reads
+/// back into the same rules: how an agent hands an endpoint's rules to the edge that enforces
+/// them. `None` when the rules cannot be written as TOML (not expected of rules read from TOML).
+pub fn policy_text(rules: &[RuleSpec]) -> Option<String> {
+    #[derive(Serialize)]
+    struct PolicyText<'a> {
+        rules: &'a [RuleSpec],
+    }
+    toml::to_string(&PolicyText { rules }).ok()
 }
 
 /// Reads the `[[rules]]` of a `--policy` file (checked later with the endpoint).
@@ -268,4 +279,33 @@ pub(crate) fn validate_rules(
         }
     }
     (problems.len() == before).then_some(rules)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_written_out_as_a_policy_file_read_back_the_same() {
+        let text = r#"
+[[rules]]
+name = "no-admin"
+hosts = ["app.example.com"]
+paths = ["/admin/*"]
+action = "deny"
+
+[[rules]]
+name = "ops"
+action = "allow"
+include = [{ common_name = "ops-*" }, { san_dns = "*.ops.example.com" }]
+exclude = [{ common_name = "ops-intern" }]
+expressions = ["conn.tls.client.subject.common_name != 'x'"]
+"#;
+        let specs = read_policy_str(text, "test").unwrap();
+        let written = policy_text(&specs).unwrap();
+        assert_eq!(read_policy_str(&written, "written").unwrap(), specs);
+        let rules = load_policy_str(&written, "written", EndpointKind::Http).unwrap();
+        let names: Vec<&str> = rules.iter().map(|rule| rule.name()).collect();
+        assert_eq!(names, ["no-admin", "ops"]);
+    }
 }

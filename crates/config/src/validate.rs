@@ -332,6 +332,7 @@ fn validate_endpoint(
         kind,
         has_cas: !mutual_tls_cas.is_empty(),
     };
+    let rule_specs = spec.rules.clone();
     let rules = validate_rules(spec.rules, &rule_context, problems.list);
 
     if problems.list.len() != before {
@@ -360,6 +361,7 @@ fn validate_endpoint(
         crl_expired: operations?.crl_expired,
         upstream_proxy_protocol: operations?.upstream_proxy_protocol,
         rules: rules?,
+        rule_specs,
         policy_file: spec.policy_file,
     })
 }

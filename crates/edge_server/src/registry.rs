@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use moat_config::{
-    ClientAuthMode, Config, CrlExpiredPolicy, EndpointConfig, EndpointKind, TelemetryConfig,
-    TerminateAt, Timeouts, TlsVersion, Upstream, UpstreamScheme,
+    ClientAuthMode, Config, CrlExpiredPolicy, EndpointConfig, EndpointKind, ProxyProtocolVersion,
+    TelemetryConfig, TerminateAt, Timeouts, TlsVersion, Upstream, UpstreamScheme,
 };
 use moat_edge::EdgeState;
 use moat_gateway::Reloader;
@@ -472,6 +472,7 @@ impl Registry {
             crl_expired: CrlExpiredPolicy::Warn,
             upstream_proxy_protocol: None,
             rules: Vec::new(),
+            rule_specs: Vec::new(),
             policy_file: None,
         }
     }
@@ -530,6 +531,16 @@ impl Registry {
             crls: uploaded.crls.iter().cloned().collect(),
             terminate_at,
             rules,
+            upstream_proxy_protocol: match spec.upstream_proxy_protocol {
+                Some(1) => Some(ProxyProtocolVersion::V1),
+                Some(2) => Some(ProxyProtocolVersion::V2),
+                Some(other) => {
+                    return Err(format!(
+                        "PROXY protocol version {other} does not exist; use 1 or 2"
+                    ));
+                }
+                None => None,
+            },
             client_auth: if spec.client_certificate_optional {
                 ClientAuthMode::Request
             } else {

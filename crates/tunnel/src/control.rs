@@ -147,6 +147,11 @@ pub struct EndpointSpec {
     /// speaks TLS to it through the stream.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream_ca_pem: Option<String>,
+    /// The PROXY protocol version (1 or 2) whose header an edge-terminating edge writes at the
+    /// start of each stream of a tls endpoint, naming the client it accepted; the agent passes
+    /// the stream's bytes to the upstream as they come.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_proxy_protocol: Option<u8>,
 }
 
 impl fmt::Debug for EndpointSpec {
@@ -170,6 +175,7 @@ impl fmt::Debug for EndpointSpec {
             .field("rules", &self.rules)
             .field("upstream", &self.upstream)
             .field("upstream_ca_pem", &self.upstream_ca_pem)
+            .field("upstream_proxy_protocol", &self.upstream_proxy_protocol)
             .finish()
     }
 }

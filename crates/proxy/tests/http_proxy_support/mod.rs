@@ -70,6 +70,7 @@ pub fn endpoint_with_scheme(upstream: SocketAddr, scheme: UpstreamScheme) -> End
         crl_expired: Default::default(),
         upstream_proxy_protocol: None,
         rules: Vec::new(),
+        rule_specs: Vec::new(),
         policy_file: None,
     }
 }

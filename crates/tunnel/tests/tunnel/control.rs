@@ -28,6 +28,7 @@ fn endpoint(hostname: &str) -> EndpointSpec {
         rules: Some(serde_json::json!([{ "path": "/admin/*", "common_name": "ops" }])),
         upstream: Some("http://127.0.0.1:8080".to_owned()),
         upstream_ca_pem: None,
+        upstream_proxy_protocol: Some(2),
     }
 }
 

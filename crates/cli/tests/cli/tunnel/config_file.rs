@@ -69,6 +69,17 @@ crt = "server-app.ci.test.crt"
 key = "server-app.ci.test.key"
 mutual_tls_cas = ["cas.pem"]
 publish = true
+
+# Written here rather than in a policy file: the agent sends them to the edge, which enforces them.
+[[endpoints.rules]]
+name = "no-admin"
+paths = ["/admin/*"]
+action = "deny"
+
+[[endpoints.rules]]
+name = "clients"
+action = "allow"
+include = [{{ common_name = "alice" }}]
 "#,
             port = edge.agent_port
         ),
@@ -90,9 +101,20 @@ publish = true
         (0, "hello from upstream /hello"),
         "{stderr}"
     );
-    // No client certificate: the edge refuses the handshake, as the endpoint asks.
-    let (code, _, _) = curl_through(dir, &edge, "app.ci.test", "/hello", &[]);
-    assert_ne!(code, 0, "a client without a certificate got through");
+    // The rules of the file judge at the edge: no certificate, and the admin path.
+    let json = ["-H", "Accept: application/json"];
+    let (_, body, _) = curl_through(dir, &edge, "app.ci.test", "/hello", &json);
+    assert!(
+        body.contains("\"code\":\"client_certificate_required\"")
+            && body.contains("\"rule\":\"clients\""),
+        "{body}"
+    );
+    let as_alice_json = [&alice[..], &json[..]].concat();
+    let (_, body, _) = curl_through(dir, &edge, "app.ci.test", "/admin/x", &as_alice_json);
+    assert!(
+        body.contains("\"status\":403") && body.contains("\"rule\":\"no-admin\""),
+        "{body}"
+    );
     // The file's audit_log is the edge's.
     wait_until(
         "the edge audits the request",

@@ -191,3 +191,33 @@ fn without_a_domain_the_edge_assigns_a_hostname_under_its_own() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_tls_endpoint_terminated_at_the_edge_sends_the_proxy_header_from_the_edge() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path();
+    let edge = start_edge(dir, &[]);
+    let server_ca = joined_with_alice(dir, "*.tunnel.test").server_ca;
+    server_certificate(dir, &server_ca, "db.tunnel.test", 20);
+    let flags = publish_flags("db.tunnel.test", &["--upstream-proxy-protocol", "1"]);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let (_agent, _) = start_agent(
+        dir,
+        &edge,
+        "tls",
+        &proxy_line_upstream().to_string(),
+        &flags,
+    );
+    let (mut client, local) = alice_to(dir, &edge, "db.tunnel.test");
+    client.write_all(b"hello\n").unwrap();
+    let mut line = String::new();
+    BufReader::new(&mut client).read_line(&mut line).unwrap();
+    assert_eq!(
+        line,
+        format!(
+            "PROXY TCP4 127.0.0.1 127.0.0.1 {} {}\r\n",
+            local.port(),
+            edge.public_port
+        )
+    );
+}
