@@ -115,7 +115,7 @@ impl Agent {
         for endpoint in &config.endpoints {
             specs.push(publish::spec_of(endpoint)?);
         }
-        // The agent's own gateway serves only streams; its sockets listen on loopback.
+        // The agent's own gateway binds no socket: its clients arrive over the tunnel only.
         let local: Vec<EndpointConfig> = config
             .endpoints
             .iter()
@@ -137,6 +137,7 @@ impl Agent {
                 telemetry,
                 upstream_routes: None,
                 strict_sni: false,
+                streams_only: true,
             };
             Some(Gateway::bind(&local_config, &options).await?)
         };
@@ -145,13 +146,9 @@ impl Agent {
             served.push(match endpoint.terminate_at {
                 TerminateAt::Edge => Served::AtEdge(TcpConnector::to_upstream_of(endpoint)),
                 TerminateAt::Agent => {
-                    let entrance = gateway.as_ref().and_then(|gateway| {
-                        gateway
-                            .endpoints()
-                            .iter()
-                            .find(|bound| bound.name == endpoint.name)
-                            .and_then(|bound| gateway.entrance(bound.local_addr))
-                    });
+                    let entrance = gateway
+                        .as_ref()
+                        .and_then(|gateway| gateway.entrance_of(&endpoint.name));
                     match entrance {
                         Some(entrance) => Served::AtAgent(entrance),
                         None => {

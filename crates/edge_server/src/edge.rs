@@ -59,6 +59,7 @@ impl Edge {
                 registry: Arc::downgrade(&registry),
             })),
             strict_sni: true,
+            streams_only: false,
         };
         let gateway = Gateway::bind(&config, &options).await?;
         registry.serve_with(gateway.reloader());

@@ -47,6 +47,10 @@ pub struct GatewayOptions {
     /// even on an address with a single endpoint (an edge serves only the names published on
     /// it); when false, a lone endpoint takes every client whatever name it asked for.
     pub strict_sni: bool,
+    /// When true, no socket is bound: every connection arrives through an [`Entrance`] (an
+    /// agent's gateway, whose clients come over its tunnel only). Find each endpoint's entrance
+    /// with [`Gateway::entrance_of`].
+    pub streams_only: bool,
 }
 
 /// What a bound endpoint tells the user: where to connect and which CA to trust.
@@ -78,7 +82,8 @@ pub struct Gateway {
 /// One listening socket and the endpoints served on it (several when they share the address
 /// and SNI tells them apart); a reload swaps the endpoints, never the socket.
 struct Listener {
-    listener: TcpListener,
+    /// `None` for a gateway that takes connections through its entrances only.
+    listener: Option<TcpListener>,
     local_addr: SocketAddr,
     routes: Arc<ArcSwap<Routes>>,
     telemetry: Telemetry,
@@ -135,6 +140,12 @@ impl Gateway {
         self.reloader.entrance(local_addr)
     }
 
+    /// The entrance of the endpoint named `name` (the only way in for a gateway with
+    /// [`GatewayOptions::streams_only`]); `None` when no such endpoint is served.
+    pub fn entrance_of(&self, name: &str) -> Option<Entrance> {
+        self.reloader.entrance_of(name)
+    }
+
     /// The handle that swaps in new certificates, trust and configuration while serving.
     pub fn reloader(&self) -> Reloader {
         self.reloader.clone()
@@ -151,13 +162,13 @@ impl Gateway {
         let (stop, stopping) = watch::channel(false);
         let mut loops = JoinSet::new();
         let mut new_listeners = self.new_listeners;
-        let accept_on = |added: NewListener, loops: &mut JoinSet<()>| match TcpListener::from_std(
-            added.listener,
-        ) {
+        let accept_on = |added: NewListener, loops: &mut JoinSet<()>| match added
+            .listener
+            .map(TcpListener::from_std)
+            .transpose()
+        {
             Ok(listener) => {
-                let local_addr = listener
-                    .local_addr()
-                    .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
+                let local_addr = added.local_addr;
                 loops.spawn(accept_loop(
                     Listener {
                         listener,
@@ -227,7 +238,7 @@ async fn accept_loop(mut listener: Listener, stopping: watch::Receiver<bool>) {
     let mut over_limit = OverLimit::default();
     loop {
         tokio::select! {
-            accepted = listener.listener.accept() => match accepted {
+            accepted = accept_from(listener.listener.as_ref()) => match accepted {
                 Ok((stream, peer)) => {
                     // Requests and responses are written whole; Nagle would only delay them.
                     let _ = stream.set_nodelay(true);
@@ -350,6 +361,16 @@ impl OverLimit {
             self.refused_since_log = 0;
             self.logged = Some(Instant::now());
         }
+    }
+}
+
+/// The next connection on `listener`; never, without one.
+async fn accept_from(
+    listener: Option<&TcpListener>,
+) -> std::io::Result<(tokio::net::TcpStream, SocketAddr)> {
+    match listener {
+        Some(listener) => listener.accept().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -71,6 +71,8 @@ struct Inner {
     upstream_routes: Option<Arc<dyn UpstreamRoutes>>,
     /// Whether a lone endpoint on an address still requires its name in the SNI.
     strict_sni: bool,
+    /// Whether sockets are left unbound: connections come through entrances only.
+    streams_only: bool,
     /// Counts reloads and republishes the expiry of what the new load uses.
     telemetry: Telemetry,
     /// The served configuration and sockets; the lock also keeps reloads from overlapping.
@@ -100,7 +102,10 @@ pub(crate) struct Slot {
 
 /// A socket bound by a reload for an address the configuration gained.
 pub(crate) struct NewListener {
-    pub(crate) listener: std::net::TcpListener,
+    /// `None` when the gateway takes connections through its entrances only.
+    pub(crate) listener: Option<std::net::TcpListener>,
+    /// The address bound, or the configured one when none is.
+    pub(crate) local_addr: SocketAddr,
     pub(crate) routes: Arc<ArcSwap<Routes>>,
     pub(crate) retired: watch::Receiver<bool>,
     /// The connections handed in through the address's [`Entrance`].
@@ -132,6 +137,7 @@ impl Reloader {
                 moat_home: options.moat_home.clone(),
                 upstream_routes: options.upstream_routes.clone(),
                 strict_sni: options.strict_sni,
+                streams_only: options.streams_only,
                 telemetry: options.telemetry.clone(),
                 state: Mutex::new(State {
                     config: nothing,
@@ -192,6 +198,21 @@ impl Reloader {
             .slots
             .iter()
             .find(|slot| slot.local_addr == local_addr)
+            .map(|slot| slot.entrance.clone())
+    }
+
+    /// The entrance of the slot serving the endpoint named `name`.
+    pub fn entrance_of(&self, name: &str) -> Option<Entrance> {
+        self.lock_state()
+            .slots
+            .iter()
+            .find(|slot| {
+                slot.routes
+                    .load()
+                    .endpoints()
+                    .iter()
+                    .any(|endpoint| endpoint.config.name == name)
+            })
             .map(|slot| slot.entrance.clone())
     }
 
@@ -270,10 +291,14 @@ impl Reloader {
                 address: first.listen,
                 source,
             };
+            if self.inner.streams_only {
+                fresh.push((key.clone(), members.clone(), None, first.listen));
+                continue;
+            }
             let listener = std::net::TcpListener::bind(first.listen).map_err(bind_error)?;
             listener.set_nonblocking(true).map_err(bind_error)?;
             let local_addr = listener.local_addr().map_err(bind_error)?;
-            fresh.push((key.clone(), members.clone(), listener, local_addr));
+            fresh.push((key.clone(), members.clone(), Some(listener), local_addr));
         }
 
         let mut changes = Vec::new();
@@ -351,6 +376,7 @@ impl Reloader {
             // Closed only when the gateway stopped serving, and then nothing is to be served.
             let _ = self.inner.new_listeners.send(NewListener {
                 listener,
+                local_addr,
                 routes,
                 retired,
                 handed_in,

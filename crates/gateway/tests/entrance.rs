@@ -150,6 +150,7 @@ impl Running {
             telemetry: Telemetry::new(Some(audit.clone())),
             upstream_routes: None,
             strict_sni: false,
+            streams_only: false,
         };
         let gateway = Gateway::bind(&config, &options).await?;
         let local_addr = gateway.endpoints()[0].local_addr;

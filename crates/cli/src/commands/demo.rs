@@ -128,6 +128,7 @@ async fn demonstrate(args: DemoArgs, files: &DemoFiles) -> anyhow::Result<()> {
         telemetry: moat_telemetry::Telemetry::default(),
         upstream_routes: None,
         strict_sni: false,
+        streams_only: false,
     };
     let gateway = Gateway::bind(&config, &options).await?;
     let endpoint = gateway

@@ -369,6 +369,7 @@ fn serve(
         telemetry: telemetry.clone(),
         upstream_routes: None,
         strict_sni: false,
+        streams_only: false,
     };
     let runtime = runtime_for(worker_threads())
         .enable_all()

@@ -154,6 +154,12 @@ fn an_endpoint_terminated_at_the_agent_is_relayed_untouched() {
     // The agent judged it, with the client's real address from the stream header.
     let log = agent.log();
     assert!(log.contains("peer=127.0.0.1:"), "{log}");
+    // The agent listens on no port: its gateway takes clients from the tunnel only.
+    assert_eq!(
+        listening_sockets(agent.pid()),
+        0,
+        "the agent listens on a port"
+    );
     // The edge holds no key for the hostname.
     let edge_files = walk(&dir.join("home/edge"));
     assert!(
@@ -305,4 +311,40 @@ fn client_auth_request_lets_the_handshake_finish_at_the_edge_and_answers_403() {
         (0, "hello from upstream /ok"),
         "{stderr}"
     );
+}
+
+/// How many TCP sockets process `pid` listens on (from /proc: its socket descriptors' inodes
+/// among the LISTEN entries of /proc/net/tcp and tcp6).
+fn listening_sockets(pid: u32) -> usize {
+    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .filter_map(|target| {
+            let target = target.to_string_lossy().into_owned();
+            target
+                .strip_prefix("socket:[")
+                .and_then(|rest| rest.strip_suffix(']'))
+                .map(str::to_owned)
+        })
+        .collect();
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .flat_map(|table| {
+            std::fs::read_to_string(table)
+                .unwrap_or_default()
+                .lines()
+                .skip(1)
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // Field 3 is the state (0A: LISTEN), field 9 the inode.
+            fields.get(3) == Some(&"0A")
+                && fields
+                    .get(9)
+                    .is_some_and(|inode| inodes.iter().any(|own| own == inode))
+        })
+        .count()
 }
