@@ -33,6 +33,7 @@ impl Edge {
             &settings.state_dir(),
             settings.agent_cas.as_deref(),
         )?);
+        crate::uploads::clear_stale(&settings.state_dir());
         let listener_tls = AgentListenerTls::open(&state, &settings.agent_names)?;
         let agent_listener = TcpListener::bind(settings.agent_listen)
             .await

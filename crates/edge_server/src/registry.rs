@@ -345,11 +345,9 @@ impl Registry {
         spec: EndpointSpec,
         hostname: String,
     ) -> Result<String, String> {
-        let dir = self
-            .settings
-            .state_dir()
-            .join("uploads")
-            .join(format!("{}-{hostname}", link.id));
+        // Named by process too: link numbers start again with each run of the edge.
+        let name = format!("{}-{}-{hostname}", std::process::id(), link.id);
+        let dir = uploads::root(&self.settings.state_dir()).join(name);
         let uploaded = uploads::store(&dir, &spec).map_err(|error| error.to_string())?;
         published.withdrawn_tls.remove(&hostname);
         published

@@ -6,6 +6,22 @@ use std::path::{Path, PathBuf};
 use moat_pki::files::write_atomic;
 use moat_tunnel::EndpointSpec;
 
+/// The directory under the edge's state directory that holds every upload.
+pub(crate) fn root(state_dir: &Path) -> PathBuf {
+    state_dir.join("uploads")
+}
+
+/// Deletes what a previous run of the edge left (it stopped with agents connected, or was
+/// killed): no agent is connected at start, so none of it is in use, and keys must not linger.
+pub(crate) fn clear_stale(state_dir: &Path) {
+    let root = root(state_dir);
+    if let Err(error) = std::fs::remove_dir_all(&root)
+        && error.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(dir = %root.display(), %error, "cannot delete uploads a previous run left");
+    }
+}
+
 /// Where one agent's upload for one hostname lives; removed with the registration.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Uploaded {

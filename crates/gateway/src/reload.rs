@@ -449,6 +449,7 @@ fn describe_changes(previous: Option<&LoadedEndpoint>, next: &LoadedEndpoint) ->
     let mut before = (*previous.config).clone();
     if policy_file_changed {
         before.rules.clone_from(&next.config.rules);
+        before.rule_specs.clone_from(&next.config.rule_specs);
     }
     if before != *next.config {
         changes.push(format!("endpoint {name}: configuration changed"));

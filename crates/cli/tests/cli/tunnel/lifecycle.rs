@@ -83,6 +83,13 @@ fn the_agent_reconnects_by_itself_after_the_edge_restarts() {
                 == (0, "hello from upstream /b".to_owned())
         },
     );
+    // What the agent uploaded to the first run is gone: only the new session's upload is left.
+    let uploads: Vec<_> = std::fs::read_dir(dir.join("home/edge/uploads"))
+        .unwrap()
+        .flatten()
+        .map(|entry| entry.file_name())
+        .collect();
+    assert_eq!(uploads.len(), 1, "{uploads:?}");
     let told = std::iter::from_fn(|| agent.next_stdout_line(Duration::from_secs(5)))
         .find(|line| line.starts_with("moat: disconnected from the edge"));
     assert!(
