@@ -136,7 +136,9 @@ impl Agent {
                 moat_home,
                 telemetry,
                 upstream_routes: None,
-                strict_sni: false,
+                // The edge routed each stream by its SNI: the name must be the endpoint's, and
+                // so must each request's host.
+                strict_sni: true,
                 streams_only: true,
             };
             Some(Gateway::bind(&local_config, &options).await?)

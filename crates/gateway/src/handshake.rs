@@ -357,7 +357,7 @@ pub(crate) async fn establish<S: ClientStream>(
         peer_addr,
         local_addr,
         sni: session.server_name().map(str::to_string),
-        sni_routed: routes.endpoints().len() > 1,
+        sni_routed: routes.sni_routed(),
         tls_version: match session.protocol_version() {
             Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
             Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",

@@ -41,6 +41,12 @@ impl Routes {
         &self.endpoints
     }
 
+    /// Whether the SNI chose the endpoint (several share the address, or the routes are
+    /// strict): a request's host must then be the endpoint's, or it is misdirected (421).
+    pub(crate) fn sni_routed(&self) -> bool {
+        self.strict || self.endpoints.len() > 1
+    }
+
     /// The endpoint for a ClientHello's server name. An address with a single endpoint takes
     /// every client, whatever name it asked for (as before several endpoints could share an
     /// address); otherwise the name must match an endpoint's domain (exactly, or one label under

@@ -37,6 +37,25 @@ fn joined_setup(dir: &Path, edge: &RunningEdge, grant: &str) -> TestCa {
 /// Checks the verdicts a protected endpoint gives through the edge at `host`.
 fn assert_mtls_verdicts(dir: &Path, edge: &RunningEdge, host: &str) {
     let alice = ["--cert", "alice.crt", "--key", "alice.key"];
+    // A request naming another host than the connection's SNI is not served, whatever that
+    // host is (another published endpoint, the edge's own domain): rules judged one endpoint.
+    for other in ["elsewhere.tunnel.test", "app.agent.test", "app.tunnel.test"]
+        .into_iter()
+        .filter(|other| *other != host)
+    {
+        let forged_host = format!("Host: {other}:{}", edge.public_port);
+        let misdirected = [
+            &alice[..],
+            &["-H", forged_host.as_str(), "-w", "%{http_code}"],
+        ]
+        .concat();
+        let (code, body, stderr) = curl_through(dir, edge, host, "/hello", &misdirected);
+        assert_eq!(code, 0, "{stderr}");
+        assert!(
+            body.ends_with("421") && !body.contains("hello from upstream"),
+            "SNI {host}, Host {other}: {body}"
+        );
+    }
     let (code, body, stderr) = curl_through(dir, edge, host, "/hello", &alice);
     assert_eq!(
         (code, body.as_str()),
