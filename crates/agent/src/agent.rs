@@ -21,6 +21,11 @@ use tokio::sync::{mpsc, watch};
 use crate::backoff::Backoff;
 use crate::publish::{self, PublishError};
 
+/// Copy buffer per direction between a stream and the upstream: one 64 KiB DATA frame (the
+/// tunnel's largest) per read; tokio's default 8 KiB quarters each frame and costs the system
+/// calls and flow-control updates four times (see `moat_tunnel`'s frame size for figures).
+const COPY_BUFFER: usize = 64 * 1024;
+
 /// How long dialing the edge (TCP and TLS) may take.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -362,7 +367,13 @@ async fn serve_stream(
             let mut stream = stream;
             match connector.connect().await {
                 Ok(mut upstream) => {
-                    let _ = tokio::io::copy_bidirectional(&mut stream, &mut upstream).await;
+                    let _ = tokio::io::copy_bidirectional_with_sizes(
+                        &mut stream,
+                        &mut upstream,
+                        COPY_BUFFER,
+                        COPY_BUFFER,
+                    )
+                    .await;
                 }
                 Err(error) => {
                     tracing::warn!(endpoint = %header.endpoint, upstream = %connector.address(), %error, "cannot reach the upstream");

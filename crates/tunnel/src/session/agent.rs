@@ -12,8 +12,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{Notify, mpsc, watch};
 
 use super::{
-    CONTROL_PATH, End, HandshakeError, STREAM_PATH, SessionError, Status, exchange_hello,
-    heartbeat, within_timeout,
+    CONTROL_PATH, End, HandshakeError, MAX_FRAME, STREAM_PATH, SessionError, Status,
+    exchange_hello, heartbeat, within_timeout,
 };
 use crate::control::{AgentControl, Hello};
 use crate::header::StreamHeader;
@@ -134,6 +134,7 @@ where
     let connection = server::Builder::new()
         // Per-stream flow control only: see `SessionSettings::connection_window`.
         .initial_window_size(settings.effective_stream_window())
+        .max_frame_size(MAX_FRAME)
         .initial_connection_window_size(settings.connection_window())
         // The control stream does not count against the data streams' cap.
         .max_concurrent_streams(settings.max_concurrent_streams.saturating_add(1))

@@ -9,8 +9,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 
 use super::{
-    CONTROL_URI, End, HandshakeError, OpenError, STREAM_URI, SessionError, Status, exchange_hello,
-    heartbeat, within_timeout,
+    CONTROL_URI, End, HandshakeError, MAX_FRAME, OpenError, STREAM_URI, SessionError, Status,
+    exchange_hello, heartbeat, within_timeout,
 };
 use crate::control::{EdgeControl, Hello};
 use crate::header::StreamHeader;
@@ -118,6 +118,7 @@ where
         .enable_push(false)
         // Per-stream flow control only: see `SessionSettings::connection_window`.
         .initial_window_size(settings.effective_stream_window())
+        .max_frame_size(MAX_FRAME)
         .initial_connection_window_size(settings.connection_window())
         // Until the agent's SETTINGS arrive, assume its cap is ours (+1 for control).
         .initial_max_send_streams(settings.max_concurrent_streams as usize + 1)
