@@ -1,5 +1,6 @@
 //! The request scenarios: HTTP/1.1 keep-alive, a new full handshake per request, and HTTP/2
-//! with several streams per connection, each for a fixed time.
+//! with several streams per connection, each for a fixed time; and keep-alive requests at a fixed
+//! rate, for the latency a gateway adds when it is not saturated.
 
 use std::rc::Rc;
 use std::time::Duration;
@@ -42,6 +43,11 @@ pub struct HttpArgs {
     /// Concurrent streams per HTTP/2 connection.
     #[arg(long, default_value_t = 1, requires = "http2")]
     streams: usize,
+    /// Send this many requests per second in all (open loop, keep-alive HTTP/1.1 over the
+    /// connections) instead of as fast as answers come; a request's latency counts from when it
+    /// was due, so time spent waiting for a free connection is part of it.
+    #[arg(long, value_name = "PER_SECOND", conflicts_with_all = ["http2", "new_connection_per_request"])]
+    rate: Option<u32>,
 }
 
 /// What every worker shares.
@@ -56,19 +62,28 @@ pub async fn run(args: HttpArgs) -> anyhow::Result<()> {
     let alpn: &[&[u8]] = if args.http2 { &[b"h2"] } else { &[b"http/1.1"] };
     let authority = format!("{}:{}", args.tls.server_name, args.tls.connect.port());
     let start = Instant::now();
+    // A fixed-rate run opens its connections first, so no request waits for a handshake.
+    let warm_up = if args.rate.is_some() {
+        WARM_UP
+    } else {
+        Duration::ZERO
+    };
     let target = Rc::new(Target {
         dialer: Dialer::new(&args.tls, alpn)?,
         path: args.path.clone(),
         authority,
-        deadline: start + args.duration,
+        deadline: start + warm_up + args.duration,
     });
     let local = tokio::task::LocalSet::new();
     let tally = local
         .run_until(async move {
             let mut workers = Vec::new();
+            let due = args.rate.map(|rate| schedule(target.clone(), rate));
             for _ in 0..args.connections {
                 let target = target.clone();
-                workers.push(if args.http2 {
+                workers.push(if let Some(due) = &due {
+                    tokio::task::spawn_local(fixed_rate_worker(target, due.clone()))
+                } else if args.http2 {
                     tokio::task::spawn_local(http2_connection(target, args.streams))
                 } else if args.new_connection_per_request {
                     tokio::task::spawn_local(new_connection_worker(target))
@@ -83,8 +98,11 @@ pub async fn run(args: HttpArgs) -> anyhow::Result<()> {
             anyhow::Ok(total)
         })
         .await?;
-    tally.report(start.elapsed())
+    tally.report(start.elapsed().saturating_sub(warm_up))
 }
+
+/// How long a fixed-rate run gives its connections to open before the first request is due.
+const WARM_UP: Duration = Duration::from_secs(1);
 
 /// Opens a TLS connection and an HTTP/1.1 client on it.
 async fn open_http1(target: &Target) -> anyhow::Result<http1::SendRequest<Empty<Bytes>>> {
@@ -237,4 +255,65 @@ async fn http2_stream(target: Rc<Target>, mut sender: http2::SendRequest<Empty<B
         }
     }
     tally
+}
+
+/// The requests of a fixed-rate run, each as the instant it was due; workers take them in order.
+type DueRequests = Rc<tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<Instant>>>;
+
+/// Issues `rate` requests per second until the deadline, each stamped with the instant it was due
+/// (or, when the timer woke late, the instant it was issued: timer lateness is the load
+/// generator's, not the gateway's).
+fn schedule(target: Rc<Target>, rate: u32) -> DueRequests {
+    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+    let interval = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
+    tokio::task::spawn_local(async move {
+        let mut next = Instant::now() + WARM_UP;
+        while next < target.deadline {
+            tokio::time::sleep_until(next).await;
+            let now = Instant::now();
+            // Every request due by now goes out; each counts from its own due time or now.
+            while next <= now && next < target.deadline {
+                if sender.send(now.max(next)).is_err() {
+                    return;
+                }
+                next += interval;
+            }
+        }
+    });
+    Rc::new(tokio::sync::Mutex::new(receiver))
+}
+
+/// One keep-alive connection taking due requests until none are left.
+async fn fixed_rate_worker(target: Rc<Target>, due: DueRequests) -> Tally {
+    let mut tally = Tally::new();
+    let mut sender = match open_http1(&target).await {
+        Ok(sender) => Some(sender),
+        Err(error) => {
+            tally.error(&error);
+            None
+        }
+    };
+    loop {
+        let Some(due_at) = due.lock().await.recv().await else {
+            return tally;
+        };
+        let outcome = tokio::time::timeout(REQUEST_TIMEOUT, async {
+            if sender.is_none() {
+                sender = Some(open_http1(&target).await?);
+            }
+            match sender.as_mut() {
+                Some(sender) => get_http1(sender, &target).await,
+                None => unreachable!("opened above"),
+            }
+        })
+        .await
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("no answer within {REQUEST_TIMEOUT:?}")));
+        match outcome {
+            Ok(()) => tally.record(due_at.elapsed()),
+            Err(error) => {
+                tally.error(&error);
+                sender = None;
+            }
+        }
+    }
 }
