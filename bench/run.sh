@@ -280,7 +280,8 @@ error_log $dir/error.log warn;
 worker_rlimit_nofile 65536;
 events { worker_connections 20000; }
 http {
-    access_log $dir/access.log;
+    # One line per request, written in batches as moat writes its audit events (every 5 ms).
+    access_log $dir/access.log combined buffer=64k flush=5ms;
     client_body_temp_path $dir/client_body;
     proxy_temp_path $dir/proxy;
     fastcgi_temp_path $dir/fastcgi;
@@ -589,6 +590,8 @@ load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
 
 # shellcheck source=bench/tunnel.sh
 . "$repo/bench/tunnel.sh"
+# shellcheck source=bench/crosscheck.sh
+. "$repo/bench/crosscheck.sh"
 
 run_gateway_scenarios() {
 # Scenarios 1-3: every gateway up at once on CPU 0 (only the one under load uses it), the rounds
@@ -630,6 +633,7 @@ for scenario in keepalive handshake http2; do
     perf_finish "$scenario"
   fi
 done
+run_crosscheck
 for name in "${http_gateways[@]}"; do
   stop "${pid_of[$name]}"
 done
@@ -706,6 +710,7 @@ gateway_report() {
       echo "| $label | $name | ${result[$scenario,$name,rps]} | ${result[$scenario,$name,p50]} | ${result[$scenario,$name,p99]} | ${result[$scenario,$name,errors]} | ${result[$scenario,$name,cpu]} % | ${result[$scenario,$name,per_cpu]} | $(ratio "${result[$scenario,$name,rps]}" "${result[$scenario,nginx,rps]}") | $(ratio "${result[$scenario,$name,per_cpu]}" "${result[$scenario,nginx,per_cpu]}") | ${result[$scenario,$name,rounds]} |"
     done
   done
+  crosscheck_report
   echo
   echo "## Streaming (scenario 4): one $(bytes_label "$stream_bytes") transfer each way through the gateway, curl over HTTP/1.1"
   echo

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # The tunnel scenarios (issue 13), sourced by bench/run.sh after its gateway scenarios: moat's
 # edge + agent (TLS ended at the edge, or at the agent) beside a direct `moat http` and rathole,
 # with the same certificates, upstream, load generator and audit logging. Uses run.sh's helpers

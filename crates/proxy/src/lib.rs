@@ -12,8 +12,10 @@
 pub mod connector;
 pub mod http;
 pub mod proxy_protocol;
+pub mod relay;
 pub mod tcp_forward;
 
 pub use connector::{TcpConnector, UpstreamConnector, UpstreamStream};
 pub use http::{HttpProxy, ProxyError};
+pub use relay::copy_both_ways;
 pub use tcp_forward::{ForwardEnd, ForwardOutcome, TcpForwarder};

@@ -11,10 +11,11 @@ use moat_config::EndpointConfig;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use crate::connector::{TcpConnector, UpstreamConnector};
+use crate::relay::copy_both_ways;
 
-/// Copy buffer per direction: one full TLS record (16 KiB of plaintext), so each read from or
-/// write to the TLS side moves a whole record. tokio's default (8 KiB) needs twice the system
-/// calls for a stream; measured with bench/run.sh (scenario 6).
+/// Copy buffer per direction while bytes move: one full TLS record (16 KiB of plaintext), so each
+/// read from or write to the TLS side moves a whole record. tokio's default (8 KiB) needs twice
+/// the system calls for a stream; measured with bench/run.sh (scenario 6).
 const COPY_BUFFER_BYTES: usize = 16 * 1024;
 
 /// Forwards connections of one `tls` endpoint to its upstream.
@@ -121,12 +122,7 @@ impl TcpForwarder {
         let mut client = Watched::new(client, started, Arc::clone(&last_activity));
         let mut upstream = Watched::new(upstream, started, Arc::clone(&last_activity));
         let end = {
-            let copy = tokio::io::copy_bidirectional_with_sizes(
-                &mut client,
-                &mut upstream,
-                COPY_BUFFER_BYTES,
-                COPY_BUFFER_BYTES,
-            );
+            let copy = copy_both_ways(&mut client, &mut upstream, COPY_BUFFER_BYTES);
             tokio::pin!(copy);
             loop {
                 let idle_since = Duration::from_millis(last_activity.load(Ordering::Relaxed));
