@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -390,10 +391,13 @@ async fn stopped(mut stopping: watch::Receiver<bool>) {
 
 /// Runs the handshake, then serves the client until the connection ends.
 ///
-/// Both phases are boxed: a task holds its future inline for as long as the connection lives,
+/// Every phase is boxed: a task holds its future inline for as long as the connection lives,
 /// so an idle keep-alive connection would otherwise carry the handshake's state and the largest
 /// of the handlers' states (several KiB) for minutes. Boxed, the handshake's memory is returned
-/// when it ends and each connection holds only its own handler's state.
+/// when it ends and each connection holds only its own handler's state: a relayed connection
+/// does not carry the 9 KiB an HTTP connection's state takes (massif, an edge relaying 400 idle
+/// connections: the task of each went from 9.6 KiB to 3.3 KiB, then to NEWSIZE with the phase
+/// made in one statement).
 async fn handle_connection<S: ClientStream>(
     stream: S,
     peer_addr: SocketAddr,
@@ -404,26 +408,30 @@ async fn handle_connection<S: ClientStream>(
     _slot: OwnedSemaphorePermit,
 ) {
     let started = Instant::now();
-    let arrival = Box::pin(establish(stream, peer_addr, local_addr, &routes, started)).await;
-    match arrival {
-        Ok(Arrival::Relayed(relayed)) => {
-            let client = RelayedClient {
-                peer: peer_addr,
-                local: local_addr,
-                sni: relayed.sni.clone(),
-            };
-            Box::pin(relayed.serve(client, &telemetry, started)).await;
-        }
-        Ok(Arrival::Established(established)) => {
-            let open = telemetry.handshake_accepted(
-                &established.info,
-                established.cipher_suite.as_deref(),
-                established.alpn.as_deref(),
-            );
-            established.serve(&telemetry, stopping, started, open).await;
-        }
-        Err(failed) => Box::pin(failed.report(&telemetry, peer_addr, &routes)).await,
-    }
+    // The next phase is made within this one statement: a binding of the arrival (which holds
+    // the TLS connection inline, 3 KiB) would keep its storage in this future while the phase
+    // runs, since the compiler keeps a moved-from local's space until its scope ends.
+    let phase: Pin<Box<dyn Future<Output = ()> + Send + '_>> =
+        match Box::pin(establish(stream, peer_addr, local_addr, &routes, started)).await {
+            Ok(Arrival::Relayed(relayed)) => {
+                let client = RelayedClient {
+                    peer: peer_addr,
+                    local: local_addr,
+                    sni: relayed.sni.clone(),
+                };
+                Box::pin(relayed.serve(client, &telemetry, started))
+            }
+            Ok(Arrival::Established(established)) => {
+                let open = telemetry.handshake_accepted(
+                    &established.info,
+                    established.cipher_suite.as_deref(),
+                    established.alpn.as_deref(),
+                );
+                Box::pin(established.serve(&telemetry, stopping, started, open))
+            }
+            Err(failed) => Box::pin(failed.report(&telemetry, peer_addr, &routes)),
+        };
+    phase.await;
 }
 
 impl<S: ClientStream> Relayed<S> {

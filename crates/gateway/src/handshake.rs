@@ -405,7 +405,9 @@ const ALERT_LINGER: Duration = Duration::from_secs(1);
 async fn linger_after_alert<S: ClientStream>(mut socket: S) {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let _ = socket.shutdown().await;
-    let mut discard = [0u8; 4096];
+    // On the heap: a buffer in an async fn is part of its future, and so of the state of every
+    // handshake that awaits it, whether or not it ever comes here.
+    let mut discard = vec![0u8; 4096];
     let _ = tokio::time::timeout(ALERT_LINGER, async {
         while let Ok(read) = socket.read(&mut discard).await {
             if read == 0 {

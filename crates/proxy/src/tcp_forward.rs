@@ -156,7 +156,9 @@ impl TcpForwarder {
 async fn close_unread<IO: AsyncRead + AsyncWrite + Unpin>(client: &mut IO) {
     use tokio::io::AsyncReadExt as _;
     let _ = client.shutdown().await;
-    let mut discard = [0u8; 4096];
+    // On the heap: a buffer in an async fn is part of its future, and so of every
+    // connection's state, whether or not it ever comes here (4 KiB per relayed connection).
+    let mut discard = vec![0u8; 4096];
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
         while let Ok(read) = client.read(&mut discard).await {
             if read == 0 {
