@@ -27,7 +27,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> ClientStream for S {}
 
 /// A client connection whose handshake succeeded, with the endpoint that serves it.
 pub(crate) struct Established<S> {
-    pub(crate) tls: tokio_rustls::server::TlsStream<S>,
+    /// Boxed: the connection's futures move it from one to the next, and each keeps a slot for
+    /// it for as long as the connection lives; boxed, every slot is a pointer and the TLS
+    /// state (over 1 KiB) is held once.
+    pub(crate) tls: Box<tokio_rustls::server::TlsStream<S>>,
     pub(crate) info: ConnectionInfo,
     pub(crate) config: Arc<EndpointConfig>,
     pub(crate) handler: Handler,
@@ -386,7 +389,7 @@ pub(crate) async fn establish<S: ClientStream>(
         .alpn_protocol()
         .map(|protocol| String::from_utf8_lossy(protocol).into_owned());
     Ok(Arrival::Established(Established {
-        tls,
+        tls: Box::new(tls),
         info,
         config,
         handler,
