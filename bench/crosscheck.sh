@@ -27,7 +27,7 @@ oha_load() {
   out="$work/oha-$key-$name.json"
   recorded timeout $((duration_secs + 60)) taskset -c 1 "$oha" --no-tui --output-format json -z "$duration" \
     -c 64 --cacert "$ca" --cert "$pki/client.crt" --key "$pki/client.key" \
-    "https://$server_name:$gateway_port/small" >"$out" 2>"$work/oha-$key-$name.err" ||
+    --connect-to "$server_name:$gateway_port:127.0.0.1:$gateway_port" "https://$server_name:$gateway_port/small" >"$out" 2>"$work/oha-$key-$name.err" ||
     die "oha failed on $name: $(cat "$work/oha-$key-$name.err")"
   # requests, seconds, p50 ms, p99 ms, requests not answered 200
   summary=$(python3 - "$out" <<'EOF'
