@@ -8,14 +8,6 @@ mod memcpy_tuning;
 
 use clap::{Parser, Subcommand};
 
-/// mimalloc rather than the system's allocator. glibc returns the top of its heap to the kernel
-/// whenever more than 128 KiB there is free, and takes it back page by page (a page fault each,
-/// zeroed) on the next allocation: the tunnel's 64 KiB frames come and go at that rate, and an
-/// edge relaying a download for an agent took about 100 page faults per MB, a fifth of its CPU
-/// time. mimalloc reuses freed blocks instead.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Mutual-TLS authentication in front of any service, and the PKI to go with it.
 #[derive(Debug, Parser)]
 #[command(name = "moat", version, about, long_about = None, propagate_version = true)]
