@@ -7,11 +7,11 @@
 //! as an `io::Error`.
 
 use std::future::Future;
-use std::io;
+use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 use h2::client::ResponseFuture;
 use h2::{Reason, RecvStream, SendStream};
 use http::StatusCode;
@@ -100,6 +100,18 @@ impl AsyncWrite for TunnelStream {
         Pin::new(&mut self.get_mut().writer).poll_write(cx, buf)
     }
 
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().writer).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.writer.is_write_vectored()
+    }
+
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().writer).poll_flush(cx)
     }
@@ -110,26 +122,32 @@ impl AsyncWrite for TunnelStream {
 }
 
 impl AsyncRead for TunnelReader {
+    /// Fills `buf` from every frame already received, not just the first: the agent sends
+    /// what each upstream read gave (often 20-40 KiB), and a caller with a large buffer
+    /// (hyper grows its own to 400 KiB) then moves the stream in fewer, larger writes on
+    /// its other side. Waits only while nothing has been read.
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if buf.remaining() == 0 {
-            return Poll::Ready(Ok(()));
-        }
+        let mut read = false;
         loop {
+            if buf.remaining() == 0 {
+                return Poll::Ready(Ok(()));
+            }
             if !this.unread.is_empty() {
                 let n = this.unread.len().min(buf.remaining());
                 buf.put_slice(&this.unread.split_to(n));
+                read = true;
                 if let ReadState::Body(recv) = &mut this.state {
                     // The window goes back only now that the caller holds the bytes: a reader
                     // that stops reading stops its own stream's writer and no other. An error
                     // means the stream is already gone; the next poll_data reports why.
                     let _ = recv.flow_control().release_capacity(n);
                 }
-                return Poll::Ready(Ok(()));
+                continue;
             }
             match &mut this.state {
                 ReadState::Response(response) => {
@@ -139,11 +157,17 @@ impl AsyncRead for TunnelReader {
                     }
                     this.state = ReadState::Body(response.into_body());
                 }
-                ReadState::Body(recv) => match ready!(recv.poll_data(cx)) {
-                    Some(Ok(data)) => this.unread = data,
-                    Some(Err(error)) => return Poll::Ready(Err(io_error(error))),
+                ReadState::Body(recv) => match recv.poll_data(cx) {
+                    Poll::Ready(Some(Ok(data))) => this.unread = data,
+                    // The bytes read so far first; h2 reports the stream's error again on
+                    // the next poll.
+                    Poll::Ready(Some(Err(_))) | Poll::Pending if read => {
+                        return Poll::Ready(Ok(()));
+                    }
+                    Poll::Ready(Some(Err(error))) => return Poll::Ready(Err(io_error(error))),
                     // END_STREAM: the peer shut its writing side down.
-                    None => return Poll::Ready(Ok(())),
+                    Poll::Ready(None) => return Poll::Ready(Ok(())),
+                    Poll::Pending => return Poll::Pending,
                 },
             }
         }
@@ -156,36 +180,22 @@ impl AsyncWrite for TunnelWriter {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        if buf.is_empty() {
-            return Poll::Ready(Ok(0));
-        }
-        if this.ended {
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::BrokenPipe,
-                "tunnel stream: write after shutdown",
-            )));
-        }
-        // The request is the total wanted beyond what h2 already buffers for this stream.
-        this.send.reserve_capacity(buf.len().min(MAX_WRITE));
-        loop {
-            // Capacity assigned earlier and not yet used counts too: poll_capacity only
-            // reports increases.
-            let available = this.send.capacity().min(buf.len());
-            if available > 0 {
-                let data = Bytes::copy_from_slice(&buf[..available]);
-                return match this.send.send_data(data, false) {
-                    Ok(()) => Poll::Ready(Ok(available)),
-                    Err(error) => Poll::Ready(Err(this.failure(cx, error))),
-                };
-            }
-            match ready!(this.send.poll_capacity(cx)) {
-                Some(Ok(_)) => continue,
-                Some(Err(error)) => return Poll::Ready(Err(this.failure(cx, error))),
-                // The stream can no longer send: reset by the peer or the session ended.
-                None => return this.poll_gone(cx),
-            }
-        }
+        self.get_mut().poll_send(cx, &[IoSlice::new(buf)])
+    }
+
+    /// Gathers the slices into one DATA frame: a TLS stream above (the agent's gateway) hands
+    /// over several 16 KiB records at once, which would otherwise each become a frame of
+    /// their own, with its own TLS record and wake-up of the session's driver.
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut().poll_send(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
     }
 
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -208,6 +218,47 @@ impl AsyncWrite for TunnelWriter {
 }
 
 impl TunnelWriter {
+    /// Queues as much of `bufs` as the stream's send window takes now, as one DATA frame.
+    fn poll_send(&mut self, cx: &mut Context<'_>, bufs: &[IoSlice<'_>]) -> Poll<io::Result<usize>> {
+        let total = bufs.iter().map(|buf| buf.len()).sum::<usize>();
+        if total == 0 {
+            return Poll::Ready(Ok(0));
+        }
+        if self.ended {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "tunnel stream: write after shutdown",
+            )));
+        }
+        // The request is the total wanted beyond what h2 already buffers for this stream.
+        self.send.reserve_capacity(total.min(MAX_WRITE));
+        loop {
+            // Capacity assigned earlier and not yet used counts too: poll_capacity only
+            // reports increases.
+            let available = self.send.capacity().min(total);
+            if available > 0 {
+                let mut data = BytesMut::with_capacity(available);
+                for buf in bufs {
+                    let room = available - data.len();
+                    if room == 0 {
+                        break;
+                    }
+                    data.put_slice(&buf[..buf.len().min(room)]);
+                }
+                return match self.send.send_data(data.freeze(), false) {
+                    Ok(()) => Poll::Ready(Ok(available)),
+                    Err(error) => Poll::Ready(Err(self.failure(cx, error))),
+                };
+            }
+            match ready!(self.send.poll_capacity(cx)) {
+                Some(Ok(_)) => continue,
+                Some(Err(error)) => return Poll::Ready(Err(self.failure(cx, error))),
+                // The stream can no longer send: reset by the peer or the session ended.
+                None => return self.poll_gone(cx),
+            }
+        }
+    }
+
     /// An error from sending, told as the peer's reset when that is what it was (h2 itself
     /// only says the stream is no longer active).
     fn failure(&mut self, cx: &mut Context<'_>, error: h2::Error) -> io::Error {

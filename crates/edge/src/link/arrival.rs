@@ -8,7 +8,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
 use super::error::Side;
-use super::{JOIN_ALPN, LinkError};
+use super::{JOIN_ALPN, LinkError, LinkSocket, link_socket};
 
 /// What arrived on the agent listener.
 #[derive(Debug)]
@@ -19,10 +19,10 @@ pub enum Arrival {
         /// identity (~400 bytes) would otherwise make every `Arrival` that much larger.
         agent: Box<ClientIdentity>,
         /// The TLS stream, ALPN `moat-tunnel/1`: the tunnel session runs over it.
-        stream: TlsStream<TcpStream>,
+        stream: TlsStream<LinkSocket>,
     },
     /// An agent that wants to join (ALPN `moat-join/1`); hand it to [`super::serve_join`].
-    Join(TlsStream<TcpStream>),
+    Join(TlsStream<LinkSocket>),
 }
 
 /// Runs the TLS handshake on `tcp` with the agent listener's `acceptor` within
@@ -44,7 +44,7 @@ pub async fn accept(
         peer: peer.to_string(),
         source,
     })?;
-    let stream = tokio::time::timeout(handshake_timeout, acceptor.accept(tcp))
+    let stream = tokio::time::timeout(handshake_timeout, acceptor.accept(link_socket(tcp)))
         .await
         .map_err(|_| LinkError::Timeout {
             step: "the TLS handshake",

@@ -7,9 +7,9 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-use super::LinkError;
 use super::address::EdgeAddress;
 use super::error::Side;
+use super::{LinkError, LinkSocket, link_socket};
 
 /// Connects to `address` and runs the TLS handshake with `config`, all within `timeout`.
 /// A failed handshake is [`LinkError::Handshake`] carrying rustls's error.
@@ -17,7 +17,7 @@ pub(crate) async fn connect_tls(
     address: &EdgeAddress,
     config: Arc<rustls::ClientConfig>,
     timeout: Duration,
-) -> Result<TlsStream<TcpStream>, LinkError> {
+) -> Result<TlsStream<LinkSocket>, LinkError> {
     let attempt = async {
         let tcp = TcpStream::connect(address.as_str())
             .await
@@ -31,7 +31,7 @@ pub(crate) async fn connect_tls(
             source,
         })?;
         TlsConnector::from(config)
-            .connect(address.server_name(), tcp)
+            .connect(address.server_name(), link_socket(tcp))
             .await
             .map_err(|source| {
                 LinkError::handshake(address.as_str().to_owned(), source, Side::Agent)
@@ -60,7 +60,7 @@ pub(crate) fn client_builder(
 
 /// Checks that the handshake chose `expected`; anything else is [`LinkError::Alpn`].
 pub(crate) fn check_alpn(
-    stream: &TlsStream<TcpStream>,
+    stream: &TlsStream<LinkSocket>,
     expected: &[u8],
     peer: &str,
 ) -> Result<(), LinkError> {

@@ -4,12 +4,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::RootCertStore;
-use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
 use super::address::EdgeAddress;
 use super::connect::{check_alpn, client_builder, connect_tls};
-use super::{AgentCredentials, LinkError};
+use super::{AgentCredentials, LinkError, LinkSocket};
 
 /// Dials the edge at `edge_addr` (`host:port`; usually `credentials.edge()`) for a tunnel:
 /// TCP with no Nagle delay, then TLS 1.3 with ALPN `moat-tunnel/1`, the agent's certificate
@@ -21,7 +20,7 @@ pub async fn dial(
     credentials: &AgentCredentials,
     edge_addr: &str,
     timeout: Duration,
-) -> Result<TlsStream<TcpStream>, LinkError> {
+) -> Result<TlsStream<LinkSocket>, LinkError> {
     let address = EdgeAddress::parse(edge_addr)?;
     let mut roots = RootCertStore::empty();
     roots

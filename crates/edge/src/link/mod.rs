@@ -27,6 +27,9 @@ mod pin;
 
 use std::sync::Arc;
 
+use tokio::io::BufReader;
+use tokio::net::TcpStream;
+
 pub use arrival::{Arrival, accept};
 pub use credentials::{
     AGENT_CERT_FILE, AGENT_INFO_FILE, AGENT_KEY_FILE, AgentCredentials, AgentInfo, EDGE_CA_FILE,
@@ -44,4 +47,21 @@ pub use listener_tls::{
 /// Both sides' crypto: aws-lc-rs, as the gateway and moat-trust use, so they agree on algorithms.
 pub(crate) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+/// The socket under a link's TLS: TCP with a read buffer. rustls asks the socket for at most
+/// 4 KiB at a time (up to one 16 KiB record), so a tunnel carrying a 64 MiB download made
+/// about 16,000 `recvfrom` calls on the reading side; through a buffer of one
+/// largest HTTP/2 frame (64 KiB, see moat-tunnel) a read takes all the socket has, up to a
+/// frame and a half of records. Writes go straight through (rustls already writes all its
+/// pending records with one vectored write).
+pub type LinkSocket = BufReader<TcpStream>;
+
+/// A link's read buffer: one largest tunnel frame. It stays allocated while the link lives,
+/// 64 KiB per agent on the edge.
+const LINK_READ_BUFFER: usize = 64 * 1024;
+
+/// `tcp` with a link's read buffer.
+pub(crate) fn link_socket(tcp: TcpStream) -> LinkSocket {
+    BufReader::with_capacity(LINK_READ_BUFFER, tcp)
 }
