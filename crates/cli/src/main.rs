@@ -46,7 +46,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     if matches!(
         cli.command,
-        Command::Http(_) | Command::Tls(_) | Command::Start(_)
+        Command::Http(_) | Command::Tls(_) | Command::Start(_) | Command::Edge(_)
     ) {
         memcpy_tuning::reexec_with_vector_memcpy();
     }

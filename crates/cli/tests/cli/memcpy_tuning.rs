@@ -5,7 +5,8 @@ use crate::gateway_support;
 
 use gateway_support::{Moat, start_http_upstream};
 
-const SETTING: &str = "GLIBC_TUNABLES=glibc.cpu.x86_rep_movsb_threshold=4194304";
+const SETTING: &str =
+    "GLIBC_TUNABLES=glibc.cpu.x86_rep_movsb_threshold=4194304:glibc.malloc.top_pad=4194304";
 
 /// The environment of a running process, one `NAME=value` per entry.
 fn environment(pid: u32) -> Vec<String> {
@@ -52,9 +53,7 @@ fn a_serving_moat_runs_with_vector_memcpy_on_amd_cpus_with_an_old_glibc_only() {
     let old_glibc = glibc_version().is_some_and(|version| version < (2, 39));
     if cpu_is_amd() && old_glibc && cfg!(target_env = "gnu") && cfg!(target_arch = "x86_64") {
         assert_eq!(tunables, [SETTING]);
-        moat.wait_for_log(
-            "re-executed with GLIBC_TUNABLES=glibc.cpu.x86_rep_movsb_threshold=4194304",
-        );
+        moat.wait_for_log(&format!("re-executed with {SETTING}"));
     } else {
         assert!(tunables.is_empty(), "{tunables:?}");
     }
