@@ -7,7 +7,8 @@
 //! (measured with perf on `moat tls`, 1 GiB download: 1.74 CPU-s without the setting, 0.94 with
 //! it). glibc reads its tunables only when a process starts, hence the re-execution.
 //!
-//! The same re-execution keeps 4 MiB at the top of glibc's heap (`glibc.malloc.top_pad`):
+//! The same re-execution keeps 4 MiB at the top of glibc's heap (`MALLOC_TOP_PAD_`; not as a
+//! second tunable, since Debian's glibc 2.36 applies only the first one of `GLIBC_TUNABLES`):
 //! otherwise glibc hands the top back to the kernel whenever 128 KiB there are free and takes it
 //! back page by page, a page fault each, which the tunnel's 64 KiB frames trigger all the time
 //! (an edge relaying an agent-terminated download: ~100 faults per MB; edge + agent CPU per MB
@@ -20,8 +21,11 @@
 /// Where glibc reads its tunables from.
 const TUNABLES: &str = "GLIBC_TUNABLES";
 
-/// Copies of up to 4 MiB use vector loops rather than `rep movsb`; 4 MiB of heap top are kept.
-const SETTING: &str = "glibc.cpu.x86_rep_movsb_threshold=4194304:glibc.malloc.top_pad=4194304";
+/// Copies of up to 4 MiB use vector loops rather than `rep movsb`.
+const SETTING: &str = "glibc.cpu.x86_rep_movsb_threshold=4194304";
+
+/// glibc keeps this many bytes at the top of its heap instead of trimming them (4 MiB).
+const HEAP_TOP_PAD: (&str, &str) = ("MALLOC_TOP_PAD_", "4194304");
 
 /// `off` keeps moat from re-executing itself.
 const SWITCH: &str = "MOAT_MEMCPY_TUNING";
@@ -108,6 +112,7 @@ pub(crate) fn reexec_with_vector_memcpy() {
         let _ = command
             .args(arguments)
             .env(TUNABLES, SETTING)
+            .env(HEAP_TOP_PAD.0, HEAP_TOP_PAD.1)
             .env(MARKER, "1")
             .exec();
     }
