@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Benchmark harness (issue 4): moat beside nginx, haproxy and stunnel on this machine, same
-# certificates, same CA bundle and CRL, same upstream, same load generator; writes a Markdown
-# report (BENCHMARKS.md by default).
+# Benchmark harness (issues 4 and 13): moat beside nginx, haproxy and stunnel on this machine, and
+# moat's edge + agent beside rathole and a direct moat (bench/tunnel.sh); same certificates, same CA
+# bundle and CRL, same upstream, same load generator, checked with oha and openssl s_time
+# (bench/crosscheck.sh); writes a Markdown report (BENCHMARKS.md by default).
 #
 #   bench/run.sh                 full run (3 alternating rounds of 7 s per request scenario, 1 GiB
 #                                transfers, 5,000 idle connections)
@@ -19,7 +20,7 @@
 set -euo pipefail
 
 usage() {
-  sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 quick=0
