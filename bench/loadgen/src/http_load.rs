@@ -142,22 +142,30 @@ async fn check_and_drain(response: hyper::Response<hyper::body::Incoming>) -> an
     Ok(())
 }
 
+/// One GET on a worker's keep-alive connection, opened first when it has none (or lost it).
+async fn keep_alive_request(
+    sender: &mut Option<http1::SendRequest<Empty<Bytes>>>,
+    target: &Target,
+) -> anyhow::Result<()> {
+    tokio::time::timeout(REQUEST_TIMEOUT, async {
+        if sender.is_none() {
+            *sender = Some(open_http1(target).await?);
+        }
+        match sender.as_mut() {
+            Some(sender) => get_http1(sender, target).await,
+            None => unreachable!("opened above"),
+        }
+    })
+    .await
+    .unwrap_or_else(|_| Err(anyhow::anyhow!("no answer within {REQUEST_TIMEOUT:?}")))
+}
+
 async fn keep_alive_worker(target: Rc<Target>) -> Tally {
     let mut tally = Tally::new();
     let mut sender = None;
     while Instant::now() < target.deadline {
         let started = Instant::now();
-        let outcome = tokio::time::timeout(REQUEST_TIMEOUT, async {
-            if sender.is_none() {
-                sender = Some(open_http1(&target).await?);
-            }
-            match sender.as_mut() {
-                Some(sender) => get_http1(sender, &target).await,
-                None => unreachable!("opened above"),
-            }
-        })
-        .await
-        .unwrap_or_else(|_| Err(anyhow::anyhow!("no answer within {REQUEST_TIMEOUT:?}")));
+        let outcome = keep_alive_request(&mut sender, &target).await;
         match outcome {
             Ok(()) => tally.record(started.elapsed()),
             Err(error) => {
@@ -297,17 +305,7 @@ async fn fixed_rate_worker(target: Rc<Target>, due: DueRequests) -> Tally {
         let Some(due_at) = due.lock().await.recv().await else {
             return tally;
         };
-        let outcome = tokio::time::timeout(REQUEST_TIMEOUT, async {
-            if sender.is_none() {
-                sender = Some(open_http1(&target).await?);
-            }
-            match sender.as_mut() {
-                Some(sender) => get_http1(sender, &target).await,
-                None => unreachable!("opened above"),
-            }
-        })
-        .await
-        .unwrap_or_else(|_| Err(anyhow::anyhow!("no answer within {REQUEST_TIMEOUT:?}")));
+        let outcome = keep_alive_request(&mut sender, &target).await;
         match outcome {
             Ok(()) => tally.record(due_at.elapsed()),
             Err(error) => {
