@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Empty};
+use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
 use tokio::sync::Semaphore;
 
@@ -123,12 +123,6 @@ async fn one_request(
         .send_request(request)
         .await
         .context("request failed")?;
-    let status = response.status();
-    response
-        .into_body()
-        .collect()
-        .await
-        .context("reading the body")?;
-    anyhow::ensure!(status == hyper::StatusCode::OK, "status {status}");
+    crate::http_load::check_and_drain(response).await?;
     Ok(sender)
 }

@@ -131,7 +131,10 @@ async fn get_http1(
     check_and_drain(response).await
 }
 
-async fn check_and_drain(response: hyper::Response<hyper::body::Incoming>) -> anyhow::Result<()> {
+/// Reads a response to its end and fails unless it was 200.
+pub async fn check_and_drain(
+    response: hyper::Response<hyper::body::Incoming>,
+) -> anyhow::Result<()> {
     let status = response.status();
     response
         .into_body()
