@@ -214,17 +214,16 @@ async fn upstream_connections_are_pooled_and_reused() {
     .await;
 }
 
+/// A WebSocket handshake request (RFC 6455 4.1's example key) for the test upstream's echo.
+const WEBSOCKET_UPGRADE: &[u8] = b"GET /upgrade HTTP/1.1\r\nHost: app.example.com\r\n\
+    Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+    Sec-WebSocket-Version: 13\r\n\r\n";
+
 #[tokio::test]
 async fn websocket_style_upgrade_is_tunnelled_both_ways() {
     bounded(async {
         let (_upstream, gateway) = start_proxied(false).await;
-        let mut stream = send_raw(
-            gateway.addr,
-            b"GET /upgrade HTTP/1.1\r\nHost: app.example.com\r\nConnection: Upgrade\r\n\
-              Upgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-              Sec-WebSocket-Version: 13\r\n\r\n",
-        )
-        .await;
+        let mut stream = send_raw(gateway.addr, WEBSOCKET_UPGRADE).await;
         let head = read_head(&mut stream).await;
         assert!(
             head.starts_with("HTTP/1.1 101 Switching Protocols\r\n"),
@@ -244,6 +243,29 @@ async fn websocket_style_upgrade_is_tunnelled_both_ways() {
             stream.read_exact(&mut echoed).await.unwrap();
             assert_eq!(echoed, message);
         }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn websocket_bytes_sent_right_behind_the_upgrade_request_reach_the_upstream() {
+    bounded(async {
+        let (_upstream, gateway) = start_proxied(false).await;
+        // The first frame rides in the same write as the request, before the 101: moat reads
+        // it with the request and must hand it to the tunnel, not drop it.
+        let mut stream =
+            send_raw(gateway.addr, &[WEBSOCKET_UPGRADE, b"early frame"].concat()).await;
+        let head = read_head(&mut stream).await;
+        assert!(
+            head.starts_with("HTTP/1.1 101 Switching Protocols\r\n"),
+            "{head}"
+        );
+        let mut echoed = vec![0u8; b"early frame".len()];
+        stream.read_exact(&mut echoed).await.unwrap();
+        assert_eq!(echoed, b"early frame");
+        stream.write_all(b"later frame").await.unwrap();
+        stream.read_exact(&mut echoed).await.unwrap();
+        assert_eq!(echoed, b"later frame");
     })
     .await;
 }

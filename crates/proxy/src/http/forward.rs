@@ -19,8 +19,9 @@ use super::headers::{self, ClientAddress, ForwardedFor};
 use super::host::{checked_host, endpoint_serves};
 use super::pages::{CLIENT_CLOSED_REQUEST, PageFormat, Refusal, refusal_response};
 use super::request_body::{ClientBodyFailure, Progress, ProgressBody};
+use super::upgrade::{self, UpgradeSlot};
 use super::upstream::upstream_body;
-use super::{BodyError, HttpProxy, ProxyBody, upgrade};
+use super::{BodyError, HttpProxy, ProxyBody};
 use moat_telemetry::ConnectionInfo;
 use moat_telemetry::RequestAudit;
 use moat_telemetry::audit::HttpRequestEvent;
@@ -39,6 +40,8 @@ pub(super) struct ConnectionContext {
     pub identity_headers: OnceLock<HeaderMap>,
     /// The client's address as the forwarding headers write it.
     pub client_address: ClientAddress,
+    /// Where a WebSocket request receives the client connection after its `101`.
+    pub upgrade: UpgradeSlot,
 }
 
 impl ConnectionContext {
@@ -264,7 +267,7 @@ fn raw_host(request: &Request<Incoming>) -> Option<String> {
 async fn forward(
     proxy: &HttpProxy,
     context: &ConnectionContext,
-    mut request: Request<Incoming>,
+    request: Request<Incoming>,
     head: CheckedHead,
     progress: &Progress,
 ) -> Response<ProxyBody> {
@@ -278,7 +281,7 @@ async fn forward(
             "Upgrade header removed: moat relays only WebSocket upgrades"
         );
     }
-    let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut request));
+    let client_upgrade = websocket.then(|| context.upgrade.expect());
 
     let (mut parts, body) = request.into_parts();
     // Nearly always the client's target already is the canonical one: reuse it, unparsed.

@@ -27,7 +27,9 @@ pub mod canonical;
 mod forward;
 mod headers;
 mod host;
+mod http1;
 mod pages;
+mod prefixed;
 mod request_body;
 mod upgrade;
 mod upstream;
@@ -45,7 +47,7 @@ use http_body_util::combinators::BoxBody;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use moat_config::{EndpointConfig, UpstreamScheme};
-use tokio::io::{AsyncBufRead, AsyncRead, AsyncWrite};
+use tokio::io::{AsyncBufRead, AsyncWrite};
 use tokio::sync::watch;
 
 use crate::connector::{TcpConnector, UpstreamConnector};
@@ -289,7 +291,7 @@ impl HttpProxy {
         connected: tokio::time::Instant,
     ) -> Pin<Box<dyn Future<Output = ()> + Send>>
     where
-        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        IO: AsyncBufRead + AsyncWrite + Unpin + Send + 'static,
     {
         let http2 = info.http2;
         let activity = Activity::new(!http2, self.client_limits, connected);
@@ -307,24 +309,28 @@ impl HttpProxy {
             shutdown,
             identity_headers: std::sync::OnceLock::new(),
             client_address,
+            upgrade: upgrade::UpgradeSlot::default(),
         });
         let proxy = self;
+        let connection_context = Arc::clone(&context);
+        // Each request's future is boxed: hyper's HTTP/1 connection keeps a slot the size of the
+        // service's future, and ending hyper between requests needs it to be `Unpin`.
         let service = service_fn(move |request| {
             let proxy = Arc::clone(&proxy);
             let context = Arc::clone(&context);
-            async move { Ok::<_, Infallible>(forward::handle(proxy, context, request).await) }
+            Box::pin(
+                async move { Ok::<_, Infallible>(forward::handle(proxy, context, request).await) },
+            )
         });
 
         // ALPN decided the protocol; the activity tracking relies on knowing it.
-        let io = TokioIo::new(ObservedIo::new(io, activity));
         if http2 {
+            let io = TokioIo::new(ObservedIo::new(io, activity));
             let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
                 .serve_connection(io, service);
             Box::pin(supervision.run(connection))
         } else {
-            let connection = hyper::server::conn::http1::Builder::new()
-                .serve_connection(io, service)
-                .with_upgrades();
+            let connection = http1::Http1Connection::new(io, service, connection_context);
             Box::pin(supervision.run(connection))
         }
     }
@@ -334,21 +340,10 @@ impl HttpProxy {
 trait ServerConnection: Future<Output = hyper::Result<()>> + Send {
     /// Stops taking new requests and ends once those in flight are answered.
     fn graceful_shutdown(self: Pin<&mut Self>);
-}
 
-impl<I, S> ServerConnection for hyper::server::conn::http1::UpgradeableConnection<I, S>
-where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-    S: hyper::service::HttpService<hyper::body::Incoming> + Send,
-    S::Future: Send,
-    S::ResBody: 'static + Send,
-    <S::ResBody as hyper::body::Body>::Data: Send,
-    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    fn graceful_shutdown(self: Pin<&mut Self>) {
-        hyper::server::conn::http1::UpgradeableConnection::graceful_shutdown(self);
-    }
+    /// Gives back the memory hyper holds for an idle connection, when it can; the connection
+    /// stays open.
+    fn release_if_idle(self: Pin<&mut Self>) {}
 }
 
 impl<I, S, E> ServerConnection for hyper::server::conn::http2::Connection<I, S, E>
@@ -410,6 +405,10 @@ impl Supervision {
                     }
                     // An HTTP/1 connection mid-header has nothing to finish; drop it.
                     return;
+                }
+                Err(Verdict::Release) => {
+                    connection.as_mut().release_if_idle();
+                    continue;
                 }
                 Err(_) => {
                     tracing::debug!(endpoint = %endpoint, peer = %peer, "idle connection closed");

@@ -1,27 +1,72 @@
 //! After a `101 Switching Protocols` (e.g. WebSocket), copies bytes both ways between client and upstream.
 
+use std::sync::{Mutex, PoisonError};
+
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
-use tokio::sync::watch;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{oneshot, watch};
+
+/// A client connection once its HTTP/1 exchange has switched protocols, with any bytes the
+/// client sent after its request put back in front.
+pub(super) type UpgradedClient = Box<dyn ClientIo>;
+
+/// What an upgraded client connection is: a byte stream both ways.
+pub(super) trait ClientIo: AsyncRead + AsyncWrite + Send + Unpin {}
+
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> ClientIo for T {}
+
+/// Where a request that is being upgraded waits for its client connection. moat runs hyper's
+/// HTTP/1 connections without hyper's upgrade support (it ends them between requests to free
+/// their buffers, see `http1.rs`), so the connection, not hyper, hands itself over once the
+/// `101` is sent.
+#[derive(Default)]
+pub(super) struct UpgradeSlot {
+    waiting: Mutex<Option<oneshot::Sender<UpgradedClient>>>,
+}
+
+impl UpgradeSlot {
+    /// Asks for the client connection after the response in flight; the receiver fails when
+    /// the response sent was not a `101` or the client left.
+    pub(super) fn expect(&self) -> oneshot::Receiver<UpgradedClient> {
+        let (sender, receiver) = oneshot::channel();
+        *self.waiting.lock().unwrap_or_else(PoisonError::into_inner) = Some(sender);
+        receiver
+    }
+
+    /// The request still waiting for the connection, if one is; a request that gave up (its
+    /// upstream did not switch, or it was dropped) no longer counts.
+    pub(super) fn take_waiting(&self) -> Option<oneshot::Sender<UpgradedClient>> {
+        self.waiting
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+            .filter(|sender| !sender.is_closed())
+    }
+}
 
 /// Joins the client's and the upstream's upgraded connections once both sides have switched,
 /// and copies until either closes or the gateway shuts down (a tunnel has no request boundary
 /// at which to stop gracefully).
 pub(super) fn spawn_tunnel(
-    client: OnUpgrade,
+    client: oneshot::Receiver<UpgradedClient>,
     upstream: OnUpgrade,
     mut shutdown: watch::Receiver<bool>,
     endpoint: String,
 ) {
     tokio::spawn(async move {
-        let (client, upstream) = match tokio::try_join!(client, upstream) {
-            Ok(both) => both,
-            Err(err) => {
-                tracing::debug!(endpoint = %endpoint, error = %err, "upgrade did not complete");
+        let (mut client, upstream) = match tokio::join!(client, upstream) {
+            (Ok(client), Ok(upstream)) => (client, upstream),
+            (client, upstream) => {
+                tracing::debug!(
+                    endpoint = %endpoint,
+                    client_switched = client.is_ok(),
+                    upstream_error = ?upstream.err(),
+                    "upgrade did not complete"
+                );
                 return;
             }
         };
-        let mut client = TokioIo::new(client);
         let mut upstream = TokioIo::new(upstream);
         tokio::select! {
             copied = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {
