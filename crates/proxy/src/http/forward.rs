@@ -1,7 +1,7 @@
 //! One request's trip: admit it, rewrite its headers, send it upstream, and relay the response.
 
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -34,10 +34,12 @@ pub(super) struct ConnectionContext {
     pub activity: Arc<Activity>,
     /// Handed to upgrade tunnels, which close when the gateway stops.
     pub shutdown: watch::Receiver<bool>,
-    /// The client's identity headers, built at the connection's first request and kept: the
-    /// certificate cannot change while it lasts, base64 and formatting on every request cost
-    /// keep-alive throughput, and a connection that never sends a request never needs them.
-    pub identity_headers: OnceLock<HeaderMap>,
+    /// The client's identity headers, built at the connection's first request and kept while
+    /// requests come: the certificate cannot change while the connection lasts, base64 and
+    /// formatting on every request cost keep-alive throughput, and a connection that never sends
+    /// a request never needs them. An HTTP/1 connection drops them with hyper's state when it
+    /// goes quiet (about 2 KiB with a typical certificate and its chain).
+    pub identity_headers: Mutex<Option<Arc<HeaderMap>>>,
     /// The client's address as the forwarding headers write it.
     pub client_address: ClientAddress,
     /// Where a WebSocket request receives the client connection after its `101`.
@@ -46,14 +48,28 @@ pub(super) struct ConnectionContext {
 
 impl ConnectionContext {
     /// The identity headers of the connection's client (empty without a certificate).
-    fn identity_headers(&self) -> &HeaderMap {
-        self.identity_headers.get_or_init(|| {
+    pub(super) fn identity_headers(&self) -> Arc<HeaderMap> {
+        let mut kept = self
+            .identity_headers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let headers = kept.get_or_insert_with(|| {
             let mut identity_headers = HeaderMap::new();
             if let Some(identity) = &self.info.client {
                 headers::add_identity(&mut identity_headers, identity);
             }
-            identity_headers
-        })
+            Arc::new(identity_headers)
+        });
+        Arc::clone(headers)
+    }
+
+    /// Drops the kept identity headers of a connection that went quiet; the next request
+    /// builds them again.
+    pub(super) fn forget_identity_headers(&self) {
+        self.identity_headers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
     }
 }
 
@@ -321,7 +337,7 @@ async fn forward(
         outgoing.insert(header::HOST, value);
     }
     headers::strip_client_claims(outgoing);
-    for (name, value) in context.identity_headers() {
+    for (name, value) in context.identity_headers().iter() {
         outgoing.insert(name.clone(), value.clone());
     }
     headers::add_forwarding(

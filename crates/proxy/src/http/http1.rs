@@ -159,6 +159,7 @@ where
                                 return Poll::Ready(Ok(()));
                             }
                             if idle_when_asked && !this.closing {
+                                this.context.forget_identity_headers();
                                 this.stage = Stage::Waiting {
                                     io,
                                     service: parts.service,
@@ -259,7 +260,7 @@ mod tests {
             },
             activity: Activity::new(true, LIMITS, tokio::time::Instant::now()),
             shutdown,
-            identity_headers: std::sync::OnceLock::new(),
+            identity_headers: std::sync::Mutex::new(None),
             client_address: ClientAddress::of(peer),
             upgrade: Default::default(),
         })
@@ -282,6 +283,7 @@ mod tests {
 
         fn call(&self, request: Request<Incoming>) -> Answer {
             let in_flight = self.context.activity.request_started();
+            self.context.identity_headers();
             let seen = Arc::clone(&self.seen);
             Box::pin(async move {
                 let path = request.uri().path().to_owned();
@@ -400,6 +402,11 @@ mod tests {
                 "closed after {path}"
             );
             assert!(!connection.holds_hyper(), "hyper kept after {path}");
+            let identity_headers = connection.context.identity_headers.lock().unwrap().clone();
+            assert!(
+                identity_headers.is_none(),
+                "identity headers kept after {path}"
+            );
         }
         assert_eq!(*seen.lock().unwrap(), ["/one", "/two", "/three"]);
     }

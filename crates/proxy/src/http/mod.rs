@@ -307,7 +307,7 @@ impl HttpProxy {
             info,
             activity: Arc::clone(&activity),
             shutdown,
-            identity_headers: std::sync::OnceLock::new(),
+            identity_headers: std::sync::Mutex::new(None),
             client_address,
             upgrade: upgrade::UpgradeSlot::default(),
         });
