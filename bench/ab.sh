@@ -6,14 +6,15 @@
 #   openssl s_time a full handshake per connection, one at a time
 #   curl           HTTP/1.1 keep-alive, 16 parallel connections, 20,000 requests
 #
-#   bench/ab.sh OLD_MOAT NEW_MOAT [ROUNDS]     (ROUNDS defaults to 3)
+#   bench/ab.sh OLD_MOAT NEW_MOAT [ROUNDS]     (ROUNDS defaults to 4)
 #
-# Prints one line per round, client and binary. The machine's speed drifts between rounds, so
-# compare the two binaries within a round, and look at the medians.
+# Prints one line per round, client and binary. The machine's speed drifts between and within
+# rounds, so rounds alternate which binary goes first: run an even number of rounds, compare the
+# two binaries within a round, and look at the medians.
 set -euo pipefail
 
 [ $# -ge 2 ] || { echo "usage: bench/ab.sh OLD_MOAT NEW_MOAT [ROUNDS]" >&2; exit 2; }
-old=$1 new=$2 rounds=${3:-3}
+old=$1 new=$2 rounds=${3:-4}
 repo=$(cd "$(dirname "$0")/.." && pwd)
 target_dir="${CARGO_TARGET_DIR:-$repo/target}"
 timeout 1800 cargo build --release --locked --manifest-path "$repo/bench/loadgen/Cargo.toml" \
@@ -66,7 +67,11 @@ done
 
 tls=(--server-name localhost --ca "$pki/ca/ca.crt" --cert "$pki/client.crt" --key "$pki/client.key")
 for round in $(seq "$rounds"); do
-  for version in old new; do
+  # The machine drifts within a round (the second binary measured ran ~10 % slower either way):
+  # odd rounds measure old first, even rounds new first.
+  order=(old new)
+  [ $((round % 2)) -eq 1 ] || order=(new old)
+  for version in "${order[@]}"; do
     for scenario in keepalive handshake; do
       case $scenario in
         keepalive) shape=(--connections 64) ;;
@@ -77,13 +82,13 @@ for round in $(seq "$rounds"); do
       echo "round=$round client=loadgen scenario=$scenario moat=$version $line"
     done
   done
-  for version in old new; do
+  for version in "${order[@]}"; do
     line=$(timeout 60 taskset -c 1 openssl s_time -connect "127.0.0.1:${port[$version]}" \
       -cert "$pki/client.crt" -key "$pki/client.key" -CAfile "$pki/ca/ca.crt" -new -time 7 \
       -www /small 2>/dev/null | grep -m1 'connections in')
     echo "round=$round client=s_time scenario=handshake moat=$version $line"
   done
-  for version in old new; do
+  for version in "${order[@]}"; do
     start=$(date +%s.%N)
     timeout 120 taskset -c 1 curl -sS --fail --http1.1 --parallel --parallel-max 16 \
       --no-progress-meter --cacert "$pki/ca/ca.crt" --cert "$pki/client.crt" \
