@@ -23,12 +23,13 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// hyper keeps about 24 KiB for each HTTP/1 connection as long as it lives: an 8 KiB read buffer
 /// (reserved again before every read), an 8 KiB write buffer and its dispatcher. A keep-alive
 /// client leaves its connection idle most of the time, and nginx frees its buffers between
-/// requests; so does this. When hyper waits for the next request with nothing read and nothing
-/// left to send, the connection ends hyper's state, keeps the bytes hyper had read ahead, and
-/// builds hyper again when the client sends more. hyper is asked to stop only when it looks
-/// idle, and its state is dropped only if it then stopped without touching the connection
-/// (which it does only when idle); otherwise it finishes its exchange and closes, so no byte
-/// of a request body is ever read as the start of a request.
+/// requests; so does this. When the watchdog has found the connection quiet (no request in
+/// flight, nothing of a next one, the last response flushed) for 250 ms, the connection ends
+/// hyper's state, keeps the bytes hyper had read ahead, and builds hyper again when the client
+/// sends more. hyper is asked to stop only when it looks idle, and its state is dropped only if
+/// it then stopped without touching the connection (which it does only when idle); otherwise it
+/// finishes its exchange and closes, so no byte of a request body is ever read as the start of
+/// a request.
 pub(super) struct Http1Connection<IO, S: HttpService<Incoming>> {
     stage: Stage<IO, S>,
     context: Arc<ConnectionContext>,
