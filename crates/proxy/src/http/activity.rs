@@ -55,8 +55,9 @@ struct State {
     /// finds the later deadline when it wakes); only one that falls before this wakes it, so a
     /// busy keep-alive connection does not wake its watchdog for every request.
     armed: Option<Instant>,
-    /// HTTP/1: hyper's state is built and not yet asked to be given back.
-    hyper_held: bool,
+    /// HTTP/1, while hyper's state is built and not yet asked to be given back: not before this
+    /// instant (nor before 250 ms after the last request ended).
+    release_due: Option<Instant>,
 }
 
 /// Shared between the connection's watchdog, its I/O and its in-flight requests.
@@ -88,7 +89,7 @@ impl Activity {
                 idle_since: connected,
                 head_started: Some(connected),
                 armed: None,
-                hyper_held: false,
+                release_due: None,
             }),
             changed: Notify::new(),
             http1,
@@ -140,7 +141,13 @@ impl Activity {
 
     /// Marks hyper's state as built again for an HTTP/1 connection.
     pub(super) fn hyper_built(&self) {
-        self.lock().hyper_held = true;
+        self.lock().release_due = Some(Instant::now());
+    }
+
+    /// The connection could not give hyper back when asked (a response not yet flushed to a
+    /// slow reader, say): the watchdog asks again 250 ms from `now`.
+    pub(super) fn release_later(&self, now: Instant) {
+        self.lock().release_due = Some(now + RELEASE_HYPER_AFTER);
     }
 
     /// How long a connection with nothing in flight may go unwatched: any deadline set later
@@ -186,8 +193,8 @@ impl Activity {
             Verdict::WaitUntil(Some(deadline)) => deadline,
             Verdict::WaitUntil(None) => now + self.quiet_interval(),
             Verdict::Release => {
-                // Asked once; hyper is built again (and marked) when the client sends more.
-                self.lock().hyper_held = false;
+                // Asked once; marked again when hyper is built again, or asked to try later.
+                self.lock().release_due = None;
                 return Err(Verdict::Release);
             }
             exceeded => return Err(exceeded),
@@ -214,8 +221,10 @@ impl Activity {
         if now >= deadline {
             return Verdict::Idle;
         }
-        if self.http1 && state.hyper_held {
-            let release_at = state.idle_since + RELEASE_HYPER_AFTER;
+        if self.http1
+            && let Some(due) = state.release_due
+        {
+            let release_at = due.max(state.idle_since + RELEASE_HYPER_AFTER);
             if now >= release_at {
                 return Verdict::Release;
             }
@@ -444,6 +453,25 @@ mod tests {
         assert!(
             busy.next_check(Instant::now() + Duration::from_secs(5))
                 .is_ok()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_release_that_could_not_happen_is_asked_again_250_ms_later() {
+        let activity = Activity::new(true, LIMITS, Instant::now());
+        activity.hyper_built();
+        drop(activity.request_started());
+        let asked = Instant::now() + Duration::from_millis(300);
+        assert_eq!(activity.next_check(asked), Err(Verdict::Release));
+        activity.release_later(asked);
+        assert!(
+            activity
+                .next_check(asked + Duration::from_millis(200))
+                .is_ok()
+        );
+        assert_eq!(
+            activity.next_check(asked + Duration::from_millis(300)),
+            Err(Verdict::Release)
         );
     }
 }

@@ -209,17 +209,21 @@ where
     /// so at once, without touching the connection, as only an idle hyper does.
     fn release_if_idle(self: Pin<&mut Self>) {
         let this = self.get_mut();
-        if this.closing || !this.context.activity.looks_idle() {
+        let Stage::Serving { hyper, release } = &mut this.stage else {
+            return;
+        };
+        if this.closing || !matches!(release, Release::No) {
             return;
         }
-        if let Stage::Serving { hyper, release } = &mut this.stage
-            && matches!(release, Release::No)
-        {
-            Pin::new(&mut **hyper).graceful_shutdown();
-            *release = Release::Asked {
-                io_calls: this.context.activity.io_calls(),
-            };
+        let activity = &this.context.activity;
+        if !activity.looks_idle() {
+            activity.release_later(tokio::time::Instant::now());
+            return;
         }
+        Pin::new(&mut **hyper).graceful_shutdown();
+        *release = Release::Asked {
+            io_calls: activity.io_calls(),
+        };
     }
 }
 
