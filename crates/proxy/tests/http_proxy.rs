@@ -526,3 +526,46 @@ async fn shutdown_lets_an_in_flight_http2_request_finish() {
     })
     .await;
 }
+
+/// A gRPC call over HTTP/2 (unary, an empty message) to `path`.
+fn grpc_call(path: &str) -> Request<Full<Bytes>> {
+    let mut request = get_h2(path);
+    *request.method_mut() = Method::POST;
+    let headers = request.headers_mut();
+    headers.insert("content-type", "application/grpc".parse().unwrap());
+    headers.insert("te", "trailers".parse().unwrap());
+    *request.body_mut() = Full::new(Bytes::from_static(&[0, 0, 0, 0, 0]));
+    request
+}
+
+#[tokio::test]
+async fn refused_grpc_calls_get_a_grpc_status_not_a_page() {
+    bounded(async {
+        // No upstream: UNAVAILABLE, with the cause in grpc-message.
+        let (_held, closed) = closed_port();
+        let gateway = Gateway::in_front_of(closed, true).await;
+        let response = send_http2(gateway.addr, grpc_call("/pkg.Service/Method")).await;
+        assert_eq!(response.status, StatusCode::OK);
+        assert_eq!(response.headers["content-type"], "application/grpc");
+        assert_eq!(response.headers["grpc-status"], "14");
+        let message = response.headers["grpc-message"].to_str().unwrap();
+        assert!(message.contains("could not reach the service"), "{message}");
+        assert!(response.body.is_empty());
+
+        // No certificate where one is required: UNAUTHENTICATED, and the upstream is not reached.
+        let (upstream, gateway) = start_proxied_as(None, true, |config| {
+            config.client_auth = ClientAuthMode::Request;
+        })
+        .await;
+        let response = send_http2(gateway.addr, grpc_call("/pkg.Service/Method")).await;
+        assert_eq!(response.status, StatusCode::OK);
+        assert_eq!(response.headers["grpc-status"], "16");
+        let message = response.headers["grpc-message"].to_str().unwrap();
+        assert!(
+            message.contains("client certificate is required"),
+            "{message}"
+        );
+        assert_eq!(upstream.connections.load(Ordering::SeqCst), 0);
+    })
+    .await;
+}

@@ -17,7 +17,7 @@ use super::activity::{Activity, InFlight};
 use super::canonical::{CanonicalTarget, canonical_target};
 use super::headers::{self, ClientAddress, ForwardedFor};
 use super::host::{checked_host, endpoint_serves};
-use super::pages::{CLIENT_CLOSED_REQUEST, PageFormat, Refusal, refusal_response};
+use super::pages::{CLIENT_CLOSED_REQUEST, DecidedStatus, PageFormat, Refusal, refusal_response};
 use super::request_body::{ClientBodyFailure, Progress, ProgressBody};
 use super::upgrade::{self, UpgradeSlot};
 use super::upstream::upstream_body;
@@ -159,7 +159,7 @@ pub(super) async fn handle(
         method = %method,
         host = host.as_deref().unwrap_or("-"),
         path = %path,
-        status = response.status().as_u16(),
+        status = DecidedStatus::of(&response).as_u16(),
         upstream_ms = upstream_time.map(|d| d.as_secs_f64() * 1000.0),
         client = subject.as_deref().unwrap_or("-"),
         rule = policy_rule.as_deref().unwrap_or("-"),
@@ -168,7 +168,7 @@ pub(super) async fn handle(
     );
     let mut audit = unanswered.audit.take();
     if let Some(audit) = &mut audit {
-        audit.event.status = response.status().as_u16();
+        audit.event.status = DecidedStatus::of(&response).as_u16();
         audit.event.upstream_ms = upstream_time.map(|d| d.as_secs_f64() * 1000.0);
     }
     let request_body = unanswered.request_body.clone();

@@ -47,6 +47,29 @@ pub(super) enum Refusal {
 }
 
 impl Refusal {
+    /// The gRPC status code a gRPC client gets for this refusal (grpc/doc/statuscodes.md).
+    fn grpc_status(&self) -> u8 {
+        const CANCELLED: u8 = 1;
+        const INVALID_ARGUMENT: u8 = 3;
+        const DEADLINE_EXCEEDED: u8 = 4;
+        const PERMISSION_DENIED: u8 = 7;
+        const UNIMPLEMENTED: u8 = 12;
+        const UNAVAILABLE: u8 = 14;
+        const UNAUTHENTICATED: u8 = 16;
+        match self {
+            Self::ClientCertificateRequired => UNAUTHENTICATED,
+            Self::Policy(_) => PERMISSION_DENIED,
+            Self::ConnectNotAllowed | Self::UnsupportedTransferCoding => UNIMPLEMENTED,
+            Self::UpstreamUnreachable | Self::MisdirectedRequest => UNAVAILABLE,
+            Self::EndpointOffline { .. } => UNAVAILABLE,
+            Self::UpstreamTimedOut | Self::RequestBodyTimeout => DEADLINE_EXCEEDED,
+            Self::InvalidPath(_) | Self::InvalidHost(_) | Self::InvalidRequestBody => {
+                INVALID_ARGUMENT
+            }
+            Self::ClientClosedRequest => CANCELLED,
+        }
+    }
+
     fn status(&self) -> StatusCode {
         match self {
             Self::ClientCertificateRequired | Self::Policy(_) => StatusCode::FORBIDDEN,
@@ -191,12 +214,19 @@ pub(super) enum PageFormat {
     Html,
     /// `{"error": ..., "code": ..., "status": ...}` for API clients.
     Json,
+    /// A gRPC call (`content-type: application/grpc` or `application/grpc+proto` …): gRPC
+    /// clients read only `grpc-status` and `grpc-message`, so the answer is HTTP 200 with those
+    /// and no body (a "trailers-only" response), as a gRPC server would refuse the call.
+    Grpc,
 }
 
 impl PageFormat {
-    /// JSON when `Accept` ranks `application/json` above `text/html` (RFC 9110 12.5.1: the most
-    /// specific matching range gives each type its quality), otherwise HTML.
+    /// gRPC for a gRPC call; else JSON when `Accept` ranks `application/json` above `text/html`
+    /// (RFC 9110 12.5.1: the most specific matching range gives each type its quality), else HTML.
     pub(super) fn for_request(headers: &HeaderMap) -> PageFormat {
+        if is_grpc(headers) {
+            return PageFormat::Grpc;
+        }
         let mut json = RangeMatch::default();
         let mut html = RangeMatch::default();
         let items = headers
@@ -214,6 +244,27 @@ impl PageFormat {
             PageFormat::Html
         }
     }
+}
+
+/// Whether the request is a gRPC call: `application/grpc`, alone or with a `+codec` suffix
+/// (gRPC over HTTP/2, section "Requests"). gRPC-Web (`application/grpc-web…`) is not: its
+/// clients read HTTP statuses.
+fn is_grpc(headers: &HeaderMap) -> bool {
+    let Some(content_type) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let media_type = content_type.split(';').next().unwrap_or("").trim();
+    let Some(rest) = media_type
+        .get(..16)
+        .filter(|head| head.eq_ignore_ascii_case("application/grpc"))
+        .map(|_| &media_type[16..])
+    else {
+        return false;
+    };
+    rest.is_empty() || rest.starts_with('+')
 }
 
 /// The most specific `Accept` range seen so far for one media type, and its quality.
@@ -261,6 +312,7 @@ fn parse_media_range(item: &str) -> Option<(&str, f32)> {
 pub(super) fn refusal_response(refusal: Refusal, format: PageFormat) -> Response<ProxyBody> {
     let status = refusal.status();
     let (content_type, body) = match format {
+        PageFormat::Grpc => return grpc_refusal(&refusal, status),
         PageFormat::Json => {
             let mut body = serde_json::json!({
                 "error": refusal.message(),
@@ -296,6 +348,60 @@ pub(super) fn refusal_response(refusal: Refusal, format: PageFormat) -> Response
     response
 }
 
+/// The HTTP status moat decided for a request, where the response on the wire says otherwise: a
+/// refused gRPC call is answered 200 with a `grpc-status`, and the log, audit event and metrics
+/// still record the refusal's status (403, 502, 504…).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct DecidedStatus(pub StatusCode);
+
+impl DecidedStatus {
+    /// The status to record for `response`.
+    pub(super) fn of<B>(response: &Response<B>) -> StatusCode {
+        response
+            .extensions()
+            .get::<DecidedStatus>()
+            .map_or(response.status(), |decided| decided.0)
+    }
+}
+
+/// A trailers-only gRPC answer: HTTP 200, `content-type: application/grpc`, `grpc-status` and a
+/// percent-encoded `grpc-message`, and no body.
+fn grpc_refusal(refusal: &Refusal, status: StatusCode) -> Response<ProxyBody> {
+    let mut response = Response::new(
+        Full::new(Bytes::new())
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    response.extensions_mut().insert(DecidedStatus(status));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    headers.insert(
+        "grpc-status",
+        HeaderValue::from(u16::from(refusal.grpc_status())),
+    );
+    if let Ok(message) = HeaderValue::from_str(&grpc_message(&refusal.message())) {
+        headers.insert("grpc-message", message);
+    }
+    response
+}
+
+/// `message` as gRPC's `grpc-message` carries it: UTF-8, with `%` and every byte outside
+/// printable ASCII percent-encoded (gRPC over HTTP/2, "Responses").
+fn grpc_message(message: &str) -> String {
+    let mut encoded = String::with_capacity(message.len());
+    for byte in message.bytes() {
+        if (0x20..=0x7e).contains(&byte) && byte != b'%' {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -322,6 +428,67 @@ mod tests {
         assert!(!prefers_json(&accept("application/json;q=0.2, text/*")));
         assert!(prefers_json(&accept("Application/JSON, text/html;q=0.9")));
         assert!(prefers_json(&accept("application/*, text/html;q=0")));
+    }
+
+    fn content_type(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_str(value).unwrap());
+        headers
+    }
+
+    #[test]
+    fn grpc_calls_are_told_by_their_content_type() {
+        for (value, grpc) in [
+            ("application/grpc", true),
+            ("application/grpc+proto", true),
+            ("Application/GRPC+json; charset=utf-8", true),
+            ("application/grpc-web", false),
+            ("application/grpc-web+proto", false),
+            ("application/grpcx", false),
+            ("application/json", false),
+            ("text/plain", false),
+        ] {
+            let format = PageFormat::for_request(&content_type(value));
+            assert_eq!(format == PageFormat::Grpc, grpc, "{value}");
+        }
+        assert_eq!(PageFormat::for_request(&HeaderMap::new()), PageFormat::Html);
+    }
+
+    #[test]
+    fn a_refused_grpc_call_gets_its_grpc_status_and_the_refusal_is_recorded() {
+        for (refusal, grpc_status, decided) in [
+            (
+                Refusal::ClientCertificateRequired,
+                "16",
+                StatusCode::FORBIDDEN,
+            ),
+            (Refusal::UpstreamUnreachable, "14", StatusCode::BAD_GATEWAY),
+            (Refusal::UpstreamTimedOut, "4", StatusCode::GATEWAY_TIMEOUT),
+            (
+                Refusal::ConnectNotAllowed,
+                "12",
+                StatusCode::NOT_IMPLEMENTED,
+            ),
+        ] {
+            let message = refusal.message();
+            let response = refusal_response(refusal, PageFormat::Grpc);
+            assert_eq!(response.status(), StatusCode::OK);
+            let headers = response.headers();
+            assert_eq!(headers[header::CONTENT_TYPE], "application/grpc");
+            assert_eq!(headers["grpc-status"], grpc_status, "{message}");
+            assert_eq!(headers["grpc-message"], grpc_message(&message).as_str());
+            assert_eq!(DecidedStatus::of(&response), decided);
+        }
+    }
+
+    #[test]
+    fn grpc_messages_percent_encode_percent_and_non_printable_bytes() {
+        assert_eq!(
+            grpc_message("rule \"admin\" denied"),
+            "rule \"admin\" denied"
+        );
+        assert_eq!(grpc_message("100% sure"), "100%25 sure");
+        assert_eq!(grpc_message("caf\u{e9}\n"), "caf%C3%A9%0A");
     }
 
     #[test]
