@@ -4,7 +4,8 @@
 use std::path::Path;
 
 use moat_config::{
-    ClientAuthMode, EndpointConfig, EndpointKind, ProxyProtocolVersion, TerminateAt, UpstreamScheme,
+    ClientAuthMode, EndpointConfig, EndpointKind, ProxyProtocolVersion, TerminateAt,
+    UpstreamProtocol, UpstreamScheme,
 };
 use moat_tunnel::EndpointSpec;
 
@@ -84,6 +85,7 @@ pub(crate) fn spec_of(endpoint: &EndpointConfig) -> Result<EndpointSpec, Publish
         upstream: None,
         upstream_ca_pem: None,
         upstream_proxy_protocol: None,
+        upstream_protocol: None,
     };
     if !at_edge {
         // The edge relays the client's bytes: it needs nothing of the endpoint's.
@@ -95,6 +97,10 @@ pub(crate) fn spec_of(endpoint: &EndpointConfig) -> Result<EndpointSpec, Publish
         Some(ProxyProtocolVersion::V1) => Some(1),
         Some(ProxyProtocolVersion::V2) => Some(2),
         None => None,
+    };
+    spec.upstream_protocol = match endpoint.upstream_protocol {
+        UpstreamProtocol::Auto => None,
+        protocol => Some(protocol.as_str().to_owned()),
     };
     spec.mutual_tls_cas_pem = read_all(&endpoint.mutual_tls_cas)?;
     spec.crls_pem = read_all(&endpoint.crls)?;

@@ -32,6 +32,8 @@
 //!                                   # source_ip or expressions never resume)
 //! crl_expired = "warn"              # or "refuse": a CRL past nextUpdate refuses its CA's clients
 //! # upstream_proxy_protocol = 2     # tls endpoints only: PROXY protocol header, 1 or 2
+//! upstream_protocol = "auto"        # http only: "http1", "http2" (gRPC, h2c to http://) or
+//!                                   # "auto": HTTP/2 for gRPC requests and h2-by-ALPN upstreams
 //! # publish = true                  # published through the [agent]'s edge instead of listening
 //! # pool = true                     # published: share the hostname with other pooling agents
 //!
@@ -103,7 +105,7 @@ pub use error::{ConfigError, FieldError};
 pub use model::{
     AgentConfig, ClientAuthMode, Config, CrlExpiredPolicy, DEFAULT_MAX_CONNECTIONS, EdgeConfig,
     EdgeGrant, EndpointConfig, EndpointKind, ProxyProtocolVersion, TelemetryConfig, TerminateAt,
-    Timeouts, TlsVersion, Upstream, UpstreamScheme,
+    Timeouts, TlsVersion, Upstream, UpstreamProtocol, UpstreamScheme,
 };
 pub use problems::FieldStyle;
 pub use rules::{RuleSpec, load_policy_file, load_policy_str, policy_text, read_policy_file};

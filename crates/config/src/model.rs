@@ -127,6 +127,8 @@ pub struct EndpointConfig {
     pub crl_expired: CrlExpiredPolicy,
     /// The PROXY protocol header sent at the start of each upstream connection, if any.
     pub upstream_proxy_protocol: Option<ProxyProtocolVersion>,
+    /// The HTTP version an http endpoint speaks to its upstream.
+    pub upstream_protocol: UpstreamProtocol,
     /// Access rules in order; empty means every client with a verified certificate passes.
     pub rules: Vec<moat_policy::Rule>,
     /// The same rules as written, for an agent that hands them to the edge enforcing them.
@@ -144,6 +146,43 @@ pub enum CrlExpiredPolicy {
     Warn,
     /// Refuse every client of the CA (alert unknown_ca) until a fresh CRL is loaded.
     Refuse,
+}
+
+/// The HTTP version an http endpoint speaks to its upstream. gRPC needs HTTP/2 (trailers,
+/// streams in both directions at once); most web upstreams speak only HTTP/1.1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UpstreamProtocol {
+    /// HTTP/2 for a client's HTTP/2 gRPC request (`content-type: application/grpc*`), by prior
+    /// knowledge (h2c) to an `http://` upstream; to an `https://` upstream, whatever its ALPN
+    /// picks of h2 and http/1.1; else HTTP/1.1.
+    #[default]
+    Auto,
+    /// HTTP/1.1 always, as nginx's `proxy_pass`.
+    Http1,
+    /// HTTP/2 always: h2c by prior knowledge to `http://`, ALPN h2 to `https://` (nginx's
+    /// `grpc_pass`). WebSocket upgrades still go over HTTP/1.1.
+    Http2,
+}
+
+impl UpstreamProtocol {
+    /// The name the configuration uses (`auto`, `http1`, `http2`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpstreamProtocol::Auto => "auto",
+            UpstreamProtocol::Http1 => "http1",
+            UpstreamProtocol::Http2 => "http2",
+        }
+    }
+
+    /// The protocol named `text`, as [`UpstreamProtocol::as_str`] writes it.
+    pub fn parse(text: &str) -> Option<UpstreamProtocol> {
+        match text {
+            "auto" => Some(UpstreamProtocol::Auto),
+            "http1" => Some(UpstreamProtocol::Http1),
+            "http2" => Some(UpstreamProtocol::Http2),
+            _ => None,
+        }
+    }
 }
 
 /// The PROXY protocol version (HAProxy's spec) that tells an upstream who connected.

@@ -4,7 +4,9 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use crate::error::FieldError;
-use crate::model::{CrlExpiredPolicy, EndpointConfig, EndpointKind, ProxyProtocolVersion};
+use crate::model::{
+    CrlExpiredPolicy, EndpointConfig, EndpointKind, ProxyProtocolVersion, UpstreamProtocol,
+};
 use crate::problems::{FieldStyle, Problems};
 use crate::spec::EndpointSpec;
 
@@ -13,9 +15,11 @@ use crate::spec::EndpointSpec;
 pub(crate) struct Operations {
     pub(crate) crl_expired: CrlExpiredPolicy,
     pub(crate) upstream_proxy_protocol: Option<ProxyProtocolVersion>,
+    pub(crate) upstream_protocol: UpstreamProtocol,
 }
 
-/// Checks `crl_expired` and `upstream_proxy_protocol`; `None` when either is wrong.
+/// Checks `crl_expired`, `upstream_proxy_protocol` and `upstream_protocol`; `None` when one is
+/// wrong.
 pub(crate) fn validate(
     spec: &EndpointSpec,
     kind: Option<EndpointKind>,
@@ -68,9 +72,33 @@ pub(crate) fn validate(
             None
         }
     };
+    let upstream_protocol = match (spec.upstream_protocol.as_deref(), kind) {
+        (None, _) => Some(UpstreamProtocol::Auto),
+        (Some(_), Some(EndpointKind::Tls)) => {
+            problems.push(
+                "upstream_protocol",
+                "applies to http endpoints only: a tls endpoint passes the client's bytes to the \
+                 upstream as they come, whatever protocol they carry; remove it",
+            );
+            None
+        }
+        (Some(text), _) => {
+            let parsed = UpstreamProtocol::parse(text);
+            if parsed.is_none() {
+                problems.push(
+                    "upstream_protocol",
+                    format!(
+                        "{text:?} is not an upstream protocol; use \"auto\", \"http1\" or \"http2\""
+                    ),
+                );
+            }
+            parsed
+        }
+    };
     Some(Operations {
         crl_expired: crl_expired?,
         upstream_proxy_protocol: upstream_proxy_protocol?,
+        upstream_protocol: upstream_protocol?,
     })
 }
 

@@ -66,6 +66,9 @@ pub struct EndpointSpec {
     /// `1` or `2`: a PROXY protocol header to the upstream (tls endpoints).
     #[serde(default, deserialize_with = "proxy_protocol_text")]
     pub upstream_proxy_protocol: Option<String>,
+    /// `"auto"` (default), `"http1"` or `"http2"`: the HTTP version spoken to the upstream
+    /// (http endpoints).
+    pub upstream_protocol: Option<String>,
     /// Access rules in order (`[[endpoints.rules]]`); the first covering a request decides.
     #[serde(default)]
     pub rules: Vec<RuleSpec>,

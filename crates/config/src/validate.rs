@@ -360,6 +360,7 @@ fn validate_endpoint(
         session_resumption: spec.session_resumption.unwrap_or(true),
         crl_expired: operations?.crl_expired,
         upstream_proxy_protocol: operations?.upstream_proxy_protocol,
+        upstream_protocol: operations?.upstream_protocol,
         rules: rules?,
         rule_specs,
         policy_file: spec.policy_file,

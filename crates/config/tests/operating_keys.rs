@@ -1,6 +1,6 @@
-//! The operating keys: shared addresses, `default`, `ca_hints`, `crl_expired`, PROXY protocol.
+//! The operating keys: shared addresses, `default`, `ca_hints`, `crl_expired`, PROXY protocol, upstream protocol.
 
-use moat_config::{Config, ConfigError, CrlExpiredPolicy, ProxyProtocolVersion};
+use moat_config::{Config, ConfigError, CrlExpiredPolicy, ProxyProtocolVersion, UpstreamProtocol};
 
 fn parse(text: &str) -> Result<Config, ConfigError> {
     let dir = tempfile::tempdir().unwrap();
@@ -99,6 +99,40 @@ fn wrong_operating_values_are_named_with_the_fix() {
         vec![
             "moat.toml: endpoints[0].crl_expired: \"ignore\" is not a policy for expired CRLs; use \"warn\" or \"refuse\"",
             "moat.toml: endpoints[0].upstream_proxy_protocol: \"3\" is not a PROXY protocol version; use 1 or 2",
+        ]
+    );
+}
+
+#[test]
+fn upstream_protocol_is_auto_unless_an_http_endpoint_names_another() {
+    let http = |extra: &str| {
+        format!("[[endpoints]]\nname = \"web\"\nkind = \"http\"\nupstream = 8080\n{extra}\n")
+    };
+    for (written, expected) in [
+        ("", UpstreamProtocol::Auto),
+        ("upstream_protocol = \"auto\"", UpstreamProtocol::Auto),
+        ("upstream_protocol = \"http1\"", UpstreamProtocol::Http1),
+        ("upstream_protocol = \"http2\"", UpstreamProtocol::Http2),
+    ] {
+        let config = parse(&http(written)).unwrap();
+        assert_eq!(config.endpoints[0].upstream_protocol, expected, "{written}");
+    }
+    assert_eq!(
+        problems(parse(&http("upstream_protocol = \"h2c\"")).unwrap_err()),
+        vec![
+            "moat.toml: endpoints[0].upstream_protocol: \"h2c\" is not an upstream protocol; use \"auto\", \"http1\" or \"http2\"",
+        ]
+    );
+    let tls = endpoint(
+        "db",
+        "127.0.0.1:5000",
+        "localhost",
+        "upstream_protocol = \"http2\"",
+    );
+    assert_eq!(
+        problems(parse(&tls).unwrap_err()),
+        vec![
+            "moat.toml: endpoints[0].upstream_protocol: applies to http endpoints only: a tls endpoint passes the client's bytes to the upstream as they come, whatever protocol they carry; remove it",
         ]
     );
 }

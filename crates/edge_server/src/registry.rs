@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use moat_config::{
     ClientAuthMode, Config, CrlExpiredPolicy, EndpointConfig, EndpointKind, ProxyProtocolVersion,
-    TelemetryConfig, TerminateAt, Timeouts, TlsVersion, Upstream, UpstreamScheme,
+    TelemetryConfig, TerminateAt, Timeouts, TlsVersion, Upstream, UpstreamProtocol, UpstreamScheme,
 };
 use moat_edge::EdgeState;
 use moat_gateway::Reloader;
@@ -469,6 +469,7 @@ impl Registry {
             session_resumption: true,
             crl_expired: CrlExpiredPolicy::Warn,
             upstream_proxy_protocol: None,
+            upstream_protocol: UpstreamProtocol::Auto,
             rules: Vec::new(),
             rule_specs: Vec::new(),
             policy_file: None,
@@ -538,6 +539,12 @@ impl Registry {
                     ));
                 }
                 None => None,
+            },
+            upstream_protocol: match spec.upstream_protocol.as_deref() {
+                None => UpstreamProtocol::Auto,
+                Some(text) => UpstreamProtocol::parse(text).ok_or_else(|| {
+                    format!("upstream protocol {text:?} does not exist; use http1, http2 or auto")
+                })?,
             },
             client_auth: if spec.client_certificate_optional {
                 ClientAuthMode::Request

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use http_body_util::Full;
 use http_proxy_support::*;
-use moat_config::{ClientAuthMode, EndpointConfig};
+use moat_config::{ClientAuthMode, EndpointConfig, UpstreamProtocol};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
@@ -536,6 +536,57 @@ fn grpc_call(path: &str) -> Request<Full<Bytes>> {
     headers.insert("te", "trailers".parse().unwrap());
     *request.body_mut() = Full::new(Bytes::from_static(&[0, 0, 0, 0, 0]));
     request
+}
+
+#[tokio::test]
+async fn each_upstream_protocol_reaches_the_upstream_in_the_version_it_names() {
+    bounded(async {
+        use UpstreamProtocol::{Auto, Http1, Http2};
+        // (setting, client over HTTP/2, a gRPC call, the version the upstream sees)
+        let table = [
+            (Auto, false, false, "HTTP/1.1"),
+            (Auto, true, false, "HTTP/1.1"),
+            (Auto, true, true, "HTTP/2.0"),
+            (Http1, false, false, "HTTP/1.1"),
+            (Http1, true, true, "HTTP/1.1"),
+            (Http2, false, false, "HTTP/2.0"),
+            (Http2, true, false, "HTTP/2.0"),
+            (Http2, true, true, "HTTP/2.0"),
+        ];
+        for (protocol, http2, grpc, expected) in table {
+            let case = format!("{protocol:?}, client HTTP/2 {http2}, gRPC {grpc}");
+            let (_upstream, gateway) =
+                start_proxied_with(http2, |config| config.upstream_protocol = protocol).await;
+            let mut request = if http2 {
+                get_h2("/headers")
+            } else {
+                get("/headers")
+            };
+            if grpc {
+                request
+                    .headers_mut()
+                    .insert("content-type", "application/grpc".parse().unwrap());
+            }
+            let response = if http2 {
+                send_http2(gateway.addr, request).await
+            } else {
+                send_http1(gateway.addr, request).await
+            };
+            assert_eq!(response.status, StatusCode::OK, "{case}");
+            let echoed = response.echoed_headers();
+            echoed.assert_once(&[("x-request-version", expected)]);
+            if expected == "HTTP/2.0" {
+                // The host the client addressed is the :authority, and Host agrees with it.
+                echoed.assert_once(&[
+                    ("x-request-authority", "app.example.com"),
+                    ("host", "app.example.com"),
+                ]);
+            } else {
+                echoed.assert_once(&[("host", "app.example.com")]);
+            }
+        }
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -152,6 +152,10 @@ pub struct EndpointSpec {
     /// the stream's bytes to the upstream as they come.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream_proxy_protocol: Option<u8>,
+    /// The HTTP version (`http1`, `http2`, absent: `auto`) an edge-terminating edge's proxy speaks
+    /// to the upstream through the stream, e.g. `http2` for a gRPC service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_protocol: Option<String>,
 }
 
 impl fmt::Debug for EndpointSpec {
@@ -176,6 +180,7 @@ impl fmt::Debug for EndpointSpec {
             .field("upstream", &self.upstream)
             .field("upstream_ca_pem", &self.upstream_ca_pem)
             .field("upstream_proxy_protocol", &self.upstream_proxy_protocol)
+            .field("upstream_protocol", &self.upstream_protocol)
             .finish()
     }
 }

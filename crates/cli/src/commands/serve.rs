@@ -135,6 +135,11 @@ pub struct HttpArgs {
     /// 0 adds nothing).
     #[arg(long, value_name = "BYTES")]
     pub request_body_min_rate: Option<u64>,
+    /// HTTP version spoken to the upstream: http2 (gRPC; h2c to http://, ALPN h2 to https://),
+    /// http1, or auto (default): HTTP/2 for gRPC requests and for https:// upstreams that offer
+    /// it by ALPN.
+    #[arg(long, value_name = "PROTOCOL", value_parser = ["auto", "http1", "http2"])]
+    pub upstream_protocol: Option<String>,
 }
 
 /// Flags of `moat tls`.
@@ -225,6 +230,7 @@ fn http_config(args: &HttpArgs) -> anyhow::Result<Config> {
     spec.timeouts.upstream_response = args.upstream_response_timeout.clone();
     spec.timeouts.request_body = args.request_body_timeout.clone();
     spec.timeouts.request_body_min_rate = args.request_body_min_rate;
+    spec.upstream_protocol = args.upstream_protocol.clone();
     load_policy(&mut spec)?;
     Ok(Config::from_specs(
         vec![spec],

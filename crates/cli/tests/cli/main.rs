@@ -17,6 +17,7 @@ mod gateway_refusals;
 mod gateway_sni;
 mod gateway_start;
 mod gateway_trust_changes;
+mod grpc;
 mod hostile_requests;
 mod http_proxy_e2e;
 mod memcpy_tuning;

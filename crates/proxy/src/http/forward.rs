@@ -6,7 +6,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
-use http::uri::{PathAndQuery, Uri};
+use http::uri::{Authority, PathAndQuery, Uri};
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body_util::BodyExt as _;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
@@ -20,7 +20,7 @@ use super::host::{checked_host, endpoint_serves};
 use super::pages::{CLIENT_CLOSED_REQUEST, DecidedStatus, PageFormat, Refusal, refusal_response};
 use super::request_body::{ClientBodyFailure, Progress, ProgressBody};
 use super::upgrade::{self, UpgradeSlot};
-use super::upstream::upstream_body;
+use super::upstream::{Route, upstream_body};
 use super::{BodyError, HttpProxy, ProxyBody};
 use moat_telemetry::ConnectionInfo;
 use moat_telemetry::RequestAudit;
@@ -298,6 +298,10 @@ async fn forward(
         );
     }
     let client_upgrade = websocket.then(|| context.upgrade.expect());
+    let route = proxy.client.route(
+        request.version() == Version::HTTP_2 && page_format == PageFormat::Grpc,
+        websocket,
+    );
 
     let (mut parts, body) = request.into_parts();
     // Nearly always the client's target already is the canonical one: reuse it, unparsed.
@@ -315,9 +319,18 @@ async fn forward(
             return refusal_response(Refusal::UpstreamUnreachable, page_format);
         }
     };
+    // Over HTTP/2 the host the client addressed travels as `:authority` (with `Host` equal to it,
+    // for an upstream that reads that); the connection is dialed and verified as the upstream's
+    // all the same.
+    let authority = match (route, head.host.as_deref()) {
+        (Route::Http2, Some(host)) => {
+            Authority::try_from(host).unwrap_or_else(|_| proxy.upstream_authority.clone())
+        }
+        _ => proxy.upstream_authority.clone(),
+    };
     parts.uri = match Uri::builder()
         .scheme(proxy.upstream_scheme.clone())
-        .authority(proxy.upstream_authority.clone())
+        .authority(authority)
         .path_and_query(path_and_query)
         .build()
     {
@@ -352,7 +365,7 @@ async fn forward(
         parts,
         ProgressBody::new(body, progress.clone(), proxy.body_limits),
     );
-    let sent = proxy.client.send(upstream_request);
+    let sent = proxy.client.send(upstream_request, route);
     tokio::pin!(sent);
     let timeout = proxy.upstream_response_timeout;
     let outcome = loop {
@@ -372,7 +385,12 @@ async fn forward(
         }
     };
     let mut response = match outcome {
-        Ok(response) => response,
+        Ok(response) => {
+            // From here the exchange may be a conversation (a gRPC stream): the client's
+            // silence is no longer a slow upload.
+            progress.response_started();
+            response
+        }
         Err(err) => {
             if let Some(failure) = progress.client_failure() {
                 return client_body_refusal(context, failure, progress, page_format);

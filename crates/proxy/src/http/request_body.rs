@@ -4,7 +4,7 @@
 use std::future::Future as _;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -107,6 +107,10 @@ pub(super) struct Progress {
     body_bytes: Arc<AtomicU64>,
     /// A [`ClientBodyFailure`] code, 0 while there is none.
     client_failure: Arc<AtomicU8>,
+    /// Set once the upstream's response head has arrived: the slow-body limit then no longer
+    /// applies, since the upstream is answering (a gRPC or WebSocket-like stream in both
+    /// directions, where the client may stay silent by design while the upstream talks).
+    responding: Arc<AtomicBool>,
 }
 
 impl Progress {
@@ -117,6 +121,7 @@ impl Progress {
             last_ms: Arc::new(AtomicU64::new(0)),
             body_bytes: Arc::new(AtomicU64::new(0)),
             client_failure: Arc::new(AtomicU8::new(0)),
+            responding: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -128,6 +133,11 @@ impl Progress {
     /// Why the client's body failed, if it did.
     pub(super) fn client_failure(&self) -> Option<ClientBodyFailure> {
         ClientBodyFailure::from_code(self.client_failure.load(Ordering::Relaxed))
+    }
+
+    /// Records that the upstream's response head arrived.
+    pub(super) fn response_started(&self) {
+        self.responding.store(true, Ordering::Relaxed);
     }
 
     fn touch(&self) {
@@ -186,6 +196,13 @@ impl Body for ProgressBody {
         let this = &mut *self;
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
         let Poll::Ready(frame) = polled else {
+            if this.progress.responding.load(Ordering::Relaxed) {
+                // The upstream answers; how long the client takes is between the two of them,
+                // bounded by the upstream's own silence (`timeouts.upstream_response`).
+                this.waiting_since = None;
+                this.deadline = None;
+                return Poll::Pending;
+            }
             let since = *this.waiting_since.get_or_insert_with(Instant::now);
             let limits = this.limits;
             let received = this.progress.body_bytes();

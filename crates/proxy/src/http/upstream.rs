@@ -1,5 +1,5 @@
-//! The pooled HTTP/1.1 client that carries requests to the upstream, plain or over verified TLS,
-//! on connections its [`UpstreamConnector`] opens.
+//! The pooled HTTP/1.1 and HTTP/2 clients that carry requests to the upstream, plain or over
+//! verified TLS, on connections its [`UpstreamConnector`] opens.
 
 use std::future::Future;
 use std::path::Path;
@@ -14,13 +14,14 @@ use bytes::Bytes;
 use http::{Request, Response, Uri};
 use http_body_util::BodyExt as _;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper_rustls::FixedServerNameResolver;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use moat_config::{EndpointConfig, UpstreamScheme};
-use rustls_pki_types::CertificateDer;
+use moat_config::{EndpointConfig, UpstreamProtocol, UpstreamScheme};
 use rustls_pki_types::pem::PemObject as _;
+use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::connector::{UpstreamConnector, UpstreamStream};
@@ -28,51 +29,41 @@ use crate::connector::{UpstreamConnector, UpstreamStream};
 /// How long an unused pooled upstream connection is kept open for reuse.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
-/// The client for one endpoint's upstream, plain or TLS; both keep idle connections for reuse.
+/// The clients for one endpoint's upstream, plain or TLS; each keeps idle connections for reuse
+/// (an HTTP/2 connection carries many requests at once, as many as the upstream allows).
 #[derive(Clone, Debug)]
-pub(super) enum UpstreamClient {
+pub(super) struct UpstreamClient {
+    /// HTTP/1.1 only: every request under `upstream_protocol = "http1"`, and WebSocket
+    /// upgrades under every setting (an upgrade is an HTTP/1.1 mechanism).
+    http1: Transport,
+    /// Where requests that may go over HTTP/2 go (see [`UpstreamClient::route`]); `None`
+    /// under `http1`.
+    http2: Option<Transport>,
+    protocol: UpstreamProtocol,
+    scheme: UpstreamScheme,
+}
+
+/// Which of the [`UpstreamClient`]'s transports carries a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Route {
+    /// HTTP/1.1.
+    Http1,
+    /// HTTP/2: h2c by prior knowledge, or TLS whose ALPN offers h2 (and, under `auto`, lets
+    /// the upstream pick http/1.1 instead).
+    Http2,
+}
+
+/// A pooled client of one kind of connection.
+#[derive(Clone, Debug)]
+enum Transport {
     /// `http://` upstream.
     Plain(Client<Dial, ProgressBody>),
     /// `https://` upstream, verified against the endpoint's `upstream_ca`.
     Tls(Client<HttpsConnector<Dial>, ProgressBody>),
 }
 
-impl UpstreamClient {
-    /// Builds the client for `endpoint`'s upstream, reading `upstream_ca` for an `https://` one;
-    /// its connections are opened by `connector`.
-    pub(super) fn new(
-        endpoint: &EndpointConfig,
-        connector: Arc<dyn UpstreamConnector>,
-    ) -> Result<Self, ProxyError> {
-        let connector = Dial(connector);
-        let mut builder = Client::builder(TokioExecutor::new());
-        builder
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .pool_timer(TokioTimer::new());
-        match endpoint.upstream.scheme {
-            UpstreamScheme::Http => Ok(Self::Plain(builder.build(connector))),
-            UpstreamScheme::Https => {
-                let ca_path = endpoint.upstream_ca.as_deref().ok_or_else(|| {
-                    ProxyError::UpstreamCaMissing {
-                        endpoint: endpoint.name.clone(),
-                    }
-                })?;
-                let tls = tls_config(ca_path)?;
-                let https = hyper_rustls::HttpsConnectorBuilder::new()
-                    .with_tls_config(tls)
-                    .https_only()
-                    .enable_http1()
-                    .wrap_connector(connector);
-                Ok(Self::Tls(builder.build(https)))
-            }
-            UpstreamScheme::Tcp => Err(ProxyError::NotHttpUpstream {
-                endpoint: endpoint.name.clone(),
-            }),
-        }
-    }
-
-    /// Sends `request` on a pooled (or new) connection and returns the response head.
-    pub(super) async fn send(
+impl Transport {
+    async fn send(
         &self,
         request: Request<ProgressBody>,
     ) -> Result<Response<Incoming>, hyper_util::client::legacy::Error> {
@@ -82,6 +73,134 @@ impl UpstreamClient {
         }
     }
 }
+
+/// The HTTP versions a transport offers the upstream.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Offer {
+    Http1,
+    /// HTTP/2 only: prior knowledge over plain TCP, ALPN `h2` alone over TLS.
+    Http2,
+    /// ALPN `h2` and `http/1.1` over TLS: the upstream picks.
+    Either,
+}
+
+impl UpstreamClient {
+    /// Builds the clients for `endpoint`'s upstream, reading `upstream_ca` for an `https://` one;
+    /// their connections are opened by `connector`.
+    pub(super) fn new(
+        endpoint: &EndpointConfig,
+        connector: Arc<dyn UpstreamConnector>,
+    ) -> Result<Self, ProxyError> {
+        let connector = Dial(connector);
+        let scheme = endpoint.upstream.scheme;
+        let tls = match scheme {
+            UpstreamScheme::Http => None,
+            UpstreamScheme::Https => {
+                let ca_path = endpoint.upstream_ca.as_deref().ok_or_else(|| {
+                    ProxyError::UpstreamCaMissing {
+                        endpoint: endpoint.name.clone(),
+                    }
+                })?;
+                // Requests to HTTP/2 upstreams name the client's host in `:authority`; the
+                // certificate must still be the upstream's own.
+                let host = endpoint
+                    .upstream
+                    .host
+                    .trim_start_matches('[')
+                    .trim_end_matches(']');
+                let server_name = ServerName::try_from(host.to_owned()).map_err(|_| {
+                    ProxyError::InvalidUpstream {
+                        endpoint: endpoint.name.clone(),
+                        address: endpoint.upstream.host.clone(),
+                    }
+                })?;
+                Some((tls_config(ca_path)?, server_name))
+            }
+            UpstreamScheme::Tcp => {
+                return Err(ProxyError::NotHttpUpstream {
+                    endpoint: endpoint.name.clone(),
+                });
+            }
+        };
+        let transport = |offer: Offer| match &tls {
+            None => Transport::Plain(client_builder(offer).build(connector.clone())),
+            Some((config, server_name)) => {
+                let builder = hyper_rustls::HttpsConnectorBuilder::new()
+                    .with_tls_config(config.clone())
+                    .https_only()
+                    .with_server_name_resolver(FixedServerNameResolver::new(server_name.clone()));
+                let https = match offer {
+                    Offer::Http1 => builder.enable_http1().wrap_connector(connector.clone()),
+                    Offer::Http2 => builder.enable_http2().wrap_connector(connector.clone()),
+                    Offer::Either => builder
+                        .enable_http1()
+                        .enable_http2()
+                        .wrap_connector(connector.clone()),
+                };
+                Transport::Tls(client_builder(offer).build(https))
+            }
+        };
+        let protocol = endpoint.upstream_protocol;
+        let http2 = match (protocol, scheme) {
+            (UpstreamProtocol::Http1, _) => None,
+            (UpstreamProtocol::Http2, _) | (UpstreamProtocol::Auto, UpstreamScheme::Http) => {
+                Some(transport(Offer::Http2))
+            }
+            (UpstreamProtocol::Auto, _) => Some(transport(Offer::Either)),
+        };
+        Ok(Self {
+            http1: transport(Offer::Http1),
+            http2,
+            protocol,
+            scheme,
+        })
+    }
+
+    /// The transport for a request: WebSocket upgrades go over HTTP/1.1; under `auto`, a plain
+    /// upstream gets HTTP/2 only for a client's HTTP/2 gRPC request (h2c needs prior knowledge,
+    /// which an HTTP/1.1 service would not understand) and a TLS upstream picks by ALPN.
+    pub(super) fn route(&self, grpc_over_http2: bool, websocket: bool) -> Route {
+        match (self.protocol, self.scheme) {
+            _ if websocket || self.http2.is_none() => Route::Http1,
+            (UpstreamProtocol::Auto, UpstreamScheme::Http) if !grpc_over_http2 => Route::Http1,
+            _ => Route::Http2,
+        }
+    }
+
+    /// Sends `request` on a pooled (or new) connection of `route` and returns the response
+    /// head.
+    pub(super) async fn send(
+        &self,
+        request: Request<ProgressBody>,
+        route: Route,
+    ) -> Result<Response<Incoming>, hyper_util::client::legacy::Error> {
+        match (route, &self.http2) {
+            (Route::Http2, Some(http2)) => http2.send(request).await,
+            _ => self.http1.send(request).await,
+        }
+    }
+}
+
+/// A pool builder for connections that offer `offer`.
+fn client_builder(offer: Offer) -> hyper_util::client::legacy::Builder {
+    let mut builder = Client::builder(TokioExecutor::new());
+    builder
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+        .pool_timer(TokioTimer::new())
+        .http2_only(offer == Offer::Http2)
+        // A gRPC stream may be quiet for minutes: PING the upstream meanwhile, so that a dead
+        // connection is noticed (every 30 s, 20 s to answer) and NATs keep the flow.
+        .http2_keep_alive_interval(HTTP2_KEEP_ALIVE_INTERVAL)
+        .http2_keep_alive_timeout(HTTP2_KEEP_ALIVE_TIMEOUT)
+        .http2_keep_alive_while_idle(false)
+        .timer(TokioTimer::new());
+    builder
+}
+
+/// How often an HTTP/2 upstream connection with requests in flight is PINGed.
+const HTTP2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
+/// How long the upstream may take to answer that PING before the connection is closed.
+const HTTP2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The connector as hyper's pool calls it: every new connection comes from the endpoint's
 /// [`UpstreamConnector`], whatever the request's URI says (it always names the upstream).
@@ -182,7 +301,7 @@ fn tls_config(ca_path: &Path) -> Result<rustls::ClientConfig, ProxyError> {
         });
     }
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    // ALPN (`http/1.1`) is set by the connector builder's `enable_http1`.
+    // ALPN (`h2`, `http/1.1`) is set by the connector builders.
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(ProxyError::Tls)?

@@ -69,6 +69,7 @@ pub fn endpoint_with_scheme(upstream: SocketAddr, scheme: UpstreamScheme) -> End
         session_resumption: true,
         crl_expired: Default::default(),
         upstream_proxy_protocol: None,
+        upstream_protocol: Default::default(),
         rules: Vec::new(),
         rule_specs: Vec::new(),
         policy_file: None,
@@ -214,7 +215,8 @@ pub async fn shut_down_once_requested(upstream: &Upstream, gateway: &Gateway) {
 
 type UpstreamBody = BoxBody<Bytes, hyper::Error>;
 
-/// An HTTP/1.1 upstream: `/headers` echoes the request headers as `name: value` lines, `/echo`
+/// An HTTP/1.1 and h2c upstream: `/headers` echoes the request headers as `name: value` lines
+/// (and the version and any authority the request arrived with), `/echo`
 /// streams the request body back, `/slow` answers after 1.5 s, `/upgrade` switches to a byte echo.
 pub struct Upstream {
     pub addr: SocketAddr,
@@ -266,9 +268,9 @@ where
         requests.fetch_add(1, Ordering::SeqCst);
         upstream_route(request)
     });
-    let _ = hyper::server::conn::http1::Builder::new()
-        .serve_connection(TokioIo::new(io), service)
-        .with_upgrades()
+    // HTTP/1.1, or HTTP/2 by prior knowledge (h2c) when the connection opens with its preface.
+    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+        .serve_connection_with_upgrades(TokioIo::new(io), service)
         .await;
 }
 
@@ -347,6 +349,10 @@ async fn upstream_route(
                 .map(|p| p.as_str())
                 .unwrap_or("");
             body.push_str(&format!("x-request-target: {target}\n"));
+            body.push_str(&format!("x-request-version: {:?}\n", request.version()));
+            if let Some(authority) = request.uri().authority() {
+                body.push_str(&format!("x-request-authority: {authority}\n"));
+            }
             let mut response = text(StatusCode::OK, body);
             response
                 .headers_mut()

@@ -29,6 +29,7 @@ fn endpoint(hostname: &str) -> EndpointSpec {
         upstream: Some("http://127.0.0.1:8080".to_owned()),
         upstream_ca_pem: None,
         upstream_proxy_protocol: Some(2),
+        upstream_protocol: Some("http2".to_owned()),
     }
 }
 

@@ -4,7 +4,7 @@
 
 mod agent_trust;
 mod config_file;
-mod kit;
+pub(crate) mod kit;
 mod lifecycle;
 mod load;
 mod observability;
