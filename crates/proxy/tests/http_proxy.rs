@@ -11,7 +11,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
-use http_body_util::Full;
+use http_body_util::{BodyExt as _, Full};
 use http_proxy_support::*;
 use moat_config::{ClientAuthMode, EndpointConfig, UpstreamProtocol};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -584,6 +584,50 @@ async fn each_upstream_protocol_reaches_the_upstream_in_the_version_it_names() {
             } else {
                 echoed.assert_once(&[("host", "app.example.com")]);
             }
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn identity_claims_in_request_trailers_never_reach_the_upstream() {
+    bounded(async {
+        let (_upstream, gateway) = start_proxied_with(true, |config| {
+            config.upstream_protocol = UpstreamProtocol::Http2;
+        })
+        .await;
+        let claims = [
+            "moat-client-subject",
+            "moat_client_subject",
+            "client-cert",
+            "client_cert_chain",
+            "x-forwarded-for",
+            "forwarded",
+        ];
+        let mut trailers = http::HeaderMap::new();
+        for name in claims.iter().chain(&["x-checksum"]) {
+            trailers.insert(
+                http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                "claimed".parse().unwrap(),
+            );
+        }
+        let body = Full::new(Bytes::from_static(b"payload"))
+            .with_trailers(std::future::ready(Some(Ok(trailers))));
+        let mut request = get_h2("/echo").map(|_| body);
+        *request.method_mut() = Method::POST;
+        // The upstream's /echo sends back the body and trailers it received.
+        let (mut client, _) = Client::connect(gateway.addr, true).await;
+        let response = client.send(request).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let collected = response.into_body().collect().await.unwrap();
+        let echoed = collected.trailers().cloned().unwrap_or_default();
+        assert_eq!(collected.to_bytes(), "payload");
+        assert_eq!(echoed.get("x-checksum").unwrap(), "claimed", "{echoed:?}");
+        for name in claims {
+            assert!(
+                echoed.get(name).is_none(),
+                "{name} reached the upstream: {echoed:?}"
+            );
         }
     })
     .await;

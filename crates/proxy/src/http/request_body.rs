@@ -233,6 +233,15 @@ impl Body for ProgressBody {
                         .body_bytes
                         .fetch_add(length, Ordering::Relaxed);
                 }
+                // Trailers reach an HTTP/2 upstream, and some frameworks merge them into the
+                // headers: a client may not claim an identity or an address there either.
+                let frame = match frame.into_trailers() {
+                    Ok(mut trailers) => {
+                        super::headers::strip_client_claims(&mut trailers);
+                        Frame::trailers(trailers)
+                    }
+                    Err(frame) => frame,
+                };
                 Poll::Ready(Some(Ok(frame)))
             }
             Some(Err(error)) => {
