@@ -247,6 +247,80 @@ async fn websocket_style_upgrade_is_tunnelled_both_ways() {
     .await;
 }
 
+/// An HTTP/2 WebSocket request (RFC 8441): CONNECT with `:protocol`.
+fn extended_connect(path: &str, protocol: &'static str) -> Request<Full<Bytes>> {
+    let mut request = Request::builder()
+        .method(Method::CONNECT)
+        .uri(format!("https://app.example.com{path}"))
+        .header("sec-websocket-version", "13")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    request
+        .extensions_mut()
+        .insert(hyper::ext::Protocol::from_static(protocol));
+    request
+}
+
+#[tokio::test]
+async fn an_http2_websocket_reaches_an_http1_upstream_as_an_upgrade_and_carries_bytes() {
+    bounded(async {
+        let (_upstream, gateway) = start_proxied(true).await;
+        let (mut client, _) = Client::connect(gateway.addr, true).await;
+        // The server's SETTINGS, which enable extended CONNECT, come with the first exchange.
+        let first = client.send(get_h2("/headers")).await;
+        assert_eq!(first.status(), StatusCode::OK);
+        let response = client.send(extended_connect("/upgrade", "websocket")).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(response.headers().get("sec-websocket-accept").is_none());
+        let mut stream = hyper_util::rt::TokioIo::new(hyper::upgrade::on(response).await.unwrap());
+        for message in [&b"hello over h2"[..], b"and again"] {
+            stream.write_all(message).await.unwrap();
+            let mut echoed = vec![0; message.len()];
+            stream.read_exact(&mut echoed).await.unwrap();
+            assert_eq!(echoed, message);
+        }
+        // The connection still carries ordinary requests beside the WebSocket.
+        let beside = client.send(get_h2("/headers")).await;
+        assert_eq!(beside.status(), StatusCode::OK);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn other_connects_and_a_forged_websocket_accept_are_refused() {
+    bounded(async {
+        let (_upstream, gateway) = start_proxied(true).await;
+        let (mut client, _) = Client::connect(gateway.addr, true).await;
+        let _ = client.send(get_h2("/headers")).await;
+        let plain_connect = Request::builder()
+            .method(Method::CONNECT)
+            .uri("app.example.com:443")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        for (case, request, status) in [
+            (
+                "a plain CONNECT",
+                plain_connect,
+                StatusCode::NOT_IMPLEMENTED,
+            ),
+            (
+                "an extended CONNECT to another protocol",
+                extended_connect("/upgrade", "connect-udp"),
+                StatusCode::NOT_IMPLEMENTED,
+            ),
+            (
+                "an upstream whose accept does not answer moat's key",
+                extended_connect("/upgrade-forged", "websocket"),
+                StatusCode::BAD_GATEWAY,
+            ),
+        ] {
+            let response = client.send(request).await;
+            assert_eq!(response.status(), status, "{case}");
+        }
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn websocket_bytes_sent_right_behind_the_upgrade_request_reach_the_upstream() {
     bounded(async {

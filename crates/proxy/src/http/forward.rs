@@ -15,11 +15,12 @@ use tokio::time::Instant;
 
 use super::activity::{Activity, InFlight};
 use super::canonical::{CanonicalTarget, canonical_target};
+use super::extended_connect;
 use super::headers::{self, ClientAddress, ForwardedFor};
 use super::host::{checked_host, endpoint_serves};
 use super::pages::{CLIENT_CLOSED_REQUEST, DecidedStatus, PageFormat, Refusal, refusal_response};
 use super::request_body::{ClientBodyFailure, Progress, ProgressBody};
-use super::upgrade::{self, UpgradeSlot};
+use super::upgrade::{self, ClientUpgrade, UpgradeSlot};
 use super::upstream::{Route, upstream_body};
 use super::{BodyError, HttpProxy, ProxyBody};
 use moat_telemetry::ConnectionInfo;
@@ -126,7 +127,7 @@ pub(super) async fn handle(
             return Err(Refusal::EndpointOffline { host });
         }
         let rule = proxy.admitter().admit(info, &request, &head)?;
-        if method == Method::CONNECT {
+        if method == Method::CONNECT && !extended_connect::is_websocket(&request) {
             Err(Refusal::ConnectNotAllowed)
         } else {
             Ok((rule, head))
@@ -283,13 +284,15 @@ fn raw_host(request: &Request<Incoming>) -> Option<String> {
 async fn forward(
     proxy: &HttpProxy,
     context: &ConnectionContext,
-    request: Request<Incoming>,
+    mut request: Request<Incoming>,
     head: CheckedHead,
     progress: &Progress,
 ) -> Response<ProxyBody> {
     let page_format = PageFormat::for_request(request.headers());
-    let websocket = request.version() == Version::HTTP_11
-        && headers::wants_websocket(request.method(), request.headers());
+    let websocket_over_http2 = extended_connect::is_websocket(&request);
+    let websocket = websocket_over_http2
+        || (request.version() == Version::HTTP_11
+            && headers::wants_websocket(request.method(), request.headers()));
     if !websocket && let Some(protocols) = headers::names_upgrade(request.headers()) {
         tracing::info!(
             endpoint = %context.info.endpoint,
@@ -297,7 +300,14 @@ async fn forward(
             "Upgrade header removed: moat relays only WebSocket upgrades"
         );
     }
-    let client_upgrade = websocket.then(|| context.upgrade.expect());
+    let client_upgrade = if websocket_over_http2 {
+        Some(ClientUpgrade::Http2 {
+            stream: hyper::upgrade::on(&mut request),
+            in_flight: context.activity.request_started(),
+        })
+    } else {
+        websocket.then(|| ClientUpgrade::Http1(context.upgrade.expect()))
+    };
     let route = proxy.client.route(
         request.version() == Version::HTTP_2 && page_format == PageFormat::Grpc,
         websocket,
@@ -360,6 +370,17 @@ async fn forward(
             host,
         },
     );
+    let expected_accept = if websocket_over_http2 {
+        match extended_connect::upstream_handshake(&mut parts.method, &mut parts.headers) {
+            Some(expected) => Some(expected),
+            None => {
+                tracing::warn!(endpoint = %context.info.endpoint, "no random WebSocket key could be made");
+                return refusal_response(Refusal::UpstreamUnreachable, page_format);
+            }
+        }
+    } else {
+        None
+    };
 
     let upstream_request = Request::from_parts(
         parts,
@@ -417,6 +438,16 @@ async fn forward(
             .get(header::UPGRADE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.trim().eq_ignore_ascii_case("websocket"));
+        let accepted = expected_accept
+            .as_ref()
+            .is_none_or(|expected| expected.matches(response.headers()));
+        if !accepted {
+            tracing::warn!(
+                endpoint = %context.info.endpoint,
+                "upstream's Sec-WebSocket-Accept does not answer the key moat sent; refused"
+            );
+            return refusal_response(Refusal::UpstreamUnreachable, page_format);
+        }
         match client_upgrade {
             Some(client_upgrade) if upstream_switched_to_websocket => {
                 let upstream_upgrade = hyper::upgrade::on(&mut response);
@@ -437,6 +468,10 @@ async fn forward(
                 return refusal_response(Refusal::UpstreamUnreachable, page_format);
             }
         }
+    }
+    if switching && websocket_over_http2 {
+        let empty = http_body_util::Empty::new().map_err(|never| match never {});
+        return extended_connect::client_response(response.headers(), empty.boxed());
     }
     let (mut parts, body) = response.into_parts();
     headers::remove_hop_by_hop(&mut parts.headers, switching);

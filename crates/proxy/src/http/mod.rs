@@ -13,9 +13,12 @@
 //!   headers (`X-Forwarded-For/-Proto/-Host`, `Forwarded`), which name only what moat saw;
 //! - sends the host the client addressed (`:authority`, absolute-form target, else `Host`) as
 //!   `Host`, so name-based upstreams work;
-//! - speaks HTTP/1.1 to the upstream over pooled keep-alive connections, streaming bodies both ways;
+//! - speaks HTTP/1.1 or HTTP/2 (gRPC; `upstream_protocol`) to the upstream over pooled
+//!   connections, streaming bodies and trailers both ways;
 //! - passes WebSocket upgrades through as a byte tunnel after `101 Switching Protocols`, and
-//!   removes any other `Upgrade` (an `h2c` switch would carry requests no rule judges);
+//!   removes any other `Upgrade` (an `h2c` switch would carry requests no rule judges); an
+//!   HTTP/2 client's WebSocket (RFC 8441 extended CONNECT) reaches the upstream as an HTTP/1.1
+//!   upgrade ([`extended_connect`]);
 //! - cuts off a request body that arrives more slowly than `timeouts.request_body` allows (408);
 //! - answers 502 when the upstream cannot be reached and 504 when it stays silent longer than
 //!   `timeouts.upstream_response` (counted from the last progress, so long uploads are fine), and
@@ -24,6 +27,7 @@
 mod activity;
 mod admission;
 pub mod canonical;
+mod extended_connect;
 mod forward;
 mod headers;
 mod host;
@@ -326,7 +330,9 @@ impl HttpProxy {
         // ALPN decided the protocol; the activity tracking relies on knowing it.
         if http2 {
             let io = TokioIo::new(ObservedIo::new(io, activity));
+            // Extended CONNECT (RFC 8441): WebSockets over HTTP/2.
             let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .enable_connect_protocol()
                 .serve_connection(io, service);
             Box::pin(supervision.run(connection))
         } else {

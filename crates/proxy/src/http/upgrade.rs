@@ -1,4 +1,5 @@
-//! After a `101 Switching Protocols` (e.g. WebSocket), copies bytes both ways between client and upstream.
+//! After a WebSocket upgrade (`101`, or `200` to an HTTP/2 extended CONNECT), copies bytes both
+//! ways between client and upstream.
 
 use std::sync::{Mutex, PoisonError};
 
@@ -6,6 +7,8 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{oneshot, watch};
+
+use super::activity::InFlight;
 
 /// A client connection once its HTTP/1 exchange has switched protocols, with any bytes the
 /// client sent after its request put back in front.
@@ -45,22 +48,53 @@ impl UpgradeSlot {
     }
 }
 
+/// Where the client's side of a WebSocket comes from.
+pub(super) enum ClientUpgrade {
+    /// An HTTP/1.1 connection, handed over by the connection after the `101`.
+    Http1(oneshot::Receiver<UpgradedClient>),
+    /// An HTTP/2 stream (RFC 8441 extended CONNECT), once hyper has sent the `200`. The
+    /// connection carries other requests too: the tunnel counts as one in flight, so the idle
+    /// timeout does not close the connection under it.
+    Http2 {
+        /// hyper's hand-over of the stream.
+        stream: OnUpgrade,
+        /// Held while the tunnel lasts.
+        in_flight: InFlight,
+    },
+}
+
+impl ClientUpgrade {
+    /// The client's byte stream once it has switched, with what marks it in flight; `None`
+    /// when the client never switched (the response was not sent, or it left).
+    async fn switched(self) -> Option<(UpgradedClient, Option<InFlight>)> {
+        match self {
+            ClientUpgrade::Http1(receiver) => receiver.await.ok().map(|client| (client, None)),
+            ClientUpgrade::Http2 { stream, in_flight } => stream.await.ok().map(|upgraded| {
+                (
+                    Box::new(TokioIo::new(upgraded)) as UpgradedClient,
+                    Some(in_flight),
+                )
+            }),
+        }
+    }
+}
+
 /// Joins the client's and the upstream's upgraded connections once both sides have switched,
 /// and copies until either closes or the gateway shuts down (a tunnel has no request boundary
 /// at which to stop gracefully).
 pub(super) fn spawn_tunnel(
-    client: oneshot::Receiver<UpgradedClient>,
+    client: ClientUpgrade,
     upstream: OnUpgrade,
     mut shutdown: watch::Receiver<bool>,
     endpoint: String,
 ) {
     tokio::spawn(async move {
-        let (mut client, upstream) = match tokio::join!(client, upstream) {
-            (Ok(client), Ok(upstream)) => (client, upstream),
+        let ((mut client, _in_flight), upstream) = match tokio::join!(client.switched(), upstream) {
+            (Some(client), Ok(upstream)) => (client, upstream),
             (client, upstream) => {
                 tracing::debug!(
                     endpoint = %endpoint,
-                    client_switched = client.is_ok(),
+                    client_switched = client.is_some(),
                     upstream_error = ?upstream.err(),
                     "upgrade did not complete"
                 );

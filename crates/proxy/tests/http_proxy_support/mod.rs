@@ -377,12 +377,15 @@ async fn upstream_route(
             tokio::time::sleep(Duration::from_millis(1500)).await;
             text(StatusCode::OK, "late".into())
         }
-        "/upgrade" => {
-            let accept = request
-                .headers()
-                .get("sec-websocket-key")
-                .map(|key| websocket_accept(key.as_bytes()))
-                .unwrap_or_default();
+        // `/upgrade-forged` answers with an accept that does not match the key.
+        "/upgrade" | "/upgrade-forged" => {
+            let accept = match request.headers().get("sec-websocket-key") {
+                Some(_) if request.uri().path() == "/upgrade-forged" => {
+                    websocket_accept(b"not the key sent")
+                }
+                Some(key) => websocket_accept(key.as_bytes()),
+                None => String::new(),
+            };
             let on_upgrade = hyper::upgrade::on(&mut request);
             tokio::spawn(async move {
                 if let Ok(upgraded) = on_upgrade.await {
