@@ -3,7 +3,7 @@
 # against moat, driven by tools that are not ours — oha (keep-alive, 64 connections) and eight
 # parallel `openssl s_time -new` clients (a full handshake and one request per connection) — so
 # a figure the harness claims does not depend on its own load generator. Uses run.sh's helpers
-# and fills result[x-keepalive|x-handshake,...].
+# and fills result[x-keepalive|x-handshake|x-grpc,...]; scenario 7 (gRPC) with oha too.
 
 oha_version=1.16.0
 crosscheck_gateways=(nginx moat)
@@ -18,16 +18,17 @@ install_oha() {
   fi
 }
 
-# Keep-alive with oha on CPU 1 against the selected gateway; stores rps, CPU and per CPU-s under
-# result[$1,$2,*] like run.sh's load().
+# oha on CPU 1 against the selected gateway, asking for PATH with oha's FLAGS (connections,
+# protocol, method); stores rps, CPU and per CPU-s under result[$1,$2,*] like run.sh's load().
 oha_load() {
-  local key="$1" name="$2" ticks out summary
+  local key="$1" name="$2" path="$3" ticks out summary
+  shift 3
   # shellcheck disable=SC2086
   ticks=$(cpu_ticks $gateway_pid)
   out="$work/oha-$key-$name.json"
   recorded timeout $((duration_secs + 60)) taskset -c 1 "$oha" --no-tui --output-format json -z "$duration" \
-    -c 64 --cacert "$ca" --cert "$pki/client.crt" --key "$pki/client.key" \
-    --connect-to "$server_name:$gateway_port:127.0.0.1:$gateway_port" "https://$server_name:$gateway_port/small" >"$out" 2>"$work/oha-$key-$name.err" ||
+    "$@" --cacert "$ca" --cert "$pki/client.crt" --key "$pki/client.key" \
+    --connect-to "$server_name:$gateway_port:127.0.0.1:$gateway_port" "https://$server_name:$gateway_port$path" >"$out" 2>"$work/oha-$key-$name.err" ||
     die "oha failed on $name: $(cat "$work/oha-$key-$name.err")"
   # requests, seconds, p50 ms, p99 ms, requests not answered 200
   summary=$(python3 - "$out" <<'EOF'
@@ -100,13 +101,19 @@ run_crosscheck() {
   install_oha
   log "second load generators: oha and openssl s_time, $rounds round(s) of $duration"
   local scenario round name
-  for scenario in x-keepalive x-handshake; do
+  # One gRPC message (a 5-byte prefix and 16 bytes), as bench/loadgen --grpc sends it.
+  printf '\0\0\0\0\020moat-bench-grpc!' >"$work/grpc-message.bin"
+  for scenario in x-keepalive x-handshake x-grpc; do
     for round in $(seq "$rounds"); do
       for name in "${crosscheck_gateways[@]}"; do
         gateway_port=${port_of[$name]}
         gateway_pid=${pid_of[$name]}
         case "$scenario" in
-          x-keepalive) oha_load "$scenario.$round" "$name" ;;
+          x-keepalive) oha_load "$scenario.$round" "$name" /small -c 64 ;;
+          x-grpc)
+            oha_load "$scenario.$round" "$name" /bench.Echo/Unary --http2 -c 8 -p 32 -m POST \
+              -H "content-type: application/grpc" -H "te: trailers" -D "$work/grpc-message.bin"
+            ;;
           x-handshake) stime_load "$scenario.$round" "$name" ;;
         esac
       done
@@ -120,15 +127,17 @@ crosscheck_report() {
   echo
   echo "## The same scenarios with other load generators: oha and \`openssl s_time\`"
   echo
-  echo "Scenario 1 with oha $oha_version (64 keep-alive connections, HTTP/1.1) and scenario 2 with eight"
+  echo "Scenarios 1 and 7 with oha $oha_version (64 keep-alive connections, HTTP/1.1; gRPC calls over HTTP/2,"
+  echo "8 connections × 32 parallel, counted by HTTP status: oha does not read \`grpc-status\`) and scenario 2 with eight"
   echo "parallel \`openssl s_time -new -www /small\` (a full mTLS handshake and one HTTP/1.0 request per"
   echo "connection), both on CPU 1 as bench/loadgen is; the same gateways, configurations and logging."
   echo
   echo "| Scenario | Gateway | req/s | p50 ms | p99 ms | gateway CPU | req per CPU-s | req/s vs nginx | per CPU-s vs nginx | rounds (req/s) |"
   echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
-  for scenario in x-keepalive x-handshake; do
+  for scenario in x-keepalive x-handshake x-grpc; do
     case $scenario in
       x-keepalive) label="1. keep-alive, oha" ;;
+      x-grpc) label="7. gRPC unary calls, oha (HTTP/2, 8 connections × 32)" ;;
       x-handshake) label="2. full handshakes, s_time ×8" ;;
     esac
     for name in "${crosscheck_gateways[@]}"; do

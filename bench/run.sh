@@ -292,6 +292,11 @@ http {
         server 127.0.0.1:$upstream_http;
         keepalive 512;
     }
+    # Scenario 7: the same upstream port, spoken to as h2c (HTTP/2 by prior knowledge).
+    upstream grpc_backend {
+        server 127.0.0.1:$upstream_http;
+        keepalive 512;
+    }
     server {
         listen 127.0.0.1:$port ssl http2;
         server_name localhost;
@@ -320,6 +325,13 @@ http {
             proxy_buffer_size 16k;
             proxy_buffers 8 16k;
             proxy_request_buffering off;
+        }
+        location /bench.Echo/ {
+            grpc_pass grpc://grpc_backend;
+            grpc_set_header X-Client-Cert \$ssl_client_escaped_cert;
+            grpc_set_header X-Client-Subject \$ssl_client_s_dn;
+            grpc_set_header X-Client-Serial \$ssl_client_serial;
+            grpc_set_header X-Client-Fingerprint \$ssl_client_fingerprint;
         }
     }
 }
@@ -586,6 +598,7 @@ hold_idle() {
 }
 
 http_gateways=(nginx haproxy moat)
+grpc_gateways=(nginx moat)
 started_at="$(date -u '+%Y-%m-%d %H:%M UTC')"
 load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
 
@@ -609,23 +622,31 @@ scenario_flags() {
     keepalive) echo --connections 64 ;;
     handshake) echo --connections 16 --new-connection-per-request ;;
     http2) echo --connections 8 --http2 --streams 32 ;;
+    grpc) echo --connections 8 --http2 --streams 32 --grpc --path /bench.Echo/Unary ;;
   esac
 }
-log "scenarios 1-3: $rounds round(s) of $duration per gateway, alternating"
-for scenario in keepalive handshake http2; do
+# Scenario 7 (gRPC) compares moat with nginx's grpc_pass only.
+gateways_for() {
+  case "$1" in
+    grpc) echo "${grpc_gateways[@]}" ;;
+    *) echo "${http_gateways[@]}" ;;
+  esac
+}
+log "scenarios 1-3 and 7: $rounds round(s) of $duration per gateway, alternating"
+for scenario in keepalive handshake http2 grpc; do
   for round in $(seq "$rounds"); do
-    for name in "${http_gateways[@]}"; do
+    for name in $(gateways_for "$scenario"); do
       gateway_port=${port_of[$name]}
       gateway_pid=${pid_of[$name]}
       # shellcheck disable=SC2046
       load "$scenario.$round" "$name" $(scenario_flags "$scenario")
     done
   done
-  for name in "${http_gateways[@]}"; do
+  for name in $(gateways_for "$scenario"); do
     keep_median_round "$scenario" "$name"
   done
   # With --perf, one more round of moat under perf, outside the measured ones.
-  if [ "$perf_profile" = 1 ] && [ "$scenario" != http2 ]; then
+  if [ "$perf_profile" = 1 ] && { [ "$scenario" = keepalive ] || [ "$scenario" = handshake ]; }; then
     gateway_port=${port_of[moat]}
     gateway_pid=${pid_of[moat]}
     perf_start "$scenario"
@@ -699,19 +720,20 @@ bytes_label() { awk -v b="$1" 'BEGIN {if (b >= 1073741824) printf "%g GiB", b / 
 
 # Scenarios 1-6's sections of the report.
 gateway_report() {
-  echo "## Requests (scenarios 1–3)"
+  echo "## Requests (scenarios 1–3 and 7)"
   echo
   echo "$rounds round(s) of $duration per gateway and scenario, alternating between the gateways; each row is the gateway's median round (by req/s), and *rounds* lists every round's req/s."
   echo
   echo "| Scenario | Gateway | req/s | p50 ms | p99 ms | errors | gateway CPU | req per CPU-s | req/s vs nginx | per CPU-s vs nginx | rounds (req/s) |"
   echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
-  for scenario in keepalive handshake http2; do
+  for scenario in keepalive handshake http2 grpc; do
     case $scenario in
       keepalive) label="1. keep-alive HTTP/1.1, 64 connections" ;;
       handshake) label="2. new full mTLS handshake per request, 16 connections" ;;
       http2) label="3. HTTP/2, 8 connections × 32 streams" ;;
+      grpc) label="7. gRPC unary calls, 8 connections × 32 streams (nginx: grpc_pass)" ;;
     esac
-    for name in "${http_gateways[@]}"; do
+    for name in $(gateways_for "$scenario"); do
       echo "| $label | $name | ${result[$scenario,$name,rps]} | ${result[$scenario,$name,p50]} | ${result[$scenario,$name,p99]} | ${result[$scenario,$name,errors]} | ${result[$scenario,$name,cpu]} % | ${result[$scenario,$name,per_cpu]} | $(ratio "${result[$scenario,$name,rps]}" "${result[$scenario,nginx,rps]}") | $(ratio "${result[$scenario,$name,per_cpu]}" "${result[$scenario,nginx,per_cpu]}") | ${result[$scenario,$name,rounds]} |"
     done
   done
@@ -765,6 +787,7 @@ gateway_report() {
   echo "| keep-alive p99 ≤ nginx's | ${result[keepalive,moat,p99]} ms vs ${result[keepalive,nginx,p99]} ms | $(meets "${result[keepalive,moat,p99]}" "<=" "${result[keepalive,nginx,p99]}") | | |"
   target "new mTLS handshakes/s ≥ 1.5× nginx" 1.5 "${result[handshake,moat,rps]}" "${result[handshake,nginx,rps]}" "${result[handshake,moat,per_cpu]}" "${result[handshake,nginx,per_cpu]}"
   target "HTTP/2 req/s ≥ 1.0× nginx" 1.0 "${result[http2,moat,rps]}" "${result[http2,nginx,rps]}" "${result[http2,moat,per_cpu]}" "${result[http2,nginx,per_cpu]}"
+  target "gRPC unary calls/s ≥ 1.0× nginx grpc_pass (issue 14)" 1.0 "${result[grpc,moat,rps]}" "${result[grpc,nginx,rps]}" "${result[grpc,moat,per_cpu]}" "${result[grpc,nginx,per_cpu]}"
   for direction in download upload; do
     target "streaming $direction ≥ 1.0× nginx" 1.0 "${result[$direction,moat]}" "${result[$direction,nginx]}" "${result[$direction,moat,per_cpu]}" "${result[$direction,nginx,per_cpu]}"
   done

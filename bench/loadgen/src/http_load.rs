@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Empty};
+use http_body_util::{BodyExt as _, Empty, Full};
 use hyper::Request;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -43,6 +43,10 @@ pub struct HttpArgs {
     /// Concurrent streams per HTTP/2 connection.
     #[arg(long, default_value_t = 1, requires = "http2")]
     streams: usize,
+    /// Make each request a unary gRPC call (POST, `content-type: application/grpc`, a 16-byte
+    /// message) to PATH, counted only when its `grpc-status` is 0.
+    #[arg(long, requires = "http2")]
+    grpc: bool,
     /// Send this many requests per second in all (open loop, keep-alive HTTP/1.1 over the
     /// connections) instead of as fast as answers come; a request's latency counts from when it
     /// was due, so time spent waiting for a free connection is part of it.
@@ -54,6 +58,7 @@ pub struct HttpArgs {
 struct Target {
     dialer: Dialer,
     path: String,
+    grpc: bool,
     authority: String,
     deadline: Instant,
 }
@@ -71,6 +76,7 @@ pub async fn run(args: HttpArgs) -> anyhow::Result<()> {
     let target = Rc::new(Target {
         dialer: Dialer::new(&args.tls, alpn)?,
         path: args.path.clone(),
+        grpc: args.grpc,
         authority,
         deadline: start + warm_up + args.duration,
     });
@@ -228,7 +234,7 @@ async fn http2_connection(target: Rc<Target>, streams: usize) -> Tally {
     tally
 }
 
-async fn open_http2(target: &Target) -> anyhow::Result<http2::SendRequest<Empty<Bytes>>> {
+async fn open_http2(target: &Target) -> anyhow::Result<http2::SendRequest<Full<Bytes>>> {
     let tls = target.dialer.dial().await?;
     let (sender, connection) = http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
         .await
@@ -241,14 +247,21 @@ async fn open_http2(target: &Target) -> anyhow::Result<http2::SendRequest<Empty<
 
 /// Sends requests one after another on one stream slot until the deadline or the first error
 /// (after which the connection is reopened by its owner).
-async fn http2_stream(target: Rc<Target>, mut sender: http2::SendRequest<Empty<Bytes>>) -> Tally {
+async fn http2_stream(target: Rc<Target>, mut sender: http2::SendRequest<Full<Bytes>>) -> Tally {
     let mut tally = Tally::new();
     let uri = format!("https://{}{}", target.authority, target.path);
     while Instant::now() < target.deadline {
         let started = Instant::now();
         let outcome = tokio::time::timeout(REQUEST_TIMEOUT, async {
             sender.ready().await.context("connection closed")?;
-            let request = Request::get(uri.as_str()).body(Empty::new())?;
+            if target.grpc {
+                let response = sender
+                    .send_request(grpc_call(&uri)?)
+                    .await
+                    .context("call failed")?;
+                return check_grpc_answer(response).await;
+            }
+            let request = Request::get(uri.as_str()).body(Full::new(Bytes::new()))?;
             let response = sender
                 .send_request(request)
                 .await
@@ -266,6 +279,40 @@ async fn http2_stream(target: Rc<Target>, mut sender: http2::SendRequest<Empty<B
         }
     }
     tally
+}
+
+/// One gRPC message: the 5-byte prefix (uncompressed, length 16) and 16 bytes.
+const GRPC_MESSAGE: &[u8] = b"\0\0\0\0\x10moat-bench-grpc!";
+
+/// A unary gRPC call to `uri`, as gRPC clients send it.
+fn grpc_call(uri: &str) -> anyhow::Result<Request<Full<Bytes>>> {
+    Ok(Request::post(uri)
+        .header(hyper::header::CONTENT_TYPE, "application/grpc")
+        .header(hyper::header::TE, "trailers")
+        .body(Full::new(Bytes::from_static(GRPC_MESSAGE)))?)
+}
+
+/// Reads a gRPC answer to its end; fails unless it was HTTP 200 with `grpc-status: 0` (in the
+/// trailers, or in the headers of a trailers-only answer) and the message echoed.
+async fn check_grpc_answer(response: hyper::Response<hyper::body::Incoming>) -> anyhow::Result<()> {
+    let status = response.status();
+    let in_headers = response.headers().get("grpc-status").cloned();
+    let collected = response
+        .into_body()
+        .collect()
+        .await
+        .context("reading the answer")?;
+    anyhow::ensure!(status == hyper::StatusCode::OK, "status {status}");
+    let grpc_status = collected
+        .trailers()
+        .and_then(|trailers| trailers.get("grpc-status").cloned())
+        .or(in_headers);
+    anyhow::ensure!(
+        grpc_status.as_ref().is_some_and(|value| value == "0"),
+        "grpc-status {grpc_status:?}"
+    );
+    anyhow::ensure!(collected.to_bytes() == GRPC_MESSAGE, "message not echoed");
+    Ok(())
 }
 
 /// The requests of a fixed-rate run, each as the instant it was due; workers take them in order.

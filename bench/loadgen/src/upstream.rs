@@ -12,7 +12,7 @@ use http_body_util::{BodyExt as _, Full, combinators::BoxBody};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -31,7 +31,8 @@ const SMALL_BODY: &[u8] = b"hello from the moat benchmark upstream\n";
 /// Flags of `loadgen upstream`.
 #[derive(Debug, clap::Args)]
 pub struct UpstreamArgs {
-    /// Plain HTTP/1.1 listener: GET /small, GET /download/BYTES, PUT or POST /upload.
+    /// Plain HTTP listener (HTTP/1.1, and h2c for gRPC): GET /small, GET /download/BYTES, PUT or
+    /// POST /upload, gRPC POST /bench.Echo/*.
     #[arg(long, value_name = "ADDR")]
     http: SocketAddr,
     /// TCP stream listener: a 9-byte header (U or D, then a big-endian u64 length).
@@ -56,7 +57,8 @@ async fn serve_http(listener: TcpListener) -> anyhow::Result<()> {
         let (stream, _) = listener.accept().await?;
         stream.set_nodelay(true)?;
         tokio::spawn(async move {
-            let _ = hyper::server::conn::http1::Builder::new()
+            // HTTP/1.1, or h2c (HTTP/2 by prior knowledge) for the gRPC calls of scenario 7.
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(stream), service_fn(answer))
                 .await;
         });
@@ -74,6 +76,8 @@ async fn answer(request: Request<Incoming>) -> Result<Response<AnyBody>, Infalli
             Ok(size) => Response::new(Zeros { left: size }.boxed()),
             Err(_) => status(StatusCode::BAD_REQUEST, "size is not a number\n"),
         }
+    } else if path.starts_with(GRPC_SERVICE) {
+        return Ok(grpc_echo(request).await);
     } else if path == "/upload" {
         let mut body = request.into_body();
         let mut received = 0u64;
@@ -93,6 +97,30 @@ async fn answer(request: Request<Incoming>) -> Result<Response<AnyBody>, Infalli
         status(StatusCode::NOT_FOUND, "not found\n")
     };
     Ok(response)
+}
+
+/// The gRPC service of scenario 7: every method answers its request message unchanged.
+pub const GRPC_SERVICE: &str = "/bench.Echo/";
+
+/// A unary gRPC answer: the request's length-prefixed message sent back, then `grpc-status: 0`
+/// in the trailers, as a gRPC server ends every successful call.
+async fn grpc_echo(request: Request<Incoming>) -> Response<AnyBody> {
+    let message = match request.into_body().collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => return status(StatusCode::BAD_REQUEST, "request broken\n"),
+    };
+    let mut trailers = hyper::HeaderMap::new();
+    trailers.insert("grpc-status", hyper::header::HeaderValue::from_static("0"));
+    let body = Full::new(message)
+        .with_trailers(std::future::ready(Some(Ok(trailers))))
+        .map_err(|never| match never {})
+        .boxed();
+    let mut response = Response::new(body);
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/grpc"),
+    );
+    response
 }
 
 fn full(bytes: Bytes) -> AnyBody {
