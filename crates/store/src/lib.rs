@@ -8,11 +8,13 @@
 
 #![forbid(unsafe_code)]
 
+mod authorities;
 mod error;
 mod schema;
 mod store;
 mod tokens;
 
+pub use authorities::{CaRow, Change, Page};
 pub use error::StoreError;
 pub use schema::SCHEMA_VERSION;
 pub use store::{Backend, Store};

@@ -27,11 +27,18 @@ enum Sql {
 }
 
 /// Every migration, in order; a released one is never edited, only followed by a new one.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "join tokens",
-    sql: Sql::Portable(include_str!("../migrations/0001_join_tokens.sql")),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "join tokens",
+        sql: Sql::Portable(include_str!("../migrations/0001_join_tokens.sql")),
+    },
+    Migration {
+        version: 2,
+        description: "certificate authorities and endpoints",
+        sql: Sql::Portable(include_str!("../migrations/0002_control_plane.sql")),
+    },
+];
 
 /// The newest schema version this binary knows.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].version;

@@ -1,9 +1,10 @@
 //! The store on both backends: the schema at open, join tokens redeemed once (also by two edges
-//! at the same moment), records that outlive a restart, and a newer schema refused.
+//! at the same moment), records that outlive a restart, CAs changed only against the version
+//! read, and a newer schema refused.
 
 mod support;
 
-use moat_store::{Backend, RedeemRefusal, SCHEMA_VERSION, Store, StoreError};
+use moat_store::{Backend, CaRow, Change, RedeemRefusal, SCHEMA_VERSION, Store, StoreError};
 use support::PgCluster;
 
 const HOUR: i64 = 3600;
@@ -117,18 +118,120 @@ async fn tokens_are_kept_and_redeemed_once(location: &str, backend: Backend) {
     ));
 }
 
-/// A store whose schema a newer moat wrote is refused at open, naming both versions.
-async fn a_newer_schema_is_refused(location: &str) {
-    Store::open(location).await.unwrap();
+/// A connection of the test's own to the store at `location`, for what no API writes yet.
+async fn raw_connection(location: &str) -> sqlx::AnyConnection {
     sqlx::any::install_default_drivers();
     let url = if location.starts_with("postgres") {
         location.to_owned()
     } else {
         format!("sqlite://{location}")
     };
-    let mut connection = <sqlx::AnyConnection as sqlx::Connection>::connect(&url)
+    <sqlx::AnyConnection as sqlx::Connection>::connect(&url)
         .await
-        .unwrap();
+        .unwrap()
+}
+
+fn ca(id: &str) -> CaRow {
+    CaRow {
+        id: id.to_owned(),
+        ca_pem: "-----BEGIN CERTIFICATE-----\n...\n-----END CERTIFICATE-----\n".to_owned(),
+        subject_common_name: format!("CA {id}"),
+        not_before: 0,
+        not_after: 2_000_000_000,
+        description: String::new(),
+        metadata: String::new(),
+        created_at: 1_000,
+        version: 0,
+    }
+}
+
+/// CAs: listed in pages, changed only against the version read (one of two racing changes
+/// wins), and not deleted while an endpoint trusts them.
+async fn cas_change_only_against_the_version_read(location: &str) {
+    let store = Store::open(location).await.unwrap();
+    for id in ["ca_a", "ca_b", "ca_c"] {
+        assert_eq!(store.insert_ca(&ca(id)).await.unwrap().version, 1);
+    }
+    assert!(matches!(
+        store.insert_ca(&ca("ca_a")).await,
+        Err(StoreError::Exists { .. })
+    ));
+
+    let first = store.cas(None, 2).await.unwrap();
+    let ids: Vec<_> = first.items.iter().map(|ca| ca.id.as_str()).collect();
+    assert_eq!(
+        (ids, first.next_after.as_deref()),
+        (vec!["ca_a", "ca_b"], Some("ca_b"))
+    );
+    let second = store.cas(first.next_after.as_deref(), 2).await.unwrap();
+    let ids: Vec<_> = second.items.iter().map(|ca| ca.id.as_str()).collect();
+    assert_eq!((ids, second.next_after), (vec!["ca_c"], None));
+
+    let Change::Done(changed) = store.update_ca("ca_a", 1, "team A", "{}").await.unwrap() else {
+        panic!("the first change at version 1 is made");
+    };
+    assert_eq!(
+        (changed.version, changed.description.as_str()),
+        (2, "team A")
+    );
+    assert_eq!(
+        store.update_ca("ca_a", 1, "stale", "").await.unwrap(),
+        Change::Conflict { current_version: 2 }
+    );
+    assert_eq!(
+        store.update_ca("ca_x", 1, "", "").await.unwrap(),
+        Change::NotFound
+    );
+    // Two clients that both read version 2 change it at once: one wins.
+    let (one, two) = tokio::join!(
+        store.update_ca("ca_a", 2, "one", ""),
+        store.update_ca("ca_a", 2, "two", "")
+    );
+    let outcomes = [one.unwrap(), two.unwrap()];
+    let made = outcomes
+        .iter()
+        .filter(|o| matches!(o, Change::Done(_)))
+        .count();
+    assert_eq!(made, 1, "{outcomes:?}");
+    assert!(
+        outcomes.contains(&Change::Conflict { current_version: 3 }),
+        "{outcomes:?}"
+    );
+
+    assert_eq!(
+        store.delete_ca("ca_b", Some(7)).await.unwrap(),
+        Change::Conflict { current_version: 1 }
+    );
+    assert_eq!(
+        store.delete_ca("ca_b", Some(1)).await.unwrap(),
+        Change::Done(())
+    );
+    assert_eq!(
+        store.delete_ca("ca_b", None).await.unwrap(),
+        Change::NotFound
+    );
+    let mut raw = raw_connection(location).await;
+    sqlx::raw_sql(
+        "INSERT INTO endpoints (id, hostname, kind, terminate_at, pool, rules, description, \
+         metadata, created_at, version) VALUES ('ep_1', 'app.example.com', 'http', 'edge', 0, '', \
+         '', '', 0, 1); INSERT INTO endpoint_cas (endpoint_id, ca_id) VALUES ('ep_1', 'ca_c');",
+    )
+    .execute(&mut raw)
+    .await
+    .unwrap();
+    assert_eq!(
+        store.delete_ca("ca_c", None).await.unwrap(),
+        Change::InUse {
+            endpoints: vec!["ep_1".to_owned()]
+        }
+    );
+    assert!(store.ca("ca_c").await.unwrap().is_some());
+}
+
+/// A store whose schema a newer moat wrote is refused at open, naming both versions.
+async fn a_newer_schema_is_refused(location: &str) {
+    Store::open(location).await.unwrap();
+    let mut connection = raw_connection(location).await;
     sqlx::query("INSERT INTO moat_schema (version, description, applied_at) VALUES ($1, 'from the future', 0)")
         .bind(SCHEMA_VERSION + 1)
         .execute(&mut connection)
@@ -147,18 +250,20 @@ async fn a_newer_schema_is_refused(location: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_keeps_tokens_and_redeems_each_once() {
+async fn sqlite_keeps_tokens_and_cas_and_changes_them_once() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store.db");
     tokens_are_kept_and_redeemed_once(path.to_str().unwrap(), Backend::Sqlite).await;
+    cas_change_only_against_the_version_read(path.to_str().unwrap()).await;
     let newer = dir.path().join("newer.db");
     a_newer_schema_is_refused(newer.to_str().unwrap()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_keeps_tokens_and_redeems_each_once_across_edges() {
+async fn postgres_keeps_tokens_and_cas_and_changes_them_once_across_edges() {
     let cluster = PgCluster::start();
     tokens_are_kept_and_redeemed_once(&cluster.url(), Backend::Postgres).await;
+    cas_change_only_against_the_version_read(&cluster.url()).await;
     let newer = PgCluster::start();
     a_newer_schema_is_refused(&newer.url()).await;
 }
