@@ -9,12 +9,14 @@
 #![forbid(unsafe_code)]
 
 mod authorities;
+mod endpoints;
 mod error;
 mod schema;
 mod store;
 mod tokens;
 
 pub use authorities::{CaRow, Change, Page};
+pub use endpoints::{EndpointRefusal, EndpointRow};
 pub use error::StoreError;
 pub use schema::SCHEMA_VERSION;
 pub use store::{Backend, Store};

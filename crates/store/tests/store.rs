@@ -4,7 +4,10 @@
 
 mod support;
 
-use moat_store::{Backend, CaRow, Change, RedeemRefusal, SCHEMA_VERSION, Store, StoreError};
+use moat_store::{
+    Backend, CaRow, Change, EndpointRefusal, EndpointRow, RedeemRefusal, SCHEMA_VERSION, Store,
+    StoreError,
+};
 use support::PgCluster;
 
 const HOUR: i64 = 3600;
@@ -228,6 +231,113 @@ async fn cas_change_only_against_the_version_read(location: &str) {
     assert!(store.ca("ca_c").await.unwrap().is_some());
 }
 
+fn endpoint(id: &str, hostname: &str, ca_ids: &[&str]) -> EndpointRow {
+    EndpointRow {
+        id: id.to_owned(),
+        hostname: hostname.to_owned(),
+        kind: "http".to_owned(),
+        terminate_at: "edge".to_owned(),
+        pool: false,
+        ca_ids: ca_ids.iter().map(|id| id.to_string()).collect(),
+        rules: "[[rules]]\nname = \"everyone\"\naction = \"allow\"\n".to_owned(),
+        description: String::new(),
+        metadata: String::new(),
+        created_at: 1_000,
+        version: 0,
+    }
+}
+
+/// Edge-defined endpoints: one per hostname, only with CAs that exist, nothing half-made when
+/// refused, changed against the version read, and keeping their CAs from deletion.
+async fn endpoints_are_whole_and_one_per_hostname(location: &str) {
+    let store = Store::open(location).await.unwrap();
+    store.insert_ca(&ca("ca_team")).await.unwrap();
+    let made = store
+        .insert_endpoint(&endpoint("ep_1", "app.example.com", &["ca_team"]))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (made.version, made.ca_ids.clone()),
+        (1, vec!["ca_team".to_owned()])
+    );
+    assert_eq!(store.endpoint("ep_1").await.unwrap(), Some(made));
+    assert_eq!(
+        store
+            .insert_endpoint(&endpoint("ep_2", "app.example.com", &[]))
+            .await
+            .unwrap(),
+        Err(EndpointRefusal::HostnameTaken {
+            hostname: "app.example.com".into(),
+            endpoint: "ep_1".into()
+        })
+    );
+    assert_eq!(
+        store
+            .insert_endpoint(&endpoint(
+                "ep_3",
+                "api.example.com",
+                &["ca_team", "ca_gone"]
+            ))
+            .await
+            .unwrap(),
+        Err(EndpointRefusal::UnknownCa {
+            ca_id: "ca_gone".into()
+        })
+    );
+    assert_eq!(
+        store.endpoint("ep_3").await.unwrap(),
+        None,
+        "nothing half-made"
+    );
+    assert_eq!(
+        store.delete_ca("ca_team", None).await.unwrap(),
+        Change::InUse {
+            endpoints: vec!["ep_1".to_owned()]
+        }
+    );
+
+    let mut renamed = endpoint("ep_1", "www.example.com", &[]);
+    renamed.pool = true;
+    let Ok(Change::Done(changed)) = store.update_endpoint(1, &renamed).await.unwrap() else {
+        panic!("the change at version 1 is made");
+    };
+    assert_eq!(
+        (
+            changed.version,
+            changed.hostname.as_str(),
+            changed.pool,
+            changed.ca_ids.len()
+        ),
+        (2, "www.example.com", true, 0)
+    );
+    assert_eq!(
+        store.update_endpoint(1, &renamed).await.unwrap(),
+        Ok(Change::Conflict { current_version: 2 })
+    );
+    assert_eq!(
+        store.delete_ca("ca_team", None).await.unwrap(),
+        Change::Done(())
+    );
+    store
+        .insert_endpoint(&endpoint("ep_2", "app.example.com", &[]))
+        .await
+        .unwrap()
+        .unwrap();
+    let page = store.endpoints(None, 10).await.unwrap();
+    let hostnames: Vec<_> = page.items.iter().map(|e| e.hostname.as_str()).collect();
+    assert_eq!(hostnames, ["www.example.com", "app.example.com"]);
+    assert_eq!(
+        store.delete_endpoint("ep_1", Some(2)).await.unwrap(),
+        Change::Done(())
+    );
+    assert_eq!(store.endpoint("ep_1").await.unwrap(), None);
+    assert_eq!(
+        store.delete_endpoint("ep_1", None).await.unwrap(),
+        Change::NotFound
+    );
+}
+
 /// A store whose schema a newer moat wrote is refused at open, naming both versions.
 async fn a_newer_schema_is_refused(location: &str) {
     Store::open(location).await.unwrap();
@@ -255,6 +365,8 @@ async fn sqlite_keeps_tokens_and_cas_and_changes_them_once() {
     let path = dir.path().join("store.db");
     tokens_are_kept_and_redeemed_once(path.to_str().unwrap(), Backend::Sqlite).await;
     cas_change_only_against_the_version_read(path.to_str().unwrap()).await;
+    let endpoints = dir.path().join("endpoints.db");
+    endpoints_are_whole_and_one_per_hostname(endpoints.to_str().unwrap()).await;
     let newer = dir.path().join("newer.db");
     a_newer_schema_is_refused(newer.to_str().unwrap()).await;
 }
@@ -264,6 +376,8 @@ async fn postgres_keeps_tokens_and_cas_and_changes_them_once_across_edges() {
     let cluster = PgCluster::start();
     tokens_are_kept_and_redeemed_once(&cluster.url(), Backend::Postgres).await;
     cas_change_only_against_the_version_read(&cluster.url()).await;
+    let endpoints = PgCluster::start();
+    endpoints_are_whole_and_one_per_hostname(&endpoints.url()).await;
     let newer = PgCluster::start();
     a_newer_schema_is_refused(&newer.url()).await;
 }
