@@ -12,6 +12,7 @@ mod authorities;
 mod endpoints;
 mod error;
 mod schema;
+mod sessions;
 mod store;
 mod tokens;
 
@@ -19,5 +20,6 @@ pub use authorities::{CaRow, Change, Page};
 pub use endpoints::{EndpointRefusal, EndpointRow};
 pub use error::StoreError;
 pub use schema::SCHEMA_VERSION;
+pub use sessions::SessionRow;
 pub use store::{Backend, Store};
 pub use tokens::{JoinTokenRow, RedeemRefusal};

@@ -38,6 +38,11 @@ const MIGRATIONS: &[Migration] = &[
         description: "certificate authorities and endpoints",
         sql: Sql::Portable(include_str!("../migrations/0002_control_plane.sql")),
     },
+    Migration {
+        version: 3,
+        description: "agent sessions",
+        sql: Sql::Portable(include_str!("../migrations/0003_sessions.sql")),
+    },
 ];
 
 /// The newest schema version this binary knows.

@@ -338,6 +338,65 @@ async fn endpoints_are_whole_and_one_per_hostname(location: &str) {
     );
 }
 
+/// Sessions: live while their edge renews the lease; a crashed edge's lapse by themselves, and
+/// one an operator ends tells its edge at the next renewal.
+async fn sessions_live_only_under_a_renewed_lease(location: &str) {
+    let store = Store::open(location).await.unwrap();
+    let lease = 15;
+    store
+        .open_session("s1", "alice", "edge-a", 100, lease)
+        .await
+        .unwrap();
+    store
+        .open_session("s2", "alice", "edge-b", 100, lease)
+        .await
+        .unwrap();
+    store
+        .open_session("s3", "bob", "edge-b", 100, lease)
+        .await
+        .unwrap();
+    let live = |now| {
+        let store = store.clone();
+        async move {
+            let sessions = store.live_sessions(now).await.unwrap();
+            sessions.into_iter().map(|s| s.id).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(live(110).await, ["s1", "s2", "s3"]);
+    // edge-a keeps renewing; edge-b crashed at 100 and renews nothing.
+    assert!(
+        store
+            .renew_session("s1", "edge-a", 110, lease)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .renew_session("s1", "edge-b", 110, lease)
+            .await
+            .unwrap(),
+        "only its edge renews it"
+    );
+    assert_eq!(live(120).await, ["s1"]);
+    assert_eq!(store.sweep_sessions(120).await.unwrap(), 2);
+    assert!(
+        !store
+            .renew_session("s2", "edge-b", 121, lease)
+            .await
+            .unwrap(),
+        "a lapsed lease is not revived"
+    );
+    // An operator disconnects alice: edge-a learns it at its next renewal.
+    assert!(store.end_session("s1").await.unwrap());
+    assert!(
+        !store
+            .renew_session("s1", "edge-a", 121, lease)
+            .await
+            .unwrap()
+    );
+    assert!(live(121).await.is_empty());
+}
+
 /// A store whose schema a newer moat wrote is refused at open, naming both versions.
 async fn a_newer_schema_is_refused(location: &str) {
     Store::open(location).await.unwrap();
@@ -367,6 +426,7 @@ async fn sqlite_keeps_tokens_and_cas_and_changes_them_once() {
     cas_change_only_against_the_version_read(path.to_str().unwrap()).await;
     let endpoints = dir.path().join("endpoints.db");
     endpoints_are_whole_and_one_per_hostname(endpoints.to_str().unwrap()).await;
+    sessions_live_only_under_a_renewed_lease(path.to_str().unwrap()).await;
     let newer = dir.path().join("newer.db");
     a_newer_schema_is_refused(newer.to_str().unwrap()).await;
 }
@@ -378,6 +438,7 @@ async fn postgres_keeps_tokens_and_cas_and_changes_them_once_across_edges() {
     cas_change_only_against_the_version_read(&cluster.url()).await;
     let endpoints = PgCluster::start();
     endpoints_are_whole_and_one_per_hostname(&endpoints.url()).await;
+    sessions_live_only_under_a_renewed_lease(&cluster.url()).await;
     let newer = PgCluster::start();
     a_newer_schema_is_refused(&newer.url()).await;
 }
