@@ -1,7 +1,6 @@
 //! Certificate authorities an operator uploads for endpoints to trust: the PEM and what the API
 //! shows of it, changed only against the version the client last read.
 
-use sqlx::Acquire as _;
 use sqlx::Row as _;
 use sqlx::any::AnyRow;
 
@@ -197,8 +196,7 @@ impl Store {
         expected_version: Option<i64>,
     ) -> Result<Change<()>, StoreError> {
         let failed = || self.query_error(format!("deleting CA {id}"));
-        let mut connection = self.pool.acquire().await.map_err(failed())?;
-        let mut transaction = connection.begin().await.map_err(failed())?;
+        let mut transaction = self.begin_write().await.map_err(failed())?;
         let current: Option<i64> =
             sqlx::query_scalar("SELECT version FROM certificate_authorities WHERE id = $1")
                 .bind(id)

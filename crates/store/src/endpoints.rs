@@ -1,7 +1,6 @@
 //! Endpoints the edge's operator defines (Cloudflare's model): the hostname, how it is served, the
 //! CAs it trusts and its rules; they win over what an agent asks to publish.
 
-use sqlx::Acquire as _;
 use sqlx::Row as _;
 use sqlx::any::AnyRow;
 
@@ -89,8 +88,7 @@ impl Store {
         endpoint: &EndpointRow,
     ) -> Result<Result<EndpointRow, EndpointRefusal>, StoreError> {
         let failed = || self.query_error(format!("defining endpoint {}", endpoint.hostname));
-        let mut connection = self.pool.acquire().await.map_err(failed())?;
-        let mut transaction = connection.begin().await.map_err(failed())?;
+        let mut transaction = self.begin_write().await.map_err(failed())?;
         if let Some(refusal) = self
             .endpoint_conflicts(&mut transaction, endpoint, None)
             .await?
@@ -171,8 +169,7 @@ impl Store {
     /// The endpoint `id`, with its CAs.
     pub async fn endpoint(&self, id: &str) -> Result<Option<EndpointRow>, StoreError> {
         let failed = || self.query_error(format!("reading endpoint {id}"));
-        let mut connection = self.pool.acquire().await.map_err(failed())?;
-        let mut transaction = connection.begin().await.map_err(failed())?;
+        let mut transaction = self.begin_read().await.map_err(failed())?;
         read_endpoint(&mut transaction, id).await.map_err(failed())
     }
 
@@ -183,8 +180,7 @@ impl Store {
         limit: u32,
     ) -> Result<Page<EndpointRow>, StoreError> {
         let failed = || self.query_error("listing endpoints");
-        let mut connection = self.pool.acquire().await.map_err(failed())?;
-        let mut transaction = connection.begin().await.map_err(failed())?;
+        let mut transaction = self.begin_read().await.map_err(failed())?;
         let ids: Vec<String> =
             sqlx::query_scalar("SELECT id FROM endpoints WHERE id > $1 ORDER BY id LIMIT $2")
                 .bind(after.unwrap_or(""))
@@ -217,8 +213,7 @@ impl Store {
     ) -> Result<Result<Change<EndpointRow>, EndpointRefusal>, StoreError> {
         let id = &endpoint.id;
         let failed = || self.query_error(format!("changing endpoint {id}"));
-        let mut connection = self.pool.acquire().await.map_err(failed())?;
-        let mut transaction = connection.begin().await.map_err(failed())?;
+        let mut transaction = self.begin_write().await.map_err(failed())?;
         let current: Option<i64> =
             sqlx::query_scalar("SELECT version FROM endpoints WHERE id = $1")
                 .bind(id)
@@ -285,8 +280,7 @@ impl Store {
         expected_version: Option<i64>,
     ) -> Result<Change<()>, StoreError> {
         let failed = || self.query_error(format!("deleting endpoint {id}"));
-        let mut connection = self.pool.acquire().await.map_err(failed())?;
-        let mut transaction = connection.begin().await.map_err(failed())?;
+        let mut transaction = self.begin_write().await.map_err(failed())?;
         let current: Option<i64> =
             sqlx::query_scalar("SELECT version FROM endpoints WHERE id = $1")
                 .bind(id)

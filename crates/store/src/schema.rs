@@ -4,8 +4,6 @@
 //! some steps, a store written by a newer moat must stop this one with a clear message, and
 //! edges starting together on one PostgreSQL must not both migrate (an advisory lock).
 
-use sqlx::Acquire as _;
-
 use crate::error::StoreError;
 use crate::store::{Backend, Store};
 
@@ -53,13 +51,8 @@ const MIGRATION_LOCK: i64 = 0x6d6f_6174_0001;
 
 /// Brings the store's schema to [`SCHEMA_VERSION`], or refuses a newer one.
 pub(crate) async fn migrate(store: &Store) -> Result<(), StoreError> {
-    let mut connection = store
-        .pool
-        .acquire()
-        .await
-        .map_err(store.query_error("opening a connection for the schema check"))?;
-    let mut transaction = connection
-        .begin()
+    let mut transaction = store
+        .begin_write()
         .await
         .map_err(store.query_error("starting the schema transaction"))?;
     if store.backend == Backend::Postgres {

@@ -81,6 +81,23 @@ impl Store {
         Ok(store)
     }
 
+    /// A transaction that will write after reading. SQLite's default transaction takes the
+    /// write lock only at its first write, and a second such transaction then fails at once
+    /// ("database is locked") instead of waiting; `BEGIN IMMEDIATE` takes it first and waits for
+    /// it. PostgreSQL locks rows as they are written, and its constraints (unique hostnames,
+    /// foreign keys) refuse what a concurrent writer would make inconsistent.
+    pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Any>, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+    }
+
+    /// A transaction that only reads, seeing one state of the store.
+    pub(crate) async fn begin_read(&self) -> Result<sqlx::Transaction<'static, Any>, sqlx::Error> {
+        self.pool.begin().await
+    }
+
     /// Which database this store is on.
     pub fn backend(&self) -> Backend {
         self.backend

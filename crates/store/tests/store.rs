@@ -315,6 +315,28 @@ async fn endpoints_are_whole_and_one_per_hostname(location: &str) {
         store.update_endpoint(1, &renamed).await.unwrap(),
         Ok(Change::Conflict { current_version: 2 })
     );
+    // Two edges (two stores) change it at once from the same version: one wins, the other is
+    // told of the conflict, and neither fails.
+    let other_edge = Store::open(location).await.unwrap();
+    let (first, second) = (
+        endpoint("ep_1", "one.example.com", &[]),
+        endpoint("ep_1", "two.example.com", &[]),
+    );
+    let (one, two) = tokio::join!(
+        store.update_endpoint(2, &first),
+        other_edge.update_endpoint(2, &second)
+    );
+    let outcomes = [one.unwrap().unwrap(), two.unwrap().unwrap()];
+    let made = outcomes
+        .iter()
+        .filter(|o| matches!(o, Change::Done(_)))
+        .count();
+    assert_eq!(made, 1, "{outcomes:?}");
+    assert!(
+        outcomes.contains(&Change::Conflict { current_version: 3 }),
+        "{outcomes:?}"
+    );
+    store.update_endpoint(3, &renamed).await.unwrap().unwrap();
     assert_eq!(
         store.delete_ca("ca_team", None).await.unwrap(),
         Change::Done(())
@@ -328,7 +350,7 @@ async fn endpoints_are_whole_and_one_per_hostname(location: &str) {
     let hostnames: Vec<_> = page.items.iter().map(|e| e.hostname.as_str()).collect();
     assert_eq!(hostnames, ["www.example.com", "app.example.com"]);
     assert_eq!(
-        store.delete_endpoint("ep_1", Some(2)).await.unwrap(),
+        store.delete_endpoint("ep_1", Some(4)).await.unwrap(),
         Change::Done(())
     );
     assert_eq!(store.endpoint("ep_1").await.unwrap(), None);
