@@ -11,6 +11,7 @@
 mod authorities;
 mod endpoints;
 mod error;
+mod reservations;
 mod schema;
 mod sessions;
 mod store;
@@ -19,6 +20,7 @@ mod tokens;
 pub use authorities::{CaRow, Change, Page};
 pub use endpoints::{EndpointRefusal, EndpointRow};
 pub use error::StoreError;
+pub use reservations::{AlreadyReserved, ReservationRow};
 pub use schema::SCHEMA_VERSION;
 pub use sessions::SessionRow;
 pub use store::{Backend, Store};

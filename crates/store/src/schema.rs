@@ -41,6 +41,11 @@ const MIGRATIONS: &[Migration] = &[
         description: "agent sessions",
         sql: Sql::Portable(include_str!("../migrations/0003_sessions.sql")),
     },
+    Migration {
+        version: 4,
+        description: "reserved domains",
+        sql: Sql::Portable(include_str!("../migrations/0004_reserved_domains.sql")),
+    },
 ];
 
 /// The newest schema version this binary knows.

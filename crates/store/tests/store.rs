@@ -5,8 +5,8 @@
 mod support;
 
 use moat_store::{
-    Backend, CaRow, Change, EndpointRefusal, EndpointRow, RedeemRefusal, SCHEMA_VERSION, Store,
-    StoreError,
+    AlreadyReserved, Backend, CaRow, Change, EndpointRefusal, EndpointRow, RedeemRefusal,
+    ReservationRow, SCHEMA_VERSION, Store, StoreError,
 };
 use support::PgCluster;
 
@@ -419,6 +419,54 @@ async fn sessions_live_only_under_a_renewed_lease(location: &str) {
     assert!(live(121).await.is_empty());
 }
 
+/// Reserved hostnames: one agent each, refused to a second reservation, released against the
+/// version read.
+async fn a_hostname_is_reserved_for_one_agent(location: &str) {
+    let store = Store::open(location).await.unwrap();
+    let reservation = |id: &str, agent: &str| ReservationRow {
+        id: id.to_owned(),
+        hostname: "app.tunnel.test".to_owned(),
+        agent: agent.to_owned(),
+        description: String::new(),
+        metadata: String::new(),
+        created_at: 1_000,
+        version: 0,
+    };
+    let made = store
+        .reserve(&reservation("rd_1", "alice"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((made.version, made.agent.as_str()), (1, "alice"));
+    assert_eq!(
+        store.reserve(&reservation("rd_2", "bob")).await.unwrap(),
+        Err(AlreadyReserved {
+            hostname: "app.tunnel.test".into(),
+            agent: "alice".into(),
+            id: "rd_1".into()
+        })
+    );
+    assert_eq!(
+        store.reservation_of("app.tunnel.test").await.unwrap(),
+        Some(made)
+    );
+    assert_eq!(store.reservations(None, 10).await.unwrap().items.len(), 1);
+    assert_eq!(
+        store.release("rd_1", Some(9)).await.unwrap(),
+        Change::Conflict { current_version: 1 }
+    );
+    assert_eq!(
+        store.release("rd_1", Some(1)).await.unwrap(),
+        Change::Done(())
+    );
+    assert_eq!(store.reservation_of("app.tunnel.test").await.unwrap(), None);
+    store
+        .reserve(&reservation("rd_2", "bob"))
+        .await
+        .unwrap()
+        .unwrap();
+}
+
 /// A store whose schema a newer moat wrote is refused at open, naming both versions.
 async fn a_newer_schema_is_refused(location: &str) {
     Store::open(location).await.unwrap();
@@ -449,6 +497,7 @@ async fn sqlite_keeps_tokens_and_cas_and_changes_them_once() {
     let endpoints = dir.path().join("endpoints.db");
     endpoints_are_whole_and_one_per_hostname(endpoints.to_str().unwrap()).await;
     sessions_live_only_under_a_renewed_lease(path.to_str().unwrap()).await;
+    a_hostname_is_reserved_for_one_agent(path.to_str().unwrap()).await;
     let newer = dir.path().join("newer.db");
     a_newer_schema_is_refused(newer.to_str().unwrap()).await;
 }
@@ -461,6 +510,7 @@ async fn postgres_keeps_tokens_and_cas_and_changes_them_once_across_edges() {
     let endpoints = PgCluster::start();
     endpoints_are_whole_and_one_per_hostname(&endpoints.url()).await;
     sessions_live_only_under_a_renewed_lease(&cluster.url()).await;
+    a_hostname_is_reserved_for_one_agent(&cluster.url()).await;
     let newer = PgCluster::start();
     a_newer_schema_is_refused(&newer.url()).await;
 }
