@@ -59,6 +59,30 @@ pub enum Change<T> {
     },
 }
 
+/// Reads a record's version in `transaction` with `select_version` (`SELECT version FROM … WHERE
+/// id = $1`) and checks it against `expected` (any version when `None`): `Ok(version)` to go
+/// on, or the [`Change`] that stops the change.
+pub(crate) async fn check_version<T>(
+    transaction: &mut sqlx::Transaction<'static, sqlx::Any>,
+    select_version: &'static str,
+    id: &str,
+    expected: Option<i64>,
+) -> Result<Result<i64, Change<T>>, sqlx::Error> {
+    let current: Option<i64> = sqlx::query_scalar(select_version)
+        .bind(id)
+        .fetch_optional(&mut **transaction)
+        .await?;
+    Ok(match current {
+        None => Err(Change::NotFound),
+        Some(current) if expected.is_some_and(|expected| expected != current) => {
+            Err(Change::Conflict {
+                current_version: current,
+            })
+        }
+        Some(current) => Ok(current),
+    })
+}
+
 /// The columns of a [`CaRow`], in a macro so that the queries stay literal strings.
 macro_rules! ca_columns {
     () => {
@@ -197,20 +221,18 @@ impl Store {
     ) -> Result<Change<()>, StoreError> {
         let failed = || self.query_error(format!("deleting CA {id}"));
         let mut transaction = self.begin_write().await.map_err(failed())?;
-        let current: Option<i64> =
-            sqlx::query_scalar("SELECT version FROM certificate_authorities WHERE id = $1")
-                .bind(id)
-                .fetch_optional(&mut *transaction)
-                .await
-                .map_err(failed())?;
-        let Some(current) = current else {
-            return Ok(Change::NotFound);
+        let current = match check_version(
+            &mut transaction,
+            "SELECT version FROM certificate_authorities WHERE id = $1",
+            id,
+            expected_version,
+        )
+        .await
+        .map_err(failed())?
+        {
+            Ok(current) => current,
+            Err(stop) => return Ok(stop),
         };
-        if expected_version.is_some_and(|expected| expected != current) {
-            return Ok(Change::Conflict {
-                current_version: current,
-            });
-        }
         let endpoints: Vec<String> = sqlx::query_scalar(
             "SELECT endpoint_id FROM endpoint_cas WHERE ca_id = $1 ORDER BY endpoint_id",
         )

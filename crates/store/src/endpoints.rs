@@ -4,7 +4,7 @@
 use sqlx::Row as _;
 use sqlx::any::AnyRow;
 
-use crate::authorities::{Change, Page};
+use crate::authorities::{Change, Page, check_version};
 use crate::error::StoreError;
 use crate::store::Store;
 
@@ -214,20 +214,18 @@ impl Store {
         let id = &endpoint.id;
         let failed = || self.query_error(format!("changing endpoint {id}"));
         let mut transaction = self.begin_write().await.map_err(failed())?;
-        let current: Option<i64> =
-            sqlx::query_scalar("SELECT version FROM endpoints WHERE id = $1")
-                .bind(id)
-                .fetch_optional(&mut *transaction)
-                .await
-                .map_err(failed())?;
-        let Some(current) = current else {
-            return Ok(Ok(Change::NotFound));
+        let current = match check_version(
+            &mut transaction,
+            "SELECT version FROM endpoints WHERE id = $1",
+            id,
+            Some(expected_version),
+        )
+        .await
+        .map_err(failed())?
+        {
+            Ok(current) => current,
+            Err(stop) => return Ok(Ok(stop)),
         };
-        if current != expected_version {
-            return Ok(Ok(Change::Conflict {
-                current_version: current,
-            }));
-        }
         if let Some(refusal) = self
             .endpoint_conflicts(&mut transaction, endpoint, Some(id))
             .await?
@@ -281,19 +279,16 @@ impl Store {
     ) -> Result<Change<()>, StoreError> {
         let failed = || self.query_error(format!("deleting endpoint {id}"));
         let mut transaction = self.begin_write().await.map_err(failed())?;
-        let current: Option<i64> =
-            sqlx::query_scalar("SELECT version FROM endpoints WHERE id = $1")
-                .bind(id)
-                .fetch_optional(&mut *transaction)
-                .await
-                .map_err(failed())?;
-        let Some(current) = current else {
-            return Ok(Change::NotFound);
-        };
-        if expected_version.is_some_and(|expected| expected != current) {
-            return Ok(Change::Conflict {
-                current_version: current,
-            });
+        if let Err(stop) = check_version(
+            &mut transaction,
+            "SELECT version FROM endpoints WHERE id = $1",
+            id,
+            expected_version,
+        )
+        .await
+        .map_err(failed())?
+        {
+            return Ok(stop);
         }
         // Explicitly, not only by cascade: SQLite enforces foreign keys only when asked.
         sqlx::query("DELETE FROM endpoint_cas WHERE endpoint_id = $1")

@@ -3,7 +3,7 @@
 use sqlx::Row as _;
 use sqlx::any::AnyRow;
 
-use crate::authorities::{Change, Page};
+use crate::authorities::{Change, Page, check_version};
 use crate::error::StoreError;
 use crate::store::Store;
 
@@ -157,19 +157,16 @@ impl Store {
     ) -> Result<Change<()>, StoreError> {
         let failed = || self.query_error(format!("releasing reservation {id}"));
         let mut transaction = self.begin_write().await.map_err(failed())?;
-        let current: Option<i64> =
-            sqlx::query_scalar("SELECT version FROM reserved_domains WHERE id = $1")
-                .bind(id)
-                .fetch_optional(&mut *transaction)
-                .await
-                .map_err(failed())?;
-        let Some(current) = current else {
-            return Ok(Change::NotFound);
-        };
-        if expected_version.is_some_and(|expected| expected != current) {
-            return Ok(Change::Conflict {
-                current_version: current,
-            });
+        if let Err(stop) = check_version(
+            &mut transaction,
+            "SELECT version FROM reserved_domains WHERE id = $1",
+            id,
+            expected_version,
+        )
+        .await
+        .map_err(failed())?
+        {
+            return Ok(stop);
         }
         sqlx::query("DELETE FROM reserved_domains WHERE id = $1")
             .bind(id)
