@@ -5,6 +5,7 @@ use sqlx::Row as _;
 use sqlx::any::AnyRow;
 
 use crate::error::StoreError;
+use crate::records::{Change, Page, check_version, page_of};
 use crate::store::Store;
 
 /// One CA as the store keeps it. Checking that `ca_pem` is a CA is the caller's (the API uses
@@ -29,58 +30,6 @@ pub struct CaRow {
     pub created_at: i64,
     /// Raised by every change; a change names the version it read.
     pub version: i64,
-}
-
-/// One page of a list, in id order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Page<T> {
-    /// The records.
-    pub items: Vec<T>,
-    /// The id to list after for the next page; `None` on the last page.
-    pub next_after: Option<String>,
-}
-
-/// The outcome of a change made against a version.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Change<T> {
-    /// Made; the record as it is now.
-    Done(T),
-    /// No record has this id.
-    NotFound,
-    /// Someone changed it since the version the client read (HTTP 412 / 409).
-    Conflict {
-        /// The version it has now.
-        current_version: i64,
-    },
-    /// Endpoints still trust it (a CA only).
-    InUse {
-        /// Their ids.
-        endpoints: Vec<String>,
-    },
-}
-
-/// Reads a record's version in `transaction` with `select_version` (`SELECT version FROM … WHERE
-/// id = $1`) and checks it against `expected` (any version when `None`): `Ok(version)` to go
-/// on, or the [`Change`] that stops the change.
-pub(crate) async fn check_version<T>(
-    transaction: &mut sqlx::Transaction<'static, sqlx::Any>,
-    select_version: &'static str,
-    id: &str,
-    expected: Option<i64>,
-) -> Result<Result<i64, Change<T>>, sqlx::Error> {
-    let current: Option<i64> = sqlx::query_scalar(select_version)
-        .bind(id)
-        .fetch_optional(&mut **transaction)
-        .await?;
-    Ok(match current {
-        None => Err(Change::NotFound),
-        Some(current) if expected.is_some_and(|expected| expected != current) => {
-            Err(Change::Conflict {
-                current_version: current,
-            })
-        }
-        Some(current) => Ok(current),
-    })
 }
 
 /// The columns of a [`CaRow`], in a macro so that the queries stay literal strings.
@@ -167,15 +116,12 @@ impl Store {
         .fetch_all(&self.pool)
         .await
         .map_err(self.query_error("listing CAs"))?;
-        let mut items = rows
+        let items = rows
             .iter()
             .map(CaRow::from_row)
             .collect::<Result<Vec<_>, _>>()
             .map_err(self.query_error("listing CAs"))?;
-        let more = items.len() > limit as usize;
-        items.truncate(limit as usize);
-        let next_after = more.then(|| items.last().map(|ca| ca.id.clone())).flatten();
-        Ok(Page { items, next_after })
+        Ok(page_of(items, limit, |row| &row.id))
     }
 
     /// Sets the CA's description and metadata if it is still at `expected_version`.

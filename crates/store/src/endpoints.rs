@@ -4,8 +4,8 @@
 use sqlx::Row as _;
 use sqlx::any::AnyRow;
 
-use crate::authorities::{Change, Page, check_version};
 use crate::error::StoreError;
+use crate::records::{Change, Page, check_version, page_of};
 use crate::store::Store;
 
 /// One edge-defined endpoint.
@@ -188,9 +188,8 @@ impl Store {
                 .fetch_all(&mut *transaction)
                 .await
                 .map_err(failed())?;
-        let more = ids.len() > limit as usize;
         let mut items = Vec::new();
-        for id in ids.iter().take(limit as usize) {
+        for id in &ids {
             if let Some(row) = read_endpoint(&mut transaction, id)
                 .await
                 .map_err(failed())?
@@ -198,10 +197,7 @@ impl Store {
                 items.push(row);
             }
         }
-        let next_after = more
-            .then(|| items.last().map(|row| row.id.clone()))
-            .flatten();
-        Ok(Page { items, next_after })
+        Ok(page_of(items, limit, |row| &row.id))
     }
 
     /// Replaces what the endpoint `id` is (all but its id and creation) if it is still at
@@ -277,32 +273,19 @@ impl Store {
         id: &str,
         expected_version: Option<i64>,
     ) -> Result<Change<()>, StoreError> {
-        let failed = || self.query_error(format!("deleting endpoint {id}"));
-        let mut transaction = self.begin_write().await.map_err(failed())?;
-        if let Err(stop) = check_version(
-            &mut transaction,
+        // The CA links explicitly, not only by cascade: SQLite enforces foreign keys only when
+        // asked.
+        self.delete_versioned(
+            "endpoint",
             "SELECT version FROM endpoints WHERE id = $1",
+            &[
+                "DELETE FROM endpoint_cas WHERE endpoint_id = $1",
+                "DELETE FROM endpoints WHERE id = $1",
+            ],
             id,
             expected_version,
         )
         .await
-        .map_err(failed())?
-        {
-            return Ok(stop);
-        }
-        // Explicitly, not only by cascade: SQLite enforces foreign keys only when asked.
-        sqlx::query("DELETE FROM endpoint_cas WHERE endpoint_id = $1")
-            .bind(id)
-            .execute(&mut *transaction)
-            .await
-            .map_err(failed())?;
-        sqlx::query("DELETE FROM endpoints WHERE id = $1")
-            .bind(id)
-            .execute(&mut *transaction)
-            .await
-            .map_err(failed())?;
-        transaction.commit().await.map_err(failed())?;
-        Ok(Change::Done(()))
     }
 }
 

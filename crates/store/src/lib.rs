@@ -11,15 +11,19 @@
 mod authorities;
 mod endpoints;
 mod error;
+mod grants;
+mod records;
 mod reservations;
 mod schema;
 mod sessions;
 mod store;
 mod tokens;
 
-pub use authorities::{CaRow, Change, Page};
+pub use authorities::CaRow;
 pub use endpoints::{EndpointRefusal, EndpointRow};
 pub use error::StoreError;
+pub use grants::GrantRow;
+pub use records::{Change, Page};
 pub use reservations::{AlreadyReserved, ReservationRow};
 pub use schema::SCHEMA_VERSION;
 pub use sessions::SessionRow;

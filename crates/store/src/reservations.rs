@@ -3,8 +3,8 @@
 use sqlx::Row as _;
 use sqlx::any::AnyRow;
 
-use crate::authorities::{Change, Page, check_version};
 use crate::error::StoreError;
+use crate::records::{Change, Page, page_of};
 use crate::store::Store;
 
 /// One reserved hostname.
@@ -135,17 +135,12 @@ impl Store {
         .fetch_all(&self.pool)
         .await
         .map_err(self.query_error("listing reserved domains"))?;
-        let mut items = rows
+        let items = rows
             .iter()
             .map(ReservationRow::from_row)
             .collect::<Result<Vec<_>, _>>()
             .map_err(self.query_error("listing reserved domains"))?;
-        let more = items.len() > limit as usize;
-        items.truncate(limit as usize);
-        let next_after = more
-            .then(|| items.last().map(|row| row.id.clone()))
-            .flatten();
-        Ok(Page { items, next_after })
+        Ok(page_of(items, limit, |row| &row.id))
     }
 
     /// Releases the reservation `id` if, when `expected_version` is given, it is still at that
@@ -155,25 +150,13 @@ impl Store {
         id: &str,
         expected_version: Option<i64>,
     ) -> Result<Change<()>, StoreError> {
-        let failed = || self.query_error(format!("releasing reservation {id}"));
-        let mut transaction = self.begin_write().await.map_err(failed())?;
-        if let Err(stop) = check_version(
-            &mut transaction,
+        self.delete_versioned(
+            "reservation",
             "SELECT version FROM reserved_domains WHERE id = $1",
+            &["DELETE FROM reserved_domains WHERE id = $1"],
             id,
             expected_version,
         )
         .await
-        .map_err(failed())?
-        {
-            return Ok(stop);
-        }
-        sqlx::query("DELETE FROM reserved_domains WHERE id = $1")
-            .bind(id)
-            .execute(&mut *transaction)
-            .await
-            .map_err(failed())?;
-        transaction.commit().await.map_err(failed())?;
-        Ok(Change::Done(()))
     }
 }

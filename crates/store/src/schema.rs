@@ -46,6 +46,11 @@ const MIGRATIONS: &[Migration] = &[
         description: "reserved domains",
         sql: Sql::Portable(include_str!("../migrations/0004_reserved_domains.sql")),
     },
+    Migration {
+        version: 5,
+        description: "agent grants",
+        sql: Sql::Portable(include_str!("../migrations/0005_agent_grants.sql")),
+    },
 ];
 
 /// The newest schema version this binary knows.

@@ -5,7 +5,7 @@
 mod support;
 
 use moat_store::{
-    AlreadyReserved, Backend, CaRow, Change, EndpointRefusal, EndpointRow, RedeemRefusal,
+    AlreadyReserved, Backend, CaRow, Change, EndpointRefusal, EndpointRow, GrantRow, RedeemRefusal,
     ReservationRow, SCHEMA_VERSION, Store, StoreError,
 };
 use support::PgCluster;
@@ -467,6 +467,44 @@ async fn a_hostname_is_reserved_for_one_agent(location: &str) {
         .unwrap();
 }
 
+/// Agent grants: recorded, listed in pages, revoked against the version read.
+async fn grants_are_recorded_and_revoked(location: &str) {
+    let store = Store::open(location).await.unwrap();
+    for (id, agents) in [("ag_1", "ci-*"), ("ag_2", "alice"), ("ag_3", "bob")] {
+        let grant = GrantRow {
+            id: id.to_owned(),
+            agents: agents.to_owned(),
+            hostnames: r#"["*.tunnel.test"]"#.to_owned(),
+            description: String::new(),
+            metadata: String::new(),
+            created_at: 1_000,
+            version: 0,
+        };
+        assert_eq!(store.insert_grant(&grant).await.unwrap().version, 1);
+        assert!(matches!(
+            store.insert_grant(&grant).await,
+            Err(StoreError::Exists { .. })
+        ));
+    }
+    let first = store.grants(None, 2).await.unwrap();
+    assert_eq!(first.next_after.as_deref(), Some("ag_2"));
+    let rest = store.grants(first.next_after.as_deref(), 2).await.unwrap();
+    assert_eq!((rest.items.len(), rest.next_after), (1, None));
+    assert_eq!(
+        store.delete_grant("ag_1", Some(2)).await.unwrap(),
+        Change::Conflict { current_version: 1 }
+    );
+    assert_eq!(
+        store.delete_grant("ag_1", Some(1)).await.unwrap(),
+        Change::Done(())
+    );
+    assert_eq!(
+        store.delete_grant("ag_1", None).await.unwrap(),
+        Change::NotFound
+    );
+    assert_eq!(store.grants(None, 10).await.unwrap().items.len(), 2);
+}
+
 /// A store whose schema a newer moat wrote is refused at open, naming both versions.
 async fn a_newer_schema_is_refused(location: &str) {
     Store::open(location).await.unwrap();
@@ -498,6 +536,7 @@ async fn sqlite_keeps_tokens_and_cas_and_changes_them_once() {
     endpoints_are_whole_and_one_per_hostname(endpoints.to_str().unwrap()).await;
     sessions_live_only_under_a_renewed_lease(path.to_str().unwrap()).await;
     a_hostname_is_reserved_for_one_agent(path.to_str().unwrap()).await;
+    grants_are_recorded_and_revoked(path.to_str().unwrap()).await;
     let newer = dir.path().join("newer.db");
     a_newer_schema_is_refused(newer.to_str().unwrap()).await;
 }
@@ -511,6 +550,7 @@ async fn postgres_keeps_tokens_and_cas_and_changes_them_once_across_edges() {
     endpoints_are_whole_and_one_per_hostname(&endpoints.url()).await;
     sessions_live_only_under_a_renewed_lease(&cluster.url()).await;
     a_hostname_is_reserved_for_one_agent(&cluster.url()).await;
+    grants_are_recorded_and_revoked(&cluster.url()).await;
     let newer = PgCluster::start();
     a_newer_schema_is_refused(&newer.url()).await;
 }
