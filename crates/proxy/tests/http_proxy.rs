@@ -664,6 +664,54 @@ async fn each_upstream_protocol_reaches_the_upstream_in_the_version_it_names() {
 }
 
 #[tokio::test]
+async fn a_body_still_dripping_after_the_response_has_ended_is_cut_off_as_slow() {
+    bounded(async {
+        // The slow-body limit is suspended only while the upstream answers: once a response is
+        // complete, a client dripping the rest of its body is a slow upload again, whichever
+        // protocol the upstream speaks.
+        for protocol in [UpstreamProtocol::Http1, UpstreamProtocol::Http2] {
+            let (_upstream, gateway) = start_proxied_with(false, |config| {
+                config.timeouts.request_body = Duration::from_millis(800);
+                config.timeouts.request_body_min_rate = 0;
+                config.timeouts.idle = Duration::from_secs(20);
+                config.upstream_protocol = protocol;
+            })
+            .await;
+            let mut stream = send_raw(
+                gateway.addr,
+                b"POST /answer-then-read HTTP/1.1\r\nHost: app.example.com\r\n\
+                  Content-Length: 100\r\n\r\nx",
+            )
+            .await;
+            let head = read_head(&mut stream).await;
+            assert!(head.starts_with("HTTP/1.1 200"), "{protocol:?}: {head}");
+            let started = Instant::now();
+            let mut closed_after = None;
+            let mut buf = [0u8; 4096];
+            // A byte every 300 ms for up to 4 s: never 800 ms of silence in a row, more in all.
+            while started.elapsed() < Duration::from_secs(4) {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                let wrote = stream.write_all(b"x").await;
+                let read =
+                    tokio::time::timeout(Duration::from_millis(1), stream.read(&mut buf)).await;
+                if wrote.is_err() || matches!(read, Ok(Ok(0)) | Ok(Err(_))) {
+                    closed_after = Some(started.elapsed());
+                    break;
+                }
+            }
+            let closed_after = closed_after
+                .unwrap_or_else(|| panic!("{protocol:?}: the dripping body was never cut off"));
+            assert!(
+                closed_after >= Duration::from_millis(700)
+                    && closed_after < Duration::from_millis(2500),
+                "{protocol:?}: cut after {closed_after:?}"
+            );
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn identity_claims_in_request_trailers_never_reach_the_upstream() {
     bounded(async {
         let (_upstream, gateway) = start_proxied_with(true, |config| {

@@ -539,6 +539,7 @@ struct TrackedBody {
 
 impl Drop for TrackedBody {
     fn drop(&mut self) {
+        self.request_body.response_finished();
         if let Some(audit) = self.audit.take() {
             audit.finish(self.request_body.body_bytes(), self.bytes_out);
         }
@@ -554,10 +555,15 @@ impl Body for TrackedBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled
-            && let Some(data) = frame.data_ref()
-        {
-            self.bytes_out += u64::try_from(data.len()).unwrap_or(u64::MAX);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    self.bytes_out += u64::try_from(data.len()).unwrap_or(u64::MAX);
+                }
+            }
+            // The response is complete: a request body still coming is an upload again.
+            Poll::Ready(None) => self.request_body.response_finished(),
+            _ => {}
         }
         polled
     }

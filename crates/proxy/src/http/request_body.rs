@@ -3,9 +3,9 @@
 
 use std::future::Future as _;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -107,10 +107,14 @@ pub(super) struct Progress {
     body_bytes: Arc<AtomicU64>,
     /// A [`ClientBodyFailure`] code, 0 while there is none.
     client_failure: Arc<AtomicU8>,
-    /// Set once the upstream's response head has arrived: the slow-body limit then no longer
-    /// applies, since the upstream is answering (a gRPC or WebSocket-like stream in both
-    /// directions, where the client may stay silent by design while the upstream talks).
+    /// True from the upstream's response head to the end of its body: the slow-body limit is
+    /// suspended while the upstream is answering (a gRPC stream in both directions, where the
+    /// client may stay silent by design while the upstream talks). A response that has ended
+    /// (an early `413`, say) no longer covers a client still dripping its body.
     responding: Arc<AtomicBool>,
+    /// The body waiting for the client while the limit was suspended, woken when the response
+    /// ends so that the limit applies again.
+    suspended: Arc<Mutex<Option<Waker>>>,
 }
 
 impl Progress {
@@ -122,6 +126,7 @@ impl Progress {
             body_bytes: Arc::new(AtomicU64::new(0)),
             client_failure: Arc::new(AtomicU8::new(0)),
             responding: Arc::new(AtomicBool::new(false)),
+            suspended: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -137,7 +142,33 @@ impl Progress {
 
     /// Records that the upstream's response head arrived.
     pub(super) fn response_started(&self) {
-        self.responding.store(true, Ordering::Relaxed);
+        self.responding.store(true, Ordering::SeqCst);
+    }
+
+    /// Records that the response to the client has ended (sent or abandoned).
+    pub(super) fn response_finished(&self) {
+        self.responding.store(false, Ordering::SeqCst);
+        let waiting = self
+            .suspended
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(waker) = waiting {
+            waker.wake();
+        }
+    }
+
+    /// Whether the limit is suspended now; if so, `waker` is woken when it applies again.
+    fn suspended_for(&self, waker: &Waker) -> bool {
+        if !self.responding.load(Ordering::SeqCst) {
+            return false;
+        }
+        *self
+            .suspended
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(waker.clone());
+        // The response may have ended between the check and the registration.
+        self.responding.load(Ordering::SeqCst)
     }
 
     fn touch(&self) {
@@ -196,7 +227,7 @@ impl Body for ProgressBody {
         let this = &mut *self;
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
         let Poll::Ready(frame) = polled else {
-            if this.progress.responding.load(Ordering::Relaxed) {
+            if this.progress.suspended_for(cx.waker()) {
                 // The upstream answers; how long the client takes is between the two of them,
                 // bounded by the upstream's own silence (`timeouts.upstream_response`).
                 this.waiting_since = None;

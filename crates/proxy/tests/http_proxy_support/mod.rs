@@ -216,7 +216,8 @@ pub async fn shut_down_once_requested(upstream: &Upstream, gateway: &Gateway) {
 type UpstreamBody = BoxBody<Bytes, hyper::Error>;
 
 /// An HTTP/1.1 and h2c upstream: `/headers` echoes the request headers as `name: value` lines
-/// (and the version and any authority the request arrived with), `/echo`
+/// (and the version and any authority the request arrived with), `/answer-then-read` answers at
+/// once and reads the body afterwards, `/echo`
 /// streams the request body back, `/slow` answers after 1.5 s, `/upgrade` switches to a byte echo.
 pub struct Upstream {
     pub addr: SocketAddr,
@@ -366,6 +367,12 @@ async fn upstream_route(
             response
         }
         "/echo" => Response::new(request.into_body().boxed()),
+        // Answers at once and goes on reading the body after its response has ended.
+        "/answer-then-read" => {
+            let mut body = request.into_body();
+            tokio::spawn(async move { while let Some(Ok(_)) = body.frame().await {} });
+            text(StatusCode::OK, "answered".into())
+        }
         "/stall" => {
             let mut response = Response::new(StallsAfterFirstChunk { sent: false }.boxed());
             response
