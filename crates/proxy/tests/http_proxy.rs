@@ -313,6 +313,11 @@ async fn other_connects_and_a_forged_websocket_accept_are_refused() {
                 extended_connect("/upgrade-forged", "websocket"),
                 StatusCode::BAD_GATEWAY,
             ),
+            (
+                "an upstream that answers 200 without switching",
+                extended_connect("/headers", "websocket"),
+                StatusCode::BAD_GATEWAY,
+            ),
         ] {
             let response = client.send(request).await;
             assert_eq!(response.status(), status, "{case}");

@@ -432,6 +432,15 @@ async fn forward(
     };
 
     let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+    if websocket_over_http2 && !switching && response.status().is_success() {
+        // A 2xx answers an extended CONNECT with a tunnel; the upstream opened none.
+        tracing::warn!(
+            endpoint = %context.info.endpoint,
+            status = response.status().as_u16(),
+            "upstream answered a WebSocket upgrade without switching protocols; refused"
+        );
+        return refusal_response(Refusal::UpstreamUnreachable, page_format);
+    }
     if switching {
         let upstream_switched_to_websocket = response
             .headers()
