@@ -43,37 +43,25 @@ async fn tokens_are_kept_and_redeemed_once(location: &str, backend: Backend) {
         .await;
     assert!(matches!(again, Err(StoreError::Exists { .. })), "{again:?}");
 
-    let refusal = |outcome: Result<_, RedeemRefusal>| outcome.unwrap_err();
-    assert_eq!(
-        refusal(
-            store
-                .redeem_join_token("tok-a", "wrong", "alice", now)
-                .await
-                .unwrap()
+    for (id, secret, refusal) in [
+        (
+            "tok-a",
+            "wrong",
+            RedeemRefusal::WrongSecret { id: "tok-a".into() },
         ),
-        RedeemRefusal::WrongSecret { id: "tok-a".into() }
-    );
-    assert_eq!(
-        refusal(
-            store
-                .redeem_join_token("nope", "aaaa", "alice", now)
-                .await
-                .unwrap()
+        ("nope", "aaaa", RedeemRefusal::Unknown { id: "nope".into() }),
+        (
+            "tok-old",
+            "bbbb",
+            RedeemRefusal::Expired {
+                id: "tok-old".into(),
+                expires_at: now - 1,
+            },
         ),
-        RedeemRefusal::Unknown { id: "nope".into() }
-    );
-    assert_eq!(
-        refusal(
-            store
-                .redeem_join_token("tok-old", "bbbb", "alice", now)
-                .await
-                .unwrap()
-        ),
-        RedeemRefusal::Expired {
-            id: "tok-old".into(),
-            expires_at: now - 1
-        }
-    );
+    ] {
+        let outcome = store.redeem_join_token(id, secret, "alice", now).await;
+        assert_eq!(outcome.unwrap(), Err(refusal), "{id}");
+    }
 
     // Two edges (two stores, each with its own connections) get the token at the same moment,
     // four times each: exactly one redemption succeeds.
