@@ -63,7 +63,12 @@ fn header(endpoint: &str, terminated_at_edge: bool) -> StreamHeader {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_that_contradict_the_registration_never_reach_an_upstream() {
     let scratch = tempfile::tempdir().unwrap();
-    let state = Arc::new(EdgeState::open(&scratch.path().join("edge"), None).unwrap());
+    let edge_dir = scratch.path().join("edge");
+    std::fs::create_dir_all(&edge_dir).unwrap();
+    let store = moat_store::Store::open(&edge_dir.join("store.db").display().to_string())
+        .await
+        .unwrap();
+    let state = Arc::new(EdgeState::open(&edge_dir, None, store).await.unwrap());
     let listener_tls = AgentListenerTls::open(&state, &[]).unwrap();
     let agent_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let edge_address = agent_listener.local_addr().unwrap().to_string();
@@ -78,7 +83,9 @@ async fn streams_that_contradict_the_registration_never_reach_an_upstream() {
             Duration::from_secs(600),
             now,
         )
-        .unwrap();
+        .await
+        .unwrap()
+        .0;
 
     // The edge's side: one join, then one session whose registrations are all accepted.
     let acceptor = listener_tls.acceptor();

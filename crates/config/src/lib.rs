@@ -77,6 +77,7 @@
 //! key = "tunnel.key"
 //! agent_cas = "agents.pem"          # agents' own CAs instead of the edge's agent CA
 //! heartbeat_tolerance = "15s"       # silence before an agent's endpoints are withdrawn
+//! store = "postgres://moat:PASSWORD@db.internal/moat" # several edges; default: SQLite in $MOAT_HOME/edge
 //!
 //! [[edge.grants]]                   # agents (certificate CN glob) may publish hostnames
 //! agents = "ci-*"

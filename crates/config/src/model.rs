@@ -42,6 +42,8 @@ pub struct EdgeConfig {
     pub grants: Vec<EdgeGrant>,
     /// How long an agent may stay silent before its endpoints are withdrawn.
     pub heartbeat_tolerance: Duration,
+    /// The control-plane store: a `postgres://` URL or a SQLite file; `None`: the default file.
+    pub store: Option<String>,
 }
 
 /// One grant of an edge: agents whose certificate CN matches `agents` may publish hostnames

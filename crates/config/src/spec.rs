@@ -123,6 +123,9 @@ pub struct EdgeSpec {
     pub agent_cas: Option<PathBuf>,
     /// Silence allowed before an agent's endpoints are withdrawn; default `15s`.
     pub heartbeat_tolerance: Option<String>,
+    /// The control-plane store: a `postgres://` URL (several edges) or a SQLite file
+    /// (relative to the file); default `$MOAT_HOME/edge/store.db`.
+    pub store: Option<String>,
     /// `[[edge.grants]]`: which agents may publish which hostnames.
     #[serde(default)]
     pub grants: Vec<GrantSpec>,

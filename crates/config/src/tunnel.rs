@@ -153,6 +153,13 @@ pub(crate) fn validate_edge(
         agent_cas,
         grants,
         heartbeat_tolerance: heartbeat_tolerance?,
+        store: spec.store.map(|store| {
+            if store.starts_with("postgres://") || store.starts_with("postgresql://") {
+                store
+            } else {
+                resolve(PathBuf::from(store)).display().to_string()
+            }
+        }),
     })
 }
 

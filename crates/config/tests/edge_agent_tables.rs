@@ -45,6 +45,7 @@ crt = "tunnel.crt"
 key = "tunnel.key"
 agent_cas = "agents.pem"
 heartbeat_tolerance = "30s"
+store = "moat-store.db"
 
 [[edge.grants]]
 agents = "ci-*"
@@ -81,6 +82,7 @@ fn both_tables_are_read_into_the_model() {
                 },
             ],
             heartbeat_tolerance: Duration::from_secs(30),
+            store: Some(dir.path().join("moat-store.db").display().to_string()),
         })
     );
     assert_eq!(
@@ -119,6 +121,7 @@ fn defaults_of_the_edge_and_a_file_with_only_an_edge() {
             agent_cas: None,
             grants: Vec::new(),
             heartbeat_tolerance: Duration::from_secs(15),
+            store: None,
         })
     );
     // Without an [edge] a file still needs endpoints; endpoints are not published by default.

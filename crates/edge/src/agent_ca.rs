@@ -9,7 +9,7 @@ use moat_pki::{
     IssuedCertificate, KeyType, PkiError, Profile, SubjectName,
 };
 
-use crate::state_file::{StateError, StateFile};
+use crate::state_lock::{StateError, StateLock};
 
 /// The agent CA's directory inside the edge's state directory.
 pub const AGENT_CA_DIR: &str = "agent-ca";
@@ -149,7 +149,7 @@ impl AgentCa {
     /// keeps two processes starting at once from making two CAs.
     pub fn open_or_init(dir: &Path) -> Result<AgentCa, AgentCaError> {
         let parent = dir.parent().unwrap_or(Path::new("."));
-        let _lock = StateFile::new(parent, AGENT_CA_DIR).lock()?;
+        let _lock = StateLock::new(parent, AGENT_CA_DIR).lock()?;
         let authority = if dir.join(moat_pki::ca::CA_CERT_FILE).exists() {
             CertificateAuthority::open(dir, None)?
         } else {

@@ -1,15 +1,16 @@
-//! Which agent may publish which hostnames: grants from the operator and the ones joining bound to an agent.
+//! Which agent may publish which hostnames: grants from the operator's flags or file, and those the store holds (the API's and the ones joins recorded).
 
 use std::fmt;
-use std::path::Path;
 
 use moat_config::{domain_serves, valid_domain};
 use moat_policy::{Selector, SelectorValue};
 use moat_trust::ClientIdentity;
 use serde::{Deserialize, Serialize};
 
+use moat_store::GrantRow;
+
 use crate::agent_ca::AgentName;
-use crate::state_file::{StateError, StateFile};
+use crate::tokens::grant_of_json;
 
 /// A hostname an agent may publish: an exact name (`app.example.com`) or every name one label
 /// under a domain (`*.a.example.com`). Kept lower-case without a trailing dot, so that it
@@ -192,7 +193,7 @@ impl Grants {
         Grants { grants }
     }
 
-    /// The grants followed by `more` (the bound grants of [`GrantStore::load`]).
+    /// The grants followed by `more` (those the store holds).
     pub fn with(mut self, more: impl IntoIterator<Item = Grant>) -> Grants {
         self.grants.extend(more);
         self
@@ -232,119 +233,14 @@ impl Grants {
     }
 }
 
-/// One agent's bound grant as `grants.json` stores it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BoundGrant {
-    /// The agent's name, its certificate's CN.
-    pub agent: String,
-    /// What it may publish.
-    pub hostnames: Vec<HostnameGlob>,
-    /// The token it joined with.
-    pub token: String,
-    /// When it joined (Unix seconds).
-    pub joined_at: u64,
-}
-
-/// `grants.json` as stored.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-struct GrantFile {
-    version: u32,
-    agents: Vec<BoundGrant>,
-}
-
-/// Why binding a grant to a joining agent failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum BindError {
-    /// Another agent already joined under this name; a second one would share its identity and grant.
-    #[error(
-        "agent name {agent:?} is taken by an agent that joined with token {token}; ask for another name in the CSR's common name, or leave it empty to have the edge assign one"
-    )]
-    NameTaken {
-        /// The name asked for.
-        agent: String,
-        /// The token the holder joined with.
-        token: String,
-    },
-    /// `grants.json` could not be read or written.
-    #[error(transparent)]
-    State(#[from] StateError),
-}
-
-/// The grants joined agents hold, in `grants.json` in the edge's state directory (0600, written
-/// atomically under `grants.lock`), so the edge checks them on every later connection.
-#[derive(Debug, Clone)]
-pub struct GrantStore {
-    file: StateFile,
-}
-
-impl GrantStore {
-    /// The store in `state_dir`.
-    pub fn new(state_dir: &Path) -> GrantStore {
-        GrantStore {
-            file: StateFile::new(state_dir, "grants"),
-        }
-    }
-
-    /// The file it keeps.
-    pub fn path(&self) -> &Path {
-        self.file.path()
-    }
-
-    /// Every bound grant, as stored.
-    pub fn bound(&self) -> Result<Vec<BoundGrant>, StateError> {
-        Ok(self.file.read::<GrantFile>()?.agents)
-    }
-
-    /// Every bound grant as a [`Grant`] for the agent whose CN is its name.
-    pub fn load(&self) -> Result<Vec<Grant>, StateError> {
-        Ok(self
-            .bound()?
-            .into_iter()
-            .filter_map(|bound| {
-                let name = AgentName::parse(&bound.agent).ok()?;
-                Some(Grant {
-                    agents: AgentSelector::agent(&name),
-                    hostnames: bound.hostnames,
-                })
-            })
-            .collect())
-    }
-
-    /// Binds `hostnames` to the agent `name` after `issue` (which signs its certificate)
-    /// succeeds, under the lock: a name already bound is refused before anything is signed, and
-    /// nothing is recorded when `issue` fails.
-    pub fn bind_with<T, E>(
-        &self,
-        name: &AgentName,
-        hostnames: &[HostnameGlob],
-        token: &str,
-        now: u64,
-        issue: impl FnOnce() -> Result<T, E>,
-    ) -> Result<T, E>
-    where
-        E: From<BindError> + From<StateError>,
-    {
-        self.file.update(|file: &mut GrantFile| {
-            file.version = 1;
-            if let Some(holder) = file
-                .agents
-                .iter()
-                .find(|bound| bound.agent == name.as_str())
-            {
-                return Err(E::from(BindError::NameTaken {
-                    agent: name.to_string(),
-                    token: holder.token.clone(),
-                }));
-            }
-            let issued = issue()?;
-            file.agents.push(BoundGrant {
-                agent: name.to_string(),
-                hostnames: hostnames.to_vec(),
-                token: token.to_owned(),
-                joined_at: now,
-            });
-            Ok(issued)
-        })
+impl Grant {
+    /// The grant a store row holds (`agents`: a glob over the agent certificate's CN;
+    /// `hostnames`: a JSON array of hostname globs), checked as the edge's own grants are.
+    pub fn from_row(row: &GrantRow) -> Result<Grant, String> {
+        let agents = AgentSelector::parse("common_name", &row.agents)
+            .map_err(|refused| format!("grant {}: {refused}", row.id))?;
+        let hostnames = grant_of_json(&row.hostnames)
+            .map_err(|problem| format!("grant {}: {problem}", row.id))?;
+        Ok(Grant { agents, hostnames })
     }
 }

@@ -10,14 +10,12 @@
 //! agent-ca.lock    taken while the CA is opened or made
 //! agent-listener/  the agent listener's certificate (listener.crt: leaf + agent CA; listener.key 0600)
 //! agent-listener.lock  taken while that certificate is checked or issued
-//! tokens.json      join tokens: id, SHA-256 of the secret, expiry, grant, used_at (0600)
-//! tokens.lock      taken for every change of tokens.json
-//! grants.json      grants bound to joined agents: agent CN -> hostname globs (0600)
-//! grants.lock      taken for every change of grants.json
+//! store.db         the store (SQLite) unless the edge is given a PostgreSQL one: join tokens,
+//!                  grants, joined agents (moat-store)
 //! ```
 //!
-//! Joining ([`EdgeState::join`]) takes `tokens.lock`, then `grants.lock`, then the CA's
-//! `ledger.lock` (always in this order, so no two processes wait on each other).
+//! Joining ([`EdgeState::join`]) is one write transaction of the store, inside which the CA's
+//! `ledger.lock` is taken to sign.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -26,17 +24,17 @@ pub mod agent_ca;
 pub mod grants;
 pub mod join;
 pub mod link;
-pub mod state_file;
+pub mod state_lock;
 pub mod token;
 pub mod tokens;
 
 pub use agent_ca::{AgentCa, AgentCaError, AgentName, AgentNameError, AgentTrust};
-pub use grants::{AgentSelector, BindError, Grant, GrantRefusal, GrantStore, Grants, HostnameGlob};
+pub use grants::{AgentSelector, Grant, GrantRefusal, Grants, HostnameGlob};
 pub use join::{EdgeState, JoinError, JoinedAgent};
 pub use link::{
     AgentCredentials, AgentInfo, AgentListenerTls, Arrival, JOIN_ALPN, JoinAnswer, JoinRequest,
     LinkError, accept, dial, join, serve_join,
 };
-pub use state_file::StateError;
-pub use token::{JoinToken, TokenError, TokenExpired, TokenId, TokenSecret};
-pub use tokens::{RedeemError, RedeemedToken, TokenRecord, TokenStore};
+pub use state_lock::StateError;
+pub use token::{JoinToken, TokenError, TokenExpired, TokenId, TokenSecret, record_id};
+pub use tokens::{RedeemError, create_token, grant_json, grant_of_json};

@@ -317,6 +317,12 @@ pub fn check_edge_address(address: &str) -> Result<(), &'static str> {
     }
 }
 
+/// A new id for a record the edge makes in the store: `prefix` (e.g. `ag` for a grant), `_`,
+/// 16 random hex digits.
+pub fn record_id(prefix: &str) -> Result<String, TokenError> {
+    Ok(format!("{prefix}_{}", hex::encode(random::<8>()?)))
+}
+
 fn random<const N: usize>() -> Result<[u8; N], TokenError> {
     let mut bytes = [0u8; N];
     aws_lc_rs::rand::fill(&mut bytes).map_err(|_| TokenError::Random)?;

@@ -1,44 +1,18 @@
-//! The edge's record of the join tokens it made (`tokens.json`): only a hash of each secret, redeemed at most once.
+//! Join tokens in the edge's store: made with only a hash of each secret kept, redeemed at most
+//! once (the redemption itself is part of the join's transaction, `join.rs`).
 
-use std::path::Path;
 use std::time::Duration;
 
 use moat_pki::Fingerprint;
-use serde::{Deserialize, Serialize};
+use moat_store::{JoinTokenRow, RedeemRefusal, Store, StoreError};
 
 use crate::grants::HostnameGlob;
-use crate::state_file::{StateError, StateFile};
 use crate::token::{JoinToken, TokenError, TokenExpired, TokenId, TokenSecret, check_edge_address};
 
 /// How long a token works unless `--ttl` says otherwise.
 pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 /// The fix every refusal of a redemption ends with.
 const NEW_TOKEN: &str = "make a new join token on the edge and join with it";
-
-/// One token as `tokens.json` stores it: never the secret itself.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TokenRecord {
-    /// The token's id.
-    pub id: String,
-    /// SHA-256 of its secret, lower-case hex.
-    pub secret_sha256: String,
-    /// When it was made (Unix seconds).
-    pub created_at: u64,
-    /// When it stops working (Unix seconds).
-    pub expires_at: u64,
-    /// What the agent that redeems it may publish.
-    pub grant: Vec<HostnameGlob>,
-    /// When it was redeemed (Unix seconds); a token is redeemed at most once.
-    #[serde(default)]
-    pub used_at: Option<u64>,
-}
-
-/// `tokens.json` as stored.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-struct TokenFile {
-    version: u32,
-    tokens: Vec<TokenRecord>,
-}
 
 /// What a new token carries besides its id, secret and expiry.
 #[derive(Debug, Clone)]
@@ -63,16 +37,16 @@ pub enum CreateError {
     /// Making its id or secret failed.
     #[error(transparent)]
     Token(#[from] TokenError),
-    /// `tokens.json` could not be read or written.
+    /// The store could not record it.
     #[error(transparent)]
-    State(#[from] StateError),
+    Store(#[from] StoreError),
 }
 
 /// Why a token was not redeemed: each refusal is its own variant, and says what to do.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RedeemError {
-    /// No token with this id was made by this edge (or its state directory was replaced).
+    /// No token with this id was made for this edge's store.
     #[error("join token {id} is unknown to this edge; {NEW_TOKEN}")]
     UnknownToken {
         /// The id presented.
@@ -99,140 +73,94 @@ pub enum RedeemError {
         /// When it was redeemed.
         used_at: u64,
     },
-    /// `tokens.json` could not be read or written.
-    #[error(transparent)]
-    State(#[from] StateError),
+    /// The grant the store holds for the token does not read as hostname globs.
+    #[error("join token {id}: its recorded grant is unreadable ({problem}); {NEW_TOKEN}")]
+    Grant {
+        /// The token's id.
+        id: String,
+        /// What is wrong.
+        problem: String,
+    },
 }
 
-/// A token that was just redeemed: what the edge recorded for it.
-#[derive(Debug, Clone)]
-pub struct RedeemedToken {
-    /// Its id.
-    pub id: TokenId,
-    /// What the agent may publish (the edge's record, not the token's copy).
-    pub grant: Vec<HostnameGlob>,
-}
-
-/// The join tokens of one edge, in `tokens.json` in its state directory (0600, replaced
-/// atomically under `tokens.lock`, so parallel `moat edge token` runs and a redeeming edge never
-/// lose each other's changes).
-#[derive(Debug, Clone)]
-pub struct TokenStore {
-    file: StateFile,
-}
-
-impl TokenStore {
-    /// The store in `state_dir`.
-    pub fn new(state_dir: &Path) -> TokenStore {
-        TokenStore {
-            file: StateFile::new(state_dir, "tokens"),
+impl RedeemError {
+    /// The store's refusal, said with the fix, at `now` (Unix seconds).
+    pub fn from_refusal(refusal: RedeemRefusal, now: u64) -> RedeemError {
+        match refusal {
+            RedeemRefusal::Unknown { id } => RedeemError::UnknownToken { id },
+            RedeemRefusal::WrongSecret { id } => RedeemError::WrongSecret { id },
+            RedeemRefusal::Used { id, used_at } => RedeemError::AlreadyUsed {
+                id,
+                used_at: unsigned(used_at),
+            },
+            RedeemRefusal::Expired { id, expires_at } => RedeemError::Expired(TokenExpired {
+                id,
+                expired_at: unsigned(expires_at),
+                now,
+            }),
         }
     }
+}
 
-    /// The file it keeps.
-    pub fn path(&self) -> &Path {
-        self.file.path()
+/// Makes a token, records its hash in `store` and returns it (the only time its secret exists
+/// in full) with the row recorded.
+pub async fn create_token(
+    store: &Store,
+    request: &NewToken,
+    now: u64,
+) -> Result<(JoinToken, JoinTokenRow), CreateError> {
+    check_edge_address(&request.edge_address).map_err(|problem| {
+        CreateError::Invalid(format!(
+            "the edge's agent address {:?} {problem}",
+            request.edge_address
+        ))
+    })?;
+    if request.ttl.is_zero() {
+        return Err(CreateError::Invalid(
+            "a token needs a lifetime of at least 1s".to_owned(),
+        ));
     }
+    let token = JoinToken {
+        edge: request.edge_address.clone(),
+        ca_fingerprint: request.ca_fingerprint,
+        id: TokenId::generate()?,
+        secret: TokenSecret::generate()?,
+        expires_at: now.saturating_add(request.ttl.as_secs().max(1)),
+        grant: request.grant.clone(),
+    };
+    let row = JoinTokenRow {
+        id: token.id.to_string(),
+        secret_sha256: token.secret.sha256_hex(),
+        created_at: signed(now),
+        expires_at: signed(token.expires_at),
+        grant_json: grant_json(&token.grant),
+        used_at: None,
+        used_by: None,
+    };
+    store.insert_join_token(&row).await?;
+    Ok((token, row))
+}
 
-    /// Every token made, as stored.
-    pub fn records(&self) -> Result<Vec<TokenRecord>, StateError> {
-        Ok(self.file.read::<TokenFile>()?.tokens)
-    }
+/// A grant's hostname globs as the store keeps them: a JSON array of strings.
+pub fn grant_json(grant: &[HostnameGlob]) -> String {
+    let globs: Vec<&str> = grant.iter().map(HostnameGlob::as_str).collect();
+    serde_json::to_string(&globs).unwrap_or_else(|_| "[]".to_owned())
+}
 
-    /// Makes a token, records its hash and returns it (the only time its secret exists in full).
-    pub fn create(&self, request: &NewToken, now: u64) -> Result<JoinToken, CreateError> {
-        check_edge_address(&request.edge_address).map_err(|problem| {
-            CreateError::Invalid(format!(
-                "the edge's agent address {:?} {problem}",
-                request.edge_address
-            ))
-        })?;
-        if request.ttl.is_zero() {
-            return Err(CreateError::Invalid(
-                "a token needs a lifetime; give --ttl of at least 1s".to_owned(),
-            ));
-        }
-        let token = JoinToken {
-            edge: request.edge_address.clone(),
-            ca_fingerprint: request.ca_fingerprint,
-            id: TokenId::generate()?,
-            secret: TokenSecret::generate()?,
-            expires_at: now.saturating_add(request.ttl.as_secs().max(1)),
-            grant: request.grant.clone(),
-        };
-        let record = TokenRecord {
-            id: token.id.to_string(),
-            secret_sha256: token.secret.sha256_hex(),
-            created_at: now,
-            expires_at: token.expires_at,
-            grant: token.grant.clone(),
-            used_at: None,
-        };
-        self.file.update(|file: &mut TokenFile| {
-            file.version = 1;
-            file.tokens.push(record);
-            Ok::<_, CreateError>(())
-        })?;
-        Ok(token)
-    }
+/// The hostname globs of a grant the store keeps (a JSON array of strings), each checked again.
+pub fn grant_of_json(text: &str) -> Result<Vec<HostnameGlob>, String> {
+    let globs: Vec<String> = serde_json::from_str(text)
+        .map_err(|error| format!("not a JSON array of strings: {error}"))?;
+    globs
+        .iter()
+        .map(|glob| HostnameGlob::parse(glob).map_err(|error| error.to_string()))
+        .collect()
+}
 
-    /// Redeems the token `id` with `secret` at `now`: succeeds once.
-    pub fn redeem(
-        &self,
-        id: &TokenId,
-        secret: &TokenSecret,
-        now: u64,
-    ) -> Result<RedeemedToken, RedeemError> {
-        self.redeem_with(id, secret, now, |redeemed| {
-            Ok::<_, RedeemError>(redeemed.clone())
-        })
-    }
+fn signed(seconds: u64) -> i64 {
+    i64::try_from(seconds).unwrap_or(i64::MAX)
+}
 
-    /// Checks the token, runs `then` (which signs and records the agent) and marks the token
-    /// used only when `then` succeeds, all under the lock: a second redemption waits and then
-    /// finds it used, and a failed join leaves the token unused.
-    pub fn redeem_with<T, E>(
-        &self,
-        id: &TokenId,
-        secret: &TokenSecret,
-        now: u64,
-        then: impl FnOnce(&RedeemedToken) -> Result<T, E>,
-    ) -> Result<T, E>
-    where
-        E: From<RedeemError> + From<StateError>,
-    {
-        self.file.update(|file: &mut TokenFile| {
-            let refuse = |error: RedeemError| Err(E::from(error));
-            let Some(record) = file
-                .tokens
-                .iter_mut()
-                .find(|record| record.id == id.as_str())
-            else {
-                return refuse(RedeemError::UnknownToken { id: id.to_string() });
-            };
-            if !secret.matches(&record.secret_sha256) {
-                return refuse(RedeemError::WrongSecret { id: id.to_string() });
-            }
-            if let Some(used_at) = record.used_at {
-                return refuse(RedeemError::AlreadyUsed {
-                    id: id.to_string(),
-                    used_at,
-                });
-            }
-            if record.expires_at <= now {
-                return refuse(RedeemError::Expired(TokenExpired {
-                    id: id.to_string(),
-                    expired_at: record.expires_at,
-                    now,
-                }));
-            }
-            let redeemed = RedeemedToken {
-                id: id.clone(),
-                grant: record.grant.clone(),
-            };
-            let outcome = then(&redeemed)?;
-            record.used_at = Some(now);
-            Ok(outcome)
-        })
-    }
+fn unsigned(seconds: i64) -> u64 {
+    u64::try_from(seconds).unwrap_or(0)
 }

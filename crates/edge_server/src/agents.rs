@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::time::Duration;
 
 use moat_edge::Arrival;
@@ -13,7 +13,7 @@ use moat_tunnel::{
     AgentMessage, ControlError, EdgeSession, SessionError, SessionSettings, StreamOpener,
 };
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
@@ -106,6 +106,13 @@ async fn run_session<S>(
         }
     };
     let (opener, mut control) = session.into_parts();
+    let session = match moat_edge::record_id("ts") {
+        Ok(session) => session,
+        Err(error) => {
+            tracing::error!(agent = %name, %error, "cannot name the agent's session");
+            return;
+        }
+    };
     let link = Arc::new(AgentLink {
         id: registry.next_link_id(),
         name,
@@ -113,14 +120,23 @@ async fn run_session<S>(
         address: peer,
         opener: opener.clone(),
         open_streams: AtomicUsize::new(0),
+        session,
+        recorded: AtomicBool::new(false),
+        ended: Notify::new(),
     });
-    tracing::info!(agent = %link.name, address = %peer, "agent connected");
+    registry.open_session(&link).await;
+    tracing::info!(agent = %link.name, address = %peer, session = %link.session, "agent connected");
     let telemetry = registry.telemetry().clone();
     telemetry.agent_connected(&link.name, peer, &link.identity.serial_hex);
     let (ending, reason) = loop {
         tokio::select! {
             message = control.recv() => match message {
                 Ok(Some(AgentMessage::Register { endpoints })) => {
+                    // A grant or definition made a moment ago on another edge counts.
+                    if let Ok(true) = registry.control().refresh().await {
+                        let registry = Arc::clone(&registry);
+                        let _ = tokio::task::spawn_blocking(move || registry.reconcile()).await;
+                    }
                     let answers = {
                         let registry = Arc::clone(&registry);
                         let link = Arc::clone(&link);
@@ -146,8 +162,13 @@ async fn run_session<S>(
                 Err(error) => break control_failed(&opener, error).await,
             },
             ended = opener.closed() => break session_ended(ended),
+            () = link.ended.notified() => break (
+                AgentDisconnect::Operator,
+                "an operator ended the session".to_owned(),
+            ),
         }
     };
+    registry.close_session(&link).await;
     tracing::info!(agent = %link.name, address = %peer, reason = %reason, "agent disconnected");
     telemetry.agent_disconnected(&link.name, peer, ending, &reason);
     let registry_for_cleanup = Arc::clone(&registry);
@@ -185,6 +206,6 @@ async fn control_failed(opener: &StreamOpener, error: ControlError) -> (AgentDis
 
 /// Resolves once `stopping` turns true (or its sender is gone); the guard `wait_for` returns is
 /// not `Send`, so it is dropped here rather than held across the caller's `select!`.
-async fn stopped(stopping: &mut watch::Receiver<bool>) {
+pub(crate) async fn stopped(stopping: &mut watch::Receiver<bool>) {
     let _ = stopping.wait_for(|stop| *stop).await;
 }

@@ -6,12 +6,14 @@ use std::sync::Arc;
 
 use moat_edge::{AgentListenerTls, EdgeState};
 use moat_gateway::{Gateway, GatewayOptions};
+use moat_store::Store;
 use moat_telemetry::Telemetry;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::agents::serve_agents;
+use crate::control::{ControlPlane, follow_store};
 use crate::error::EdgeError;
 use crate::registry::Registry;
 use crate::routes::EdgeRoutes;
@@ -29,10 +31,19 @@ impl Edge {
     /// Opens the edge's state (making the agent CA on first start unless agents' CAs are
     /// given), binds the public listener with the edge's own endpoint and the agent listener.
     pub async fn bind(settings: EdgeSettings, telemetry: Telemetry) -> Result<Edge, EdgeError> {
-        let state = Arc::new(EdgeState::open(
-            &settings.state_dir(),
-            settings.agent_cas.as_deref(),
-        )?);
+        let state_dir = settings.state_dir();
+        std::fs::create_dir_all(&state_dir).map_err(|source| {
+            EdgeError::Configuration(format!(
+                "{}: cannot make the edge's state directory: {source}",
+                state_dir.display()
+            ))
+        })?;
+        let store = Store::open(&settings.store_location()).await?;
+        let state = Arc::new(
+            EdgeState::open(&state_dir, settings.agent_cas.as_deref(), store.clone()).await?,
+        );
+        let control = Arc::new(ControlPlane::new(store, &state_dir));
+        control.refresh().await?;
         crate::uploads::clear_stale(&settings.state_dir());
         let listener_tls = AgentListenerTls::open(&state, &settings.agent_names)?;
         let agent_listener = TcpListener::bind(settings.agent_listen)
@@ -47,6 +58,7 @@ impl Edge {
         let registry = Arc::new(Registry::new(
             settings,
             state,
+            control,
             public_addr,
             telemetry.clone(),
         ));
@@ -89,6 +101,17 @@ impl Edge {
         self.registry.state()
     }
 
+    /// Tells this edge and every other edge on the store that the store changed (an API
+    /// write): this edge reads it at once, the others when PostgreSQL's notification reaches
+    /// them (or at their next periodic read).
+    pub async fn store_changed(&self) {
+        let control = self.registry.control();
+        control.kick();
+        if let Err(error) = control.store().notify_changed().await {
+            tracing::warn!(%error, "cannot notify the other edges; they read the change within 5 s");
+        }
+    }
+
     /// Serves clients and agents until `shutdown` resolves; open client connections drain (as
     /// the gateway's do) with their agents still connected, then the agents are let go.
     pub async fn serve(
@@ -100,11 +123,13 @@ impl Edge {
             self.agent_listener,
             self.acceptor,
             Arc::clone(&self.registry),
-            stopping,
+            stopping.clone(),
         ));
+        let control = tokio::spawn(follow_store(Arc::clone(&self.registry), stopping));
         let served = self.gateway.serve(shutdown).await;
         let _ = stop.send(true);
         let _ = agents.await;
+        let _ = control.await;
         Ok(served?)
     }
 }

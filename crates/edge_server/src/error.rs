@@ -9,6 +9,9 @@ pub enum EdgeError {
     /// The edge's state (agent CA, tokens, grants) could not be opened.
     #[error(transparent)]
     State(#[from] moat_edge::JoinError),
+    /// The store could not be opened or read.
+    #[error(transparent)]
+    Store(#[from] moat_store::StoreError),
     /// The agent listener's TLS could not be set up.
     #[error(transparent)]
     Link(#[from] moat_edge::LinkError),

@@ -15,6 +15,7 @@
 #![warn(missing_docs)]
 
 mod agents;
+mod control;
 mod edge;
 mod error;
 mod registry;

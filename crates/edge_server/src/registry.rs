@@ -3,19 +3,20 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use moat_config::{
     ClientAuthMode, Config, CrlExpiredPolicy, EndpointConfig, EndpointKind, ProxyProtocolVersion,
     TelemetryConfig, TerminateAt, Timeouts, TlsVersion, Upstream, UpstreamProtocol, UpstreamScheme,
 };
-use moat_edge::EdgeState;
+use moat_edge::{EdgeState, Grants};
 use moat_gateway::Reloader;
 use moat_telemetry::{EndpointRemoval, Telemetry};
 use moat_trust::ClientIdentity;
 use moat_tunnel::{EdgeMessage, EndpointSpec, StreamOpener};
 
+use crate::control::{ControlPlane, ControlView, DefinedEndpoint};
 use crate::settings::EdgeSettings;
 use crate::uploads::{self, Uploaded};
 
@@ -42,6 +43,12 @@ pub(crate) struct AgentLink {
     pub opener: StreamOpener,
     /// Its streams open now: a pool sends new clients to the member with the fewest.
     pub open_streams: AtomicUsize,
+    /// Its session's id in the store (`ts_…`).
+    pub session: String,
+    /// Whether the store holds its session (recording it failed while the store was down).
+    pub recorded: AtomicBool,
+    /// Notified when an operator ended the session: the agent is disconnected.
+    pub ended: tokio::sync::Notify,
 }
 
 /// One agent's claim on a hostname, with what it uploaded.
@@ -72,6 +79,11 @@ struct Published {
 pub(crate) struct Registry {
     settings: EdgeSettings,
     state: Arc<EdgeState>,
+    control: Arc<ControlPlane>,
+    /// How the store's session records name this edge.
+    edge_name: String,
+    /// Every connected agent, by link id: their sessions' leases are renewed together.
+    links: Mutex<BTreeMap<u64, Arc<AgentLink>>>,
     /// The public gateway's listen address, resolved (never port 0).
     public_addr: SocketAddr,
     published: Mutex<Published>,
@@ -85,12 +97,17 @@ impl Registry {
     pub(crate) fn new(
         settings: EdgeSettings,
         state: Arc<EdgeState>,
+        control: Arc<ControlPlane>,
         public_addr: SocketAddr,
         telemetry: Telemetry,
     ) -> Registry {
+        let edge_name = settings.edge_name(public_addr);
         Registry {
             settings,
             state,
+            control,
+            edge_name,
+            links: Mutex::new(BTreeMap::new()),
             public_addr,
             published: Mutex::new(Published::default()),
             reloader: OnceLock::new(),
@@ -112,6 +129,11 @@ impl Registry {
     /// The edge's trust state (tokens, agent CA, grants).
     pub(crate) fn state(&self) -> &Arc<EdgeState> {
         &self.state
+    }
+
+    /// The control plane: the store and this edge's view of it.
+    pub(crate) fn control(&self) -> &Arc<ControlPlane> {
+        &self.control
     }
 
     /// The public address, as clients reach it.
@@ -151,16 +173,25 @@ impl Registry {
         specs: Vec<EndpointSpec>,
     ) -> Vec<EdgeMessage> {
         let mut published = self.lock();
+        let view = self.control.view();
+        self.revoke_disallowed(&mut published, &view);
         let mut answers = Vec::new();
         for mut spec in specs {
             let asked = spec.hostname.clone();
             let (kind, terminate_at, pool) = (spec.kind, spec.terminate_at, spec.pool);
             let outcome = self
-                .admit(&published, link, &mut spec)
+                .admit(&published, &view, link, &mut spec)
                 .and_then(|hostname| self.add(&mut published, link, spec, hostname));
             match outcome {
                 Ok(hostname) => match self.apply(&published) {
                     Ok(()) => {
+                        let (kind, terminate_at, pool) = published
+                            .hostnames
+                            .get(&hostname)
+                            .and_then(|publication| publication.members.last())
+                            .map_or((kind, terminate_at, pool), |member| {
+                                (member.spec.kind, member.spec.terminate_at, member.spec.pool)
+                            });
                         tracing::info!(
                             hostname = %hostname,
                             agent = %link.name,
@@ -245,6 +276,7 @@ impl Registry {
     fn admit(
         &self,
         published: &Published,
+        view: &ControlView,
         link: &AgentLink,
         spec: &mut EndpointSpec,
     ) -> Result<String, String> {
@@ -258,13 +290,10 @@ impl Registry {
                 "{hostname:?} is not a hostname an endpoint can be published on; give a DNS name such as app.example.com"
             ));
         }
-        let grants = self
-            .state
-            .grants(self.settings.grants.clone())
-            .map_err(|error| error.to_string())?;
-        grants
-            .permit(&link.identity, &hostname)
-            .map_err(|refusal| refusal.to_string())?;
+        if let Some(defined) = view.endpoints.get(&hostname) {
+            spec.pool = defined.pool;
+        }
+        self.may_publish(view, link, &hostname, spec)?;
         if let Some(held) = published.hostnames.get(&hostname) {
             if held.members.iter().any(|member| member.link.id == link.id) {
                 return Err(format!(
@@ -301,6 +330,155 @@ impl Registry {
         }
         spec.hostname = hostname.clone();
         Ok(hostname)
+    }
+
+    /// Whether the control plane lets `link` publish `hostname` as `spec` asks: a grant covers
+    /// it, it is not reserved for another agent, and an edge-defined endpoint of that name is
+    /// of the same kind and terminates TLS at the same place (and loads).
+    fn may_publish(
+        &self,
+        view: &ControlView,
+        link: &AgentLink,
+        hostname: &str,
+        spec: &EndpointSpec,
+    ) -> Result<(), String> {
+        Grants::new(self.settings.grants.clone())
+            .with(view.grants.iter().cloned())
+            .permit(&link.identity, hostname)
+            .map_err(|refusal| refusal.to_string())?;
+        if let Some(owner) = view.reservations.get(hostname)
+            && *owner != link.name
+        {
+            return Err(format!(
+                "{hostname} is reserved for agent {owner}; publish another hostname, or ask the \
+                 edge's operator to release the reservation"
+            ));
+        }
+        if let Some(defined) = view.endpoints.get(hostname) {
+            if let Err(problem) = &defined.rules {
+                return Err(format!(
+                    "{hostname} is defined on the edge (endpoint {}) but its definition does \
+                     not load ({problem}); the edge's operator must fix it",
+                    defined.id
+                ));
+            }
+            let (kind, terminate_at) = spec_kind(spec);
+            if defined.kind != kind || defined.terminate_at != terminate_at {
+                return Err(format!(
+                    "{hostname} is defined on the edge (endpoint {}) as a {} endpoint \
+                     terminating TLS at the {}; publish it that way",
+                    defined.id,
+                    crate::control::kind_text(defined.kind),
+                    crate::control::place_text(defined.terminate_at)
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes every publication the control plane no longer allows (a grant removed, a
+    /// reservation or an edge definition added).
+    fn revoke_disallowed(&self, published: &mut Published, view: &ControlView) {
+        let mut revoked = Vec::new();
+        for (hostname, publication) in &published.hostnames {
+            for member in &publication.members {
+                if let Err(reason) = self.may_publish(view, &member.link, hostname, &member.spec) {
+                    revoked.push((hostname.clone(), Arc::clone(&member.link), reason));
+                }
+            }
+        }
+        for (hostname, link, reason) in revoked {
+            remove_member(published, &hostname, link.id);
+            tracing::warn!(hostname = %hostname, agent = %link.name, reason = %reason, "endpoint removed: the control plane no longer allows it");
+            self.telemetry
+                .endpoint_removed(&hostname, &link.name, EndpointRemoval::Revoked);
+        }
+    }
+
+    /// Applies the control plane's view after it changed: publications it no longer allows
+    /// are removed, and the gateway loads the rest with the store's CAs and rules (the
+    /// gateway's reload: load, then swap, open connections kept).
+    pub(crate) fn reconcile(&self) {
+        let mut published = self.lock();
+        let view = self.control.view();
+        self.revoke_disallowed(&mut published, &view);
+        if let Err(error) = self.apply(&published) {
+            tracing::error!(%error, "cannot apply the control plane's change");
+        }
+    }
+
+    /// Records `link`'s session in the store, under a lease this edge renews.
+    pub(crate) async fn open_session(&self, link: &Arc<AgentLink>) {
+        self.links
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(link.id, Arc::clone(link));
+        self.record_session(link).await;
+    }
+
+    async fn record_session(&self, link: &AgentLink) {
+        match self
+            .control
+            .store()
+            .open_session(
+                &link.session,
+                &link.name,
+                &self.edge_name,
+                unix_now(),
+                SESSION_LEASE,
+            )
+            .await
+        {
+            Ok(()) => link.recorded.store(true, Ordering::Relaxed),
+            Err(error) => {
+                tracing::warn!(agent = %link.name, %error, "cannot record the agent's session; trying again at the next renewal");
+            }
+        }
+    }
+
+    /// Forgets `link`'s session: its agent left.
+    pub(crate) async fn close_session(&self, link: &AgentLink) {
+        self.links
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(&link.id);
+        if let Err(error) = self.control.store().end_session(&link.session).await {
+            tracing::warn!(agent = %link.name, %error, "cannot remove the agent's session from the store; its lease lapses instead");
+        }
+    }
+
+    /// Renews the lease of every session this edge holds; a session the store no longer has
+    /// was ended by an operator, and its agent is disconnected. Lapsed sessions of any edge
+    /// (one that crashed) are swept.
+    pub(crate) async fn renew_sessions(&self) {
+        let links: Vec<Arc<AgentLink>> = self
+            .links
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        let store = self.control.store();
+        let now = unix_now();
+        for link in links {
+            if !link.recorded.load(Ordering::Relaxed) {
+                self.record_session(&link).await;
+                continue;
+            }
+            match store
+                .renew_session(&link.session, &self.edge_name, now, SESSION_LEASE)
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => link.ended.notify_one(),
+                Err(error) => {
+                    tracing::warn!(agent = %link.name, %error, "cannot renew the agent's session lease");
+                }
+            }
+        }
+        if let Err(error) = store.sweep_sessions(now).await {
+            tracing::warn!(%error, "cannot sweep lapsed sessions");
+        }
     }
 
     /// A free name for `link` under the edge's domain: the agent's name, then with `-2`, `-3`...
@@ -383,9 +561,43 @@ impl Registry {
     }
 
     fn gateway_config(&self, published: &Published) -> Result<Config, String> {
+        let view = self.control.view();
         let mut endpoints = vec![self.edge_endpoint()];
         for (hostname, publication) in &published.hostnames {
-            endpoints.push(self.published_endpoint(hostname, &publication.members[0])?);
+            let defined = view.endpoints.get(hostname);
+            if defined.is_some_and(|defined| defined.rules.is_err()) {
+                // Fails closed: never served without the operator's definition.
+                continue;
+            }
+            endpoints.push(self.published_endpoint(hostname, &publication.members[0], defined)?);
+        }
+        // Defined on the edge and published by nobody: under the edge's domain (whose
+        // certificate serves them) they answer "endpoint offline" after their own handshake.
+        for (hostname, defined) in &view.endpoints {
+            if published.hostnames.contains_key(hostname)
+                || defined.rules.is_err()
+                || !self.under_domain(hostname)
+            {
+                continue;
+            }
+            let kind = defined.kind;
+            endpoints.push(EndpointConfig {
+                name: hostname.clone(),
+                domain: hostname.clone(),
+                kind,
+                crt: self.settings.crt.clone(),
+                key: self.settings.key.clone(),
+                mutual_tls_cas: defined.ca_files.clone(),
+                upstream: Upstream {
+                    scheme: match kind {
+                        EndpointKind::Http => UpstreamScheme::Http,
+                        EndpointKind::Tls => UpstreamScheme::Tcp,
+                    },
+                    host: OFFLINE_HOST.to_owned(),
+                    port: 1,
+                },
+                ..self.endpoint_base()
+            });
         }
         for hostname in &published.withdrawn_tls {
             endpoints.push(EndpointConfig {
@@ -477,21 +689,17 @@ impl Registry {
     }
 
     /// The endpoint the gateway serves for a published hostname, from its first member's spec.
+    /// An edge definition (`defined`) wins: its CAs replace the agent's (and the agent's CRLs,
+    /// which are of the agent's CAs) and its rules replace the agent's, each when it has any.
     fn published_endpoint(
         &self,
         hostname: &str,
         member: &Member,
+        defined: Option<&DefinedEndpoint>,
     ) -> Result<EndpointConfig, String> {
         let spec = &member.spec;
         let uploaded = &member.uploaded;
-        let kind = match spec.kind {
-            moat_tunnel::EndpointKind::Http => EndpointKind::Http,
-            moat_tunnel::EndpointKind::Tls => EndpointKind::Tls,
-        };
-        let terminate_at = match spec.terminate_at {
-            moat_tunnel::TerminateAt::Edge => TerminateAt::Edge,
-            moat_tunnel::TerminateAt::Agent => TerminateAt::Agent,
-        };
+        let (kind, terminate_at) = spec_kind(spec);
         let upstream = match &spec.upstream {
             Some(text) => moat_config::parse_upstream(text, kind)
                 .map_err(|problem| format!("upstream {text:?}: {problem}"))?,
@@ -511,13 +719,27 @@ impl Registry {
             }
             _ => (None, None),
         };
-        let rules = match &uploaded.rules {
+        let mut rules = match &uploaded.rules {
             Some(text) if terminate_at == TerminateAt::Edge => {
                 moat_config::load_policy_str(text, &format!("rules of {hostname}"), kind)
                     .map_err(|error| error.to_string())?
             }
             _ => Vec::new(),
         };
+        let mut mutual_tls_cas: Vec<_> = uploaded.mutual_tls_cas.iter().cloned().collect();
+        let mut crls: Vec<_> = uploaded.crls.iter().cloned().collect();
+        if let Some(defined) = defined {
+            let defined_rules = defined.rules.as_ref().map_err(|problem| {
+                format!("the edge's definition of {hostname} does not load: {problem}")
+            })?;
+            if !defined.ca_files.is_empty() {
+                mutual_tls_cas = defined.ca_files.clone();
+                crls.clear();
+            }
+            if !defined_rules.is_empty() {
+                rules = defined_rules.clone();
+            }
+        }
         Ok(EndpointConfig {
             name: hostname.to_owned(),
             kind,
@@ -526,8 +748,8 @@ impl Registry {
             upstream_ca: uploaded.upstream_ca.clone(),
             crt,
             key,
-            mutual_tls_cas: uploaded.mutual_tls_cas.iter().cloned().collect(),
-            crls: uploaded.crls.iter().cloned().collect(),
+            mutual_tls_cas,
+            crls,
             terminate_at,
             rules,
             upstream_proxy_protocol: match spec.upstream_proxy_protocol {
@@ -576,6 +798,33 @@ impl Registry {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// How long a session record lives without renewal: an edge that crashed loses its sessions
+/// from the store after this (they are renewed every few seconds while the edge runs).
+const SESSION_LEASE: i64 = 30;
+
+/// Unix seconds now.
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX)
+        })
+}
+
+/// The kind and TLS placement `spec` asks for, in the configuration's terms.
+fn spec_kind(spec: &EndpointSpec) -> (EndpointKind, TerminateAt) {
+    (
+        match spec.kind {
+            moat_tunnel::EndpointKind::Http => EndpointKind::Http,
+            moat_tunnel::EndpointKind::Tls => EndpointKind::Tls,
+        },
+        match spec.terminate_at {
+            moat_tunnel::TerminateAt::Edge => TerminateAt::Edge,
+            moat_tunnel::TerminateAt::Agent => TerminateAt::Agent,
+        },
+    )
 }
 
 /// Removes `link`'s claim on `hostname` and its upload; true when it held one.

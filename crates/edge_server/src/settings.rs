@@ -32,11 +32,33 @@ pub struct EdgeSettings {
     pub heartbeat_tolerance: Duration,
     /// moat's data directory; the edge's state lives in `edge/` under it.
     pub moat_home: PathBuf,
+    /// The store: a `postgres://` URL (several edges share it) or a SQLite file; `None`:
+    /// `store.db` in the state directory.
+    pub store: Option<String>,
 }
 
 impl EdgeSettings {
     /// The edge's state directory: agent CA, tokens, grants, uploaded material.
     pub fn state_dir(&self) -> PathBuf {
         self.moat_home.join("edge")
+    }
+
+    /// Where the store is: the setting, else `store.db` in the state directory.
+    pub fn store_location(&self) -> String {
+        match &self.store {
+            Some(location) => location.clone(),
+            None => self.state_dir().join("store.db").display().to_string(),
+        }
+    }
+
+    /// How this edge names itself in the store's session records: the machine's name and the
+    /// public port (two edges on one machine differ by port).
+    pub(crate) fn edge_name(&self, public_addr: SocketAddr) -> String {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|name| name.trim().to_owned())
+            .ok()
+            .filter(|name| !name.is_empty())
+            .unwrap_or_else(|| "edge".to_owned());
+        format!("{host}:{}", public_addr.port())
     }
 }

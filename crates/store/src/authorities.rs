@@ -41,7 +41,7 @@ macro_rules! ca_columns {
 }
 
 impl CaRow {
-    fn from_row(row: &AnyRow) -> Result<CaRow, sqlx::Error> {
+    pub(crate) fn from_row(row: &AnyRow) -> Result<CaRow, sqlx::Error> {
         Ok(CaRow {
             id: row.try_get("id")?,
             ca_pem: row.try_get("ca_pem")?,

@@ -62,7 +62,7 @@ macro_rules! endpoint_columns {
 }
 
 impl EndpointRow {
-    fn from_row(row: &AnyRow, ca_ids: Vec<String>) -> Result<EndpointRow, sqlx::Error> {
+    pub(crate) fn from_row(row: &AnyRow, ca_ids: Vec<String>) -> Result<EndpointRow, sqlx::Error> {
         Ok(EndpointRow {
             id: row.try_get("id")?,
             hostname: row.try_get("hostname")?,

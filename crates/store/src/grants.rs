@@ -33,7 +33,7 @@ macro_rules! grant_columns {
 }
 
 impl GrantRow {
-    fn from_row(row: &AnyRow) -> Result<GrantRow, sqlx::Error> {
+    pub(crate) fn from_row(row: &AnyRow) -> Result<GrantRow, sqlx::Error> {
         Ok(GrantRow {
             id: row.try_get("id")?,
             agents: row.try_get("agents")?,

@@ -9,23 +9,29 @@
 #![forbid(unsafe_code)]
 
 mod authorities;
+mod changes;
 mod endpoints;
 mod error;
 mod grants;
+mod joins;
 mod records;
 mod reservations;
 mod schema;
 mod sessions;
+mod state;
 mod store;
 mod tokens;
 
 pub use authorities::CaRow;
+pub use changes::ChangeFeed;
 pub use endpoints::{EndpointRefusal, EndpointRow};
 pub use error::StoreError;
 pub use grants::GrantRow;
+pub use joins::{AgentJoin, JoinRefusal, JoinedAgentRow};
 pub use records::{Change, Page};
 pub use reservations::{AlreadyReserved, ReservationRow};
 pub use schema::SCHEMA_VERSION;
 pub use sessions::SessionRow;
+pub use state::ControlState;
 pub use store::{Backend, Store};
 pub use tokens::{JoinTokenRow, RedeemRefusal};

@@ -45,7 +45,7 @@ macro_rules! reservation_columns {
 }
 
 impl ReservationRow {
-    fn from_row(row: &AnyRow) -> Result<ReservationRow, sqlx::Error> {
+    pub(crate) fn from_row(row: &AnyRow) -> Result<ReservationRow, sqlx::Error> {
         Ok(ReservationRow {
             id: row.try_get("id")?,
             hostname: row.try_get("hostname")?,

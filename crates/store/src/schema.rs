@@ -51,6 +51,11 @@ const MIGRATIONS: &[Migration] = &[
         description: "agent grants",
         sql: Sql::Portable(include_str!("../migrations/0005_agent_grants.sql")),
     },
+    Migration {
+        version: 6,
+        description: "joined agents and edge facts",
+        sql: Sql::Portable(include_str!("../migrations/0006_joined_agents.sql")),
+    },
 ];
 
 /// The newest schema version this binary knows.

@@ -30,7 +30,7 @@ macro_rules! session_columns {
 }
 
 impl SessionRow {
-    fn from_row(row: &AnyRow) -> Result<SessionRow, sqlx::Error> {
+    pub(crate) fn from_row(row: &AnyRow) -> Result<SessionRow, sqlx::Error> {
         Ok(SessionRow {
             id: row.try_get("id")?,
             agent: row.try_get("agent")?,

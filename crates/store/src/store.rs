@@ -24,6 +24,24 @@ pub struct Store {
     pub(crate) backend: Backend,
     /// For messages: the file, or the URL without its password.
     pub(crate) location: String,
+    /// PostgreSQL's URL, password included, for the notification listener's own connection.
+    pub(crate) connect_url: Option<ConnectUrl>,
+}
+
+/// A database URL that may hold a password: never printed.
+#[derive(Clone)]
+pub(crate) struct ConnectUrl(String);
+
+impl ConnectUrl {
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for ConnectUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&without_password(&self.0))
+    }
 }
 
 /// How long a statement waits for a connection from the pool before failing.
@@ -49,6 +67,12 @@ impl Store {
                     location.to_owned(),
                 )
             };
+        if backend == Backend::Sqlite {
+            create_private(location).map_err(|source| StoreError::Open {
+                location: shown.clone(),
+                source: sqlx::Error::Io(source),
+            })?;
+        }
         let mut options = PoolOptions::<Any>::new().acquire_timeout(ACQUIRE_TIMEOUT);
         if backend == Backend::Sqlite {
             // WAL lets readers go on while one writer commits; a writer waits up to 5 s for
@@ -76,6 +100,7 @@ impl Store {
             pool,
             backend,
             location: shown,
+            connect_url: (backend == Backend::Postgres).then(|| ConnectUrl(location.to_owned())),
         };
         crate::schema::migrate(&store).await?;
         Ok(store)
@@ -98,6 +123,11 @@ impl Store {
         self.pool.begin().await
     }
 
+    /// The SQLite file, or the PostgreSQL URL without its password: for messages.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
     /// Which database this store is on.
     pub fn backend(&self) -> Backend {
         self.backend
@@ -114,6 +144,23 @@ impl Store {
             what,
             source,
         }
+    }
+}
+
+/// Creates the SQLite file `path` readable by its owner only (0600) if it does not exist:
+/// SQLite would make it with the process's umask, and the store holds grants and token hashes.
+/// Its `-wal` and `-shm` files take the database file's mode.
+fn create_private(path: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(error) => Err(error),
     }
 }
 

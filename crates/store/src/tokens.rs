@@ -66,7 +66,7 @@ macro_rules! token_columns {
 }
 
 impl JoinTokenRow {
-    fn from_row(row: &AnyRow) -> Result<JoinTokenRow, sqlx::Error> {
+    pub(crate) fn from_row(row: &AnyRow) -> Result<JoinTokenRow, sqlx::Error> {
         Ok(JoinTokenRow {
             id: row.try_get("id")?,
             secret_sha256: row.try_get("secret_sha256")?,
@@ -135,11 +135,20 @@ impl Store {
                 .map(Ok)
                 .map_err(self.query_error(what()));
         }
-        // Refused: read the token to say why.
+        Ok(Err(self.redemption_refusal(id, secret_sha256).await?))
+    }
+
+    /// Why token `id` could not be redeemed with `secret_sha256`: read after the refusing
+    /// statement, to say why.
+    pub(crate) async fn redemption_refusal(
+        &self,
+        id: &str,
+        secret_sha256: &str,
+    ) -> Result<RedeemRefusal, StoreError> {
         let Some(token) = self.join_token(id).await? else {
-            return Ok(Err(RedeemRefusal::Unknown { id: id.to_owned() }));
+            return Ok(RedeemRefusal::Unknown { id: id.to_owned() });
         };
-        let refusal = if token.secret_sha256 != secret_sha256 {
+        Ok(if token.secret_sha256 != secret_sha256 {
             RedeemRefusal::WrongSecret { id: id.to_owned() }
         } else if let Some(used_at) = token.used_at {
             RedeemRefusal::Used {
@@ -151,8 +160,7 @@ impl Store {
                 id: id.to_owned(),
                 expires_at: token.expires_at,
             }
-        };
-        Ok(Err(refusal))
+        })
     }
 
     /// The token `id`, if it exists.

@@ -102,15 +102,18 @@ pub enum AgentDisconnect {
     HeartbeatTimeout,
     /// The session failed otherwise (a transport or protocol error).
     Error,
+    /// An operator ended it (`DELETE /tunnel_sessions/{id}`, `moat edge disconnect`).
+    Operator,
 }
 
 impl AgentDisconnect {
-    /// The stable snake_case name: `closed`, `heartbeat_timeout` or `error`.
+    /// The stable snake_case name: `closed`, `heartbeat_timeout`, `error` or `operator`.
     pub fn as_str(&self) -> &'static str {
         match self {
             AgentDisconnect::Closed => "closed",
             AgentDisconnect::HeartbeatTimeout => "heartbeat_timeout",
             AgentDisconnect::Error => "error",
+            AgentDisconnect::Operator => "operator",
         }
     }
 }
@@ -133,15 +136,20 @@ pub enum EndpointRemoval {
     /// The gateway could not load it (a bad certificate, CA or rule): the registration was
     /// rolled back before the endpoint was ever served.
     RefusedOnLoad,
+    /// The control plane stopped allowing it: its grant was removed, the hostname was reserved
+    /// for another agent or defined by the edge as another kind of endpoint.
+    Revoked,
 }
 
 impl EndpointRemoval {
-    /// The stable snake_case name: `withdrawn`, `agent_disconnected` or `refused_on_load`.
+    /// The stable snake_case name: `withdrawn`, `agent_disconnected`, `refused_on_load` or
+    /// `revoked`.
     pub fn as_str(&self) -> &'static str {
         match self {
             EndpointRemoval::Withdrawn => "withdrawn",
             EndpointRemoval::AgentDisconnected => "agent_disconnected",
             EndpointRemoval::RefusedOnLoad => "refused_on_load",
+            EndpointRemoval::Revoked => "revoked",
         }
     }
 }

@@ -40,6 +40,7 @@ impl TunnelDemo {
             grants: Vec::new(),
             heartbeat_tolerance: Duration::from_secs(15),
             moat_home: dir.join("edge-home"),
+            store: None,
         };
         let edge = Edge::bind(settings, moat_telemetry::Telemetry::default())
             .await
@@ -50,9 +51,10 @@ impl TunnelDemo {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |elapsed| elapsed.as_secs());
-        let token = edge
+        let (token, _) = edge
             .state()
             .new_token(&agent_address, vec![grant], Duration::from_secs(600), now)
+            .await
             .context("cannot make the demo's join token")?;
         let (stop_edge, edge_stopped) = oneshot::channel::<()>();
         let edge_task = tokio::spawn(async move {

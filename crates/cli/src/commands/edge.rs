@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use moat_config::{Config, EdgeConfig, TelemetryConfig};
 use moat_edge::{AgentSelector, EdgeState, Grant, HostnameGlob};
 use moat_edge_server::{Edge, EdgeSettings};
+use moat_store::Store;
 
 use super::serve::{
     LogArgs, init_logging, moat_home, open_telemetry, runtime_for, serve_metrics, shutdown_signal,
@@ -79,7 +80,54 @@ pub struct EdgeRunArgs {
     #[arg(long, value_name = "DURATION", default_value = moat_config::DEFAULT_HEARTBEAT_TOLERANCE)]
     pub heartbeat_tolerance: String,
     #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
     pub log: LogArgs,
+}
+
+/// Where the edge's control-plane store is (shared by `moat edge` and its subcommands).
+#[derive(Debug, Clone, clap::Args)]
+pub struct StoreArgs {
+    /// The control-plane store: a SQLite file, or a postgres:// URL that several edges share
+    /// (default: $MOAT_HOME/edge/store.db; with --config, the file's edge.store). A URL with a
+    /// password goes in the MOAT_STORE environment variable, never on the command line.
+    #[arg(long = "store", value_name = "FILE|URL", env = "MOAT_STORE")]
+    pub location: Option<String>,
+}
+
+impl StoreArgs {
+    /// The store's location, refusing a password given on the command line (where every user
+    /// of the machine can read it in the process list).
+    fn location(&self) -> anyhow::Result<Option<String>> {
+        let Some(location) = &self.location else {
+            return Ok(None);
+        };
+        let from_environment = std::env::var("MOAT_STORE").is_ok_and(|value| value == *location);
+        if !from_environment && url_has_password(location) {
+            anyhow::bail!(
+                "--store: the URL holds a password, which the process list shows to every user; \
+                 put the URL in the MOAT_STORE environment variable (or edge.store in moat.toml) instead"
+            );
+        }
+        Ok(Some(location.clone()))
+    }
+}
+
+/// Whether `location` is a database URL with a password (`user:password@`, `password=`).
+fn url_has_password(location: &str) -> bool {
+    let Some((_, rest)) = location.split_once("://") else {
+        return false;
+    };
+    let (authority, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let credentials = authority
+        .split_once('@')
+        .map(|(credentials, _)| credentials);
+    credentials.is_some_and(|credentials| credentials.contains(':'))
+        || query.split('&').any(|pair| {
+            pair.split('=')
+                .next()
+                .is_some_and(|key| key.eq_ignore_ascii_case("password"))
+        })
 }
 
 /// Flags of `moat edge token`.
@@ -94,6 +142,8 @@ pub struct TokenArgs {
     /// The address agents dial (the agent listener); default: where the edge last started.
     #[arg(long, value_name = "HOST:PORT")]
     pub edge_address: Option<String>,
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 /// The file where a running edge records the address join tokens carry.
@@ -156,11 +206,16 @@ fn settings_from_flags(args: &EdgeRunArgs) -> anyhow::Result<EdgeSettings> {
         grants,
         heartbeat_tolerance,
         moat_home: moat_home()?,
+        store: args.store.location()?,
     })
 }
 
 /// The edge's settings from the `[edge]` table of an already validated file.
-fn settings_from_file(edge: &EdgeConfig, file: &Path) -> anyhow::Result<EdgeSettings> {
+fn settings_from_file(
+    edge: &EdgeConfig,
+    file: &Path,
+    store: &StoreArgs,
+) -> anyhow::Result<EdgeSettings> {
     let grants = edge
         .grants
         .iter()
@@ -181,6 +236,7 @@ fn settings_from_file(edge: &EdgeConfig, file: &Path) -> anyhow::Result<EdgeSett
         grants,
         heartbeat_tolerance: edge.heartbeat_tolerance,
         moat_home: moat_home()?,
+        store: store.location()?.or_else(|| edge.store.clone()),
     })
 }
 
@@ -198,7 +254,10 @@ fn run_edge(args: EdgeRunArgs) -> anyhow::Result<()> {
                     file.display()
                 )
             })?;
-            (settings_from_file(edge, file)?, config.telemetry)
+            (
+                settings_from_file(edge, file, &args.store)?,
+                config.telemetry,
+            )
         }
         None => (settings_from_flags(&args)?, TelemetryConfig::default()),
     };
@@ -255,13 +314,28 @@ fn print_token(args: TokenArgs) -> anyhow::Result<()> {
         .context("--grant")?;
     let ttl: Duration = moat_config::parse_duration(&args.ttl)
         .map_err(|problem| anyhow::anyhow!("--ttl: {problem}"))?;
-    let state = EdgeState::open(&state_dir, None).context("cannot open the edge's state")?;
+    let store_location = args
+        .store
+        .location()?
+        .unwrap_or_else(|| state_dir.join("store.db").display().to_string());
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_secs());
-    let token = state
-        .new_token(&edge_address, grant, ttl, now)
-        .context("cannot make a join token")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let token = runtime.block_on(async {
+        let store = Store::open(&store_location).await?;
+        let state = EdgeState::open(&state_dir, None, store)
+            .await
+            .context("cannot open the edge's state")?;
+        let (token, _) = state
+            .new_token(&edge_address, grant, ttl, now)
+            .await
+            .context("cannot make a join token")?;
+        anyhow::Ok(token)
+    })?;
     println!("{}", token.to_text());
     Ok(())
 }

@@ -38,7 +38,7 @@ pub enum LinkError {
     AgentCas(#[from] TrustError),
     /// The edge's state files could not be locked.
     #[error(transparent)]
-    State(#[from] crate::state_file::StateError),
+    State(#[from] crate::state_lock::StateError),
     /// rustls refused the certificates or settings it was given.
     #[error("cannot set up TLS for {what}: {reason}")]
     TlsSetup {

@@ -20,8 +20,8 @@ use crate::token::JoinToken;
 
 /// How long a join waits to connect and finish the TLS handshake.
 pub const JOIN_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a join waits for the edge's answer: the edge may wait up to
-/// [`crate::state_file::LOCK_WAIT`] (30 s) for its state lock, then signs in milliseconds.
+/// How long a join waits for the edge's answer: the edge's store may wait up to 10 s for a
+/// connection and SQLite's writer lock up to 5 s, then the edge signs in milliseconds.
 pub const JOIN_ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Joins the edge a token names: checks the token (an expired one fails here, before any

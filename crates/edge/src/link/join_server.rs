@@ -14,7 +14,7 @@ use crate::join::{EdgeState, JoinedAgent};
 pub const JOIN_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves one join on a connection that negotiated `moat-join/1`: reads the request, runs
-/// [`EdgeState::join`] off the async threads (it locks and writes files), answers `Joined` or
+/// [`EdgeState::join`] (one transaction of the store), answers `Joined` or
 /// `Refused` (the refusal is the [`crate::JoinError`]'s text, which names the fix) and closes.
 /// Returns the joined agent, or [`LinkError::JoinRefused`] with the same reason for the edge's log.
 /// When the answer cannot be written after a successful join, the token is spent and the error
@@ -48,14 +48,9 @@ where
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_secs());
-    let outcome = tokio::task::spawn_blocking(move || {
-        state.join(&request.token, request.csr_pem.as_bytes(), now)
-    })
-    .await
-    .map_err(|error| LinkError::JoinAborted {
-        peer: peer.to_owned(),
-        reason: error.to_string(),
-    })?;
+    let outcome = state
+        .join(&request.token, request.csr_pem.as_bytes(), now)
+        .await;
     let answer = match &outcome {
         Ok(joined) => JoinAnswer::Joined {
             certificate_pem: joined.certificate_pem.clone(),

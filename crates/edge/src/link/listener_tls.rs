@@ -17,7 +17,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use super::{JOIN_ALPN, LinkError, provider};
 use crate::agent_ca::{AGENT_CA_DIR, AgentCa, AgentTrust};
 use crate::join::EdgeState;
-use crate::state_file::StateFile;
+use crate::state_lock::StateLock;
 
 /// The listener certificate's directory inside the edge's state directory.
 pub const AGENT_LISTENER_DIR: &str = "agent-listener";
@@ -63,7 +63,7 @@ impl AgentListenerTls {
         let dir = state.dir().join(AGENT_LISTENER_DIR);
         let (chain, key) = {
             // Two edges starting at once on one state directory issue one certificate.
-            let _lock = StateFile::new(state.dir(), AGENT_LISTENER_DIR).lock()?;
+            let _lock = StateLock::new(state.dir(), AGENT_LISTENER_DIR).lock()?;
             match current_certificate(&dir, ca, &wanted) {
                 Some(found) => found,
                 None => issue(&dir, ca, &wanted)?,

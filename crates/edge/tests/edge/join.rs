@@ -3,12 +3,12 @@
 use std::path::Path;
 use std::process::Command;
 
-use moat_edge::{AgentCaError, EdgeState, JoinError, JoinedAgent, RedeemError};
+use moat_edge::{AgentCaError, EdgeState, JoinError, RedeemError};
 use rcgen::SanType;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject as _;
 
-use crate::support::{NOW, assert_private, csr, edge, identity, token};
+use crate::support::{NOW, assert_private, csr, edge, identity, join_as, token};
 
 /// Runs openssl with `args` in `dir`: (succeeded, stdout and stderr).
 fn openssl(dir: &Path, args: &[&str]) -> (bool, String) {
@@ -55,15 +55,15 @@ fn openssl_show(dir: &Path, certificate_pem: &str) -> String {
     openssl(dir, &args).1
 }
 
-#[test]
-fn a_joined_agent_gets_a_client_certificate_the_ledger_lists_and_its_grant() {
+#[tokio::test]
+async fn a_joined_agent_gets_a_client_certificate_the_ledger_lists_and_its_grant() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let scratch = tempfile::tempdir().expect("temporary directory");
-    let edge = edge(dir.path());
+    let edge = edge(dir.path()).await;
     let key = dir.path().join("agent-ca/ca.key");
     assert_private(&key);
 
-    let made = token(&edge);
+    let made = token(&edge).await;
     // The CSR asks for more than a name; the edge gives it only the name.
     let asked = csr(
         "laptop",
@@ -74,6 +74,7 @@ fn a_joined_agent_gets_a_client_certificate_the_ledger_lists_and_its_grant() {
     );
     let joined = edge
         .join(&made.to_text(), asked.as_bytes(), NOW)
+        .await
         .expect("joins");
     assert_eq!(joined.agent_name.as_str(), "laptop");
     assert_eq!(joined.grant, made.grant);
@@ -107,7 +108,15 @@ fn a_joined_agent_gets_a_client_certificate_the_ledger_lists_and_its_grant() {
     );
 
     // The bound grant is what the edge checks on later connections.
-    let grants = edge.grants(Vec::new()).expect("grants");
+    let grants = moat_edge::Grants::new(Vec::new()).with(
+        edge.store()
+            .control_state()
+            .await
+            .expect("the store")
+            .grants
+            .iter()
+            .map(|row| moat_edge::Grant::from_row(row).expect("a grant")),
+    );
     let laptop = identity("laptop", &[]);
     grants
         .permit(&laptop, "app.a.example.com")
@@ -116,31 +125,41 @@ fn a_joined_agent_gets_a_client_certificate_the_ledger_lists_and_its_grant() {
         .permit(&laptop, "b.example.com")
         .expect_err("not granted");
     assert_eq!(refusal.allowed, vec!["*.a.example.com".to_owned()]);
-    let stored = std::fs::read_to_string(edge.grant_store().path()).expect("grants.json");
-    assert_private(edge.grant_store().path());
-    assert!(
-        stored.contains("\"laptop\"") && stored.contains(made.id.as_str()),
-        "{stored}"
-    );
+    let joined_row = edge
+        .store()
+        .joined_agent("laptop")
+        .await
+        .expect("the store")
+        .expect("the join is recorded");
+    assert_eq!(joined_row.token_id, made.id.as_str());
+    assert_eq!(joined_row.serial, joined.serial);
+    assert_private(&dir.path().join("store.db"));
 
     // The token is spent.
-    let error = join_as(&edge, &made.to_text(), "laptop-2", NOW).expect_err("second join");
+    let error = join_as(&edge, &made.to_text(), "laptop-2", NOW)
+        .await
+        .expect_err("second join");
     assert!(
         matches!(error, JoinError::Redeem(RedeemError::AlreadyUsed { .. })),
         "{error:?}"
     );
 }
 
-#[test]
-fn the_lifetime_is_ninety_days_unless_configured() {
+#[tokio::test]
+async fn the_lifetime_is_ninety_days_unless_configured() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
         .as_secs();
-    let edge = edge(dir.path());
+    let edge = edge(dir.path()).await;
     let joined = edge
-        .join(&token_at(&edge, now), csr("", vec![], None).as_bytes(), now)
+        .join(
+            &token_at(&edge, now).await,
+            csr("", vec![], None).as_bytes(),
+            now,
+        )
+        .await
         .expect("joins");
     assert!(
         joined.agent_name.as_str().starts_with("agent-"),
@@ -150,38 +169,32 @@ fn the_lifetime_is_ninety_days_unless_configured() {
     let days = days_left(&joined.certificate_pem);
     assert!((89..=90).contains(&days), "{days} days");
 
-    let edge = EdgeState::open(dir.path(), None)
+    let edge = EdgeState::open(dir.path(), None, crate::support::store(dir.path()).await)
+        .await
         .expect("reopens")
         .with_agent_lifetime(std::time::Duration::from_secs(7 * 86_400));
     let joined = edge
         .join(
-            &token_at(&edge, now),
+            &token_at(&edge, now).await,
             csr("short", vec![], None).as_bytes(),
             now,
         )
+        .await
         .expect("joins");
     let days = days_left(&joined.certificate_pem);
     assert!((6..=7).contains(&days), "{days} days");
 }
 
-/// Joins with `token_text` and a fresh key's CSR asking for `name` (none when empty).
-fn join_as(
-    edge: &EdgeState,
-    token_text: &str,
-    name: &str,
-    now: u64,
-) -> Result<JoinedAgent, JoinError> {
-    edge.join(token_text, csr(name, vec![], None).as_bytes(), now)
-}
-
-fn token_at(edge: &EdgeState, now: u64) -> String {
+async fn token_at(edge: &EdgeState, now: u64) -> String {
     edge.new_token(
         "127.0.0.1:4443",
         Vec::new(),
         std::time::Duration::from_secs(60),
         now,
     )
+    .await
     .expect("a token")
+    .0
     .to_text()
 }
 
@@ -191,11 +204,11 @@ fn days_left(certificate_pem: &str) -> i64 {
     (identity.not_after - identity.not_before) / 86_400
 }
 
-#[test]
-fn a_bad_name_is_refused_naming_the_rule_and_the_token_stays_unused() {
+#[tokio::test]
+async fn a_bad_name_is_refused_naming_the_rule_and_the_token_stays_unused() {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let edge = edge(dir.path());
-    let made = token(&edge);
+    let edge = edge(dir.path()).await;
+    let made = token(&edge).await;
     for bad in [
         "my laptop",
         "-laptop",
@@ -204,6 +217,7 @@ fn a_bad_name_is_refused_naming_the_rule_and_the_token_stays_unused() {
     ] {
         let error = edge
             .join(&made.to_text(), csr(bad, vec![], None).as_bytes(), NOW)
+            .await
             .expect_err(bad);
         assert!(matches!(error, JoinError::Name(_)), "{bad}: {error:?}");
         assert!(
@@ -211,34 +225,42 @@ fn a_bad_name_is_refused_naming_the_rule_and_the_token_stays_unused() {
             "{error}"
         );
     }
-    join_as(&edge, &made.to_text(), "laptop", NOW).expect("the token still works");
+    join_as(&edge, &made.to_text(), "laptop", NOW)
+        .await
+        .expect("the token still works");
 }
 
-#[test]
-fn a_taken_name_is_refused_before_signing() {
+#[tokio::test]
+async fn a_taken_name_is_refused_before_signing() {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let edge = edge(dir.path());
-    join_as(&edge, &token(&edge).to_text(), "laptop", NOW).expect("first laptop");
-    let second = token(&edge);
-    let error = join_as(&edge, &second.to_text(), "LAPTOP", NOW).expect_err("same name");
-    assert!(
-        matches!(
-            error,
-            JoinError::Bind(moat_edge::BindError::NameTaken { .. })
-        ),
-        "{error:?}"
-    );
+    let edge = edge(dir.path()).await;
+    join_as(&edge, &token(&edge).await.to_text(), "laptop", NOW)
+        .await
+        .expect("first laptop");
+    let second = token(&edge).await;
+    let error = join_as(&edge, &second.to_text(), "LAPTOP", NOW)
+        .await
+        .expect_err("same name");
+    assert!(matches!(error, JoinError::NameTaken { .. }), "{error:?}");
     // Refused before signing: the ledger holds one agent certificate; the token is unused.
     let ledger = std::fs::read_to_string(dir.path().join("agent-ca/ledger.json")).expect("ledger");
     assert_eq!(ledger.matches("CN=laptop").count(), 1, "{ledger}");
-    join_as(&edge, &second.to_text(), "desktop", NOW).expect("the token still works");
+    join_as(&edge, &second.to_text(), "desktop", NOW)
+        .await
+        .expect("the token still works");
 }
 
-#[test]
-fn with_agent_cas_no_ca_is_made_and_joining_is_refused() {
+#[tokio::test]
+async fn with_agent_cas_no_ca_is_made_and_joining_is_refused() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let cas = dir.path().join("agents.pem");
-    let edge = EdgeState::open(dir.path(), Some(&cas)).expect("opens");
+    let edge = EdgeState::open(
+        dir.path(),
+        Some(&cas),
+        crate::support::store(dir.path()).await,
+    )
+    .await
+    .expect("opens");
     assert!(!dir.path().join("agent-ca").exists(), "no CA made");
 
     let error = edge
@@ -248,6 +270,7 @@ fn with_agent_cas_no_ca_is_made_and_joining_is_refused() {
             std::time::Duration::from_secs(60),
             NOW,
         )
+        .await
         .expect_err("no tokens");
     assert!(
         matches!(
@@ -259,8 +282,12 @@ fn with_agent_cas_no_ca_is_made_and_joining_is_refused() {
 
     // A token made by this edge before it was given --agent-cas.
     let before = tempfile::tempdir().expect("temporary directory");
-    let text = token(&crate::support::edge(before.path())).to_text();
-    let error = join_as(&edge, &text, "laptop", NOW).expect_err("joining unavailable");
+    let text = token(&crate::support::edge(before.path()).await)
+        .await
+        .to_text();
+    let error = join_as(&edge, &text, "laptop", NOW)
+        .await
+        .expect_err("joining unavailable");
     assert!(
         matches!(
             error,

@@ -44,7 +44,15 @@ struct Edge {
 impl Edge {
     async fn start(agent_cas: Option<&Path>) -> Edge {
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let state = Arc::new(EdgeState::open(dir.path(), agent_cas).expect("the edge state"));
+        let state = Arc::new(
+            EdgeState::open(
+                dir.path(),
+                agent_cas,
+                crate::support::store(dir.path()).await,
+            )
+            .await
+            .expect("the edge state"),
+        );
         let tls = AgentListenerTls::open(&state, &["edge.example.com".to_owned()])
             .expect("the listener's TLS");
         let acceptor = tls.acceptor();
@@ -81,7 +89,7 @@ impl Edge {
     }
 
     /// A token for this listener's address granting `*.a.example.com`, made at `made_at` for an hour.
-    fn token_made_at(&self, made_at: u64) -> JoinToken {
+    async fn token_made_at(&self, made_at: u64) -> JoinToken {
         self.state
             .new_token(
                 &self.address,
@@ -89,11 +97,13 @@ impl Edge {
                 Duration::from_secs(3600),
                 made_at,
             )
+            .await
             .expect("a token")
+            .0
     }
 
-    fn token(&self) -> JoinToken {
-        self.token_made_at(now())
+    async fn token(&self) -> JoinToken {
+        self.token_made_at(now()).await
     }
 
     async fn next(&mut self) -> Outcome {
@@ -190,7 +200,7 @@ async fn anonymous_client(
 #[tokio::test]
 async fn an_agent_joins_then_dials_a_tunnel_as_its_name() {
     let mut edge = Edge::start(None).await;
-    let token = edge.token();
+    let token = edge.token().await;
     let agent_dir = tempfile::tempdir().expect("a temporary directory");
     let home = agent_dir.path().join("agent");
 
@@ -232,7 +242,7 @@ async fn an_agent_joins_then_dials_a_tunnel_as_its_name() {
 #[tokio::test]
 async fn an_agent_that_asks_for_no_name_is_given_one() {
     let mut edge = Edge::start(None).await;
-    let token = edge.token();
+    let token = edge.token().await;
     let home = tempfile::tempdir().expect("a temporary directory");
     let credentials = join(&token.to_text(), home.path(), None)
         .await
@@ -248,7 +258,7 @@ async fn an_agent_that_asks_for_no_name_is_given_one() {
 #[tokio::test]
 async fn a_token_works_once() {
     let mut edge = Edge::start(None).await;
-    let token = edge.token();
+    let token = edge.token().await;
     let first = tempfile::tempdir().expect("a temporary directory");
     join(&token.to_text(), first.path(), Some("web-1"))
         .await
@@ -276,7 +286,7 @@ async fn a_token_works_once() {
 #[tokio::test]
 async fn an_expired_token_fails_before_dialing() {
     let mut edge = Edge::start(None).await;
-    let token = edge.token_made_at(now() - 7200);
+    let token = edge.token_made_at(now() - 7200).await;
     let home = tempfile::tempdir().expect("a temporary directory");
     let error = join(&token.to_text(), home.path(), None)
         .await
@@ -296,7 +306,7 @@ async fn an_expired_token_fails_before_dialing() {
 #[tokio::test]
 async fn a_token_whose_edge_record_expired_is_refused_by_the_edge() {
     let mut edge = Edge::start(None).await;
-    let token = edge.token_made_at(now() - 7200);
+    let token = edge.token_made_at(now() - 7200).await;
     // The text now claims another hour; the edge goes by its own record.
     let text = altered(&token, "expires", serde_json::json!(now() + 3600));
     let home = tempfile::tempdir().expect("a temporary directory");
@@ -316,7 +326,7 @@ async fn a_token_whose_edge_record_expired_is_refused_by_the_edge() {
 #[tokio::test]
 async fn an_edge_without_the_pinned_ca_is_refused_and_the_token_stays_unspent() {
     let mut edge = Edge::start(None).await;
-    let token = edge.token();
+    let token = edge.token().await;
     let text = altered(&token, "ca_sha256", serde_json::json!("ab".repeat(32)));
     let home = tempfile::tempdir().expect("a temporary directory");
     let error = join(&text, home.path(), Some("web-1"))
@@ -462,10 +472,12 @@ async fn with_operator_cas_agents_of_those_cas_dial_and_the_listener_keeps_the_e
     }
 }
 
-#[test]
-fn the_listener_certificate_is_kept_until_its_names_change() {
+#[tokio::test]
+async fn the_listener_certificate_is_kept_until_its_names_change() {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let state = EdgeState::open(dir.path(), None).expect("the edge state");
+    let state = EdgeState::open(dir.path(), None, crate::support::store(dir.path()).await)
+        .await
+        .expect("the edge state");
     let names = ["edge.example.com".to_owned(), "203.0.113.7".to_owned()];
     let certificate = || {
         std::fs::read_to_string(dir.path().join(AGENT_LISTENER_DIR).join(LISTENER_CERT_FILE))

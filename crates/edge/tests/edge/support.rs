@@ -3,16 +3,25 @@
 use std::path::Path;
 use std::time::Duration;
 
-use moat_edge::{EdgeState, HostnameGlob, JoinToken};
+use moat_edge::{EdgeState, HostnameGlob, JoinError, JoinToken, JoinedAgent};
 use moat_trust::ClientIdentity;
 use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, SanType};
 
 /// A fixed "now" for tests that do not depend on the wall clock (Unix seconds, 2030-01-01).
 pub const NOW: u64 = 1_893_456_000;
 
-/// An edge state directory with its agent CA.
-pub fn edge(dir: &Path) -> EdgeState {
-    EdgeState::open(dir, None).expect("the edge makes its agent CA")
+/// An edge state directory with its agent CA, over a SQLite store in it.
+pub async fn edge(dir: &Path) -> EdgeState {
+    EdgeState::open(dir, None, store(dir).await)
+        .await
+        .expect("the edge makes its agent CA")
+}
+
+/// The SQLite store in `dir`.
+pub async fn store(dir: &Path) -> moat_store::Store {
+    moat_store::Store::open(&dir.join("store.db").display().to_string())
+        .await
+        .expect("the store opens")
 }
 
 /// Hostname globs from text.
@@ -24,14 +33,27 @@ pub fn globs(texts: &[&str]) -> Vec<HostnameGlob> {
 }
 
 /// A token for `*.a.example.com`, valid for an hour from `NOW`.
-pub fn token(edge: &EdgeState) -> JoinToken {
+pub async fn token(edge: &EdgeState) -> JoinToken {
     edge.new_token(
         "edge.example.com:4443",
         globs(&["*.a.example.com"]),
         Duration::from_secs(3600),
         NOW,
     )
+    .await
     .expect("a token")
+    .0
+}
+
+/// Joins with `token_text` and a fresh key's CSR asking for `name` (none when empty).
+pub async fn join_as(
+    edge: &EdgeState,
+    token_text: &str,
+    name: &str,
+    now: u64,
+) -> Result<JoinedAgent, JoinError> {
+    edge.join(token_text, csr(name, vec![], None).as_bytes(), now)
+        .await
 }
 
 /// A fresh key's CSR (PEM) with this CN (none when empty), plus any SANs and an organization.

@@ -1,18 +1,16 @@
 //! Join tokens: the text format, strict parsing, and redeeming once.
 
-use std::sync::{Arc, Barrier};
-
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use moat_edge::{JoinToken, RedeemError, TokenError, TokenSecret};
+use moat_edge::{JoinError, JoinToken, RedeemError, TokenError, TokenSecret};
 
-use crate::support::{NOW, assert_private, edge, token};
+use crate::support::{NOW, edge, join_as, store, token};
 
-#[test]
-fn a_token_reads_back_as_it_was_made_and_pins_the_agent_ca() {
+#[tokio::test]
+async fn a_token_reads_back_as_it_was_made_and_pins_the_agent_ca() {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let edge = edge(dir.path());
-    let made = token(&edge);
+    let edge = edge(dir.path()).await;
+    let made = token(&edge).await;
     let text = made.to_text();
     assert!(text.starts_with("moat-join-1."), "{text}");
     assert!(
@@ -31,7 +29,7 @@ fn a_token_reads_back_as_it_was_made_and_pins_the_agent_ca() {
     read.check_pin(ca.authority().certificate_der())
         .expect("the edge's own CA passes the pin");
     let other_dir = tempfile::tempdir().expect("temporary directory");
-    let other = crate::support::edge(other_dir.path());
+    let other = crate::support::edge(other_dir.path()).await;
     let other_ca = other.agent_trust().agent_ca().expect("own CA");
     let error = read
         .check_pin(other_ca.authority().certificate_der())
@@ -65,10 +63,10 @@ fn with_json(text: &str, change: impl FnOnce(&mut serde_json::Value)) -> String 
     )
 }
 
-#[test]
-fn each_malformed_token_is_its_own_error() {
+#[tokio::test]
+async fn each_malformed_token_is_its_own_error() {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let good = token(&edge(dir.path())).to_text();
+    let good = token(&edge(dir.path()).await).await.to_text();
     let set = |field: &'static str, value: serde_json::Value| {
         with_json(&good, |json| json[field] = value)
     };
@@ -173,41 +171,48 @@ fn each_malformed_token_is_its_own_error() {
     }
 }
 
-#[test]
-fn a_token_is_redeemed_once_and_refusals_say_why() {
+#[tokio::test]
+async fn a_token_is_redeemed_once_and_refusals_say_why() {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let edge = edge(dir.path());
-    let store = edge.tokens();
-    let made = token(&edge);
+    let edge = edge(dir.path()).await;
+    let made = token(&edge).await;
 
-    let mut tampered = secret_bytes(&made.to_text());
-    tampered[0] ^= 1;
-    let tampered = TokenSecret::from_bytes(tampered.try_into().expect("32 bytes"));
-    let error = store
-        .redeem(&made.id, &tampered, NOW)
+    let mut tampered_secret = secret_bytes(&made.to_text());
+    tampered_secret[0] ^= 1;
+    let tampered = JoinToken {
+        secret: TokenSecret::from_bytes(tampered_secret.try_into().expect("32 bytes")),
+        ..made.clone()
+    };
+    let error = join_as(&edge, &tampered.to_text(), "laptop", NOW)
+        .await
         .expect_err("tampered");
     assert!(
-        matches!(error, RedeemError::WrongSecret { .. }),
+        matches!(error, JoinError::Redeem(RedeemError::WrongSecret { .. })),
         "{error:?}"
     );
 
-    let error = store
-        .redeem(&made.id, &made.secret, NOW + 3600)
+    // Past the token's own expiry the text is refused before the store is asked; the store's
+    // record is checked too (a token whose text was altered to last longer).
+    let stretched = JoinToken {
+        expires_at: NOW + 7200,
+        ..made.clone()
+    };
+    let error = join_as(&edge, &stretched.to_text(), "laptop", NOW + 3600)
+        .await
         .expect_err("expired");
     assert!(
-        matches!(&error, RedeemError::Expired(expired) if expired.expired_at == NOW + 3600),
+        matches!(&error, JoinError::Redeem(RedeemError::Expired(expired)) if expired.expired_at == NOW + 3600),
         "{error:?}"
     );
 
-    let redeemed = store
-        .redeem(&made.id, &made.secret, NOW)
+    join_as(&edge, &made.to_text(), "laptop", NOW)
+        .await
         .expect("first use");
-    assert_eq!(redeemed.grant, made.grant);
-    let error = store
-        .redeem(&made.id, &made.secret, NOW + 1)
+    let error = join_as(&edge, &made.to_text(), "desktop", NOW + 1)
+        .await
         .expect_err("second use");
     assert!(
-        matches!(error, RedeemError::AlreadyUsed { used_at, .. } if used_at == NOW),
+        matches!(error, JoinError::Redeem(RedeemError::AlreadyUsed { used_at, .. }) if used_at == NOW),
         "{error:?}"
     );
     assert!(
@@ -217,67 +222,77 @@ fn a_token_is_redeemed_once_and_refusals_say_why() {
         "{error}"
     );
 
-    let other = moat_edge::TokenId::parse("00112233445566ff").expect("an id");
-    let error = store
-        .redeem(&other, &made.secret, NOW)
+    let unknown = JoinToken {
+        id: moat_edge::TokenId::parse("00112233445566ff").expect("an id"),
+        ..made.clone()
+    };
+    let error = join_as(&edge, &unknown.to_text(), "tablet", NOW)
+        .await
         .expect_err("unknown");
     assert!(
-        matches!(error, RedeemError::UnknownToken { .. }),
+        matches!(error, JoinError::Redeem(RedeemError::UnknownToken { .. })),
         "{error:?}"
     );
 }
 
-#[test]
-fn two_threads_redeeming_one_token_one_wins() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_edges_joining_with_one_token_at_once_one_wins() {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let edge = edge(dir.path());
-    let made = token(&edge);
-    let barrier = Arc::new(Barrier::new(2));
-    let racers: Vec<_> = (0..2)
-        .map(|_| {
-            // Each thread opens the store itself, as two processes would.
-            let store = moat_edge::TokenStore::new(dir.path());
-            let (id, secret, barrier) = (made.id.clone(), made.secret.clone(), barrier.clone());
-            std::thread::spawn(move || {
-                barrier.wait();
-                store.redeem(&id, &secret, NOW)
+    let made = token(&edge(dir.path()).await).await;
+    // Each racer opens the store itself, as two edges would.
+    let racers: Vec<_> = ["one", "two"]
+        .into_iter()
+        .map(|name| {
+            let (dir, text) = (dir.path().to_path_buf(), made.to_text());
+            tokio::spawn(async move {
+                let edge = crate::support::edge(&dir).await;
+                join_as(&edge, &text, name, NOW).await
             })
         })
         .collect();
-    let outcomes: Vec<_> = racers
-        .into_iter()
-        .map(|racer| racer.join().expect("thread"))
-        .collect();
+    let mut outcomes = Vec::new();
+    for racer in racers {
+        outcomes.push(racer.await.expect("task"));
+    }
     assert_eq!(
         outcomes.iter().filter(|outcome| outcome.is_ok()).count(),
         1,
         "{outcomes:?}"
     );
     assert!(
-        outcomes
-            .iter()
-            .any(|outcome| matches!(outcome, Err(RedeemError::AlreadyUsed { .. }))),
+        outcomes.iter().any(|outcome| matches!(
+            outcome,
+            Err(JoinError::Redeem(RedeemError::AlreadyUsed { .. }))
+        )),
         "{outcomes:?}"
     );
+    // The loser left nothing behind: one agent joined, with one grant.
+    let state = store(dir.path())
+        .await
+        .control_state()
+        .await
+        .expect("the store");
+    assert_eq!(state.grants.len(), 1, "{:?}", state.grants);
 }
 
-#[test]
-fn tokens_made_in_parallel_are_all_kept() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_made_in_parallel_are_all_kept() {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let ca = edge(dir.path());
-    drop(ca);
+    drop(edge(dir.path()).await);
     let makers: Vec<_> = (0..4)
         .map(|_| {
             let dir = dir.path().to_path_buf();
-            std::thread::spawn(move || token(&crate::support::edge(&dir)).id)
+            tokio::spawn(async move { token(&crate::support::edge(&dir).await).await.id })
         })
         .collect();
-    let ids: Vec<_> = makers
-        .into_iter()
-        .map(|maker| maker.join().expect("thread"))
-        .collect();
-    let records = moat_edge::TokenStore::new(dir.path())
-        .records()
+    let mut ids = Vec::new();
+    for maker in makers {
+        ids.push(maker.await.expect("task"));
+    }
+    let records = store(dir.path())
+        .await
+        .join_tokens()
+        .await
         .expect("records");
     for id in ids {
         assert!(
@@ -287,33 +302,34 @@ fn tokens_made_in_parallel_are_all_kept() {
     }
 }
 
-#[test]
-fn the_token_file_holds_no_secret_and_is_private() {
+#[tokio::test]
+async fn the_store_holds_no_secret() {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let edge = edge(dir.path());
-    let made = token(&edge);
+    let edge = edge(dir.path()).await;
+    let made = token(&edge).await;
     let secret = secret_bytes(&made.to_text());
-    let path = edge.tokens().path().to_path_buf();
-    let stored = std::fs::read(&path).expect("tokens.json");
+    let rows = edge.store().join_tokens().await.expect("rows");
+    let row = rows
+        .iter()
+        .find(|row| row.id == made.id.as_str())
+        .expect("recorded");
+    assert_eq!(row.secret_sha256, made.secret.sha256_hex());
+    drop(edge);
+    let mut stored = Vec::new();
+    for file in ["store.db", "store.db-wal"] {
+        stored.extend(std::fs::read(dir.path().join(file)).unwrap_or_default());
+    }
     let text = String::from_utf8_lossy(&stored);
     for spelling in [
         URL_SAFE_NO_PAD.encode(&secret),
         base64::engine::general_purpose::STANDARD.encode(&secret),
         hex::encode(&secret),
     ] {
-        assert!(
-            !text.contains(&spelling),
-            "the secret is in {}",
-            path.display()
-        );
+        assert!(!text.contains(&spelling), "the secret is in the store");
     }
     assert!(
         !stored.windows(32).any(|window| window == secret),
         "raw secret stored"
     );
-    assert!(
-        text.contains(&made.secret.sha256_hex()),
-        "its hash is: {text}"
-    );
-    assert_private(&path);
+    assert!(text.contains(&made.secret.sha256_hex()), "its hash is");
 }
