@@ -1,6 +1,6 @@
 //! `Agent`: keeps a session to the edge, registers the endpoints, and serves the streams.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -39,6 +39,8 @@ pub enum AgentEvent {
     },
     /// The edge publishes an endpoint.
     Published {
+        /// The edge's address.
+        edge: String,
         /// The endpoint's name in the agent's configuration.
         endpoint: String,
         /// The hostname the edge serves it on.
@@ -48,6 +50,8 @@ pub enum AgentEvent {
     },
     /// The edge refused to publish an endpoint.
     Refused {
+        /// The edge's address.
+        edge: String,
         /// The endpoint's name in the agent's configuration.
         endpoint: String,
         /// The edge's reason.
@@ -55,6 +59,8 @@ pub enum AgentEvent {
     },
     /// The session ended; the agent tries again after `retry_in`.
     Disconnected {
+        /// The edge's address.
+        edge: String,
         /// Why it ended.
         reason: String,
         /// The delay before the next attempt.
@@ -92,9 +98,13 @@ enum Served {
     AtAgent(Entrance),
 }
 
+/// How often the agent resolves the edges' names again: an edge added behind a name gets a
+/// session within this.
+const RESOLVE_EVERY: Duration = Duration::from_secs(30);
+
 /// An agent, ready to connect.
 pub struct Agent {
-    edge: String,
+    edges: Vec<String>,
     credentials: AgentCredentials,
     endpoints: Vec<EndpointConfig>,
     specs: Vec<moat_tunnel::EndpointSpec>,
@@ -104,12 +114,13 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// Prepares to publish `config`'s endpoints through the edge at `edge` (`host:port`) with
-    /// the credentials joined into `credentials_dir`; each endpoint's `pool` says whether its
-    /// hostname is shared with other agents. Endpoints whose TLS ends here are served by a
+    /// Prepares to publish `config`'s endpoints through the edges at `edges` (`host:port`
+    /// each; the agent keeps a session to every one, and to every address a name resolves to)
+    /// with the credentials joined into `credentials_dir`; each endpoint's `pool` says whether
+    /// its hostname is shared with other agents. Endpoints whose TLS ends here are served by a
     /// gateway of their own, on loopback only.
     pub async fn new(
-        edge: String,
+        edges: Vec<String>,
         credentials_dir: PathBuf,
         config: &Config,
         moat_home: PathBuf,
@@ -168,7 +179,7 @@ impl Agent {
             });
         }
         Ok(Agent {
-            edge,
+            edges,
             credentials,
             endpoints: config.endpoints.clone(),
             specs,
@@ -202,31 +213,42 @@ impl Agent {
                 let _ = stopping.wait_for(|stop| *stop).await;
             }))
         });
-        let link = Link {
-            edge: self.edge,
+        let shared = Arc::new(Shared {
             credentials: self.credentials,
             endpoints: self.endpoints,
             specs: self.specs,
             served: self.served,
             settings: self.settings,
             events,
-        };
-        let mut backoff = Backoff::new();
+        });
+        let wanted = Arc::new(std::sync::Mutex::new(HashSet::new()));
+        let mut links: HashMap<Target, tokio::task::JoinHandle<()>> = HashMap::new();
         let mut stopping = stopping;
         while !*stopping.borrow() {
-            let reason = link.session(&mut backoff, &mut stopping.clone()).await;
-            if *stopping.borrow() {
-                break;
+            let targets = resolve_targets(&self.edges).await;
+            *wanted
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()) =
+                targets.iter().cloned().collect::<HashSet<_>>();
+            links.retain(|_, task| !task.is_finished());
+            for target in targets {
+                if links.contains_key(&target) {
+                    continue;
+                }
+                let link = Link {
+                    target: target.clone(),
+                    shared: Arc::clone(&shared),
+                    wanted: Arc::clone(&wanted),
+                };
+                links.insert(target, tokio::spawn(link.run(stopping.clone())));
             }
-            let retry_in = backoff.next_delay();
-            tracing::warn!(edge = %link.edge, reason = %reason, retry_in_ms = retry_in.as_millis() as u64, "disconnected from the edge; reconnecting");
-            let _ = link
-                .events
-                .send(AgentEvent::Disconnected { reason, retry_in });
             tokio::select! {
-                _ = tokio::time::sleep(retry_in) => {}
+                _ = tokio::time::sleep(RESOLVE_EVERY) => {}
                 _ = stopped(&mut stopping) => break,
             }
+        }
+        for (_, task) in links {
+            let _ = task.await;
         }
         shutdown_watch.abort();
         if let Some(task) = gateway_task {
@@ -236,9 +258,57 @@ impl Agent {
     }
 }
 
-/// What one session needs.
-struct Link {
+/// One session the agent keeps: an edge, and which of the addresses its name resolves to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Target {
+    /// `host:port` as configured; the edge's certificate is verified for the host.
     edge: String,
+    /// The address dialed, when the name resolves to several (a session to each); `None`:
+    /// the name is dialed as it resolves at each attempt.
+    at: Option<SocketAddr>,
+}
+
+impl Target {
+    /// How logs and events name it.
+    fn name(&self) -> String {
+        match self.at {
+            Some(at) => format!("{} ({at})", self.edge),
+            None => self.edge.clone(),
+        }
+    }
+}
+
+/// The sessions to keep: one per edge, or, for a name that resolves to several addresses, one
+/// per address. A name that does not resolve now is dialed by name (and retried).
+async fn resolve_targets(edges: &[String]) -> Vec<Target> {
+    let mut targets = Vec::new();
+    for edge in edges {
+        let addresses: Vec<SocketAddr> = match tokio::net::lookup_host(edge.as_str()).await {
+            Ok(found) => {
+                let mut addresses: Vec<SocketAddr> = found.collect();
+                addresses.sort();
+                addresses.dedup();
+                addresses
+            }
+            Err(_) => Vec::new(),
+        };
+        if addresses.len() > 1 {
+            targets.extend(addresses.into_iter().map(|at| Target {
+                edge: edge.clone(),
+                at: Some(at),
+            }));
+        } else {
+            targets.push(Target {
+                edge: edge.clone(),
+                at: None,
+            });
+        }
+    }
+    targets
+}
+
+/// What every session shares.
+struct Shared {
     credentials: AgentCredentials,
     endpoints: Vec<EndpointConfig>,
     specs: Vec<moat_tunnel::EndpointSpec>,
@@ -247,14 +317,61 @@ struct Link {
     events: mpsc::UnboundedSender<AgentEvent>,
 }
 
+/// One session to one edge, kept up (reconnecting with backoff) while its target is wanted.
+struct Link {
+    target: Target,
+    shared: Arc<Shared>,
+    /// The targets the last resolution found: a link whose address left the name ends
+    /// when its session does.
+    wanted: Arc<std::sync::Mutex<HashSet<Target>>>,
+}
+
 impl Link {
+    async fn run(self, mut stopping: watch::Receiver<bool>) {
+        let mut backoff = Backoff::new();
+        let edge = self.target.name();
+        while !*stopping.borrow() {
+            let reason = self.session(&mut backoff, &mut stopping.clone()).await;
+            if *stopping.borrow() {
+                break;
+            }
+            if !self
+                .wanted
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .contains(&self.target)
+            {
+                tracing::info!(edge = %edge, reason = %reason, "disconnected from an edge its name no longer resolves to");
+                break;
+            }
+            let retry_in = backoff.next_delay();
+            tracing::warn!(edge = %edge, reason = %reason, retry_in_ms = retry_in.as_millis() as u64, "disconnected from the edge; reconnecting");
+            let _ = self.shared.events.send(AgentEvent::Disconnected {
+                edge: edge.clone(),
+                reason,
+                retry_in,
+            });
+            tokio::select! {
+                _ = tokio::time::sleep(retry_in) => {}
+                _ = stopped(&mut stopping) => break,
+            }
+        }
+    }
+
     /// One session: dial, register, serve streams until it ends; returns why it ended.
     async fn session(&self, backoff: &mut Backoff, stopping: &mut watch::Receiver<bool>) -> String {
+        let shared = &self.shared;
+        let edge = self.target.name();
         let connecting = async {
-            let tls = moat_edge::dial(&self.credentials, &self.edge, DIAL_TIMEOUT)
-                .await
-                .map_err(|error| error.to_string())?;
-            AgentSession::handshake(tls, &self.settings)
+            let tls = moat_edge::dial_at(
+                &shared.credentials,
+                &self.target.edge,
+                self.target.at,
+                DIAL_TIMEOUT,
+            )
+            .await
+            .map_err(|error| error.to_string())?;
+            AgentSession::handshake(tls, &shared.settings)
                 .await
                 .map_err(|error| error.to_string())
         };
@@ -266,23 +383,24 @@ impl Link {
             _ = stopped(stopping) => return "shutting down".to_owned(),
         };
         let (incoming, mut control) = session.into_parts();
-        tracing::info!(edge = %self.edge, "connected to the edge");
-        let _ = self.events.send(AgentEvent::Connected {
-            edge: self.edge.clone(),
-        });
+        tracing::info!(edge = %edge, "connected to the edge");
+        let _ = shared
+            .events
+            .send(AgentEvent::Connected { edge: edge.clone() });
         let register = AgentMessage::Register {
-            endpoints: self.specs.clone(),
+            endpoints: shared.specs.clone(),
         };
         if let Err(error) = control.send(&register).await {
             return format!("cannot register: {error}");
         }
         // The edge answers each endpoint in order; streams name the hostname it granted.
         let mut by_hostname: HashMap<String, Served> = HashMap::new();
-        for (endpoint, served) in self.endpoints.iter().zip(&self.served) {
+        for (endpoint, served) in shared.endpoints.iter().zip(&shared.served) {
             match control.recv().await {
                 Ok(Some(EdgeMessage::Registered { hostname, url })) => {
-                    tracing::info!(endpoint = %endpoint.name, %hostname, %url, "endpoint published");
-                    let _ = self.events.send(AgentEvent::Published {
+                    tracing::info!(edge = %edge, endpoint = %endpoint.name, %hostname, %url, "endpoint published");
+                    let _ = shared.events.send(AgentEvent::Published {
+                        edge: edge.clone(),
                         endpoint: endpoint.name.clone(),
                         hostname: hostname.clone(),
                         url,
@@ -290,8 +408,9 @@ impl Link {
                     by_hostname.insert(hostname, served.clone());
                 }
                 Ok(Some(EdgeMessage::Refused { hostname, reason })) => {
-                    tracing::error!(endpoint = %endpoint.name, %hostname, %reason, "the edge refused to publish the endpoint");
-                    let _ = self.events.send(AgentEvent::Refused {
+                    tracing::error!(edge = %edge, endpoint = %endpoint.name, %hostname, %reason, "the edge refused to publish the endpoint");
+                    let _ = shared.events.send(AgentEvent::Refused {
+                        edge: edge.clone(),
                         endpoint: endpoint.name.clone(),
                         reason,
                     });

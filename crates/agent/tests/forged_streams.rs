@@ -144,7 +144,7 @@ async fn streams_that_contradict_the_registration_never_reach_an_upstream() {
         endpoint.publish = true;
     }
     let agent = Agent::new(
-        edge_address,
+        vec![edge_address],
         credentials,
         &config,
         scratch.path().join("agent-home"),

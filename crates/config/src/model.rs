@@ -59,8 +59,9 @@ pub struct EdgeGrant {
 /// The settings of an agent: the edge its published endpoints go through.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentConfig {
-    /// `HOST:PORT` of the edge's agent listener.
-    pub edge: String,
+    /// `HOST:PORT` of each edge's agent listener: the agent keeps a session to every one
+    /// (and to every address a name resolves to).
+    pub edges: Vec<String>,
 }
 
 /// How many client connections moat serves at once unless told otherwise: about 150 MB of

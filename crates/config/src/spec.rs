@@ -145,8 +145,29 @@ pub struct GrantSpec {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentSpec {
-    /// `HOST:PORT` of the edge's agent listener.
-    pub edge: Option<String>,
+    /// `HOST:PORT` of the edge's agent listener, or several (`["a:4443", "b:4443"]`): the
+    /// agent keeps a session to each.
+    pub edge: Option<OneOrMany>,
+}
+
+/// A string or an array of strings (`edge = "a:4443"` as well as `edge = ["a:4443", "b:4443"]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    /// One.
+    One(String),
+    /// Several.
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    /// The strings, in order.
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(one) => vec![one],
+            OneOrMany::Many(many) => many,
+        }
+    }
 }
 
 /// `upstream = 8080` as well as `upstream = "8080"`.

@@ -10,7 +10,7 @@ use crate::error::FieldError;
 use crate::model::{AgentConfig, EdgeConfig, EdgeGrant};
 use crate::spec::{
     AgentSpec, DEFAULT_AGENT_LISTEN, DEFAULT_EDGE_LISTEN, DEFAULT_HEARTBEAT_TOLERANCE, EdgeSpec,
-    GrantSpec,
+    GrantSpec, OneOrMany,
 };
 
 /// Records one problem at `path`.
@@ -245,29 +245,33 @@ pub(crate) fn validate_agent(
     spec: AgentSpec,
     problems: &mut Vec<FieldError>,
 ) -> Option<AgentConfig> {
-    let Some(edge) = spec.edge else {
+    let edges = spec.edge.map(OneOrMany::into_vec).unwrap_or_default();
+    if edges.is_empty() {
         push(
             problems,
             "agent.edge",
-            "missing; give the edge's agent listener, e.g. edge = \"edge.example.com:4443\"",
-        );
-        return None;
-    };
-    let port = edge
-        .rsplit_once(':')
-        .filter(|(host, _)| !host.is_empty())
-        .and_then(|(_, port)| port.parse::<u16>().ok())
-        .filter(|port| *port != 0);
-    if port.is_none() {
-        push(
-            problems,
-            "agent.edge",
-            format!(
-                "{edge:?} is not HOST:PORT; give the edge's agent listener, e.g. \
-                 \"edge.example.com:4443\""
-            ),
+            "missing; give the edge's agent listener, e.g. edge = \"edge.example.com:4443\" \
+             (or several: edge = [\"a.example.com:4443\", \"b.example.com:4443\"])",
         );
         return None;
     }
-    Some(AgentConfig { edge })
+    let before = problems.len();
+    for edge in &edges {
+        let port = edge
+            .rsplit_once(':')
+            .filter(|(host, _)| !host.is_empty())
+            .and_then(|(_, port)| port.parse::<u16>().ok())
+            .filter(|port| *port != 0);
+        if port.is_none() {
+            push(
+                problems,
+                "agent.edge",
+                format!(
+                    "{edge:?} is not HOST:PORT; give the edge's agent listener, e.g. \
+                     \"edge.example.com:4443\""
+                ),
+            );
+        }
+    }
+    (problems.len() == before).then_some(AgentConfig { edges })
 }

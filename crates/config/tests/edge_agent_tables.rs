@@ -88,8 +88,21 @@ fn both_tables_are_read_into_the_model() {
     assert_eq!(
         config.agent,
         Some(AgentConfig {
-            edge: "edge.example.com:4443".into()
+            edges: vec!["edge.example.com:4443".into()]
         })
+    );
+    // Several edges: the agent keeps a session to each.
+    let several = BOTH_TABLES.replace(
+        "edge = \"edge.example.com:4443\"",
+        "edge = [\"a.example.com:4443\", \"b.example.com:4443\"]",
+    );
+    let several = Config::from_toml_str(&several, "moat.toml", dir.path()).unwrap();
+    assert_eq!(
+        several.agent.map(|agent| agent.edges),
+        Some(vec![
+            "a.example.com:4443".into(),
+            "b.example.com:4443".into()
+        ])
     );
     let [app, db] = &config.endpoints[..] else {
         panic!("two endpoints: {:?}", config.endpoints);

@@ -33,7 +33,7 @@ pub use grants::{AgentSelector, Grant, GrantRefusal, Grants, HostnameGlob};
 pub use join::{EdgeState, JoinError, JoinedAgent};
 pub use link::{
     AgentCredentials, AgentInfo, AgentListenerTls, Arrival, JOIN_ALPN, JoinAnswer, JoinRequest,
-    LinkError, accept, dial, join, serve_join,
+    LinkError, accept, dial, dial_at, join, serve_join,
 };
 pub use state_lock::StateError;
 pub use token::{JoinToken, TokenError, TokenExpired, TokenId, TokenSecret, record_id};

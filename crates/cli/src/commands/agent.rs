@@ -87,9 +87,9 @@ fn join(args: JoinArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Publishes `config`'s endpoints through the edge at `edge` until a signal; each endpoint's
-/// `pool` says whether it shares its hostname.
-pub(crate) fn publish(config: Config, log: &LogArgs, edge: &str) -> anyhow::Result<()> {
+/// Publishes `config`'s endpoints through the edges at `edges` (a session to each) until a
+/// signal; each endpoint's `pool` says whether it shares its hostname.
+pub(crate) fn publish(config: Config, log: &LogArgs, edges: Vec<String>) -> anyhow::Result<()> {
     init_logging(&log.log_format);
     let (audit, telemetry) = open_telemetry(log, config.telemetry.audit_log.clone())?;
     let metrics_listen = log.metrics_listen.or(config.telemetry.metrics_listen);
@@ -101,20 +101,14 @@ pub(crate) fn publish(config: Config, log: &LogArgs, edge: &str) -> anyhow::Resu
         let shutdown = shutdown_signal();
         serve_metrics(metrics_listen, &telemetry).await?;
         let dir = credentials_dir()?;
-        let agent = Agent::new(
-            edge.to_owned(),
-            dir.clone(),
-            &config,
-            moat_home()?,
-            telemetry.clone(),
-        )
-        .await
-        .map_err(|error| match error {
-            moat_agent::AgentError::Credentials(error) => anyhow::anyhow!(
-                "{error}; join the edge first with `moat agent join --token-file FILE`"
-            ),
-            other => other.into(),
-        })?;
+        let agent = Agent::new(edges, dir.clone(), &config, moat_home()?, telemetry.clone())
+            .await
+            .map_err(|error| match error {
+                moat_agent::AgentError::Credentials(error) => anyhow::anyhow!(
+                    "{error}; join the edge first with `moat agent join --token-file FILE`"
+                ),
+                other => other.into(),
+            })?;
         let (events, mut reports) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(async move {
             while let Some(event) = reports.recv().await {
@@ -132,14 +126,27 @@ pub(crate) fn publish(config: Config, log: &LogArgs, edge: &str) -> anyhow::Resu
 fn print_event(event: &AgentEvent) {
     match event {
         AgentEvent::Connected { edge } => println!("moat: connected to the edge at {edge}"),
-        AgentEvent::Published { endpoint, url, .. } => {
-            println!("moat: endpoint {endpoint} published at {url}")
+        AgentEvent::Published {
+            endpoint,
+            url,
+            edge,
+            ..
+        } => {
+            println!("moat: endpoint {endpoint} (edge {edge}) published at {url}")
         }
-        AgentEvent::Refused { endpoint, reason } => {
-            println!("moat: endpoint {endpoint} refused by the edge: {reason}")
+        AgentEvent::Refused {
+            endpoint,
+            reason,
+            edge,
+        } => {
+            println!("moat: endpoint {endpoint} refused by the edge at {edge}: {reason}")
         }
-        AgentEvent::Disconnected { reason, retry_in } => println!(
-            "moat: disconnected from the edge ({reason}); reconnecting in {:.1}s",
+        AgentEvent::Disconnected {
+            reason,
+            retry_in,
+            edge,
+        } => println!(
+            "moat: disconnected from the edge at {edge} ({reason}); reconnecting in {:.1}s",
             retry_in.as_secs_f64()
         ),
     }

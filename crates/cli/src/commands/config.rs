@@ -71,12 +71,12 @@ fn agent_summary(agent: &AgentConfig, endpoints: &[EndpointConfig]) -> String {
     if published.is_empty() {
         format!(
             "agent: edge {}, no endpoint publishes through it (publish = true)",
-            agent.edge
+            agent.edges.join(", ")
         )
     } else {
         format!(
             "agent: edge {}, publishes {}",
-            agent.edge,
+            agent.edges.join(", "),
             published.join(", ")
         )
     }

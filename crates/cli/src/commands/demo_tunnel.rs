@@ -75,7 +75,7 @@ impl TunnelDemo {
             endpoint.publish = true;
         }
         let agent = Agent::new(
-            agent_address,
+            vec![agent_address],
             credentials,
             &published,
             dir.join("agent-home"),

@@ -92,9 +92,11 @@ pub struct EndpointArgs {
     pub watch: bool,
     /// Publish through the moat edge at HOST:PORT (its agent listener) instead of listening:
     /// this process dials out and the edge serves the public hostname (--domain; without it
-    /// the edge assigns one). Needs `moat agent join` first.
+    /// the edge assigns one). Needs `moat agent join` first. Repeat it for several edges
+    /// sharing one store: the agent keeps a session to each (and to each address a name
+    /// resolves to), so any of them serves the hostname.
     #[arg(long, value_name = "HOST:PORT", conflicts_with = "watch")]
-    pub edge: Option<String>,
+    pub edge: Vec<String>,
     /// Where TLS is terminated when publishing through an edge: edge (the edge holds the
     /// certificate and checks clients with the CAs uploaded to it) or agent (the edge relays
     /// the encrypted bytes by SNI and this process terminates them). Without --edge this
@@ -207,7 +209,7 @@ impl EndpointArgs {
             },
             policy_file: self.policy.clone(),
             terminate_at: self.terminate_at.clone(),
-            publish: self.edge.is_some().then_some(true),
+            publish: (!self.edge.is_empty()).then_some(true),
             pool: self.pool.then_some(true),
             ..EndpointSpec::default()
         }
@@ -270,8 +272,8 @@ pub fn run_tls(args: TlsArgs) -> anyhow::Result<()> {
 /// read again with the certificates, CAs and CRLs; `--watch` polls all of them.
 fn serve_flags(endpoint: &EndpointArgs, source: ConfigSource) -> anyhow::Result<()> {
     let config = source()?;
-    if let Some(edge) = &endpoint.edge {
-        return super::agent::publish(config, &endpoint.log, edge);
+    if !endpoint.edge.is_empty() {
+        return super::agent::publish(config, &endpoint.log, endpoint.edge.clone());
     }
     serve(config, &endpoint.log, source, endpoint.watch.then(Vec::new))
 }
@@ -316,12 +318,12 @@ pub fn run_start(args: StartArgs) -> anyhow::Result<()> {
             );
         }
         // Validation refuses published endpoints without an [agent] table.
-        let edge = config
+        let edges = config
             .agent
             .as_ref()
-            .map(|agent| agent.edge.clone())
+            .map(|agent| agent.edges.clone())
             .with_context(|| format!("{file}: publish = true needs an [agent] table"))?;
-        return super::agent::publish(config, &args.log, &edge);
+        return super::agent::publish(config, &args.log, edges);
     }
     // A reload keeps listening endpoints listening: one marked publish = true since is refused.
     let origin = args.config.display().to_string();

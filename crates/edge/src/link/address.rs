@@ -11,6 +11,8 @@ use crate::token::check_edge_address;
 pub(crate) struct EdgeAddress {
     text: String,
     server_name: ServerName<'static>,
+    /// One of the addresses the host resolves to, when the agent keeps a session to each.
+    at: Option<std::net::SocketAddr>,
 }
 
 impl EdgeAddress {
@@ -31,7 +33,19 @@ impl EdgeAddress {
         Ok(EdgeAddress {
             text: address.to_owned(),
             server_name,
+            at: None,
         })
+    }
+
+    /// The same edge, reached at `at` (one of the addresses its host resolves to); its
+    /// certificate is still verified for the host.
+    pub(crate) fn reached_at(self, at: Option<std::net::SocketAddr>) -> EdgeAddress {
+        EdgeAddress { at, ..self }
+    }
+
+    /// The socket address to connect to, if one was chosen.
+    pub(crate) fn at(&self) -> Option<std::net::SocketAddr> {
+        self.at
     }
 
     /// The address as given, for connecting and for messages.

@@ -19,12 +19,14 @@ pub(crate) async fn connect_tls(
     timeout: Duration,
 ) -> Result<TlsStream<LinkSocket>, LinkError> {
     let attempt = async {
-        let tcp = TcpStream::connect(address.as_str())
-            .await
-            .map_err(|source| LinkError::Connect {
-                address: address.as_str().to_owned(),
-                source,
-            })?;
+        let connected = match address.at() {
+            Some(at) => TcpStream::connect(at).await,
+            None => TcpStream::connect(address.as_str()).await,
+        };
+        let tcp = connected.map_err(|source| LinkError::Connect {
+            address: address.as_str().to_owned(),
+            source,
+        })?;
         // Tunnel frames are small and latency-bound; Nagle would hold them back.
         tcp.set_nodelay(true).map_err(|source| LinkError::Connect {
             address: address.as_str().to_owned(),

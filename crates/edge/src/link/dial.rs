@@ -21,7 +21,19 @@ pub async fn dial(
     edge_addr: &str,
     timeout: Duration,
 ) -> Result<TlsStream<LinkSocket>, LinkError> {
-    let address = EdgeAddress::parse(edge_addr)?;
+    dial_at(credentials, edge_addr, None, timeout).await
+}
+
+/// [`dial`] to `at`, one of the addresses `edge_addr`'s host resolves to (the edge's
+/// certificate is still verified for the host): an agent keeps a session to each edge behind
+/// one name.
+pub async fn dial_at(
+    credentials: &AgentCredentials,
+    edge_addr: &str,
+    at: Option<std::net::SocketAddr>,
+    timeout: Duration,
+) -> Result<TlsStream<LinkSocket>, LinkError> {
+    let address = EdgeAddress::parse(edge_addr)?.reached_at(at);
     let mut roots = RootCertStore::empty();
     roots
         .add(credentials.edge_ca().clone())

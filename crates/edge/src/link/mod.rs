@@ -34,7 +34,7 @@ pub use arrival::{Arrival, accept};
 pub use credentials::{
     AGENT_CERT_FILE, AGENT_INFO_FILE, AGENT_KEY_FILE, AgentCredentials, AgentInfo, EDGE_CA_FILE,
 };
-pub use dial::dial;
+pub use dial::{dial, dial_at};
 pub use error::LinkError;
 pub use join_client::{JOIN_ANSWER_TIMEOUT, JOIN_CONNECT_TIMEOUT, join};
 pub use join_server::{JOIN_REQUEST_TIMEOUT, serve_join};

@@ -9,4 +9,5 @@ mod lifecycle;
 mod load;
 mod observability;
 mod publish;
+mod several_edges;
 mod tls;
