@@ -194,27 +194,41 @@ impl AdminClient {
             .body(Full::new(body))
             .map_err(|error| because("cannot build the request")(&error))?;
         let io = TokioIo::new(tls);
-        let sent = if http2 {
+        // The connection runs in its own task; when the request fails, that task's error is
+        // the one that says why (a TLS alert: the server refused the client's certificate).
+        let (sent, driver) = if http2 {
             let (mut sender, connection) =
                 hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
                     .await
                     .map_err(|error| because("HTTP/2 failed")(&error))?;
-            tokio::spawn(connection);
-            sender.send_request(request).await
+            let driver = tokio::spawn(connection);
+            (sender.send_request(request).await, driver)
         } else {
             let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
                 .await
                 .map_err(|error| because("HTTP/1.1 failed")(&error))?;
-            tokio::spawn(connection);
-            sender.send_request(request).await
+            let driver = tokio::spawn(connection);
+            (sender.send_request(request).await, driver)
         };
-        let response = sent.map_err(|error| because("no answer")(&error))?;
-        let (parts, body) = response.into_parts();
-        let bytes = body
-            .collect()
-            .await
-            .map_err(|error| because("the answer broke off")(&error))?
-            .to_bytes();
+        let answer = match sent {
+            Ok(response) => {
+                let (parts, body) = response.into_parts();
+                body.collect()
+                    .await
+                    .map(|body| (parts, body.to_bytes()))
+                    .map_err(|error| because("the answer broke off")(&error))
+            }
+            Err(error) => Err(because("no answer")(&error)),
+        };
+        let (parts, bytes) = match answer {
+            Ok(answer) => answer,
+            Err(reason) => {
+                return Err(match driver.await {
+                    Ok(Err(cause)) => format!("{reason}: {}", with_causes(&cause)),
+                    _ => reason,
+                });
+            }
+        };
         Ok((parts.status, parts.headers, bytes))
     }
 }

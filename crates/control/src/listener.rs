@@ -206,10 +206,12 @@ async fn serve_connection(
     api: Arc<AdminApi>,
     watcher: hyper_util::server::graceful::Watcher,
 ) {
-    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+    let handshake = acceptor.accept(stream).into_fallible();
+    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
         Ok(Ok(tls)) => tls,
-        Ok(Err(error)) => {
+        Ok(Err((error, socket))) => {
             tracing::info!(%peer, %error, "admin API: handshake refused");
+            linger_after_alert(socket).await;
             return;
         }
         Err(_) => {
@@ -240,6 +242,28 @@ async fn serve_connection(
     if let Err(error) = watcher.watch(connection.into_owned()).await {
         tracing::debug!(%peer, %error, "admin API connection ended with an error");
     }
+}
+
+/// How long a refused client's remaining bytes are read and discarded after the alert.
+const ALERT_LINGER: Duration = Duration::from_secs(1);
+
+/// Closes a refused connection so that the client reads the alert, as the gateway does: FIN
+/// after it, then what the client still sends (its Finished, often its first request) is read
+/// and discarded for a moment. Closing a socket with unread bytes makes the kernel send RST,
+/// and a client that receives RST may drop the alert unread (curl then reports a socket error
+/// instead of "certificate required").
+async fn linger_after_alert(mut socket: TcpStream) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let _ = socket.shutdown().await;
+    let mut discard = vec![0u8; 4096];
+    let _ = tokio::time::timeout(ALERT_LINGER, async {
+        while let Ok(read) = socket.read(&mut discard).await {
+            if read == 0 {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// The certificate's subject common name ("" when it has none): who the admin is, in logs.
