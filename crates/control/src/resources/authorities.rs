@@ -19,7 +19,7 @@ use crate::api::{AdminApi, Call, Handled};
 use crate::api_error::ApiError;
 use crate::body::Fields;
 use crate::ids::new_id;
-use crate::paging::{Paging, list_reply};
+use crate::paging::Paging;
 use crate::preconditions::{expected_version, if_match_version};
 use crate::reply::Reply;
 use crate::times::{rfc3339, unix_now};
@@ -50,9 +50,9 @@ fn view(row: &CaRow) -> Value {
 /// `GET /certificate_authorities`.
 pub(crate) fn list(api: &AdminApi, call: Call) -> Handled<'_> {
     Box::pin(async move {
-        let paging = Paging::from_query(call.query.as_deref())?;
-        let page = api.store.cas(paging.after.as_deref(), paging.limit).await?;
-        Ok(list_reply(KIND.collection, page, paging.limit, view))
+        let read =
+            |page: Paging| async move { api.store.cas(page.after.as_deref(), page.limit).await };
+        KIND.list(&call, read, view).await
     })
 }
 
@@ -76,8 +76,7 @@ pub(crate) fn create(api: &AdminApi, call: Call) -> Handled<'_> {
             version: 0,
         };
         let row = api.store.insert_ca(&row).await?;
-        api.hooks.changed();
-        Ok(Reply::created(view(&row), KIND.uri(&row.id)).at_version(row.version))
+        Ok(KIND.made(api, &row.id, view(&row), Some(row.version)))
     })
 }
 

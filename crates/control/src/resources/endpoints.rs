@@ -11,7 +11,7 @@ use crate::api_error::ApiError;
 use crate::body::Fields;
 use crate::ids::new_id;
 use crate::names::exact_hostname;
-use crate::paging::{Paging, list_reply};
+use crate::paging::Paging;
 use crate::preconditions::{expected_version, if_match_version};
 use crate::reply::Reply;
 use crate::times::{rfc3339, unix_now};
@@ -57,12 +57,10 @@ fn view(row: &EndpointRow) -> Value {
 /// `GET /endpoints`.
 pub(crate) fn list(api: &AdminApi, call: Call) -> Handled<'_> {
     Box::pin(async move {
-        let paging = Paging::from_query(call.query.as_deref())?;
-        let page = api
-            .store
-            .endpoints(paging.after.as_deref(), paging.limit)
-            .await?;
-        Ok(list_reply(KIND.collection, page, paging.limit, view))
+        let read = |page: Paging| async move {
+            api.store.endpoints(page.after.as_deref(), page.limit).await
+        };
+        KIND.list(&call, read, view).await
     })
 }
 
@@ -87,10 +85,7 @@ pub(crate) fn create(api: &AdminApi, call: Call) -> Handled<'_> {
         };
         Changes::take(&mut fields)?.apply(&mut row)?;
         match api.store.insert_endpoint(&row).await? {
-            Ok(row) => {
-                api.hooks.changed();
-                Ok(Reply::created(view(&row), KIND.uri(&row.id)).at_version(row.version))
-            }
+            Ok(row) => Ok(KIND.made(api, &row.id, view(&row), Some(row.version))),
             Err(refusal) => Err(refused(refusal)),
         }
     })

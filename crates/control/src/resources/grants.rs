@@ -10,8 +10,7 @@ use crate::api_error::ApiError;
 use crate::body::Fields;
 use crate::ids::new_id;
 use crate::names::{agent_name, hostname_glob};
-use crate::paging::{Paging, list_reply};
-use crate::reply::Reply;
+use crate::paging::Paging;
 use crate::times::{rfc3339, unix_now};
 
 const KIND: Kind = Kind {
@@ -35,12 +34,9 @@ fn view(row: &GrantRow) -> Value {
 /// `GET /agent_grants`.
 pub(crate) fn list(api: &AdminApi, call: Call) -> Handled<'_> {
     Box::pin(async move {
-        let paging = Paging::from_query(call.query.as_deref())?;
-        let page = api
-            .store
-            .grants(paging.after.as_deref(), paging.limit)
-            .await?;
-        Ok(list_reply(KIND.collection, page, paging.limit, view))
+        let read =
+            |page: Paging| async move { api.store.grants(page.after.as_deref(), page.limit).await };
+        KIND.list(&call, read, view).await
     })
 }
 
@@ -71,8 +67,7 @@ pub(crate) fn create(api: &AdminApi, call: Call) -> Handled<'_> {
             version: 0,
         };
         let row = api.store.insert_grant(&row).await?;
-        api.hooks.changed();
-        Ok(Reply::created(view(&row), KIND.uri(&row.id)).at_version(row.version))
+        Ok(KIND.made(api, &row.id, view(&row), Some(row.version)))
     })
 }
 

@@ -10,11 +10,12 @@ pub(crate) mod tokens;
 
 use std::future::Future;
 
-use moat_store::{Change, StoreError};
+use moat_store::{Change, Page, StoreError};
 use serde_json::Value;
 
 use crate::api::{AdminApi, Call};
 use crate::api_error::ApiError;
+use crate::paging::{Paging, list_reply};
 use crate::preconditions::{UNVERSIONED_TRIES, if_match_version};
 use crate::reply::Reply;
 
@@ -39,6 +40,39 @@ impl Kind {
             "no {} {id}; GET /{} lists them",
             self.what, self.collection
         ))
+    }
+
+    /// The reply to a list request: the page `read` returns for the call's `limit` and
+    /// `after`, each record shown by `view`.
+    pub async fn list<T, F, Fut>(
+        &self,
+        call: &Call,
+        read: F,
+        view: impl Fn(&T) -> Value,
+    ) -> Result<Reply, ApiError>
+    where
+        F: FnOnce(Paging) -> Fut,
+        Fut: Future<Output = Result<Page<T>, StoreError>>,
+    {
+        let paging = Paging::from_query(call.query.as_deref())?;
+        let limit = paging.limit;
+        Ok(list_reply(
+            self.collection,
+            read(paging).await?,
+            limit,
+            view,
+        ))
+    }
+
+    /// The reply to a creation, once the edge is told: the new record `id` shown as `body`,
+    /// with its ETag when it has a `version`.
+    pub fn made(&self, api: &AdminApi, id: &str, body: Value, version: Option<i64>) -> Reply {
+        api.hooks.changed();
+        let reply = Reply::created(body, self.uri(id));
+        match version {
+            Some(version) => reply.at_version(version),
+            None => reply,
+        }
     }
 
     /// The reply to a GET of one record: `found` shown by `view`, with its ETag when it has a

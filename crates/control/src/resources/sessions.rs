@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::Kind;
 use crate::api::{AdminApi, Call, Handled};
-use crate::paging::{Paging, list_reply};
+use crate::paging::Paging;
 use crate::reply::Reply;
 use crate::times::{rfc3339, unix_now};
 
@@ -31,12 +31,13 @@ fn view(row: &SessionRow) -> Value {
 /// `GET /tunnel_sessions`: the live ones (a lapsed lease is an edge that stopped renewing).
 pub(crate) fn list(api: &AdminApi, call: Call) -> Handled<'_> {
     Box::pin(async move {
-        let paging = Paging::from_query(call.query.as_deref())?;
-        let page = api
-            .store
-            .live_session_page(unix_now(), paging.after.as_deref(), paging.limit)
-            .await?;
-        Ok(list_reply(KIND.collection, page, paging.limit, view))
+        let read = |page: Paging| async move {
+            let now = unix_now();
+            api.store
+                .live_session_page(now, page.after.as_deref(), page.limit)
+                .await
+        };
+        KIND.list(&call, read, view).await
     })
 }
 

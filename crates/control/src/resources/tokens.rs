@@ -13,7 +13,7 @@ use crate::api::{AdminApi, Call, Handled};
 use crate::api_error::ApiError;
 use crate::body::Fields;
 use crate::hooks::{HookError, TokenRequest};
-use crate::paging::{Paging, list_reply};
+use crate::paging::Paging;
 use crate::reply::Reply;
 use crate::times::rfc3339;
 
@@ -40,12 +40,12 @@ fn view(row: &JoinTokenRow) -> Value {
 /// `GET /join_tokens`: without secrets (the store has only their hashes).
 pub(crate) fn list(api: &AdminApi, call: Call) -> Handled<'_> {
     Box::pin(async move {
-        let paging = Paging::from_query(call.query.as_deref())?;
-        let page = api
-            .store
-            .join_token_page(paging.after.as_deref(), paging.limit)
-            .await?;
-        Ok(list_reply(KIND.collection, page, paging.limit, view))
+        let read = |page: Paging| async move {
+            api.store
+                .join_token_page(page.after.as_deref(), page.limit)
+                .await
+        };
+        KIND.list(&call, read, view).await
     })
 }
 
@@ -71,10 +71,9 @@ pub(crate) fn create(api: &AdminApi, call: Call) -> Handled<'_> {
                 HookError::Refused { field, message } => ApiError::refused(field, message),
                 HookError::Failed { message } => ApiError::internal(message),
             })?;
-        api.hooks.changed();
         let mut body = view(&issued.row);
         body["token"] = Value::String(issued.token);
-        Ok(Reply::created(body, KIND.uri(&issued.row.id)))
+        Ok(KIND.made(api, &issued.row.id, body, None))
     })
 }
 

@@ -3,11 +3,11 @@
 //! every kind of refusal, each naming its field.
 
 use bytes::Bytes;
-use http::{Method, Request, StatusCode};
+use http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::Full;
 use serde_json::{Value, json};
 
-use crate::support::{Admin, REFUSE_TOKEN, TestCa, assert_refused, unix_now};
+use crate::support::{Admin, REFUSE_TOKEN, TestCa, invalid, refusal, unix_now};
 
 const GET: Method = Method::GET;
 const POST: Method = Method::POST;
@@ -16,46 +16,64 @@ const DELETE: Method = Method::DELETE;
 
 /// Every route, with what each refuses; `admin` records every exchange.
 pub async fn tour(admin: &Admin) {
-    let before = admin.hooks.changes();
-    let mut changes = 0;
-    let ca_id = certificate_authorities(admin, &mut changes).await;
-    endpoints(admin, &ca_id, &mut changes).await;
-    reserved_domains(admin, &mut changes).await;
-    agent_grants(admin, &mut changes).await;
-    join_tokens(admin, &mut changes).await;
-    tunnel_sessions(admin, &mut changes).await;
+    let ca_id = certificate_authorities(admin).await;
+    endpoints(admin, &ca_id).await;
+    reserved_domains(admin).await;
+    agent_grants(admin).await;
+    join_tokens(admin).await;
+    tunnel_sessions(admin).await;
     requests_the_api_refuses_whole(admin).await;
     let (status, document) = admin.send(GET, "/openapi.json", None).await;
     assert_eq!(
         (status, document["openapi"].as_str()),
         (StatusCode::OK, Some("3.1.0"))
     );
+    let committed = admin
+        .exchanges
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|exchange| exchange.method != GET && exchange.status.is_success())
+        .count();
     assert_eq!(
-        admin.hooks.changes() - before,
-        changes,
+        admin.hooks.changes(),
+        committed,
         "the edge hears of every committed change, and of nothing else"
     );
 }
 
-async fn certificate_authorities(admin: &Admin, changes: &mut usize) -> String {
+/// Makes a record with `body` at `path`; returns the answer's headers and the record.
+async fn make(admin: &Admin, path: &str, body: Value) -> (HeaderMap, Value) {
+    let (status, headers, made) = admin.call(POST, path, None, Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    assert_eq!(headers["location"], made["uri"].as_str().unwrap());
+    (headers, made)
+}
+
+/// The answer's ETag.
+fn etag(headers: &HeaderMap) -> &str {
+    headers["etag"].to_str().unwrap()
+}
+
+/// Asserts that `status` is `expected`.
+fn expect(answer: (StatusCode, Value), expected: StatusCode) -> Value {
+    assert_eq!(answer.0, expected, "{}", answer.1);
+    answer.1
+}
+
+async fn certificate_authorities(admin: &Admin) -> String {
+    let path = "/certificate_authorities";
     let team = TestCa::new("Team CA");
-    let (status, headers, ca) = admin
-        .call(
-            POST,
-            "/certificate_authorities",
-            None,
-            Some(json!({"ca_pem": format!("text before\n{}", team.pem), "description": "team"})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{ca}");
-    *changes += 1;
+    let before = format!("text before\n{}", team.pem);
+    let (headers, ca) = make(
+        admin,
+        path,
+        json!({"ca_pem": before, "description": "team"}),
+    )
+    .await;
     let id = ca["id"].as_str().unwrap().to_owned();
     assert!(id.starts_with("ca_"), "{id}");
     assert_eq!(headers["etag"], "\"1\"");
-    assert_eq!(
-        headers["location"],
-        format!("/certificate_authorities/{id}")
-    );
     assert_eq!(ca["uri"], format!("/certificate_authorities/{id}"));
     assert_eq!(ca["subject_common_name"], "Team CA");
     assert_eq!(
@@ -70,37 +88,13 @@ async fn certificate_authorities(admin: &Admin, changes: &mut usize) -> String {
     assert!(ca["not_after"].as_str().unwrap().ends_with('Z'), "{ca}");
 
     // A leaf is no CA: refused in the gateway's words, naming the field.
-    let leaf = team.client("just-a-client");
-    let refused = admin
-        .send(
-            POST,
-            "/certificate_authorities",
-            Some(json!({"ca_pem": leaf.cert_pem})),
-        )
-        .await;
-    assert_refused(
-        &refused,
-        StatusCode::BAD_REQUEST,
-        "MOAT_INVALID_FIELD",
-        Some("ca_pem"),
-        "ca_pem: certificate #1 (CN=just-a-client) is not a CA (basicConstraints cA=false)",
-    );
+    let leaf = team.client("just-a-client").cert_pem;
+    let not_a_ca =
+        "ca_pem: certificate #1 (CN=just-a-client) is not a CA (basicConstraints cA=false)";
     let two = format!("{}{}", team.pem, TestCa::new("Other").pem);
-    let refused = admin
-        .send(
-            POST,
-            "/certificate_authorities",
-            Some(json!({"ca_pem": two})),
-        )
-        .await;
-    assert_refused(
-        &refused,
-        StatusCode::BAD_REQUEST,
-        "MOAT_INVALID_FIELD",
-        Some("ca_pem"),
-        "holds 2 certificates",
-    );
     for (body, field, words) in [
+        (json!({"ca_pem": leaf}), "ca_pem", not_a_ca),
+        (json!({"ca_pem": two}), "ca_pem", "holds 2 certificates"),
         (json!({}), "ca_pem", "field \"ca_pem\" is required"),
         (
             json!({"ca_pem": 7}),
@@ -118,43 +112,29 @@ async fn certificate_authorities(admin: &Admin, changes: &mut usize) -> String {
             "at most 255",
         ),
     ] {
-        let refused = admin
-            .send(POST, "/certificate_authorities", Some(body))
+        admin
+            .refuses(POST, path, None, Some(body), invalid(field, words))
             .await;
-        assert_refused(
-            &refused,
-            StatusCode::BAD_REQUEST,
-            "MOAT_INVALID_FIELD",
-            Some(field),
-            words,
-        );
     }
-    let refused = admin
-        .send(POST, "/certificate_authorities", Some(json!(["a list"])))
-        .await;
-    assert_refused(
-        &refused,
+    let not_an_object = refusal(
         StatusCode::BAD_REQUEST,
         "MOAT_BAD_JSON",
         None,
         "a JSON array, not an object",
     );
+    admin
+        .refuses(POST, path, None, Some(json!(["a list"])), not_an_object)
+        .await;
 
     // A second CA, for paging.
-    let (status, second) = admin
-        .send(
-            POST,
-            "/certificate_authorities",
-            Some(json!({"ca_pem": TestCa::new("Second CA").pem})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED);
-    *changes += 1;
-    let (status, page) = admin
-        .send(GET, "/certificate_authorities?limit=1", None)
-        .await;
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(page["uri"], "/certificate_authorities");
+    let (_, second) = make(admin, path, json!({"ca_pem": TestCa::new("Second CA").pem})).await;
+    let page = expect(
+        admin
+            .send(GET, "/certificate_authorities?limit=1", None)
+            .await,
+        StatusCode::OK,
+    );
+    assert_eq!(page["uri"], path);
     assert_eq!(
         page["certificate_authorities"][0]["id"],
         id.as_str(),
@@ -162,38 +142,33 @@ async fn certificate_authorities(admin: &Admin, changes: &mut usize) -> String {
     );
     let next = page["next_page_uri"].as_str().unwrap().to_owned();
     assert_eq!(next, format!("/certificate_authorities?after={id}&limit=1"));
-    let (_, page) = admin.send(GET, &next, None).await;
+    let page = expect(admin.send(GET, &next, None).await, StatusCode::OK);
     assert_eq!(page["certificate_authorities"][0]["id"], second["id"]);
     assert_eq!(page["next_page_uri"], Value::Null);
-    let refused = admin
-        .send(GET, "/certificate_authorities?limit=5000", None)
+    let too_many = invalid("limit", "from 1 to 1000");
+    admin
+        .refuses(
+            GET,
+            "/certificate_authorities?limit=5000",
+            None,
+            None,
+            too_many,
+        )
         .await;
-    assert_refused(
-        &refused,
-        StatusCode::BAD_REQUEST,
-        "MOAT_INVALID_FIELD",
-        Some("limit"),
-        "from 1 to 1000",
-    );
 
     let uri = format!("/certificate_authorities/{id}");
     let (status, headers, read) = admin.call(GET, &uri, None, None).await;
-    assert_eq!((status, &read), (StatusCode::OK, &ca));
-    assert_eq!(headers["etag"], "\"1\"");
-    let (status, headers, changed) = admin
-        .call(
-            PATCH,
-            &uri,
-            Some("\"1\""),
-            Some(json!({"metadata": "{\"team\":\"a\"}"})),
-        )
-        .await;
+    assert_eq!(
+        (status, &read, etag(&headers)),
+        (StatusCode::OK, &ca, "\"1\"")
+    );
+    let metadata = json!({"metadata": "{\"team\":\"a\"}"});
+    let (status, headers, changed) = admin.call(PATCH, &uri, Some("\"1\""), Some(metadata)).await;
     assert_eq!(
         (status, changed["version"].as_i64()),
         (StatusCode::OK, Some(2)),
         "{changed}"
     );
-    *changes += 1;
     assert_eq!(headers["etag"], "\"2\"");
     assert_eq!(
         (
@@ -202,156 +177,153 @@ async fn certificate_authorities(admin: &Admin, changes: &mut usize) -> String {
         ),
         (Some("team"), Some("{\"team\":\"a\"}"))
     );
-    let stale = admin
-        .call(
-            PATCH,
-            &uri,
-            Some("\"1\""),
-            Some(json!({"description": "late"})),
-        )
-        .await;
-    assert_refused(
-        &(stale.0, stale.2.clone()),
+    let stale = refusal(
         StatusCode::PRECONDITION_FAILED,
         "MOAT_VERSION_MISMATCH",
         None,
         "is at version 2, not 1",
     );
-    assert_eq!(stale.2["details"]["current_version"], 2);
-    let (status, changed) = admin
-        .send(PATCH, &uri, Some(json!({"description": "b", "version": 2})))
+    let (_, refused) = admin
+        .refuses(
+            PATCH,
+            &uri,
+            Some("\"1\""),
+            Some(json!({"description": "late"})),
+            stale,
+        )
         .await;
-    assert_eq!(
-        (status, changed["version"].as_i64()),
-        (StatusCode::OK, Some(3))
+    assert_eq!(refused["details"]["current_version"], 2);
+    let changed = expect(
+        admin
+            .send(PATCH, &uri, Some(json!({"description": "b", "version": 2})))
+            .await,
+        StatusCode::OK,
     );
-    *changes += 1;
-    let refused = admin
-        .send(PATCH, &uri, Some(json!({"ca_pem": team.pem})))
-        .await;
-    assert_refused(
-        &refused,
-        StatusCode::BAD_REQUEST,
-        "MOAT_INVALID_FIELD",
-        Some("ca_pem"),
-        "unknown field \"ca_pem\"",
-    );
-    let refused = admin
-        .call(PATCH, &uri, Some("\"3\""), Some(json!({"version": 4})))
-        .await;
-    assert_refused(
-        &(refused.0, refused.2),
-        StatusCode::BAD_REQUEST,
-        "MOAT_INVALID_FIELD",
-        Some("version"),
-        "differ",
-    );
-    let refused = admin.call(PATCH, &uri, Some("soon"), Some(json!({}))).await;
-    assert_refused(
-        &(refused.0, refused.2),
-        StatusCode::BAD_REQUEST,
-        "MOAT_INVALID_FIELD",
-        Some("If-Match"),
-        "not a version",
-    );
-    let missing = admin
-        .send(GET, "/certificate_authorities/ca_nope", None)
-        .await;
-    assert_refused(
-        &missing,
+    assert_eq!(changed["version"], 3);
+    for (if_match, body, refused) in [
+        (
+            None,
+            json!({"ca_pem": team.pem}),
+            invalid("ca_pem", "unknown field \"ca_pem\""),
+        ),
+        (
+            Some("\"3\""),
+            json!({"version": 4}),
+            invalid("version", "differ"),
+        ),
+        (
+            Some("soon"),
+            json!({}),
+            invalid("If-Match", "not a version"),
+        ),
+    ] {
+        admin
+            .refuses(PATCH, &uri, if_match, Some(body), refused)
+            .await;
+    }
+    let missing = refusal(
         StatusCode::NOT_FOUND,
         "MOAT_NOT_FOUND",
         None,
         "no certificate authority ca_nope",
     );
-    let missing = admin
-        .send(PATCH, "/certificate_authorities/ca_nope", Some(json!({})))
+    admin
+        .refuses(GET, "/certificate_authorities/ca_nope", None, None, missing)
         .await;
-    assert_refused(
-        &missing,
-        StatusCode::NOT_FOUND,
-        "MOAT_NOT_FOUND",
-        None,
-        "ca_nope",
-    );
+    admin
+        .refuses(
+            PATCH,
+            "/certificate_authorities/ca_nope",
+            None,
+            Some(json!({})),
+            missing,
+        )
+        .await;
 
-    // Bodies the client would not send: not JSON, undeclared, too large, broken.
-    let raw = |content_type: Option<&str>, body: Vec<u8>| {
-        let mut request = Request::builder()
-            .method(POST)
-            .uri("/certificate_authorities");
+    // Bodies the client would not send: undeclared, too large, broken.
+    let not_json = "MOAT_UNSUPPORTED_MEDIA_TYPE";
+    let too_large = vec![b' '; moat_control::MAX_BODY_BYTES + 1];
+    for (content_type, body, expected) in [
+        (
+            Some("text/plain"),
+            b"{}".to_vec(),
+            refusal(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                not_json,
+                None,
+                "text/plain",
+            ),
+        ),
+        (
+            None,
+            b"{}".to_vec(),
+            refusal(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                not_json,
+                None,
+                "send JSON",
+            ),
+        ),
+        (
+            Some("application/json"),
+            too_large,
+            refusal(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "MOAT_BODY_TOO_LARGE",
+                None,
+                "1048576 bytes",
+            ),
+        ),
+        (
+            Some("application/json; charset=utf-8"),
+            b"{\"ca_pem\": ".to_vec(),
+            refusal(
+                StatusCode::BAD_REQUEST,
+                "MOAT_BAD_JSON",
+                None,
+                "line 1 column 11",
+            ),
+        ),
+    ] {
+        let mut request = Request::builder().method(POST).uri(path);
         if let Some(content_type) = content_type {
             request = request.header("content-type", content_type);
         }
-        request.body(Full::new(Bytes::from(body))).unwrap()
-    };
-    let (status, _, refused) = admin.raw(raw(Some("text/plain"), b"{}".to_vec())).await;
-    assert_refused(
-        &(status, refused),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        "MOAT_UNSUPPORTED_MEDIA_TYPE",
-        None,
-        "text/plain",
-    );
-    let (status, _, refused) = admin.raw(raw(None, b"{}".to_vec())).await;
-    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{refused}");
-    let (status, _, refused) = admin
-        .raw(raw(
-            Some("application/json"),
-            vec![b' '; moat_control::MAX_BODY_BYTES + 1],
-        ))
-        .await;
-    assert_refused(
-        &(status, refused),
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "MOAT_BODY_TOO_LARGE",
-        None,
-        "1048576 bytes",
-    );
-    let (status, _, refused) = admin
-        .raw(raw(
-            Some("application/json; charset=utf-8"),
-            b"{\"ca_pem\": ".to_vec(),
-        ))
-        .await;
-    assert_refused(
-        &(status, refused),
-        StatusCode::BAD_REQUEST,
-        "MOAT_BAD_JSON",
-        None,
-        "line 1 column 11",
-    );
+        let (status, _, refused) = admin
+            .raw(request.body(Full::new(Bytes::from(body))).unwrap())
+            .await;
+        expected.check(status, &refused);
+    }
 
-    // The second CA goes; its stale version is refused first.
+    // The second CA goes; a stale version is refused first.
     let second_uri = second["uri"].as_str().unwrap();
-    let stale = admin.call(DELETE, second_uri, Some("\"7\""), None).await;
-    assert_eq!(stale.0, StatusCode::PRECONDITION_FAILED, "{}", stale.2);
+    let stale = refusal(
+        StatusCode::PRECONDITION_FAILED,
+        "MOAT_VERSION_MISMATCH",
+        None,
+        "not 7",
+    );
+    admin
+        .refuses(DELETE, second_uri, Some("\"7\""), None, stale)
+        .await;
     let (status, _, gone) = admin.call(DELETE, second_uri, Some("\"1\""), None).await;
     assert_eq!((status, gone), (StatusCode::NO_CONTENT, Value::Null));
-    *changes += 1;
-    let missing = admin.send(DELETE, second_uri, None).await;
-    assert_eq!(missing.0, StatusCode::NOT_FOUND);
+    let missing = refusal(
+        StatusCode::NOT_FOUND,
+        "MOAT_NOT_FOUND",
+        None,
+        "GET /certificate_authorities lists them",
+    );
+    admin.refuses(DELETE, second_uri, None, None, missing).await;
     id
 }
 
-async fn endpoints(admin: &Admin, ca_id: &str, changes: &mut usize) {
+async fn endpoints(admin: &Admin, ca_id: &str) {
+    let path = "/endpoints";
     let rules =
         "[[rules]]\nname = \"ops\"\naction = \"allow\"\ninclude = [{ common_name = \"ops-*\" }]\n";
-    let (status, headers, endpoint) = admin
-        .call(
-            POST,
-            "/endpoints",
-            None,
-            Some(json!({
-                "hostname": "App.Example.com",
-                "certificate_authority_ids": [ca_id],
-                "rules": rules,
-                "metadata": "{}"
-            })),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{endpoint}");
-    *changes += 1;
+    let body = json!({"hostname": "App.Example.com", "certificate_authority_ids": [ca_id], "rules": rules});
+    let (headers, endpoint) = make(admin, path, body).await;
     assert_eq!(headers["etag"], "\"1\"");
     let id = endpoint["id"].as_str().unwrap().to_owned();
     assert!(id.starts_with("ep_"));
@@ -373,20 +345,25 @@ async fn endpoints(admin: &Admin, ca_id: &str, changes: &mut usize) {
     );
     assert_eq!(endpoint["certificate_authority_ids"], json!([ca_id]));
 
-    let taken = admin
-        .send(
-            POST,
-            "/endpoints",
-            Some(json!({"hostname": "app.example.com"})),
-        )
-        .await;
-    assert_refused(
-        &taken,
+    let taken = refusal(
         StatusCode::CONFLICT,
         "MOAT_CONFLICT",
         Some("hostname"),
-        &format!("already endpoint {id}'s"),
+        "already endpoint",
     );
+    admin
+        .refuses(
+            POST,
+            path,
+            None,
+            Some(json!({"hostname": "app.example.com"})),
+            taken,
+        )
+        .await;
+    let agent = "the edge never sees the client's certificate";
+    let eleven: Vec<String> = (0..11).map(|n| format!("ca_{n}")).collect();
+    let bad_rules = "[[rules]]\nname = \"x\"\naction = \"maybe\"\n";
+    let host = "b.example.com";
     for (body, field, words) in [
         (
             json!({"hostname": "*.example.com"}),
@@ -399,217 +376,188 @@ async fn endpoints(admin: &Admin, ca_id: &str, changes: &mut usize) {
             "is not a DNS name",
         ),
         (
-            json!({"hostname": "b.example.com", "kind": "udp"}),
+            json!({"hostname": host, "kind": "udp"}),
             "kind",
             "use \"http\" or \"tls\"",
         ),
         (
-            json!({"hostname": "b.example.com", "terminate_at": "moon"}),
+            json!({"hostname": host, "terminate_at": "moon"}),
             "terminate_at",
             "use \"edge\" or \"agent\"",
         ),
         (
-            json!({"hostname": "b.example.com", "kind": "tls", "terminate_at": "agent", "certificate_authority_ids": [ca_id]}),
+            json!({"hostname": host, "terminate_at": "agent", "certificate_authority_ids": [ca_id]}),
             "certificate_authority_ids",
-            "the edge never sees the client's certificate",
+            agent,
         ),
         (
-            json!({"hostname": "b.example.com", "terminate_at": "agent", "rules": rules}),
+            json!({"hostname": host, "terminate_at": "agent", "rules": rules}),
             "rules",
-            "terminate_at is \"agent\"",
+            agent,
         ),
         (
-            json!({"hostname": "b.example.com", "rules": rules}),
+            json!({"hostname": host, "rules": rules}),
             "rules",
             "trusts no CA",
         ),
         (
-            json!({"hostname": "b.example.com", "certificate_authority_ids": [ca_id], "rules": "[[rules]]\nname = \"x\"\naction = \"maybe\"\n"}),
+            json!({"hostname": host, "certificate_authority_ids": [ca_id], "rules": bad_rules}),
             "rules",
-            "rules",
+            "maybe",
         ),
         (
-            json!({"hostname": "b.example.com", "certificate_authority_ids": ["ca_gone"]}),
+            json!({"hostname": host, "certificate_authority_ids": ["ca_gone"]}),
             "certificate_authority_ids",
             "no certificate authority ca_gone exists",
         ),
         (
-            json!({"hostname": "b.example.com", "certificate_authority_ids": (0..11).map(|n| format!("ca_{n}")).collect::<Vec<_>>()}),
+            json!({"hostname": host, "certificate_authority_ids": eleven}),
             "certificate_authority_ids",
             "at most 10",
         ),
         (
-            json!({"hostname": "b.example.com", "pool": "yes"}),
+            json!({"hostname": host, "pool": "yes"}),
             "pool",
             "invalid type",
         ),
     ] {
-        let refused = admin.send(POST, "/endpoints", Some(body.clone())).await;
-        assert_refused(
-            &refused,
-            StatusCode::BAD_REQUEST,
-            "MOAT_INVALID_FIELD",
-            Some(field),
-            words,
-        );
+        admin
+            .refuses(POST, path, None, Some(body), invalid(field, words))
+            .await;
     }
-    let (status, passthrough) = admin
-        .send(POST, "/endpoints", Some(json!({"hostname": "raw.example.com", "kind": "tls", "terminate_at": "agent", "pool": true})))
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{passthrough}");
-    *changes += 1;
-
-    let (status, list) = admin.send(GET, "/endpoints", None).await;
-    assert_eq!(status, StatusCode::OK);
+    let passthrough = json!({"hostname": "raw.example.com", "kind": "tls", "terminate_at": "agent", "pool": true});
+    make(admin, path, passthrough).await;
+    let list = expect(admin.send(GET, path, None).await, StatusCode::OK);
     assert_eq!(list["endpoints"].as_array().unwrap().len(), 2);
     assert_eq!(list["next_page_uri"], Value::Null);
 
     // The CA is in use: its deletion names the endpoint.
-    let in_use = admin
-        .send(DELETE, &format!("/certificate_authorities/{ca_id}"), None)
-        .await;
-    assert_refused(
-        &in_use,
+    let in_use = refusal(
         StatusCode::CONFLICT,
         "MOAT_CONFLICT",
         None,
-        &format!("is used by endpoint {id}"),
+        "is used by endpoint ep_",
     );
-    assert_eq!(in_use.1["details"]["endpoints"], json!([id]));
+    let ca_uri = format!("/certificate_authorities/{ca_id}");
+    let (_, refused) = admin.refuses(DELETE, &ca_uri, None, None, in_use).await;
+    assert_eq!(refused["details"]["endpoints"], json!([id]));
 
     let uri = format!("/endpoints/{id}");
     let (status, headers, _) = admin.call(GET, &uri, None, None).await;
-    assert_eq!(
-        (status, &headers["etag"]),
-        (StatusCode::OK, &"\"1\"".parse().unwrap())
+    assert_eq!((status, etag(&headers)), (StatusCode::OK, "\"1\""));
+    let unshared = json!({"pool": true, "certificate_authority_ids": [], "rules": ""});
+    let changed = expect(
+        admin.send(PATCH, &uri, Some(unshared)).await,
+        StatusCode::OK,
     );
-    let (status, changed) = admin
-        .send(
-            PATCH,
-            &uri,
-            Some(json!({"pool": true, "certificate_authority_ids": [], "rules": ""})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{changed}");
-    *changes += 1;
     assert_eq!(
         (changed["pool"].as_bool(), changed["version"].as_i64()),
         (Some(true), Some(2))
     );
     assert_eq!(changed["certificate_authority_ids"], json!([]));
-    let refused = admin
-        .send(PATCH, &uri, Some(json!({"hostname": "raw.example.com"})))
-        .await;
-    assert_refused(
-        &refused,
+    let taken = refusal(
         StatusCode::CONFLICT,
         "MOAT_CONFLICT",
         Some("hostname"),
         "raw.example.com",
     );
-    let refused = admin
-        .send(
+    admin
+        .refuses(
             PATCH,
             &uri,
-            Some(json!({"terminate_at": "agent", "rules": "  "})),
+            None,
+            Some(json!({"hostname": "raw.example.com"})),
+            taken,
         )
         .await;
-    assert_eq!(
-        refused.0,
+    let blank_rules = json!({"terminate_at": "agent", "rules": "  "});
+    expect(
+        admin.send(PATCH, &uri, Some(blank_rules)).await,
         StatusCode::OK,
-        "blank rules are none: {}",
-        refused.1
     );
-    *changes += 1;
-    let stale = admin.call(DELETE, &uri, Some("\"1\""), None).await;
-    assert_eq!(stale.0, StatusCode::PRECONDITION_FAILED);
-    let (status, _) = admin.send(DELETE, &uri, None).await;
-    assert_eq!(status, StatusCode::NO_CONTENT);
-    *changes += 1;
-    let (status, _) = admin
-        .send(DELETE, &format!("/certificate_authorities/{ca_id}"), None)
+    let stale = refusal(
+        StatusCode::PRECONDITION_FAILED,
+        "MOAT_VERSION_MISMATCH",
+        None,
+        "not 1",
+    );
+    admin
+        .refuses(DELETE, &uri, Some("\"1\""), None, stale)
         .await;
-    assert_eq!(
-        status,
+    expect(admin.send(DELETE, &uri, None).await, StatusCode::NO_CONTENT);
+    expect(
+        admin.send(DELETE, &ca_uri, None).await,
         StatusCode::NO_CONTENT,
-        "no endpoint uses the CA any more"
     );
-    *changes += 1;
 }
 
-async fn reserved_domains(admin: &Admin, changes: &mut usize) {
-    let (status, headers, reserved) = admin
-        .call(
-            POST,
-            "/reserved_domains",
-            None,
-            Some(
-                json!({"hostname": "ci.example.com.", "agent": "ci-runner-1", "description": "CI"}),
-            ),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{reserved}");
-    *changes += 1;
+async fn reserved_domains(admin: &Admin) {
+    let path = "/reserved_domains";
+    let body = json!({"hostname": "ci.example.com.", "agent": "ci-runner-1", "description": "CI"});
+    let (headers, reserved) = make(admin, path, body).await;
     assert_eq!(headers["etag"], "\"1\"");
     assert_eq!(
         (reserved["hostname"].as_str(), reserved["agent"].as_str()),
         (Some("ci.example.com"), Some("ci-runner-1"))
     );
-    let taken = admin
-        .send(
-            POST,
-            "/reserved_domains",
-            Some(json!({"hostname": "ci.example.com", "agent": "other"})),
-        )
-        .await;
-    assert_refused(
-        &taken,
+    let taken = refusal(
         StatusCode::CONFLICT,
         "MOAT_CONFLICT",
         Some("hostname"),
-        "already reserved for agent ci-runner-1",
+        "reserved for agent ci-runner-1",
     );
-    for (body, field) in [
+    admin
+        .refuses(
+            POST,
+            path,
+            None,
+            Some(json!({"hostname": "ci.example.com", "agent": "other"})),
+            taken,
+        )
+        .await;
+    for (body, field, words) in [
         (
             json!({"hostname": "*.example.com", "agent": "a"}),
             "hostname",
+            "has a wildcard",
         ),
         (
             json!({"hostname": "x.example.com", "agent": "ci-*"}),
             "agent",
+            "name one agent",
         ),
-        (json!({"hostname": "x.example.com", "agent": ""}), "agent"),
-        (json!({"hostname": "x.example.com"}), "agent"),
+        (
+            json!({"hostname": "x.example.com", "agent": ""}),
+            "agent",
+            "is empty",
+        ),
+        (json!({"hostname": "x.example.com"}), "agent", "is required"),
     ] {
-        let refused = admin.send(POST, "/reserved_domains", Some(body)).await;
-        assert_refused(
-            &refused,
-            StatusCode::BAD_REQUEST,
-            "MOAT_INVALID_FIELD",
-            Some(field),
-            field,
-        );
+        admin
+            .refuses(POST, path, None, Some(body), invalid(field, words))
+            .await;
     }
-    let (status, list) = admin.send(GET, "/reserved_domains", None).await;
-    assert_eq!(
-        (status, list["reserved_domains"][0].clone()),
-        (StatusCode::OK, reserved.clone())
-    );
+    let list = expect(admin.send(GET, path, None).await, StatusCode::OK);
+    assert_eq!(list["reserved_domains"], json!([reserved]));
     let uri = reserved["uri"].as_str().unwrap();
-    let (status, read) = admin.send(GET, uri, None).await;
-    assert_eq!((status, read), (StatusCode::OK, reserved.clone()));
+    assert_eq!(
+        expect(admin.send(GET, uri, None).await, StatusCode::OK),
+        reserved
+    );
     let (status, _, _) = admin.call(DELETE, uri, Some("\"1\""), None).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    *changes += 1;
-    assert_eq!(admin.send(GET, uri, None).await.0, StatusCode::NOT_FOUND);
+    expect(admin.send(GET, uri, None).await, StatusCode::NOT_FOUND);
 }
 
-async fn agent_grants(admin: &Admin, changes: &mut usize) {
-    let (status, grant) = admin
-        .send(POST, "/agent_grants", Some(json!({"agents": "ci-*", "hostnames": ["*.CI.example.com", "status.example.com", "*.ci.example.com"]})))
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{grant}");
-    *changes += 1;
+async fn agent_grants(admin: &Admin) {
+    let path = "/agent_grants";
+    let hostnames = ["*.CI.example.com", "status.example.com", "*.ci.example.com"];
+    let (_, grant) = make(
+        admin,
+        path,
+        json!({"agents": "ci-*", "hostnames": hostnames}),
+    )
+    .await;
     assert!(grant["id"].as_str().unwrap().starts_with("ag_"));
     assert_eq!(
         grant["hostnames"],
@@ -625,7 +573,7 @@ async fn agent_grants(admin: &Admin, changes: &mut usize) {
         (
             json!({"agents": "ci-*", "hostnames": ["a.*.example.com"]}),
             "hostnames",
-            "a wildcard other than one leading",
+            "other than one leading",
         ),
         (
             json!({"agents": "ci-*", "hostnames": []}),
@@ -643,43 +591,29 @@ async fn agent_grants(admin: &Admin, changes: &mut usize) {
             "invalid type",
         ),
     ] {
-        let refused = admin.send(POST, "/agent_grants", Some(body)).await;
-        assert_refused(
-            &refused,
-            StatusCode::BAD_REQUEST,
-            "MOAT_INVALID_FIELD",
-            Some(field),
-            words,
-        );
+        admin
+            .refuses(POST, path, None, Some(body), invalid(field, words))
+            .await;
     }
-    let (status, list) = admin.send(GET, "/agent_grants?limit=10", None).await;
-    assert_eq!(
-        (status, list["agent_grants"][0].clone()),
-        (StatusCode::OK, grant.clone())
+    let list = expect(
+        admin.send(GET, "/agent_grants?limit=10", None).await,
+        StatusCode::OK,
     );
+    assert_eq!(list["agent_grants"], json!([grant]));
     let uri = grant["uri"].as_str().unwrap();
     let (status, headers, read) = admin.call(GET, uri, None, None).await;
     assert_eq!(
-        (status, read, &headers["etag"]),
-        (StatusCode::OK, grant.clone(), &"\"1\"".parse().unwrap())
+        (status, &read, etag(&headers)),
+        (StatusCode::OK, &grant, "\"1\"")
     );
-    let (status, _) = admin.send(DELETE, uri, None).await;
-    assert_eq!(status, StatusCode::NO_CONTENT);
-    *changes += 1;
-    assert_eq!(admin.send(DELETE, uri, None).await.0, StatusCode::NOT_FOUND);
+    expect(admin.send(DELETE, uri, None).await, StatusCode::NO_CONTENT);
+    expect(admin.send(DELETE, uri, None).await, StatusCode::NOT_FOUND);
 }
 
-async fn join_tokens(admin: &Admin, changes: &mut usize) {
-    let (status, headers, token) = admin
-        .call(
-            POST,
-            "/join_tokens",
-            None,
-            Some(json!({"grant": ["*.A.example.com"], "ttl": "2h", "description": "laptop"})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{token}");
-    *changes += 1;
+async fn join_tokens(admin: &Admin) {
+    let path = "/join_tokens";
+    let body = json!({"grant": ["*.A.example.com"], "ttl": "2h", "description": "laptop"});
+    let (headers, token) = make(admin, path, body).await;
     assert_eq!(
         headers["cache-control"], "no-store",
         "the token's text is shown once"
@@ -687,16 +621,11 @@ async fn join_tokens(admin: &Admin, changes: &mut usize) {
     let id = token["id"].as_str().unwrap().to_owned();
     assert_eq!(token["token"], format!("moat-join-1.test-{id}"));
     assert_eq!(
-        (token["grant"].clone(), token["used_at"].clone()),
-        (json!(["*.a.example.com"]), Value::Null)
+        (&token["grant"], &token["used_at"]),
+        (&json!(["*.a.example.com"]), &Value::Null)
     );
-    let (status, unused) = admin.send(POST, "/join_tokens", Some(json!({}))).await;
-    assert_eq!(
-        (status, unused["grant"].clone()),
-        (StatusCode::CREATED, json!([])),
-        "{unused}"
-    );
-    *changes += 1;
+    let (_, unused) = make(admin, path, json!({})).await;
+    assert_eq!(unused["grant"], json!([]), "{unused}");
     for (body, field, words) in [
         (json!({"ttl": "0s"}), "ttl", "ttl is zero"),
         (json!({"ttl": "soon"}), "ttl", "is not a duration"),
@@ -704,32 +633,27 @@ async fn join_tokens(admin: &Admin, changes: &mut usize) {
         (json!({"grant": ["."]}), "grant", "names no domain"),
         (json!({"secret": "x"}), "secret", "unknown field"),
     ] {
-        let refused = admin.send(POST, "/join_tokens", Some(body)).await;
-        assert_refused(
-            &refused,
-            StatusCode::BAD_REQUEST,
-            "MOAT_INVALID_FIELD",
-            Some(field),
-            words,
-        );
+        admin
+            .refuses(POST, path, None, Some(body), invalid(field, words))
+            .await;
     }
-    let refused = admin
-        .send(
-            POST,
-            "/join_tokens",
-            Some(json!({"description": REFUSE_TOKEN})),
-        )
-        .await;
-    assert_refused(
-        &refused,
+    let refused = refusal(
         StatusCode::BAD_REQUEST,
         "MOAT_REFUSED",
         None,
         "makes no join tokens",
     );
+    admin
+        .refuses(
+            POST,
+            path,
+            None,
+            Some(json!({"description": REFUSE_TOKEN})),
+            refused,
+        )
+        .await;
 
-    let (status, list) = admin.send(GET, "/join_tokens", None).await;
-    assert_eq!(status, StatusCode::OK);
+    let list = expect(admin.send(GET, path, None).await, StatusCode::OK);
     let listed = &list["join_tokens"][0];
     assert_eq!(listed["id"], id.as_str());
     assert!(
@@ -737,115 +661,115 @@ async fn join_tokens(admin: &Admin, changes: &mut usize) {
         "no secret in lists: {listed}"
     );
     let uri = format!("/join_tokens/{id}");
-    let (status, read) = admin.send(GET, &uri, None).await;
-    assert_eq!((status, &read), (StatusCode::OK, listed));
+    assert_eq!(
+        &expect(admin.send(GET, &uri, None).await, StatusCode::OK),
+        listed
+    );
 
     // Redeemed, it stays as the record of the join; unused, it can be revoked.
-    admin
+    let secret = "0".repeat(64);
+    let redeemed = admin
         .store
-        .redeem_join_token(&id, &"0".repeat(64), "laptop-7", unix_now())
-        .await
-        .unwrap()
-        .unwrap();
-    let (_, read) = admin.send(GET, &uri, None).await;
-    assert_eq!(read["used_by"], "laptop-7");
-    let refused = admin.send(DELETE, &uri, None).await;
-    assert_refused(
-        &refused,
+        .redeem_join_token(&id, &secret, "laptop-7", unix_now())
+        .await;
+    assert!(matches!(redeemed, Ok(Ok(_))), "{redeemed:?}");
+    assert_eq!(admin.send(GET, &uri, None).await.1["used_by"], "laptop-7");
+    let spent = refusal(
         StatusCode::CONFLICT,
         "MOAT_CONFLICT",
         None,
         "a used token is spent",
     );
-    let (status, _) = admin
-        .send(DELETE, unused["uri"].as_str().unwrap(), None)
-        .await;
-    assert_eq!(status, StatusCode::NO_CONTENT);
-    *changes += 1;
-    assert_eq!(
-        admin
-            .send(DELETE, unused["uri"].as_str().unwrap(), None)
-            .await
-            .0,
-        StatusCode::NOT_FOUND
+    admin.refuses(DELETE, &uri, None, None, spent).await;
+    let unused = unused["uri"].as_str().unwrap();
+    expect(
+        admin.send(DELETE, unused, None).await,
+        StatusCode::NO_CONTENT,
+    );
+    expect(
+        admin.send(DELETE, unused, None).await,
+        StatusCode::NOT_FOUND,
     );
 }
 
-async fn tunnel_sessions(admin: &Admin, changes: &mut usize) {
+async fn tunnel_sessions(admin: &Admin) {
     let now = unix_now();
-    admin
-        .store
+    let store = &admin.store;
+    store
         .open_session("s-live", "laptop-7", "edge-a", now, 60)
         .await
         .unwrap();
-    admin
-        .store
+    store
         .open_session("s-lapsed", "laptop-8", "edge-b", now - 120, 60)
         .await
         .unwrap();
-    let (status, list) = admin.send(GET, "/tunnel_sessions", None).await;
-    assert_eq!(status, StatusCode::OK);
+    let list = expect(
+        admin.send(GET, "/tunnel_sessions", None).await,
+        StatusCode::OK,
+    );
     let sessions = list["tunnel_sessions"].as_array().unwrap();
     assert_eq!(sessions.len(), 1, "only live leases: {list}");
     assert_eq!(
         (sessions[0]["agent"].as_str(), sessions[0]["edge"].as_str()),
         (Some("laptop-7"), Some("edge-a"))
     );
-    let (status, read) = admin.send(GET, "/tunnel_sessions/s-live", None).await;
-    assert_eq!((status, &read), (StatusCode::OK, &sessions[0]));
     assert_eq!(
-        admin.send(GET, "/tunnel_sessions/s-lapsed", None).await.0,
-        StatusCode::NOT_FOUND
+        expect(
+            admin.send(GET, "/tunnel_sessions/s-live", None).await,
+            StatusCode::OK
+        ),
+        sessions[0]
     );
-    let (status, _) = admin.send(DELETE, "/tunnel_sessions/s-live", None).await;
-    assert_eq!(status, StatusCode::NO_CONTENT);
-    *changes += 1;
-    assert!(
-        !admin
-            .store
-            .renew_session("s-live", "edge-a", now + 1, 60)
-            .await
-            .unwrap(),
-        "its edge learns it at the next renewal"
+    expect(
+        admin.send(GET, "/tunnel_sessions/s-lapsed", None).await,
+        StatusCode::NOT_FOUND,
     );
-    let missing = admin.send(DELETE, "/tunnel_sessions/s-live", None).await;
-    assert_refused(
-        &missing,
+    expect(
+        admin.send(DELETE, "/tunnel_sessions/s-live", None).await,
+        StatusCode::NO_CONTENT,
+    );
+    let renewed = store
+        .renew_session("s-live", "edge-a", now + 1, 60)
+        .await
+        .unwrap();
+    assert!(!renewed, "its edge learns it at the next renewal");
+    let missing = refusal(
         StatusCode::NOT_FOUND,
         "MOAT_NOT_FOUND",
         None,
         "no tunnel session s-live",
     );
+    admin
+        .refuses(DELETE, "/tunnel_sessions/s-live", None, None, missing)
+        .await;
 }
 
 async fn requests_the_api_refuses_whole(admin: &Admin) {
-    let missing = admin.send(GET, "/tunnels", None).await;
-    assert_refused(
-        &missing,
+    let missing = refusal(
         StatusCode::NOT_FOUND,
         "MOAT_NOT_FOUND",
         None,
         "GET /openapi.json lists",
     );
-    let (status, headers, body) = admin
-        .call(Method::PUT, "/endpoints", None, Some(json!({})))
-        .await;
-    assert_refused(
-        &(status, body),
+    admin.refuses(GET, "/tunnels", None, None, missing).await;
+    let wrong = refusal(
         StatusCode::METHOD_NOT_ALLOWED,
         "MOAT_METHOD_NOT_ALLOWED",
         None,
         "takes GET, POST",
     );
-    assert_eq!(headers["allow"], "GET, POST");
-    let (status, headers, _) = admin
-        .call(POST, "/tunnel_sessions/s-1", None, Some(json!({})))
+    let (headers, _) = admin
+        .refuses(Method::PUT, "/endpoints", None, Some(json!({})), wrong)
         .await;
-    assert_eq!(
-        (status, &headers["allow"]),
-        (
-            StatusCode::METHOD_NOT_ALLOWED,
-            &"GET, DELETE".parse().unwrap()
-        )
+    assert_eq!(headers["allow"], "GET, POST");
+    let wrong = refusal(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "MOAT_METHOD_NOT_ALLOWED",
+        None,
+        "takes GET, DELETE",
     );
+    let (headers, _) = admin
+        .refuses(POST, "/tunnel_sessions/s-1", None, Some(json!({})), wrong)
+        .await;
+    assert_eq!(headers["allow"], "GET, DELETE");
 }

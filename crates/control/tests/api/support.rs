@@ -321,19 +321,64 @@ impl Drop for Admin {
     }
 }
 
-/// Asserts a refusal's shape: status, code, the field named, and words of the message.
-pub fn assert_refused(
-    answer: &(StatusCode, Value),
+/// What a refusal must be: its status, code, the field it names and words of its message.
+#[derive(Debug, Clone, Copy)]
+pub struct Refusal<'a> {
+    pub status: StatusCode,
+    pub code: &'a str,
+    pub field: Option<&'a str>,
+    pub words: &'a str,
+}
+
+/// A refusal of the request's `field` (400 MOAT_INVALID_FIELD) whose message has `words`.
+pub fn invalid<'a>(field: &'a str, words: &'a str) -> Refusal<'a> {
+    Refusal {
+        status: StatusCode::BAD_REQUEST,
+        code: "MOAT_INVALID_FIELD",
+        field: Some(field),
+        words,
+    }
+}
+
+/// Any other refusal.
+pub fn refusal<'a>(
     status: StatusCode,
-    code: &str,
-    field: Option<&str>,
-    words: &str,
-) {
-    let (got, body) = answer;
-    assert_eq!(*got, status, "{body}");
-    assert_eq!(body["error_code"], code, "{body}");
-    assert_eq!(body["status_code"], status.as_u16(), "{body}");
-    assert_eq!(body["details"]["field"].as_str(), field, "{body}");
-    let msg = body["msg"].as_str().unwrap();
-    assert!(msg.contains(words), "{words:?} not in {msg:?}");
+    code: &'a str,
+    field: Option<&'a str>,
+    words: &'a str,
+) -> Refusal<'a> {
+    Refusal {
+        status,
+        code,
+        field,
+        words,
+    }
+}
+
+impl Refusal<'_> {
+    /// Asserts that `status` and `body` are this refusal.
+    pub fn check(&self, status: StatusCode, body: &Value) {
+        assert_eq!(status, self.status, "{body}");
+        assert_eq!(body["error_code"], self.code, "{body}");
+        assert_eq!(body["status_code"], self.status.as_u16(), "{body}");
+        assert_eq!(body["details"]["field"].as_str(), self.field, "{body}");
+        let msg = body["msg"].as_str().unwrap();
+        assert!(msg.contains(self.words), "{:?} not in {msg:?}", self.words);
+    }
+}
+
+impl Admin {
+    /// Sends a request that must be refused as `expected`; returns the answer's headers and body.
+    pub async fn refuses(
+        &self,
+        method: Method,
+        path: &str,
+        if_match: Option<&str>,
+        body: Option<Value>,
+        expected: Refusal<'_>,
+    ) -> (HeaderMap, Value) {
+        let (status, headers, answer) = self.call(method, path, if_match, body).await;
+        expected.check(status, &answer);
+        (headers, answer)
+    }
 }
