@@ -9,6 +9,9 @@ use moat_config::valid_domain;
 
 use crate::api_error::ApiError;
 
+/// What a DNS name is, for the refusals of one that is not.
+const DNS_NAME: &str = "a DNS name (at most 253 characters, labels of 1-63 letters, digits or '-', not starting or ending with '-')";
+
 /// `text` as an exact hostname (`app.example.com`), or the refusal naming `field`.
 pub(crate) fn exact_hostname(field: &str, text: &str) -> Result<String, ApiError> {
     let normal = text.trim_end_matches('.').to_ascii_lowercase();
@@ -21,7 +24,10 @@ pub(crate) fn exact_hostname(field: &str, text: &str) -> Result<String, ApiError
         ));
     }
     if !valid_domain(&normal) {
-        return Err(ApiError::invalid(field, not_a_dns_name(field, text)));
+        return Err(ApiError::invalid(
+            field,
+            format!("{field} {text:?} is not {DNS_NAME}"),
+        ));
     }
     Ok(normal)
 }
@@ -46,9 +52,7 @@ pub(crate) fn hostname_glob(field: &str, text: &str) -> Result<String, ApiError>
         return Err(bad("has a wildcard other than one leading \"*.\""));
     }
     if !valid_domain(&normal) {
-        return Err(bad(
-            "is not a DNS name (at most 253 characters, labels of 1-63 letters, digits or '-', not starting or ending with '-')",
-        ));
+        return Err(bad(&format!("is not {DNS_NAME}")));
     }
     if normal.starts_with("*.") && !name.contains('.') {
         return Err(bad("covers a whole top-level domain"));
@@ -87,12 +91,6 @@ pub(crate) fn agent_name(field: &str, text: &str, glob: bool) -> Result<String, 
         )),
         None => Ok(text.to_owned()),
     }
-}
-
-fn not_a_dns_name(field: &str, text: &str) -> String {
-    format!(
-        "{field} {text:?} is not a DNS name (at most 253 characters, labels of 1-63 letters, digits or '-', not starting or ending with '-')"
-    )
 }
 
 #[cfg(test)]

@@ -14,9 +14,14 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::support::{Admin, Pair, TestCa};
 
-/// Connects with rustls, presenting `client` if given, sends a request and returns the alert
-/// the server refused the handshake with.
-async fn alert_for(admin: &Admin, client: Option<&Pair>) -> AlertDescription {
+/// Connects with rustls offering `alpn`, presenting `client` if given, sends `request` and
+/// reads the answer to its end.
+async fn exchange(
+    admin: &Admin,
+    client: Option<&Pair>,
+    alpn: &[u8],
+    request: &[u8],
+) -> std::io::Result<Vec<u8>> {
     let mut roots = rustls::RootCertStore::empty();
     roots
         .add(CertificateDer::from_pem_slice(admin.pki.server_ca.pem.as_bytes()).unwrap())
@@ -27,7 +32,7 @@ async fn alert_for(admin: &Admin, client: Option<&Pair>) -> AlertDescription {
     .with_safe_default_protocol_versions()
     .unwrap()
     .with_root_certificates(roots);
-    let config = match client {
+    let mut config = match client {
         Some(pair) => builder
             .with_client_auth_cert(
                 vec![CertificateDer::from_pem_slice(pair.cert_pem.as_bytes()).unwrap()],
@@ -36,22 +41,26 @@ async fn alert_for(admin: &Admin, client: Option<&Pair>) -> AlertDescription {
             .unwrap(),
         None => builder.with_no_client_auth(),
     };
-    let tcp = tokio::net::TcpStream::connect(admin.address).await.unwrap();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    let tcp = tokio::net::TcpStream::connect(admin.address).await?;
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    // TLS 1.3: the client's side of the handshake ends before the server has judged its
-    // certificate; the refusal arrives as an alert on the first read.
-    let outcome = async {
-        let mut tls = connector
-            .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp)
-            .await?;
-        tls.write_all(b"GET /certificate_authorities HTTP/1.1\r\nHost: admin\r\n\r\n")
-            .await?;
-        let mut answer = Vec::new();
-        tls.read_to_end(&mut answer).await?;
-        Ok::<_, std::io::Error>(answer)
-    }
-    .await;
-    let error = outcome.expect_err("the handshake is refused");
+    let mut tls = connector
+        .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp)
+        .await?;
+    tls.write_all(request).await?;
+    let mut answer = Vec::new();
+    tls.read_to_end(&mut answer).await?;
+    Ok(answer)
+}
+
+/// The alert the server refused `client`'s handshake with. TLS 1.3: the client's side of the
+/// handshake ends before the server has judged its certificate, so the refusal arrives as an
+/// alert on the first read.
+async fn alert_for(admin: &Admin, client: Option<&Pair>) -> AlertDescription {
+    let request = b"GET /certificate_authorities HTTP/1.1\r\nHost: admin\r\n\r\n";
+    let error = exchange(admin, client, b"http/1.1", request)
+        .await
+        .expect_err("the handshake is refused");
     match error
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
@@ -59,6 +68,55 @@ async fn alert_for(admin: &Admin, client: Option<&Pair>) -> AlertDescription {
         Some(rustls::Error::AlertReceived(alert)) => *alert,
         other => panic!("not an alert: {other:?} ({error})"),
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_may_speak_http1_as_well_as_http2() {
+    let admin = Admin::sqlite().await;
+    let request = b"GET /join_tokens HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n";
+    let answer = exchange(&admin, Some(&admin.pki.admin), b"http/1.1", request)
+        .await
+        .unwrap();
+    let answer = String::from_utf8(answer).unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/json"),
+        "{head}"
+    );
+    let list: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(
+        list,
+        serde_json::json!({"join_tokens": [], "uri": "/join_tokens", "next_page_uri": null})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_listener_stops_when_told() {
+    let admin = Admin::sqlite().await;
+    let listener = AdminListener::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        admin.pki.tls(),
+        admin.api.clone(),
+    )
+    .await
+    .unwrap();
+    let address = listener.local_addr();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(listener.serve(async move {
+        let _ = stopped.await;
+    }));
+    tokio::net::TcpStream::connect(address).await.unwrap();
+    stop.send(()).unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(10), serving)
+        .await
+        .expect("serve returns once told to stop")
+        .unwrap();
+    assert!(
+        tokio::net::TcpStream::connect(address).await.is_err(),
+        "the port is closed"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
