@@ -40,6 +40,12 @@ impl Route {
         self.handlers.iter().map(|(method, _)| *method)
     }
 
+    /// True when `path` (without its query) is this route's, e.g. `/endpoints/ep_1` for
+    /// `/endpoints/{id}`.
+    pub fn serves(&self, path: &str) -> bool {
+        self.matches(path).is_some()
+    }
+
     /// `Some(id)` when `path` is this route's (`None` inside for a path without `{id}`).
     fn matches(&self, path: &str) -> Option<Option<String>> {
         let mut id = None;

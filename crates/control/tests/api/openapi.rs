@@ -83,17 +83,10 @@ async fn every_route_is_documented_and_answers_as_documented() {
 
 /// The route template a concrete path belongs to.
 fn route_of(path: &str) -> Option<&'static str> {
-    ROUTES.iter().map(|route| route.path).find(|template| {
-        let (mut wanted, mut given) = (template.split('/'), path.split('/'));
-        loop {
-            match (wanted.next(), given.next()) {
-                (None, None) => return true,
-                (Some("{id}"), Some(segment)) if !segment.is_empty() => {}
-                (Some(wanted), Some(segment)) if wanted == segment => {}
-                _ => return false,
-            }
-        }
-    })
+    ROUTES
+        .iter()
+        .find(|route| route.serves(path))
+        .map(|route| route.path)
 }
 
 /// One exchange against the document: its status is documented for the operation, the body
