@@ -1,5 +1,6 @@
-//! The API's resources, one file each; here what their handlers share: reading one record,
-//! deleting against a version, changing against a version, and JSON lists kept as text.
+//! The API's resources, one file each; here what their handlers share: lists in pages,
+//! creations, reading one record, changes and deletions against a version, and JSON lists the
+//! store keeps as text.
 
 pub(crate) mod authorities;
 pub(crate) mod endpoints;
