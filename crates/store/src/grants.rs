@@ -115,3 +115,22 @@ impl Store {
         .await
     }
 }
+
+/// What the admin API needs of grants besides pages: one by id.
+impl Store {
+    /// The grant `id`, if it exists.
+    pub async fn grant(&self, id: &str) -> Result<Option<GrantRow>, StoreError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            grant_columns!(),
+            " FROM agent_grants WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(self.query_error(format!("reading agent grant {id}")))?;
+        row.map(|row| GrantRow::from_row(&row))
+            .transpose()
+            .map_err(self.query_error(format!("reading agent grant {id}")))
+    }
+}

@@ -160,3 +160,22 @@ impl Store {
         .await
     }
 }
+
+/// What the admin API needs of reservations besides pages: one by id.
+impl Store {
+    /// The reservation `id`, if it exists.
+    pub async fn reservation(&self, id: &str) -> Result<Option<ReservationRow>, StoreError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            reservation_columns!(),
+            " FROM reserved_domains WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(self.query_error(format!("reading reservation {id}")))?;
+        row.map(|row| ReservationRow::from_row(&row))
+            .transpose()
+            .map_err(self.query_error(format!("reading reservation {id}")))
+    }
+}

@@ -130,3 +130,49 @@ impl Store {
         Ok(swept.rows_affected())
     }
 }
+
+/// What the admin API needs of sessions: the live ones in pages of ids, and one by id.
+impl Store {
+    /// Up to `limit` sessions whose lease runs past `now`, with ids after `after`, in id order.
+    pub async fn live_session_page(
+        &self,
+        now: i64,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<crate::records::Page<SessionRow>, StoreError> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            session_columns!(),
+            " FROM tunnel_sessions WHERE lease_until > $1 AND id > $2 ORDER BY id LIMIT $3"
+        ))
+        .bind(now)
+        .bind(after.unwrap_or(""))
+        .bind(i64::from(limit) + 1)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(self.query_error("listing sessions"))?;
+        let items = rows
+            .iter()
+            .map(SessionRow::from_row)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(self.query_error("listing sessions"))?;
+        Ok(crate::records::page_of(items, limit, |row| &row.id))
+    }
+
+    /// Session `id` if its lease runs past `now`.
+    pub async fn live_session(&self, id: &str, now: i64) -> Result<Option<SessionRow>, StoreError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            session_columns!(),
+            " FROM tunnel_sessions WHERE id = $1 AND lease_until > $2"
+        ))
+        .bind(id)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(self.query_error(format!("reading session {id}")))?;
+        row.map(|row| SessionRow::from_row(&row))
+            .transpose()
+            .map_err(self.query_error(format!("reading session {id}")))
+    }
+}

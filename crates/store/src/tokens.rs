@@ -204,3 +204,59 @@ pub(crate) fn unix_now() -> i64 {
             i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX)
         })
 }
+
+/// What the admin API needs of join tokens besides what the edge does with them: pages in id
+/// order, and revoking a token before anyone uses it.
+impl Store {
+    /// Up to `limit` tokens with ids after `after` (from the start when `None`), in id order.
+    pub async fn join_token_page(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<crate::records::Page<JoinTokenRow>, StoreError> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            token_columns!(),
+            " FROM join_tokens WHERE id > $1 ORDER BY id LIMIT $2"
+        ))
+        .bind(after.unwrap_or(""))
+        .bind(i64::from(limit) + 1)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(self.query_error("listing join tokens"))?;
+        let items = rows
+            .iter()
+            .map(JoinTokenRow::from_row)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(self.query_error("listing join tokens"))?;
+        Ok(crate::records::page_of(items, limit, |row| &row.id))
+    }
+
+    /// Deletes token `id` if no agent has used it: one statement, so a redemption at the same
+    /// moment either comes first (and the token stays, as the record of who joined) or finds
+    /// it gone. Refused with [`RedeemRefusal::Unknown`] or [`RedeemRefusal::Used`].
+    pub async fn revoke_join_token(
+        &self,
+        id: &str,
+    ) -> Result<Result<(), RedeemRefusal>, StoreError> {
+        let deleted = sqlx::query("DELETE FROM join_tokens WHERE id = $1 AND used_at IS NULL")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(self.query_error(format!("revoking join token {id}")))?;
+        if deleted.rows_affected() == 1 {
+            return Ok(Ok(()));
+        }
+        Ok(Err(match self.join_token(id).await? {
+            Some(JoinTokenRow {
+                used_at: Some(used_at),
+                ..
+            }) => RedeemRefusal::Used {
+                id: id.to_owned(),
+                used_at,
+            },
+            // Gone, or (unused) deleted by another edge in between.
+            _ => RedeemRefusal::Unknown { id: id.to_owned() },
+        }))
+    }
+}

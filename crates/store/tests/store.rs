@@ -555,3 +555,104 @@ async fn an_unreachable_postgres_is_named_without_its_password() {
     assert!(message.contains("moat:***@127.0.0.1"), "{message}");
     assert!(!message.contains("s3cret"), "{message}");
 }
+
+/// What the admin API reads besides the edge: tokens and live sessions in pages of ids, one
+/// grant or reservation by id, and a token revoked only while unused.
+async fn admin_reads_pages_and_revokes_unused_tokens(location: &str) {
+    let store = Store::open(location).await.unwrap();
+    let now = 10_000;
+    for id in ["tok-1", "tok-2", "tok-3"] {
+        store
+            .insert_join_token(&token(id, "aaaa", now + HOUR))
+            .await
+            .unwrap();
+    }
+    let first = store.join_token_page(None, 2).await.unwrap();
+    assert_eq!(first.next_after.as_deref(), Some("tok-2"));
+    let rest = store.join_token_page(Some("tok-2"), 2).await.unwrap();
+    assert_eq!(
+        (rest.items[0].id.as_str(), rest.next_after),
+        ("tok-3", None)
+    );
+    store
+        .redeem_join_token("tok-1", "aaaa", "alice", now)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        store.revoke_join_token("tok-1").await.unwrap(),
+        Err(RedeemRefusal::Used {
+            id: "tok-1".into(),
+            used_at: now
+        }),
+        "a used token stays as the record of the join"
+    );
+    assert_eq!(store.revoke_join_token("tok-2").await.unwrap(), Ok(()));
+    assert_eq!(
+        store.revoke_join_token("tok-2").await.unwrap(),
+        Err(RedeemRefusal::Unknown { id: "tok-2".into() })
+    );
+    assert!(matches!(
+        store.redeem_join_token("tok-2", "aaaa", "bob", now).await,
+        Ok(Err(RedeemRefusal::Unknown { .. }))
+    ));
+
+    for (id, started) in [("s-a", now), ("s-b", now), ("s-old", now - 100)] {
+        store
+            .open_session(id, "alice", "edge-a", started, 15)
+            .await
+            .unwrap();
+    }
+    let page = store.live_session_page(now, None, 1).await.unwrap();
+    assert_eq!(
+        (page.items[0].id.as_str(), page.next_after.as_deref()),
+        ("s-a", Some("s-a"))
+    );
+    let page = store.live_session_page(now, Some("s-a"), 5).await.unwrap();
+    let ids: Vec<_> = page.items.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(
+        (ids, page.next_after),
+        (vec!["s-b"], None),
+        "lapsed: not listed"
+    );
+    assert!(store.live_session("s-b", now).await.unwrap().is_some());
+    assert_eq!(store.live_session("s-old", now).await.unwrap(), None);
+
+    let grant = GrantRow {
+        id: "ag_x".into(),
+        agents: "ci-*".into(),
+        hostnames: r#"["*.ci.test"]"#.into(),
+        description: String::new(),
+        metadata: String::new(),
+        created_at: 1,
+        version: 0,
+    };
+    let made = store.insert_grant(&grant).await.unwrap();
+    assert_eq!(store.grant("ag_x").await.unwrap(), Some(made));
+    assert_eq!(store.grant("ag_y").await.unwrap(), None);
+    let reservation = ReservationRow {
+        id: "rd_x".into(),
+        hostname: "x.tunnel.test".into(),
+        agent: "alice".into(),
+        description: String::new(),
+        metadata: String::new(),
+        created_at: 1,
+        version: 0,
+    };
+    let made = store.reserve(&reservation).await.unwrap().unwrap();
+    assert_eq!(store.reservation("rd_x").await.unwrap(), Some(made));
+    assert_eq!(store.reservation("rd_y").await.unwrap(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_serves_the_admin_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("admin.db");
+    admin_reads_pages_and_revokes_unused_tokens(path.to_str().unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_serves_the_admin_reads() {
+    let cluster = PgCluster::start();
+    admin_reads_pages_and_revokes_unused_tokens(&cluster.url()).await;
+}
