@@ -78,6 +78,8 @@
 //! agent_cas = "agents.pem"          # agents' own CAs instead of the edge's agent CA
 //! heartbeat_tolerance = "15s"       # silence before an agent's endpoints are withdrawn
 //! store = "postgres://moat:PASSWORD@db.internal/moat" # several edges; default: SQLite in $MOAT_HOME/edge
+//! admin_listen = "127.0.0.1:9443"   # the admin API (JSON over HTTPS, admin client certificates); "off"
+//! admin_cas = "admins.pem"          # the API's administrators; default: the edge's own admin CA
 //!
 //! [[edge.grants]]                   # agents (certificate CN glob) may publish hostnames
 //! agents = "ci-*"
@@ -111,7 +113,7 @@ pub use model::{
 pub use problems::FieldStyle;
 pub use rules::{RuleSpec, load_policy_file, load_policy_str, policy_text, read_policy_file};
 pub use spec::{
-    AgentSpec, DEFAULT_AGENT_LISTEN, DEFAULT_DOMAIN, DEFAULT_EDGE_LISTEN,
+    AgentSpec, DEFAULT_ADMIN_LISTEN, DEFAULT_AGENT_LISTEN, DEFAULT_DOMAIN, DEFAULT_EDGE_LISTEN,
     DEFAULT_HEARTBEAT_TOLERANCE, DEFAULT_LISTEN, EdgeSpec, EndpointSpec, GrantSpec, TimeoutsSpec,
 };
 pub use upstream::parse_upstream;

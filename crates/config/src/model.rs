@@ -42,6 +42,10 @@ pub struct EdgeConfig {
     pub grants: Vec<EdgeGrant>,
     /// How long an agent may stay silent before its endpoints are withdrawn.
     pub heartbeat_tolerance: Duration,
+    /// Where the admin API listens; `None`: `off`, it does not.
+    pub admin_listen: Option<SocketAddr>,
+    /// CAs of the admin API's administrators; `None`: the edge's own admin CA.
+    pub admin_cas: Option<PathBuf>,
     /// The control-plane store: a `postgres://` URL or a SQLite file; `None`: the default file.
     pub store: Option<String>,
 }

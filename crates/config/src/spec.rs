@@ -99,6 +99,8 @@ pub struct TimeoutsSpec {
 pub const DEFAULT_EDGE_LISTEN: &str = "0.0.0.0:443";
 /// The address the edge listens on for agents when none is given.
 pub const DEFAULT_AGENT_LISTEN: &str = "0.0.0.0:4443";
+/// Where an edge's admin API listens unless told otherwise: loopback only.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9443";
 /// How long an agent may stay silent before the edge withdraws its endpoints, unless told.
 pub const DEFAULT_HEARTBEAT_TOLERANCE: &str = "15s";
 
@@ -123,6 +125,10 @@ pub struct EdgeSpec {
     pub agent_cas: Option<PathBuf>,
     /// Silence allowed before an agent's endpoints are withdrawn; default `15s`.
     pub heartbeat_tolerance: Option<String>,
+    /// `IP:PORT` of the admin API, or `off`; default `127.0.0.1:9443`.
+    pub admin_listen: Option<String>,
+    /// CAs (PEM) of the admin API's administrators; default: the edge's own admin CA.
+    pub admin_cas: Option<PathBuf>,
     /// The control-plane store: a `postgres://` URL (several edges) or a SQLite file
     /// (relative to the file); default `$MOAT_HOME/edge/store.db`.
     pub store: Option<String>,

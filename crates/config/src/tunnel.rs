@@ -9,8 +9,8 @@ use crate::duration::parse_duration;
 use crate::error::FieldError;
 use crate::model::{AgentConfig, EdgeConfig, EdgeGrant};
 use crate::spec::{
-    AgentSpec, DEFAULT_AGENT_LISTEN, DEFAULT_EDGE_LISTEN, DEFAULT_HEARTBEAT_TOLERANCE, EdgeSpec,
-    GrantSpec, OneOrMany,
+    AgentSpec, DEFAULT_ADMIN_LISTEN, DEFAULT_AGENT_LISTEN, DEFAULT_EDGE_LISTEN,
+    DEFAULT_HEARTBEAT_TOLERANCE, EdgeSpec, GrantSpec, OneOrMany,
 };
 
 /// Records one problem at `path`.
@@ -44,6 +44,15 @@ pub(crate) fn validate_edge(
     };
     let listen = address("listen", spec.listen, DEFAULT_EDGE_LISTEN);
     let agent_listen = address("agent_listen", spec.agent_listen, DEFAULT_AGENT_LISTEN);
+    let admin_listen = match spec.admin_listen.as_deref() {
+        Some("off") => Some(None),
+        other => address(
+            "admin_listen",
+            other.map(str::to_owned),
+            DEFAULT_ADMIN_LISTEN,
+        )
+        .map(Some),
+    };
 
     for (position, name) in spec.agent_names.iter().enumerate() {
         if name.parse::<IpAddr>().is_err() && (name.starts_with("*.") || !valid_domain(name)) {
@@ -81,6 +90,7 @@ pub(crate) fn validate_edge(
     let crt = spec.crt.map(resolve);
     let key = spec.key.map(resolve);
     let agent_cas = spec.agent_cas.map(resolve);
+    let admin_cas = spec.admin_cas.map(resolve);
     match (&crt, &key) {
         (Some(_), None) => push(
             problems,
@@ -102,7 +112,12 @@ pub(crate) fn validate_edge(
              e.g. domain = \"*.tunnel.example.com\"",
         );
     }
-    for (field, path) in [("crt", &crt), ("key", &key), ("agent_cas", &agent_cas)] {
+    for (field, path) in [
+        ("crt", &crt),
+        ("key", &key),
+        ("agent_cas", &agent_cas),
+        ("admin_cas", &admin_cas),
+    ] {
         if let Some(path) = path
             && !path.is_file()
         {
@@ -153,6 +168,8 @@ pub(crate) fn validate_edge(
         agent_cas,
         grants,
         heartbeat_tolerance: heartbeat_tolerance?,
+        admin_listen: admin_listen?,
+        admin_cas,
         store: spec.store.map(|store| {
             if store.starts_with("postgres://") || store.starts_with("postgresql://") {
                 store

@@ -46,6 +46,7 @@ key = "tunnel.key"
 agent_cas = "agents.pem"
 heartbeat_tolerance = "30s"
 store = "moat-store.db"
+admin_listen = "127.0.0.1:9444"
 
 [[edge.grants]]
 agents = "ci-*"
@@ -82,6 +83,8 @@ fn both_tables_are_read_into_the_model() {
                 },
             ],
             heartbeat_tolerance: Duration::from_secs(30),
+            admin_listen: Some("127.0.0.1:9444".parse().unwrap()),
+            admin_cas: None,
             store: Some(dir.path().join("moat-store.db").display().to_string()),
         })
     );
@@ -134,6 +137,8 @@ fn defaults_of_the_edge_and_a_file_with_only_an_edge() {
             agent_cas: None,
             grants: Vec::new(),
             heartbeat_tolerance: Duration::from_secs(15),
+            admin_listen: Some("127.0.0.1:9443".parse().unwrap()),
+            admin_cas: None,
             store: None,
         })
     );

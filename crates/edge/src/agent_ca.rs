@@ -137,6 +137,30 @@ impl AgentTrust {
     }
 }
 
+/// Opens the CA in `dir` (one of the edge's own CAs), making it with common name `name` (ECDSA
+/// P-256) when `dir` holds none. A lock beside `dir` keeps two processes starting at once from
+/// making two CAs.
+pub(crate) fn open_or_init_ca(
+    dir: &Path,
+    name: &str,
+) -> Result<CertificateAuthority, AgentCaError> {
+    let parent = dir.parent().unwrap_or(Path::new("."));
+    let lock_name = dir.file_name().map_or_else(
+        || "ca".to_owned(),
+        |file| file.to_string_lossy().into_owned(),
+    );
+    let _lock = StateLock::new(parent, &lock_name).lock()?;
+    if dir.join(moat_pki::ca::CA_CERT_FILE).exists() {
+        return Ok(CertificateAuthority::open(dir, None)?);
+    }
+    let options = CaOptions {
+        subject: SubjectName::common_name(name),
+        key_type: KeyType::EcdsaP256,
+        ..CaOptions::default()
+    };
+    Ok(CertificateAuthority::init(dir, &options)?)
+}
+
 /// The CA that signs joining agents' certificates (ECDSA P-256, key 0600, ledger beside it).
 #[derive(Debug)]
 pub struct AgentCa {
@@ -148,18 +172,7 @@ impl AgentCa {
     /// Opens the agent CA in `dir`, making it first when `dir` holds none. A lock beside `dir`
     /// keeps two processes starting at once from making two CAs.
     pub fn open_or_init(dir: &Path) -> Result<AgentCa, AgentCaError> {
-        let parent = dir.parent().unwrap_or(Path::new("."));
-        let _lock = StateLock::new(parent, AGENT_CA_DIR).lock()?;
-        let authority = if dir.join(moat_pki::ca::CA_CERT_FILE).exists() {
-            CertificateAuthority::open(dir, None)?
-        } else {
-            let options = CaOptions {
-                subject: SubjectName::common_name(AGENT_CA_NAME),
-                key_type: KeyType::EcdsaP256,
-                ..CaOptions::default()
-            };
-            CertificateAuthority::init(dir, &options)?
-        };
+        let authority = open_or_init_ca(dir, AGENT_CA_NAME)?;
         let fingerprint = Fingerprint::of_der(authority.certificate_der());
         Ok(AgentCa {
             authority,

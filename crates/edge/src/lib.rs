@@ -20,6 +20,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod agent_ca;
 pub mod grants;
 pub mod join;
@@ -28,6 +29,7 @@ pub mod state_lock;
 pub mod token;
 pub mod tokens;
 
+pub use admin::{AdminMaterial, open_admin};
 pub use agent_ca::{AgentCa, AgentCaError, AgentName, AgentNameError, AgentTrust};
 pub use grants::{AgentSelector, Grant, GrantRefusal, Grants, HostnameGlob};
 pub use join::{EdgeState, JoinError, JoinedAgent};

@@ -4,6 +4,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use moat_control::AdminListener;
 use moat_edge::{AgentListenerTls, EdgeState};
 use moat_gateway::{Gateway, GatewayOptions};
 use moat_store::Store;
@@ -12,6 +13,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
+use crate::admin::bind_admin;
 use crate::agents::serve_agents;
 use crate::control::{ControlPlane, follow_store};
 use crate::error::EdgeError;
@@ -25,6 +27,7 @@ pub struct Edge {
     registry: Arc<Registry>,
     agent_listener: TcpListener,
     acceptor: TlsAcceptor,
+    admin: Option<AdminListener>,
 }
 
 impl Edge {
@@ -52,6 +55,26 @@ impl Edge {
                 address: settings.agent_listen,
                 source,
             })?;
+        let admin = match settings.admin_listen {
+            Some(address) => {
+                let agent_port = agent_listener
+                    .local_addr()
+                    .map_or(settings.agent_listen.port(), |bound| bound.port());
+                Some(
+                    bind_admin(
+                        address,
+                        &state_dir,
+                        &settings.agent_names,
+                        settings.admin_cas.as_deref(),
+                        Arc::clone(&state),
+                        Arc::clone(&control),
+                        settings.token_address(agent_port),
+                    )
+                    .await?,
+                )
+            }
+            None => None,
+        };
         let public_addr = concrete_address(settings.listen)?;
         let moat_home = settings.moat_home.clone();
         telemetry.metrics().register_edge();
@@ -81,12 +104,25 @@ impl Edge {
             registry,
             agent_listener,
             acceptor: TlsAcceptor::from(listener_tls.server_config()),
+            admin,
         })
     }
 
     /// Where public clients connect.
     pub fn public_addr(&self) -> SocketAddr {
         self.registry.public_addr()
+    }
+
+    /// Where the admin API answers, when it runs.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(AdminListener::local_addr)
+    }
+
+    /// The agent address join tokens carry.
+    pub fn token_address(&self) -> String {
+        self.registry
+            .settings()
+            .token_address(self.agent_addr().port())
     }
 
     /// Where agents connect.
@@ -99,17 +135,6 @@ impl Edge {
     /// The edge's trust state: tokens are made with it.
     pub fn state(&self) -> &Arc<EdgeState> {
         self.registry.state()
-    }
-
-    /// Tells this edge and every other edge on the store that the store changed (an API
-    /// write): this edge reads it at once, the others when PostgreSQL's notification reaches
-    /// them (or at their next periodic read).
-    pub async fn store_changed(&self) {
-        let control = self.registry.control();
-        control.kick();
-        if let Err(error) = control.store().notify_changed().await {
-            tracing::warn!(%error, "cannot notify the other edges; they read the change within 5 s");
-        }
     }
 
     /// Serves clients and agents until `shutdown` resolves; open client connections drain (as
@@ -125,11 +150,20 @@ impl Edge {
             Arc::clone(&self.registry),
             stopping.clone(),
         ));
+        let admin = self.admin.map(|admin| {
+            let mut stopping = stopping.clone();
+            tokio::spawn(admin.serve(async move {
+                crate::agents::stopped(&mut stopping).await;
+            }))
+        });
         let control = tokio::spawn(follow_store(Arc::clone(&self.registry), stopping));
         let served = self.gateway.serve(shutdown).await;
         let _ = stop.send(true);
         let _ = agents.await;
         let _ = control.await;
+        if let Some(admin) = admin {
+            let _ = admin.await;
+        }
         Ok(served?)
     }
 }

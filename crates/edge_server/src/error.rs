@@ -12,6 +12,9 @@ pub enum EdgeError {
     /// The store could not be opened or read.
     #[error(transparent)]
     Store(#[from] moat_store::StoreError),
+    /// The admin API's listener could not start.
+    #[error(transparent)]
+    Admin(#[from] moat_control::ControlError),
     /// The agent listener's TLS could not be set up.
     #[error(transparent)]
     Link(#[from] moat_edge::LinkError),

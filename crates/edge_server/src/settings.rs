@@ -32,6 +32,11 @@ pub struct EdgeSettings {
     pub heartbeat_tolerance: Duration,
     /// moat's data directory; the edge's state lives in `edge/` under it.
     pub moat_home: PathBuf,
+    /// Where the admin API listens (`None`: it does not).
+    pub admin_listen: Option<SocketAddr>,
+    /// CAs (PEM) whose client certificates are the API's administrators; `None`: the edge's
+    /// own admin CA (whose local administrator certificate is in `edge/admin/`).
+    pub admin_cas: Option<PathBuf>,
     /// The store: a `postgres://` URL (several edges share it) or a SQLite file; `None`:
     /// `store.db` in the state directory.
     pub store: Option<String>,
@@ -41,6 +46,17 @@ impl EdgeSettings {
     /// The edge's state directory: agent CA, tokens, grants, uploaded material.
     pub fn state_dir(&self) -> PathBuf {
         self.moat_home.join("edge")
+    }
+
+    /// The agent address join tokens carry: the first agent name (else `localhost`) and the
+    /// agent listener's port.
+    pub fn token_address(&self, agent_port: u16) -> String {
+        let host = self
+            .agent_names
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "localhost".to_owned());
+        format!("{host}:{agent_port}")
     }
 
     /// Where the store is: the setting, else `store.db` in the state directory.

@@ -40,6 +40,8 @@ impl TunnelDemo {
             grants: Vec::new(),
             heartbeat_tolerance: Duration::from_secs(15),
             moat_home: dir.join("edge-home"),
+            admin_listen: None,
+            admin_cas: None,
             store: None,
         };
         let edge = Edge::bind(settings, moat_telemetry::Telemetry::default())

@@ -42,7 +42,7 @@ pub struct EdgeRunArgs {
         value_name = "FILE",
         conflicts_with_all = [
             "listen", "agent_listen", "agent_names", "domain", "crt", "key", "agent_cas",
-            "grants", "heartbeat_tolerance",
+            "grants", "heartbeat_tolerance", "admin_listen", "admin_cas",
         ]
     )]
     pub config: Option<PathBuf>,
@@ -79,6 +79,15 @@ pub struct EdgeRunArgs {
     /// How long an agent may stay silent before its endpoints are withdrawn (default 15s).
     #[arg(long, value_name = "DURATION", default_value = moat_config::DEFAULT_HEARTBEAT_TOLERANCE)]
     pub heartbeat_tolerance: String,
+    /// Where the admin API listens (JSON over HTTPS; clients need an administrator's
+    /// certificate), or 'off'. `moat edge ca|endpoints|agents|token` talk to it.
+    #[arg(long, value_name = "ADDR|off", default_value = moat_config::DEFAULT_ADMIN_LISTEN)]
+    pub admin_listen: String,
+    /// CAs (PEM) whose client certificates are the admin API's administrators, instead of the
+    /// edge's own admin CA (made on first start, with a local administrator certificate in
+    /// $MOAT_HOME/edge/admin/).
+    #[arg(long, value_name = "FILE")]
+    pub admin_cas: Option<PathBuf>,
     #[command(flatten)]
     pub store: StoreArgs,
     #[command(flatten)]
@@ -148,6 +157,8 @@ pub struct TokenArgs {
 
 /// The file where a running edge records the address join tokens carry.
 const ADDRESS_FILE: &str = "agent-address";
+/// The file where a running edge records its admin API's URL, for `moat edge ca|…`.
+pub(crate) const ADMIN_ADDRESS_FILE: &str = "admin-address";
 
 /// Runs `moat edge`.
 pub fn run(args: EdgeArgs) -> anyhow::Result<()> {
@@ -206,6 +217,15 @@ fn settings_from_flags(args: &EdgeRunArgs) -> anyhow::Result<EdgeSettings> {
         grants,
         heartbeat_tolerance,
         moat_home: moat_home()?,
+        admin_listen: match args.admin_listen.as_str() {
+            "off" => None,
+            text => Some(text.parse().map_err(|_| {
+                anyhow::anyhow!(
+                    "--admin-listen {text:?}: give IP:PORT (e.g. 127.0.0.1:9443) or off"
+                )
+            })?),
+        },
+        admin_cas: args.admin_cas.clone(),
         store: args.store.location()?,
     })
 }
@@ -236,6 +256,8 @@ fn settings_from_file(
         grants,
         heartbeat_tolerance: edge.heartbeat_tolerance,
         moat_home: moat_home()?,
+        admin_listen: edge.admin_listen,
+        admin_cas: edge.admin_cas.clone(),
         store: store.location()?.or_else(|| edge.store.clone()),
     })
 }
@@ -261,7 +283,6 @@ fn run_edge(args: EdgeRunArgs) -> anyhow::Result<()> {
         }
         None => (settings_from_flags(&args)?, TelemetryConfig::default()),
     };
-    let agent_names = settings.agent_names.clone();
     let metrics_listen = args.log.metrics_listen.or(telemetry_config.metrics_listen);
     let state_dir = settings.state_dir();
     let (audit, telemetry) = open_telemetry(&args.log, telemetry_config.audit_log)?;
@@ -274,14 +295,25 @@ fn run_edge(args: EdgeRunArgs) -> anyhow::Result<()> {
         serve_metrics(metrics_listen, &telemetry).await?;
         let edge = Edge::bind(settings, telemetry.clone()).await?;
         let agent_addr = edge.agent_addr();
-        let host = agent_names
-            .first()
-            .cloned()
-            .unwrap_or_else(|| "localhost".to_owned());
-        let token_address = format!("{host}:{}", agent_addr.port());
-        std::fs::write(state_dir.join(ADDRESS_FILE), &token_address).with_context(|| {
+        std::fs::write(state_dir.join(ADDRESS_FILE), edge.token_address()).with_context(|| {
             format!("cannot record the agent address in {}", state_dir.display())
         })?;
+        let admin_file = state_dir.join(ADMIN_ADDRESS_FILE);
+        match edge.admin_addr() {
+            Some(admin) => {
+                let url = format!("https://{admin}");
+                std::fs::write(&admin_file, &url).with_context(|| {
+                    format!(
+                        "cannot record the admin API's address in {}",
+                        state_dir.display()
+                    )
+                })?;
+                println!("moat: edge admin API on {url}");
+            }
+            None => {
+                let _ = std::fs::remove_file(&admin_file);
+            }
+        }
         // Tests and scripts parse these lines; keep the address last.
         println!("moat: edge agent listener on {agent_addr}");
         println!("moat: edge public listener on {}", edge.public_addr());

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use moat_pki::files::{PRIVATE_MODE, PUBLIC_MODE, PlannedFile, write_set};
-use moat_pki::{Fingerprint, KeyType, LeafRequest, Profile, SubjectAltName, SubjectName};
+use moat_pki::{
+    CertificateAuthority, Fingerprint, KeyType, LeafRequest, Profile, SubjectAltName, SubjectName,
+};
 use moat_trust::{CaBundle, ClientIdentity, SubjectAltName as PeerSan};
 use rustls::RootCertStore;
 use rustls::server::WebPkiClientVerifier;
@@ -64,9 +66,15 @@ impl AgentListenerTls {
         let (chain, key) = {
             // Two edges starting at once on one state directory issue one certificate.
             let _lock = StateLock::new(state.dir(), AGENT_LISTENER_DIR).lock()?;
-            match current_certificate(&dir, ca, &wanted) {
+            match current_certificate(&dir, ca.authority(), &wanted) {
                 Some(found) => found,
-                None => issue(&dir, ca, &wanted)?,
+                None => issue(
+                    &dir,
+                    ca.authority(),
+                    &wanted,
+                    "moat edge agent listener",
+                    "the agent listener",
+                )?,
             }
         };
         let roots = agent_roots(state.agent_trust(), ca)?;
@@ -116,13 +124,13 @@ impl AgentListenerTls {
 /// One SAN a listener certificate carries, in a form that compares equal however it was
 /// written (DNS names lower-case, IP addresses parsed).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-enum ListenerName {
+pub(crate) enum ListenerName {
     Dns(String),
     Ip(IpAddr),
 }
 
 /// The operator's names plus the loopback names, checked and without repeats.
-fn wanted_names(names: &[String]) -> Result<BTreeSet<ListenerName>, LinkError> {
+pub(crate) fn wanted_names(names: &[String]) -> Result<BTreeSet<ListenerName>, LinkError> {
     let mut wanted = BTreeSet::new();
     for name in names
         .iter()
@@ -153,12 +161,13 @@ fn wanted_names(names: &[String]) -> Result<BTreeSet<ListenerName>, LinkError> {
     Ok(wanted)
 }
 
-/// The stored certificate and key, when they exist, belong together, chain to `ca`, carry
-/// exactly `wanted` and are not near expiry. Anything else (missing, damaged, stale) is `None`:
-/// the caller issues a new one, so a damaged file never stops the edge.
-fn current_certificate(
+/// The stored certificate and key in `dir` (`listener.crt`, `listener.key`), when they exist,
+/// belong together, chain to `ca`, carry exactly `wanted` and are not near expiry. Anything
+/// else (missing, damaged, stale) is `None`: the caller issues a new one, so a damaged file
+/// never stops the edge. Shared by the agent listener and the admin listener.
+pub(crate) fn current_certificate(
     dir: &Path,
-    ca: &AgentCa,
+    ca: &CertificateAuthority,
     wanted: &BTreeSet<ListenerName>,
 ) -> Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
     let chain_pem = std::fs::read(dir.join(LISTENER_CERT_FILE)).ok()?;
@@ -168,7 +177,7 @@ fn current_certificate(
     let [leaf, issuer] = chain.as_slice() else {
         return None;
     };
-    if issuer.as_ref() != ca.authority().certificate_der().as_ref() {
+    if issuer.as_ref() != ca.certificate_der().as_ref() {
         return None;
     }
     let key_path = dir.join(LISTENER_KEY_FILE);
@@ -204,11 +213,14 @@ fn current_certificate(
 }
 
 /// Issues a listener certificate for `wanted` from `ca` (ECDSA P-256, server profile, 397
-/// days or the CA's remaining life), writes it and its key (0600), and returns them.
-fn issue(
+/// days or the CA's remaining life, CN `subject`), writes it and its key (0600) in `dir`, and
+/// returns them; `what` names the listener in errors.
+pub(crate) fn issue(
     dir: &Path,
-    ca: &AgentCa,
+    ca: &CertificateAuthority,
     wanted: &BTreeSet<ListenerName>,
+    subject: &str,
+    what: &'static str,
 ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), LinkError> {
     let subject_alt_names: Vec<SubjectAltName> = wanted
         .iter()
@@ -218,16 +230,16 @@ fn issue(
         })
         .collect();
     let request = LeafRequest {
-        subject: SubjectName::common_name("moat edge agent listener"),
+        subject: SubjectName::common_name(subject),
         subject_alt_names,
         profile: Profile::server(),
         validity: None,
         key_type: KeyType::EcdsaP256,
     };
-    let issued = ca.authority().issue(&request)?;
+    let issued = ca.issue(&request)?;
     let Some(key_pem) = issued.key_pem.as_deref() else {
         return Err(LinkError::TlsSetup {
-            what: "the agent listener",
+            what,
             reason: "the agent CA returned a certificate without its new key".to_owned(),
         });
     };
@@ -253,11 +265,11 @@ fn issue(
     )?;
     let chain = vec![
         CertificateDer::from(issued.cert_der.clone()),
-        ca.authority().certificate_der().clone(),
+        ca.certificate_der().clone(),
     ];
     let key =
         PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|error| LinkError::TlsSetup {
-            what: "the agent listener",
+            what,
             reason: format!("the new key does not read back: {error}"),
         })?;
     Ok((chain, key))

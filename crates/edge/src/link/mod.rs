@@ -22,7 +22,7 @@ mod error;
 mod join_client;
 mod join_server;
 mod join_wire;
-mod listener_tls;
+pub(crate) mod listener_tls;
 mod pin;
 
 use std::sync::Arc;

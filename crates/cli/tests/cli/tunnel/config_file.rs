@@ -27,6 +27,7 @@ agent_listen = "127.0.0.1:0"
 agent_names = ["127.0.0.1"]
 domain = "*.tunnel.test"
 heartbeat_tolerance = "10s"
+admin_listen = "127.0.0.1:0"
 
 [[edge.grants]]
 agents = "ci-*"

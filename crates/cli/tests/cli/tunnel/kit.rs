@@ -34,6 +34,8 @@ pub fn start_edge_at(dir: &Path, public_port: u16, agent_port: u16, extra: &[&st
         "127.0.0.1",
         "--audit-log",
         "edge-audit.jsonl",
+        "--admin-listen",
+        "127.0.0.1:0",
     ];
     args.extend_from_slice(extra);
     start_edge_with(dir, &args)
