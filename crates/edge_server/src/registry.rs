@@ -291,6 +291,13 @@ impl Registry {
             ));
         }
         if let Some(defined) = view.endpoints.get(&hostname) {
+            if let Err(problem) = &defined.rules {
+                return Err(format!(
+                    "{hostname} is defined on the edge (endpoint {}) but its definition does \
+                     not load ({problem}); the edge's operator must fix it",
+                    defined.id
+                ));
+            }
             spec.pool = defined.pool;
         }
         self.may_publish(view, link, &hostname, spec)?;
@@ -334,7 +341,8 @@ impl Registry {
 
     /// Whether the control plane lets `link` publish `hostname` as `spec` asks: a grant covers
     /// it, it is not reserved for another agent, and an edge-defined endpoint of that name is
-    /// of the same kind and terminates TLS at the same place (and loads).
+    /// of the same kind and terminates TLS at the same place. (A definition that does not load
+    /// keeps its hostname unserved without removing the publication: fixed, it is served again.)
     fn may_publish(
         &self,
         view: &ControlView,
@@ -355,13 +363,6 @@ impl Registry {
             ));
         }
         if let Some(defined) = view.endpoints.get(hostname) {
-            if let Err(problem) = &defined.rules {
-                return Err(format!(
-                    "{hostname} is defined on the edge (endpoint {}) but its definition does \
-                     not load ({problem}); the edge's operator must fix it",
-                    defined.id
-                ));
-            }
             let (kind, terminate_at) = spec_kind(spec);
             if defined.kind != kind || defined.terminate_at != terminate_at {
                 return Err(format!(

@@ -4,6 +4,7 @@
 
 mod agent_trust;
 mod config_file;
+mod control_plane;
 pub(crate) mod kit;
 mod lifecycle;
 mod load;
