@@ -6,10 +6,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::kit::{
-    RunningEdge, client_certificate, curl_to, join, joined_with_alice, make_token,
-    server_certificate, start_agent, start_agent_with, start_edge, start_edge_at,
+    RunningEdge, client_certificate, curl_to, join, joined_with_alice, server_certificate,
+    start_agent, start_agent_with, start_edge, start_edge_at,
 };
-use super::several_edges::{PgCluster, TwoEdges, start_two_edges};
+use super::several_edges::{PgCluster, TwoEdges, join_through_shared_store, start_two_edges};
 use crate::gateway_support::{TestCa, curl, start_http_upstream, wait_until};
 
 /// The admin API of the edge whose MOAT_HOME is `dir/home`, as its local administrator:
@@ -237,20 +237,8 @@ fn an_endpoint_defined_through_one_edge_is_served_by_the_other_within_a_second()
         a: edge_a,
         b: edge_b,
     } = start_two_edges(a, b, &pg.url(), &[]);
-    let server_ca = TestCa::new("Server CA");
-    std::fs::write(a.join("server-ca.crt"), &server_ca.pem).unwrap();
-    let client_ca = TestCa::new("Client CA");
-    std::fs::write(a.join("cas.pem"), &client_ca.pem).unwrap();
-    client_certificate(a, &client_ca, "alice", 10);
-    server_certificate(a, &server_ca, "app.tunnel.test", 20);
+    join_through_shared_store(a, &pg.url());
     other_ca(a);
-    make_token(
-        a,
-        "token",
-        &["--grant", "*.tunnel.test", "--store", &pg.url()],
-    );
-    let (joined, output) = join(a, "token");
-    assert!(joined, "moat agent join: {output}");
     let upstream = start_http_upstream().to_string();
     let edges = edge_addresses(&[&edge_a, &edge_b]);
     let mut args = vec!["http", upstream.as_str()];
