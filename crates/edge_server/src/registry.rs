@@ -49,6 +49,8 @@ pub(crate) struct AgentLink {
     pub recorded: AtomicBool,
     /// Notified when an operator ended the session: the agent is disconnected.
     pub ended: tokio::sync::Notify,
+    /// Messages for the agent that do not answer one of its own (an endpoint withdrawn).
+    pub notices: tokio::sync::mpsc::UnboundedSender<EdgeMessage>,
 }
 
 /// One agent's claim on a hostname, with what it uploaded.
@@ -393,6 +395,9 @@ impl Registry {
             tracing::warn!(hostname = %hostname, agent = %link.name, reason = %reason, "endpoint removed: the control plane no longer allows it");
             self.telemetry
                 .endpoint_removed(&hostname, &link.name, EndpointRemoval::Revoked);
+            let _ = link
+                .notices
+                .send(EdgeMessage::Withdrawn { hostname, reason });
         }
     }
 

@@ -294,3 +294,69 @@ fn edge_addresses(edges: &[&RunningEdge]) -> Vec<String> {
         .map(|edge| format!("127.0.0.1:{}", edge.agent_port))
         .collect()
 }
+
+/// Waits for the agent's line about `hostname` being withdrawn; returns it.
+fn withdrawn_line(agent: &crate::gateway_support::Moat, hostname: &str) -> String {
+    std::iter::from_fn(|| agent.next_stdout_line(Duration::from_secs(5)))
+        .find(|line| line.starts_with(&format!("moat: {hostname} withdrawn by the edge")))
+        .unwrap_or_else(|| panic!("the agent was not told; log:\n{}", agent.log()))
+}
+
+#[test]
+fn a_reservation_for_another_agent_or_a_removed_grant_withdraws_the_endpoint() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path();
+    let edge = start_edge(dir, &["--domain", "*.tunnel.test"]);
+    let pki = joined_with_alice(dir, "*.tunnel.test");
+    server_certificate(dir, &pki.server_ca, "app.tunnel.test", 20);
+    let upstream = start_http_upstream().to_string();
+    let flags = super::kit::publish_flags("app.tunnel.test", &[]);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let (agent, _) = start_agent(dir, &edge, "http", &upstream, &flags);
+    assert!(as_client(dir, edge.public_port, "alice").is_ok());
+
+    // Reserved for another agent: withdrawn from this one, which is told why.
+    let (status, reservation) = api(
+        dir,
+        "POST",
+        "/reserved_domains",
+        Some(serde_json::json!({ "hostname": "app.tunnel.test", "agent": "someone-else" })),
+    );
+    assert_eq!(status, 201, "{reservation}");
+    let line = withdrawn_line(&agent, "app.tunnel.test");
+    assert!(line.contains("reserved for agent someone-else"), "{line}");
+    wait_until("the hostname is offline", Duration::from_secs(1), || {
+        super::kit::offline_answer(dir, &edge, "app.tunnel.test").contains("endpoint_offline")
+    });
+    drop(agent);
+    let uri = format!("/reserved_domains/{}", reservation["id"].as_str().unwrap());
+    assert_eq!(api(dir, "DELETE", &uri, None).0, 204);
+
+    // Published again; then the grant its join recorded is removed.
+    let (agent, _) = start_agent(dir, &edge, "http", &upstream, &flags);
+    assert!(as_client(dir, edge.public_port, "alice").is_ok());
+    let (_, grants) = api(dir, "GET", "/agent_grants", None);
+    let grant = &grants["agent_grants"][0];
+    assert_eq!(
+        grant["hostnames"],
+        serde_json::json!(["*.tunnel.test"]),
+        "{grants}"
+    );
+    let uri = format!("/agent_grants/{}", grant["id"].as_str().unwrap());
+    assert_eq!(api(dir, "DELETE", &uri, None).0, 204);
+    let line = withdrawn_line(&agent, "app.tunnel.test");
+    assert!(line.contains("may not publish"), "{line}");
+    wait_until("the hostname is offline", Duration::from_secs(1), || {
+        super::kit::offline_answer(dir, &edge, "app.tunnel.test").contains("endpoint_offline")
+    });
+    let audit = std::fs::read_to_string(dir.join("edge-audit.jsonl")).unwrap();
+    assert_eq!(
+        audit
+            .lines()
+            .filter(|line| line.contains("\"endpoint_removed\"")
+                && line.contains("\"reason\":\"revoked\""))
+            .count(),
+        2,
+        "{audit}"
+    );
+}
