@@ -696,7 +696,8 @@ impl Registry {
 
     /// The endpoint the gateway serves for a published hostname, from its first member's spec.
     /// An edge definition (`defined`) wins: its CAs replace the agent's (and the agent's CRLs,
-    /// which are of the agent's CAs) and its rules replace the agent's, each when it has any.
+    /// which are of the agent's CAs) and make a client certificate required, and its rules
+    /// replace the agent's, each when it has any.
     fn published_endpoint(
         &self,
         hostname: &str,
@@ -774,7 +775,11 @@ impl Registry {
                     format!("upstream protocol {text:?} does not exist; use http1, http2 or auto")
                 })?,
             },
-            client_auth: if spec.client_certificate_optional {
+            // The operator's CAs decide who gets in: an agent cannot make their certificates
+            // optional.
+            client_auth: if spec.client_certificate_optional
+                && defined.is_none_or(|defined| defined.ca_files.is_empty())
+            {
                 ClientAuthMode::Request
             } else {
                 ClientAuthMode::RequireAndVerify

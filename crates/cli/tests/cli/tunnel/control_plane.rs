@@ -115,8 +115,25 @@ fn an_edge_defined_endpoint_wins_applies_live_and_survives_a_restart() {
     server_certificate(dir, &pki.server_ca, "app.tunnel.test", 20);
     other_ca(dir);
     let upstream = start_http_upstream().to_string();
-    let (_agent, _) = start_agent(dir, &edge, "http", &upstream, &publish_with_other_ca());
+    // The agent also makes client certificates optional (its rules then judge anonymous
+    // clients: 403 without rules).
+    let flags = [&publish_with_other_ca()[..], &["--client-auth", "request"]].concat();
+    let (_agent, _) = start_agent(dir, &edge, "http", &upstream, &flags);
     wait_for_verdicts(dir, edge.public_port, false, Duration::from_secs(5));
+    let anonymous = || {
+        curl_to(
+            dir,
+            edge.public_port,
+            "app.tunnel.test",
+            "/",
+            &["-o", "/dev/null", "-w", "%{http_code}"],
+        )
+    };
+    assert_eq!(
+        anonymous().1,
+        "403",
+        "the agent's choice: anonymous clients reach its rules"
+    );
 
     // The API refuses a client without an administrator's certificate at the handshake.
     let admin_url = std::fs::read_to_string(dir.join("home/edge/admin-address")).unwrap();
@@ -187,6 +204,12 @@ fn an_edge_defined_endpoint_wins_applies_live_and_survives_a_restart() {
     );
     assert_eq!(status, 201, "{endpoint}");
     wait_for_verdicts(dir, edge.public_port, true, Duration::from_secs(1));
+    let (code, _, err) = anonymous();
+    assert_ne!(
+        code, 0,
+        "the operator's CAs make a certificate required: {err}"
+    );
+    assert!(err.contains("certificate required"), "{err}");
 
     // A restart keeps both, and the agent (reconnected by itself) is served with them.
     let (public_port, agent_port) = (edge.public_port, edge.agent_port);
