@@ -1,7 +1,6 @@
 //! `moat edge ca|endpoints|grants|domains|agents|disconnect`: the edge's admin API as commands,
 //! answering in tables for a person or in the API's own JSON for scripts.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
@@ -248,68 +247,28 @@ pub fn run(command: AdminCommand) -> anyhow::Result<()> {
         match command {
             AdminCommand::Ca(CaCommand::Add(args)) => add_ca(args).await,
             AdminCommand::Ca(CaCommand::List(api)) => list_cas(api).await,
-            AdminCommand::Ca(CaCommand::Rm(args)) => {
-                let admin = args.api.connect()?;
-                admin
-                    .remove(&CAS, &args.id, |ca: &CaView| {
-                        format!("removed certificate authority {} (CN {})", ca.id, ca.cn())
-                    })
-                    .await
-            }
+            AdminCommand::Ca(CaCommand::Rm(args)) => args.remove::<CaView>().await,
             AdminCommand::Endpoints(EndpointsCommand::Add(args)) => add_endpoint(args).await,
             AdminCommand::Endpoints(EndpointsCommand::List(api)) => {
-                api.connect()?
-                    .show_list(&ENDPOINTS, ENDPOINT_COLUMNS, endpoint_row)
-                    .await
+                api.connect()?.show_list::<EndpointView>().await
             }
             AdminCommand::Endpoints(EndpointsCommand::Set(args)) => set_endpoint(args).await,
             AdminCommand::Endpoints(EndpointsCommand::Rm(args)) => {
-                let admin = args.api.connect()?;
-                admin
-                    .remove(&ENDPOINTS, &args.id, |endpoint: &EndpointView| {
-                        format!("removed endpoint {} ({})", endpoint.id, endpoint.hostname)
-                    })
-                    .await
+                args.remove::<EndpointView>().await
             }
             AdminCommand::Grants(GrantsCommand::Add(args)) => add_grant(args).await,
             AdminCommand::Grants(GrantsCommand::List(api)) => {
-                api.connect()?
-                    .show_list(&GRANTS, GRANT_COLUMNS, grant_row)
-                    .await
+                api.connect()?.show_list::<GrantView>().await
             }
-            AdminCommand::Grants(GrantsCommand::Rm(args)) => {
-                let admin = args.api.connect()?;
-                admin
-                    .remove(&GRANTS, &args.id, |grant: &GrantView| {
-                        format!("removed agent grant {} ({})", grant.id, grant.summary())
-                    })
-                    .await
-            }
+            AdminCommand::Grants(GrantsCommand::Rm(args)) => args.remove::<GrantView>().await,
             AdminCommand::Domains(DomainsCommand::Reserve(args)) => reserve(args).await,
             AdminCommand::Domains(DomainsCommand::List(api)) => {
-                api.connect()?
-                    .show_list(&DOMAINS, DOMAIN_COLUMNS, domain_row)
-                    .await
+                api.connect()?.show_list::<DomainView>().await
             }
             AdminCommand::Domains(DomainsCommand::Release(args)) => {
-                let admin = args.api.connect()?;
-                admin
-                    .remove(&DOMAINS, &args.id, |domain: &DomainView| {
-                        format!(
-                            "released reserved domain {} ({} for agent {})",
-                            domain.id, domain.hostname, domain.agent
-                        )
-                    })
-                    .await
+                args.remove::<DomainView>().await
             }
-            AdminCommand::Agents(api) => {
-                let now = unix_now();
-                api.connect()?
-                    .show_list(&SESSIONS, SESSION_COLUMNS, |session: &SessionView| {
-                        session_row(session, now)
-                    })
-                    .await
-            }
+            AdminCommand::Agents(api) => api.connect()?.show_list::<SessionView>().await,
             AdminCommand::Disconnect(args) => disconnect(args).await,
         }
     })
@@ -321,35 +280,13 @@ struct Resource {
     collection: &'static str,
     /// In sentences: "certificate authority".
     what: &'static str,
+    /// What `add` did, in the sentence that reports it: "added".
+    made: &'static str,
+    /// What `rm` did: "removed".
+    gone: &'static str,
     /// The command that lists them, for messages.
     lister: &'static str,
 }
-
-const CAS: Resource = Resource {
-    collection: "certificate_authorities",
-    what: "certificate authority",
-    lister: "moat edge ca list",
-};
-const ENDPOINTS: Resource = Resource {
-    collection: "endpoints",
-    what: "endpoint",
-    lister: "moat edge endpoints list",
-};
-const GRANTS: Resource = Resource {
-    collection: "agent_grants",
-    what: "agent grant",
-    lister: "moat edge grants list",
-};
-const DOMAINS: Resource = Resource {
-    collection: "reserved_domains",
-    what: "reserved domain",
-    lister: "moat edge domains list",
-};
-const SESSIONS: Resource = Resource {
-    collection: "tunnel_sessions",
-    what: "tunnel session",
-    lister: "moat edge agents",
-};
 
 impl Resource {
     /// The path of the record `id`, refusing an id that would be read as more than one path
@@ -360,6 +297,37 @@ impl Resource {
             anyhow::bail!("{id:?} is not an id; `{}` shows the ids", self.lister);
         }
         Ok(format!("/{}/{id}", self.collection))
+    }
+}
+
+/// A record of one collection as this command line shows it.
+trait Record: DeserializeOwned {
+    /// Its collection.
+    const RESOURCE: Resource;
+    /// The header of its table.
+    const COLUMNS: &'static [&'static str];
+    /// Its id.
+    fn id(&self) -> &str;
+    /// Its row of the table (`now` in Unix seconds, for ages and days left).
+    fn row(&self, now: i64) -> Vec<String>;
+    /// What it is in a few words, after its id in the sentences of add and rm.
+    fn summary(&self) -> String;
+
+    /// The sentence that says `verb` happened to it: `removed endpoint ep_… (app.example.com)`.
+    fn sentence(&self, verb: &str) -> String {
+        format!(
+            "{verb} {} {} ({})",
+            Self::RESOURCE.what,
+            self.id(),
+            self.summary()
+        )
+    }
+}
+
+impl IdArgs {
+    /// Deletes the record these arguments name.
+    async fn remove<T: Record>(&self) -> anyhow::Result<()> {
+        self.api.connect()?.remove::<T>(&self.id).await
     }
 }
 
@@ -525,65 +493,45 @@ impl Admin {
         Ok(items)
     }
 
-    /// Prints every item of `resource`: its JSON, or a table of `columns` with a row per item.
-    async fn show_list<T: DeserializeOwned>(
-        &self,
-        resource: &Resource,
-        columns: &[&str],
-        row: impl Fn(&T) -> Vec<String>,
-    ) -> anyhow::Result<()> {
-        let items = self.list(resource).await?;
+    /// Prints every record of `T`'s collection: their JSON, or a table with a row each.
+    async fn show_list<T: Record>(&self) -> anyhow::Result<()> {
+        let items = self.list(&T::RESOURCE).await?;
         if self.json {
-            return print_json(&whole_list(resource, items));
+            return print_json(&whole_list(&T::RESOURCE, items));
         }
-        let rows = items
+        let records = items
             .into_iter()
-            .map(|item| read_view::<T>(resource, item).map(|view| row(&view)))
+            .map(read_view::<T>)
             .collect::<anyhow::Result<Vec<_>>>()?;
-        print!("{}", table(columns, &rows));
+        print_table(&records);
         Ok(())
     }
 
-    /// Creates a record of `resource` from `fields`; prints the new record, or `say` of it.
-    async fn create<T: DeserializeOwned>(
-        &self,
-        resource: &Resource,
-        fields: Map<String, Value>,
-        say: impl Fn(&T) -> String,
-    ) -> anyhow::Result<()> {
-        let path = format!("/{}", resource.collection);
+    /// Creates a record of `T` from `fields`; prints it.
+    async fn create<T: Record>(&self, fields: Map<String, Value>) -> anyhow::Result<()> {
+        let path = format!("/{}", T::RESOURCE.collection);
         let made = self
             .call(Method::POST, &path, None, Some(Value::Object(fields)))
             .await?;
-        self.report(resource, made.body, say)
+        self.report::<T>(made.body, T::RESOURCE.made)
     }
 
-    /// Deletes the record `id` of `resource` as it is now (read first, deleted against that
-    /// version, so what is printed is what went); prints it, or `say` of it.
-    async fn remove<T: DeserializeOwned>(
-        &self,
-        resource: &Resource,
-        id: &str,
-        say: impl Fn(&T) -> String,
-    ) -> anyhow::Result<()> {
-        let path = resource.record(id)?;
+    /// Deletes the record `id` of `T` as it is now (read first, then deleted against that
+    /// version, so that what is printed is what went); prints it.
+    async fn remove<T: Record>(&self, id: &str) -> anyhow::Result<()> {
+        let path = T::RESOURCE.record(id)?;
         let current = self.call(Method::GET, &path, None, None).await?;
         self.call(Method::DELETE, &path, current.etag.as_deref(), None)
             .await?;
-        self.report(resource, current.body, say)
+        self.report::<T>(current.body, T::RESOURCE.gone)
     }
 
-    /// Prints `record`: its JSON, or the sentence `say` makes of it.
-    fn report<T: DeserializeOwned>(
-        &self,
-        resource: &Resource,
-        record: Value,
-        say: impl Fn(&T) -> String,
-    ) -> anyhow::Result<()> {
+    /// Prints `record`: its JSON, or the sentence that says `verb` happened to it.
+    fn report<T: Record>(&self, record: Value, verb: &str) -> anyhow::Result<()> {
         if self.json {
             return print_json(&record);
         }
-        println!("{}", say(&read_view(resource, record)?));
+        println!("{}", read_view::<T>(record)?.sentence(verb));
         Ok(())
     }
 }
@@ -610,14 +558,21 @@ fn whole_list(resource: &Resource, items: Vec<Value>) -> Value {
     })
 }
 
-/// One record of the API as the type the tables read.
-fn read_view<T: DeserializeOwned>(resource: &Resource, record: Value) -> anyhow::Result<T> {
+/// One record of the API as the type this command line reads.
+fn read_view<T: Record>(record: Value) -> anyhow::Result<T> {
     serde_json::from_value(record).with_context(|| {
         format!(
             "the edge's {} is not one this moat reads (another version?); --json shows it as it is",
-            resource.what
+            T::RESOURCE.what
         )
     })
+}
+
+/// The table of `records`.
+fn print_table<T: Record>(records: &[T]) {
+    let now = unix_now();
+    let rows: Vec<Vec<String>> = records.iter().map(|record| record.row(now)).collect();
+    print!("{}", table(T::COLUMNS, &rows));
 }
 
 fn print_json(value: &Value) -> anyhow::Result<()> {
@@ -635,16 +590,55 @@ struct CaView {
     subject_common_name: String,
     not_after: String,
     description: String,
+    /// The hostnames of the endpoints that trust it (what stops `ca rm`); not the API's, filled
+    /// in by `ca list`.
+    #[serde(skip)]
+    used_by: Vec<String>,
 }
 
-impl CaView {
-    /// Its common name, or a dash for a CA without one.
-    fn cn(&self) -> &str {
-        if self.subject_common_name.is_empty() {
+impl Record for CaView {
+    const RESOURCE: Resource = Resource {
+        collection: "certificate_authorities",
+        what: "certificate authority",
+        made: "added",
+        gone: "removed",
+        lister: "moat edge ca list",
+    };
+    const COLUMNS: &'static [&'static str] = &[
+        "ID",
+        "SUBJECT CN",
+        "NOT AFTER",
+        "DAYS LEFT",
+        "USED BY",
+        "DESCRIPTION",
+    ];
+
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn row(&self, now: i64) -> Vec<String> {
+        vec![
+            self.id.clone(),
+            self.subject_common_name.clone(),
+            self.not_after.clone(),
+            days_left(&self.not_after, now),
+            self.used_by.join(","),
+            self.description.clone(),
+        ]
+    }
+
+    fn summary(&self) -> String {
+        let cn = if self.subject_common_name.is_empty() {
             "-"
         } else {
             &self.subject_common_name
-        }
+        };
+        format!(
+            "CN {cn}, not after {}, {} days left",
+            self.not_after,
+            days_left(&self.not_after, unix_now())
+        )
     }
 }
 
@@ -661,6 +655,51 @@ struct EndpointView {
     description: String,
 }
 
+impl Record for EndpointView {
+    const RESOURCE: Resource = Resource {
+        collection: "endpoints",
+        what: "endpoint",
+        made: "added",
+        gone: "removed",
+        lister: "moat edge endpoints list",
+    };
+    const COLUMNS: &'static [&'static str] = &[
+        "ID",
+        "HOSTNAME",
+        "KIND",
+        "TERMINATE AT",
+        "POOL",
+        "CAS",
+        "RULES",
+        "DESCRIPTION",
+    ];
+
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn row(&self, _now: i64) -> Vec<String> {
+        let yes_no = |yes: bool| if yes { "yes" } else { "no" }.to_owned();
+        vec![
+            self.id.clone(),
+            self.hostname.clone(),
+            self.kind.clone(),
+            self.terminate_at.clone(),
+            yes_no(self.pool),
+            self.certificate_authority_ids.join(","),
+            yes_no(!self.rules.is_empty()),
+            self.description.clone(),
+        ]
+    }
+
+    fn summary(&self) -> String {
+        format!(
+            "{}, {}, TLS ends at the {}",
+            self.hostname, self.kind, self.terminate_at
+        )
+    }
+}
+
 /// An agent grant as the API shows it.
 #[derive(Debug, Deserialize)]
 struct GrantView {
@@ -670,8 +709,29 @@ struct GrantView {
     description: String,
 }
 
-impl GrantView {
-    /// `agents → hostnames`.
+impl Record for GrantView {
+    const RESOURCE: Resource = Resource {
+        collection: "agent_grants",
+        what: "agent grant",
+        made: "added",
+        gone: "removed",
+        lister: "moat edge grants list",
+    };
+    const COLUMNS: &'static [&'static str] = &["ID", "AGENTS", "HOSTNAMES", "DESCRIPTION"];
+
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn row(&self, _now: i64) -> Vec<String> {
+        vec![
+            self.id.clone(),
+            self.agents.clone(),
+            self.hostnames.join(","),
+            self.description.clone(),
+        ]
+    }
+
     fn summary(&self) -> String {
         format!("{} → {}", self.agents, self.hostnames.join(", "))
     }
@@ -686,6 +746,34 @@ struct DomainView {
     description: String,
 }
 
+impl Record for DomainView {
+    const RESOURCE: Resource = Resource {
+        collection: "reserved_domains",
+        what: "domain",
+        made: "reserved",
+        gone: "released",
+        lister: "moat edge domains list",
+    };
+    const COLUMNS: &'static [&'static str] = &["ID", "HOSTNAME", "AGENT", "DESCRIPTION"];
+
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn row(&self, _now: i64) -> Vec<String> {
+        vec![
+            self.id.clone(),
+            self.hostname.clone(),
+            self.agent.clone(),
+            self.description.clone(),
+        ]
+    }
+
+    fn summary(&self) -> String {
+        format!("{} for agent {}", self.hostname, self.agent)
+    }
+}
+
 /// A live tunnel session as the API shows it.
 #[derive(Debug, Deserialize)]
 struct SessionView {
@@ -696,67 +784,66 @@ struct SessionView {
     heartbeat_at: String,
 }
 
+impl Record for SessionView {
+    const RESOURCE: Resource = Resource {
+        collection: "tunnel_sessions",
+        what: "tunnel session",
+        made: "started",
+        gone: "ended",
+        lister: "moat edge agents",
+    };
+    const COLUMNS: &'static [&'static str] =
+        &["AGENT", "EDGE", "SINCE", "LAST HEARTBEAT", "SESSION"];
+
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn row(&self, now: i64) -> Vec<String> {
+        vec![
+            self.agent.clone(),
+            self.edge.clone(),
+            self.started_at.clone(),
+            ago(&self.heartbeat_at, now),
+            self.id.clone(),
+        ]
+    }
+
+    fn summary(&self) -> String {
+        format!("agent {} on edge {}", self.agent, self.edge)
+    }
+}
+
 async fn add_ca(args: CaAddArgs) -> anyhow::Result<()> {
     let pem = std::fs::read_to_string(&args.file)
         .with_context(|| format!("cannot read the CA certificate {}", args.file.display()))?;
     let mut fields = Map::new();
     fields.insert("ca_pem".into(), pem.into());
     args.notes.add_to(&mut fields);
-    let now = unix_now();
-    args.api
-        .connect()?
-        .create(&CAS, fields, |ca: &CaView| {
-            format!(
-                "added certificate authority {} (CN {}, not after {}, {} days left)",
-                ca.id,
-                ca.cn(),
-                ca.not_after,
-                days_left(&ca.not_after, now)
-            )
-        })
-        .await
+    args.api.connect()?.create::<CaView>(fields).await
 }
 
-const CA_COLUMNS: &[&str] = &[
-    "ID",
-    "SUBJECT CN",
-    "NOT AFTER",
-    "DAYS LEFT",
-    "USED BY",
-    "DESCRIPTION",
-];
-
-/// The CAs, each with the hostnames of the endpoints that trust it (what stops `ca rm`).
+/// The CAs, each with the hostnames of the endpoints that trust it.
 async fn list_cas(api: ApiArgs) -> anyhow::Result<()> {
     let admin = api.connect()?;
-    let cas = admin.list(&CAS).await?;
+    let cas = admin.list(&CaView::RESOURCE).await?;
     if admin.json {
-        return print_json(&whole_list(&CAS, cas));
+        return print_json(&whole_list(&CaView::RESOURCE, cas));
     }
-    let mut users: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for endpoint in admin.list(&ENDPOINTS).await? {
-        let endpoint: EndpointView = read_view(&ENDPOINTS, endpoint)?;
-        for ca in endpoint.certificate_authority_ids {
-            users.entry(ca).or_default().push(endpoint.hostname.clone());
+    let mut cas = cas
+        .into_iter()
+        .map(read_view::<CaView>)
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    for endpoint in admin.list(&EndpointView::RESOURCE).await? {
+        let endpoint: EndpointView = read_view(endpoint)?;
+        for ca in cas
+            .iter_mut()
+            .filter(|ca| endpoint.certificate_authority_ids.contains(&ca.id))
+        {
+            ca.used_by.push(endpoint.hostname.clone());
         }
     }
-    let now = unix_now();
-    let rows = cas
-        .into_iter()
-        .map(|ca| {
-            let ca: CaView = read_view(&CAS, ca)?;
-            let used_by = users.get(&ca.id).map(|hosts| hosts.join(","));
-            Ok(vec![
-                ca.id.clone(),
-                ca.subject_common_name.clone(),
-                ca.not_after.clone(),
-                days_left(&ca.not_after, now),
-                used_by.unwrap_or_default(),
-                ca.description,
-            ])
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    print!("{}", table(CA_COLUMNS, &rows));
+    print_table(&cas);
     Ok(())
 }
 
@@ -803,15 +890,7 @@ impl EndpointFlags {
 async fn add_endpoint(args: EndpointAddArgs) -> anyhow::Result<()> {
     let mut fields = args.endpoint.fields()?;
     fields.insert("hostname".into(), args.hostname.into());
-    args.api
-        .connect()?
-        .create(&ENDPOINTS, fields, |endpoint: &EndpointView| {
-            format!(
-                "added endpoint {} for {} ({}, TLS ends at the {})",
-                endpoint.id, endpoint.hostname, endpoint.kind, endpoint.terminate_at
-            )
-        })
-        .await
+    args.api.connect()?.create::<EndpointView>(fields).await
 }
 
 async fn set_endpoint(args: EndpointSetArgs) -> anyhow::Result<()> {
@@ -831,38 +910,11 @@ async fn set_endpoint(args: EndpointSetArgs) -> anyhow::Result<()> {
         );
     }
     let admin = args.api.connect()?;
-    let path = ENDPOINTS.record(&args.id)?;
+    let path = EndpointView::RESOURCE.record(&args.id)?;
     let changed = admin
         .call(Method::PATCH, &path, None, Some(Value::Object(fields)))
         .await?;
-    admin.report(&ENDPOINTS, changed.body, |endpoint: &EndpointView| {
-        format!("changed endpoint {} ({})", endpoint.id, endpoint.hostname)
-    })
-}
-
-const ENDPOINT_COLUMNS: &[&str] = &[
-    "ID",
-    "HOSTNAME",
-    "KIND",
-    "TERMINATE AT",
-    "POOL",
-    "CAS",
-    "RULES",
-    "DESCRIPTION",
-];
-
-fn endpoint_row(endpoint: &EndpointView) -> Vec<String> {
-    let yes_no = |yes: bool| if yes { "yes" } else { "no" }.to_owned();
-    vec![
-        endpoint.id.clone(),
-        endpoint.hostname.clone(),
-        endpoint.kind.clone(),
-        endpoint.terminate_at.clone(),
-        yes_no(endpoint.pool),
-        endpoint.certificate_authority_ids.join(","),
-        yes_no(!endpoint.rules.is_empty()),
-        endpoint.description.clone(),
-    ]
+    admin.report::<EndpointView>(changed.body, "changed")
 }
 
 async fn add_grant(args: GrantAddArgs) -> anyhow::Result<()> {
@@ -870,23 +922,7 @@ async fn add_grant(args: GrantAddArgs) -> anyhow::Result<()> {
     fields.insert("agents".into(), args.agents.into());
     fields.insert("hostnames".into(), json!(args.hostnames));
     args.notes.add_to(&mut fields);
-    args.api
-        .connect()?
-        .create(&GRANTS, fields, |grant: &GrantView| {
-            format!("added agent grant {} ({})", grant.id, grant.summary())
-        })
-        .await
-}
-
-const GRANT_COLUMNS: &[&str] = &["ID", "AGENTS", "HOSTNAMES", "DESCRIPTION"];
-
-fn grant_row(grant: &GrantView) -> Vec<String> {
-    vec![
-        grant.id.clone(),
-        grant.agents.clone(),
-        grant.hostnames.join(","),
-        grant.description.clone(),
-    ]
+    args.api.connect()?.create::<GrantView>(fields).await
 }
 
 async fn reserve(args: ReserveArgs) -> anyhow::Result<()> {
@@ -894,38 +930,7 @@ async fn reserve(args: ReserveArgs) -> anyhow::Result<()> {
     fields.insert("hostname".into(), args.hostname.into());
     fields.insert("agent".into(), args.agent.into());
     args.notes.add_to(&mut fields);
-    args.api
-        .connect()?
-        .create(&DOMAINS, fields, |domain: &DomainView| {
-            format!(
-                "reserved domain {} ({} for agent {})",
-                domain.id, domain.hostname, domain.agent
-            )
-        })
-        .await
-}
-
-const DOMAIN_COLUMNS: &[&str] = &["ID", "HOSTNAME", "AGENT", "DESCRIPTION"];
-
-fn domain_row(domain: &DomainView) -> Vec<String> {
-    vec![
-        domain.id.clone(),
-        domain.hostname.clone(),
-        domain.agent.clone(),
-        domain.description.clone(),
-    ]
-}
-
-const SESSION_COLUMNS: &[&str] = &["AGENT", "EDGE", "SINCE", "LAST HEARTBEAT", "SESSION"];
-
-fn session_row(session: &SessionView, now: i64) -> Vec<String> {
-    vec![
-        session.agent.clone(),
-        session.edge.clone(),
-        session.started_at.clone(),
-        ago(&session.heartbeat_at, now),
-        session.id.clone(),
-    ]
+    args.api.connect()?.create::<DomainView>(fields).await
 }
 
 /// Ends the live sessions of an agent (or the one session named); the edges holding them close
@@ -933,9 +938,11 @@ fn session_row(session: &SessionView, now: i64) -> Vec<String> {
 async fn disconnect(args: DisconnectArgs) -> anyhow::Result<()> {
     let admin = args.api.connect()?;
     let target = args.agent.as_str();
-    let sessions: Vec<Value> = if is_session_id(target) {
-        let path = SESSIONS.record(target)?;
-        let answer = admin.exchange(Method::GET, &path, None, None).await?;
+    let sessions = &SessionView::RESOURCE;
+    let found: Vec<Value> = if is_session_id(target) {
+        let answer = admin
+            .exchange(Method::GET, &sessions.record(target)?, None, None)
+            .await?;
         match answer.status {
             StatusCode::NOT_FOUND => Vec::new(),
             status if status.is_success() => vec![answer.body],
@@ -943,25 +950,25 @@ async fn disconnect(args: DisconnectArgs) -> anyhow::Result<()> {
         }
     } else {
         admin
-            .list(&SESSIONS)
+            .list(sessions)
             .await?
             .into_iter()
             .filter(|session| session.get("agent").and_then(Value::as_str) == Some(target))
             .collect()
     };
     let mut ended = Vec::new();
-    for session in sessions {
-        let view: SessionView = read_view(&SESSIONS, session.clone())?;
-        let path = SESSIONS.record(&view.id)?;
+    for record in found {
+        let session: SessionView = read_view(record.clone())?;
+        let path = sessions.record(&session.id)?;
         let answer = admin.exchange(Method::DELETE, &path, None, None).await?;
         match answer.status {
             // It ended by itself since the list was read.
             StatusCode::NOT_FOUND => {}
-            status if status.is_success() => ended.push((view, session)),
+            status if status.is_success() => ended.push((session, record)),
             status => return Err(refusal(status, &answer.body)),
         }
     }
-    if ended.is_empty() {
+    let Some((first, _)) = ended.first() else {
         anyhow::bail!(
             "no live session of {}; `moat edge agents` lists the connected agents",
             if is_session_id(target) {
@@ -970,16 +977,15 @@ async fn disconnect(args: DisconnectArgs) -> anyhow::Result<()> {
                 format!("an agent named {target}")
             }
         );
-    }
+    };
     if admin.json {
         let records = ended.into_iter().map(|(_, record)| record).collect();
-        return print_json(&whole_list(&SESSIONS, records));
+        return print_json(&whole_list(sessions, records));
     }
-    let ids: Vec<&str> = ended.iter().map(|(view, _)| view.id.as_str()).collect();
-    let agents: Vec<&str> = ended.iter().map(|(view, _)| view.agent.as_str()).collect();
+    let ids: Vec<&str> = ended.iter().map(|(session, _)| session.id()).collect();
     println!(
         "disconnected {}: ended {} session{} ({})",
-        agents.first().copied().unwrap_or(target),
+        first.agent,
         ids.len(),
         if ids.len() == 1 { "" } else { "s" },
         ids.join(", ")
@@ -1130,12 +1136,13 @@ mod tests {
 
     #[test]
     fn an_id_stays_one_path_segment() {
+        let cas = CaView::RESOURCE;
         assert_eq!(
-            CAS.record("ca_01").unwrap(),
+            cas.record("ca_01").unwrap(),
             "/certificate_authorities/ca_01"
         );
         for bad in ["", "..", "../endpoints", "ca_1?limit=1", "a/b", "ca 1"] {
-            assert!(CAS.record(bad).is_err(), "{bad:?}");
+            assert!(cas.record(bad).is_err(), "{bad:?}");
         }
     }
 }
