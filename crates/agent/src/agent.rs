@@ -57,6 +57,16 @@ pub enum AgentEvent {
         /// The edge's reason.
         reason: String,
     },
+    /// The edge withdrew a published endpoint (its grant was removed, its hostname reserved
+    /// for another agent, or defined as another kind of endpoint).
+    Withdrawn {
+        /// The edge's address.
+        edge: String,
+        /// The hostname.
+        hostname: String,
+        /// The edge's reason.
+        reason: String,
+    },
     /// The session ended; the agent tries again after `retry_in`.
     Disconnected {
         /// The edge's address.
@@ -415,14 +425,24 @@ impl Link {
                         reason,
                     });
                 }
-                Ok(Some(EdgeMessage::Hello(_))) => {}
+                Ok(Some(EdgeMessage::Hello(_) | EdgeMessage::Withdrawn { .. })) => {}
                 Ok(None) => return "the edge closed the session".to_owned(),
                 Err(error) => return format!("control channel: {error}"),
             }
         }
         backoff.reset();
         let by_hostname = Arc::new(by_hostname);
-        serve_streams(incoming, control, by_hostname, stopping).await
+        serve_streams(incoming, control, by_hostname, stopping, |message| {
+            if let EdgeMessage::Withdrawn { hostname, reason } = message {
+                tracing::warn!(edge = %edge, %hostname, %reason, "the edge withdrew the endpoint");
+                let _ = shared.events.send(AgentEvent::Withdrawn {
+                    edge: edge.clone(),
+                    hostname,
+                    reason,
+                });
+            }
+        })
+        .await
     }
 }
 
@@ -432,6 +452,7 @@ async fn serve_streams(
     mut control: moat_tunnel::AgentControl,
     served: Arc<HashMap<String, Served>>,
     stopping: &mut watch::Receiver<bool>,
+    mut on_message: impl FnMut(EdgeMessage),
 ) -> String {
     let mut control_open = true;
     loop {
@@ -449,7 +470,7 @@ async fn serve_streams(
                 }
             },
             message = control.recv(), if control_open => match message {
-                Ok(Some(message)) => tracing::debug!(?message, "message from the edge"),
+                Ok(Some(message)) => on_message(message),
                 Ok(None) => control_open = false,
                 Err(error) => {
                     tracing::warn!(%error, "control channel failed");

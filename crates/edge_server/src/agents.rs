@@ -113,6 +113,7 @@ async fn run_session<S>(
             return;
         }
     };
+    let (notices, mut notes) = tokio::sync::mpsc::unbounded_channel();
     let link = Arc::new(AgentLink {
         id: registry.next_link_id(),
         name,
@@ -123,6 +124,7 @@ async fn run_session<S>(
         session,
         recorded: AtomicBool::new(false),
         ended: Notify::new(),
+        notices,
     });
     registry.open_session(&link).await;
     tracing::info!(agent = %link.name, address = %peer, session = %link.session, "agent connected");
@@ -162,6 +164,11 @@ async fn run_session<S>(
                 Err(error) => break control_failed(&opener, error).await,
             },
             ended = opener.closed() => break session_ended(ended),
+            Some(notice) = notes.recv() => {
+                if let Err(error) = control.send(&notice).await {
+                    tracing::warn!(agent = %link.name, %error, "cannot tell the agent");
+                }
+            }
             () = link.ended.notified() => break (
                 AgentDisconnect::Operator,
                 "an operator ended the session".to_owned(),

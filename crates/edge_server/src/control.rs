@@ -114,6 +114,9 @@ impl ControlPlane {
     /// changed CA is a new file and the gateway's reload sees the change).
     fn parse(&self, state: &ControlState) -> ControlView {
         let mut ca_files = BTreeMap::new();
+        if let Err(error) = std::fs::create_dir_all(&self.cas_dir) {
+            tracing::error!(dir = %self.cas_dir.display(), %error, "cannot make the directory of the CAs for the gateway");
+        }
         for ca in &state.cas {
             let path = self.cas_dir.join(format!("{}.v{}.pem", ca.id, ca.version));
             match write_atomic(&path, ca.ca_pem.as_bytes(), PUBLIC_MODE) {

@@ -49,6 +49,8 @@ pub(crate) struct AgentLink {
     pub recorded: AtomicBool,
     /// Notified when an operator ended the session: the agent is disconnected.
     pub ended: tokio::sync::Notify,
+    /// Messages for the agent that do not answer one of its own (an endpoint withdrawn).
+    pub notices: tokio::sync::mpsc::UnboundedSender<EdgeMessage>,
 }
 
 /// One agent's claim on a hostname, with what it uploaded.
@@ -291,6 +293,13 @@ impl Registry {
             ));
         }
         if let Some(defined) = view.endpoints.get(&hostname) {
+            if let Err(problem) = &defined.rules {
+                return Err(format!(
+                    "{hostname} is defined on the edge (endpoint {}) but its definition does \
+                     not load ({problem}); the edge's operator must fix it",
+                    defined.id
+                ));
+            }
             spec.pool = defined.pool;
         }
         self.may_publish(view, link, &hostname, spec)?;
@@ -334,7 +343,8 @@ impl Registry {
 
     /// Whether the control plane lets `link` publish `hostname` as `spec` asks: a grant covers
     /// it, it is not reserved for another agent, and an edge-defined endpoint of that name is
-    /// of the same kind and terminates TLS at the same place (and loads).
+    /// of the same kind and terminates TLS at the same place. (A definition that does not load
+    /// keeps its hostname unserved without removing the publication: fixed, it is served again.)
     fn may_publish(
         &self,
         view: &ControlView,
@@ -355,13 +365,6 @@ impl Registry {
             ));
         }
         if let Some(defined) = view.endpoints.get(hostname) {
-            if let Err(problem) = &defined.rules {
-                return Err(format!(
-                    "{hostname} is defined on the edge (endpoint {}) but its definition does \
-                     not load ({problem}); the edge's operator must fix it",
-                    defined.id
-                ));
-            }
             let (kind, terminate_at) = spec_kind(spec);
             if defined.kind != kind || defined.terminate_at != terminate_at {
                 return Err(format!(
@@ -392,6 +395,9 @@ impl Registry {
             tracing::warn!(hostname = %hostname, agent = %link.name, reason = %reason, "endpoint removed: the control plane no longer allows it");
             self.telemetry
                 .endpoint_removed(&hostname, &link.name, EndpointRemoval::Revoked);
+            let _ = link
+                .notices
+                .send(EdgeMessage::Withdrawn { hostname, reason });
         }
     }
 

@@ -64,6 +64,14 @@ pub enum EdgeMessage {
         /// Why, worded for the agent's operator, e.g. `app.example.com is taken by another agent`.
         reason: String,
     },
+    /// A published endpoint was withdrawn by the edge (its grant was removed, the hostname
+    /// reserved for another agent...): its clients no longer arrive.
+    Withdrawn {
+        /// The hostname.
+        hostname: String,
+        /// Why, worded for the agent's operator.
+        reason: String,
+    },
 }
 
 /// Each side's first message on the control channel.

@@ -141,6 +141,11 @@ fn print_event(event: &AgentEvent) {
         } => {
             println!("moat: endpoint {endpoint} refused by the edge at {edge}: {reason}")
         }
+        AgentEvent::Withdrawn {
+            edge,
+            hostname,
+            reason,
+        } => println!("moat: {hostname} withdrawn by the edge at {edge}: {reason}"),
         AgentEvent::Disconnected {
             reason,
             retry_in,

@@ -209,6 +209,7 @@ impl HelloMessage for EdgeMessage {
             EdgeMessage::Hello(hello) => Ok(hello),
             EdgeMessage::Registered { .. } => Err("registered"),
             EdgeMessage::Refused { .. } => Err("refused"),
+            EdgeMessage::Withdrawn { .. } => Err("withdrawn"),
         }
     }
 }

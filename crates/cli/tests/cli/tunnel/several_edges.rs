@@ -46,6 +46,21 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// Writes in `a` the server CA, `app.tunnel.test`'s certificate, the client CA `cas.pem` with
+/// its client alice, and joins the agent whose credentials live in `a` with a token of the
+/// store at `store` (granting `*.tunnel.test`).
+pub(crate) fn join_through_shared_store(a: &Path, store: &str) {
+    let server_ca = TestCa::new("Server CA");
+    std::fs::write(a.join("server-ca.crt"), &server_ca.pem).unwrap();
+    let client_ca = TestCa::new("Client CA");
+    std::fs::write(a.join("cas.pem"), &client_ca.pem).unwrap();
+    client_certificate(a, &client_ca, "alice", 10);
+    server_certificate(a, &server_ca, "app.tunnel.test", 20);
+    make_token(a, "token", &["--grant", "*.tunnel.test", "--store", store]);
+    let (joined, output) = join(a, "token");
+    assert!(joined, "moat agent join: {output}");
+}
+
 /// curl as alice to `host` through the edge at `public_port`: (exit code, body).
 fn as_alice(dir: &Path, public_port: u16, path: &str) -> (i32, String) {
     let (code, body, _) = curl_to(
@@ -68,20 +83,7 @@ fn an_agent_on_two_edges_loses_nothing_but_the_killed_edge() {
         b: edge_b,
     } = start_two_edges(a, b, &pg.url(), &[]);
 
-    // The agent (in `a`) joins through edge A with a token of the shared store.
-    let server_ca = TestCa::new("Server CA");
-    std::fs::write(a.join("server-ca.crt"), &server_ca.pem).unwrap();
-    let client_ca = TestCa::new("Client CA");
-    std::fs::write(a.join("cas.pem"), &client_ca.pem).unwrap();
-    client_certificate(a, &client_ca, "alice", 10);
-    server_certificate(a, &server_ca, "app.tunnel.test", 20);
-    make_token(
-        a,
-        "token",
-        &["--grant", "*.tunnel.test", "--store", &pg.url()],
-    );
-    let (joined, output) = join(a, "token");
-    assert!(joined, "moat agent join: {output}");
+    join_through_shared_store(a, &pg.url());
 
     let upstream = start_http_upstream().to_string();
     let (edge_a_address, edge_b_address) = (
