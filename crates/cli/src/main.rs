@@ -46,7 +46,10 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     if matches!(
         cli.command,
-        Command::Http(_) | Command::Tls(_) | Command::Start(_) | Command::Edge(_)
+        Command::Http(_)
+            | Command::Tls(_)
+            | Command::Start(_)
+            | Command::Edge(commands::edge::EdgeArgs { command: None, .. })
     ) {
         memcpy_tuning::reexec_with_vector_memcpy();
     }

@@ -30,6 +30,9 @@ pub struct EdgeArgs {
 pub enum EdgeCommand {
     /// Print a one-time join token for an agent (`moat agent join --token-file FILE`).
     Token(TokenArgs),
+    // ca, endpoints, grants, domains, agents, disconnect: clients of a running edge's admin API.
+    #[command(flatten)]
+    Admin(Box<super::edge_admin::AdminCommand>),
 }
 
 /// Flags of `moat edge` itself.
@@ -164,6 +167,7 @@ pub(crate) const ADMIN_ADDRESS_FILE: &str = "admin-address";
 pub fn run(args: EdgeArgs) -> anyhow::Result<()> {
     match args.command {
         Some(EdgeCommand::Token(token)) => print_token(token),
+        Some(EdgeCommand::Admin(command)) => super::edge_admin::run(*command),
         None => run_edge(args.run),
     }
 }

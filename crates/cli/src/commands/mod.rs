@@ -5,6 +5,7 @@ pub mod config;
 pub mod demo;
 mod demo_tunnel;
 pub mod edge;
+pub mod edge_admin;
 pub mod pki;
 pub mod reload;
 pub mod serve;
