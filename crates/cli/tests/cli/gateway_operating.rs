@@ -363,7 +363,11 @@ fn connections_beyond_max_connections_are_closed_on_arrival_and_counted() {
         .lines()
         .any(|line| line.contains("\"reason\":\"connection_limit\""))
     {
-        assert!(Instant::now() < deadline, "no connection_limit event: {}", audit());
+        assert!(
+            Instant::now() < deadline,
+            "no connection_limit event: {}",
+            audit()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
