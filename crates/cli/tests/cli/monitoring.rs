@@ -150,7 +150,7 @@ fn problems(query: &Query, exported: &BTreeMap<String, BTreeSet<String>>) -> Vec
                 .filter(|name| name.starts_with(metric))
                 .collect();
             found.push(format!(
-                "{}: {metric} is not exported by moat (series starting so: {series:?})",
+                "{}: {metric} is not exported by moat (series with that prefix: {series:?})",
                 query.source
             ));
             continue;

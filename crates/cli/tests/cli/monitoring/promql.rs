@@ -9,20 +9,15 @@ pub struct Selector {
     pub labels: Vec<String>,
 }
 
-/// PromQL's own words, never metric names: binary operators, modifiers, and the aggregation
-/// operators (which may stand before `by (...)`, so they are not always followed by `(`).
+/// PromQL's own words, never metric names (beside [`LABEL_LISTS`]): binary operators, modifiers,
+/// and the aggregation operators (which may stand before `by (...)`, so they are not always
+/// followed by `(`).
 const KEYWORDS: &[&str] = &[
     "and",
     "or",
     "unless",
     "bool",
     "offset",
-    "by",
-    "without",
-    "on",
-    "ignoring",
-    "group_left",
-    "group_right",
     "atan2",
     "sum",
     "min",
@@ -42,7 +37,8 @@ const KEYWORDS: &[&str] = &[
     "nan",
 ];
 
-/// The keywords whose parenthesised list holds label names, not expressions.
+/// The keywords whose parenthesised list holds label names, not expressions (`group_left` and
+/// `group_right` may also stand alone).
 const LABEL_LISTS: &[&str] = &[
     "by",
     "without",
@@ -80,7 +76,10 @@ pub fn selectors(expr: &str) -> Vec<Selector> {
                 let next = scanner.next_non_space();
                 if LABEL_LISTS.contains(&word.as_str()) && next == Some('(') {
                     scanner.skip_past(')');
-                } else if next != Some('(') && !KEYWORDS.contains(&word.as_str()) {
+                } else if next != Some('(')
+                    && !KEYWORDS.contains(&word.as_str())
+                    && !LABEL_LISTS.contains(&word.as_str())
+                {
                     let labels = if next == Some('{') {
                         scanner.matcher_labels(expr)
                     } else {
