@@ -167,7 +167,7 @@ fn problems(query: &Query, exported: &BTreeMap<String, BTreeSet<String>>) -> Vec
     found
 }
 
-/// The histogram `name` is a series of (its `_bucket`, `_sum` or `_count`), else `name` itself.
+/// The histogram whose `_bucket`, `_sum` or `_count` series `name` is, else `name` itself.
 fn family(name: &str, exported: &BTreeMap<String, BTreeSet<String>>) -> String {
     ["_bucket", "_sum", "_count"]
         .iter()
