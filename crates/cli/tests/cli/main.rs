@@ -21,6 +21,7 @@ mod grpc;
 mod hostile_requests;
 mod http_proxy_e2e;
 mod memcpy_tuning;
+mod monitoring;
 mod pki_ca;
 mod pki_cfssl;
 mod pki_concurrency;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use gateway_support::{Moat, curl};
 
 /// `moat: metrics listening on http://ADDR` → ADDR.
-pub(super) fn metrics_address(moat: &Moat) -> SocketAddr {
+pub(crate) fn metrics_address(moat: &Moat) -> SocketAddr {
     moat.stdout
         .iter()
         .find_map(|line| line.strip_prefix("moat: metrics listening on http://"))
@@ -22,10 +22,10 @@ pub(super) fn metrics_address(moat: &Moat) -> SocketAddr {
 
 /// One sample of the exposition: metric name, labels, value.
 #[derive(Debug, Clone)]
-pub(super) struct Sample {
-    pub(super) name: String,
-    pub(super) labels: BTreeMap<String, String>,
-    pub(super) value: f64,
+pub(crate) struct Sample {
+    pub(crate) name: String,
+    pub(crate) labels: BTreeMap<String, String>,
+    pub(crate) value: f64,
 }
 
 /// A strict parser of the Prometheus / OpenMetrics text format as far as moat uses it: every
@@ -179,7 +179,7 @@ pub(super) fn scrape(dir: &Path, address: SocketAddr, path: &str) -> (String, St
 }
 
 /// Waits (at most 10 s) until every connection has closed and returns the parsed metrics.
-pub(super) fn settled_metrics(dir: &Path, address: SocketAddr) -> Vec<Sample> {
+pub(crate) fn settled_metrics(dir: &Path, address: SocketAddr) -> Vec<Sample> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let (head, body) = scrape(dir, address, "/metrics");

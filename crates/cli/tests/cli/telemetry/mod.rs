@@ -5,7 +5,7 @@
 //! client they all use are here.
 
 mod audit;
-mod exposition;
+pub(crate) mod exposition;
 mod flags;
 mod session;
 
