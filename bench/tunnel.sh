@@ -58,7 +58,8 @@ start_edge() {
   edge_port=$(free_port)
   agent_port=$(free_port)
   contender_spawn "$name" "${moat_env[@]}" MOAT_HOME="$home" "${on_cpu0[@]}" "$moat" edge --listen "127.0.0.1:$edge_port" \
-    --agent-listen "127.0.0.1:$agent_port" --agent-name localhost --audit-log "$work/$name/edge-audit.jsonl"
+    --agent-listen "127.0.0.1:$agent_port" --agent-name localhost --admin-listen off \
+    --audit-log "$work/$name/edge-audit.jsonl"
   contender_public[$name]=$last_pid
   wait_for_port "$agent_port" "$last_pid" "$name edge"
   wait_for_port "$edge_port" "$last_pid" "$name edge"

@@ -93,6 +93,7 @@ mod domain;
 mod duration;
 mod error;
 mod file;
+mod hostname_glob;
 mod model;
 mod operations;
 mod problems;
@@ -104,6 +105,7 @@ mod validate;
 
 pub use domain::{domain_serves, valid_domain};
 pub use duration::parse_duration;
+pub use hostname_glob::{GlobError, HostnameGlob};
 pub use error::{ConfigError, FieldError};
 pub use model::{
     AgentConfig, ClientAuthMode, Config, CrlExpiredPolicy, DEFAULT_MAX_CONNECTIONS, EdgeConfig,

@@ -2,10 +2,9 @@
 //! globs of grants and join tokens (an exact name or one leading `*.` label), kept lower-case
 //! without a trailing dot so that they compare as DNS names do; and agents' certificate names.
 //!
-//! The glob rules are those of moat-edge's `HostnameGlob::parse` (which this crate cannot
-//! import): the edge reads what the API writes with that parser, so the two must agree.
+//! Globs are read by `moat_config::HostnameGlob`, the parser the edge reads them back with.
 
-use moat_config::valid_domain;
+use moat_config::{HostnameGlob, valid_domain};
 
 use crate::api_error::ApiError;
 
@@ -32,32 +31,12 @@ pub(crate) fn exact_hostname(field: &str, text: &str) -> Result<String, ApiError
     Ok(normal)
 }
 
-/// `text` as a hostname glob (`app.example.com` or `*.a.example.com`), or the refusal naming
-/// `field`.
+/// `text` as a hostname glob (`app.example.com` or `*.a.example.com`, the edge's own rules), or
+/// the refusal naming `field`.
 pub(crate) fn hostname_glob(field: &str, text: &str) -> Result<String, ApiError> {
-    let bad = |problem: &str| {
-        ApiError::invalid(
-            field,
-            format!(
-                "{field}: hostname glob {text:?} {problem}; write an exact name (app.example.com) or one wildcard label in front (*.a.example.com)"
-            ),
-        )
-    };
-    let normal = text.trim_end_matches('.').to_ascii_lowercase();
-    let name = normal.strip_prefix("*.").unwrap_or(&normal);
-    if name.is_empty() {
-        return Err(bad("names no domain"));
-    }
-    if name.contains('*') {
-        return Err(bad("has a wildcard other than one leading \"*.\""));
-    }
-    if !valid_domain(&normal) {
-        return Err(bad(&format!("is not {DNS_NAME}")));
-    }
-    if normal.starts_with("*.") && !name.contains('.') {
-        return Err(bad("covers a whole top-level domain"));
-    }
-    Ok(normal)
+    HostnameGlob::parse(text)
+        .map(String::from)
+        .map_err(|error| ApiError::invalid(field, format!("{field}: {error}")))
 }
 
 /// The most characters a certificate's common name has (RFC 5280's ub-common-name).
