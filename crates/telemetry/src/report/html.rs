@@ -27,7 +27,7 @@ const STYLE: &str = r#"
   --line: #374151; --link: #93c5fd; --accepted: #60a5fa; --refused: #fb923c; --requests: #2dd4bf; } }
 * { box-sizing: border-box; }
 body { margin: 0; font: 16px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
-  color: var(--fg); background: var(--bg); }
+  color: var(--fg); background: var(--bg); overflow-wrap: anywhere; }
 header, nav, main, footer { max-width: 72rem; margin: 0 auto; padding: 0 1rem; }
 h1 { font-size: 1.6rem; margin: 1rem 0 .25rem; }
 h2 { font-size: 1.3rem; margin: 2rem 0 .5rem; padding-bottom: .2rem; border-bottom: 1px solid var(--line); }

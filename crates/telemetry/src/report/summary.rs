@@ -501,8 +501,8 @@ pub(crate) struct Tally {
     refusals_by_client: BTreeMap<Option<String>, RefusalTally>,
     refused_requests: HashMap<RefusedKey, u64>,
     clients: BTreeMap<ClientKey, ClientTally>,
-    /// The issuers each subject was seen with, to give a request without a known handshake
-    /// to its client when the subject names only one.
+    /// The issuers each subject was accepted with, to give a request without a known
+    /// handshake to its client when the subject names only one.
     issuers: HashMap<String, BTreeSet<String>>,
     /// `(endpoint, peer)` → the client certificate of the connection's accepted handshake.
     connections: HashMap<(String, String), ClientKey>,
@@ -584,6 +584,8 @@ impl Tally {
         }
     }
 
+    /// Remembers the client certificate of an accepted handshake's connection, and the issuer
+    /// of its subject, for the requests that follow (also from outside the window).
     fn remember_connection(&mut self, handshake: &Handshake) {
         if handshake.outcome != "accepted" {
             return;
@@ -591,6 +593,10 @@ impl Tally {
         let Some(certificate) = &handshake.client_certificate else {
             return;
         };
+        self.issuers
+            .entry(certificate.subject.clone())
+            .or_default()
+            .insert(certificate.issuer.clone());
         if self.connections.len() >= REMEMBERED_CONNECTIONS {
             self.connections.clear();
         }
@@ -632,10 +638,6 @@ impl Tally {
         let Some(certificate) = handshake.client_certificate else {
             return;
         };
-        self.issuers
-            .entry(certificate.subject.clone())
-            .or_default()
-            .insert(certificate.issuer.clone());
         let client = self
             .clients
             .entry((
