@@ -46,7 +46,7 @@ th, td { border-bottom: 1px solid var(--line); padding: .3rem .5rem; text-align:
 thead th { font-size: .8rem; color: var(--muted); }
 .num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 .charts { display: grid; grid-template-columns: repeat(auto-fit, minmax(16rem, 1fr)); gap: 1rem; }
-figure { margin: .5rem 0 1rem; }
+figure { margin: .5rem 0 1rem; max-width: 40rem; }
 figcaption { font-weight: 600; font-size: .9rem; }
 svg { width: 100%; height: auto; display: block; }
 svg text { font: 13px system-ui, sans-serif; fill: currentColor; }
@@ -366,13 +366,15 @@ fn write_charts(page: &mut Page, section: &str, summary: &Summary) {
                 .iter()
                 .map(|client| (client.subject.clone(), client.requests))
                 .collect();
-            by_requests.sort_by(|a, b| b.1.cmp(&a.1));
+            by_requests.sort_by_key(|(_, requests)| std::cmp::Reverse(*requests));
+            page.markup("<div class=\"charts\">\n");
             bar_chart(
                 page,
                 "chart-requests-by-client",
                 "Requests by client (most active)",
                 &with_class(bars(by_requests), "accepted"),
             );
+            page.markup("</div>\n");
         }
         "activity" => activity_charts(page, summary),
         _ => {}
@@ -484,8 +486,6 @@ fn activity_charts(page: &mut Page, summary: &Summary) {
         summary,
         &handshakes,
     );
-    page.markup("<p class=\"legend\"><span class=\"swatch accepted\"></span>accepted")
-        .markup("<span class=\"swatch refused\"></span>refused</p>\n");
     let requests: Vec<Vec<(u64, &'static str)>> = buckets
         .iter()
         .map(|bucket| vec![(bucket.requests, "requests")])
@@ -501,7 +501,8 @@ fn activity_charts(page: &mut Page, summary: &Summary) {
     page.markup("</div>\n");
 }
 
-/// Columns of stacked parts, one per slice, with the first and last slice's start below.
+/// Columns of stacked parts (a count and its CSS class, which also names it in the legend),
+/// one per slice, with the first and last slice's start below.
 fn column_chart(
     page: &mut Page,
     id: &'static str,
@@ -583,7 +584,25 @@ fn column_chart(
             .text(&last.start.to_string())
             .markup("</text>\n");
     }
-    page.markup("</svg>\n</figure>\n");
+    page.markup("</svg>\n");
+    // A legend when parts are stacked: each part's class is also its name.
+    let mut classes: Vec<&'static str> = Vec::new();
+    for (_, class) in columns.iter().flatten() {
+        if !classes.contains(class) {
+            classes.push(class);
+        }
+    }
+    if classes.len() > 1 {
+        page.markup("<p class=\"legend\">");
+        for class in classes {
+            page.markup("<span class=\"swatch ")
+                .markup(class)
+                .markup("\"></span>")
+                .markup(class);
+        }
+        page.markup("</p>\n");
+    }
+    page.markup("</figure>\n");
 }
 
 #[cfg(test)]

@@ -939,7 +939,7 @@ fn most_frequent(counts: BTreeMap<String, u64>) -> Vec<ReasonCount> {
         .map(|(reason, count)| ReasonCount { reason, count })
         .collect();
     // Stable: equal counts keep the map's alphabetical order.
-    list.sort_by(|a, b| b.count.cmp(&a.count));
+    list.sort_by_key(|reason| std::cmp::Reverse(reason.count));
     list
 }
 

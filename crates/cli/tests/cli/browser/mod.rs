@@ -23,8 +23,8 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use serde_json::Value;
+use thirtyfour::LoggingPrefsLogLevel;
 use thirtyfour::prelude::*;
-use thirtyfour::{ChromiumLikeCapabilities as _, LoggingPrefsLogLevel};
 
 use crate::gateway_support::with_free_port;
 
@@ -284,9 +284,9 @@ impl Drop for Browser {
     fn drop(&mut self) {
         if let Some(driver) = self.driver.take() {
             // Ends Chromium; bounded, so a hung browser cannot hang the test run.
-            let _ = self
-                .runtime
-                .block_on(tokio::time::timeout(Duration::from_secs(10), driver.quit()));
+            let _ = self.runtime.block_on(async {
+                tokio::time::timeout(Duration::from_secs(10), driver.quit()).await
+            });
         }
         // chromedriver leads its own process group (Chromium's processes are in it too):
         // end the whole group, whatever is left of it.
