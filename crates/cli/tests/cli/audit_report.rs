@@ -65,9 +65,7 @@ const XSS_CN: &str = "<script>x</script>";
 fn the_report_counts_what_the_log_holds_in_json_and_in_chromium_and_renders_payloads_as_text() {
     let scratch = Scratch::new();
     let dir = scratch.path();
-    let started = std::time::Instant::now();
     let reload_time = generate_audit_log(dir);
-    eprintln!("PROBE generated {:?}", started.elapsed());
     let log = scratch.read("audit.jsonl");
 
     // Everything: the JSON report, then the HTML page in Chromium, both equal the test's count.
@@ -82,9 +80,7 @@ fn the_report_counts_what_the_log_holds_in_json_and_in_chromium_and_renders_payl
     for payload in [XSS_PATH, XSS_HOST, "script>x"] {
         assert!(!html.contains(payload), "{payload} unescaped in the HTML");
     }
-    eprintln!("PROBE json+html {:?}", started.elapsed());
     check_in_chromium(dir, &expected, &log);
-    eprintln!("PROBE chromium {:?}", started.elapsed());
 
     // The window and the endpoint filter: the counts change as the test's own count does.
     let since = Filter {
@@ -572,8 +568,11 @@ fn html_counts(browser: &Browser) -> Counts {
     let table = |id: &str| -> BTreeMap<String, BTreeMap<String, i64>> {
         serde_json::from_value(browser.script(TABLE_COUNTS, Value::from(id))).unwrap()
     };
-    let pair = |cells: &BTreeMap<String, i64>, first: &str, second: &str| {
-        (cells[first] as u64, cells[second] as u64)
+    let pairs = |id: &str, first: &str, second: &str| -> BTreeMap<String, (u64, u64)> {
+        table(id)
+            .into_iter()
+            .map(|(key, cells)| (key, (cells[first] as u64, cells[second] as u64)))
+            .collect()
     };
     let column = |id: &str, field: &str| -> BTreeMap<String, u64> {
         table(id)
@@ -586,21 +585,9 @@ fn html_counts(browser: &Browser) -> Counts {
         totals: serde_json::from_value(totals).unwrap(),
         requests_by_class: column("requests-by-class", "count"),
         refusals_by_reason: column("refusals-by-reason", "count"),
-        clients: table("clients")
-            .into_iter()
-            .map(|(subject, cells)| {
-                let numbers = pair(&cells, "handshakes_accepted", "requests");
-                (subject, numbers)
-            })
-            .collect(),
+        clients: pairs("clients", "handshakes_accepted", "requests"),
         expiring: table("expiring-certificates").into_keys().collect(),
-        agents: table("agents")
-            .into_iter()
-            .map(|(agent, cells)| {
-                let numbers = pair(&cells, "connects", "disconnects");
-                (agent, numbers)
-            })
-            .collect(),
+        agents: pairs("agents", "connects", "disconnects"),
         not_events: input.len() as u64,
     }
 }
@@ -609,9 +596,7 @@ fn html_counts(browser: &Browser) -> Counts {
 /// `expected`; the payloads of `log` are text; CSP blocks a load even when a script tries;
 /// keyboard and a 360 px window work; screenshots are left as artifacts.
 fn check_in_chromium(dir: &Path, expected: &Counts, log: &str) {
-    let started = std::time::Instant::now();
     let browser = Browser::start();
-    eprintln!("PROBE browser started {:?}", started.elapsed());
     browser.open_file(&dir.join("report.html"));
     assert_eq!(browser.console_errors(), Vec::<String>::new());
     assert_eq!(browser.resources(), Vec::<String>::new());

@@ -16,7 +16,10 @@ use super::tables::{self, Cell, Section, Table};
 /// Nothing may be loaded (scripts, images, fonts, frames, fetches): the inline `<style>` is
 /// the page's only resource; `img-src data:` leaves room for an inline image. Without any
 /// `script-src` no script runs, an injected one included.
-const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'";
+const CONTENT_SECURITY_POLICY: &str = concat!(
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; ",
+    "base-uri 'none'; form-action 'none'"
+);
 
 /// The page's style: readable from 360 px wide up (tables scroll sideways inside their own
 /// box, the headline numbers wrap), a visible focus ring, light and dark.

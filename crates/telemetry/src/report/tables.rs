@@ -1,7 +1,7 @@
 //! The report's content as sections of tables, built once from the [`Summary`] for the two
 //! renderers that show tables (Markdown and HTML), which differ only in markup.
 
-use super::summary::{Summary, Timestamp};
+use super::summary::{ReasonCount, Summary, Timestamp};
 
 /// One headline number.
 pub(super) struct Total {
@@ -197,21 +197,13 @@ fn traffic(summary: &Summary) -> Section {
 }
 
 fn refusals(summary: &Summary) -> Section {
-    let by_reason = Table {
-        id: "refusals-by-reason",
-        caption: "Refused handshakes by reason",
-        columns: vec![column("Reason", "reason"), column("Handshakes", "count")],
-        rows: summary
-            .refusals_by_reason
-            .iter()
-            .map(|reason| Row {
-                key: reason.reason.clone(),
-                cells: vec![Cell::Text(reason.reason.clone()), Cell::Count(reason.count)],
-            })
-            .collect(),
-        empty: "No handshake was refused.",
-        note: None,
-    };
+    let by_reason = reasons_table(
+        "refusals-by-reason",
+        "Refused handshakes by reason",
+        "Handshakes",
+        "No handshake was refused.",
+        &summary.refusals_by_reason,
+    );
     let by_client = Table {
         id: "refusals-by-client",
         caption: "Refusals by client",
@@ -442,20 +434,6 @@ fn edge_section(summary: &Summary) -> Section {
         empty: "No agent session.",
         note: None,
     };
-    let reasons = |id, caption, empty, counts: &[super::ReasonCount]| Table {
-        id,
-        caption,
-        columns: vec![column("Reason", "reason"), column("Count", "count")],
-        rows: counts
-            .iter()
-            .map(|reason| Row {
-                key: reason.reason.clone(),
-                cells: vec![Cell::Text(reason.reason.clone()), Cell::Count(reason.count)],
-            })
-            .collect(),
-        empty,
-        note: None,
-    };
     Section {
         id: "edge",
         title: "Edge: agents and endpoints",
@@ -468,19 +446,45 @@ fn edge_section(summary: &Summary) -> Section {
         )],
         tables: vec![
             agents,
-            reasons(
+            reasons_table(
                 "disconnects-by-reason",
                 "Why agent sessions ended",
+                "Sessions",
                 "No agent session ended.",
                 &edge.disconnects_by_reason,
             ),
-            reasons(
+            reasons_table(
                 "removals-by-reason",
                 "Why endpoints were removed",
+                "Endpoints",
                 "No endpoint was removed.",
                 &edge.removals_by_reason,
             ),
         ],
+    }
+}
+
+/// A table of reasons and how often each was given (`count_title` names what was counted).
+fn reasons_table(
+    id: &'static str,
+    caption: &'static str,
+    count_title: &'static str,
+    empty: &'static str,
+    counts: &[ReasonCount],
+) -> Table {
+    Table {
+        id,
+        caption,
+        columns: vec![column("Reason", "reason"), column(count_title, "count")],
+        rows: counts
+            .iter()
+            .map(|reason| Row {
+                key: reason.reason.clone(),
+                cells: vec![Cell::Text(reason.reason.clone()), Cell::Count(reason.count)],
+            })
+            .collect(),
+        empty,
+        note: None,
     }
 }
 
