@@ -46,7 +46,7 @@ table { border-collapse: collapse; width: 100%; font-size: .9rem; }
 caption { text-align: left; font-weight: 600; padding: .25rem 0; }
 th, td { border-bottom: 1px solid var(--line); padding: .3rem .5rem; text-align: left; vertical-align: top;
   overflow-wrap: anywhere; }
-thead th { font-size: .8rem; color: var(--muted); }
+thead th { font-size: .8rem; color: var(--muted); overflow-wrap: normal; }
 .num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 .charts { display: grid; grid-template-columns: repeat(auto-fit, minmax(16rem, 1fr)); gap: 1rem; }
 figure { margin: .5rem 0 1rem; max-width: 40rem; }
