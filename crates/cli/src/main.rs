@@ -38,6 +38,9 @@ enum Command {
     Config(commands::config::ConfigCommand),
     /// Run the gateway's checks on a client certificate and explain the verdict step by step.
     Verify(commands::verify::VerifyArgs),
+    /// Review audit logs: `moat audit report` sums them up as Markdown, JSON or an HTML page.
+    #[command(subcommand)]
+    Audit(commands::audit::AuditCommand),
     /// Show mTLS end to end in a temporary directory: a refused and an accepted request.
     Demo(commands::demo::DemoArgs),
 }
@@ -63,6 +66,7 @@ fn main() -> std::process::ExitCode {
         Command::Config(command) => commands::config::run(command),
         Command::Demo(args) => commands::demo::run(args),
         Command::Verify(args) => commands::verify::run(args),
+        Command::Audit(command) => commands::audit::run(command),
     };
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,

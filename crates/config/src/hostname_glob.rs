@@ -84,4 +84,3 @@ impl fmt::Display for HostnameGlob {
         f.write_str(&self.0)
     }
 }
-

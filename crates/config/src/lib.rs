@@ -105,8 +105,8 @@ mod validate;
 
 pub use domain::{domain_serves, valid_domain};
 pub use duration::parse_duration;
-pub use hostname_glob::{GlobError, HostnameGlob};
 pub use error::{ConfigError, FieldError};
+pub use hostname_glob::{GlobError, HostnameGlob};
 pub use model::{
     AgentConfig, ClientAuthMode, Config, CrlExpiredPolicy, DEFAULT_MAX_CONNECTIONS, EdgeConfig,
     EdgeGrant, EndpointConfig, EndpointKind, ProxyProtocolVersion, TelemetryConfig, TerminateAt,

@@ -244,6 +244,13 @@ impl Reloader {
         outcome
     }
 
+    /// Counts and audits a reload that ended before it reached the gateway because its
+    /// configuration could not be built (a `moat.toml` or `--policy` file that no longer
+    /// parses): the running configuration stays, as after any failed [`Reloader::reload`].
+    pub fn config_refused(&self) {
+        self.inner.telemetry.config_reloaded(ReloadOutcome::Failure);
+    }
+
     /// The reload itself; [`Reloader::reload`] adds the bookkeeping.
     fn apply(&self, config: Config) -> Result<ReloadSummary, GatewayError> {
         let mut state = self.lock_state();

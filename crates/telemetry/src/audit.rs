@@ -1,5 +1,6 @@
-//! Audit events: one JSON object per line for every TLS handshake and every HTTP request (and,
-//! on an edge, every agent session and every endpoint it publishes), written to stdout or appended to a file in batches by a thread of their own.
+//! Audit events: one JSON object per line for every TLS handshake, every HTTP request and every
+//! configuration reload (and, on an edge, every agent session and every endpoint it publishes),
+//! written to stdout or appended to a file in batches by a thread of their own.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -237,8 +238,8 @@ fn write_events(shared: &Shared, mut output: Box<dyn Write + Send>, name: &str) 
 }
 
 impl Subscriber for AuditLog {
-    /// One line per handshake, request, agent session change and published or removed endpoint;
-    /// bytes and reloads are the metrics' alone.
+    /// One line per handshake, request, reload, agent session change and published or removed
+    /// endpoint; forwarded bytes are the metrics' alone.
     fn on_event(&self, event: &Event<'_>) {
         match *event {
             Event::HandshakeAccepted {
@@ -327,7 +328,12 @@ impl Subscriber for AuditLog {
                 agent,
                 reason: reason.as_str(),
             }),
-            Event::BytesForwarded { .. } | Event::ConfigReloaded(_) => {}
+            Event::ConfigReloaded(outcome) => self.record(&ConfigReloadedEvent {
+                event: "config_reloaded",
+                time: now_rfc3339(),
+                outcome: outcome.as_str(),
+            }),
+            Event::BytesForwarded { .. } => {}
         }
     }
 }
@@ -522,6 +528,19 @@ pub struct EndpointRemovedEvent<'a> {
     pub reason: &'static str,
 }
 
+/// A configuration reload ended (SIGHUP, `--watch`, or on an edge a change of what it serves):
+/// the trust anchors, certificates and rules in force may have changed.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConfigReloadedEvent {
+    /// Always `config_reloaded`.
+    pub event: &'static str,
+    /// When the reload ended, RFC 3339 UTC.
+    pub time: String,
+    /// `success` (the new configuration serves new connections) or `failure` (it was refused;
+    /// the running one stays).
+    pub outcome: &'static str,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -633,6 +652,23 @@ mod tests {
                     "agent": "laptop",
                     "reason": "refused_on_load",
                 }),
+            ]
+        );
+    }
+
+    #[test]
+    fn reloads_are_audited_with_their_outcome() {
+        use crate::metrics::ReloadOutcome;
+        let lines = audited(&[
+            Event::ConfigReloaded(ReloadOutcome::Success),
+            Event::ConfigReloaded(ReloadOutcome::Failure),
+        ]);
+        let lines: Vec<_> = lines.into_iter().map(timeless).collect();
+        assert_eq!(
+            lines,
+            [
+                serde_json::json!({"event": "config_reloaded", "outcome": "success"}),
+                serde_json::json!({"event": "config_reloaded", "outcome": "failure"}),
             ]
         );
     }

@@ -1,6 +1,7 @@
 //! What moat reports: an event stream (every handshake, request, relay and reload; an edge's agents
 //! and endpoints) that several subscribers consume, the audit log and the Prometheus metrics first;
-//! health probes and expiry warnings. One [`Telemetry`] is shared by every endpoint of the process,
+//! health probes and expiry warnings; and reading the audit log back for a periodic review
+//! ([`report`]). One [`Telemetry`] is shared by every endpoint of the process,
 //! and by the edge and the agent that will reuse the gateway.
 //!
 //! ```text
@@ -24,6 +25,7 @@ pub mod health;
 pub mod metrics;
 pub mod presented;
 pub mod reasons;
+pub mod report;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -32,7 +32,8 @@ pub enum ReloadOutcome {
 }
 
 impl ReloadOutcome {
-    fn as_str(self) -> &'static str {
+    /// The stable name: `success` or `failure` (the metric's label and the audit event's `outcome`).
+    pub fn as_str(self) -> &'static str {
         match self {
             ReloadOutcome::Success => "success",
             ReloadOutcome::Failure => "failure",

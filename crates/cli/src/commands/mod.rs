@@ -1,6 +1,7 @@
 //! One module per top-level command; each turns its flags into calls on the libraries.
 
 pub mod agent;
+pub mod audit;
 pub mod config;
 pub mod demo;
 mod demo_tunnel;

@@ -102,7 +102,7 @@ async fn reload(reloader: &Reloader, source: &ConfigSource, trigger: &str) {
     );
     let (reloader, source) = (reloader.clone(), Arc::clone(source));
     let outcome = tokio::task::spawn_blocking(move || {
-        let config = source()?;
+        let config = source().inspect_err(|_| reloader.config_refused())?;
         anyhow::Ok(reloader.reload(config)?)
     })
     .await;

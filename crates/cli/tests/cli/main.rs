@@ -1,13 +1,16 @@
 //! The `moat` binary end to end, as one test binary (as ripgrep's `tests/tests.rs`): each module
 //! is one behaviour users see; `common` (scratch directories, running moat, openssl and cfssl),
-//! `gateway_support` (a running moat, test CAs, upstreams, TLS clients) and `pki_support` (openssl
-//! keys, CSRs and certificates, checks of what `moat pki` wrote) are the shared kit.
+//! `gateway_support` (a running moat, test CAs, upstreams, TLS clients), `pki_support` (openssl
+//! keys, CSRs and certificates, checks of what `moat pki` wrote) and `browser` (headless
+//! Chromium for moat's pages) are the shared kit.
 
+mod browser;
 mod common;
 mod gateway_support;
 mod pki_support;
 
 mod access_policy;
+mod audit_report;
 mod config_check;
 mod demo;
 mod gateway_ngrok_guide;

@@ -20,7 +20,7 @@ pub use clients::{
     rustls_exchange_over, rustls_request, s_client,
 };
 pub use moat_process::{Moat, START_ALL, moat_output};
-pub use ports::{closed_port, free_port};
+pub use ports::{closed_port, free_port, with_free_port};
 pub use upstreams::{
     UpstreamProcess, read_request_head, start_echo_upstream, start_http_upstream, start_nginx,
     start_observed_http_upstream, start_python,
