@@ -404,7 +404,7 @@ start_gateway() {
     moat)
       # One access log per request, as nginx and haproxy write: moat's audit stream (to a file),
       # with the human log at warn so the per-request info line does not duplicate it.
-      spawn env TOKIO_WORKER_THREADS=1 RUST_LOG=warn taskset -c 0 "$moat" http "127.0.0.1:$upstream_http" \
+      spawn env TOKIO_WORKER_THREADS=1 RUST_LOG=warn taskset -c 0 "$moat" http "127.0.0.1:$upstream_http" --inspect off \
         --listen "127.0.0.1:$gateway_port" --domain localhost --crt "$pki/server.crt" --key "$pki/server.key" \
         --mutual-tls-cas "$ca" --crl "$crl" --request-header-timeout 120s --idle-timeout 300s \
         --audit-log "$work/moat-audit.jsonl" >"$work/moat.log" 2>&1

@@ -121,7 +121,7 @@ start_contender() {
     direct)
       port=$(free_port)
       # shellcheck disable=SC2046
-      contender_spawn "$name" "${moat_env[@]}" "${on_cpu0[@]}" "$moat" http "127.0.0.1:$upstream_http" --listen "127.0.0.1:$port" \
+      contender_spawn "$name" "${moat_env[@]}" "${on_cpu0[@]}" "$moat" http "127.0.0.1:$upstream_http" --inspect off --listen "127.0.0.1:$port" \
         $(moat_mtls_flags) --audit-log "$work/$name/audit.jsonl"
       contender_public[$name]=$last_pid
       contender_private[$name]=""
@@ -133,7 +133,7 @@ start_contender() {
       local where=edge audit=()
       [ "$name" = tunnel-agent ] && where=agent && audit=(--audit-log "$work/$name/agent-audit.jsonl")
       # shellcheck disable=SC2046
-      contender_spawn "$name" "${moat_env[@]}" MOAT_HOME="$work/$name/home" "${on_cpu0[@]}" "$moat" http "127.0.0.1:$upstream_http" \
+      contender_spawn "$name" "${moat_env[@]}" MOAT_HOME="$work/$name/home" "${on_cpu0[@]}" "$moat" http "127.0.0.1:$upstream_http" --inspect off \
         --edge "localhost:$agent_port" --terminate-at "$where" $(moat_mtls_flags) "${audit[@]}"
       contender_private[$name]=$last_pid
       ;;
@@ -142,7 +142,7 @@ start_contender() {
       upstream_side=$(free_port)
       start_rathole "$name" "$upstream_side" "$upstream_http"
       # shellcheck disable=SC2046
-      contender_spawn "$name" "${moat_env[@]}" "${on_cpu0[@]}" "$moat" http "127.0.0.1:$upstream_side" --listen "127.0.0.1:$port" \
+      contender_spawn "$name" "${moat_env[@]}" "${on_cpu0[@]}" "$moat" http "127.0.0.1:$upstream_side" --inspect off --listen "127.0.0.1:$port" \
         $(moat_mtls_flags) --audit-log "$work/$name/audit.jsonl"
       contender_public[$name]="$last_pid $rathole_server"
       contender_private[$name]=$rathole_client
@@ -152,7 +152,7 @@ start_contender() {
       port=$(free_port)
       upstream_side=$(free_port)
       # shellcheck disable=SC2046
-      contender_spawn "$name" "${moat_env[@]}" "${on_cpu0[@]}" "$moat" http "127.0.0.1:$upstream_http" --listen "127.0.0.1:$upstream_side" \
+      contender_spawn "$name" "${moat_env[@]}" "${on_cpu0[@]}" "$moat" http "127.0.0.1:$upstream_http" --inspect off --listen "127.0.0.1:$upstream_side" \
         $(moat_mtls_flags) --audit-log "$work/$name/audit.jsonl"
       local behind=$last_pid
       wait_for_port "$upstream_side" "$behind" "$name moat"

@@ -11,6 +11,7 @@ use moat_config::{Config, EndpointConfig, TerminateAt};
 use moat_edge::AgentCredentials;
 use moat_gateway::{Entrance, Gateway, GatewayOptions};
 use moat_proxy::connector::{TcpConnector, UpstreamConnector};
+use moat_proxy::http::inspect::RequestObserver;
 use moat_telemetry::Telemetry;
 use moat_tunnel::{
     AgentMessage, AgentSession, EdgeMessage, IncomingStreams, SessionSettings, StreamHeader,
@@ -128,13 +129,15 @@ impl Agent {
     /// each; the agent keeps a session to every one, and to every address a name resolves to)
     /// with the credentials joined into `credentials_dir`; each endpoint's `pool` says whether
     /// its hostname is shared with other agents. Endpoints whose TLS ends here are served by a
-    /// gateway of their own, on loopback only.
+    /// gateway of their own, on loopback only, which reports its HTTP exchanges to
+    /// `request_observer` (the request inspector).
     pub async fn new(
         edges: Vec<String>,
         credentials_dir: PathBuf,
         config: &Config,
         moat_home: PathBuf,
         telemetry: Telemetry,
+        request_observer: Option<Arc<dyn RequestObserver>>,
     ) -> Result<Agent, AgentError> {
         let credentials = AgentCredentials::load(&credentials_dir)?;
         let mut specs = Vec::new();
@@ -166,6 +169,7 @@ impl Agent {
                 // so must each request's host.
                 strict_sni: true,
                 streams_only: true,
+                request_observer,
             };
             Some(Gateway::bind(&local_config, &options).await?)
         };

@@ -149,6 +149,7 @@ async fn streams_that_contradict_the_registration_never_reach_an_upstream() {
         &config,
         scratch.path().join("agent-home"),
         moat_telemetry::Telemetry::default(),
+        None,
     )
     .await
     .unwrap();

@@ -96,6 +96,7 @@ impl Edge {
             })),
             strict_sni: true,
             streams_only: false,
+            request_observer: None,
         };
         let gateway = Gateway::bind(&config, &options).await?;
         registry.serve_with(gateway.reloader());

@@ -13,6 +13,7 @@ use crate::error::GatewayError;
 use crate::tls::{self, IssuedCredentials, ServerTls};
 use crate::upstream_route::{RelayTarget, UpstreamRoute};
 use moat_proxy::http::HttpProxy;
+use moat_proxy::http::inspect::RequestObserver;
 use moat_proxy::tcp_forward::TcpForwarder;
 use moat_telemetry::Telemetry;
 
@@ -54,12 +55,14 @@ pub(crate) struct LoadedEndpoint {
 impl LoadedEndpoint {
     /// Loads `config`'s certificate, CAs and CRLs and builds its handler for `route` (`None`:
     /// its upstream over TCP). `previous` is the same endpoint's last load, whose locally
-    /// issued certificate is reused; the handler reports to `telemetry`.
+    /// issued certificate is reused; the handler reports to `telemetry` (and an HTTP one its
+    /// exchanges to `observer`).
     pub(crate) fn load(
         config: &EndpointConfig,
         moat_home: &Path,
         previous: Option<&LoadedEndpoint>,
         telemetry: &Telemetry,
+        observer: Option<&Arc<dyn RequestObserver>>,
         route: Option<UpstreamRoute>,
     ) -> Result<LoadedEndpoint, GatewayError> {
         let file_digests = digest_files(config);
@@ -79,7 +82,11 @@ impl LoadedEndpoint {
                     endpoint: config.name.clone(),
                     source: Box::new(source),
                 })?;
-                Handler::Http(Arc::new(proxy.with_telemetry(telemetry.clone())))
+                Handler::Http(Arc::new(
+                    proxy
+                        .with_telemetry(telemetry.clone())
+                        .with_observer(observer.cloned()),
+                ))
             }
             (EndpointKind::Tls, Some(UpstreamRoute::Through(connector))) => {
                 Handler::Tcp(Arc::new(TcpForwarder::with_connector(config, connector)))

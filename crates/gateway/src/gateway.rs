@@ -23,6 +23,7 @@ use crate::reload::{NewListener, Reloader};
 use crate::sni::Routes;
 use crate::upstream_route::{RelayTarget, RelayedClient, UpstreamRoutes};
 use moat_proxy::connector::{Connecting, UpstreamConnector};
+use moat_proxy::http::inspect::RequestObserver;
 use moat_proxy::proxy_protocol;
 use moat_proxy::tcp_forward::{ForwardEnd, TcpForwarder};
 use moat_telemetry::metrics::OpenConnection;
@@ -52,6 +53,9 @@ pub struct GatewayOptions {
     /// agent's gateway, whose clients come over its tunnel only). Find each endpoint's entrance
     /// with [`Gateway::entrance_of`].
     pub streams_only: bool,
+    /// Sees every HTTP exchange of every `http` endpoint (the request inspector, `moat http
+    /// --inspect`); `None`: nothing is copied.
+    pub request_observer: Option<Arc<dyn RequestObserver>>,
 }
 
 /// What a bound endpoint tells the user: where to connect and which CA to trust.

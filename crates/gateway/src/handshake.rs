@@ -366,6 +366,9 @@ pub(crate) async fn establish<S: ClientStream>(
             Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
             _ => "TLS",
         },
+        cipher_suite: session
+            .negotiated_cipher_suite()
+            .and_then(|suite| suite.suite().as_str()),
         http2: session.alpn_protocol() == Some(b"h2"),
         client,
     };

@@ -31,6 +31,7 @@ use crate::entrance::{self, Entrance, HandedIn};
 use crate::error::GatewayError;
 use crate::sni::Routes;
 use crate::upstream_route::UpstreamRoutes;
+use moat_proxy::http::inspect::RequestObserver;
 use moat_telemetry::Telemetry;
 use moat_telemetry::expiry;
 use moat_telemetry::metrics::ReloadOutcome;
@@ -75,6 +76,8 @@ struct Inner {
     streams_only: bool,
     /// Counts reloads and republishes the expiry of what the new load uses.
     telemetry: Telemetry,
+    /// The request inspector every HTTP endpoint reports to, when there is one.
+    request_observer: Option<Arc<dyn RequestObserver>>,
     /// The served configuration and sockets; the lock also keeps reloads from overlapping.
     state: Mutex<State>,
     /// Sockets a reload bound, for the serving gateway to accept on.
@@ -139,6 +142,7 @@ impl Reloader {
                 strict_sni: options.strict_sni,
                 streams_only: options.streams_only,
                 telemetry: options.telemetry.clone(),
+                request_observer: options.request_observer.clone(),
                 state: Mutex::new(State {
                     config: nothing,
                     slots: Vec::new(),
@@ -272,6 +276,7 @@ impl Reloader {
                     &self.inner.moat_home,
                     previous.map(Arc::as_ref),
                     &self.inner.telemetry,
+                    self.inner.request_observer.as_ref(),
                     self.inner
                         .upstream_routes
                         .as_ref()

@@ -151,6 +151,7 @@ impl Running {
             upstream_routes: None,
             strict_sni: false,
             streams_only: false,
+            request_observer: None,
         };
         let gateway = Gateway::bind(&config, &options).await?;
         let local_addr = gateway.endpoints()[0].local_addr;

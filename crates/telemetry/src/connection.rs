@@ -21,6 +21,8 @@ pub struct ConnectionInfo {
     pub sni_routed: bool,
     /// The negotiated TLS version, e.g. `TLSv1.3`.
     pub tls_version: &'static str,
+    /// The negotiated cipher suite, e.g. `TLS13_AES_128_GCM_SHA256`.
+    pub cipher_suite: Option<&'static str>,
     /// True when ALPN chose `h2`.
     pub http2: bool,
     /// The verified client certificate, when the client presented one.

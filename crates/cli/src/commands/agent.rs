@@ -6,10 +6,12 @@ use anyhow::Context as _;
 use moat_agent::{Agent, AgentEvent};
 use moat_config::Config;
 
+use super::inspect::{self, InspectArgs};
 use super::serve::{
     LogArgs, init_logging, moat_home, open_telemetry, runtime_for, serve_metrics, shutdown_signal,
     worker_threads,
 };
+use moat_console::Inspector;
 
 /// `moat agent` subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -88,8 +90,15 @@ fn join(args: JoinArgs) -> anyhow::Result<()> {
 }
 
 /// Publishes `config`'s endpoints through the edges at `edges` (a session to each) until a
-/// signal; each endpoint's `pool` says whether it shares its hostname.
-pub(crate) fn publish(config: Config, log: &LogArgs, edges: Vec<String>) -> anyhow::Result<()> {
+/// signal; each endpoint's `pool` says whether it shares its hostname. With `inspect`, the
+/// request inspector sees the exchanges of the endpoints whose TLS ends here, and the edge
+/// sessions.
+pub(crate) fn publish(
+    config: Config,
+    log: &LogArgs,
+    edges: Vec<String>,
+    inspect: Option<&InspectArgs>,
+) -> anyhow::Result<()> {
     init_logging(&log.log_format);
     let (audit, telemetry) = open_telemetry(log, config.telemetry.audit_log.clone())?;
     let metrics_listen = log.metrics_listen.or(config.telemetry.metrics_listen);
@@ -101,18 +110,37 @@ pub(crate) fn publish(config: Config, log: &LogArgs, edges: Vec<String>) -> anyh
         let shutdown = shutdown_signal();
         serve_metrics(metrics_listen, &telemetry).await?;
         let dir = credentials_dir()?;
-        let agent = Agent::new(edges, dir.clone(), &config, moat_home()?, telemetry.clone())
-            .await
-            .map_err(|error| match error {
-                moat_agent::AgentError::Credentials(error) => anyhow::anyhow!(
-                    "{error}; join the edge first with `moat agent join --token-file FILE`"
-                ),
-                other => other.into(),
-            })?;
+        let inspector = match inspect {
+            Some(inspect) => inspect::start(inspect, &telemetry).await?,
+            None => None,
+        };
+        let observer = inspector.as_ref().map(inspect::Started::observer);
+        let inspector = inspector.map(|started| started.inspector);
+        if let Some(inspector) = &inspector {
+            inspector.set_endpoints(inspect::served_endpoints(&config, std::iter::empty()));
+        }
+        let agent = Agent::new(
+            edges,
+            dir.clone(),
+            &config,
+            moat_home()?,
+            telemetry.clone(),
+            observer,
+        )
+        .await
+        .map_err(|error| match error {
+            moat_agent::AgentError::Credentials(error) => anyhow::anyhow!(
+                "{error}; join the edge first with `moat agent join --token-file FILE`"
+            ),
+            other => other.into(),
+        })?;
         let (events, mut reports) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(async move {
             while let Some(event) = reports.recv().await {
                 print_event(&event);
+                if let Some(inspector) = &inspector {
+                    inspect_event(inspector, &event);
+                }
             }
         });
         agent.run(shutdown, events).await?;
@@ -120,6 +148,18 @@ pub(crate) fn publish(config: Config, log: &LogArgs, edges: Vec<String>) -> anyh
     });
     audit.close();
     outcome
+}
+
+/// Tells the inspector's status page about the edge sessions and published URLs.
+fn inspect_event(inspector: &Inspector, event: &AgentEvent) {
+    match event {
+        AgentEvent::Connected { edge } => inspector.edge_link(&edge.to_string(), true, None),
+        AgentEvent::Published { endpoint, url, .. } => inspector.endpoint_published(endpoint, url),
+        AgentEvent::Disconnected { reason, edge, .. } => {
+            inspector.edge_link(&edge.to_string(), false, Some(reason.to_string()))
+        }
+        _ => {}
+    }
 }
 
 /// One line per event on stdout; tests and scripts parse the URL at the end of `published`.

@@ -129,6 +129,7 @@ async fn demonstrate(args: DemoArgs, files: &DemoFiles) -> anyhow::Result<()> {
         upstream_routes: None,
         strict_sni: false,
         streams_only: false,
+        request_observer: None,
     };
     let gateway = Gateway::bind(&config, &options).await?;
     let endpoint = gateway

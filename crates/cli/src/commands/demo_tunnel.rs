@@ -82,6 +82,7 @@ impl TunnelDemo {
             &published,
             dir.join("agent-home"),
             moat_telemetry::Telemetry::default(),
+            None,
         )
         .await
         .context("cannot start the demo agent")?;

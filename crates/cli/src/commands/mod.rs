@@ -7,6 +7,7 @@ pub mod demo;
 mod demo_tunnel;
 pub mod edge;
 pub mod edge_admin;
+pub mod inspect;
 pub mod pki;
 pub mod reload;
 pub mod serve;

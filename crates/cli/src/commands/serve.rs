@@ -12,6 +12,7 @@ use moat_telemetry::Telemetry;
 use moat_telemetry::audit::{AuditLog, AuditTarget};
 use moat_telemetry::health::MetricsServer;
 
+use super::inspect::{self, InspectArgs};
 use super::reload::{self, ConfigSource};
 
 /// Flags every serving command shares: logging, audit events, metrics and the connection cap.
@@ -142,6 +143,8 @@ pub struct HttpArgs {
     /// it by ALPN.
     #[arg(long, value_name = "PROTOCOL", value_parser = ["auto", "http1", "http2"])]
     pub upstream_protocol: Option<String>,
+    #[command(flatten)]
+    pub inspect: InspectArgs,
 }
 
 /// Flags of `moat tls`.
@@ -258,24 +261,39 @@ fn tls_config(args: &TlsArgs) -> anyhow::Result<Config> {
 /// Runs `moat http`.
 pub fn run_http(args: HttpArgs) -> anyhow::Result<()> {
     let endpoint = args.endpoint.clone();
-    serve_flags(&endpoint, Arc::new(move || http_config(&args)))
+    let inspect = args.inspect.clone();
+    serve_flags(
+        &endpoint,
+        Some(&inspect),
+        Arc::new(move || http_config(&args)),
+    )
 }
 
 /// Runs `moat tls`.
 pub fn run_tls(args: TlsArgs) -> anyhow::Result<()> {
     let endpoint = args.endpoint.clone();
-    serve_flags(&endpoint, Arc::new(move || tls_config(&args)))
+    serve_flags(&endpoint, None, Arc::new(move || tls_config(&args)))
 }
 
 /// Serves the endpoint of `moat http|tls`. The flags cannot change, but the files they name
 /// can: every reload builds the configuration from the flags again, so the `--policy` file is
 /// read again with the certificates, CAs and CRLs; `--watch` polls all of them.
-fn serve_flags(endpoint: &EndpointArgs, source: ConfigSource) -> anyhow::Result<()> {
+fn serve_flags(
+    endpoint: &EndpointArgs,
+    inspect: Option<&InspectArgs>,
+    source: ConfigSource,
+) -> anyhow::Result<()> {
     let config = source()?;
     if !endpoint.edge.is_empty() {
-        return super::agent::publish(config, &endpoint.log, endpoint.edge.clone());
+        return super::agent::publish(config, &endpoint.log, endpoint.edge.clone(), inspect);
     }
-    serve(config, &endpoint.log, source, endpoint.watch.then(Vec::new))
+    serve(
+        config,
+        &endpoint.log,
+        source,
+        endpoint.watch.then(Vec::new),
+        inspect,
+    )
 }
 
 /// Runs `moat start`.
@@ -323,7 +341,7 @@ pub fn run_start(args: StartArgs) -> anyhow::Result<()> {
             .as_ref()
             .map(|agent| agent.edges.clone())
             .with_context(|| format!("{file}: publish = true needs an [agent] table"))?;
-        return super::agent::publish(config, &args.log, edges);
+        return super::agent::publish(config, &args.log, edges, None);
     }
     // A reload keeps listening endpoints listening: one marked publish = true since is refused.
     let origin = args.config.display().to_string();
@@ -339,17 +357,19 @@ pub fn run_start(args: StartArgs) -> anyhow::Result<()> {
         Ok(config)
     });
     let watch = args.watch.then(|| vec![args.config.clone()]);
-    serve(config, &args.log, source, watch)
+    serve(config, &args.log, source, watch, None)
 }
 
 /// Starts logging, the audit stream and the metrics listener, binds every endpoint, prints where
 /// each listens, reloads on SIGHUP (and with `watch` when a file of the endpoints or one of the
-/// files it lists, the configuration file, changes) and serves until a signal.
+/// files it lists, the configuration file, changes) and serves until a signal; with `inspect`,
+/// the request inspector sees every exchange.
 fn serve(
     config: Config,
     log: &LogArgs,
     source: ConfigSource,
     watch: Option<Vec<PathBuf>>,
+    inspect: Option<&InspectArgs>,
 ) -> anyhow::Result<()> {
     // The flag wins over the file, at start and at every reload.
     let cap = log
@@ -372,12 +392,13 @@ fn serve(
             tracing::warn!(endpoint = %endpoint.name, "{warning}");
         }
     }
-    let options = GatewayOptions {
+    let mut options = GatewayOptions {
         moat_home: moat_home()?,
         telemetry: telemetry.clone(),
         upstream_routes: None,
         strict_sni: false,
         streams_only: false,
+        request_observer: None,
     };
     let runtime = runtime_for(worker_threads())
         .enable_all()
@@ -386,7 +407,21 @@ fn serve(
     let served = runtime.block_on(async {
         let shutdown = shutdown_signal();
         serve_metrics(metrics_listen, &telemetry).await?;
+        let inspector = match inspect {
+            Some(inspect) => inspect::start(inspect, &telemetry).await?,
+            None => None,
+        };
+        options.request_observer = inspector.as_ref().map(inspect::Started::observer);
         let gateway = Gateway::bind(&config, &options).await?;
+        if let Some(started) = &inspector {
+            started.inspector.set_endpoints(inspect::served_endpoints(
+                &config,
+                gateway
+                    .endpoints()
+                    .iter()
+                    .map(|bound| (bound.name.as_str(), bound.url.as_str())),
+            ));
+        }
         let hangups = reload::catch_sighup();
         for endpoint in gateway.endpoints() {
             if let Some(ca) = &endpoint.local_ca {

@@ -9,7 +9,7 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Uri};
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body_util::BodyExt as _;
-use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::body::{Body, Frame, SizeHint};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -18,8 +18,9 @@ use super::canonical::{CanonicalTarget, canonical_target};
 use super::extended_connect;
 use super::headers::{self, ClientAddress, ForwardedFor};
 use super::host::{checked_host, endpoint_serves};
+use super::inspect::Capture;
 use super::pages::{CLIENT_CLOSED_REQUEST, DecidedStatus, PageFormat, Refusal, refusal_response};
-use super::request_body::{ClientBodyFailure, Progress, ProgressBody};
+use super::request_body::{ClientBody, ClientBodyFailure, Progress, ProgressBody};
 use super::upgrade::{self, ClientUpgrade, UpgradeSlot};
 use super::upstream::{Route, upstream_body};
 use super::{BodyError, HttpProxy, ProxyBody};
@@ -78,7 +79,7 @@ impl ConnectionContext {
 pub(super) async fn handle(
     proxy: Arc<HttpProxy>,
     context: Arc<ConnectionContext>,
-    request: Request<Incoming>,
+    request: Request<ClientBody>,
 ) -> Response<ProxyBody> {
     let in_flight = context.activity.request_started();
     let method = request.method().clone();
@@ -91,6 +92,17 @@ pub(super) async fn handle(
     };
     let subject = info.client.as_ref().map(|c| c.subject.clone());
     let started = Instant::now();
+    let capture = proxy.observer.as_ref().map(|observer| {
+        let target = request.uri().path_and_query().map_or("/", |t| t.as_str());
+        Capture::begin(
+            observer,
+            &proxy,
+            info,
+            &request,
+            host.clone(),
+            target.to_owned(),
+        )
+    });
     // Written even when the client goes away before the response starts (this future is then
     // dropped): as status 499, nginx's "client closed request".
     let mut unanswered = UnansweredRequest {
@@ -116,6 +128,7 @@ pub(super) async fn handle(
             },
         }),
         request_body: Progress::new(),
+        capture,
     };
 
     let admitted = head.and_then(|head| {
@@ -141,6 +154,9 @@ pub(super) async fn handle(
     if let Some(audit) = &mut unanswered.audit {
         audit.event.rule = policy_rule.clone();
     }
+    if let Some(capture) = &mut unanswered.capture {
+        capture.decided_by(policy_rule.clone());
+    }
     let (response, upstream_time) = match admitted {
         Err(refusal) => {
             log_refused_head(info, &refusal, &request);
@@ -150,7 +166,15 @@ pub(super) async fn handle(
             )
         }
         Ok((_, head)) => {
-            let response = forward(&proxy, &context, request, head, &unanswered.request_body).await;
+            let response = forward(
+                &proxy,
+                &context,
+                request,
+                head,
+                &unanswered.request_body,
+                unanswered.capture.as_mut(),
+            )
+            .await;
             (response, Some(started.elapsed()))
         }
     };
@@ -173,6 +197,10 @@ pub(super) async fn handle(
         audit.event.upstream_ms = upstream_time.map(|d| d.as_secs_f64() * 1000.0);
     }
     let request_body = unanswered.request_body.clone();
+    let mut capture = unanswered.capture.take();
+    if let Some(capture) = &mut capture {
+        capture.answered(DecidedStatus::of(&response).as_u16(), response.headers());
+    }
     response.map(|body| {
         TrackedBody {
             inner: body,
@@ -180,6 +208,7 @@ pub(super) async fn handle(
             bytes_out: 0,
             request_body,
             audit,
+            capture,
         }
         .boxed()
     })
@@ -199,7 +228,7 @@ pub(super) struct CheckedHead {
 fn check_head(
     proxy: &HttpProxy,
     info: &ConnectionInfo,
-    request: &Request<Incoming>,
+    request: &Request<ClientBody>,
 ) -> Result<CheckedHead, Refusal> {
     let host = checked_host(request).map_err(Refusal::InvalidHost)?;
     if info.sni_routed
@@ -220,7 +249,7 @@ fn check_head(
 }
 
 /// Logs why a request was refused before it reached the rules or the upstream.
-fn log_refused_head(info: &ConnectionInfo, refusal: &Refusal, request: &Request<Incoming>) {
+fn log_refused_head(info: &ConnectionInfo, refusal: &Refusal, request: &Request<ClientBody>) {
     let target = request.uri().path_and_query().map_or("", |t| t.as_str());
     match refusal {
         Refusal::InvalidPath(rejection) => tracing::info!(
@@ -255,6 +284,8 @@ struct UnansweredRequest {
     audit: Option<RequestAudit>,
     /// Counts the request body bytes sent upstream.
     request_body: Progress,
+    /// The exchange for the inspector, when there is one.
+    capture: Option<Capture>,
 }
 
 impl Drop for UnansweredRequest {
@@ -262,11 +293,15 @@ impl Drop for UnansweredRequest {
         if let Some(audit) = self.audit.take() {
             audit.finish(self.request_body.body_bytes(), 0);
         }
+        if let Some(mut capture) = self.capture.take() {
+            capture.abandoned(CLIENT_CLOSED_REQUEST);
+            capture.finish();
+        }
     }
 }
 
 /// The host as the client wrote it, unchecked, for the audit of a request refused for it.
-fn raw_host(request: &Request<Incoming>) -> Option<String> {
+fn raw_host(request: &Request<ClientBody>) -> Option<String> {
     request
         .uri()
         .authority()
@@ -284,9 +319,10 @@ fn raw_host(request: &Request<Incoming>) -> Option<String> {
 async fn forward(
     proxy: &HttpProxy,
     context: &ConnectionContext,
-    mut request: Request<Incoming>,
+    mut request: Request<ClientBody>,
     head: CheckedHead,
     progress: &Progress,
+    capture: Option<&mut Capture>,
 ) -> Response<ProxyBody> {
     let page_format = PageFormat::for_request(request.headers());
     let websocket_over_http2 = extended_connect::is_websocket(&request);
@@ -382,9 +418,13 @@ async fn forward(
         None
     };
 
+    let tee = capture.map(|capture| {
+        capture.sent_upstream(&parts.headers, head.target.as_str());
+        Arc::clone(&capture.request_body)
+    });
     let upstream_request = Request::from_parts(
         parts,
-        ProgressBody::new(body, progress.clone(), proxy.body_limits),
+        ProgressBody::new(body, progress.clone(), proxy.body_limits, tee),
     );
     let sent = proxy.client.send(upstream_request, route);
     tokio::pin!(sent);
@@ -544,6 +584,8 @@ struct TrackedBody {
     request_body: Progress,
     /// Taken once, on drop.
     audit: Option<RequestAudit>,
+    /// The exchange for the inspector, when there is one; handed over on drop.
+    capture: Option<Capture>,
 }
 
 impl Drop for TrackedBody {
@@ -551,6 +593,9 @@ impl Drop for TrackedBody {
         self.request_body.response_finished();
         if let Some(audit) = self.audit.take() {
             audit.finish(self.request_body.body_bytes(), self.bytes_out);
+        }
+        if let Some(capture) = self.capture.take() {
+            capture.finish();
         }
     }
 }
@@ -567,7 +612,12 @@ impl Body for TrackedBody {
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
-                    self.bytes_out += u64::try_from(data.len()).unwrap_or(u64::MAX);
+                    let length = u64::try_from(data.len()).unwrap_or(u64::MAX);
+                    let this = &mut *self;
+                    this.bytes_out += length;
+                    if let Some(capture) = &mut this.capture {
+                        capture.response_body.take(data);
+                    }
                 }
             }
             // The response is complete: a request body still coming is an upload again.

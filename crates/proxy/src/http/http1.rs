@@ -260,6 +260,7 @@ mod tests {
                 sni: None,
                 sni_routed: false,
                 tls_version: "TLSv1.3",
+                cipher_suite: None,
                 http2: false,
                 client: None,
             },

@@ -32,6 +32,7 @@ mod forward;
 mod headers;
 mod host;
 mod http1;
+pub mod inspect;
 mod pages;
 mod prefixed;
 mod request_body;
@@ -162,6 +163,8 @@ pub struct HttpProxy {
     /// True for an edge's stand-in for endpoints no agent publishes now: every request is
     /// answered 404 "endpoint offline" and nothing is dialed.
     offline: bool,
+    /// Sees every exchange (`moat http --inspect`); `None` costs nothing.
+    observer: Option<Arc<dyn inspect::RequestObserver>>,
 }
 
 impl HttpProxy {
@@ -225,6 +228,7 @@ impl HttpProxy {
             domain: endpoint.domain.clone(),
             telemetry: Telemetry::default(),
             offline: false,
+            observer: None,
         })
     }
 
@@ -250,6 +254,15 @@ impl HttpProxy {
     /// registry nobody reads, and no audit event is written).
     pub fn with_telemetry(mut self, telemetry: Telemetry) -> HttpProxy {
         self.telemetry = telemetry;
+        self
+    }
+
+    /// Hands every finished exchange to `observer` (the request inspector).
+    pub fn with_observer(
+        mut self,
+        observer: Option<Arc<dyn inspect::RequestObserver>>,
+    ) -> HttpProxy {
+        self.observer = observer;
         self
     }
 
@@ -322,9 +335,10 @@ impl HttpProxy {
         let service = service_fn(move |request| {
             let proxy = Arc::clone(&proxy);
             let context = Arc::clone(&context);
-            Box::pin(
-                async move { Ok::<_, Infallible>(forward::handle(proxy, context, request).await) },
-            )
+            Box::pin(async move {
+                let request = request.map(request_body::ClientBody::Incoming);
+                Ok::<_, Infallible>(forward::handle(proxy, context, request).await)
+            })
         });
 
         // ALPN decided the protocol; the activity tracking relies on knowing it.

@@ -13,6 +13,7 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tokio::time::Instant;
 
 use super::BodyError;
+use super::inspect::{SharedTee, tee_into};
 
 /// How slowly a client may send a request body (Apache's mod_reqtimeout `body=20,MinRate=500`):
 /// the time spent waiting for the client's next bytes may add up to `timeout`, plus one second
@@ -187,12 +188,61 @@ impl Progress {
 #[error("the client sent its request body too slowly (waited {} ms in all)", .0.as_millis())]
 struct BodyTooSlow(Duration);
 
+/// A request's body: from the client's connection, or the one the inspector sends again.
+#[derive(Debug)]
+pub(super) enum ClientBody {
+    /// What hyper reads from the client.
+    Incoming(Incoming),
+    /// A replayed request's whole body (`None` once sent).
+    Replayed(Option<Bytes>),
+}
+
+impl ClientBody {
+    /// A replayed request's body.
+    pub(super) fn replayed(body: Bytes) -> ClientBody {
+        ClientBody::Replayed((!body.is_empty()).then_some(body))
+    }
+}
+
+impl Body for ClientBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            ClientBody::Incoming(incoming) => Pin::new(incoming).poll_frame(cx),
+            ClientBody::Replayed(body) => Poll::Ready(body.take().map(|b| Ok(Frame::data(b)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ClientBody::Incoming(incoming) => incoming.is_end_stream(),
+            ClientBody::Replayed(body) => body.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ClientBody::Incoming(incoming) => incoming.size_hint(),
+            ClientBody::Replayed(body) => {
+                SizeHint::with_exact(body.as_ref().map_or(0, |b| b.len() as u64))
+            }
+        }
+    }
+}
+
 /// The client's request body on its way upstream, recording [`Progress`] as the upstream reads
-/// it and cutting it off when the client is slower than [`BodyLimits`].
+/// it and cutting it off when the client is slower than [`BodyLimits`]; with an inspector, its
+/// first bytes are kept ([`super::inspect`]).
 #[derive(Debug)]
 pub(super) struct ProgressBody {
-    inner: Incoming,
+    inner: ClientBody,
     progress: Progress,
+    tee: Option<SharedTee>,
     limits: BodyLimits,
     /// Time spent waiting for the client so far, not counting the wait under way.
     waited: Duration,
@@ -204,10 +254,16 @@ pub(super) struct ProgressBody {
 
 impl ProgressBody {
     /// Wraps the client's body so that each chunk the upstream takes counts as progress.
-    pub(super) fn new(inner: Incoming, progress: Progress, limits: BodyLimits) -> Self {
+    pub(super) fn new(
+        inner: ClientBody,
+        progress: Progress,
+        limits: BodyLimits,
+        tee: Option<SharedTee>,
+    ) -> Self {
         Self {
             inner,
             progress,
+            tee,
             limits,
             waited: Duration::ZERO,
             waiting_since: None,
@@ -263,6 +319,9 @@ impl Body for ProgressBody {
                     this.progress
                         .body_bytes
                         .fetch_add(length, Ordering::Relaxed);
+                    if let Some(tee) = &this.tee {
+                        tee_into(tee, data);
+                    }
                 }
                 // Trailers reach an HTTP/2 upstream, and some frameworks merge them into the
                 // headers: a client may not claim an identity or an address there either.

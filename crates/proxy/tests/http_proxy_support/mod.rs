@@ -157,6 +157,7 @@ impl Gateway {
                     sni: Some("app.example.com".into()),
                     sni_routed: false,
                     tls_version: "TLSv1.3",
+                    cipher_suite: None,
                     http2,
                     client: client.clone(),
                 };

@@ -1,0 +1,314 @@
+//! What the proxy shows a request inspector: each exchange as the upstream received it, and a
+//! way to send it again.
+//!
+//! With no [`RequestObserver`] set (`moat http --inspect off`, an edge) nothing here runs: the
+//! proxy checks one `Option` per request. With one, a request costs copies of its three header
+//! maps and of at most [`RequestObserver::body_limit`] bytes of each body, kept in a
+//! [`Capture`] until the response body ends, then handed over as one [`Exchange`].
+
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, Method, Request, Response, Version};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::HttpProxy;
+use super::ProxyBody;
+use super::activity::Activity;
+use super::forward::{self, ConnectionContext};
+use super::headers::ClientAddress;
+use super::request_body::ClientBody;
+use super::upgrade::UpgradeSlot;
+use moat_telemetry::ConnectionInfo;
+
+/// Receives every exchange an endpoint's proxy finished (answered, refused, or abandoned by the
+/// client), for `moat http --inspect`.
+pub trait RequestObserver: Send + Sync + fmt::Debug {
+    /// The most bytes of each body (request and response) to keep; the rest is counted only.
+    fn body_limit(&self) -> usize;
+    /// One finished exchange.
+    fn observe(&self, exchange: Exchange);
+}
+
+/// One request and its answer, as the inspector shows them.
+#[derive(Debug)]
+pub struct Exchange {
+    /// When the request's head arrived.
+    pub started: SystemTime,
+    /// From the head's arrival to the response body's end (or the client leaving).
+    pub duration: Duration,
+    /// The client connection: endpoint, addresses, TLS, certificate.
+    pub info: ConnectionInfo,
+    /// The request method.
+    pub method: Method,
+    /// The client's HTTP version.
+    pub version: Version,
+    /// The host the client addressed.
+    pub host: Option<String>,
+    /// The path and query: the canonical one the rules judged and the upstream received, or as
+    /// sent when the request was refused before that.
+    pub target: String,
+    /// The request headers the upstream received (identity and forwarding headers moat set,
+    /// the client's claims gone); the client's own when the request never reached it.
+    pub request_headers: HeaderMap,
+    /// The start of the request body.
+    pub request_body: CapturedBody,
+    /// True when the request was sent upstream.
+    pub forwarded: bool,
+    /// The access rule that decided, when rules did.
+    pub rule: Option<String>,
+    /// The status the client got (499: it left first).
+    pub status: u16,
+    /// The response headers the client got.
+    pub response_headers: HeaderMap,
+    /// The start of the response body.
+    pub response_body: CapturedBody,
+    /// Set on a request the inspector sent again ([`ReplayTarget::send`]).
+    pub replay: Option<ReplayMark>,
+    /// Where to send this request again.
+    pub target_of_replay: ReplayTarget,
+}
+
+/// The first bytes of a body, and how long it was.
+#[derive(Debug, Clone, Default)]
+pub struct CapturedBody {
+    /// Up to the observer's body limit.
+    pub bytes: Bytes,
+    /// Every byte that passed.
+    pub total: u64,
+}
+
+impl CapturedBody {
+    /// True when `bytes` holds less than the whole body.
+    pub fn truncated(&self) -> bool {
+        (self.bytes.len() as u64) < self.total
+    }
+}
+
+/// Marks a request the inspector sent again, so it can find the exchange it became.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplayMark {
+    /// The id of the exchange replayed.
+    pub original: String,
+    /// A number the inspector chose, unique among its replays.
+    pub token: u64,
+}
+
+/// The endpoint proxy and client connection of an exchange, to send it again: through the same
+/// access rules and header rewriting, as the same client (its certificate, its address), to the
+/// same upstream.
+#[derive(Clone)]
+pub struct ReplayTarget {
+    proxy: Arc<HttpProxy>,
+    info: ConnectionInfo,
+}
+
+impl fmt::Debug for ReplayTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReplayTarget")
+            .field("endpoint", &self.info.endpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ReplayTarget {
+    /// The connection's client.
+    pub fn info(&self) -> &ConnectionInfo {
+        &self.info
+    }
+
+    /// Sends `request` as the exchange's client would have: the rules judge it again (a changed
+    /// path may be refused), identity headers in it are replaced by the client's, and the
+    /// answer is observed as a new exchange carrying `mark`. WebSocket upgrades are not
+    /// replayed (there is no client connection to hand over): they are answered as plain
+    /// requests without their `Upgrade`.
+    pub async fn send(&self, request: Request<Bytes>, mark: ReplayMark) -> Response<ProxyBody> {
+        let (mut parts, body) = request.into_parts();
+        parts.extensions.insert(mark);
+        parts.headers.remove(http::header::UPGRADE);
+        let request = Request::from_parts(parts, ClientBody::replayed(body));
+        let context = Arc::new(ConnectionContext {
+            info: self.info.clone(),
+            activity: Activity::new(false, self.proxy.client_limits, Instant::now()),
+            // Never stopped: a replay has no connection for a shutdown to end.
+            shutdown: watch::channel(false).1,
+            identity_headers: Mutex::new(None),
+            client_address: ClientAddress::of(self.info.peer_addr),
+            upgrade: UpgradeSlot::default(),
+        });
+        forward::handle(Arc::clone(&self.proxy), context, request).await
+    }
+}
+
+/// Copies the first bytes of a body as it passes, up to a limit, counting the rest.
+#[derive(Debug)]
+pub(super) struct BodyTee {
+    limit: usize,
+    kept: BytesMut,
+    total: u64,
+}
+
+impl BodyTee {
+    pub(super) fn new(limit: usize) -> BodyTee {
+        BodyTee {
+            limit,
+            kept: BytesMut::new(),
+            total: 0,
+        }
+    }
+
+    /// Notes one chunk of the body.
+    pub(super) fn take(&mut self, data: &[u8]) {
+        self.total += data.len() as u64;
+        let room = self.limit.saturating_sub(self.kept.len());
+        if room > 0 {
+            self.kept.extend_from_slice(&data[..data.len().min(room)]);
+        }
+    }
+
+    fn captured(&mut self) -> CapturedBody {
+        CapturedBody {
+            bytes: std::mem::take(&mut self.kept).freeze(),
+            total: self.total,
+        }
+    }
+}
+
+/// The request body's tee, shared with the body on its way upstream.
+pub(super) type SharedTee = Arc<Mutex<BodyTee>>;
+
+/// Notes `data` in a shared tee.
+pub(super) fn tee_into(tee: &SharedTee, data: &[u8]) {
+    tee.lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take(data);
+}
+
+/// One exchange being recorded; handed to the observer when the response body ends.
+pub(super) struct Capture {
+    observer: Arc<dyn RequestObserver>,
+    started: SystemTime,
+    clock: Instant,
+    method: Method,
+    version: Version,
+    host: Option<String>,
+    target: String,
+    request_headers: HeaderMap,
+    pub(super) request_body: SharedTee,
+    forwarded: bool,
+    rule: Option<String>,
+    status: u16,
+    response_headers: HeaderMap,
+    pub(super) response_body: BodyTee,
+    replay: Option<ReplayMark>,
+    target_of_replay: ReplayTarget,
+}
+
+impl Capture {
+    /// Starts recording a request as the client sent it.
+    pub(super) fn begin<B>(
+        observer: &Arc<dyn RequestObserver>,
+        proxy: &Arc<HttpProxy>,
+        info: &ConnectionInfo,
+        request: &Request<B>,
+        host: Option<String>,
+        target: String,
+    ) -> Capture {
+        let limit = observer.body_limit();
+        Capture {
+            observer: Arc::clone(observer),
+            started: SystemTime::now(),
+            clock: Instant::now(),
+            method: request.method().clone(),
+            version: request.version(),
+            host,
+            target,
+            request_headers: request.headers().clone(),
+            request_body: Arc::new(Mutex::new(BodyTee::new(limit))),
+            forwarded: false,
+            rule: None,
+            status: 0,
+            response_headers: HeaderMap::new(),
+            response_body: BodyTee::new(limit),
+            replay: request.extensions().get::<ReplayMark>().cloned(),
+            target_of_replay: ReplayTarget {
+                proxy: Arc::clone(proxy),
+                info: info.clone(),
+            },
+        }
+    }
+
+    /// The rule that decided.
+    pub(super) fn decided_by(&mut self, rule: Option<String>) {
+        self.rule = rule;
+    }
+
+    /// The request goes upstream with these headers and this target.
+    pub(super) fn sent_upstream(&mut self, headers: &HeaderMap, target: &str) {
+        self.forwarded = true;
+        self.request_headers = headers.clone();
+        target.clone_into(&mut self.target);
+    }
+
+    /// The response head the client gets.
+    pub(super) fn answered(&mut self, status: u16, headers: &HeaderMap) {
+        self.status = status;
+        self.response_headers = headers.clone();
+    }
+
+    /// The client left before the response began.
+    pub(super) fn abandoned(&mut self, status: u16) {
+        self.status = status;
+    }
+
+    /// Hands the exchange to the observer.
+    pub(super) fn finish(mut self) {
+        let request_body = self
+            .request_body
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .captured();
+        let exchange = Exchange {
+            started: self.started,
+            duration: self.clock.elapsed(),
+            info: self.target_of_replay.info.clone(),
+            method: self.method,
+            version: self.version,
+            host: self.host,
+            target: self.target,
+            request_headers: self.request_headers,
+            request_body,
+            forwarded: self.forwarded,
+            rule: self.rule,
+            status: self.status,
+            response_headers: self.response_headers,
+            response_body: self.response_body.captured(),
+            replay: self.replay,
+            target_of_replay: self.target_of_replay,
+        };
+        self.observer.observe(exchange);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tee_keeps_the_limit_and_counts_everything() {
+        let mut tee = BodyTee::new(5);
+        tee.take(b"abc");
+        tee.take(b"defgh");
+        tee.take(b"ij");
+        let body = tee.captured();
+        assert_eq!(&body.bytes[..], b"abcde");
+        assert_eq!(body.total, 10);
+        assert!(body.truncated());
+        let mut nothing = BodyTee::new(0);
+        nothing.take(b"abc");
+        assert_eq!(nothing.captured().bytes.len(), 0);
+    }
+}
