@@ -23,6 +23,7 @@ mod gateway_trust_changes;
 mod grpc;
 mod hostile_requests;
 mod http_proxy_e2e;
+mod inspector;
 mod memcpy_tuning;
 mod monitoring;
 mod pki_ca;

@@ -1,0 +1,1 @@
+//! page tests come next
