@@ -139,7 +139,9 @@
     detail.hidden = false;
     $("detail-title").textContent = request.method + " " + request.path;
     $("replay-form").hidden = true;
-    $("replay-result").textContent = "";
+    // What a replay that led here said, shown once.
+    $("replay-result").textContent = state.notice || "";
+    state.notice = null;
     facts($("detail-facts"), [
       ["Status", request.response.status],
       ["Time", request.start],
@@ -153,7 +155,7 @@
     ]);
     const client = request.client;
     facts($("detail-client"), client ? [
-      ["Subject", client.subject], ["Issuer", client.issuer], ["Serial", client.serial],
+      ["Subject", client.subject], ["Common name", client.common_name], ["Issuer", client.issuer], ["Serial", client.serial],
       ["Not before", client.not_before], ["Not after", client.not_after],
       ["SANs", client.sans.join(", ")], ["SHA-256", client.fingerprint_sha256],
     ] : [["Certificate", "none presented"]]);
@@ -186,9 +188,9 @@
         body: JSON.stringify(modify ? { id: state.selected, modify } : { id: state.selected }),
       });
       $("replay-form").hidden = true;
+      state.notice = "replayed: " + sent.response.status + " (" + sent.method + " " + sent.path + ")";
       location.hash = "#/requests/" + encodeURIComponent(sent.id);
       await loadRequests();
-      $("replay-result").textContent = "replayed: " + sent.response.status;
     } catch (error) {
       $("replay-result").textContent = "replay failed: " + error.message;
     }

@@ -9,7 +9,7 @@ pub(crate) struct Asset {
 }
 
 /// Every file the page uses.
-pub(crate) const ASSETS: [Asset; 3] = [
+pub(crate) const ASSETS: [Asset; 4] = [
     Asset {
         path: "/",
         content_type: "text/html; charset=utf-8",
@@ -25,10 +25,20 @@ pub(crate) const ASSETS: [Asset; 3] = [
         content_type: "text/css; charset=utf-8",
         body: include_str!("../assets/inspector.css"),
     },
+    Asset {
+        path: "/assets/favicon.svg",
+        content_type: "image/svg+xml",
+        body: include_str!("../assets/favicon.svg"),
+    },
 ];
 
 /// The file served at `path`.
 pub(crate) fn asset(path: &str) -> Option<&'static Asset> {
-    let path = if path == "/index.html" { "/" } else { path };
+    let path = match path {
+        "/index.html" => "/",
+        // Browsers ask for it whatever the page says.
+        "/favicon.ico" => "/assets/favicon.svg",
+        path => path,
+    };
     ASSETS.iter().find(|asset| asset.path == path)
 }
