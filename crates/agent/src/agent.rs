@@ -7,11 +7,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use moat_config::{Config, EndpointConfig, TerminateAt};
+use moat_config::{Config, EndpointConfig, EndpointKind, TerminateAt};
 use moat_edge::AgentCredentials;
 use moat_gateway::{Entrance, Gateway, GatewayOptions};
 use moat_proxy::connector::{TcpConnector, UpstreamConnector};
+use moat_proxy::http::HttpProxy;
 use moat_proxy::http::inspect::RequestObserver;
+use moat_telemetry::ConnectionInfo;
 use moat_telemetry::Telemetry;
 use moat_tunnel::{
     AgentMessage, AgentSession, EdgeMessage, IncomingStreams, SessionSettings, StreamHeader,
@@ -92,6 +94,14 @@ pub enum AgentError {
     /// The gateway for agent-terminated endpoints could not start.
     #[error(transparent)]
     Gateway(#[from] moat_gateway::GatewayError),
+    /// The inspecting proxy of an endpoint whose TLS ends at the edge could not be built.
+    #[error("endpoint {endpoint}: {source}")]
+    Inspect {
+        /// The endpoint.
+        endpoint: String,
+        /// Why.
+        source: moat_proxy::ProxyError,
+    },
     /// The agent's gateway bound an endpoint without an entrance (a defect in moat).
     #[error("endpoint {endpoint}: the agent's gateway serves it without an entrance for streams")]
     NoEntrance {
@@ -105,6 +115,14 @@ pub enum AgentError {
 enum Served {
     /// TLS ended at the edge: a stream is a plaintext connection for the upstream.
     AtEdge(Arc<dyn UpstreamConnector>),
+    /// TLS ended at the edge, and the request inspector is on: a stream is an HTTP connection
+    /// whose requests pass through a proxy that shows them to the inspector and changes
+    /// nothing (the edge admitted them and named their client in their headers).
+    AtEdgeInspected {
+        /// The endpoint's name.
+        endpoint: String,
+        proxy: Arc<HttpProxy>,
+    },
     /// TLS ends here: a stream goes through the gateway's entrance.
     AtAgent(Entrance),
 }
@@ -169,14 +187,23 @@ impl Agent {
                 // so must each request's host.
                 strict_sni: true,
                 streams_only: true,
-                request_observer,
+                request_observer: request_observer.clone(),
             };
             Some(Gateway::bind(&local_config, &options).await?)
         };
         let mut served = Vec::new();
         for endpoint in &config.endpoints {
             served.push(match endpoint.terminate_at {
-                TerminateAt::Edge => Served::AtEdge(TcpConnector::to_upstream_of(endpoint)),
+                TerminateAt::Edge => {
+                    let connector = TcpConnector::to_upstream_of(endpoint);
+                    match (&request_observer, endpoint.kind) {
+                        (Some(observer), EndpointKind::Http) => Served::AtEdgeInspected {
+                            endpoint: endpoint.name.clone(),
+                            proxy: Arc::new(inspecting_proxy(endpoint, connector, observer)?),
+                        },
+                        _ => Served::AtEdge(connector),
+                    }
+                }
                 TerminateAt::Agent => {
                     let entrance = gateway
                         .as_ref()
@@ -500,6 +527,29 @@ async fn serve_streams(
     }
 }
 
+/// The proxy that shows an edge-terminated endpoint's requests to the inspector: no rules and
+/// no CAs (the edge applied them), headers passed as the edge wrote them.
+fn inspecting_proxy(
+    endpoint: &EndpointConfig,
+    connector: Arc<dyn UpstreamConnector>,
+    observer: &Arc<dyn RequestObserver>,
+) -> Result<HttpProxy, AgentError> {
+    let judged_at_edge = EndpointConfig {
+        rules: Vec::new(),
+        mutual_tls_cas: Vec::new(),
+        ..endpoint.clone()
+    };
+    let proxy = HttpProxy::with_connector(&judged_at_edge, connector).map_err(|source| {
+        AgentError::Inspect {
+            endpoint: endpoint.name.clone(),
+            source,
+        }
+    })?;
+    Ok(proxy
+        .relayed_from_edge()
+        .with_observer(Some(Arc::clone(observer))))
+}
+
 /// One stream: to the upstream (TLS ended at the edge) or through the gateway (TLS ends here).
 async fn serve_stream(
     header: StreamHeader,
@@ -507,6 +557,30 @@ async fn serve_stream(
     served: Arc<HashMap<String, Served>>,
 ) {
     match (served.get(&header.endpoint), header.terminated_at_edge) {
+        (Some(Served::AtEdgeInspected { endpoint, proxy }), true) => {
+            let mut io = tokio::io::BufReader::new(stream);
+            // The edge speaks HTTP/2 on a stream only for gRPC (`upstream_protocol`); its
+            // connection preface says so in the first bytes.
+            let http2 = matches!(
+                tokio::io::AsyncBufReadExt::fill_buf(&mut io).await,
+                Ok(bytes) if bytes.starts_with(b"PRI * HTTP/2.0")
+            );
+            let info = ConnectionInfo {
+                endpoint: endpoint.clone(),
+                peer_addr: header.client_addr,
+                local_addr: header.server_addr,
+                sni: header.sni.clone(),
+                sni_routed: false,
+                // The edge's TLS session is not the agent's to know.
+                tls_version: "",
+                cipher_suite: None,
+                http2,
+                client: None,
+            };
+            // Never asked to stop: the stream ends with the session.
+            let (_never, shutdown) = watch::channel(false);
+            Arc::clone(proxy).serve_connection(io, info, shutdown).await;
+        }
         (Some(Served::AtEdge(connector)), true) => {
             let mut stream = stream;
             match connector.connect().await {

@@ -174,6 +174,7 @@ async fn replay(inspector: &Inspector, request: Request<Incoming>) -> Response<A
                 ReplayError::BodyTruncated { .. } => StatusCode::CONFLICT,
                 ReplayError::Invalid { .. } => StatusCode::BAD_REQUEST,
                 ReplayError::Unavailable => StatusCode::BAD_GATEWAY,
+                ReplayError::ChangesNeedTheEdge => StatusCode::CONFLICT,
             };
             error(status, problem.to_string())
         }

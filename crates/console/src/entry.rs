@@ -43,6 +43,8 @@ pub(crate) struct Entry {
     pub response_body: CapturedBody,
     /// Set when the inspector sent this request again.
     pub replay: Option<ReplayMark>,
+    /// True when an edge terminated TLS and admitted the request (this is an agent).
+    pub judged_at_edge: bool,
     /// Where to send it again; `None` only in tests.
     pub target_of_replay: Option<ReplayTarget>,
 }
@@ -63,7 +65,12 @@ impl Entry {
             started: exchange.started,
             duration: exchange.duration,
             endpoint: info.endpoint.clone(),
-            remote_addr: info.peer_addr.to_string(),
+            // An edge names its client's address without the port.
+            remote_addr: if info.peer_addr.port() == 0 {
+                info.peer_addr.ip().to_string()
+            } else {
+                info.peer_addr.to_string()
+            },
             sni: info.sni.clone(),
             tls_version: info.tls_version,
             cipher_suite: info.cipher_suite,
@@ -81,6 +88,7 @@ impl Entry {
             response_headers: exchange.response_headers,
             response_body: exchange.response_body,
             replay: exchange.replay,
+            judged_at_edge: exchange.target_of_replay.judged_at_the_edge(),
             target_of_replay: Some(exchange.target_of_replay),
         }
     }
@@ -147,10 +155,11 @@ impl Entry {
             "status": self.status,
             "rule": self.rule,
             "forwarded": self.forwarded,
+            "judged_at_edge": self.judged_at_edge,
             "replay_of": self.replay.as_ref().map(|mark| mark.original.clone()),
             "client": self.client.as_deref().map(client_json),
             "tls": {
-                "version": self.tls_version,
+                "version": (!self.tls_version.is_empty()).then_some(self.tls_version),
                 "cipher": self.cipher_suite,
                 "sni": self.sni,
                 "alpn": if self.http2 { "h2" } else { "http/1.1" },
@@ -329,6 +338,7 @@ pub(crate) mod tests {
                 total: 11,
             },
             replay: None,
+            judged_at_edge: false,
             target_of_replay: None,
         }
     }

@@ -114,6 +114,11 @@ pub(crate) enum ReplayError {
     Invalid { field: String, reason: String },
     #[error("this request cannot be replayed")]
     Unavailable,
+    #[error(
+        "this request was admitted by the edge (TLS ended there): it can be replayed as \
+         captured, but a changed request must go through the edge, from a client"
+    )]
+    ChangesNeedTheEdge,
 }
 
 /// A replay's changes to the captured request (`modify` in the API).
@@ -130,6 +135,17 @@ pub(crate) struct ReplayChanges {
     pub body: Option<String>,
     /// The body, base64 (for bytes that are not text).
     pub body_base64: Option<String>,
+}
+
+impl ReplayChanges {
+    /// True when nothing is changed.
+    fn is_empty(&self) -> bool {
+        self.method.is_none()
+            && self.path.is_none()
+            && self.headers.is_empty()
+            && self.body.is_none()
+            && self.body_base64.is_none()
+    }
 }
 
 impl Inspector {
@@ -343,6 +359,9 @@ impl Inspector {
             .target_of_replay
             .clone()
             .ok_or(ReplayError::Unavailable)?;
+        if target.judged_at_the_edge() && !changes.is_empty() {
+            return Err(ReplayError::ChangesNeedTheEdge);
+        }
         let request = replayed_request(&entry, changes)?;
         let token = self.shared.next_replay.fetch_add(1, Ordering::Relaxed);
         let mark = ReplayMark {

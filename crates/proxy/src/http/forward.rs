@@ -101,6 +101,7 @@ pub(super) async fn handle(
             &request,
             host.clone(),
             target.to_owned(),
+            proxy.relayed_from_edge,
         )
     });
     // Written even when the client goes away before the response starts (this future is then
@@ -395,17 +396,20 @@ async fn forward(
     if let Some(value) = host.and_then(|h| HeaderValue::from_str(h).ok()) {
         outgoing.insert(header::HOST, value);
     }
-    headers::strip_client_claims(outgoing);
-    for (name, value) in context.identity_headers().iter() {
-        outgoing.insert(name.clone(), value.clone());
+    // On an agent, the edge already did this for the client it verified.
+    if !proxy.relayed_from_edge {
+        headers::strip_client_claims(outgoing);
+        for (name, value) in context.identity_headers().iter() {
+            outgoing.insert(name.clone(), value.clone());
+        }
+        headers::add_forwarding(
+            outgoing,
+            &ForwardedFor {
+                client: &context.client_address,
+                host,
+            },
+        );
     }
-    headers::add_forwarding(
-        outgoing,
-        &ForwardedFor {
-            client: &context.client_address,
-            host,
-        },
-    );
     let expected_accept = if websocket_over_http2 {
         match extended_connect::upstream_handshake(&mut parts.method, &mut parts.headers) {
             Some(expected) => Some(expected),

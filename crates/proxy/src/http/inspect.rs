@@ -19,7 +19,7 @@ use super::HttpProxy;
 use super::ProxyBody;
 use super::activity::Activity;
 use super::forward::{self, ConnectionContext};
-use super::headers::ClientAddress;
+use super::headers::{self, ClientAddress, ForwardedFor};
 use super::request_body::ClientBody;
 use super::upgrade::UpgradeSlot;
 use moat_telemetry::ConnectionInfo;
@@ -120,6 +120,13 @@ impl ReplayTarget {
         &self.info
     }
 
+    /// True when another process's rules admitted the request (an agent relaying an edge's
+    /// connection): only the request as captured may be sent again, since a changed one would
+    /// reach the upstream unjudged.
+    pub fn judged_at_the_edge(&self) -> bool {
+        self.proxy.relayed_from_edge
+    }
+
     /// Sends `request` as the exchange's client would have: the rules judge it again (a changed
     /// path may be refused), identity headers in it are replaced by the client's, and the
     /// answer is observed as a new exchange carrying `mark`. WebSocket upgrades are not
@@ -129,6 +136,26 @@ impl ReplayTarget {
         let (mut parts, body) = request.into_parts();
         parts.extensions.insert(mark);
         parts.headers.remove(http::header::UPGRADE);
+        if self.proxy.relayed_from_edge {
+            // The proxy passes these as they are on an edge's connection: whatever the replay
+            // says, they are the captured client's.
+            headers::strip_client_claims(&mut parts.headers);
+            if let Some(identity) = &self.info.client {
+                headers::add_identity(&mut parts.headers, identity);
+            }
+            let host = parts
+                .headers
+                .get(http::header::HOST)
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_owned);
+            headers::add_forwarding(
+                &mut parts.headers,
+                &ForwardedFor {
+                    client: &ClientAddress::of(self.info.peer_addr),
+                    host: host.as_deref(),
+                },
+            );
+        }
         let request = Request::from_parts(parts, ClientBody::replayed(body));
         let context = Arc::new(ConnectionContext {
             info: self.info.clone(),
@@ -141,6 +168,49 @@ impl ReplayTarget {
         });
         forward::handle(Arc::clone(&self.proxy), context, request).await
     }
+}
+
+/// The connection facts of a request an edge relayed: its client's certificate from
+/// `Client-Cert` and `Client-Cert-Chain` (RFC 9440) and its address from `X-Forwarded-For`
+/// (port 0: the edge sends none), as the edge wrote them. Shown by the inspector only; the
+/// edge made the decisions.
+fn client_named_by_edge(info: &ConnectionInfo, headers: &HeaderMap) -> ConnectionInfo {
+    use base64::Engine as _;
+    let binary = |text: &str| {
+        let text = text.trim();
+        let inner = text.strip_prefix(':')?.strip_suffix(':')?;
+        base64::engine::general_purpose::STANDARD
+            .decode(inner)
+            .ok()
+            .map(rustls_pki_types::CertificateDer::from)
+    };
+    let mut chain = Vec::new();
+    if let Some(leaf) = headers
+        .get("client-cert")
+        .and_then(|value| value.to_str().ok())
+        .and_then(binary)
+    {
+        chain.push(leaf);
+        for value in headers.get_all("client-cert-chain") {
+            if let Ok(text) = value.to_str() {
+                chain.extend(text.split(',').filter_map(binary));
+            }
+        }
+    }
+    let client = moat_trust::ClientIdentity::from_chain(&chain)
+        .ok()
+        .map(Arc::new);
+    let peer_ip = headers
+        .get("x-forwarded-for")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|text| text.rsplit(',').next())
+        .and_then(|ip| ip.trim().parse::<std::net::IpAddr>().ok());
+    let mut relayed = info.clone();
+    relayed.client = client;
+    if let Some(ip) = peer_ip {
+        relayed.peer_addr = std::net::SocketAddr::new(ip, 0);
+    }
+    relayed
 }
 
 /// Copies the first bytes of a body as it passes, up to a limit, counting the rest.
@@ -208,7 +278,8 @@ pub(super) struct Capture {
 }
 
 impl Capture {
-    /// Starts recording a request as the client sent it.
+    /// Starts recording a request as the client sent it. On a connection `relayed_from_edge`,
+    /// the client is the one the edge named in the request's headers.
     pub(super) fn begin<B>(
         observer: &Arc<dyn RequestObserver>,
         proxy: &Arc<HttpProxy>,
@@ -216,8 +287,16 @@ impl Capture {
         request: &Request<B>,
         host: Option<String>,
         target: String,
+        relayed_from_edge: bool,
     ) -> Capture {
         let limit = observer.body_limit();
+        let relayed_info;
+        let info = if relayed_from_edge {
+            relayed_info = client_named_by_edge(info, request.headers());
+            &relayed_info
+        } else {
+            info
+        };
         Capture {
             observer: Arc::clone(observer),
             started: SystemTime::now(),

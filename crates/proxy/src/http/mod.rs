@@ -165,6 +165,10 @@ pub struct HttpProxy {
     offline: bool,
     /// Sees every exchange (`moat http --inspect`); `None` costs nothing.
     observer: Option<Arc<dyn inspect::RequestObserver>>,
+    /// True on an agent relaying an edge's connection (TLS ended at the edge): the requests
+    /// carry the identity and forwarding headers the edge set for the client it verified, and
+    /// they pass as they are. Set only for connections that are the edge's.
+    relayed_from_edge: bool,
 }
 
 impl HttpProxy {
@@ -229,6 +233,7 @@ impl HttpProxy {
             telemetry: Telemetry::default(),
             offline: false,
             observer: None,
+            relayed_from_edge: false,
         })
     }
 
@@ -254,6 +259,15 @@ impl HttpProxy {
     /// registry nobody reads, and no audit event is written).
     pub fn with_telemetry(mut self, telemetry: Telemetry) -> HttpProxy {
         self.telemetry = telemetry;
+        self
+    }
+
+    /// The proxy an agent runs, only to show the inspector what passes, on the connections an
+    /// edge opens for an endpoint whose TLS ends at the edge: the edge admitted each request
+    /// and wrote its client's identity and address into its headers, which reach the upstream
+    /// unchanged (`endpoint` should carry no rules or CAs: the edge applied them).
+    pub fn relayed_from_edge(mut self) -> HttpProxy {
+        self.relayed_from_edge = true;
         self
     }
 

@@ -5,6 +5,7 @@
 
 mod api;
 mod page;
+mod tunnel;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
