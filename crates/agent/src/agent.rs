@@ -100,7 +100,7 @@ pub enum AgentError {
         /// The endpoint.
         endpoint: String,
         /// Why.
-        source: moat_proxy::ProxyError,
+        source: Box<moat_proxy::ProxyError>,
     },
     /// The agent's gateway bound an endpoint without an entrance (a defect in moat).
     #[error("endpoint {endpoint}: the agent's gateway serves it without an entrance for streams")]
@@ -114,17 +114,17 @@ pub enum AgentError {
 #[derive(Debug, Clone)]
 enum Served {
     /// TLS ended at the edge: a stream is a plaintext connection for the upstream.
-    AtEdge(Arc<dyn UpstreamConnector>),
+    ToUpstream(Arc<dyn UpstreamConnector>),
     /// TLS ended at the edge, and the request inspector is on: a stream is an HTTP connection
     /// whose requests pass through a proxy that shows them to the inspector and changes
     /// nothing (the edge admitted them and named their client in their headers).
-    AtEdgeInspected {
+    Inspected {
         /// The endpoint's name.
         endpoint: String,
         proxy: Arc<HttpProxy>,
     },
     /// TLS ends here: a stream goes through the gateway's entrance.
-    AtAgent(Entrance),
+    ThroughGateway(Entrance),
 }
 
 /// How often the agent resolves the edges' names again: an edge added behind a name gets a
@@ -197,11 +197,11 @@ impl Agent {
                 TerminateAt::Edge => {
                     let connector = TcpConnector::to_upstream_of(endpoint);
                     match (&request_observer, endpoint.kind) {
-                        (Some(observer), EndpointKind::Http) => Served::AtEdgeInspected {
+                        (Some(observer), EndpointKind::Http) => Served::Inspected {
                             endpoint: endpoint.name.clone(),
                             proxy: Arc::new(inspecting_proxy(endpoint, connector, observer)?),
                         },
-                        _ => Served::AtEdge(connector),
+                        _ => Served::ToUpstream(connector),
                     }
                 }
                 TerminateAt::Agent => {
@@ -209,7 +209,7 @@ impl Agent {
                         .as_ref()
                         .and_then(|gateway| gateway.entrance_of(&endpoint.name));
                     match entrance {
-                        Some(entrance) => Served::AtAgent(entrance),
+                        Some(entrance) => Served::ThroughGateway(entrance),
                         None => {
                             return Err(AgentError::NoEntrance {
                                 endpoint: endpoint.name.clone(),
@@ -542,7 +542,7 @@ fn inspecting_proxy(
     let proxy = HttpProxy::with_connector(&judged_at_edge, connector).map_err(|source| {
         AgentError::Inspect {
             endpoint: endpoint.name.clone(),
-            source,
+            source: Box::new(source),
         }
     })?;
     Ok(proxy
@@ -557,7 +557,7 @@ async fn serve_stream(
     served: Arc<HashMap<String, Served>>,
 ) {
     match (served.get(&header.endpoint), header.terminated_at_edge) {
-        (Some(Served::AtEdgeInspected { endpoint, proxy }), true) => {
+        (Some(Served::Inspected { endpoint, proxy }), true) => {
             let mut io = tokio::io::BufReader::new(stream);
             // The edge speaks HTTP/2 on a stream only for gRPC (`upstream_protocol`); its
             // connection preface says so in the first bytes.
@@ -581,7 +581,7 @@ async fn serve_stream(
             let (_never, shutdown) = watch::channel(false);
             Arc::clone(proxy).serve_connection(io, info, shutdown).await;
         }
-        (Some(Served::AtEdge(connector)), true) => {
+        (Some(Served::ToUpstream(connector)), true) => {
             let mut stream = stream;
             match connector.connect().await {
                 Ok(mut upstream) => {
@@ -598,7 +598,7 @@ async fn serve_stream(
                 }
             }
         }
-        (Some(Served::AtAgent(entrance)), false) => {
+        (Some(Served::ThroughGateway(entrance)), false) => {
             if let Err(error) = entrance
                 .hand_in_to(stream, header.client_addr, header.server_addr)
                 .await
