@@ -8,6 +8,12 @@
 #
 #   bench/ab.sh OLD_MOAT NEW_MOAT [ROUNDS]     (ROUNDS defaults to 4)
 #
+# MOAT_AB_OLD_ARGS and MOAT_AB_NEW_ARGS add flags to one side, so one binary can be measured
+# against itself with a feature on and off, e.g. the request inspector's cost:
+#   MOAT_AB_OLD_ARGS="--inspect off" MOAT_AB_NEW_ARGS="--inspect 127.0.0.1:0" \
+#     bench/ab.sh target/release/moat target/release/moat
+# (give both sides an explicit --inspect: by default each would try 127.0.0.1:4040).
+#
 # Prints one line per round, client and binary. The machine's speed drifts between and within
 # rounds, so rounds alternate which binary goes first: run an even number of rounds, compare the
 # two binaries within a round, and look at the medians.
@@ -45,14 +51,16 @@ taskset -c 1 "$loadgen" upstream --http "127.0.0.1:$upstream_http" --tcp "127.0.
   >"$work/upstream.log" 2>&1 &
 pids+=($!)
 
-declare -A port binary=([old]="$old" [new]="$new")
+declare -A port binary=([old]="$old" [new]="$new") extra=([old]="${MOAT_AB_OLD_ARGS:-}" [new]="${MOAT_AB_NEW_ARGS:-}")
 for version in old new; do
   port[$version]=$(free_port)
+  # The extra flags are split into words on purpose.
+  # shellcheck disable=SC2086
   env TOKIO_WORKER_THREADS=1 RUST_LOG=warn taskset -c 0 "${binary[$version]}" http \
     "127.0.0.1:$upstream_http" --listen "127.0.0.1:${port[$version]}" --domain localhost \
     --crt "$pki/server.crt" --key "$pki/server.key" --mutual-tls-cas "$pki/ca/ca.crt" \
     --crl "$pki/crl.pem" --request-header-timeout 120s --idle-timeout 300s \
-    --audit-log "$work/$version-audit.jsonl" >"$work/$version.log" 2>&1 &
+    --audit-log "$work/$version-audit.jsonl" ${extra[$version]} >"$work/$version.log" 2>&1 &
   pids+=($!)
   for _ in $(seq 100); do
     (exec 3<>"/dev/tcp/127.0.0.1/${port[$version]}") 2>/dev/null && break
