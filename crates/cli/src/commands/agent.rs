@@ -115,10 +115,6 @@ pub(crate) fn publish(
             None => None,
         };
         let observer = inspector.as_ref().map(inspect::Started::observer);
-        let inspector = inspector.map(|started| started.inspector);
-        if let Some(inspector) = &inspector {
-            inspector.set_endpoints(inspect::served_endpoints(&config, std::iter::empty()));
-        }
         let agent = Agent::new(
             edges,
             dir.clone(),
@@ -134,6 +130,13 @@ pub(crate) fn publish(
             ),
             other => other.into(),
         })?;
+        let inspector = inspector.map(|mut started| {
+            started.announce();
+            started
+                .inspector
+                .set_endpoints(inspect::served_endpoints(&config, std::iter::empty()));
+            started.inspector
+        });
         let (events, mut reports) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(async move {
             while let Some(event) = reports.recv().await {

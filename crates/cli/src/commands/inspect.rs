@@ -38,10 +38,14 @@ pub struct InspectArgs {
     pub inspect_allow_remote: bool,
 }
 
-/// A running inspector: what the gateway reports to, and what the command tells it.
+/// An inspector whose socket is bound: what the gateway reports to, and what the command tells
+/// it. It answers once [`Started::announce`] runs, after the endpoints started, so a moat that
+/// fails to start announces nothing.
 pub struct Started {
     /// The inspector's state.
     pub inspector: Inspector,
+    /// Taken by [`Started::announce`].
+    listener: Option<InspectorListener>,
 }
 
 impl Started {
@@ -49,9 +53,21 @@ impl Started {
     pub fn observer(&self) -> Arc<dyn RequestObserver> {
         Arc::new(self.inspector.clone())
     }
+
+    /// Prints where the inspector is and serves it.
+    pub fn announce(&mut self) {
+        if let Some(listener) = self.listener.take() {
+            // Tests and scripts parse this line; keep the URL last.
+            println!(
+                "moat: request inspector on http://{}",
+                listener.local_addr()
+            );
+            tokio::spawn(listener.serve(std::future::pending()));
+        }
+    }
 }
 
-/// Starts the inspector `args` ask for, subscribed to `telemetry`'s refused handshakes; `None`
+/// Binds the inspector `args` ask for, subscribed to `telemetry`'s refused handshakes; `None`
 /// with `--inspect off`, or when the default port is taken (a warning says so). Must run
 /// inside the runtime.
 pub async fn start(args: &InspectArgs, telemetry: &Telemetry) -> anyhow::Result<Option<Started>> {
@@ -90,13 +106,10 @@ pub async fn start(args: &InspectArgs, telemetry: &Telemetry) -> anyhow::Result<
         Err(problem) => return Err(anyhow::anyhow!("--inspect {text}: {problem}")),
     };
     telemetry.subscribe(Arc::new(inspector.clone()));
-    // Tests and scripts parse this line; keep the URL last.
-    println!(
-        "moat: request inspector on http://{}",
-        listener.local_addr()
-    );
-    tokio::spawn(listener.serve(std::future::pending()));
-    Ok(Some(Started { inspector }))
+    Ok(Some(Started {
+        inspector,
+        listener: Some(listener),
+    }))
 }
 
 /// What the inspector lists as served: each endpoint of `config` with its URL (`urls`: name →

@@ -413,7 +413,8 @@ fn serve(
         };
         options.request_observer = inspector.as_ref().map(inspect::Started::observer);
         let gateway = Gateway::bind(&config, &options).await?;
-        if let Some(started) = &inspector {
+        if let Some(mut started) = inspector {
+            started.announce();
             started.inspector.set_endpoints(inspect::served_endpoints(
                 &config,
                 gateway

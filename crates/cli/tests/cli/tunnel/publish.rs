@@ -167,13 +167,17 @@ fn an_endpoint_terminated_at_the_agent_is_relayed_untouched() {
         "cas.pem",
         "--policy",
         "policy.toml",
+        // Its loopback listener would be the one socket: the count below is the gateway's.
+        "--inspect",
+        "off",
     ];
     let (agent, _) = start_agent(dir, &edge, "http", &upstream, &publish);
     assert_mtls_verdicts(dir, &edge, "app.agent.test");
     // The agent judged it, with the client's real address from the stream header.
     let log = agent.log();
     assert!(log.contains("peer=127.0.0.1:"), "{log}");
-    // The agent listens on no port: its gateway takes clients from the tunnel only.
+    // The agent listens on no port: its gateway takes clients from the tunnel only (the
+    // inspector, when on, listens on loopback only).
     assert_eq!(
         listening_sockets(agent.pid()),
         0,
