@@ -161,6 +161,9 @@ pub(super) async fn handle(
     let (response, upstream_time) = match admitted {
         Err(refusal) => {
             log_refused_head(info, &refusal, &request);
+            if let Some(capture) = &mut unanswered.capture {
+                capture.refused_with(request.headers());
+            }
             (
                 refusal_response(refusal, PageFormat::for_request(request.headers())),
                 None,

@@ -305,7 +305,8 @@ impl Capture {
             version: request.version(),
             host,
             target,
-            request_headers: request.headers().clone(),
+            // Set once known: as sent upstream, or as the client sent them when refused.
+            request_headers: HeaderMap::new(),
             request_body: Arc::new(Mutex::new(BodyTee::new(limit))),
             forwarded: false,
             rule: None,
@@ -318,6 +319,12 @@ impl Capture {
                 info: info.clone(),
             },
         }
+    }
+
+    /// The request was refused before reaching the upstream: the headers shown are the
+    /// client's.
+    pub(super) fn refused_with(&mut self, headers: &HeaderMap) {
+        self.request_headers = headers.clone();
     }
 
     /// The rule that decided.
