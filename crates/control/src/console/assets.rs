@@ -31,6 +31,12 @@ pub(crate) const STYLE: Asset = Asset {
     body: include_str!("assets/console.css"),
 };
 
+/// Its icon (`/console/icon.svg`): without one, Chromium asks for `/favicon.ico`, a 404.
+pub(crate) const ICON: Asset = Asset {
+    content_type: "image/svg+xml",
+    body: include_str!("assets/icon.svg"),
+};
+
 /// Only this origin's script, style and requests; no inline script or style attribute, no
 /// plugin, no framing, no form posted anywhere. The script builds every element with DOM
 /// calls, so a certificate field or a path can only ever be text.

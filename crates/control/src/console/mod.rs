@@ -106,6 +106,7 @@ impl Console {
             "/console" | "/console/" => asset(assets::PAGE),
             "/console/console.js" => asset(assets::SCRIPT),
             "/console/console.css" => asset(assets::STYLE),
+            "/console/icon.svg" => asset(assets::ICON),
             "/console/agents" => json(&self.agents.snapshot()),
             "/console/charts" => json(&self.charts.snapshot(unix_now())),
             "/console/events" => self.events(request),

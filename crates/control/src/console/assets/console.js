@@ -203,8 +203,19 @@ function showEntry(entry) {
   rows.prepend(row);
   while (rows.rows.length > FEED_ROWS) rows.deleteRow(-1);
   if (entry.kind.startsWith('agent_') || entry.kind.startsWith('endpoint_')) {
-    loadAgents().catch((error) => say(error.message, true));
+    refresh(loadAgents);
   }
+  chartsSoon();
+}
+
+// Redraws the charts a second after the feed moved (once for a burst of entries).
+let chartsTimer = null;
+function chartsSoon() {
+  if (chartsTimer !== null) return;
+  chartsTimer = setTimeout(() => {
+    chartsTimer = null;
+    refresh(loadCharts);
+  }, 1000);
 }
 
 function followFeed() {
@@ -227,8 +238,9 @@ const WIDTH = 600;
 const HEIGHT = 160;
 const LEFT = 40;
 
-// Stacked bars, one per bucket; `series` is [[name, values]].
-function chart(containerId, series, unit, minutes) {
+// Stacked bars, one per bucket; `series` is [[name, values]]; the legend gives each series'
+// total over the hour (`sum`) or its highest minute (a rate).
+function chart(containerId, series, unit, minutes, sum) {
   const buckets = minutes.length;
   const totals = minutes.map((_, index) => series.reduce((sum, [, values]) => sum + values[index], 0));
   const top = Math.max(...totals, 0);
@@ -255,17 +267,20 @@ function chart(containerId, series, unit, minutes) {
       }));
     });
   });
+  const summary = (values) => (sum
+    ? values.reduce((a, b) => a + b, 0)
+    : 'peak ' + Math.round(Math.max(...values) * 100) / 100);
   const legend = el('ul', { class: 'legend' }, ...series.map(([name, values], colour) =>
     el('li', { 'data-series': name }, el('span', { class: 'swatch c' + (colour % 6) }),
-      name + ': ' + Math.round(values.reduce((a, b) => a + b, 0) * 100) / 100)));
+      name + ': ' + summary(values))));
   document.getElementById(containerId).replaceChildren(image, legend);
 }
 
 async function loadCharts() {
   const hour = await call('GET', '/console/charts');
-  chart('chart-requests', Object.entries(hour.requests), 'requests', hour.minutes);
-  chart('chart-refusals', Object.entries(hour.refusals), 'refusals', hour.minutes);
-  chart('chart-handshakes', [['handshakes/s', hour.handshakes_per_second]], '/s', hour.minutes);
+  chart('chart-requests', Object.entries(hour.requests), 'requests', hour.minutes, true);
+  chart('chart-refusals', Object.entries(hour.refusals), 'refusals', hour.minutes, true);
+  chart('chart-handshakes', [['handshakes/s', hour.handshakes_per_second]], '/s', hour.minutes, false);
 }
 
 // --- Start ----------------------------------------------------------------------------------
