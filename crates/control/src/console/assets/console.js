@@ -85,7 +85,7 @@ async function loadAgents() {
         (endpoint.pool ? ', pool' : '') + ')')));
     return el('tr', { 'data-agent': agent.name },
       el('td', {}, agent.name), el('td', {}, agent.address),
-      el('td', {}, agent.connected_at), el('td', {}, endpoints));
+      el('td', {}, shortTime(agent.connected_at)), el('td', {}, endpoints));
   }));
 }
 
@@ -154,24 +154,25 @@ function wireForms() {
     const pem = document.getElementById('ca-pem');
     const description = document.getElementById('ca-description');
     change(async () => {
-      const ca = await call('POST', '/certificate_authorities',
+      await call('POST', '/certificate_authorities',
         { ca_pem: pem.value, description: description.value });
-      pem.value = '';
-      description.value = '';
-      return ca;
+      event.target.reset();
     }, 'CA added', loadCas);
   });
   document.getElementById('endpoint-form').addEventListener('submit', (event) => {
     event.preventDefault();
     const value = (id) => document.getElementById(id).value;
     const cas = value('endpoint-cas').split(',').map((id) => id.trim()).filter((id) => id);
-    change(() => call('POST', '/endpoints', {
-      hostname: value('endpoint-hostname').trim(),
-      kind: value('endpoint-kind'),
-      terminate_at: value('endpoint-terminate'),
-      pool: document.getElementById('endpoint-pool').checked,
-      certificate_authority_ids: cas,
-    }), 'endpoint defined', loadEndpoints);
+    change(async () => {
+      await call('POST', '/endpoints', {
+        hostname: value('endpoint-hostname').trim(),
+        kind: value('endpoint-kind'),
+        terminate_at: value('endpoint-terminate'),
+        pool: document.getElementById('endpoint-pool').checked,
+        certificate_authority_ids: cas,
+      });
+      event.target.reset();
+    }, 'endpoint defined', loadEndpoints);
   });
 }
 
@@ -186,6 +187,11 @@ const WHAT = {
   endpoint_removed: 'endpoint removed',
 };
 
+// An RFC 3339 time to the second (the edge sends microseconds).
+function shortTime(time) {
+  return String(time).replace(/\.\d+Z$/, 'Z');
+}
+
 function showEntry(entry) {
   const rows = document.getElementById('feed-rows');
   const who = entry.kind === 'handshake' || entry.kind === 'refusal'
@@ -197,7 +203,7 @@ function showEntry(entry) {
     'data-reason': entry.reason || '',
     'data-seq': entry.seq,
   },
-  el('td', {}, entry.time), el('td', {}, WHAT[entry.kind] || entry.kind),
+  el('td', {}, shortTime(entry.time)), el('td', {}, WHAT[entry.kind] || entry.kind),
   el('td', {}, entry.endpoint || entry.sni || ''), el('td', {}, who),
   el('td', {}, entry.reason ? entry.reason + (entry.detail ? ': ' + entry.detail : '') : ''));
   rows.prepend(row);
