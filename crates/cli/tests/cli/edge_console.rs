@@ -11,11 +11,9 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::browser::{Browser, Certificates};
-use crate::gateway_support::{TestCa, moat_output, start_http_upstream, wait_until};
+use crate::gateway_support::{TestCa, moat_output, wait_until};
 use crate::tunnel::control_plane::api;
-use crate::tunnel::kit::{
-    curl_through, joined_with_alice, publish_flags, server_certificate, start_agent, start_edge,
-};
+use crate::tunnel::kit::{Published, curl_through, publish_app};
 
 /// The edge's default heartbeat tolerance (`--heartbeat-tolerance`): a session the edge hears
 /// nothing from for this long ends. A killed agent's connection is reset by the kernel, so the
@@ -23,10 +21,7 @@ use crate::tunnel::kit::{
 const HEARTBEAT_TOLERANCE: Duration = Duration::from_secs(15);
 
 /// Subjects that are markup: the page must show them as text.
-const XSS_NAMES: [&str; 2] = [
-    "<script>alert(1)</script>",
-    "<img src=x onerror=alert(2)>",
-];
+const XSS_NAMES: [&str; 2] = ["<script>alert(1)</script>", "<img src=x onerror=alert(2)>"];
 
 /// The admin CA, the admin listener's issuer (what the browser trusts the listener by).
 const ADMIN_CA: &str = "home/edge/admin-ca/ca.crt";
@@ -61,9 +56,21 @@ fn add_ca_ending_in(dir: &Path, name: &str, days: u32) -> String {
     let out = format!("{days}-days-ca");
     moat_ok(
         dir,
-        &["pki", "init-ca", "--out", &out, "--cn", name, "--days", &days.to_string()],
+        &[
+            "pki",
+            "init-ca",
+            "--out",
+            &out,
+            "--cn",
+            name,
+            "--days",
+            &days.to_string(),
+        ],
     );
-    add_ca(dir, &std::fs::read_to_string(dir.join(out).join("ca.crt")).unwrap())
+    add_ca(
+        dir,
+        &std::fs::read_to_string(dir.join(out).join("ca.crt")).unwrap(),
+    )
 }
 
 /// The local administrator's certificate as the PKCS#12 bundle a browser imports.
@@ -89,20 +96,20 @@ fn admin_p12(dir: &Path) -> std::path::PathBuf {
 
 /// The `data-*` attribute `name` of the first element matching `selector`.
 fn attribute(browser: &Browser, selector: &str, name: &str) -> Option<String> {
-    browser.attributes(selector, name).into_iter().next().flatten()
+    browser
+        .attributes(selector, name)
+        .into_iter()
+        .next()
+        .flatten()
 }
 
 #[test]
 fn the_console_shows_agents_cas_and_refusals_live_to_an_admin_only() {
     let scratch = tempfile::tempdir().unwrap();
     let dir = scratch.path();
-    let edge = start_edge(dir, &["--domain", "*.tunnel.test"]);
-    let pki = joined_with_alice(dir, "*.tunnel.test");
-    server_certificate(dir, &pki.server_ca, "app.tunnel.test", 20);
-    let upstream = start_http_upstream().to_string();
-    let flags = publish_flags("app.tunnel.test", &[]);
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let (mut agent, _) = start_agent(dir, &edge, "http", &upstream, &flags);
+    let Published {
+        edge, mut agent, ..
+    } = publish_app(dir, &[]);
     let (_, sessions) = api(dir, "GET", "/tunnel_sessions", None);
     let agent_name = sessions["tunnel_sessions"][0]["agent"]
         .as_str()
@@ -139,7 +146,11 @@ fn the_console_shows_agents_cas_and_refusals_live_to_an_admin_only() {
             .unwrap_or_default()
             .to_owned(),
     };
-    assert_eq!(stranger.count("#agent-rows"), 0, "a stranger got the console");
+    assert_eq!(
+        stranger.count("#agent-rows"),
+        0,
+        "a stranger got the console"
+    );
     assert!(
         failure.contains("ERR_") && !failure.contains("ERR_CERT_"),
         "{failure}"
@@ -168,7 +179,9 @@ fn the_console_shows_agents_cas_and_refusals_live_to_an_admin_only() {
     // The agent and its endpoint.
     let agent_row = format!("#agent-rows tr[data-agent=\"{agent_name}\"]");
     wait_until("the agent on the console", Duration::from_secs(10), || {
-        browser.count(&format!("{agent_row} li[data-hostname=\"app.tunnel.test\"]")) == 1
+        browser.count(&format!(
+            "{agent_row} li[data-hostname=\"app.tunnel.test\"]"
+        )) == 1
     });
 
     // CAs by days to expiry, in words as well as colour.
@@ -181,13 +194,23 @@ fn the_console_shows_agents_cas_and_refusals_live_to_an_admin_only() {
         (&fine, "ok", ""),
     ] {
         let row = format!("#ca-rows tr[data-ca-id=\"{id}\"]");
-        assert_eq!(attribute(&browser, &row, "data-expiry").as_deref(), Some(level));
+        assert_eq!(
+            attribute(&browser, &row, "data-expiry").as_deref(),
+            Some(level)
+        );
         let shown = browser.text(&format!("{row} .expiry"));
-        assert!(shown.starts_with(words) && shown.ends_with(" days left"), "{shown}");
+        assert!(
+            shown.starts_with(words) && shown.ends_with(" days left"),
+            "{shown}"
+        );
     }
     assert_eq!(
-        attribute(&browser, &format!("#ca-rows tr[data-ca-id=\"{critical}\"]"), "data-days")
-            .as_deref(),
+        attribute(
+            &browser,
+            &format!("#ca-rows tr[data-ca-id=\"{critical}\"]"),
+            "data-days"
+        )
+        .as_deref(),
         Some("4"),
         "5 days less the moments since it was made: 4 whole days"
     );
@@ -242,7 +265,10 @@ fn the_console_shows_agents_cas_and_refusals_live_to_an_admin_only() {
     assert_eq!(stored["description"], "from the console");
     click(
         &browser,
-        &format!("#ca-rows tr[data-ca-id=\"{}\"] button", stored["id"].as_str().unwrap()),
+        &format!(
+            "#ca-rows tr[data-ca-id=\"{}\"] button",
+            stored["id"].as_str().unwrap()
+        ),
     );
     wait_until("the pasted CA gone", Duration::from_secs(10), || {
         browser.count("#ca-rows tr") == 5
@@ -256,11 +282,17 @@ fn the_console_shows_agents_cas_and_refusals_live_to_an_admin_only() {
     });
     let (_, endpoints) = api(dir, "GET", "/endpoints", None);
     assert_eq!(endpoints["endpoints"][0]["hostname"], "defined.tunnel.test");
-    assert_eq!(endpoints["endpoints"][0]["certificate_authority_ids"], json!([fine]));
+    assert_eq!(
+        endpoints["endpoints"][0]["certificate_authority_ids"],
+        json!([fine])
+    );
     // A CA an endpoint trusts cannot go: the API's refusal shows as the page's status (and
     // Chromium logs the 409: the only error it may log).
     assert_eq!(browser.console_errors(), Vec::<String>::new());
-    click(&browser, &format!("#ca-rows tr[data-ca-id=\"{fine}\"] button"));
+    click(
+        &browser,
+        &format!("#ca-rows tr[data-ca-id=\"{fine}\"] button"),
+    );
     wait_until("the refusal shown", Duration::from_secs(10), || {
         browser.text("#status").contains("is used by endpoint")
     });
@@ -276,10 +308,12 @@ fn the_console_shows_agents_cas_and_refusals_live_to_an_admin_only() {
     let (_, endpoints) = api(dir, "GET", "/endpoints", None);
     assert_eq!(endpoints["endpoints"], json!([]));
 
-
     // Nothing but the admin origin, no error, and no reload happened along the way.
     for resource in browser.resources() {
-        assert!(resource.starts_with(admin), "loaded from elsewhere: {resource}");
+        assert!(
+            resource.starts_with(admin),
+            "loaded from elsewhere: {resource}"
+        );
     }
     assert_eq!(browser.console_errors(), Vec::<String>::new());
     assert_eq!(
@@ -308,9 +342,11 @@ fn the_console_shows_agents_cas_and_refusals_live_to_an_admin_only() {
     let gone_after = killed.elapsed();
     eprintln!("edge console: the killed agent was gone after {gone_after:?}");
     assert!(gone_after < HEARTBEAT_TOLERANCE, "{gone_after:?}");
-    wait_until("the disconnection in the feed", Duration::from_secs(5), || {
-        browser.count("#feed-rows tr[data-kind=agent_disconnected]") == 1
-    });
+    wait_until(
+        "the disconnection in the feed",
+        Duration::from_secs(5),
+        || browser.count("#feed-rows tr[data-kind=agent_disconnected]") == 1,
+    );
     agent.wait_exit(Duration::from_secs(10));
     assert_eq!(browser.console_errors(), Vec::<String>::new());
 }

@@ -143,7 +143,9 @@ mod tests {
     #[test]
     fn refusals_land_in_their_minute_and_an_hour_later_they_are_gone() {
         let charts = Charts::default();
-        let start = 1_800_000_000 - 1_800_000_000 % 60;
+        // A minute's first second.
+        let start = 1_800_000_000;
+        assert_eq!(start % BUCKET_SECONDS, 0);
         refusal(&charts, HandshakeRefusal::ConnectionLimit, start);
         refusal(&charts, HandshakeRefusal::ConnectionLimit, start + 59);
         refusal(&charts, HandshakeRefusal::ConnectionLimit, start + 60);

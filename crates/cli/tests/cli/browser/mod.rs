@@ -11,6 +11,10 @@
 //! browser.screenshot("audit-report");   // target/test-artifacts/audit-report.png
 //! ```
 //!
+//! A page behind a client-certificate handshake (the edge console) needs a browser that holds
+//! the certificate: [`Browser::start_with_certificates`] gives Chromium its own NSS store (a
+//! trusted CA, a PKCS#12 identity) and the policy that presents the identity without a dialog.
+//!
 //! The methods are synchronous (the kit owns a small runtime), like the rest of the test kit;
 //! [`Browser::block_on`] and [`Browser::driver`] reach the whole async client when a test
 //! needs more. Dropping the browser ends the session, Chromium and chromedriver.
