@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::browser::{Browser, Certificates};
-use crate::gateway_support::{TestCa, moat_output, wait_until};
+use crate::gateway_support::{TestCa, curl, moat_output, wait_until};
 use crate::tunnel::control_plane::api;
 use crate::tunnel::kit::{Published, curl_through, publish_app};
 
@@ -126,6 +126,31 @@ fn the_console_shows_agents_cas_and_refusals_live_to_an_admin_only() {
 
     let admin = std::fs::read_to_string(dir.join("home/edge/admin-address")).unwrap();
     let admin = admin.trim();
+    // The page as the listener sends it: a policy that allows only this origin and no inline
+    // script, and no content sniffing.
+    let (code, headers, err) = curl(
+        dir,
+        &[
+            "--cacert",
+            ADMIN_CA,
+            "--cert",
+            "home/edge/admin/admin.crt",
+            "--key",
+            "home/edge/admin/admin.key",
+            "-D",
+            "-",
+            "-o",
+            "/dev/null",
+            &format!("{admin}/console"),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let headers = headers.to_ascii_lowercase();
+    assert!(
+        headers.contains("\r\ncontent-security-policy: default-src 'self'; script-src 'self';")
+            && headers.contains("\r\nx-content-type-options: nosniff\r\n"),
+        "{headers}"
+    );
     let p12 = admin_p12(dir);
     let trusted_ca = dir.join(ADMIN_CA);
 

@@ -156,3 +156,79 @@ fn plain(status: StatusCode, text: &'static str) -> Response<AdminBody> {
 fn whole(body: impl Into<Bytes>) -> AdminBody {
     Full::new(body.into()).boxed()
 }
+
+#[cfg(test)]
+mod tests {
+    use http::header::{CONTENT_SECURITY_POLICY, X_CONTENT_TYPE_OPTIONS};
+
+    use super::*;
+
+    fn get(console: &Console, method: Method, path: &str) -> Option<Response<AdminBody>> {
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .body(())
+            .unwrap();
+        console.handle(&request)
+    }
+
+    #[test]
+    fn the_console_answers_its_paths_with_its_headers_and_leaves_the_rest_to_the_api() {
+        let console = Console::new();
+        for path in ["/certificate_authorities", "/openapi.json", "/consoles"] {
+            assert!(get(&console, Method::GET, path).is_none(), "{path}");
+        }
+        let root = get(&console, Method::GET, "/").unwrap();
+        assert_eq!(root.status(), StatusCode::SEE_OTHER);
+        assert_eq!(root.headers()[LOCATION], "/console");
+        for (path, status, media) in [
+            ("/console", StatusCode::OK, "text/html; charset=utf-8"),
+            (
+                "/console/console.js",
+                StatusCode::OK,
+                "text/javascript; charset=utf-8",
+            ),
+            ("/console/agents", StatusCode::OK, "application/json"),
+            (
+                "/console/nothing",
+                StatusCode::NOT_FOUND,
+                "text/plain; charset=utf-8",
+            ),
+        ] {
+            let response = get(&console, Method::GET, path).unwrap();
+            assert_eq!(response.status(), status, "{path}");
+            let headers = response.headers();
+            assert_eq!(headers[CONTENT_TYPE], media, "{path}");
+            assert!(
+                headers[CONTENT_SECURITY_POLICY]
+                    .to_str()
+                    .unwrap()
+                    .starts_with("default-src 'self'; script-src 'self';"),
+                "{path}"
+            );
+            assert_eq!(headers[X_CONTENT_TYPE_OPTIONS], "nosniff", "{path}");
+        }
+        let posted = get(&console, Method::POST, "/console").unwrap();
+        assert_eq!(posted.status(), StatusCode::METHOD_NOT_ALLOWED);
+    }
+
+    #[test]
+    fn the_page_runs_no_inline_script_and_writes_no_markup_from_data() {
+        // The CSP forbids inline script; the page must not need any.
+        assert!(!assets::PAGE.body.contains("<script>"));
+        // No inline event handler: no ` onNAME=` attribute.
+        let handler = assets::PAGE.body.split(" on").skip(1).find(|after| {
+            let name: String = after.chars().take_while(char::is_ascii_lowercase).collect();
+            !name.is_empty() && after[name.len()..].starts_with('=')
+        });
+        assert_eq!(handler, None);
+        for sink in [
+            "innerHTML",
+            "outerHTML",
+            "insertAdjacentHTML",
+            "document.write",
+        ] {
+            assert!(!assets::SCRIPT.body.contains(sink), "{sink}");
+        }
+    }
+}

@@ -1,6 +1,6 @@
 // The edge console's script: reads the console's JSON and the admin API, follows the feed
 // (Server-Sent Events) and draws the charts as SVG. Every value from the edge (certificate
-// fields, hostnames, addresses, reasons) becomes text through DOM calls: never innerHTML.
+// fields, hostnames, addresses, reasons) becomes text through DOM calls, never markup.
 'use strict';
 
 // Days to expiry at which a CA is flagged (README "Edge console").
