@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 
 use crate::audit::HttpRequestEvent;
 use crate::connection::ConnectionInfo;
+use crate::expiry::ExpiringItem;
 use crate::metrics::ReloadOutcome;
 use crate::presented::Presented;
 use crate::reasons::{AgentDisconnect, EndpointRemoval, HandshakeRefusal};
@@ -50,6 +51,9 @@ pub enum Event<'a> {
     },
     /// A configuration reload ended.
     ConfigReloaded(ReloadOutcome),
+    /// The server certificates, CAs and CRLs every endpoint uses now (the whole set, replacing
+    /// the one before), at start and after every reload: on an edge, agents' uploads included.
+    CertificatesInUse(&'a [ExpiringItem]),
     /// An agent opened its session with the edge.
     AgentConnected {
         /// The agent's name: its certificate's CN, else its subject.

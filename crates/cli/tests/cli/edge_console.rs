@@ -1,6 +1,7 @@
 //! The edge console (`/console` on the admin listener) in headless Chromium holding the edge's
 //! local administrator certificate: a connected agent and its endpoint, gone within the
-//! heartbeat tolerance of a SIGKILL; CAs flagged by days to expiry; a refused handshake in the
+//! heartbeat tolerance of a SIGKILL; CAs flagged by days to expiry, the agent's uploaded ones
+//! listed too; a refused handshake in the
 //! feed and the charts without a reload; CA and endpoint edits through the page; markup in a
 //! CA's subject shown as text; nothing loaded from elsewhere, no console error. A browser
 //! without the certificate gets no page.
@@ -240,6 +241,25 @@ fn the_console_shows_agents_cas_and_refusals_live_to_an_admin_only() {
         "5 days less the moments since it was made: 4 whole days"
     );
 
+    // What the endpoints use, the agent's uploaded client CA and its server certificate
+    // included.
+    let uploaded = "#in-use-rows tr[data-endpoint=\"app.tunnel.test\"]";
+    wait_until("the agent's certificates", Duration::from_secs(10), || {
+        browser.count(&format!("{uploaded}[data-kind=ca]")) == 1
+            && browser.count(&format!("{uploaded}[data-kind=server]")) == 1
+    });
+    let subject = browser.text(&format!("{uploaded}[data-kind=ca] .subject"));
+    assert!(subject.contains("Client CA"), "{subject}");
+    assert_eq!(
+        attribute(
+            &browser,
+            &format!("{uploaded}[data-kind=ca]"),
+            "data-expiry"
+        )
+        .as_deref(),
+        Some("ok")
+    );
+
     // Markup in a subject is text: no element made of it, no alert.
     for (id, name) in markup.iter().zip(XSS_NAMES) {
         let shown = browser.text(&format!("#ca-rows tr[data-ca-id=\"{id}\"] .ca-name"));
@@ -371,6 +391,11 @@ fn the_console_shows_agents_cas_and_refusals_live_to_an_admin_only() {
         "the disconnection in the feed",
         Duration::from_secs(5),
         || browser.count("#feed-rows tr[data-kind=agent_disconnected]") == 1,
+    );
+    wait_until(
+        "the agent's certificates gone",
+        Duration::from_secs(5),
+        || browser.count(uploaded) == 0,
     );
     agent.wait_exit(Duration::from_secs(10));
     assert_eq!(browser.console_errors(), Vec::<String>::new());

@@ -8,16 +8,18 @@
 //! GET /console            the page (assets/console.html), its script and style beside it
 //! GET /console/agents     this edge's agent sessions and what each publishes (agents.rs)
 //! GET /console/charts     the last hour in one-minute buckets (charts.rs)
+//! GET /console/certificates  what the endpoints use, agents' uploads included (in_use.rs)
 //! GET /console/events     the feed as Server-Sent Events (feed.rs, stream.rs)
 //! ```
 //!
 //! [`Console`] is a [`Subscriber`] of the edge's telemetry: every event updates the feed, the
-//! charts and the agents as it happens.
+//! charts, the agents and the certificates in use as it happens.
 
 mod agents;
 mod assets;
 mod charts;
 mod feed;
+mod in_use;
 mod stream;
 
 use std::convert::Infallible;
@@ -36,6 +38,7 @@ use agents::LiveAgents;
 use assets::Asset;
 use charts::Charts;
 use feed::Feed;
+use in_use::InUse;
 use stream::EventStream;
 
 /// A response of the admin listener: the API's whole JSON bodies, or the console's stream.
@@ -47,6 +50,7 @@ pub struct Console {
     feed: Feed,
     charts: Charts,
     agents: LiveAgents,
+    in_use: InUse,
     /// Turns true when the listener stops, ending the event streams (they never end on
     /// their own, and the listener's drain would wait for them).
     closing: watch::Sender<bool>,
@@ -58,6 +62,7 @@ impl Default for Console {
             feed: Feed::default(),
             charts: Charts::default(),
             agents: LiveAgents::default(),
+            in_use: InUse::default(),
             closing: watch::channel(false).0,
         }
     }
@@ -68,6 +73,7 @@ impl Subscriber for Console {
         self.charts.record(event, unix_now());
         self.feed.record(event);
         self.agents.record(event);
+        self.in_use.record(event);
     }
 }
 
@@ -109,6 +115,7 @@ impl Console {
             "/console/icon.svg" => asset(assets::ICON),
             "/console/agents" => json(&self.agents.snapshot()),
             "/console/charts" => json(&self.charts.snapshot(unix_now())),
+            "/console/certificates" => json(&self.in_use.snapshot()),
             "/console/events" => self.events(request),
             _ => plain(
                 StatusCode::NOT_FOUND,

@@ -120,6 +120,20 @@ async function loadCas() {
   }));
 }
 
+const KINDS = { server: 'server certificate', ca: 'client CA', crl: 'CRL' };
+
+async function loadInUse() {
+  const now = Date.now();
+  const { certificates } = await call('GET', '/console/certificates');
+  fill('in-use-rows', 'in-use-empty', certificates.map((item) => {
+    const [level, days, words] = expiry(item.not_after, now);
+    return el('tr', { 'data-endpoint': item.endpoint, 'data-kind': item.kind, 'data-expiry': level, 'data-days': days },
+      el('td', {}, item.endpoint), el('td', {}, KINDS[item.kind] || item.kind),
+      el('td', { class: 'subject' }, item.subject), el('td', {}, item.not_after),
+      el('td', {}, el('span', { class: 'expiry expiry-' + level }, words)));
+  }));
+}
+
 // --- Endpoint definitions -----------------------------------------------------------------------
 
 async function loadEndpoints() {
@@ -210,19 +224,25 @@ function showEntry(entry) {
   while (rows.rows.length > FEED_ROWS) rows.deleteRow(-1);
   if (entry.kind.startsWith('agent_') || entry.kind.startsWith('endpoint_')) {
     refresh(loadAgents);
+    // A publication or its end reloads the gateway: its certificates change.
+    inUseSoon();
   }
   chartsSoon();
 }
 
-// Redraws the charts a second after the feed moved (once for a burst of entries).
-let chartsTimer = null;
-function chartsSoon() {
-  if (chartsTimer !== null) return;
-  chartsTimer = setTimeout(() => {
-    chartsTimer = null;
-    refresh(loadCharts);
-  }, 1000);
+// `load` once, a second from the first call (once for a burst of feed entries).
+function soon(load) {
+  let timer = null;
+  return () => {
+    if (timer !== null) return;
+    timer = setTimeout(() => {
+      timer = null;
+      refresh(load);
+    }, 1000);
+  };
 }
+const chartsSoon = soon(() => loadCharts());
+const inUseSoon = soon(() => loadInUse());
 
 function followFeed() {
   const state = document.getElementById('feed-state');
@@ -300,6 +320,7 @@ document.addEventListener('DOMContentLoaded', () => {
   followFeed();
   refresh(loadAgents);
   refresh(loadCas);
+  refresh(loadInUse);
   refresh(loadEndpoints);
   refresh(loadCharts);
   // Agents also come and go by the feed; this catches a stream that was reconnecting.
