@@ -13,6 +13,8 @@ use serde_json::{Value, json};
 /// One agent's session.
 #[derive(Debug, Clone)]
 struct Session {
+    /// Sessions opened before it: the newest of one name is the one with the highest.
+    opened: u64,
     name: String,
     serial: String,
     connected_at: String,
@@ -24,6 +26,8 @@ struct Session {
 #[derive(Debug, Default)]
 pub(crate) struct LiveAgents {
     sessions: Mutex<BTreeMap<SocketAddr, Session>>,
+    /// Sessions opened so far.
+    opened: std::sync::atomic::AtomicU64,
 }
 
 impl LiveAgents {
@@ -35,9 +39,13 @@ impl LiveAgents {
                 address,
                 serial,
             } => {
+                let opened = self
+                    .opened
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 self.lock().insert(
                     *address,
                     Session {
+                        opened,
                         name: (*agent).to_owned(),
                         serial: (*serial).to_owned(),
                         connected_at: now_rfc3339(),
@@ -61,7 +69,7 @@ impl LiveAgents {
                 let newest = sessions
                     .values_mut()
                     .filter(|session| session.name == *agent)
-                    .max_by(|a, b| a.connected_at.cmp(&b.connected_at));
+                    .max_by_key(|session| session.opened);
                 if let Some(session) = newest {
                     session.endpoints.insert(
                         (*hostname).to_owned(),
@@ -163,5 +171,36 @@ mod tests {
             detail: "gone",
         });
         assert_eq!(agents.snapshot(), json!({ "agents": [] }));
+    }
+
+    #[test]
+    fn an_endpoint_goes_to_the_newest_session_of_its_agent() {
+        let agents = LiveAgents::default();
+        let (old, new): (SocketAddr, SocketAddr) = (
+            "127.0.0.1:40000".parse().unwrap(),
+            "127.0.0.1:40001".parse().unwrap(),
+        );
+        for address in [old, new] {
+            agents.record(&Event::AgentConnected {
+                agent: "alice",
+                address,
+                serial: "0a",
+            });
+        }
+        agents.record(&Event::EndpointPublished {
+            hostname: "a.example.com",
+            agent: "alice",
+            kind: "http",
+            terminate_at: "edge",
+            pool: false,
+        });
+        let shown = agents.snapshot();
+        let holder = shown["agents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|agent| agent["endpoints"] != json!([]))
+            .unwrap_or_else(|| panic!("{shown}"));
+        assert_eq!(holder["address"], new.to_string(), "{shown}");
     }
 }
