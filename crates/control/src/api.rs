@@ -75,7 +75,9 @@ impl Route {
     }
 }
 
-/// Every route the API serves; `/openapi.json` documents each of them.
+/// Every route the API serves; `/openapi.json` documents each of them. The edge console's pages
+/// (`/`, `/console` and below) are no API routes and are left out of the document on purpose:
+/// the listener answers them before the API (`console/mod.rs`), as HTML, script and events.
 pub const ROUTES: &[Route] = &[
     Route {
         path: "/openapi.json",

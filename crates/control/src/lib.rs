@@ -9,6 +9,9 @@
 //! `{error_code, status_code, msg, details}` naming the field. `/openapi.json` documents every
 //! route, and the tests hold it to the real answers.
 //!
+//! The same listener serves the edge console (`/console`, [`Console`]): a page over the API and
+//! the edge's telemetry.
+//!
 //! The API writes the store ([`moat_store::Store`]) itself; what needs the running edge (making
 //! a join token, re-reading the store after a change) goes through [`EdgeHooks`].
 
@@ -19,6 +22,7 @@ mod api;
 mod api_error;
 mod body;
 mod client;
+mod console;
 mod error;
 mod hooks;
 mod ids;
@@ -33,6 +37,7 @@ mod times;
 
 pub use api::{AdminApi, MAX_BODY_BYTES, ROUTES, Route};
 pub use client::AdminClient;
+pub use console::{AdminBody, Console};
 pub use error::ControlError;
 pub use hooks::{EdgeHooks, HookError, IssuedToken, TokenRequest};
 pub use listener::{AdminListener, AdminTls, DEFAULT_ADMIN_LISTEN};

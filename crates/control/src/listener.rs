@@ -1,5 +1,5 @@
 //! The admin listener: HTTPS (HTTP/1.1 or HTTP/2 by ALPN) whose handshake demands a client
-//! certificate from an admin CA, so a client without one never reaches the API.
+//! certificate from an admin CA, so a client without one never reaches the API or the console.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http_body_util::BodyExt as _;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -24,6 +25,7 @@ use x509_parser::certificate::X509Certificate;
 use x509_parser::prelude::FromDer as _;
 
 use crate::api::AdminApi;
+use crate::console::Console;
 use crate::error::ControlError;
 
 /// Where the admin API listens unless told otherwise: loopback only, so exposing it is a choice.
@@ -113,6 +115,7 @@ pub struct AdminListener {
     listener: TcpListener,
     acceptor: TlsAcceptor,
     api: Arc<AdminApi>,
+    console: Option<Arc<Console>>,
     local_addr: SocketAddr,
 }
 
@@ -139,8 +142,15 @@ impl AdminListener {
             listener,
             acceptor,
             api,
+            console: None,
             local_addr,
         })
+    }
+
+    /// Serves `console` beside the API: `/console` and `/` (see [`Console`]).
+    pub fn with_console(mut self, console: Arc<Console>) -> AdminListener {
+        self.console = Some(console);
+        self
     }
 
     /// The address it listens on.
@@ -164,13 +174,17 @@ impl AdminListener {
             };
             let acceptor = self.acceptor.clone();
             let api = Arc::clone(&self.api);
+            let console = self.console.clone();
             let watcher = graceful.watcher();
             tokio::spawn(async move {
-                serve_connection(acceptor, stream, peer, api, watcher).await;
+                serve_connection(acceptor, stream, peer, api, console, watcher).await;
                 drop(permit);
             });
         }
         drop(self.listener);
+        if let Some(console) = &self.console {
+            console.close();
+        }
         if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
             .await
             .is_err()
@@ -204,6 +218,7 @@ async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
     api: Arc<AdminApi>,
+    console: Option<Arc<Console>>,
     watcher: hyper_util::server::graceful::Watcher,
 ) {
     let handshake = acceptor.accept(stream).into_fallible();
@@ -229,10 +244,17 @@ async fn serve_connection(
         .into();
     let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
         let api = Arc::clone(&api);
+        let console = console.clone();
         let admin = Arc::clone(&admin);
         async move {
             let (method, path) = (request.method().clone(), request.uri().path().to_owned());
-            let response = api.handle(request).await;
+            let response = match console
+                .as_deref()
+                .and_then(|console| console.handle(&request))
+            {
+                Some(page) => page,
+                None => api.handle(request).await.map(|body| body.boxed()),
+            };
             tracing::info!(%admin, %method, %path, status = response.status().as_u16(), "admin API request");
             Ok::<_, Infallible>(response)
         }

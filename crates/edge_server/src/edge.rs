@@ -1,10 +1,11 @@
-//! `Edge`: the public gateway and the agent listener of one `moat edge` process.
+//! `Edge`: the public gateway, the agent listener and the admin listener (API and console) of
+//! one `moat edge` process.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use moat_control::AdminListener;
+use moat_control::{AdminListener, Console};
 use moat_edge::{AgentListenerTls, EdgeState};
 use moat_gateway::{Gateway, GatewayOptions};
 use moat_store::Store;
@@ -60,18 +61,21 @@ impl Edge {
                 let agent_port = agent_listener
                     .local_addr()
                     .map_or(settings.agent_listen.port(), |bound| bound.port());
-                Some(
-                    bind_admin(
-                        address,
-                        &state_dir,
-                        &settings.agent_names,
-                        settings.admin_cas.as_deref(),
-                        Arc::clone(&state),
-                        Arc::clone(&control),
-                        settings.token_address(agent_port),
-                    )
-                    .await?,
+                let listener = bind_admin(
+                    address,
+                    &state_dir,
+                    &settings.agent_names,
+                    settings.admin_cas.as_deref(),
+                    Arc::clone(&state),
+                    Arc::clone(&control),
+                    settings.token_address(agent_port),
                 )
+                .await?;
+                // The console sees what the edge reports from here on: agents, handshakes,
+                // requests (the gateway and the registry share this telemetry).
+                let console = Arc::new(Console::new());
+                telemetry.subscribe(console.clone());
+                Some(listener.with_console(console))
             }
             None => None,
         };

@@ -333,7 +333,7 @@ impl Subscriber for AuditLog {
                 time: now_rfc3339(),
                 outcome: outcome.as_str(),
             }),
-            Event::BytesForwarded { .. } => {}
+            Event::BytesForwarded { .. } | Event::CertificatesInUse(_) => {}
         }
     }
 }

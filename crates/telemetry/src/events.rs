@@ -2,13 +2,14 @@
 //!
 //! Events are borrowed views of facts the gateway already holds, handed to every subscriber on
 //! the task where they happen; each subscriber takes what it needs (the metrics count, the audit
-//! log encodes a line, a live console would copy and send). Building nothing a subscriber does
+//! log encodes a line, the edge console copies and sends). Building nothing a subscriber does
 //! not ask for keeps a gateway without an audit log as cheap as before the stream existed.
 
 use std::net::SocketAddr;
 
 use crate::audit::HttpRequestEvent;
 use crate::connection::ConnectionInfo;
+use crate::expiry::ExpiringItem;
 use crate::metrics::ReloadOutcome;
 use crate::presented::Presented;
 use crate::reasons::{AgentDisconnect, EndpointRemoval, HandshakeRefusal};
@@ -50,6 +51,9 @@ pub enum Event<'a> {
     },
     /// A configuration reload ended.
     ConfigReloaded(ReloadOutcome),
+    /// The server certificates, CAs and CRLs every endpoint uses now (the whole set, replacing
+    /// the one before), at start and after every reload: on an edge, agents' uploads included.
+    CertificatesInUse(&'a [ExpiringItem]),
     /// An agent opened its session with the edge.
     AgentConnected {
         /// The agent's name: its certificate's CN, else its subject.
@@ -94,7 +98,7 @@ pub enum Event<'a> {
     },
 }
 
-/// A consumer of the event stream (the audit log, the metrics, later a live console). Called
+/// A consumer of the event stream (the audit log, the metrics, the edge console). Called
 /// synchronously on the task where the event happens, so it must not block: count, encode into
 /// a buffer, or copy and send.
 pub trait Subscriber: Send + Sync + std::fmt::Debug {

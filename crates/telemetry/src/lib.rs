@@ -115,10 +115,12 @@ impl Telemetry {
     }
 
     /// Publishes the expiry gauges of every certificate, CA and CRL in use (replacing the
-    /// previous set) and warns in the log about those expiring within 14 days. Called at
-    /// startup and after each reload with the items of every endpoint.
+    /// previous set), tells the subscribers ([`Event::CertificatesInUse`]) and warns in the log
+    /// about those expiring within 14 days. Called at startup and after each reload with the
+    /// items of every endpoint.
     pub fn track_certificates(&self, items: &[ExpiringItem]) {
         self.shared.metrics.set_certificate_expiry(items);
+        self.emit(&Event::CertificatesInUse(items));
         expiry::warn_expiring(
             items,
             time::OffsetDateTime::now_utc(),

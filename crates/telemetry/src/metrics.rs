@@ -379,6 +379,8 @@ impl Subscriber for Metrics {
                 to_client,
             } => self.add_bytes(endpoint, from_client, to_client),
             Event::ConfigReloaded(outcome) => self.config_reloaded(outcome),
+            // The expiry gauges are set by Telemetry::track_certificates itself.
+            Event::CertificatesInUse(_) => {}
             Event::AgentConnected { .. } => {
                 self.edge.agents_connected.inc();
             }

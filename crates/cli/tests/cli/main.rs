@@ -13,6 +13,7 @@ mod access_policy;
 mod audit_report;
 mod config_check;
 mod demo;
+mod edge_console;
 mod gateway_ngrok_guide;
 mod gateway_operating;
 mod gateway_proxy_protocol;

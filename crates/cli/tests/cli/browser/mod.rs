@@ -11,6 +11,10 @@
 //! browser.screenshot("audit-report");   // target/test-artifacts/audit-report.png
 //! ```
 //!
+//! A page behind a client-certificate handshake (the edge console) needs a browser that holds
+//! the certificate: [`Browser::start_with_certificates`] gives Chromium its own NSS store (a
+//! trusted CA, a PKCS#12 identity) and the policy that presents the identity without a dialog.
+//!
 //! The methods are synchronous (the kit owns a small runtime), like the rest of the test kit;
 //! [`Browser::block_on`] and [`Browser::driver`] reach the whole async client when a test
 //! needs more. Dropping the browser ends the session, Chromium and chromedriver.
@@ -61,6 +65,8 @@ pub struct Browser {
     chromedriver: Child,
     /// The browser's profile, deleted with the browser.
     _profile: tempfile::TempDir,
+    /// Its `HOME` when it has its own certificate store, deleted with the browser.
+    _home: Option<tempfile::TempDir>,
 }
 
 /// A line of the browser's console log.
@@ -82,6 +88,26 @@ impl Browser {
     /// Chromium with a `width`×`height` window; fails the test with the install hint when
     /// chromium or chromedriver is missing.
     pub fn start_sized(width: u32, height: u32) -> Browser {
+        Browser::launch(width, height, None)
+    }
+
+    /// Chromium (1280×900) whose certificate store holds `certificates`: it trusts a server
+    /// CA and, when given one, presents a client certificate to any `https://127.0.0.1` that
+    /// asks for one (the admin listener). Headless Chromium cannot pick a certificate in a
+    /// dialog: the enterprise policy `AutoSelectCertificateForUrls` picks it (see
+    /// [`ensure_client_certificate_policy`]).
+    pub fn start_with_certificates(certificates: &Certificates<'_>) -> Browser {
+        let home = tempfile::tempdir().unwrap();
+        certificates.install(home.path());
+        if certificates.client.is_some() {
+            ensure_client_certificate_policy();
+        }
+        Browser::launch(1280, 900, Some(home))
+    }
+
+    /// Chromium with a `width`×`height` window, with `home` as its `HOME` (its certificate
+    /// store, `.pki/nssdb`) when given.
+    fn launch(width: u32, height: u32, home: Option<tempfile::TempDir>) -> Browser {
         for program in [CHROMEDRIVER, CHROMIUM] {
             assert!(
                 Path::new(program).exists(),
@@ -92,7 +118,10 @@ impl Browser {
             .enable_all()
             .build()
             .unwrap();
-        let (chromedriver, port) = with_free_port("chromedriver", start_chromedriver);
+        let home_path = home.as_ref().map(|home| home.path().to_path_buf());
+        let (chromedriver, port) = with_free_port("chromedriver", |port| {
+            start_chromedriver(port, home_path.as_deref())
+        });
         let profile = tempfile::tempdir().unwrap();
         let mut capabilities = DesiredCapabilities::chrome();
         capabilities.set_binary(CHROMIUM).unwrap();
@@ -117,6 +146,7 @@ impl Browser {
             driver: None,
             chromedriver,
             _profile: profile,
+            _home: home,
         };
         match driver {
             Ok(Ok(driver)) => browser.driver = Some(driver),
@@ -140,6 +170,13 @@ impl Browser {
     pub fn open(&self, url: &str) {
         self.block_on(self.driver().goto(url))
             .unwrap_or_else(|error| panic!("open {url}: {error}"));
+    }
+
+    /// Opens `url`; the navigation's error (e.g. `net::ERR_BAD_SSL_CLIENT_AUTH_CERT`) when
+    /// Chromium reports one, for tests of pages a browser must not get.
+    pub fn try_open(&self, url: &str) -> Result<(), String> {
+        self.block_on(self.driver().goto(url))
+            .map_err(|error| error.to_string())
     }
 
     /// Opens a file of this machine.
@@ -299,11 +336,16 @@ impl Drop for Browser {
     }
 }
 
-/// Starts chromedriver on 127.0.0.1:`port` and waits until it says it is ready; `Err` when
+/// Starts chromedriver on 127.0.0.1:`port` (with `home` as `HOME` when given) and waits until it says it is ready; `Err` when
 /// another process had the port (for [`with_free_port`] to try another).
-fn start_chromedriver(port: u16) -> Result<(Child, u16), String> {
+fn start_chromedriver(port: u16, home: Option<&Path>) -> Result<(Child, u16), String> {
     use std::os::unix::process::CommandExt as _;
-    let mut child = Command::new(CHROMEDRIVER)
+    let mut command = Command::new(CHROMEDRIVER);
+    if let Some(home) = home {
+        // Chromium (started by chromedriver, inheriting this) reads $HOME/.pki/nssdb.
+        command.env("HOME", home);
+    }
+    let mut child = command
         .arg(format!("--port={port}"))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -353,4 +395,79 @@ pub fn artifacts_dir() -> PathBuf {
         .join("test-artifacts");
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// What a browser's certificate store (NSS, as Chromium on Linux reads it) holds.
+pub struct Certificates<'a> {
+    /// A CA certificate (PEM) trusted for servers: the admin listener's issuer.
+    pub trusted_ca: &'a Path,
+    /// A client certificate and its key as PKCS#12 (`moat pki p12`), and the bundle's
+    /// password; `None` for a browser that has no certificate to show.
+    pub client: Option<(&'a Path, &'a str)>,
+}
+
+/// Debian's NSS tools (package libnss3-tools), which write Chromium's certificate store.
+const CERTUTIL: &str = "/usr/bin/certutil";
+const PK12UTIL: &str = "/usr/bin/pk12util";
+
+impl Certificates<'_> {
+    /// Makes `home/.pki/nssdb` (no password) holding the trusted CA and the client certificate.
+    fn install(&self, home: &Path) {
+        let db = home.join(".pki/nssdb");
+        std::fs::create_dir_all(&db).unwrap();
+        let db = format!("sql:{}", db.display());
+        run_tool(CERTUTIL, &["-N", "-d", &db, "--empty-password"]);
+        let ca = self.trusted_ca.to_str().unwrap();
+        // C,,: a CA trusted to issue server certificates (and nothing else).
+        run_tool(
+            CERTUTIL,
+            &["-A", "-d", &db, "-n", "trusted-ca", "-t", "C,,", "-i", ca],
+        );
+        if let Some((p12, password)) = self.client {
+            let p12 = p12.to_str().unwrap();
+            run_tool(PK12UTIL, &["-i", p12, "-d", &db, "-W", password]);
+        }
+    }
+}
+
+fn run_tool(program: &str, args: &[&str]) {
+    let output = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|error| {
+            panic!("{program} does not start ({error}): apt-get install libnss3-tools (.ci/run installs it)")
+        });
+    assert!(
+        output.status.success(),
+        "{program} {args:?}: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Where Debian's Chromium reads the machine's mandatory policies.
+const POLICY_DIR: &str = "/etc/chromium/policies/managed";
+/// The policy file the tests own in it.
+const POLICY_FILE: &str = "moat-tests.json";
+/// Any https page on 127.0.0.1, whatever its port, that asks for a client certificate gets
+/// the one certificate the browser's store holds (the filter is empty: only a browser started
+/// with a client certificate has one, so the others are unaffected).
+const CLIENT_CERTIFICATE_POLICY: &str =
+    r#"{"AutoSelectCertificateForUrls": ["{\"pattern\":\"https://127.0.0.1:*\",\"filter\":{}}"]}"#;
+
+/// Writes the policy that lets headless Chromium present a client certificate (it has no
+/// dialog to ask with). The tests run as root in CI (.ci/run); the file is the same every
+/// time, written whole through a rename, so tests running at once cannot see half of it.
+pub fn ensure_client_certificate_policy() {
+    let dir = Path::new(POLICY_DIR);
+    let path = dir.join(POLICY_FILE);
+    if std::fs::read_to_string(&path).is_ok_and(|current| current == CLIENT_CERTIFICATE_POLICY) {
+        return;
+    }
+    std::fs::create_dir_all(dir).unwrap_or_else(|error| {
+        panic!("cannot make {POLICY_DIR} ({error}): the console tests write a Chromium policy there; run them as root, as CI does")
+    });
+    let staging = dir.join(format!(".{POLICY_FILE}.{}", std::process::id()));
+    std::fs::write(&staging, CLIENT_CERTIFICATE_POLICY).unwrap();
+    std::fs::rename(&staging, &path).unwrap();
 }

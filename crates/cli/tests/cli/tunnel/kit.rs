@@ -4,7 +4,9 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::gateway_support::{Moat, TestCa, Usage, curl, moat_output, write_pair};
+use crate::gateway_support::{
+    Moat, TestCa, Usage, curl, moat_output, start_http_upstream, write_pair,
+};
 
 /// A `moat edge` on loopback with its two addresses (three with `--metrics-listen`).
 pub struct RunningEdge {
@@ -253,4 +255,32 @@ pub fn start_agent_verdict(
         })
         .unwrap_or_else(|| panic!("no answer from the edge; log:\n{}", agent.log()));
     (agent, verdict)
+}
+
+/// An edge (with `edge_flags` besides its domain `*.tunnel.test`), a joined agent publishing
+/// `app.tunnel.test` at the edge in front of an HTTP upstream, and the upstream's address.
+pub struct Published {
+    pub edge: RunningEdge,
+    pub agent: Moat,
+    pub upstream: String,
+    pub flags: Vec<String>,
+}
+
+pub fn publish_app(dir: &Path, edge_flags: &[&str]) -> Published {
+    let edge = start_edge(
+        dir,
+        &[&["--domain", "*.tunnel.test"][..], edge_flags].concat(),
+    );
+    let server_ca = joined_with_alice(dir, "*.tunnel.test").server_ca;
+    server_certificate(dir, &server_ca, "app.tunnel.test", 20);
+    let upstream = start_http_upstream().to_string();
+    let flags = publish_flags("app.tunnel.test", &[]);
+    let borrowed: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let (agent, _) = start_agent(dir, &edge, "http", &upstream, &borrowed);
+    Published {
+        edge,
+        agent,
+        upstream,
+        flags,
+    }
 }

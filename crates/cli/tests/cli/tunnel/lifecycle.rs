@@ -6,45 +6,16 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::kit::{
-    RunningEdge, curl_through, curl_to, joined_with_alice, make_token, offline_answer,
-    publish_flags, server_certificate, start_agent, start_agent_verdict, start_edge, start_edge_at,
+    Published, RunningEdge, curl_through, curl_to, joined_with_alice, make_token, offline_answer,
+    publish_app, publish_flags, server_certificate, start_agent, start_agent_verdict, start_edge,
+    start_edge_at,
 };
-use crate::gateway_support::{
-    Moat, TestCa, start_http_upstream, start_observed_http_upstream, wait_until,
-};
+use crate::gateway_support::{TestCa, start_observed_http_upstream, wait_until};
 
 /// A directory with a server CA, a client CA with client `alice`, and a joined agent allowed
 /// `grant`; returns the server CA.
 fn setup(dir: &Path, grant: &str) -> TestCa {
     joined_with_alice(dir, grant).server_ca
-}
-
-/// An edge (with `edge_flags` besides its domain `*.tunnel.test`), a joined agent publishing
-/// `app.tunnel.test` at the edge in front of an HTTP upstream, and the upstream's address.
-struct Published {
-    edge: RunningEdge,
-    agent: Moat,
-    upstream: String,
-    flags: Vec<String>,
-}
-
-fn publish_app(dir: &Path, edge_flags: &[&str]) -> Published {
-    let edge = start_edge(
-        dir,
-        &[&["--domain", "*.tunnel.test"][..], edge_flags].concat(),
-    );
-    let server_ca = setup(dir, "*.tunnel.test");
-    server_certificate(dir, &server_ca, "app.tunnel.test", 20);
-    let upstream = start_http_upstream().to_string();
-    let flags = publish_flags("app.tunnel.test", &[]);
-    let borrowed: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let (agent, _) = start_agent(dir, &edge, "http", &upstream, &borrowed);
-    Published {
-        edge,
-        agent,
-        upstream,
-        flags,
-    }
 }
 
 /// curl as alice: (exit code, body).

@@ -4,7 +4,7 @@
 
 mod agent_trust;
 mod config_file;
-mod control_plane;
+pub(crate) mod control_plane;
 mod edge_admin;
 pub(crate) mod kit;
 mod lifecycle;
