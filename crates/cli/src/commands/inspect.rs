@@ -92,9 +92,12 @@ pub async fn start(args: &InspectArgs, telemetry: &Telemetry) -> anyhow::Result<
         Ok(listener) => listener,
         Err(ListenError::Bind { address, source }) if asked.is_none() => {
             // Like ngrok: a second moat on one machine still runs, without its own inspector.
-            eprintln!(
-                "moat: the request inspector cannot listen on {address} ({source}); running \
-                 without it (give --inspect ADDR for another address, or --inspect off)"
+            // A log line, not a bare one on stderr: `--log-format json` stays JSON.
+            tracing::warn!(
+                %address,
+                error = %source,
+                "the request inspector cannot listen; running without it (give --inspect ADDR \
+                 for another address, or --inspect off)"
             );
             return Ok(None);
         }
