@@ -252,30 +252,12 @@ impl Inspected {
 
     /// curl on the inspector with `args` before `url`; (status, JSON body or `Null`).
     pub fn api_with(&self, args: &[&str], url: &str) -> (u16, Value) {
-        let mut all = vec!["-w", "\n%{http_code}"];
-        all.extend_from_slice(args);
-        all.push(url);
-        let (code, stdout, stderr) = curl(&self.dir, &all);
-        assert_eq!(code, 0, "curl {url} failed: {stderr}");
-        let (body, status) = stdout.rsplit_once('\n').unwrap();
-        let json = serde_json::from_str(body).unwrap_or(Value::Null);
-        (status.trim().parse().unwrap(), json)
+        call(&self.dir, args, url)
     }
 
     /// `POST /api/requests/http` with `body` (a replay); (status, JSON).
     pub fn replay(&self, body: &Value) -> (u16, Value) {
-        let body = body.to_string();
-        self.api_with(
-            &[
-                "-X",
-                "POST",
-                "-H",
-                "Content-Type: application/json",
-                "--data-binary",
-                &body,
-            ],
-            &format!("{}/api/requests/http", self.inspector),
-        )
+        replay(&self.dir, &self.inspector, body)
     }
 
     /// The captured requests (newest first) for `query`, waiting up to 10 s until there are
@@ -294,6 +276,35 @@ impl Inspected {
         );
         list
     }
+}
+
+/// curl in `dir` on an inspector's `url` with `args` before it; (status, JSON body or `Null`).
+pub fn call(dir: &Path, args: &[&str], url: &str) -> (u16, Value) {
+    let mut all = vec!["-w", "\n%{http_code}"];
+    all.extend_from_slice(args);
+    all.push(url);
+    let (code, stdout, stderr) = curl(dir, &all);
+    assert_eq!(code, 0, "curl {url} failed: {stderr}");
+    let (body, status) = stdout.rsplit_once('\n').unwrap();
+    let json = serde_json::from_str(body).unwrap_or(Value::Null);
+    (status.trim().parse().unwrap(), json)
+}
+
+/// `POST /api/requests/http` (a replay of `body`) to the inspector at `inspector`.
+pub fn replay(dir: &Path, inspector: &str, body: &Value) -> (u16, Value) {
+    let body = body.to_string();
+    call(
+        dir,
+        &[
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            &body,
+        ],
+        &format!("{inspector}/api/requests/http"),
+    )
 }
 
 /// The inspector's URL from moat's `moat: request inspector on http://ADDR` line.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::{RecordingUpstream, inspector_url};
+use super::{RecordingUpstream, call, inspector_url, replay};
 use crate::gateway_support::{Moat, wait_until};
 use crate::tunnel::kit::{
     TunnelPki, curl_through, joined_with_alice, next_agent_log, publish_flags, server_certificate,
@@ -62,12 +62,7 @@ fn an_agent_inspects_what_the_edge_admitted_without_changing_it() {
             lines.push(line);
         }
         let inspector = inspector_url(&lines).expect("the agent's inspector line");
-        let api = |path: &str| -> serde_json::Value {
-            let (code, body, _) =
-                crate::gateway_support::curl(dir, &[&format!("{inspector}{path}")]);
-            assert_eq!(code, 0);
-            serde_json::from_str(&body).unwrap()
-        };
+        let api = |path: &str| call(dir, &[], &format!("{inspector}{path}")).1;
 
         // alice, claiming to be someone else in her headers.
         let spoofing = [
@@ -143,32 +138,10 @@ fn an_agent_inspects_what_the_edge_admitted_without_changing_it() {
         }
 
         // Replay as captured: allowed, as alice. With changes: only where moat judged it.
-        let replay = |body: serde_json::Value| {
-            let body = body.to_string();
-            let (code, out, _) = crate::gateway_support::curl(
-                dir,
-                &[
-                    "-w",
-                    "\n%{http_code}",
-                    "-X",
-                    "POST",
-                    "-H",
-                    "Content-Type: application/json",
-                    "--data-binary",
-                    &body,
-                    &format!("{inspector}/api/requests/http"),
-                ],
-            );
-            assert_eq!(code, 0);
-            let (json, status) = out.rsplit_once('\n').unwrap();
-            (
-                status.to_owned(),
-                serde_json::from_str::<serde_json::Value>(json).unwrap(),
-            )
-        };
+        let replay = |body: serde_json::Value| replay(dir, &inspector, &body);
         let before = upstream.received().len();
         let (status, replayed) = replay(json!({ "id": entry["id"] }));
-        assert_eq!(status, "201", "{terminate_at}: {replayed}");
+        assert_eq!(status, 201, "{terminate_at}: {replayed}");
         let again = &upstream.received()[before];
         assert_eq!(again.target, "/orders?id=7");
         assert_eq!(again.header("moat-client-subject"), Some("CN=alice"));
@@ -181,13 +154,13 @@ fn an_agent_inspects_what_the_edge_admitted_without_changing_it() {
             "modify": { "headers": { "Moat-Client-Subject": "CN=admin" }, "path": "/other" }
         }));
         if terminate_at == "edge" {
-            assert_eq!(status, "409", "{answer}");
+            assert_eq!(status, 409, "{answer}");
             assert!(
                 answer["msg"].as_str().unwrap().contains("through the edge"),
                 "{answer}"
             );
         } else {
-            assert_eq!(status, "201", "{answer}");
+            assert_eq!(status, 201, "{answer}");
             let changed = upstream.wait_for("the changed replay", |r| r.target == "/other");
             assert_eq!(changed.header("moat-client-subject"), Some("CN=alice"));
         }
