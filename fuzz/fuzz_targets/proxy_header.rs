@@ -37,6 +37,7 @@ fuzz_target!(|input: Input| {
         sni: input.sni,
         sni_routed: false,
         tls_version: if input.tls13 { "TLSv1.3" } else { "TLSv1.2" },
+        cipher_suite: None,
         http2: false,
         client,
     };
