@@ -4,6 +4,7 @@
 # same PKI, CRL and upstream), and each client measures them in alternating rounds:
 #   bench/loadgen  keep-alive (64 connections) and a full mTLS handshake per request (16)
 #   openssl s_time a full handshake per connection, one at a time
+#   oha            keep-alive (64 connections), a load generator that is not ours
 #   curl           HTTP/1.1 keep-alive, 16 parallel connections, 20,000 requests
 #
 #   bench/ab.sh OLD_MOAT NEW_MOAT [ROUNDS]     (ROUNDS defaults to 4)
@@ -26,6 +27,11 @@ target_dir="${CARGO_TARGET_DIR:-$repo/target}"
 timeout 1800 cargo build --release --locked --manifest-path "$repo/bench/loadgen/Cargo.toml" \
   --target-dir "$target_dir/loadgen" >/dev/null 2>&1
 loadgen="$target_dir/loadgen/release/loadgen"
+log() { printf 'ab: %s\n' "$*" >&2; }
+die() { printf 'ab: error: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=bench/oha.sh
+. "$repo/bench/oha.sh"
+install_oha
 
 work=$(mktemp -d)
 pids=()
@@ -95,6 +101,17 @@ for round in $(seq "$rounds"); do
       -cert "$pki/client.crt" -key "$pki/client.key" -CAfile "$pki/ca/ca.crt" -new -time 7 \
       -www /small 2>/dev/null | grep -m1 'connections in')
     echo "round=$round client=s_time scenario=handshake moat=$version $line"
+  done
+  for version in "${order[@]}"; do
+    # Counts only 200s: at its deadline oha abandons what is in flight.
+    rps=$(timeout 60 taskset -c 1 "$oha" --no-tui --output-format json -z 7s -c 64 \
+      --cacert "$pki/ca/ca.crt" --cert "$pki/client.crt" --key "$pki/client.key" \
+      --connect-to "localhost:${port[$version]}:127.0.0.1:${port[$version]}" \
+      "https://localhost:${port[$version]}/small" | python3 -c '
+import json, sys
+report = json.load(sys.stdin)
+print(round(int(report.get("statusCodeDistribution", {}).get("200", 0)) / report["summary"]["total"]))')
+    echo "round=$round client=oha scenario=keepalive moat=$version rps=$rps"
   done
   for version in "${order[@]}"; do
     start=$(date +%s.%N)

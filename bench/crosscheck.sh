@@ -5,18 +5,10 @@
 # a figure the harness claims does not depend on its own load generator. Uses run.sh's helpers
 # and fills result[x-keepalive|x-handshake|x-grpc,...]; scenario 7 (gRPC) with oha too.
 
-oha_version=1.16.0
 crosscheck_gateways=(nginx moat)
 
-# oha from crates.io into the target directory, once (its lock file builds as it is).
-install_oha() {
-  oha="$target_dir/oha/bin/oha"
-  if [ ! -x "$oha" ] || ! "$oha" --version 2>/dev/null | grep -q "$oha_version"; then
-    log "installing oha $oha_version into $target_dir/oha (cargo install --locked, a few minutes)"
-    timeout 2400 cargo install oha --version "$oha_version" --locked --root "$target_dir/oha" --force --quiet ||
-      die "cargo install oha $oha_version failed"
-  fi
-}
+# shellcheck source=bench/oha.sh
+. "$repo/bench/oha.sh"
 
 # oha on CPU 1 against the selected gateway, asking for PATH with oha's FLAGS (connections,
 # protocol, method); stores rps, CPU and per CPU-s under result[$1,$2,*] like run.sh's load().

@@ -8,6 +8,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode, Version};
 use moat_proxy::http::inspect::{CapturedBody, Exchange, ReplayMark, ReplayTarget};
+use moat_telemetry::ConnectionInfo;
 use moat_trust::{ClientIdentity, SubjectAltName};
 use serde_json::{Map, Value, json};
 
@@ -23,13 +24,9 @@ pub(crate) struct Entry {
     pub size: usize,
     pub started: SystemTime,
     pub duration: Duration,
-    pub endpoint: String,
-    pub remote_addr: String,
-    pub sni: Option<String>,
-    pub tls_version: &'static str,
-    pub cipher_suite: Option<&'static str>,
-    pub http2: bool,
-    pub client: Option<Arc<ClientIdentity>>,
+    /// The client connection (endpoint, addresses, TLS, certificate), shared with its other
+    /// requests: kept, not copied, since every request pays for what is copied here.
+    pub info: Arc<ConnectionInfo>,
     pub method: Method,
     pub version: Version,
     pub host: Option<String>,
@@ -58,24 +55,12 @@ impl Entry {
             + exchange.request_body.bytes.len()
             + exchange.response_body.bytes.len()
             + exchange.target.len();
-        let info = &exchange.info;
         Entry {
             id,
             size,
             started: exchange.started,
             duration: exchange.duration,
-            endpoint: info.endpoint.clone(),
-            // An edge names its client's address without the port.
-            remote_addr: if info.peer_addr.port() == 0 {
-                info.peer_addr.ip().to_string()
-            } else {
-                info.peer_addr.to_string()
-            },
-            sni: info.sni.clone(),
-            tls_version: info.tls_version,
-            cipher_suite: info.cipher_suite,
-            http2: info.http2,
-            client: info.client.clone(),
+            info: exchange.info,
             method: exchange.method,
             version: exchange.version,
             host: exchange.host,
@@ -99,9 +84,20 @@ impl Entry {
 
     /// The client certificate's subject, or `""` without one.
     pub(crate) fn subject(&self) -> &str {
-        self.client
+        self.info
+            .client
             .as_ref()
             .map_or("", |client| client.subject.as_str())
+    }
+
+    /// The client's address; an edge names it without the port.
+    fn remote_addr(&self) -> String {
+        let peer = self.info.peer_addr;
+        if peer.port() == 0 {
+            peer.ip().to_string()
+        } else {
+            peer.to_string()
+        }
     }
 
     /// The list's view: everything but the bodies' bytes.
@@ -142,9 +138,9 @@ impl Entry {
         json!({
             "uri": format!("/api/requests/http/{}", self.id),
             "id": self.id,
-            "tunnel_name": self.endpoint,
-            "endpoint": self.endpoint,
-            "remote_addr": self.remote_addr,
+            "tunnel_name": self.info.endpoint,
+            "endpoint": self.info.endpoint,
+            "remote_addr": self.remote_addr(),
             "start": rfc3339(self.started),
             // ngrok counts nanoseconds.
             "duration": u64::try_from(self.duration.as_nanos()).unwrap_or(u64::MAX),
@@ -157,12 +153,12 @@ impl Entry {
             "forwarded": self.forwarded,
             "judged_at_edge": self.judged_at_edge,
             "replay_of": self.replay.as_ref().map(|mark| mark.original.clone()),
-            "client": self.client.as_deref().map(client_json),
+            "client": self.info.client.as_deref().map(client_json),
             "tls": {
-                "version": (!self.tls_version.is_empty()).then_some(self.tls_version),
-                "cipher": self.cipher_suite,
-                "sni": self.sni,
-                "alpn": if self.http2 { "h2" } else { "http/1.1" },
+                "version": (!self.info.tls_version.is_empty()).then_some(self.info.tls_version),
+                "cipher": self.info.cipher_suite,
+                "sni": self.info.sni,
+                "alpn": if self.info.http2 { "h2" } else { "http/1.1" },
             },
             "request": request,
             "response": response,
@@ -316,13 +312,17 @@ pub(crate) mod tests {
             size: ENTRY_OVERHEAD,
             started: SystemTime::UNIX_EPOCH,
             duration: Duration::from_millis(12),
-            endpoint: "app".to_owned(),
-            remote_addr: "127.0.0.1:50000".to_owned(),
-            sni: Some("localhost".to_owned()),
-            tls_version: "TLSv1.3",
-            cipher_suite: Some("TLS13_AES_128_GCM_SHA256"),
-            http2: false,
-            client: None,
+            info: Arc::new(ConnectionInfo {
+                endpoint: "app".to_owned(),
+                peer_addr: "127.0.0.1:50000".parse().unwrap(),
+                local_addr: "127.0.0.1:8443".parse().unwrap(),
+                sni: Some("localhost".to_owned()),
+                sni_routed: false,
+                tls_version: "TLSv1.3",
+                cipher_suite: Some("TLS13_AES_128_GCM_SHA256"),
+                http2: false,
+                client: None,
+            }),
             method: Method::GET,
             version: Version::HTTP_11,
             host: Some("localhost".to_owned()),

@@ -103,7 +103,7 @@ impl Filter {
     pub(crate) fn keeps(&self, entry: &Entry) -> bool {
         let subject_kept = match self.subject.as_deref() {
             None => true,
-            Some("-") => entry.client.is_none(),
+            Some("-") => entry.info.client.is_none(),
             Some(part) => entry.subject().to_lowercase().contains(part),
         };
         subject_kept
@@ -121,7 +121,7 @@ impl Filter {
             && self
                 .endpoint
                 .as_deref()
-                .is_none_or(|endpoint| entry.endpoint == endpoint)
+                .is_none_or(|endpoint| entry.info.endpoint == endpoint)
     }
 }
 
@@ -192,7 +192,6 @@ mod tests {
     fn the_subject_filter_ignores_case() {
         let mut entry = sample("a");
         entry.duration = Duration::from_millis(1);
-        entry.client = None;
         let filter = Filter::parse("subject=CN%3DAlice").unwrap();
         assert_eq!(filter.subject.as_deref(), Some("cn=alice"));
         assert!(!filter.keeps(&entry));

@@ -30,8 +30,9 @@ use moat_telemetry::audit::HttpRequestEvent;
 
 /// What every request on one client connection shares.
 pub(super) struct ConnectionContext {
-    /// Who the client is and how it connected.
-    pub info: ConnectionInfo,
+    /// Who the client is and how it connected; shared with the inspector's captures, which
+    /// keep it for each request.
+    pub info: Arc<ConnectionInfo>,
     /// Marks requests in flight, for the connection's idle and header timeouts.
     pub activity: Arc<Activity>,
     /// Handed to upgrade tunnels, which close when the gateway stops.

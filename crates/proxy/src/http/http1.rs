@@ -253,7 +253,7 @@ mod tests {
         let peer = "127.0.0.1:40000".parse().unwrap();
         let (_, shutdown) = watch::channel(false);
         Arc::new(ConnectionContext {
-            info: ConnectionInfo {
+            info: Arc::new(ConnectionInfo {
                 endpoint: "test".into(),
                 peer_addr: peer,
                 local_addr: "127.0.0.1:8443".parse().unwrap(),
@@ -263,7 +263,7 @@ mod tests {
                 cipher_suite: None,
                 http2: false,
                 client: None,
-            },
+            }),
             activity: Activity::new(true, LIMITS, tokio::time::Instant::now()),
             shutdown,
             identity_headers: std::sync::Mutex::new(None),

@@ -40,8 +40,9 @@ pub struct Exchange {
     pub started: SystemTime,
     /// From the head's arrival to the response body's end (or the client leaving).
     pub duration: Duration,
-    /// The client connection: endpoint, addresses, TLS, certificate.
-    pub info: ConnectionInfo,
+    /// The client connection: endpoint, addresses, TLS, certificate (shared by the
+    /// connection's requests).
+    pub info: Arc<ConnectionInfo>,
     /// The request method.
     pub method: Method,
     /// The client's HTTP version.
@@ -103,7 +104,7 @@ pub struct ReplayMark {
 #[derive(Clone)]
 pub struct ReplayTarget {
     proxy: Arc<HttpProxy>,
-    info: ConnectionInfo,
+    info: Arc<ConnectionInfo>,
 }
 
 impl fmt::Debug for ReplayTarget {
@@ -158,7 +159,7 @@ impl ReplayTarget {
         }
         let request = Request::from_parts(parts, ClientBody::replayed(body));
         let context = Arc::new(ConnectionContext {
-            info: self.info.clone(),
+            info: Arc::clone(&self.info),
             activity: Activity::new(false, self.proxy.client_limits, Instant::now()),
             // Never stopped: a replay has no connection for a shutdown to end.
             shutdown: watch::channel(false).1,
@@ -174,7 +175,7 @@ impl ReplayTarget {
 /// `Client-Cert` and `Client-Cert-Chain` (RFC 9440) and its address from `X-Forwarded-For`
 /// (port 0: the edge sends none), as the edge wrote them. Shown by the inspector only; the
 /// edge made the decisions.
-fn client_named_by_edge(info: &ConnectionInfo, headers: &HeaderMap) -> ConnectionInfo {
+fn client_named_by_edge(info: &ConnectionInfo, headers: &HeaderMap) -> Arc<ConnectionInfo> {
     use base64::Engine as _;
     let binary = |text: &str| {
         let text = text.trim();
@@ -210,7 +211,7 @@ fn client_named_by_edge(info: &ConnectionInfo, headers: &HeaderMap) -> Connectio
     if let Some(ip) = peer_ip {
         relayed.peer_addr = std::net::SocketAddr::new(ip, 0);
     }
-    relayed
+    Arc::new(relayed)
 }
 
 /// Copies the first bytes of a body as it passes, up to a limit, counting the rest.
@@ -283,19 +284,17 @@ impl Capture {
     pub(super) fn begin<B>(
         observer: &Arc<dyn RequestObserver>,
         proxy: &Arc<HttpProxy>,
-        info: &ConnectionInfo,
+        info: &Arc<ConnectionInfo>,
         request: &Request<B>,
         host: Option<String>,
         target: String,
         relayed_from_edge: bool,
     ) -> Capture {
         let limit = observer.body_limit();
-        let relayed_info;
         let info = if relayed_from_edge {
-            relayed_info = client_named_by_edge(info, request.headers());
-            &relayed_info
+            client_named_by_edge(info, request.headers())
         } else {
-            info
+            Arc::clone(info)
         };
         Capture {
             observer: Arc::clone(observer),
@@ -316,7 +315,7 @@ impl Capture {
             replay: request.extensions().get::<ReplayMark>().cloned(),
             target_of_replay: ReplayTarget {
                 proxy: Arc::clone(proxy),
-                info: info.clone(),
+                info,
             },
         }
     }
@@ -360,7 +359,7 @@ impl Capture {
         let exchange = Exchange {
             started: self.started,
             duration: self.clock.elapsed(),
-            info: self.target_of_replay.info.clone(),
+            info: Arc::clone(&self.target_of_replay.info),
             method: self.method,
             version: self.version,
             host: self.host,

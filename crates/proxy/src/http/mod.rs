@@ -335,7 +335,7 @@ impl HttpProxy {
         };
         let client_address = headers::ClientAddress::of(info.peer_addr);
         let context = Arc::new(ConnectionContext {
-            info,
+            info: Arc::new(info),
             activity: Arc::clone(&activity),
             shutdown,
             identity_headers: std::sync::Mutex::new(None),

@@ -434,3 +434,71 @@ fn the_inspector_listens_where_asked_and_only_on_loopback_unless_allowed() {
     );
     assert_eq!(inspector_url(&moat.stdout), None, "{:?}", moat.stdout);
 }
+
+/// The default address, 127.0.0.1:4040, in a network namespace of the test's own, so that no
+/// other moat (or ngrok) on this machine holds it or lets it go mid-test: free, moat serves its
+/// inspector there without being asked; taken, moat says so in its log and serves its endpoint
+/// without one. Needs root (CI runs as root) for `unshare --net`.
+#[test]
+fn the_default_address_is_used_when_free_and_skipped_with_a_warning_when_taken() {
+    let scratch = Scratch::new();
+    let dir = scratch.path();
+    let script = r#"
+set -eu
+ip link set lo up
+wait_for() {
+  for _ in $(seq 200); do grep -q "$2" "$1" && return 0; sleep 0.05; done
+  echo "no '$2' in $1:" >&2; cat "$1" >&2; return 1
+}
+"$MOAT" http 9 --listen 127.0.0.1:8080 >free.out 2>free.log &
+moat=$!
+wait_for free.out 'listening on'
+curl -sS --max-time 5 http://127.0.0.1:4040/api/status >free-status.json
+kill "$moat"; wait "$moat" || true
+python3 -c 'import socket, time
+s = socket.socket(); s.bind(("127.0.0.1", 4040)); s.listen(); print("held", flush=True); time.sleep(30)' >holder.out &
+holder=$!
+wait_for holder.out held
+"$MOAT" http 9 --listen 127.0.0.1:8080 >taken.out 2>taken.log &
+moat=$!
+wait_for taken.out 'listening on'
+# Nothing listens on the upstream's port 9: a 502 is moat's endpoint answering.
+curl -sS -k -o /dev/null -w '%{http_code}' --max-time 5 https://127.0.0.1:8080/ >taken-endpoint.txt || true
+kill "$moat" "$holder"; wait || true
+"#;
+    let output = std::process::Command::new("unshare")
+        .args(["--net", "sh", "-c", script])
+        .current_dir(dir)
+        .env("MOAT", env!("CARGO_BIN_EXE_moat"))
+        .env("MOAT_HOME", dir.join("home"))
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("unshare runs");
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap_or_default();
+    assert!(
+        output.status.success(),
+        "the script failed (unshare --net needs root): {}\nfree.log: {}\ntaken.log: {}",
+        String::from_utf8_lossy(&output.stderr),
+        read("free.log"),
+        read("taken.log")
+    );
+
+    assert!(
+        read("free.out").contains("moat: request inspector on http://127.0.0.1:4040\n"),
+        "{}",
+        read("free.out")
+    );
+    let status: Value = serde_json::from_str(&read("free-status.json")).unwrap();
+    assert_eq!(status["endpoints"][0]["name"], "http", "{status}");
+
+    let taken_out = read("taken.out");
+    assert!(!taken_out.contains("request inspector"), "{taken_out}");
+    let log = read("taken.log");
+    assert!(
+        log.contains("WARN")
+            && log.contains("the request inspector cannot listen; running without it")
+            && log.contains("127.0.0.1:4040"),
+        "{log}"
+    );
+    assert_eq!(read("taken-endpoint.txt"), "502");
+}
