@@ -13,7 +13,7 @@ mod waiting;
 
 pub use audit::audit_events;
 pub use certificates::{
-    TestCa, Usage, client_files, gateway_pki_dir, openssl, write_pair, write_server_pki,
+    MTLS_FILES, TestCa, Usage, client_files, gateway_pki_dir, openssl, write_pair, write_server_pki,
 };
 pub use clients::{
     ClientOptions, GET_ROOT, client_config, connect_from, curl, rustls_exchange,

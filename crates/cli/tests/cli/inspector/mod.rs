@@ -16,7 +16,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::gateway_support::{Moat, TestCa, Usage, curl, wait_until, write_pair, write_server_pki};
+use crate::gateway_support::{
+    MTLS_FILES, Moat, TestCa, Usage, curl, wait_until, write_pair, write_server_pki,
+};
 
 /// Access rules of the inspected endpoint: `/admin/*` is alice's; any valid client may use the
 /// rest.
@@ -175,17 +177,9 @@ impl Inspected {
         std::fs::write(dir.join("policy.toml"), POLICY).unwrap();
         let upstream = RecordingUpstream::start();
         let upstream_address = upstream.address.to_string();
-        let mut args = vec![
-            "http",
-            upstream_address.as_str(),
-            "--listen",
-            "127.0.0.1:0",
-            "--crt",
-            "server.crt",
-            "--key",
-            "server.key",
-            "--mutual-tls-cas",
-            "cas.pem",
+        let mut args = vec!["http", upstream_address.as_str(), "--listen", "127.0.0.1:0"];
+        args.extend_from_slice(&MTLS_FILES);
+        args.extend_from_slice(&[
             "--client-auth",
             "request",
             "--policy",
@@ -194,7 +188,7 @@ impl Inspected {
             "audit.jsonl",
             "--inspect",
             "127.0.0.1:0",
-        ];
+        ]);
         args.extend_from_slice(extra);
         let moat = Moat::start(dir, &args, 1);
         let inspector = inspector_url(&moat.stdout)
